@@ -1,0 +1,168 @@
+#include "services/common/db.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+
+#include <cstdlib>
+
+#include "services/common/logging.h"
+#include "services/common/status.h"
+
+namespace mlops {
+
+std::string PrefixSuccessor(std::string_view prefix) {
+  std::string out(prefix);
+  while (!out.empty()) {
+    unsigned char last = static_cast<unsigned char>(out.back());
+    if (last != 0xff) {
+      out.back() = static_cast<char>(last + 1);
+      return out;
+    }
+    out.pop_back();
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
+                                             const std::vector<std::string>& column_families,
+                                             const Options& options) {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = options.create_if_missing;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  db_options.max_background_jobs = 2;
+  db_options.bytes_per_sync = 1 << 20;
+  db_options.max_total_wal_size = 256 << 20;
+  db_options.keep_log_file_num = 3;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_mb << 20);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.format_version = 5;
+  rocksdb::ColumnFamilyOptions cf_options(db_options);
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf_options.compression = rocksdb::kLZ4Compression;
+  cf_options.bottommost_compression = rocksdb::kZSTD;
+  cf_options.write_buffer_size = 64 << 20;
+  cf_options.level_compaction_dynamic_level_bytes = true;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
+  for (const auto& name : column_families) descriptors.emplace_back(name, cf_options);
+
+  std::unique_ptr<Db> db(new Db());
+  db->path_ = path;
+  db->write_options_.sync = options.sync_writes;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(rocksdb::DBOptions(db_options), path, descriptors, &db->handles_, &raw);
+  if (!s.ok()) {
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      return absl::UnavailableError("database " + path + " is in use by another process: " +
+                                    s.ToString());
+    }
+    return FromRocksStatus(s, "open " + path);
+  }
+  db->db_.reset(raw);
+  db->names_.push_back(rocksdb::kDefaultColumnFamilyName);
+  for (const auto& name : column_families) db->names_.push_back(name);
+  return db;
+}
+
+Db::~Db() {
+  if (db_ == nullptr) return;
+  for (auto* handle : handles_) db_->DestroyColumnFamilyHandle(handle);
+  handles_.clear();
+  db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* Db::Cf(std::string_view name) const {
+  for (size_t i = 0; i < names_.size(); ++i) {
+    if (names_[i] == name) return handles_[i];
+  }
+  Fatal("unknown column family " + std::string(name));
+}
+
+absl::StatusOr<std::optional<std::string>> Db::Get(rocksdb::ColumnFamilyHandle* cf,
+                                                   std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()),
+                               &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocksStatus(s, "get");
+  return value;
+}
+
+absl::Status Db::Write(rocksdb::WriteBatch* batch) {
+  return FromRocksStatus(db_->Write(write_options_, batch), "write");
+}
+
+std::unique_ptr<rocksdb::Iterator> Db::NewIterator(rocksdb::ColumnFamilyHandle* cf) const {
+  return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(rocksdb::ReadOptions(), cf));
+}
+
+absl::Status Db::ScanPrefix(
+    rocksdb::ColumnFamilyHandle* cf, std::string_view prefix, std::string_view after,
+    const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  std::string upper = PrefixSuccessor(prefix);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  if (!upper.empty()) read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf));
+  if (after.empty()) {
+    it->Seek(rocksdb::Slice(prefix.data(), prefix.size()));
+  } else {
+    it->Seek(rocksdb::Slice(after.data(), after.size()));
+    if (it->Valid() && it->key() == rocksdb::Slice(after.data(), after.size())) it->Next();
+  }
+  for (; it->Valid(); it->Next()) {
+    rocksdb::Slice k = it->key();
+    if (!k.starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) break;
+    rocksdb::Slice v = it->value();
+    if (!fn(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()))) break;
+  }
+  return FromRocksStatus(it->status(), "scan");
+}
+
+absl::Status Db::ScanPrefixReverse(
+    rocksdb::ColumnFamilyHandle* cf, std::string_view prefix, std::string_view before,
+    const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  std::string lower(prefix);
+  rocksdb::Slice lower_slice(lower);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_lower_bound = &lower_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_options, cf));
+  if (before.empty()) {
+    std::string upper = PrefixSuccessor(prefix);
+    if (upper.empty()) {
+      it->SeekToLast();
+    } else {
+      it->SeekForPrev(upper);
+      if (it->Valid() && it->key() == rocksdb::Slice(upper)) it->Prev();
+    }
+  } else {
+    it->SeekForPrev(rocksdb::Slice(before.data(), before.size()));
+    if (it->Valid() && it->key() == rocksdb::Slice(before.data(), before.size())) it->Prev();
+  }
+  for (; it->Valid(); it->Prev()) {
+    rocksdb::Slice k = it->key();
+    if (!k.starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) break;
+    rocksdb::Slice v = it->value();
+    if (!fn(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()))) break;
+  }
+  return FromRocksStatus(it->status(), "scan");
+}
+
+uint64_t Db::IntProperty(const std::string& name) const {
+  uint64_t total = 0;
+  for (auto* handle : handles_) {
+    uint64_t value = 0;
+    if (db_->GetIntProperty(handle, name, &value)) total += value;
+  }
+  return total;
+}
+
+}  // namespace mlops

@@ -1,0 +1,82 @@
+// The one storage wrapper every service core writes through: a RocksDB database with named column
+// families, opened once per process. Every logical change is one WriteBatch (atomic across column
+// families).
+//
+// Durability: writes go to the write-ahead log before they are acknowledged. With sync_writes=false
+// (the default) the WAL is written but not fsynced, which survives a crash of the process (kill -9)
+// but not of the machine; sync_writes=true fsyncs every batch and survives power loss too.
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace mlops {
+
+class Db {
+ public:
+  struct Options {
+    bool sync_writes = false;
+    size_t block_cache_mb = 256;
+    // Applied to column families whose name is listed: a fixed-length key prefix for bloom filters.
+    bool create_if_missing = true;
+  };
+
+  // Opens (creating when missing) the database at `path` with every listed column family, plus
+  // "default". Returns UNAVAILABLE when another process holds the lock, DATA_LOSS on corruption.
+  static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path,
+                                                  const std::vector<std::string>& column_families,
+                                                  const Options& options);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // The handle of a column family given to Open; aborts on an unknown name (a programming error).
+  rocksdb::ColumnFamilyHandle* Cf(std::string_view name) const;
+
+  // The value at `key`, or nullopt when absent.
+  absl::StatusOr<std::optional<std::string>> Get(rocksdb::ColumnFamilyHandle* cf,
+                                                 std::string_view key) const;
+  // Applies the batch atomically.
+  absl::Status Write(rocksdb::WriteBatch* batch);
+
+  std::unique_ptr<rocksdb::Iterator> NewIterator(rocksdb::ColumnFamilyHandle* cf) const;
+
+  // Calls fn(key, value) for each key that starts with `prefix`, in key order, beginning strictly
+  // after `after` when it is non-empty (it must start with `prefix`). fn returns false to stop.
+  absl::Status ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
+                          std::string_view after,
+                          const std::function<bool(std::string_view, std::string_view)>& fn) const;
+  // The same in reverse key order, beginning strictly before `before` when it is non-empty.
+  absl::Status ScanPrefixReverse(
+      rocksdb::ColumnFamilyHandle* cf, std::string_view prefix, std::string_view before,
+      const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
+  // Sum of an integer property (e.g. "rocksdb.estimate-num-keys") over every column family.
+  uint64_t IntProperty(const std::string& name) const;
+
+  rocksdb::DB* raw() const { return db_.get(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  Db() = default;
+
+  std::string path_;
+  rocksdb::WriteOptions write_options_;
+  std::vector<std::string> names_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+// The smallest string greater than every string that starts with `prefix` (empty when none is).
+std::string PrefixSuccessor(std::string_view prefix);
+
+}  // namespace mlops

@@ -1,0 +1,101 @@
+#include "services/common/http_server.h"
+
+#include <civetweb.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <sstream>
+
+namespace mlops {
+namespace {
+
+void Reply(mg_connection* conn, int code, const char* content_type, const std::string& body) {
+  mg_response_header_start(conn, code);
+  mg_response_header_add(conn, "Content-Type", content_type, -1);
+  mg_response_header_add(conn, "Content-Length", std::to_string(body.size()).c_str(), -1);
+  mg_response_header_send(conn);
+  mg_write(conn, body.data(), body.size());
+}
+
+}  // namespace
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::AddCollectable(std::weak_ptr<prometheus::Collectable> collectable) {
+  std::lock_guard<std::mutex> lock(mu_);
+  collectables_.push_back(std::move(collectable));
+}
+
+void HttpServer::SetReadiness(std::function<bool()> ready) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ready_ = std::move(ready);
+}
+
+absl::Status HttpServer::Start(const std::string& host, int port) {
+  mg_init_library(0);
+  std::string listen = host + ":" + std::to_string(port);
+  const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "4",
+                           "enable_keep_alive", "yes", nullptr};
+  mg_callbacks callbacks{};
+  // civetweb logs bind failures through this callback; returning 1 silences its own printing.
+  callbacks.log_message = [](const mg_connection*, const char*) { return 1; };
+  ctx_ = mg_start(&callbacks, this, options);
+  if (ctx_ == nullptr) {
+    return absl::UnavailableError("metrics: cannot listen on " + listen);
+  }
+  mg_server_port ports[4];
+  int n = mg_get_server_ports(ctx_, 4, ports);
+  port_ = n > 0 ? ports[0].port : port;
+  mg_set_request_handler(ctx_, "/metrics$", &HttpServer::HandleMetrics, this);
+  mg_set_request_handler(ctx_, "/healthz$", &HttpServer::HandleHealth, this);
+  mg_set_request_handler(ctx_, "/readyz$", &HttpServer::HandleReady, this);
+  return absl::OkStatus();
+}
+
+void HttpServer::Stop() {
+  if (ctx_ != nullptr) {
+    mg_stop(ctx_);
+    ctx_ = nullptr;
+  }
+}
+
+std::string HttpServer::Render() const {
+  std::vector<prometheus::MetricFamily> families;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& weak : collectables_) {
+      if (auto collectable = weak.lock()) {
+        auto collected = collectable->Collect();
+        families.insert(families.end(), std::make_move_iterator(collected.begin()),
+                        std::make_move_iterator(collected.end()));
+      }
+    }
+  }
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, families);
+  return out.str();
+}
+
+int HttpServer::HandleMetrics(mg_connection* conn, void* self) {
+  Reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8",
+        static_cast<HttpServer*>(self)->Render());
+  return 200;
+}
+
+int HttpServer::HandleHealth(mg_connection* conn, void*) {
+  Reply(conn, 200, "text/plain", "ok\n");
+  return 200;
+}
+
+int HttpServer::HandleReady(mg_connection* conn, void* self) {
+  auto* server = static_cast<HttpServer*>(self);
+  bool ready = true;
+  {
+    std::lock_guard<std::mutex> lock(server->mu_);
+    if (server->ready_) ready = server->ready_();
+  }
+  Reply(conn, ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n");
+  return ready ? 200 : 503;
+}
+
+}  // namespace mlops

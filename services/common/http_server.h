@@ -1,0 +1,54 @@
+// The HTTP side of every service: Prometheus text exposition on /metrics, liveness on /healthz and
+// readiness on /readyz, served by civetweb. (prometheus-cpp's Exposer serves only metrics paths, so
+// we drive civetweb directly and serialize the registry with prometheus-cpp's TextSerializer.)
+#pragma once
+
+#include <prometheus/collectable.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+struct mg_context;
+struct mg_connection;
+
+namespace mlops {
+
+class HttpServer {
+ public:
+  HttpServer() = default;
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Collectables to serialize on each /metrics request. Add before or after Start.
+  void AddCollectable(std::weak_ptr<prometheus::Collectable> collectable);
+  // /readyz answers 200 only while `ready` returns true (default: always).
+  void SetReadiness(std::function<bool()> ready);
+
+  // Listens on host:port (port 0 picks a free one). UNAVAILABLE when the port is taken.
+  absl::Status Start(const std::string& host, int port);
+  void Stop();
+  int port() const { return port_; }
+
+  // The current exposition text (what /metrics returns).
+  std::string Render() const;
+
+ private:
+  static int HandleMetrics(mg_connection* conn, void* self);
+  static int HandleHealth(mg_connection* conn, void* self);
+  static int HandleReady(mg_connection* conn, void* self);
+
+  mutable std::mutex mu_;
+  std::vector<std::weak_ptr<prometheus::Collectable>> collectables_;
+  std::function<bool()> ready_;
+  mg_context* ctx_ = nullptr;
+  int port_ = 0;
+};
+
+}  // namespace mlops

@@ -1,0 +1,65 @@
+// Prometheus metrics shared by every service: per-RPC counters and latency histograms recorded by a
+// gRPC server interceptor, process gauges and RocksDB gauges computed at scrape time.
+//
+// Exposed families:
+//   grpc_server_handled_total{grpc_service,grpc_method,grpc_code}   counter
+//   grpc_server_handling_seconds{grpc_service,grpc_method}          histogram
+//   process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
+//   process_open_fds, process_threads, process_start_time_seconds   gauges / counter
+//   mlops_rocksdb_estimate_num_keys{db}, mlops_rocksdb_live_sst_bytes{db},
+//   mlops_rocksdb_memtable_bytes{db}, mlops_rocksdb_compaction_pending{db},
+//   mlops_rocksdb_running_compactions{db}, mlops_rocksdb_block_cache_usage_bytes{db}  gauges
+#pragma once
+
+#include <grpcpp/support/server_interceptor.h>
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mlops {
+
+class Db;
+
+// Records one finished RPC. Thread-safe.
+class RpcMetrics {
+ public:
+  explicit RpcMetrics(prometheus::Registry& registry);
+  // `full_method` is gRPC's "/package.Service/Method".
+  void Record(std::string_view full_method, int code, double seconds);
+
+ private:
+  prometheus::Family<prometheus::Counter>& handled_;
+  prometheus::Family<prometheus::Histogram>& latency_;
+};
+
+// A server interceptor factory that feeds `metrics` (which must outlive the server).
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeRpcMetricsInterceptorFactory(RpcMetrics* metrics);
+
+// process_* gauges read from /proc at each scrape.
+std::shared_ptr<prometheus::Collectable> MakeProcessCollector();
+
+// mlops_rocksdb_* gauges of the given databases, labelled db=<name>, read at each scrape. The
+// databases must outlive every scrape (unregister the collector before closing them).
+class RocksDbCollector : public prometheus::Collectable {
+ public:
+  void Add(std::string name, const Db* db);
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, const Db*>> dbs_;
+};
+
+// Reads this process's peak resident set size (VmHWM) in bytes from /proc/self/status; 0 on error.
+uint64_t PeakRssBytes(int pid = 0);
+
+}  // namespace mlops

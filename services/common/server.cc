@@ -1,0 +1,157 @@
+#include "services/common/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "services/common/logging.h"
+
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address the gRPC server binds to.");
+ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
+ABSL_FLAG(int, metrics_port, 9464,
+          "HTTP port for /metrics, /healthz and /readyz (0 picks a free one, -1 disables).");
+ABSL_FLAG(std::string, data_dir, "./.mlops", "Directory holding each service's RocksDB.");
+ABSL_FLAG(std::string, log_format, "text", "Log format: text or json.");
+ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message accepted or sent, in MiB.");
+ABSL_FLAG(int, shutdown_grace_s, 10,
+          "On SIGTERM, seconds that running RPCs get to finish before they are cancelled.");
+ABSL_FLAG(bool, sync_writes, false,
+          "fsync the write-ahead log on every write (survives power loss, slower). Without it, "
+          "acknowledged writes survive a crash of the process but not of the machine.");
+ABSL_FLAG(std::string, port_file, "",
+          "When set, write the bound gRPC and metrics ports to this file once serving.");
+
+namespace mlops {
+
+std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  absl::SetProgramUsageMessage(usage);
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    std::string env = "MLOPS_";
+    for (char c : name) env += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (const char* value = std::getenv(env.c_str())) {
+      std::string error;
+      if (!flag->ParseFrom(value, &error)) {
+        std::fprintf(stderr, "invalid %s=%s: %s\n", env.c_str(), value, error.c_str());
+        std::exit(2);
+      }
+    }
+  }
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  LogFormat format;
+  if (!ParseLogFormat(absl::GetFlag(FLAGS_log_format), &format)) {
+    std::fprintf(stderr, "--log_format must be text or json\n");
+    std::exit(2);
+  }
+  SetLogFormat(format);
+  return args;
+}
+
+ServerConfig ServerConfig::FromFlags() {
+  ServerConfig config;
+  config.host = absl::GetFlag(FLAGS_host);
+  config.port = absl::GetFlag(FLAGS_port);
+  config.metrics_host = absl::GetFlag(FLAGS_host);
+  config.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  config.max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
+  return config;
+}
+
+ServiceHost::ServiceHost(ServerConfig config)
+    : config_(std::move(config)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      process_(MakeProcessCollector()),
+      rocksdb_(std::make_shared<RocksDbCollector>()),
+      rpc_metrics_(std::make_unique<RpcMetrics>(*registry_)) {
+  http_.AddCollectable(registry_);
+  http_.AddCollectable(process_);
+  http_.AddCollectable(rocksdb_);
+}
+
+ServiceHost::~ServiceHost() { Shutdown(absl::ZeroDuration()); }
+
+void ServiceHost::AddService(grpc::Service* service) { services_.push_back(service); }
+
+absl::Status ServiceHost::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::string address = config_.host + ":" + std::to_string(config_.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(config_.max_message_bytes);
+  builder.SetMaxSendMessageSize(config_.max_message_bytes);
+  for (grpc::Service* service : services_) builder.RegisterService(service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
+  factories.push_back(MakeRpcMetricsInterceptorFactory(rpc_metrics_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(factories));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    server_.reset();
+    return absl::UnavailableError("grpc: cannot listen on " + address);
+  }
+  if (config_.metrics_port >= 0) {
+    absl::Status status = http_.Start(config_.metrics_host, config_.metrics_port);
+    if (!status.ok()) {
+      server_->Shutdown();
+      server_.reset();
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::Channel> ServiceHost::InProcessChannel() {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(config_.max_message_bytes);
+  args.SetMaxSendMessageSize(config_.max_message_bytes);
+  return server_->InProcessChannel(args);
+}
+
+void ServiceHost::Shutdown(absl::Duration grace) {
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+    server_->Wait();
+    server_.reset();
+  }
+  http_.Stop();
+}
+
+int WaitForShutdownSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+absl::Status WritePortFile(const std::string& path, int port, int metrics_port) {
+  if (path.empty()) return absl::OkStatus();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << port << "\n" << metrics_port << "\n";
+    if (!out) return absl::InternalError("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError("cannot rename " + tmp + " to " + path);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mlops

@@ -1,0 +1,86 @@
+// Server bootstrap shared by every service binary and mlops-server: flags (with MLOPS_* environment
+// fallback), a gRPC server with the health service, reflection, bounded message sizes and per-RPC
+// metrics, the HTTP metrics endpoint, and graceful shutdown on SIGTERM/SIGINT.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "services/common/http_server.h"
+#include "services/common/metrics.h"
+
+ABSL_DECLARE_FLAG(std::string, host);
+ABSL_DECLARE_FLAG(int, port);
+ABSL_DECLARE_FLAG(int, metrics_port);
+ABSL_DECLARE_FLAG(std::string, data_dir);
+ABSL_DECLARE_FLAG(std::string, log_format);
+ABSL_DECLARE_FLAG(int, max_message_mb);
+ABSL_DECLARE_FLAG(int, shutdown_grace_s);
+ABSL_DECLARE_FLAG(bool, sync_writes);
+ABSL_DECLARE_FLAG(std::string, port_file);
+
+namespace mlops {
+
+// Blocks SIGTERM/SIGINT in the calling thread (so every thread started later inherits the mask and
+// WaitForShutdownSignal can sigwait for them), applies MLOPS_<FLAG> environment variables to flags,
+// then parses the command line (which wins over the environment). Returns positional arguments.
+std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage);
+
+struct ServerConfig {
+  std::string host = "0.0.0.0";
+  int port = 0;          // 0: pick a free port.
+  std::string metrics_host = "0.0.0.0";
+  int metrics_port = -1;  // -1: no HTTP endpoint; 0: pick a free port.
+  int max_message_bytes = 64 << 20;
+  // The config given by the common flags.
+  static ServerConfig FromFlags();
+};
+
+// Hosts gRPC services (and the metrics endpoint) in this process.
+class ServiceHost {
+ public:
+  explicit ServiceHost(ServerConfig config);
+  ~ServiceHost();
+
+  // Services must outlive the host; register them before Start.
+  void AddService(grpc::Service* service);
+  prometheus::Registry& registry() { return *registry_; }
+  RocksDbCollector& rocksdb_collector() { return *rocksdb_; }
+  HttpServer& http() { return http_; }
+
+  // Builds and starts the gRPC server, then the HTTP endpoint. UNAVAILABLE when a port is taken.
+  absl::Status Start();
+  int port() const { return port_; }
+  int metrics_port() const { return http_.port(); }
+  // A channel to this server that stays inside the process.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // Stops accepting RPCs, lets running ones finish until `grace`, then cancels the rest.
+  void Shutdown(absl::Duration grace);
+
+ private:
+  ServerConfig config_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<prometheus::Collectable> process_;
+  std::shared_ptr<RocksDbCollector> rocksdb_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
+  std::vector<grpc::Service*> services_;
+  std::unique_ptr<grpc::Server> server_;
+  HttpServer http_;
+  int port_ = 0;
+};
+
+// Waits for SIGTERM or SIGINT (blocked by InitServerProcess) and returns the signal number.
+int WaitForShutdownSignal();
+
+// Writes "port\nmetrics_port\n" atomically (write then rename) to `path` when it is non-empty, so
+// that tests and scripts can start a server on port 0 and learn its ports.
+absl::Status WritePortFile(const std::string& path, int port, int metrics_port);
+
+}  // namespace mlops

@@ -1,0 +1,46 @@
+// Status plumbing shared by every service: conversions between absl::Status (what cores return),
+// grpc::Status (what the wire carries) and rocksdb::Status (what storage returns), and the
+// RETURN_IF_ERROR / ASSIGN_OR_RETURN macros that Debian's abseil (20220623) lacks.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace rocksdb {
+class Status;
+}
+
+namespace mlops {
+
+// Maps canonical codes one to one and keeps the message.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Explicit switch over RocksDB codes: NotFound -> NOT_FOUND, Busy/TimedOut/TryAgain -> UNAVAILABLE
+// (retryable), Corruption -> DATA_LOSS, InvalidArgument -> INVALID_ARGUMENT, IOError -> UNAVAILABLE
+// (RESOURCE_EXHAUSTED when the disk is full), anything else INTERNAL. `context` prefixes the
+// message, e.g. "put run".
+absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context = {});
+
+}  // namespace mlops
+
+#define MLOPS_STATUS_CONCAT_INNER_(a, b) a##b
+#define MLOPS_STATUS_CONCAT_(a, b) MLOPS_STATUS_CONCAT_INNER_(a, b)
+
+// Returns from the enclosing function when `expr` (an absl::Status) is not OK.
+#define RETURN_IF_ERROR(expr)                               \
+  do {                                                      \
+    ::absl::Status mlops_status_ = (expr);                  \
+    if (!mlops_status_.ok()) return mlops_status_;          \
+  } while (false)
+
+// ASSIGN_OR_RETURN(auto x, Fn()): evaluates Fn() (an absl::StatusOr<T>); returns its status when not
+// OK, otherwise moves the value into the declaration on the left.
+#define ASSIGN_OR_RETURN(lhs, expr) \
+  MLOPS_ASSIGN_OR_RETURN_IMPL_(MLOPS_STATUS_CONCAT_(mlops_statusor_, __LINE__), lhs, expr)
+#define MLOPS_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
+  auto tmp = (expr);                                 \
+  if (!tmp.ok()) return std::move(tmp).status();     \
+  lhs = std::move(tmp).value()

@@ -1,0 +1,46 @@
+// String helpers that take std::string_view. Debian 12's abseil is built with its own
+// absl::string_view (not std::string_view), so absl::StrCat and friends reject std::string_view
+// arguments; these small helpers keep the code free of conversions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "absl/strings/string_view.h"
+
+namespace mlops {
+
+namespace strings_internal {
+inline void Append(std::string* out, std::string_view piece) { out->append(piece); }
+inline void Append(std::string* out, const char* piece) { out->append(piece); }
+inline void Append(std::string* out, const std::string& piece) { out->append(piece); }
+inline void Append(std::string* out, absl::string_view piece) {
+  out->append(piece.data(), piece.size());
+}
+inline void Append(std::string* out, char c) { out->push_back(c); }
+inline void Append(std::string* out, bool b) { out->append(b ? "true" : "false"); }
+void Append(std::string* out, double value);  // shortest round-trip form
+template <typename T>
+  requires std::is_integral_v<T>
+void Append(std::string* out, T value) {
+  out->append(std::to_string(value));
+}
+}  // namespace strings_internal
+
+// Concatenates strings, string_views, characters, integers and doubles.
+template <typename... Args>
+std::string StrCat(const Args&... args) {
+  std::string out;
+  (strings_internal::Append(&out, args), ...);
+  return out;
+}
+
+std::string ToLower(std::string_view text);
+std::string ToUpper(std::string_view text);
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+// Shortest text that parses back to the same double ("0.1", "1e+300", "nan", "inf").
+std::string FormatDouble(double value);
+
+}  // namespace mlops

@@ -1,0 +1,493 @@
+#include "services/metadata/filter.h"
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+#include "services/common/strings.h"
+
+namespace mlops::metadata {
+namespace {
+
+struct Token {
+  enum class Kind { kEnd, kWord, kString, kNumber, kBacktick, kOp, kLParen, kRParen, kComma };
+  Kind kind = Kind::kEnd;
+  std::string text;  // words as written, strings unescaped, operators
+  double number = 0;
+  size_t pos = 0;  // 0-based offset in the input
+};
+
+bool IsKeyChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '/' ||
+         c == ':' || c == '-';
+}
+
+class Lexer {
+ public:
+  explicit Lexer(std::string_view text) : text_(text) {}
+
+  absl::StatusOr<std::vector<Token>> Tokenize() {
+    std::vector<Token> tokens;
+    while (true) {
+      while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
+      Token token;
+      token.pos = pos_;
+      if (pos_ >= text_.size()) {
+        tokens.push_back(token);
+        return tokens;
+      }
+      char c = text_[pos_];
+      if (c == '(' || c == ')' || c == ',') {
+        token.kind = c == '(' ? Token::Kind::kLParen
+                              : (c == ')' ? Token::Kind::kRParen : Token::Kind::kComma);
+        token.text = std::string(1, c);
+        ++pos_;
+      } else if (c == '\'' || c == '"' || c == '`') {
+        token.kind = c == '`' ? Token::Kind::kBacktick : Token::Kind::kString;
+        ++pos_;
+        bool closed = false;
+        while (pos_ < text_.size()) {
+          char d = text_[pos_++];
+          if (d == '\\' && pos_ < text_.size()) {
+            token.text += text_[pos_++];
+          } else if (d == c) {
+            closed = true;
+            break;
+          } else {
+            token.text += d;
+          }
+        }
+        if (!closed) return Error(token.pos, StrCat("unterminated quote ", std::string(1, c)));
+      } else if (c == '=' || c == '!' || c == '<' || c == '>') {
+        token.kind = Token::Kind::kOp;
+        if (pos_ + 1 < text_.size() && text_[pos_ + 1] == '=') {
+          token.text = std::string(text_.substr(pos_, 2));
+          pos_ += 2;
+        } else if (c == '!') {
+          return Error(pos_, "expected != ");
+        } else {
+          token.text = std::string(1, c);
+          ++pos_;
+        }
+        if (token.text == "==") token.text = "=";
+      } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+                 ((c == '-' || c == '+' || c == '.') && pos_ + 1 < text_.size() &&
+                  (std::isdigit(static_cast<unsigned char>(text_[pos_ + 1])) ||
+                   text_[pos_ + 1] == '.'))) {
+        const char* begin = text_.data() + pos_;
+        std::string copy(text_.substr(pos_, 64));
+        char* end = nullptr;
+        token.number = std::strtod(copy.c_str(), &end);
+        size_t used = static_cast<size_t>(end - copy.c_str());
+        if (used == 0 || (pos_ + used < text_.size() && IsKeyChar(begin[used]) &&
+                          begin[used] != '-' && begin[used] != '.')) {
+          return Error(pos_, "malformed number");
+        }
+        token.kind = Token::Kind::kNumber;
+        token.text = std::string(text_.substr(pos_, used));
+        pos_ += used;
+      } else if (IsKeyChar(c)) {
+        token.kind = Token::Kind::kWord;
+        while (pos_ < text_.size() && IsKeyChar(text_[pos_])) token.text += text_[pos_++];
+        // A word may continue with a quoted key: metrics.`my key` or tags."a b".
+        if (!token.text.empty() && token.text.back() == '.' && pos_ < text_.size() &&
+            (text_[pos_] == '`' || text_[pos_] == '"')) {
+          char quote = text_[pos_++];
+          bool closed = false;
+          std::string key;
+          while (pos_ < text_.size()) {
+            char d = text_[pos_++];
+            if (d == quote) {
+              closed = true;
+              break;
+            }
+            key += d;
+          }
+          if (!closed) return Error(token.pos, "unterminated quoted key");
+          token.text += '\x01' + key;  // marks a quoted key part
+        }
+      } else {
+        return Error(pos_, StrCat("unexpected character '", std::string(1, c), "'"));
+      }
+      tokens.push_back(std::move(token));
+    }
+  }
+
+  static absl::Status Error(size_t pos, std::string_view message) {
+    return absl::InvalidArgumentError(
+        StrCat("filter: at position ", pos + 1, ": ", message));
+  }
+
+ private:
+  std::string_view text_;
+  size_t pos_ = 0;
+};
+
+bool IsKeyword(const Token& token, std::string_view word) {
+  return token.kind == Token::Kind::kWord && EqualsIgnoreCase(token.text, word);
+}
+
+std::string Describe(const Token& token) {
+  switch (token.kind) {
+    case Token::Kind::kEnd:
+      return "end of filter";
+    case Token::Kind::kString:
+      return StrCat("'", token.text, "'");
+    default:
+      return StrCat("'", token.text, "'");
+  }
+}
+
+Attribute AttributeByName(std::string_view name) {
+  std::string lower = ToLower(name);
+  if (lower == "status") return Attribute::kStatus;
+  if (lower == "start_time") return Attribute::kStartTime;
+  if (lower == "end_time") return Attribute::kEndTime;
+  if (lower == "name" || lower == "run_name") return Attribute::kName;
+  if (lower == "run_id" || lower == "id") return Attribute::kRunId;
+  if (lower == "experiment_id") return Attribute::kExperimentId;
+  return Attribute::kNone;
+}
+
+const char* AttributeName(Attribute attribute) {
+  switch (attribute) {
+    case Attribute::kStatus:
+      return "status";
+    case Attribute::kStartTime:
+      return "start_time";
+    case Attribute::kEndTime:
+      return "end_time";
+    case Attribute::kName:
+      return "name";
+    case Attribute::kRunId:
+      return "run_id";
+    case Attribute::kExperimentId:
+      return "experiment_id";
+    case Attribute::kLifecycle:
+      return "lifecycle";
+    case Attribute::kNone:
+      break;
+  }
+  return "";
+}
+
+// Parses a field from a word token ("metrics.acc", "status", "tags.\x01a b").
+absl::StatusOr<Field> FieldFromWord(const Token& token) {
+  std::string text = token.text;
+  size_t dot = text.find('.');
+  Field field;
+  if (dot != std::string::npos) {
+    std::string prefix = ToLower(text.substr(0, dot));
+    std::string key = text.substr(dot + 1);
+    if (!key.empty() && key[0] == '\x01') key = key.substr(1);
+    if (prefix == "metrics" || prefix == "metric") {
+      field.kind = FieldKind::kMetric;
+    } else if (prefix == "params" || prefix == "param") {
+      field.kind = FieldKind::kParam;
+    } else if (prefix == "tags" || prefix == "tag") {
+      field.kind = FieldKind::kTag;
+    } else if (prefix == "attributes" || prefix == "attribute" || prefix == "attr" ||
+               prefix == "run") {
+      field.kind = FieldKind::kAttribute;
+    } else {
+      return Lexer::Error(token.pos, StrCat("unknown field prefix '", prefix,
+                                                  "' (use metrics., params., tags. or an "
+                                                  "attribute)"));
+    }
+    if (key.empty()) return Lexer::Error(token.pos, "missing key after '" + prefix + ".'");
+    if (field.kind != FieldKind::kAttribute) {
+      field.key = key;
+      return field;
+    }
+    text = key;
+  }
+  field.kind = FieldKind::kAttribute;
+  field.attribute = AttributeByName(text);
+  if (field.attribute == Attribute::kNone) {
+    return Lexer::Error(token.pos,
+                        StrCat("unknown attribute '", text,
+                                     "' (status, start_time, end_time, name, run_id, "
+                                     "experiment_id; or metrics./params./tags.<key>)"));
+  }
+  field.key = AttributeName(field.attribute);
+  return field;
+}
+
+class Parser {
+ public:
+  explicit Parser(std::vector<Token> tokens) : tokens_(std::move(tokens)) {}
+
+  absl::StatusOr<std::unique_ptr<Expr>> ParseAll() {
+    auto expr = ParseOr();
+    if (!expr.ok()) return expr.status();
+    if (Peek().kind != Token::Kind::kEnd) {
+      return Lexer::Error(Peek().pos,
+                          StrCat("expected 'and', 'or' or end of filter, found ",
+                                       Describe(Peek())));
+    }
+    return expr;
+  }
+
+ private:
+  const Token& Peek(size_t ahead = 0) const {
+    size_t i = std::min(index_ + ahead, tokens_.size() - 1);
+    return tokens_[i];
+  }
+  const Token& Next() {
+    const Token& token = tokens_[index_];
+    if (index_ + 1 < tokens_.size()) ++index_;
+    return token;
+  }
+
+  absl::StatusOr<std::unique_ptr<Expr>> ParseOr() {
+    auto first = ParseAnd();
+    if (!first.ok()) return first.status();
+    if (!IsKeyword(Peek(), "or")) return first;
+    auto node = std::make_unique<Expr>();
+    node->type = Expr::Type::kOr;
+    node->children.push_back(std::move(*first));
+    while (IsKeyword(Peek(), "or")) {
+      Next();
+      auto child = ParseAnd();
+      if (!child.ok()) return child.status();
+      node->children.push_back(std::move(*child));
+    }
+    return node;
+  }
+
+  absl::StatusOr<std::unique_ptr<Expr>> ParseAnd() {
+    auto first = ParsePrimary();
+    if (!first.ok()) return first.status();
+    if (!IsKeyword(Peek(), "and")) return first;
+    auto node = std::make_unique<Expr>();
+    node->type = Expr::Type::kAnd;
+    node->children.push_back(std::move(*first));
+    while (IsKeyword(Peek(), "and")) {
+      Next();
+      auto child = ParsePrimary();
+      if (!child.ok()) return child.status();
+      node->children.push_back(std::move(*child));
+    }
+    return node;
+  }
+
+  absl::StatusOr<std::unique_ptr<Expr>> ParsePrimary() {
+    if (Peek().kind == Token::Kind::kLParen) {
+      Next();
+      auto inner = ParseOr();
+      if (!inner.ok()) return inner.status();
+      if (Peek().kind != Token::Kind::kRParen) {
+        return Lexer::Error(Peek().pos, StrCat("expected ')', found ", Describe(Peek())));
+      }
+      Next();
+      return inner;
+    }
+    return ParseComparison();
+  }
+
+  absl::StatusOr<Value> ParseValue(const Field& field) {
+    const Token& token = Peek();
+    Value value;
+    if (token.kind == Token::Kind::kNumber) {
+      value.is_number = true;
+      value.number = token.number;
+      value.text = token.text;
+    } else if (token.kind == Token::Kind::kString) {
+      value.text = token.text;
+    } else {
+      return Lexer::Error(token.pos, StrCat("expected a value after ", field.ToString(),
+                                                  ", found ", Describe(token)));
+    }
+    if (field.numeric() && !value.is_number) {
+      return Lexer::Error(token.pos, StrCat(field.ToString(),
+                                                  " compares as a number; got a string"));
+    }
+    if (!field.numeric()) {
+      // Params and tags are strings; a bare number is taken as its text ("params.epochs = 10").
+      value.is_number = false;
+    }
+    if (field.attribute == Attribute::kStatus) {
+      std::string upper = ToUpper(value.text);
+      if (upper != "RUNNING" && upper != "FINISHED" && upper != "FAILED" && upper != "KILLED") {
+        return Lexer::Error(token.pos, StrCat("unknown status '", value.text,
+                                                    "' (RUNNING, FINISHED, FAILED, KILLED)"));
+      }
+      value.text = upper;
+    }
+    Next();
+    return value;
+  }
+
+  absl::StatusOr<std::unique_ptr<Expr>> ParseComparison() {
+    const Token& field_token = Peek();
+    if (field_token.kind != Token::Kind::kWord) {
+      return Lexer::Error(field_token.pos,
+                          StrCat("expected a field such as metrics.<key>, found ",
+                                       Describe(field_token)));
+    }
+    auto field = FieldFromWord(field_token);
+    if (!field.ok()) return field.status();
+    Next();
+    auto node = std::make_unique<Expr>();
+    node->type = Expr::Type::kCompare;
+    node->field = *field;
+    bool negated = false;
+    if (IsKeyword(Peek(), "not")) {
+      negated = true;
+      Next();
+      if (!IsKeyword(Peek(), "in") && !IsKeyword(Peek(), "like") && !IsKeyword(Peek(), "ilike")) {
+        return Lexer::Error(Peek().pos, StrCat("expected in, like or ilike after 'not', found ",
+                                                     Describe(Peek())));
+      }
+    }
+    const Token& op = Peek();
+    if (op.kind == Token::Kind::kOp) {
+      static const std::pair<const char*, CompareOp> kOps[] = {
+          {"=", CompareOp::kEq},  {"!=", CompareOp::kNe}, {"<", CompareOp::kLt},
+          {"<=", CompareOp::kLe}, {">", CompareOp::kGt},  {">=", CompareOp::kGe}};
+      for (const auto& [text, value] : kOps) {
+        if (op.text == text) node->op = value;
+      }
+      Next();
+      auto value = ParseValue(node->field);
+      if (!value.ok()) return value.status();
+      node->values.push_back(std::move(*value));
+      return node;
+    }
+    if (IsKeyword(op, "in")) {
+      node->op = negated ? CompareOp::kNotIn : CompareOp::kIn;
+      Next();
+      if (Peek().kind != Token::Kind::kLParen) {
+        return Lexer::Error(Peek().pos, StrCat("expected '(' after in, found ",
+                                                     Describe(Peek())));
+      }
+      Next();
+      while (true) {
+        auto value = ParseValue(node->field);
+        if (!value.ok()) return value.status();
+        node->values.push_back(std::move(*value));
+        if (Peek().kind == Token::Kind::kComma) {
+          Next();
+          continue;
+        }
+        if (Peek().kind == Token::Kind::kRParen) {
+          Next();
+          break;
+        }
+        return Lexer::Error(Peek().pos, StrCat("expected ',' or ')' in the in-list, found ",
+                                                     Describe(Peek())));
+      }
+      return node;
+    }
+    if (IsKeyword(op, "like") || IsKeyword(op, "ilike")) {
+      bool ignore_case = IsKeyword(op, "ilike");
+      node->op = ignore_case ? (negated ? CompareOp::kNotILike : CompareOp::kILike)
+                             : (negated ? CompareOp::kNotLike : CompareOp::kLike);
+      if (node->field.numeric()) {
+        return Lexer::Error(op.pos, StrCat(node->field.ToString(),
+                                                 " is numeric; like needs a string field"));
+      }
+      Next();
+      if (Peek().kind != Token::Kind::kString) {
+        return Lexer::Error(Peek().pos, StrCat("expected a quoted pattern after like, found ",
+                                                     Describe(Peek())));
+      }
+      auto value = ParseValue(node->field);
+      if (!value.ok()) return value.status();
+      node->values.push_back(std::move(*value));
+      return node;
+    }
+    return Lexer::Error(op.pos, StrCat("expected an operator (=, !=, <, <=, >, >=, in, like) "
+                                             "after ",
+                                             node->field.ToString(), ", found ", Describe(op)));
+  }
+
+  std::vector<Token> tokens_;
+  size_t index_ = 0;
+};
+
+}  // namespace
+
+std::string Field::ToString() const {
+  switch (kind) {
+    case FieldKind::kMetric:
+      return "metrics." + key;
+    case FieldKind::kParam:
+      return "params." + key;
+    case FieldKind::kTag:
+      return "tags." + key;
+    case FieldKind::kAttribute:
+      return key;
+  }
+  return key;
+}
+
+absl::StatusOr<std::unique_ptr<Expr>> ParseFilter(std::string_view text) {
+  auto tokens = Lexer(text).Tokenize();
+  if (!tokens.ok()) return tokens.status();
+  if (tokens->size() == 1) return std::unique_ptr<Expr>();
+  return Parser(std::move(*tokens)).ParseAll();
+}
+
+absl::StatusOr<OrderBy> ParseOrderBy(std::string_view text) {
+  auto tokens = Lexer(text).Tokenize();
+  if (!tokens.ok()) {
+    return absl::InvalidArgumentError(
+        StrCat("order_by: ", tokens.status().message().substr(8)));
+  }
+  auto error = [&](const std::string& message) {
+    return absl::InvalidArgumentError(StrCat("order_by '", std::string(text), "': ", message));
+  };
+  if (tokens->empty() || (*tokens)[0].kind != Token::Kind::kWord) {
+    return error("expected a field such as metrics.acc, params.lr or start_time");
+  }
+  auto field = FieldFromWord((*tokens)[0]);
+  if (!field.ok()) return error(std::string(field.status().message().substr(8)));
+  OrderBy order;
+  order.field = *field;
+  size_t next = 1;
+  if ((*tokens)[next].kind == Token::Kind::kWord) {
+    if (IsKeyword((*tokens)[next], "desc")) {
+      order.descending = true;
+    } else if (!IsKeyword((*tokens)[next], "asc")) {
+      return error("expected ASC or DESC after the field");
+    }
+    ++next;
+  }
+  if ((*tokens)[next].kind != Token::Kind::kEnd) return error("unexpected text after the direction");
+  return order;
+}
+
+bool LikeMatch(std::string_view text, std::string_view pattern, bool ignore_case) {
+  // Iterative wildcard matching with backtracking to the last '%'.
+  size_t t = 0, p = 0, star_p = std::string_view::npos, star_t = 0;
+  auto eq = [ignore_case](char a, char b) {
+    return ignore_case ? std::tolower(static_cast<unsigned char>(a)) ==
+                             std::tolower(static_cast<unsigned char>(b))
+                       : a == b;
+  };
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '%') {
+      star_p = p++;
+      star_t = t;
+      continue;
+    }
+    if (p < pattern.size()) {
+      char pc = pattern[p];
+      bool escaped = pc == '\\' && p + 1 < pattern.size();
+      if (escaped) pc = pattern[p + 1];
+      if ((!escaped && pc == '_') || eq(pc, text[t])) {
+        p += escaped ? 2 : 1;
+        ++t;
+        continue;
+      }
+    }
+    if (star_p == std::string_view::npos) return false;
+    p = star_p + 1;
+    t = ++star_t;
+  }
+  while (p < pattern.size() && pattern[p] == '%') ++p;
+  return p == pattern.size();
+}
+
+}  // namespace mlops::metadata

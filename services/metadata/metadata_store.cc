@@ -1,0 +1,620 @@
+#include "services/metadata/metadata_store.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "services/common/strings.h"
+#include "services/common/encoding.h"
+#include "services/common/ids.h"
+#include "services/common/page_token.h"
+#include "services/common/status.h"
+#include "services/metadata/run_index_internal.h"
+
+namespace mlops::metadata {
+namespace {
+
+constexpr char kExperimentsCf[] = "experiments";
+constexpr char kExperimentNamesCf[] = "experiment_names";
+constexpr char kRunsCf[] = "runs";
+constexpr char kMetricsCf[] = "metrics";
+constexpr char kRunIndexCf[] = "run_index";
+constexpr char kRequestIdsCf[] = "request_ids";
+
+absl::Status ValidateId(std::string_view field, std::string_view id) {
+  if (id.empty()) return absl::InvalidArgumentError(StrCat(field, ": required"));
+  if (!IsValidId(id)) {
+    return absl::InvalidArgumentError(
+        StrCat(field, ": '", id.substr(0, 64), "' is not a valid id (32 hex characters)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateKey(std::string_view what, std::string_view key) {
+  if (key.empty()) return absl::InvalidArgumentError(StrCat(what, " key: must not be empty"));
+  if (key.size() > StoreLimits::kMaxKeyLength) {
+    return absl::InvalidArgumentError(StrCat(what, " key '", key.substr(0, 40),
+                                                   "...': longer than ",
+                                                   StoreLimits::kMaxKeyLength, " characters"));
+  }
+  for (char c : key) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.' || c == '/' || c == ':' || c == ' ';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          StrCat(what, " key '", key, "': only letters, digits and _ - . / : space allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateName(std::string_view what, std::string_view name, bool required) {
+  if (name.empty()) {
+    return required ? absl::InvalidArgumentError(StrCat(what, ": required"))
+                    : absl::OkStatus();
+  }
+  if (name.size() > StoreLimits::kMaxNameLength) {
+    return absl::InvalidArgumentError(
+        StrCat(what, ": longer than ", StoreLimits::kMaxNameLength, " bytes"));
+  }
+  for (char c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(StrCat(what, ": control characters not allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateStringMap(std::string_view what,
+                               const google::protobuf::Map<std::string, std::string>& map,
+                               size_t max_value, int max_entries) {
+  if (static_cast<int>(map.size()) > max_entries) {
+    return absl::InvalidArgumentError(
+        StrCat("too many ", what, "s: ", map.size(), " > ", max_entries));
+  }
+  for (const auto& [key, value] : map) {
+    RETURN_IF_ERROR(ValidateKey(what, key));
+    if (value.size() > max_value) {
+      return absl::InvalidArgumentError(StrCat(what, " '", key, "': value longer than ",
+                                                     max_value, " bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool IsTerminal(v1::RunStatus status) {
+  return status == v1::FINISHED || status == v1::FAILED || status == v1::KILLED;
+}
+
+// Encodes a metric point key: run id | ordered(key) | ordered(step) | ordered(timestamp).
+std::string MetricPrefix(std::string_view run_id, std::string_view key) {
+  std::string out(run_id);
+  AppendOrderedString(&out, key);
+  return out;
+}
+
+std::string EncodeDouble(double value) {
+  std::string out(sizeof(double), '\0');
+  std::memcpy(out.data(), &value, sizeof(double));
+  return out;
+}
+
+double DecodeDouble(std::string_view bytes) {
+  double value = 0;
+  if (bytes.size() == sizeof(double)) std::memcpy(&value, bytes.data(), sizeof(double));
+  return value;
+}
+
+// True when `a` supersedes `b` as the latest point of a metric.
+bool Later(const v1::Metric& a, const v1::Metric& b) {
+  if (a.step() != b.step()) return a.step() > b.step();
+  return a.timestamp_ms() >= b.timestamp_ms();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path,
+                                                                   const Db::Options& options) {
+  ASSIGN_OR_RETURN(auto db, Db::Open(path,
+                                     {kExperimentsCf, kExperimentNamesCf, kRunsCf, kMetricsCf,
+                                      kRunIndexCf, kRequestIdsCf},
+                                     options));
+  return std::unique_ptr<MetadataStore>(new MetadataStore(std::move(db)));
+}
+
+MetadataStore::MetadataStore(std::unique_ptr<Db> db)
+    : db_(std::move(db)),
+      experiments_(db_->Cf(kExperimentsCf)),
+      experiment_names_(db_->Cf(kExperimentNamesCf)),
+      runs_(db_->Cf(kRunsCf)),
+      metrics_(db_->Cf(kMetricsCf)),
+      index_(db_->Cf(kRunIndexCf)),
+      request_ids_(db_->Cf(kRequestIdsCf)) {}
+
+std::mutex& MetadataStore::RunLock(std::string_view run_id) {
+  return run_locks_[std::hash<std::string_view>()(run_id) % run_locks_.size()];
+}
+
+absl::StatusOr<std::optional<std::string>> MetadataStore::LookupRequestId(
+    std::string_view kind, std::string_view request_id) const {
+  if (request_id.empty()) return std::nullopt;
+  if (request_id.size() > 128) {
+    return absl::InvalidArgumentError("request_id: longer than 128 bytes");
+  }
+  return db_->Get(request_ids_, StrCat(kind, ":", request_id));
+}
+
+// ---- Experiments ----
+
+absl::StatusOr<v1::Experiment> MetadataStore::LoadExperiment(std::string_view id) const {
+  RETURN_IF_ERROR(ValidateId("experiment_id", id));
+  ASSIGN_OR_RETURN(auto bytes, db_->Get(experiments_, id));
+  if (!bytes) return absl::NotFoundError(StrCat("experiment ", id, " not found"));
+  v1::Experiment experiment;
+  if (!experiment.ParseFromString(*bytes)) {
+    return absl::DataLossError(StrCat("experiment ", id, ": stored record is corrupt"));
+  }
+  return experiment;
+}
+
+absl::StatusOr<v1::Experiment> MetadataStore::CreateExperiment(
+    const v1::CreateExperimentRequest& request) {
+  RETURN_IF_ERROR(ValidateName("name", request.name(), true));
+  if (request.description().size() > StoreLimits::kMaxDescriptionLength) {
+    return absl::InvalidArgumentError("description: longer than 64 KiB");
+  }
+  RETURN_IF_ERROR(ValidateStringMap("tag", request.tags(), StoreLimits::kMaxTagValueLength,
+                                    StoreLimits::kMaxTagsPerBatch));
+  std::lock_guard<std::mutex> lock(experiments_mu_);
+  ASSIGN_OR_RETURN(auto previous, LookupRequestId("experiment", request.request_id()));
+  if (previous) return LoadExperiment(*previous);
+  ASSIGN_OR_RETURN(auto existing, db_->Get(experiment_names_, request.name()));
+  if (existing) {
+    return absl::AlreadyExistsError(
+        StrCat("experiment name '", request.name(), "' is taken by experiment ", *existing));
+  }
+  v1::Experiment experiment;
+  experiment.set_id(NewId());
+  experiment.set_name(request.name());
+  experiment.set_description(request.description());
+  *experiment.mutable_tags() = request.tags();
+  experiment.set_lifecycle_stage(v1::ACTIVE);
+  experiment.set_create_time_ms(NowMs());
+  experiment.set_update_time_ms(experiment.create_time_ms());
+  rocksdb::WriteBatch batch;
+  batch.Put(experiments_, experiment.id(), experiment.SerializeAsString());
+  batch.Put(experiment_names_, experiment.name(), experiment.id());
+  if (!request.request_id().empty()) {
+    batch.Put(request_ids_, StrCat("experiment:", request.request_id()), experiment.id());
+  }
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return experiment;
+}
+
+absl::StatusOr<v1::Experiment> MetadataStore::GetExperiment(std::string_view id) const {
+  return LoadExperiment(id);
+}
+
+absl::StatusOr<v1::Experiment> MetadataStore::GetExperimentByName(std::string_view name) const {
+  RETURN_IF_ERROR(ValidateName("name", name, true));
+  ASSIGN_OR_RETURN(auto id, db_->Get(experiment_names_, name));
+  if (!id) return absl::NotFoundError(StrCat("experiment '", name, "' not found"));
+  return LoadExperiment(*id);
+}
+
+absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
+    const v1::ListExperimentsRequest& request) const {
+  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
+  uint64_t fingerprint = Fingerprint({"experiments", v1::ViewType_Name(request.view())});
+  std::string after;
+  if (!request.page_token().empty()) {
+    ASSIGN_OR_RETURN(auto cursor, DecodePageToken(request.page_token(), fingerprint));
+    after = cursor.after;
+  }
+  v1::ListExperimentsResponse response;
+  std::string last;
+  bool more = false;
+  absl::Status parse_error;
+  RETURN_IF_ERROR(db_->ScanPrefix(
+      experiments_, "", after, [&](std::string_view key, std::string_view value) {
+        v1::Experiment experiment;
+        if (!experiment.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          parse_error = absl::DataLossError(StrCat("experiment ", key, " is corrupt"));
+          return false;
+        }
+        bool deleted = experiment.lifecycle_stage() == v1::DELETED;
+        bool wanted = request.view() == v1::ALL ||
+                      (request.view() == v1::DELETED_ONLY ? deleted : !deleted);
+        if (!wanted) return true;
+        if (response.experiments_size() == page_size) {
+          more = true;
+          return false;
+        }
+        *response.add_experiments() = std::move(experiment);
+        last = std::string(key);
+        return true;
+      }));
+  RETURN_IF_ERROR(parse_error);
+  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  return response;
+}
+
+absl::StatusOr<v1::Experiment> MetadataStore::UpdateExperiment(
+    const v1::UpdateExperimentRequest& request) {
+  const v1::Experiment& update = request.experiment();
+  if (request.update_mask().paths_size() == 0) {
+    return absl::InvalidArgumentError("update_mask: list the fields to update (name, description, "
+                                      "tags)");
+  }
+  std::lock_guard<std::mutex> lock(experiments_mu_);
+  ASSIGN_OR_RETURN(v1::Experiment experiment, LoadExperiment(update.id()));
+  rocksdb::WriteBatch batch;
+  for (const std::string& path : request.update_mask().paths()) {
+    if (path == "name") {
+      RETURN_IF_ERROR(ValidateName("name", update.name(), true));
+      if (update.name() == experiment.name()) continue;
+      ASSIGN_OR_RETURN(auto existing, db_->Get(experiment_names_, update.name()));
+      if (existing) {
+        return absl::AlreadyExistsError(StrCat("experiment name '", update.name(),
+                                                     "' is taken by experiment ", *existing));
+      }
+      batch.Delete(experiment_names_, experiment.name());
+      batch.Put(experiment_names_, update.name(), experiment.id());
+      experiment.set_name(update.name());
+    } else if (path == "description") {
+      if (update.description().size() > StoreLimits::kMaxDescriptionLength) {
+        return absl::InvalidArgumentError("description: longer than 64 KiB");
+      }
+      experiment.set_description(update.description());
+    } else if (path == "tags") {
+      RETURN_IF_ERROR(ValidateStringMap("tag", update.tags(), StoreLimits::kMaxTagValueLength,
+                                        StoreLimits::kMaxTagsPerBatch));
+      *experiment.mutable_tags() = update.tags();
+    } else {
+      return absl::InvalidArgumentError(StrCat(
+          "update_mask: '", path, "' cannot be updated (name, description, tags can)"));
+    }
+  }
+  experiment.set_update_time_ms(NowMs());
+  batch.Put(experiments_, experiment.id(), experiment.SerializeAsString());
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return experiment;
+}
+
+absl::StatusOr<v1::Experiment> MetadataStore::SetExperimentLifecycle(std::string_view id,
+                                                                     v1::LifecycleStage stage) {
+  std::lock_guard<std::mutex> lock(experiments_mu_);
+  ASSIGN_OR_RETURN(v1::Experiment experiment, LoadExperiment(id));
+  if (experiment.lifecycle_stage() == stage) {
+    return absl::FailedPreconditionError(StrCat("experiment ", id, " is already ",
+                                                      v1::LifecycleStage_Name(stage)));
+  }
+  experiment.set_lifecycle_stage(stage);
+  experiment.set_update_time_ms(NowMs());
+  rocksdb::WriteBatch batch;
+  batch.Put(experiments_, experiment.id(), experiment.SerializeAsString());
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return experiment;
+}
+
+// ---- Runs ----
+
+absl::StatusOr<v1::Run> MetadataStore::LoadRun(std::string_view id) const {
+  RETURN_IF_ERROR(ValidateId("run_id", id));
+  ASSIGN_OR_RETURN(auto bytes, db_->Get(runs_, id));
+  if (!bytes) return absl::NotFoundError(StrCat("run ", id, " not found"));
+  v1::Run run;
+  if (!run.ParseFromString(*bytes)) {
+    return absl::DataLossError(StrCat("run ", id, ": stored record is corrupt"));
+  }
+  return run;
+}
+
+void MetadataStore::PutRun(const v1::Run* old, const v1::Run& run,
+                           rocksdb::WriteBatch* batch) const {
+  batch->Put(runs_, run.id(), run.SerializeAsString());
+  std::vector<std::string> now = internal::IndexKeys(run);
+  std::vector<std::string> before;
+  if (old != nullptr) before = internal::IndexKeys(*old);
+  std::vector<std::string> removed, added;
+  std::set_difference(before.begin(), before.end(), now.begin(), now.end(),
+                      std::back_inserter(removed));
+  std::set_difference(now.begin(), now.end(), before.begin(), before.end(),
+                      std::back_inserter(added));
+  for (const auto& key : removed) batch->Delete(index_, key);
+  for (const auto& key : added) batch->Put(index_, key, "");
+}
+
+absl::StatusOr<v1::Run> MetadataStore::CreateRun(const v1::CreateRunRequest& request) {
+  RETURN_IF_ERROR(ValidateName("name", request.name(), false));
+  RETURN_IF_ERROR(ValidateStringMap("param", request.params(), StoreLimits::kMaxParamValueLength,
+                                    StoreLimits::kMaxParamsPerBatch));
+  RETURN_IF_ERROR(ValidateStringMap("tag", request.tags(), StoreLimits::kMaxTagValueLength,
+                                    StoreLimits::kMaxTagsPerBatch));
+  if (request.source().ByteSizeLong() > (1 << 20)) {
+    return absl::InvalidArgumentError("source: larger than 1 MiB");
+  }
+  ASSIGN_OR_RETURN(v1::Experiment experiment, LoadExperiment(request.experiment_id()));
+  if (experiment.lifecycle_stage() == v1::DELETED) {
+    return absl::FailedPreconditionError(
+        StrCat("experiment ", experiment.id(), " is deleted; restore it first"));
+  }
+  std::unique_lock<std::mutex> request_lock(request_ids_mu_, std::defer_lock);
+  if (!request.request_id().empty()) {
+    request_lock.lock();
+    ASSIGN_OR_RETURN(auto previous, LookupRequestId("run", request.request_id()));
+    if (previous) return LoadRun(*previous);
+  }
+  v1::Run run;
+  run.set_id(NewId());
+  run.set_experiment_id(experiment.id());
+  run.set_name(request.name().empty() ? "run-" + run.id().substr(24) : request.name());
+  run.set_status(v1::RUNNING);
+  run.set_start_time_ms(request.start_time_ms() != 0 ? request.start_time_ms() : NowMs());
+  run.set_lifecycle_stage(v1::ACTIVE);
+  *run.mutable_params() = request.params();
+  *run.mutable_tags() = request.tags();
+  *run.mutable_source() = request.source();
+  run.set_create_time_ms(NowMs());
+  run.set_update_time_ms(run.create_time_ms());
+  rocksdb::WriteBatch batch;
+  PutRun(nullptr, run, &batch);
+  if (!request.request_id().empty()) {
+    batch.Put(request_ids_, StrCat("run:", request.request_id()), run.id());
+  }
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return run;
+}
+
+absl::StatusOr<v1::Run> MetadataStore::GetRun(std::string_view id) const { return LoadRun(id); }
+
+absl::StatusOr<v1::Run> MetadataStore::UpdateRun(const v1::UpdateRunRequest& request) {
+  const v1::Run& update = request.run();
+  if (request.update_mask().paths_size() == 0) {
+    return absl::InvalidArgumentError(
+        "update_mask: list the fields to update (status, end_time_ms, name)");
+  }
+  RETURN_IF_ERROR(ValidateId("run.id", update.id()));
+  std::lock_guard<std::mutex> lock(RunLock(update.id()));
+  ASSIGN_OR_RETURN(v1::Run run, LoadRun(update.id()));
+  const v1::Run old = run;
+  bool end_time_set = false;
+  for (const std::string& path : request.update_mask().paths()) {
+    if (path == "status") {
+      if (update.status() == v1::RUN_STATUS_UNSPECIFIED || !v1::RunStatus_IsValid(update.status())) {
+        return absl::InvalidArgumentError(
+            "run.status: must be RUNNING, FINISHED, FAILED or KILLED");
+      }
+      run.set_status(update.status());
+    } else if (path == "end_time_ms") {
+      if (update.end_time_ms() < 0) {
+        return absl::InvalidArgumentError("run.end_time_ms: must not be negative");
+      }
+      run.set_end_time_ms(update.end_time_ms());
+      end_time_set = true;
+    } else if (path == "name") {
+      RETURN_IF_ERROR(ValidateName("run.name", update.name(), true));
+      run.set_name(update.name());
+    } else {
+      return absl::InvalidArgumentError(StrCat(
+          "update_mask: '", path, "' cannot be updated (status, end_time_ms, name can)"));
+    }
+  }
+  if (IsTerminal(run.status()) && !end_time_set && run.end_time_ms() == 0) {
+    run.set_end_time_ms(NowMs());
+  }
+  if (run.status() == v1::RUNNING && !end_time_set) run.set_end_time_ms(0);
+  run.set_update_time_ms(NowMs());
+  rocksdb::WriteBatch batch;
+  PutRun(&old, run, &batch);
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return run;
+}
+
+absl::StatusOr<v1::Run> MetadataStore::SetRunLifecycle(std::string_view id,
+                                                       v1::LifecycleStage stage) {
+  RETURN_IF_ERROR(ValidateId("run_id", id));
+  std::lock_guard<std::mutex> lock(RunLock(id));
+  ASSIGN_OR_RETURN(v1::Run run, LoadRun(id));
+  if (run.lifecycle_stage() == stage) {
+    return absl::FailedPreconditionError(
+        StrCat("run ", id, " is already ", v1::LifecycleStage_Name(stage)));
+  }
+  const v1::Run old = run;
+  run.set_lifecycle_stage(stage);
+  run.set_update_time_ms(NowMs());
+  rocksdb::WriteBatch batch;
+  PutRun(&old, run, &batch);
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return run;
+}
+
+absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
+  RETURN_IF_ERROR(ValidateId("run_id", request.run_id()));
+  if (request.metrics_size() > StoreLimits::kMaxMetricsPerBatch) {
+    return absl::InvalidArgumentError(StrCat("metrics: ", request.metrics_size(),
+                                                   " points in one batch; at most ",
+                                                   StoreLimits::kMaxMetricsPerBatch));
+  }
+  RETURN_IF_ERROR(ValidateStringMap("param", request.params(), StoreLimits::kMaxParamValueLength,
+                                    StoreLimits::kMaxParamsPerBatch));
+  RETURN_IF_ERROR(ValidateStringMap("tag", request.tags(), StoreLimits::kMaxTagValueLength,
+                                    StoreLimits::kMaxTagsPerBatch));
+  // Validate every metric key once per distinct key (batches repeat a few keys many times).
+  std::string_view last_key;
+  for (const v1::Metric& metric : request.metrics()) {
+    if (metric.key() == last_key) continue;
+    RETURN_IF_ERROR(ValidateKey("metric", metric.key()));
+    last_key = metric.key();
+  }
+  int64_t now = NowMs();
+
+  std::lock_guard<std::mutex> lock(RunLock(request.run_id()));
+  ASSIGN_OR_RETURN(v1::Run run, LoadRun(request.run_id()));
+  if (run.lifecycle_stage() == v1::DELETED) {
+    return absl::FailedPreconditionError(
+        StrCat("run ", run.id(), " is deleted; restore it before logging"));
+  }
+  const v1::Run old = run;
+  for (const auto& [key, value] : request.params()) {
+    auto it = run.params().find(key);
+    if (it != run.params().end()) {
+      if (it->second != value) {
+        return absl::FailedPreconditionError(
+            StrCat("param '", key, "' of run ", run.id(), " is already '", it->second,
+                         "'; params are immutable (tried '", value, "')"));
+      }
+      continue;
+    }
+    if (IsTerminal(run.status())) {
+      return absl::FailedPreconditionError(
+          StrCat("run ", run.id(), " is ", v1::RunStatus_Name(run.status()),
+                       "; a finished run's params are immutable (tried to add '", key, "')"));
+    }
+    (*run.mutable_params())[key] = value;
+  }
+  for (const auto& [key, value] : request.tags()) (*run.mutable_tags())[key] = value;
+
+  rocksdb::WriteBatch batch;
+  if (request.metrics_size() > 0) {
+    std::map<std::string_view, int> latest_index;  // key -> index into run.latest_metrics
+    for (int i = 0; i < run.latest_metrics_size(); ++i) {
+      latest_index[run.latest_metrics(i).key()] = i;
+    }
+    std::string key_buffer;
+    std::string prefix;
+    std::string_view prefix_key;
+    bool have_prefix = false;
+    for (const v1::Metric& metric : request.metrics()) {
+      if (!have_prefix || metric.key() != prefix_key) {
+        prefix = MetricPrefix(run.id(), metric.key());
+        prefix_key = metric.key();
+        have_prefix = true;
+      }
+      int64_t timestamp = metric.timestamp_ms() != 0 ? metric.timestamp_ms() : now;
+      key_buffer = prefix;
+      AppendOrderedInt64(&key_buffer, metric.step());
+      AppendOrderedInt64(&key_buffer, timestamp);
+      batch.Put(metrics_, key_buffer, EncodeDouble(metric.value()));
+
+      v1::Metric point = metric;
+      point.set_timestamp_ms(timestamp);
+      auto it = latest_index.find(metric.key());
+      if (it == latest_index.end()) {
+        *run.add_latest_metrics() = point;
+        latest_index.emplace(run.latest_metrics(run.latest_metrics_size() - 1).key(),
+                             run.latest_metrics_size() - 1);
+      } else if (Later(point, run.latest_metrics(it->second))) {
+        *run.mutable_latest_metrics(it->second) = point;
+      }
+    }
+  }
+  run.set_update_time_ms(now);
+  PutRun(&old, run, &batch);
+  return db_->Write(&batch);
+}
+
+absl::Status MetadataStore::DeleteTag(std::string_view run_id, std::string_view key) {
+  RETURN_IF_ERROR(ValidateId("run_id", run_id));
+  RETURN_IF_ERROR(ValidateKey("tag", key));
+  std::lock_guard<std::mutex> lock(RunLock(run_id));
+  ASSIGN_OR_RETURN(v1::Run run, LoadRun(run_id));
+  const v1::Run old = run;
+  if (run.mutable_tags()->erase(std::string(key)) == 0) {
+    return absl::NotFoundError(StrCat("run ", run_id, " has no tag '", key, "'"));
+  }
+  run.set_update_time_ms(NowMs());
+  rocksdb::WriteBatch batch;
+  PutRun(&old, run, &batch);
+  return db_->Write(&batch);
+}
+
+absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
+    const v1::GetMetricHistoryRequest& request) const {
+  RETURN_IF_ERROR(ValidateId("run_id", request.run_id()));
+  RETURN_IF_ERROR(ValidateKey("metric", request.key()));
+  if (request.max_points() < 0 || request.max_points() == 1 || request.max_points() == 2) {
+    return absl::InvalidArgumentError("max_points: must be 0 (no downsampling) or at least 3");
+  }
+  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 10000, 100000));
+  ASSIGN_OR_RETURN(auto exists, db_->Get(runs_, request.run_id()));
+  if (!exists) return absl::NotFoundError(StrCat("run ", request.run_id(), " not found"));
+
+  std::string prefix = MetricPrefix(request.run_id(), request.key());
+  auto decode = [&prefix](std::string_view key, std::string_view value, v1::Metric* metric) {
+    std::string_view rest = key.substr(prefix.size());
+    int64_t step = 0, timestamp = 0;
+    ConsumeOrderedInt64(&rest, &step);
+    ConsumeOrderedInt64(&rest, &timestamp);
+    metric->set_step(step);
+    metric->set_timestamp_ms(timestamp);
+    metric->set_value(DecodeDouble(value));
+  };
+  v1::GetMetricHistoryResponse response;
+  if (request.max_points() > 0) {
+    std::vector<v1::Metric> points;
+    RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, "",
+                                    [&](std::string_view key, std::string_view value) {
+                                      points.emplace_back();
+                                      decode(key, value, &points.back());
+                                      return true;
+                                    }));
+    response.set_total_points(static_cast<int64_t>(points.size()));
+    size_t max_points = static_cast<size_t>(request.max_points());
+    if (points.size() <= max_points) {
+      for (auto& point : points) {
+        point.set_key(request.key());
+        *response.add_metrics() = std::move(point);
+      }
+      return response;
+    }
+    // Equal-count buckets; from each the minimum and maximum (in step order), plus the last point.
+    size_t buckets = (max_points - 1) / 2;
+    std::vector<size_t> keep;
+    size_t n = points.size() - 1;  // the last point is kept separately
+    for (size_t b = 0; b < buckets; ++b) {
+      size_t begin = b * n / buckets, end = (b + 1) * n / buckets;
+      if (begin >= end) continue;
+      size_t lo = begin, hi = begin;
+      for (size_t i = begin; i < end; ++i) {
+        // NaN never wins min or max; keep it only if the whole bucket is NaN.
+        if (points[i].value() < points[lo].value() || std::isnan(points[lo].value())) lo = i;
+        if (points[i].value() > points[hi].value() || std::isnan(points[hi].value())) hi = i;
+      }
+      keep.push_back(std::min(lo, hi));
+      if (lo != hi) keep.push_back(std::max(lo, hi));
+    }
+    keep.push_back(points.size() - 1);
+    for (size_t i : keep) {
+      points[i].set_key(request.key());
+      *response.add_metrics() = points[i];
+    }
+    return response;
+  }
+  uint64_t fingerprint = Fingerprint({"history", request.run_id(), request.key()});
+  std::string after;
+  if (!request.page_token().empty()) {
+    ASSIGN_OR_RETURN(auto cursor, DecodePageToken(request.page_token(), fingerprint));
+    after = prefix + cursor.after;
+  }
+  std::string last;
+  bool more = false;
+  RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, after,
+                                  [&](std::string_view key, std::string_view value) {
+                                    if (response.metrics_size() == page_size) {
+                                      more = true;
+                                      return false;
+                                    }
+                                    v1::Metric* metric = response.add_metrics();
+                                    metric->set_key(request.key());
+                                    decode(key, value, metric);
+                                    last = std::string(key.substr(prefix.size()));
+                                    return true;
+                                  }));
+  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  return response;
+}
+
+}  // namespace mlops::metadata

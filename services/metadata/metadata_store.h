@@ -1,0 +1,117 @@
+// The metadata store: experiments, runs, params, tags, metric histories and run search, on one
+// RocksDB database. Knows nothing of gRPC; the service adapter and the tests drive it directly.
+//
+// Storage layout (column families):
+//   experiments        id -> Experiment
+//   experiment_names   name -> id (names stay reserved by deleted experiments)
+//   runs               id -> Run (params, tags, latest metrics and source included)
+//   metrics            run id | ordered(key) | ordered(step) | ordered(timestamp) -> double
+//   run_index          kind | ordered(key) | ordered(value) | run id -> "" (secondary indexes:
+//                      'p' params, 't' tags, 'm' latest metric values, 'a' attributes)
+//   request_ids        kind:request_id -> id (idempotent Create)
+// Every mutation is one WriteBatch. Run mutations are serialized per run by a striped lock; index
+// entries are diffed against the previous version of the run.
+//
+// Limits (INVALID_ARGUMENT beyond them): keys 1..250 characters of [A-Za-z0-9_-./: ]; param values
+// up to 6,000 bytes; tag values up to 8,000 bytes; names up to 500 bytes without control
+// characters; per LogBatch at most 10,000 metric points, 1,000 params and 1,000 tags; metric
+// values may be NaN or +/-inf.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "mlops/metadata/v1/metadata.pb.h"
+#include "services/common/db.h"
+
+namespace mlops::metadata {
+
+struct StoreLimits {
+  static constexpr size_t kMaxKeyLength = 250;
+  static constexpr size_t kMaxParamValueLength = 6000;
+  static constexpr size_t kMaxTagValueLength = 8000;
+  static constexpr size_t kMaxNameLength = 500;
+  static constexpr size_t kMaxDescriptionLength = 64 * 1024;
+  static constexpr int kMaxMetricsPerBatch = 10000;
+  static constexpr int kMaxParamsPerBatch = 1000;
+  static constexpr int kMaxTagsPerBatch = 1000;
+  static constexpr int kMaxFilterLength = 16 * 1024;
+};
+
+class MetadataStore {
+ public:
+  // Opens (creating when missing) the store in directory `path`.
+  static absl::StatusOr<std::unique_ptr<MetadataStore>> Open(const std::string& path,
+                                                             const Db::Options& options);
+
+  const Db& db() const { return *db_; }
+
+  // ALREADY_EXISTS when the name is taken (also by a deleted experiment); INVALID_ARGUMENT for a
+  // bad name or tag. With a request_id seen before, returns the experiment it created.
+  absl::StatusOr<v1::Experiment> CreateExperiment(const v1::CreateExperimentRequest& request);
+  // NOT_FOUND when absent; INVALID_ARGUMENT for a malformed id.
+  absl::StatusOr<v1::Experiment> GetExperiment(std::string_view id) const;
+  absl::StatusOr<v1::Experiment> GetExperimentByName(std::string_view name) const;
+  // In creation order.
+  absl::StatusOr<v1::ListExperimentsResponse> ListExperiments(
+      const v1::ListExperimentsRequest& request) const;
+  // update_mask paths: name, description, tags. INVALID_ARGUMENT for other paths or an empty
+  // mask, ALREADY_EXISTS for a taken name, NOT_FOUND.
+  absl::StatusOr<v1::Experiment> UpdateExperiment(const v1::UpdateExperimentRequest& request);
+  // Soft delete and restore. FAILED_PRECONDITION when already in that stage.
+  absl::StatusOr<v1::Experiment> SetExperimentLifecycle(std::string_view id,
+                                                        v1::LifecycleStage stage);
+
+  // NOT_FOUND for an unknown experiment; FAILED_PRECONDITION when it is deleted.
+  absl::StatusOr<v1::Run> CreateRun(const v1::CreateRunRequest& request);
+  absl::StatusOr<v1::Run> GetRun(std::string_view id) const;
+  // update_mask paths: status, end_time_ms, name.
+  absl::StatusOr<v1::Run> UpdateRun(const v1::UpdateRunRequest& request);
+  absl::StatusOr<v1::Run> SetRunLifecycle(std::string_view id, v1::LifecycleStage stage);
+
+  // Atomic: either every param, tag and point is stored or none. FAILED_PRECONDITION when a param
+  // already has a different value, when a new param is logged to a run in a terminal status, or
+  // when the run is deleted; NOT_FOUND for an unknown run.
+  absl::Status LogBatch(const v1::LogBatchRequest& request);
+  // NOT_FOUND when the run or the tag is absent.
+  absl::Status DeleteTag(std::string_view run_id, std::string_view key);
+
+  // Points in step order, then timestamp. A point logged again with the same step and timestamp
+  // replaces the earlier one.
+  absl::StatusOr<v1::GetMetricHistoryResponse> GetMetricHistory(
+      const v1::GetMetricHistoryRequest& request) const;
+
+  // See filter.h for the language. INVALID_ARGUMENT for a malformed filter, order or token;
+  // NOT_FOUND for an unknown experiment. May return fewer runs than page_size (even none) with a
+  // next_page_token when it examined its work budget (200,000 index entries or runs) in one call.
+  absl::StatusOr<v1::SearchRunsResponse> SearchRuns(const v1::SearchRunsRequest& request) const;
+
+ private:
+  explicit MetadataStore(std::unique_ptr<Db> db);
+
+  std::mutex& RunLock(std::string_view run_id);
+  absl::StatusOr<v1::Run> LoadRun(std::string_view id) const;
+  absl::StatusOr<v1::Experiment> LoadExperiment(std::string_view id) const;
+  // Writes `run` (and the index diff from `old`, which is null for a new run) into `batch`.
+  void PutRun(const v1::Run* old, const v1::Run& run, rocksdb::WriteBatch* batch) const;
+  absl::StatusOr<std::optional<std::string>> LookupRequestId(std::string_view kind,
+                                                             std::string_view request_id) const;
+
+  std::unique_ptr<Db> db_;
+  rocksdb::ColumnFamilyHandle* experiments_;
+  rocksdb::ColumnFamilyHandle* experiment_names_;
+  rocksdb::ColumnFamilyHandle* runs_;
+  rocksdb::ColumnFamilyHandle* metrics_;
+  rocksdb::ColumnFamilyHandle* index_;
+  rocksdb::ColumnFamilyHandle* request_ids_;
+
+  std::mutex experiments_mu_;  // serializes experiment mutations (name uniqueness)
+  std::mutex request_ids_mu_;  // serializes create-with-request-id
+  std::array<std::mutex, 64> run_locks_;
+};
+
+}  // namespace mlops::metadata

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs, idempotently, every Debian 12 package that the build, the tests and the demo need.
+# Safe to run again: when every package is already installed it does nothing.
+set -euo pipefail
+
+PACKAGES=(
+  cmake ninja-build g++ make pkg-config ccache git ca-certificates
+  protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libabsl-dev
+  librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev libcivetweb-dev
+  libyaml-cpp-dev libssl-dev libcurl4-openssl-dev zlib1g-dev
+  prometheus clang-format curl openssl procps python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "bootstrap: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "bootstrap: done"
