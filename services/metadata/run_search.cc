@@ -246,7 +246,9 @@ class Searcher {
 
  private:
   size_t Estimate(const KeyRange& range) const {
-    rocksdb::Range r(range.lo, range.hi.empty() ? std::string(1, '\xff') : range.hi);
+    const std::string hi = range.hi.empty() ? std::string(1, '\xff') : range.hi;
+    if (range.lo >= hi) return 0;
+    rocksdb::Range r(range.lo, hi);
     uint64_t bytes = 0;
     rocksdb::SizeApproximationOptions options;
     options.include_memtables = true;
@@ -264,6 +266,7 @@ class Searcher {
     const std::string prefix = internal::IndexPrefix(leaf.field);
     bool overflow = false;
     for (const auto& range : ranges) {
+      if (!range.hi.empty() && range.lo >= range.hi) continue;
       rocksdb::ReadOptions options;
       rocksdb::Slice upper(range.hi);
       if (!range.hi.empty()) options.iterate_upper_bound = &upper;

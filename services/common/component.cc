@@ -1,0 +1,56 @@
+#include "services/common/component.h"
+
+#include <filesystem>
+
+#include "absl/flags/flag.h"
+#include "services/common/logging.h"
+
+namespace mlops {
+
+int RunServerMain(const std::string& program, const std::vector<ComponentFactory>& factories) {
+  std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    LogError("data_dir_failed", {{"data_dir", data_dir}, {"error", ec.message()}});
+    return 1;
+  }
+  Db::Options db_options;
+  db_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  std::vector<std::unique_ptr<Component>> components;
+  ServiceHost host(ServerConfig::FromFlags());
+  for (const auto& factory : factories) {
+    auto component = factory(data_dir, db_options);
+    if (!component.ok()) {
+      LogError("open_failed", {{"data_dir", data_dir}, {"error", component.status().ToString()}});
+      return 1;
+    }
+    (*component)->Register(host);
+    components.push_back(std::move(*component));
+  }
+  if (absl::Status status = host.Start(); !status.ok()) {
+    LogError("start_failed", {{"error", status.ToString()}});
+    return 1;
+  }
+  if (absl::Status status =
+          WritePortFile(absl::GetFlag(FLAGS_port_file), host.port(), host.metrics_port());
+      !status.ok()) {
+    LogError("port_file_failed", {{"error", status.ToString()}});
+    return 1;
+  }
+  std::string names;
+  for (const auto& component : components) names += (names.empty() ? "" : ",") + component->name();
+  LogInfo("serving", {{"program", program},
+                      {"services", names},
+                      {"port", std::to_string(host.port())},
+                      {"metrics_port", std::to_string(host.metrics_port())},
+                      {"data_dir", data_dir}});
+  int sig = WaitForShutdownSignal();
+  LogInfo("shutting_down", {{"signal", std::to_string(sig)}});
+  host.Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_s)));
+  components.clear();
+  LogInfo("stopped", {{"program", program}});
+  return 0;
+}
+
+}  // namespace mlops

@@ -1,0 +1,34 @@
+// A service component that a server process hosts: it opens its own storage under the data dir and
+// registers its gRPC services and gauges with the host. mlops-<service> hosts one component,
+// mlops-server hosts all of them on one port.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/common/db.h"
+#include "services/common/server.h"
+
+namespace mlops {
+
+class Component {
+ public:
+  virtual ~Component() = default;
+  virtual std::string name() const = 0;
+  // Registers services and collectors; called once, before the host starts.
+  virtual void Register(ServiceHost& host) = 0;
+};
+
+// Opens a component with its storage in `dir` (data_dir/<name>).
+using ComponentFactory = std::function<absl::StatusOr<std::unique_ptr<Component>>(
+    const std::string& data_dir, const Db::Options& options)>;
+
+// The body of every server main after InitServerProcess: opens each component under --data_dir,
+// serves on --port and --metrics_port, writes --port_file, and shuts down gracefully on SIGTERM or
+// SIGINT. Returns the process exit code.
+int RunServerMain(const std::string& program, const std::vector<ComponentFactory>& factories);
+
+}  // namespace mlops
