@@ -61,8 +61,8 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
       rocksdb::DB::Open(rocksdb::DBOptions(db_options), path, descriptors, &db->handles_, &raw);
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
-      return absl::UnavailableError("database " + path + " is in use by another process: " +
-                                    s.ToString());
+      return absl::UnavailableError("database " + path +
+                                    " is in use by another process: " + s.ToString());
     }
     return FromRocksStatus(s, "open " + path);
   }
@@ -89,8 +89,8 @@ rocksdb::ColumnFamilyHandle* Db::Cf(std::string_view name) const {
 absl::StatusOr<std::optional<std::string>> Db::Get(rocksdb::ColumnFamilyHandle* cf,
                                                    std::string_view key) const {
   std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()),
-                               &value);
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf, rocksdb::Slice(key.data(), key.size()), &value);
   if (s.IsNotFound()) return std::nullopt;
   if (!s.ok()) return FromRocksStatus(s, "get");
   return value;

@@ -34,8 +34,8 @@ void HttpServer::SetReadiness(std::function<bool()> ready) {
 absl::Status HttpServer::Start(const std::string& host, int port) {
   mg_init_library(0);
   std::string listen = host + ":" + std::to_string(port);
-  const char* options[] = {"listening_ports", listen.c_str(), "num_threads", "4",
-                           "enable_keep_alive", "yes", nullptr};
+  const char* options[] = {"listening_ports",   listen.c_str(), "num_threads", "4",
+                           "enable_keep_alive", "yes",          nullptr};
   mg_callbacks callbacks{};
   // civetweb logs bind failures through this callback; returning 1 silences its own printing.
   callbacks.log_message = [](const mg_connection*, const char*) { return 1; };

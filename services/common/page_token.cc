@@ -18,7 +18,8 @@ std::string EncodePageToken(const PageCursor& cursor) {
 absl::StatusOr<PageCursor> DecodePageToken(std::string_view token, uint64_t fingerprint) {
   std::string bytes;
   mlops::common::v1::PageToken parsed;
-  if (!absl::WebSafeBase64Unescape(absl::string_view(token.data(), token.size()), &bytes) || !parsed.ParseFromString(bytes)) {
+  if (!absl::WebSafeBase64Unescape(absl::string_view(token.data(), token.size()), &bytes) ||
+      !parsed.ParseFromString(bytes)) {
     return absl::InvalidArgumentError("page_token: malformed token");
   }
   if (parsed.request_fingerprint() != fingerprint) {

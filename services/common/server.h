@@ -35,7 +35,7 @@ std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage);
 
 struct ServerConfig {
   std::string host = "0.0.0.0";
-  int port = 0;          // 0: pick a free port.
+  int port = 0;  // 0: pick a free port.
   std::string metrics_host = "0.0.0.0";
   int metrics_port = -1;  // -1: no HTTP endpoint; 0: pick a free port.
   int max_message_bytes = 64 << 20;

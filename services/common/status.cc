@@ -19,8 +19,8 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 
 absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context) {
   if (status.ok()) return absl::OkStatus();
-  std::string message = context.empty() ? status.ToString()
-                                        : std::string(context) + ": " + status.ToString();
+  std::string message =
+      context.empty() ? status.ToString() : std::string(context) + ": " + status.ToString();
   switch (status.code()) {
     case rocksdb::Status::kOk:
       return absl::OkStatus();
@@ -42,8 +42,10 @@ absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view con
     case rocksdb::Status::kShutdownInProgress:
       return absl::UnavailableError(message);
     case rocksdb::Status::kIOError:
-      if (status.subcode() == rocksdb::Status::kNoSpace) return absl::ResourceExhaustedError(message);
-      return absl::UnavailableError(message);  // I/O errors may pass (disk, NFS): let clients retry.
+      if (status.subcode() == rocksdb::Status::kNoSpace)
+        return absl::ResourceExhaustedError(message);
+      return absl::UnavailableError(
+          message);  // I/O errors may pass (disk, NFS): let clients retry.
     case rocksdb::Status::kMergeInProgress:
     case rocksdb::Status::kExpired:
     case rocksdb::Status::kCompactionTooLarge:

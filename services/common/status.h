@@ -30,14 +30,14 @@ absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view con
 #define MLOPS_STATUS_CONCAT_(a, b) MLOPS_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                               \
-  do {                                                      \
-    ::absl::Status mlops_status_ = (expr);                  \
-    if (!mlops_status_.ok()) return mlops_status_;          \
+#define RETURN_IF_ERROR(expr)                      \
+  do {                                             \
+    ::absl::Status mlops_status_ = (expr);         \
+    if (!mlops_status_.ok()) return mlops_status_; \
   } while (false)
 
-// ASSIGN_OR_RETURN(auto x, Fn()): evaluates Fn() (an absl::StatusOr<T>); returns its status when not
-// OK, otherwise moves the value into the declaration on the left.
+// ASSIGN_OR_RETURN(auto x, Fn()): evaluates Fn() (an absl::StatusOr<T>); returns its status when
+// not OK, otherwise moves the value into the declaration on the left.
 #define ASSIGN_OR_RETURN(lhs, expr) \
   MLOPS_ASSIGN_OR_RETURN_IMPL_(MLOPS_STATUS_CONCAT_(mlops_statusor_, __LINE__), lhs, expr)
 #define MLOPS_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

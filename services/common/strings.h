@@ -23,10 +23,8 @@ inline void Append(std::string* out, char c) { out->push_back(c); }
 inline void Append(std::string* out, bool b) { out->append(b ? "true" : "false"); }
 void Append(std::string* out, double value);  // shortest round-trip form
 template <typename T>
-  requires std::is_integral_v<T>
-void Append(std::string* out, T value) {
-  out->append(std::to_string(value));
-}
+requires std::is_integral_v<T>
+void Append(std::string* out, T value) { out->append(std::to_string(value)); }
 }  // namespace strings_internal
 
 // Concatenates strings, string_views, characters, integers and doubles.

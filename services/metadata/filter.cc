@@ -114,8 +114,7 @@ class Lexer {
   }
 
   static absl::Status Error(size_t pos, std::string_view message) {
-    return absl::InvalidArgumentError(
-        StrCat("filter: at position ", pos + 1, ": ", message));
+    return absl::InvalidArgumentError(StrCat("filter: at position ", pos + 1, ": ", message));
   }
 
  private:
@@ -191,8 +190,8 @@ absl::StatusOr<Field> FieldFromWord(const Token& token) {
       field.kind = FieldKind::kAttribute;
     } else {
       return Lexer::Error(token.pos, StrCat("unknown field prefix '", prefix,
-                                                  "' (use metrics., params., tags. or an "
-                                                  "attribute)"));
+                                            "' (use metrics., params., tags. or an "
+                                            "attribute)"));
     }
     if (key.empty()) return Lexer::Error(token.pos, "missing key after '" + prefix + ".'");
     if (field.kind != FieldKind::kAttribute) {
@@ -204,10 +203,9 @@ absl::StatusOr<Field> FieldFromWord(const Token& token) {
   field.kind = FieldKind::kAttribute;
   field.attribute = AttributeByName(text);
   if (field.attribute == Attribute::kNone) {
-    return Lexer::Error(token.pos,
-                        StrCat("unknown attribute '", text,
-                                     "' (status, start_time, end_time, name, run_id, "
-                                     "experiment_id; or metrics./params./tags.<key>)"));
+    return Lexer::Error(token.pos, StrCat("unknown attribute '", text,
+                                          "' (status, start_time, end_time, name, run_id, "
+                                          "experiment_id; or metrics./params./tags.<key>)"));
   }
   field.key = AttributeName(field.attribute);
   return field;
@@ -221,9 +219,8 @@ class Parser {
     auto expr = ParseOr();
     if (!expr.ok()) return expr.status();
     if (Peek().kind != Token::Kind::kEnd) {
-      return Lexer::Error(Peek().pos,
-                          StrCat("expected 'and', 'or' or end of filter, found ",
-                                       Describe(Peek())));
+      return Lexer::Error(
+          Peek().pos, StrCat("expected 'and', 'or' or end of filter, found ", Describe(Peek())));
     }
     return expr;
   }
@@ -295,12 +292,12 @@ class Parser {
     } else if (token.kind == Token::Kind::kString) {
       value.text = token.text;
     } else {
-      return Lexer::Error(token.pos, StrCat("expected a value after ", field.ToString(),
-                                                  ", found ", Describe(token)));
+      return Lexer::Error(token.pos, StrCat("expected a value after ", field.ToString(), ", found ",
+                                            Describe(token)));
     }
     if (field.numeric() && !value.is_number) {
-      return Lexer::Error(token.pos, StrCat(field.ToString(),
-                                                  " compares as a number; got a string"));
+      return Lexer::Error(token.pos,
+                          StrCat(field.ToString(), " compares as a number; got a string"));
     }
     if (!field.numeric()) {
       // Params and tags are strings; a bare number is taken as its text ("params.epochs = 10").
@@ -310,7 +307,7 @@ class Parser {
       std::string upper = ToUpper(value.text);
       if (upper != "RUNNING" && upper != "FINISHED" && upper != "FAILED" && upper != "KILLED") {
         return Lexer::Error(token.pos, StrCat("unknown status '", value.text,
-                                                    "' (RUNNING, FINISHED, FAILED, KILLED)"));
+                                              "' (RUNNING, FINISHED, FAILED, KILLED)"));
       }
       value.text = upper;
     }
@@ -321,9 +318,8 @@ class Parser {
   absl::StatusOr<std::unique_ptr<Expr>> ParseComparison() {
     const Token& field_token = Peek();
     if (field_token.kind != Token::Kind::kWord) {
-      return Lexer::Error(field_token.pos,
-                          StrCat("expected a field such as metrics.<key>, found ",
-                                       Describe(field_token)));
+      return Lexer::Error(field_token.pos, StrCat("expected a field such as metrics.<key>, found ",
+                                                  Describe(field_token)));
     }
     auto field = FieldFromWord(field_token);
     if (!field.ok()) return field.status();
@@ -336,8 +332,8 @@ class Parser {
       negated = true;
       Next();
       if (!IsKeyword(Peek(), "in") && !IsKeyword(Peek(), "like") && !IsKeyword(Peek(), "ilike")) {
-        return Lexer::Error(Peek().pos, StrCat("expected in, like or ilike after 'not', found ",
-                                                     Describe(Peek())));
+        return Lexer::Error(
+            Peek().pos, StrCat("expected in, like or ilike after 'not', found ", Describe(Peek())));
       }
     }
     const Token& op = Peek();
@@ -358,8 +354,7 @@ class Parser {
       node->op = negated ? CompareOp::kNotIn : CompareOp::kIn;
       Next();
       if (Peek().kind != Token::Kind::kLParen) {
-        return Lexer::Error(Peek().pos, StrCat("expected '(' after in, found ",
-                                                     Describe(Peek())));
+        return Lexer::Error(Peek().pos, StrCat("expected '(' after in, found ", Describe(Peek())));
       }
       Next();
       while (true) {
@@ -374,8 +369,8 @@ class Parser {
           Next();
           break;
         }
-        return Lexer::Error(Peek().pos, StrCat("expected ',' or ')' in the in-list, found ",
-                                                     Describe(Peek())));
+        return Lexer::Error(Peek().pos,
+                            StrCat("expected ',' or ')' in the in-list, found ", Describe(Peek())));
       }
       return node;
     }
@@ -384,13 +379,13 @@ class Parser {
       node->op = ignore_case ? (negated ? CompareOp::kNotILike : CompareOp::kILike)
                              : (negated ? CompareOp::kNotLike : CompareOp::kLike);
       if (node->field.numeric()) {
-        return Lexer::Error(op.pos, StrCat(node->field.ToString(),
-                                                 " is numeric; like needs a string field"));
+        return Lexer::Error(
+            op.pos, StrCat(node->field.ToString(), " is numeric; like needs a string field"));
       }
       Next();
       if (Peek().kind != Token::Kind::kString) {
-        return Lexer::Error(Peek().pos, StrCat("expected a quoted pattern after like, found ",
-                                                     Describe(Peek())));
+        return Lexer::Error(
+            Peek().pos, StrCat("expected a quoted pattern after like, found ", Describe(Peek())));
       }
       auto value = ParseValue(node->field);
       if (!value.ok()) return value.status();
@@ -398,8 +393,8 @@ class Parser {
       return node;
     }
     return Lexer::Error(op.pos, StrCat("expected an operator (=, !=, <, <=, >, >=, in, like) "
-                                             "after ",
-                                             node->field.ToString(), ", found ", Describe(op)));
+                                       "after ",
+                                       node->field.ToString(), ", found ", Describe(op)));
   }
 
   std::vector<Token> tokens_;
@@ -432,8 +427,7 @@ absl::StatusOr<std::unique_ptr<Expr>> ParseFilter(std::string_view text) {
 absl::StatusOr<OrderBy> ParseOrderBy(std::string_view text) {
   auto tokens = Lexer(text).Tokenize();
   if (!tokens.ok()) {
-    return absl::InvalidArgumentError(
-        StrCat("order_by: ", tokens.status().message().substr(8)));
+    return absl::InvalidArgumentError(StrCat("order_by: ", tokens.status().message().substr(8)));
   }
   auto error = [&](const std::string& message) {
     return absl::InvalidArgumentError(StrCat("order_by '", std::string(text), "': ", message));
@@ -454,7 +448,8 @@ absl::StatusOr<OrderBy> ParseOrderBy(std::string_view text) {
     }
     ++next;
   }
-  if ((*tokens)[next].kind != Token::Kind::kEnd) return error("unexpected text after the direction");
+  if ((*tokens)[next].kind != Token::Kind::kEnd)
+    return error("unexpected text after the direction");
   return order;
 }
 

@@ -53,7 +53,20 @@ struct Field {
   std::string ToString() const;
 };
 
-enum class CompareOp { kEq, kNe, kLt, kLe, kGt, kGe, kIn, kNotIn, kLike, kNotLike, kILike, kNotILike };
+enum class CompareOp {
+  kEq,
+  kNe,
+  kLt,
+  kLe,
+  kGt,
+  kGe,
+  kIn,
+  kNotIn,
+  kLike,
+  kNotLike,
+  kILike,
+  kNotILike
+};
 
 struct Value {
   bool is_number = false;
@@ -65,7 +78,7 @@ struct Expr {
   enum class Type { kAnd, kOr, kCompare };
   Type type = Type::kCompare;
   std::vector<std::unique_ptr<Expr>> children;  // kAnd, kOr
-  Field field;                                   // kCompare
+  Field field;                                  // kCompare
   CompareOp op = CompareOp::kEq;
   std::vector<Value> values;  // one, except for kIn / kNotIn
 };

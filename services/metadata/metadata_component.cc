@@ -23,7 +23,7 @@ class MetadataComponent : public Component {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Component>> OpenMetadataComponent(const std::string& data_dir,
-                                                                  const Db::Options& options) {
+                                                                 const Db::Options& options) {
   auto store = MetadataStore::Open(data_dir + "/metadata", options);
   if (!store.ok()) return store.status();
   return std::unique_ptr<Component>(new MetadataComponent(std::move(*store)));

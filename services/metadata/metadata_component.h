@@ -7,6 +7,6 @@ namespace mlops::metadata {
 
 // Opens the store in data_dir/metadata.
 absl::StatusOr<std::unique_ptr<Component>> OpenMetadataComponent(const std::string& data_dir,
-                                                                  const Db::Options& options);
+                                                                 const Db::Options& options);
 
 }  // namespace mlops::metadata

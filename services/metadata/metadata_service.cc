@@ -1,7 +1,7 @@
 #include "services/metadata/metadata_service.h"
 
-#include "services/common/strings.h"
 #include "services/common/status.h"
+#include "services/common/strings.h"
 
 namespace mlops::metadata {
 namespace {
@@ -87,8 +87,7 @@ grpc::Status MetadataServiceImpl::RestoreRun(grpc::ServerContext*,
   return Reply(store_->SetRunLifecycle(request->run_id(), v1::ACTIVE), response);
 }
 
-grpc::Status MetadataServiceImpl::LogBatch(grpc::ServerContext*,
-                                           const v1::LogBatchRequest* request,
+grpc::Status MetadataServiceImpl::LogBatch(grpc::ServerContext*, const v1::LogBatchRequest* request,
                                            v1::LogBatchResponse*) {
   return ToGrpcStatus(store_->LogBatch(*request));
 }

@@ -6,11 +6,11 @@
 #include <map>
 #include <set>
 
-#include "services/common/strings.h"
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
+#include "services/common/strings.h"
 #include "services/metadata/run_index_internal.h"
 
 namespace mlops::metadata {
@@ -36,8 +36,8 @@ absl::Status ValidateKey(std::string_view what, std::string_view key) {
   if (key.empty()) return absl::InvalidArgumentError(StrCat(what, " key: must not be empty"));
   if (key.size() > StoreLimits::kMaxKeyLength) {
     return absl::InvalidArgumentError(StrCat(what, " key '", key.substr(0, 40),
-                                                   "...': longer than ",
-                                                   StoreLimits::kMaxKeyLength, " characters"));
+                                             "...': longer than ", StoreLimits::kMaxKeyLength,
+                                             " characters"));
   }
   for (char c : key) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -52,8 +52,7 @@ absl::Status ValidateKey(std::string_view what, std::string_view key) {
 
 absl::Status ValidateName(std::string_view what, std::string_view name, bool required) {
   if (name.empty()) {
-    return required ? absl::InvalidArgumentError(StrCat(what, ": required"))
-                    : absl::OkStatus();
+    return required ? absl::InvalidArgumentError(StrCat(what, ": required")) : absl::OkStatus();
   }
   if (name.size() > StoreLimits::kMaxNameLength) {
     return absl::InvalidArgumentError(
@@ -77,8 +76,8 @@ absl::Status ValidateStringMap(std::string_view what,
   for (const auto& [key, value] : map) {
     RETURN_IF_ERROR(ValidateKey(what, key));
     if (value.size() > max_value) {
-      return absl::InvalidArgumentError(StrCat(what, " '", key, "': value longer than ",
-                                                     max_value, " bytes"));
+      return absl::InvalidArgumentError(
+          StrCat(what, " '", key, "': value longer than ", max_value, " bytes"));
     }
   }
   return absl::OkStatus();
@@ -217,16 +216,16 @@ absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
   std::string last;
   bool more = false;
   absl::Status parse_error;
-  RETURN_IF_ERROR(db_->ScanPrefix(
-      experiments_, "", after, [&](std::string_view key, std::string_view value) {
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(experiments_, "", after, [&](std::string_view key, std::string_view value) {
         v1::Experiment experiment;
         if (!experiment.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
           parse_error = absl::DataLossError(StrCat("experiment ", key, " is corrupt"));
           return false;
         }
         bool deleted = experiment.lifecycle_stage() == v1::DELETED;
-        bool wanted = request.view() == v1::ALL ||
-                      (request.view() == v1::DELETED_ONLY ? deleted : !deleted);
+        bool wanted =
+            request.view() == v1::ALL || (request.view() == v1::DELETED_ONLY ? deleted : !deleted);
         if (!wanted) return true;
         if (response.experiments_size() == page_size) {
           more = true;
@@ -245,8 +244,9 @@ absl::StatusOr<v1::Experiment> MetadataStore::UpdateExperiment(
     const v1::UpdateExperimentRequest& request) {
   const v1::Experiment& update = request.experiment();
   if (request.update_mask().paths_size() == 0) {
-    return absl::InvalidArgumentError("update_mask: list the fields to update (name, description, "
-                                      "tags)");
+    return absl::InvalidArgumentError(
+        "update_mask: list the fields to update (name, description, "
+        "tags)");
   }
   std::lock_guard<std::mutex> lock(experiments_mu_);
   ASSIGN_OR_RETURN(v1::Experiment experiment, LoadExperiment(update.id()));
@@ -257,8 +257,8 @@ absl::StatusOr<v1::Experiment> MetadataStore::UpdateExperiment(
       if (update.name() == experiment.name()) continue;
       ASSIGN_OR_RETURN(auto existing, db_->Get(experiment_names_, update.name()));
       if (existing) {
-        return absl::AlreadyExistsError(StrCat("experiment name '", update.name(),
-                                                     "' is taken by experiment ", *existing));
+        return absl::AlreadyExistsError(
+            StrCat("experiment name '", update.name(), "' is taken by experiment ", *existing));
       }
       batch.Delete(experiment_names_, experiment.name());
       batch.Put(experiment_names_, update.name(), experiment.id());
@@ -273,8 +273,8 @@ absl::StatusOr<v1::Experiment> MetadataStore::UpdateExperiment(
                                         StoreLimits::kMaxTagsPerBatch));
       *experiment.mutable_tags() = update.tags();
     } else {
-      return absl::InvalidArgumentError(StrCat(
-          "update_mask: '", path, "' cannot be updated (name, description, tags can)"));
+      return absl::InvalidArgumentError(
+          StrCat("update_mask: '", path, "' cannot be updated (name, description, tags can)"));
     }
   }
   experiment.set_update_time_ms(NowMs());
@@ -288,8 +288,8 @@ absl::StatusOr<v1::Experiment> MetadataStore::SetExperimentLifecycle(std::string
   std::lock_guard<std::mutex> lock(experiments_mu_);
   ASSIGN_OR_RETURN(v1::Experiment experiment, LoadExperiment(id));
   if (experiment.lifecycle_stage() == stage) {
-    return absl::FailedPreconditionError(StrCat("experiment ", id, " is already ",
-                                                      v1::LifecycleStage_Name(stage)));
+    return absl::FailedPreconditionError(
+        StrCat("experiment ", id, " is already ", v1::LifecycleStage_Name(stage)));
   }
   experiment.set_lifecycle_stage(stage);
   experiment.set_update_time_ms(NowMs());
@@ -383,7 +383,8 @@ absl::StatusOr<v1::Run> MetadataStore::UpdateRun(const v1::UpdateRunRequest& req
   bool end_time_set = false;
   for (const std::string& path : request.update_mask().paths()) {
     if (path == "status") {
-      if (update.status() == v1::RUN_STATUS_UNSPECIFIED || !v1::RunStatus_IsValid(update.status())) {
+      if (update.status() == v1::RUN_STATUS_UNSPECIFIED ||
+          !v1::RunStatus_IsValid(update.status())) {
         return absl::InvalidArgumentError(
             "run.status: must be RUNNING, FINISHED, FAILED or KILLED");
       }
@@ -398,8 +399,8 @@ absl::StatusOr<v1::Run> MetadataStore::UpdateRun(const v1::UpdateRunRequest& req
       RETURN_IF_ERROR(ValidateName("run.name", update.name(), true));
       run.set_name(update.name());
     } else {
-      return absl::InvalidArgumentError(StrCat(
-          "update_mask: '", path, "' cannot be updated (status, end_time_ms, name can)"));
+      return absl::InvalidArgumentError(
+          StrCat("update_mask: '", path, "' cannot be updated (status, end_time_ms, name can)"));
     }
   }
   if (IsTerminal(run.status()) && !end_time_set && run.end_time_ms() == 0) {
@@ -435,8 +436,8 @@ absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
   RETURN_IF_ERROR(ValidateId("run_id", request.run_id()));
   if (request.metrics_size() > StoreLimits::kMaxMetricsPerBatch) {
     return absl::InvalidArgumentError(StrCat("metrics: ", request.metrics_size(),
-                                                   " points in one batch; at most ",
-                                                   StoreLimits::kMaxMetricsPerBatch));
+                                             " points in one batch; at most ",
+                                             StoreLimits::kMaxMetricsPerBatch));
   }
   RETURN_IF_ERROR(ValidateStringMap("param", request.params(), StoreLimits::kMaxParamValueLength,
                                     StoreLimits::kMaxParamsPerBatch));
@@ -464,14 +465,14 @@ absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
       if (it->second != value) {
         return absl::FailedPreconditionError(
             StrCat("param '", key, "' of run ", run.id(), " is already '", it->second,
-                         "'; params are immutable (tried '", value, "')"));
+                   "'; params are immutable (tried '", value, "')"));
       }
       continue;
     }
     if (IsTerminal(run.status())) {
       return absl::FailedPreconditionError(
           StrCat("run ", run.id(), " is ", v1::RunStatus_Name(run.status()),
-                       "; a finished run's params are immutable (tried to add '", key, "')"));
+                 "; a finished run's params are immutable (tried to add '", key, "')"));
     }
     (*run.mutable_params())[key] = value;
   }
@@ -555,12 +556,12 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
   v1::GetMetricHistoryResponse response;
   if (request.max_points() > 0) {
     std::vector<v1::Metric> points;
-    RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, "",
-                                    [&](std::string_view key, std::string_view value) {
-                                      points.emplace_back();
-                                      decode(key, value, &points.back());
-                                      return true;
-                                    }));
+    RETURN_IF_ERROR(
+        db_->ScanPrefix(metrics_, prefix, "", [&](std::string_view key, std::string_view value) {
+          points.emplace_back();
+          decode(key, value, &points.back());
+          return true;
+        }));
     response.set_total_points(static_cast<int64_t>(points.size()));
     size_t max_points = static_cast<size_t>(request.max_points());
     if (points.size() <= max_points) {
@@ -601,18 +602,18 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
   }
   std::string last;
   bool more = false;
-  RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, after,
-                                  [&](std::string_view key, std::string_view value) {
-                                    if (response.metrics_size() == page_size) {
-                                      more = true;
-                                      return false;
-                                    }
-                                    v1::Metric* metric = response.add_metrics();
-                                    metric->set_key(request.key());
-                                    decode(key, value, metric);
-                                    last = std::string(key.substr(prefix.size()));
-                                    return true;
-                                  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(metrics_, prefix, after, [&](std::string_view key, std::string_view value) {
+        if (response.metrics_size() == page_size) {
+          more = true;
+          return false;
+        }
+        v1::Metric* metric = response.add_metrics();
+        metric->set_key(request.key());
+        decode(key, value, metric);
+        last = std::string(key.substr(prefix.size()));
+        return true;
+      }));
   if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
   return response;
 }

@@ -42,6 +42,13 @@ struct StoreLimits {
   static constexpr int kMaxFilterLength = 16 * 1024;
 };
 
+// Search planning limits (see run_search.cc). Tests shrink them to drive every strategy.
+struct SearchTuning {
+  size_t candidate_limit = 50000;    // a predicate matching more runs is checked per run
+  size_t in_memory_sort_max = 2000;  // complete candidate sets up to this size are sorted in memory
+  size_t work_budget = 200000;       // index entries plus runs examined by one call's walk
+};
+
 class MetadataStore {
  public:
   // Opens (creating when missing) the store in directory `path`.
@@ -49,6 +56,7 @@ class MetadataStore {
                                                              const Db::Options& options);
 
   const Db& db() const { return *db_; }
+  void set_search_tuning(const SearchTuning& tuning) { tuning_ = tuning; }
 
   // ALREADY_EXISTS when the name is taken (also by a deleted experiment); INVALID_ARGUMENT for a
   // bad name or tag. With a request_id seen before, returns the experiment it created.
@@ -102,6 +110,7 @@ class MetadataStore {
                                                              std::string_view request_id) const;
 
   std::unique_ptr<Db> db_;
+  SearchTuning tuning_;
   rocksdb::ColumnFamilyHandle* experiments_;
   rocksdb::ColumnFamilyHandle* experiment_names_;
   rocksdb::ColumnFamilyHandle* runs_;

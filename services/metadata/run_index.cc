@@ -40,9 +40,9 @@ Field AttributeField(Attribute attribute) {
 
 const std::vector<Field>& AttributeFields() {
   static const std::vector<Field> fields = {
-      AttributeField(Attribute::kStatus),       AttributeField(Attribute::kStartTime),
-      AttributeField(Attribute::kEndTime),      AttributeField(Attribute::kName),
-      AttributeField(Attribute::kRunId),        AttributeField(Attribute::kExperimentId),
+      AttributeField(Attribute::kStatus),   AttributeField(Attribute::kStartTime),
+      AttributeField(Attribute::kEndTime),  AttributeField(Attribute::kName),
+      AttributeField(Attribute::kRunId),    AttributeField(Attribute::kExperimentId),
       AttributeField(Attribute::kLifecycle)};
   return fields;
 }
@@ -173,7 +173,8 @@ std::vector<std::string> IndexKeys(const v1::Run& run) {
   std::vector<std::string> keys;
   keys.reserve(AttributeFields().size() + run.params_size() + run.tags_size() +
                run.latest_metrics_size());
-  for (const Field& field : AttributeFields()) AddKey(&keys, field, GetFieldValue(run, field), run.id());
+  for (const Field& field : AttributeFields())
+    AddKey(&keys, field, GetFieldValue(run, field), run.id());
   Field field;
   FieldValue value;
   value.present = true;

@@ -17,11 +17,10 @@
 #include <limits>
 
 #include "absl/container/flat_hash_set.h"
-#include "services/common/strings.h"
-
 #include "services/common/encoding.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
+#include "services/common/strings.h"
 #include "services/metadata/metadata_store.h"
 #include "services/metadata/run_index_internal.h"
 
@@ -31,9 +30,6 @@ namespace {
 using internal::FieldValue;
 using internal::kIdLength;
 
-constexpr size_t kCandidateLimit = 50000;
-constexpr size_t kInMemorySortMax = 2000;
-constexpr size_t kWorkBudget = 200000;
 constexpr size_t kApproxIndexKeyBytes = 48;
 
 struct Candidates {
@@ -43,7 +39,7 @@ struct Candidates {
 };
 
 struct KeyRange {
-  std::string lo, hi;       // [lo, hi); hi empty means unbounded
+  std::string lo, hi;        // [lo, hi); hi empty means unbounded
   bool check_value = false;  // decode each entry's value and test the leaf
 };
 
@@ -322,7 +318,8 @@ class Searcher {
               [](const Candidates& a, const Candidates& b) { return a.ids.size() < b.ids.size(); });
     Candidates result = std::move(complete[0]);
     for (size_t i = 1; i < complete.size(); ++i) {
-      absl::erase_if(result.ids, [&](const std::string& id) { return !complete[i].ids.contains(id); });
+      absl::erase_if(result.ids,
+                     [&](const std::string& id) { return !complete[i].ids.contains(id); });
     }
     result.complete = true;
     result.exact = exact && result.exact;
@@ -355,7 +352,9 @@ std::string Join(const std::vector<std::string>& parts) {
   return out;
 }
 
-std::string EncodePosition(const Position& p) { return std::string(1, char('0' + p.phase)) + p.bytes; }
+std::string EncodePosition(const Position& p) {
+  return std::string(1, char('0' + p.phase)) + p.bytes;
+}
 
 }  // namespace
 
@@ -386,12 +385,12 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
     ASSIGN_OR_RETURN(order, ParseOrderBy(request.order_by(0)));
   }
   ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 10000));
-  v1::ViewType view = request.view() == v1::VIEW_TYPE_UNSPECIFIED ? v1::ACTIVE_ONLY : request.view();
+  v1::ViewType view =
+      request.view() == v1::VIEW_TYPE_UNSPECIFIED ? v1::ACTIVE_ONLY : request.view();
 
   uint64_t fingerprint =
-      Fingerprint({"runs", Join(experiments), request.filter(),
-                   order.field.ToString(), order.descending ? "desc" : "asc",
-                   v1::ViewType_Name(view)});
+      Fingerprint({"runs", Join(experiments), request.filter(), order.field.ToString(),
+                   order.descending ? "desc" : "asc", v1::ViewType_Name(view)});
   std::optional<Position> cursor;
   if (!request.page_token().empty()) {
     ASSIGN_OR_RETURN(auto decoded, DecodePageToken(request.page_token(), fingerprint));
@@ -411,7 +410,7 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
   if (filter) root->children.push_back(std::move(filter));
 
   Searcher searcher(*db_, index_, runs_);
-  ASSIGN_OR_RETURN(Candidates candidates, searcher.Eval(*root, kCandidateLimit));
+  ASSIGN_OR_RETURN(Candidates candidates, searcher.Eval(*root, tuning_.candidate_limit));
   searcher.ResetWork();  // the walk gets its own budget
   const Expr* verify = candidates.complete && candidates.exact ? nullptr : root.get();
   const bool missing_phase = !RequiresField(root.get(), order.field);
@@ -441,7 +440,7 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
   std::optional<Position> last;  // last position examined (emitted or skipped)
   bool more = false;
 
-  if (candidates.complete && candidates.ids.size() <= kInMemorySortMax) {
+  if (candidates.complete && candidates.ids.size() <= tuning_.in_memory_sort_max) {
     std::vector<std::pair<Position, v1::Run>> rows;
     rows.reserve(candidates.ids.size());
     for (const auto& id : candidates.ids) {
@@ -465,12 +464,13 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
     bool stop = false;
     // Handles one run id met during the walk; returns false to end the walk.
     auto visit = [&](std::string_view id, Position position, bool need_missing) -> absl::Status {
-      if (searcher.work() >= kWorkBudget) {
+      if (searcher.work() >= tuning_.work_budget) {
         stop = true;
         more = true;
         return absl::OkStatus();
       }
-      if (candidates.complete && !candidates.ids.contains(absl::string_view(id.data(), id.size()))) {
+      if (candidates.complete &&
+          !candidates.ids.contains(absl::string_view(id.data(), id.size()))) {
         searcher.AddWork(1);
         last = std::move(position);
         return absl::OkStatus();
@@ -513,8 +513,8 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
         if (cursor && cursor->phase == 1 && experiment == cursor->bytes.substr(0, kIdLength)) {
           resume = prefix + cursor->bytes.substr(kIdLength);
         }
-        RETURN_IF_ERROR(db_->ScanPrefix(
-            index_, prefix, resume, [&](std::string_view key, std::string_view) {
+        RETURN_IF_ERROR(
+            db_->ScanPrefix(index_, prefix, resume, [&](std::string_view key, std::string_view) {
               std::string_view id = key.substr(key.size() - kIdLength);
               status = visit(id, Position{1, experiment + std::string(id)}, true);
               return status.ok() && !stop;
@@ -524,7 +524,8 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
       }
     }
   }
-  if (more && last) response.set_next_page_token(EncodePageToken({fingerprint, EncodePosition(*last)}));
+  if (more && last)
+    response.set_next_page_token(EncodePageToken({fingerprint, EncodePosition(*last)}));
   return response;
 }
 

@@ -1,6 +1,6 @@
 // mlops: the command-line client. See `mlops help` and docs/cli.md.
-#include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 
 #include <cerrno>
 #include <cmath>
@@ -125,7 +125,8 @@ double ParseDouble(const std::string& text, const std::string& what) {
   errno = 0;
   char* end = nullptr;
   double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0') throw UsageError{StrCat(what, ": '", text, "' is not a number")};
+  if (text.empty() || *end != '\0')
+    throw UsageError{StrCat(what, ": '", text, "' is not a number")};
   return value;
 }
 
@@ -195,11 +196,23 @@ class Cli {
     Response response;
     grpc::Status status = ((*stub_).*method)(&context, request, &response);
     if (!status.ok()) {
-      static const char* const kCodes[] = {
-          "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-          "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-          "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-          "UNAUTHENTICATED"};
+      static const char* const kCodes[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
       int code = status.error_code();
       std::cerr << "error: " << (code >= 0 && code <= 16 ? kCodes[code] : "UNKNOWN") << ": "
                 << status.error_message() << "\n";
@@ -235,7 +248,8 @@ class Cli {
               << "\ndescription: " << e.description()
               << "\nstage:       " << v1::LifecycleStage_Name(e.lifecycle_stage())
               << "\ncreated:     " << FormatTime(e.create_time_ms()) << "\n";
-    for (const auto& [k, v] : std::map<std::string, std::string>(e.tags().begin(), e.tags().end())) {
+    for (const auto& [k, v] :
+         std::map<std::string, std::string>(e.tags().begin(), e.tags().end())) {
       std::cout << "tag:         " << k << "=" << v << "\n";
     }
   }
@@ -262,7 +276,8 @@ class Cli {
          std::map<std::string, std::string>(run.params().begin(), run.params().end())) {
       rows.push_back({"param", k, v, ""});
     }
-    for (const auto& [k, v] : std::map<std::string, std::string>(run.tags().begin(), run.tags().end())) {
+    for (const auto& [k, v] :
+         std::map<std::string, std::string>(run.tags().begin(), run.tags().end())) {
       rows.push_back({"tag", k, v, ""});
     }
     std::vector<v1::Metric> metrics(run.latest_metrics().begin(), run.latest_metrics().end());
@@ -557,7 +572,8 @@ int main(int argc, char** argv) {
       return raw.empty() ? 2 : 0;
     }
     const char* env = std::getenv("MLOPS_SERVER");
-    std::string server = args.Take("--server").value_or(env != nullptr && *env ? env : "localhost:50051");
+    std::string server =
+        args.Take("--server").value_or(env != nullptr && *env ? env : "localhost:50051");
     std::string output = args.Take("--output").value_or("table");
     if (output != "table" && output != "json") throw UsageError{"--output must be table or json"};
     std::string group = args.Positional("group (experiments, runs)");

@@ -1,0 +1,103 @@
+// The built `mlops` binary against a real mlops-server child process.
+#include "tests/testing/testing.h"
+
+namespace mlops {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
+    server_->Start();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+
+  testing::CommandResult Mlops(std::vector<std::string> args) {
+    args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", server_->address()});
+    return testing::RunCommand(args);
+  }
+
+  static testing::TempDir* dir_;
+  static testing::ChildServer* server_;
+};
+
+testing::TempDir* CliTest::dir_ = nullptr;
+testing::ChildServer* CliTest::server_ = nullptr;
+
+TEST_F(CliTest, TrackSearchAndHistory) {
+  auto created = Mlops({"experiments", "create", "cli-iris", "--description", "flowers"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_THAT(created.out, HasSubstr("name:        cli-iris"));
+
+  std::vector<std::string> runs;
+  for (const char* lr : {"0.1", "0.01"}) {
+    auto run = Mlops({"runs", "create", "--experiment", "cli-iris", "--param",
+                      std::string("lr=") + lr, "--tag", "team=vision"});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    std::string id = run.out.substr(0, run.out.find('\n'));
+    ASSERT_EQ(id.size(), 32u) << run.out;
+    runs.push_back(id);
+    for (int step = 1; step <= 3; ++step) {
+      auto logged = Mlops(
+          {"runs", "log", id, "--metric",
+           "acc=0." + std::to_string(step + (lr[3] == '1' ? 5 : 2)) + "@" + std::to_string(step)});
+      ASSERT_EQ(logged.exit_code, 0) << logged.err;
+    }
+    ASSERT_EQ(Mlops({"runs", "finish", id}).exit_code, 0);
+  }
+  auto search =
+      Mlops({"runs", "search", "--experiment", "cli-iris", "--filter",
+             "metrics.acc > 0.7 and status = 'FINISHED'", "--order-by", "metrics.acc DESC"});
+  ASSERT_EQ(search.exit_code, 0) << search.err;
+  EXPECT_THAT(search.out, HasSubstr(runs[1]));  // lr=0.01 reached 0.8 at step 3... see below
+  EXPECT_THAT(search.out, HasSubstr("(1 runs)"));
+  EXPECT_THAT(search.out, Not(HasSubstr(runs[0])));
+
+  auto json = Mlops({"--output", "json", "runs", "show", runs[1]});
+  ASSERT_EQ(json.exit_code, 0);
+  EXPECT_THAT(json.out, HasSubstr("\"lr\": \"0.01\""));
+  EXPECT_THAT(json.out, HasSubstr("\"status\": \"FINISHED\""));
+
+  auto history = Mlops({"runs", "history", runs[1], "acc"});
+  ASSERT_EQ(history.exit_code, 0);
+  EXPECT_THAT(history.out, HasSubstr("STEP  VALUE"));
+  EXPECT_THAT(history.out, HasSubstr("3     0.8"));
+}
+
+TEST_F(CliTest, ErrorsAreClearAndExitNonZero) {
+  ASSERT_EQ(Mlops({"experiments", "create", "cli-errors"}).exit_code, 0);
+  auto dup = Mlops({"experiments", "create", "cli-errors"});
+  EXPECT_EQ(dup.exit_code, 1);
+  EXPECT_THAT(dup.err, HasSubstr("ALREADY_EXISTS"));
+  auto bad_filter =
+      Mlops({"runs", "search", "--experiment", "cli-errors", "--filter", "metrics.acc >> 1"});
+  EXPECT_EQ(bad_filter.exit_code, 1);
+  EXPECT_THAT(bad_filter.err, HasSubstr("INVALID_ARGUMENT: filter: at position"));
+  auto bad_step = Mlops({"runs", "log", std::string(32, 'a'), "--metric", "x=1@inf"});
+  EXPECT_EQ(bad_step.exit_code, 2);
+  EXPECT_THAT(bad_step.err, HasSubstr("'inf' is not an integer"));
+  auto usage = Mlops({"runs", "frobnicate", "x"});
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_THAT(usage.err, HasSubstr("unknown command"));
+  auto missing = Mlops({"experiments", "get", "no-such-experiment"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+}
+
+TEST_F(CliTest, UnreachableServerSaysSo) {
+  auto result =
+      testing::RunCommand({MLOPS_CLI_BIN, "experiments", "list"}, {"MLOPS_SERVER=127.0.0.1:1"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_THAT(result.err, HasSubstr("UNAVAILABLE"));
+  EXPECT_THAT(result.err, HasSubstr("is the server running"));
+}
+
+}  // namespace
+}  // namespace mlops

@@ -1,0 +1,128 @@
+// The metrics endpoint of a real mlops-server child process: scraped over HTTP, checked by
+// promtool, and scraped by a real Prometheus server.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <thread>
+
+#include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "tests/testing/testing.h"
+
+namespace mlops {
+namespace {
+
+namespace v1 = ::mlops::metadata::v1;
+using ::testing::HasSubstr;
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  // One server for the suite: civetweb takes seconds to stop once it has served a request.
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
+    server_->Start();
+    auto stub = v1::MetadataService::NewStub(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    for (int i = 0; i < 2; ++i) {
+      grpc::ClientContext context;
+      v1::CreateExperimentRequest request;
+      request.set_name("metrics-test");
+      v1::Experiment out;
+      (void)stub->CreateExperiment(&context, request, &out);  // second one: ALREADY_EXISTS
+    }
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+  static testing::TempDir* dir_;
+  static testing::ChildServer* server_;
+};
+
+testing::TempDir* MetricsTest::dir_ = nullptr;
+testing::ChildServer* MetricsTest::server_ = nullptr;
+
+TEST_F(MetricsTest, ExposesRpcProcessAndRocksDbMetrics) {
+  auto [code, body] = testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  EXPECT_THAT(body, HasSubstr("grpc_server_handled_total{grpc_code=\"OK\",grpc_method="
+                              "\"CreateExperiment\",grpc_service=\"mlops.metadata.v1."
+                              "MetadataService\"} 1"));
+  EXPECT_THAT(body, HasSubstr("grpc_code=\"ALREADY_EXISTS\",grpc_method=\"CreateExperiment\""));
+  EXPECT_THAT(body, HasSubstr("grpc_server_handling_seconds_bucket{"));
+  EXPECT_THAT(body, HasSubstr("process_resident_memory_bytes "));
+  EXPECT_THAT(body, HasSubstr("mlops_rocksdb_estimate_num_keys{db=\"metadata\"}"));
+}
+
+TEST_F(MetricsTest, PassesPromtoolCheck) {
+  auto [code, body] = testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  std::string file = dir_->path() + "/metrics.txt";
+  std::ofstream(file) << body;
+  auto result = testing::RunCommand({"/bin/sh", "-c", "promtool check metrics < " + file});
+  EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+}
+
+TEST_F(MetricsTest, HealthAndReadiness) {
+  EXPECT_EQ(testing::HttpGet(server_->metrics_port(), "/healthz").first, 200);
+  EXPECT_EQ(testing::HttpGet(server_->metrics_port(), "/readyz").first, 200);
+  EXPECT_EQ(testing::HttpGet(server_->metrics_port(), "/nothing").first, 404);
+}
+
+TEST_F(MetricsTest, RealPrometheusScrapesTheServer) {
+  std::string config = dir_->path() + "/prometheus.yml";
+  std::ofstream(config) << "global:\n  scrape_interval: 1s\nscrape_configs:\n"
+                        << "  - job_name: mlops\n    static_configs:\n"
+                        << "      - targets: ['127.0.0.1:" << server_->metrics_port() << "']\n";
+  auto check = testing::RunCommand({"/usr/bin/promtool", "check", "config", config});
+  ASSERT_EQ(check.exit_code, 0) << check.out << check.err;
+  int port = FreePort();
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null_fd = open("/dev/null", O_WRONLY);
+    dup2(null_fd, 1);
+    dup2(null_fd, 2);
+    std::string storage = "--storage.tsdb.path=" + dir_->path() + "/tsdb";
+    std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port);
+    std::string config_flag = "--config.file=" + config;
+    execl("/usr/bin/prometheus", "prometheus", config_flag.c_str(), storage.c_str(), listen.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  std::string body;
+  bool scraped = false;
+  for (int i = 0; i < 300 && !scraped; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto response = testing::HttpGet(
+        port,
+        "/api/v1/query?query=grpc_server_handled_total%7Bgrpc_method%3D%22CreateExperiment"
+        "%22%2Cgrpc_code%3D%22OK%22%7D");
+    body = response.second;
+    scraped = response.first == 200 && body.find("\"value\"") != std::string::npos;
+  }
+  kill(pid, SIGTERM);
+  int status;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(scraped) << body;
+  EXPECT_THAT(body, HasSubstr("\"job\":\"mlops\""));
+  EXPECT_THAT(body, HasSubstr(",\"1\"]"));  // the counter's value as Prometheus stored it
+}
+
+}  // namespace
+}  // namespace mlops

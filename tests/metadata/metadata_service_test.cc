@@ -1,0 +1,199 @@
+// The metadata service over a real gRPC channel to a server on loopback port 0.
+#include "services/metadata/metadata_service.h"
+
+#include <grpcpp/generic/generic_stub.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "services/metadata/metadata_component.h"
+#include "tests/testing/testing.h"
+
+namespace mlops::metadata {
+namespace {
+
+using ::mlops::testing::GrpcStatusIs;
+
+class MetadataServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_ = new testing::InProcessServer({OpenMetadataComponent}, /*metrics=*/false);
+  }
+  static void TearDownTestSuite() { delete server_; }
+  void SetUp() override { stub_ = v1::MetadataService::NewStub(server_->NewChannel()); }
+
+  v1::Experiment CreateExperiment(const std::string& name) {
+    grpc::ClientContext context;
+    v1::CreateExperimentRequest request;
+    request.set_name(name);
+    v1::Experiment experiment;
+    EXPECT_TRUE(stub_->CreateExperiment(&context, request, &experiment).ok());
+    return experiment;
+  }
+
+  v1::Run CreateRun(const std::string& experiment_id) {
+    grpc::ClientContext context;
+    v1::CreateRunRequest request;
+    request.set_experiment_id(experiment_id);
+    (*request.mutable_params())["lr"] = "0.1";
+    request.mutable_source()->mutable_code()->set_commit("0123abcd");
+    request.mutable_source()->add_command("python3");
+    request.mutable_source()->add_command("train.py");
+    v1::Run run;
+    EXPECT_TRUE(stub_->CreateRun(&context, request, &run).ok());
+    return run;
+  }
+
+  static testing::InProcessServer* server_;
+  std::unique_ptr<v1::MetadataService::Stub> stub_;
+};
+
+testing::InProcessServer* MetadataServiceTest::server_ = nullptr;
+
+TEST_F(MetadataServiceTest, ExperimentsAndRunsRoundTrip) {
+  auto experiment = CreateExperiment("svc-roundtrip");
+  auto run = CreateRun(experiment.id());
+  grpc::ClientContext context;
+  v1::GetRunRequest get;
+  get.set_run_id(run.id());
+  v1::Run fetched;
+  ASSERT_TRUE(stub_->GetRun(&context, get, &fetched).ok());
+  EXPECT_EQ(fetched.params().at("lr"), "0.1");
+  EXPECT_EQ(fetched.source().code().commit(), "0123abcd");
+  EXPECT_EQ(fetched.source().command_size(), 2);
+  EXPECT_EQ(fetched.status(), v1::RUNNING);
+
+  grpc::ClientContext list_context;
+  v1::ListExperimentsRequest list;
+  v1::ListExperimentsResponse experiments;
+  ASSERT_TRUE(stub_->ListExperiments(&list_context, list, &experiments).ok());
+  bool found = false;
+  for (const auto& e : experiments.experiments()) found |= e.id() == experiment.id();
+  EXPECT_TRUE(found);
+}
+
+TEST_F(MetadataServiceTest, ErrorsCarryTheMostSpecificCode) {
+  auto experiment = CreateExperiment("svc-errors");
+  {
+    grpc::ClientContext context;
+    v1::CreateExperimentRequest request;
+    request.set_name("svc-errors");
+    v1::Experiment out;
+    EXPECT_THAT(stub_->CreateExperiment(&context, request, &out),
+                GrpcStatusIs(grpc::StatusCode::ALREADY_EXISTS, "svc-errors"));
+  }
+  {
+    grpc::ClientContext context;
+    v1::GetRunRequest request;
+    request.set_run_id(std::string(32, 'f'));
+    v1::Run out;
+    EXPECT_THAT(stub_->GetRun(&context, request, &out),
+                GrpcStatusIs(grpc::StatusCode::NOT_FOUND, "not found"));
+  }
+  {
+    grpc::ClientContext context;
+    v1::SearchRunsRequest request;
+    request.add_experiment_ids(experiment.id());
+    request.set_filter("params.lr = ");
+    v1::SearchRunsResponse out;
+    EXPECT_THAT(stub_->SearchRuns(&context, request, &out),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "at position 13"));
+  }
+  {
+    auto run = CreateRun(experiment.id());
+    grpc::ClientContext context;
+    v1::LogBatchRequest request;
+    request.set_run_id(run.id());
+    (*request.mutable_params())["lr"] = "0.5";
+    v1::LogBatchResponse out;
+    EXPECT_THAT(stub_->LogBatch(&context, request, &out),
+                GrpcStatusIs(grpc::StatusCode::FAILED_PRECONDITION, "immutable"));
+  }
+}
+
+TEST_F(MetadataServiceTest, LogStreamAppliesEveryMessageInOrder) {
+  auto experiment = CreateExperiment("svc-stream");
+  auto run = CreateRun(experiment.id());
+  grpc::ClientContext context;
+  v1::LogStreamResponse response;
+  auto writer = stub_->LogStream(&context, &response);
+  for (int b = 0; b < 20; ++b) {
+    v1::LogBatchRequest batch;
+    batch.set_run_id(run.id());
+    for (int i = 0; i < 500; ++i) {
+      v1::Metric* m = batch.add_metrics();
+      m->set_key("loss");
+      m->set_value(1.0 / (b * 500 + i + 1));
+      m->set_step(b * 500 + i);
+      m->set_timestamp_ms(1);
+    }
+    ASSERT_TRUE(writer->Write(batch));
+  }
+  writer->WritesDone();
+  ASSERT_TRUE(writer->Finish().ok());
+  EXPECT_EQ(response.batches(), 20);
+  EXPECT_EQ(response.metrics(), 10000);
+
+  grpc::ClientContext history_context;
+  v1::GetMetricHistoryRequest history;
+  history.set_run_id(run.id());
+  history.set_key("loss");
+  v1::GetMetricHistoryResponse points;
+  ASSERT_TRUE(stub_->GetMetricHistory(&history_context, history, &points).ok());
+  EXPECT_EQ(points.metrics_size(), 10000);
+  EXPECT_EQ(points.metrics(9999).step(), 9999);
+
+  // A bad message ends the stream with its error; earlier ones stay applied.
+  grpc::ClientContext bad_context;
+  v1::LogStreamResponse bad_response;
+  auto bad = stub_->LogStream(&bad_context, &bad_response);
+  v1::LogBatchRequest good;
+  good.set_run_id(run.id());
+  (*good.mutable_tags())["stage"] = "one";
+  bad->Write(good);
+  v1::LogBatchRequest broken;
+  broken.set_run_id("not-an-id");
+  bad->Write(broken);
+  bad->WritesDone();
+  EXPECT_THAT(bad->Finish(), GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "message 2"));
+  grpc::ClientContext get_context;
+  v1::GetRunRequest get;
+  get.set_run_id(run.id());
+  v1::Run fetched;
+  ASSERT_TRUE(stub_->GetRun(&get_context, get, &fetched).ok());
+  EXPECT_EQ(fetched.tags().at("stage"), "one");
+}
+
+TEST_F(MetadataServiceTest, HealthServiceReportsServing) {
+  grpc::ClientContext context;
+  auto channel = server_->NewChannel();
+  // grpc.health.v1.Health/Check with an empty request (the overall server status).
+  grpc::GenericStub generic(channel);
+  grpc::ByteBuffer request_buffer;
+  grpc::Slice empty("");
+  request_buffer = grpc::ByteBuffer(&empty, 1);
+  grpc::ByteBuffer response_buffer;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_buffer,
+                    &response_buffer, [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      status = s;
+                      done = true;
+                      cv.notify_all();
+                    });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done; });
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response_buffer.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+}
+
+}  // namespace
+}  // namespace mlops::metadata

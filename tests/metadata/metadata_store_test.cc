@@ -1,0 +1,330 @@
+#include "services/metadata/metadata_store.h"
+
+#include <cmath>
+
+#include "tests/testing/testing.h"
+
+namespace mlops::metadata {
+namespace {
+
+using ::mlops::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class MetadataStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Reopen(); }
+
+  void Reopen() {
+    store_.reset();
+    auto store = MetadataStore::Open(dir_.path() + "/metadata", Db::Options());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+
+  v1::Experiment MakeExperiment(const std::string& name) {
+    v1::CreateExperimentRequest request;
+    request.set_name(name);
+    auto experiment = store_->CreateExperiment(request);
+    EXPECT_TRUE(experiment.ok()) << experiment.status();
+    return *experiment;
+  }
+
+  v1::Run MakeRun(const std::string& experiment_id,
+                  std::map<std::string, std::string> params = {}) {
+    v1::CreateRunRequest request;
+    request.set_experiment_id(experiment_id);
+    for (const auto& [k, v] : params) (*request.mutable_params())[k] = v;
+    auto run = store_->CreateRun(request);
+    EXPECT_TRUE(run.ok()) << run.status();
+    return *run;
+  }
+
+  static v1::Metric Point(const std::string& key, double value, int64_t step, int64_t ts = 1000) {
+    v1::Metric m;
+    m.set_key(key);
+    m.set_value(value);
+    m.set_step(step);
+    m.set_timestamp_ms(ts);
+    return m;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<MetadataStore> store_;
+};
+
+TEST_F(MetadataStoreTest, ExperimentLifecycle) {
+  v1::CreateExperimentRequest request;
+  request.set_name("iris");
+  request.set_description("flowers");
+  (*request.mutable_tags())["team"] = "vision";
+  auto created = store_->CreateExperiment(request);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->lifecycle_stage(), v1::ACTIVE);
+
+  EXPECT_THAT(store_->CreateExperiment(request).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, "'iris' is taken"));
+  auto by_name = store_->GetExperimentByName("iris");
+  ASSERT_TRUE(by_name.ok());
+  EXPECT_EQ(by_name->id(), created->id());
+  EXPECT_EQ(by_name->tags().at("team"), "vision");
+
+  v1::UpdateExperimentRequest update;
+  update.mutable_experiment()->set_id(created->id());
+  update.mutable_experiment()->set_name("iris-v2");
+  update.mutable_update_mask()->add_paths("name");
+  ASSERT_TRUE(store_->UpdateExperiment(update).ok());
+  EXPECT_THAT(store_->GetExperimentByName("iris").status(),
+              StatusIs(absl::StatusCode::kNotFound, "'iris' not found"));
+  EXPECT_TRUE(store_->GetExperimentByName("iris-v2").ok());
+  update.mutable_update_mask()->set_paths(0, "create_time_ms");
+  EXPECT_THAT(store_->UpdateExperiment(update).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'create_time_ms' cannot be updated"));
+
+  ASSERT_TRUE(store_->SetExperimentLifecycle(created->id(), v1::DELETED).ok());
+  EXPECT_THAT(store_->SetExperimentLifecycle(created->id(), v1::DELETED).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "already DELETED"));
+  v1::CreateRunRequest run_request;
+  run_request.set_experiment_id(created->id());
+  EXPECT_THAT(store_->CreateRun(run_request).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "is deleted"));
+
+  v1::ListExperimentsRequest list;
+  EXPECT_EQ(store_->ListExperiments(list)->experiments_size(), 0);
+  list.set_view(v1::DELETED_ONLY);
+  EXPECT_EQ(store_->ListExperiments(list)->experiments_size(), 1);
+  ASSERT_TRUE(store_->SetExperimentLifecycle(created->id(), v1::ACTIVE).ok());
+  EXPECT_TRUE(store_->CreateRun(run_request).ok());
+}
+
+TEST_F(MetadataStoreTest, BadInputIsRejectedWithSpecificCodes) {
+  EXPECT_THAT(store_->GetExperiment("nope").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not a valid id"));
+  EXPECT_THAT(store_->GetExperiment(std::string(32, 'a')).status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  v1::CreateExperimentRequest request;
+  EXPECT_THAT(store_->CreateExperiment(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "name: required"));
+  request.set_name("bad\nname");
+  EXPECT_THAT(store_->CreateExperiment(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "control characters"));
+  auto experiment = MakeExperiment("e");
+  v1::CreateRunRequest run;
+  run.set_experiment_id(experiment.id());
+  (*run.mutable_params())["bad key!"] = "1";
+  EXPECT_THAT(store_->CreateRun(run).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "param key 'bad key!'"));
+  run.mutable_params()->clear();
+  (*run.mutable_params())[std::string(251, 'k')] = "1";
+  EXPECT_THAT(store_->CreateRun(run).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "longer than 250"));
+  run.mutable_params()->clear();
+  (*run.mutable_params())["k"] = std::string(6001, 'v');
+  EXPECT_THAT(store_->CreateRun(run).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "value longer than 6000"));
+}
+
+TEST_F(MetadataStoreTest, RequestIdMakesCreateIdempotent) {
+  v1::CreateExperimentRequest request;
+  request.set_name("e");
+  request.set_request_id("req-1");
+  auto first = store_->CreateExperiment(request);
+  auto second = store_->CreateExperiment(request);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->id(), second->id());
+  v1::CreateRunRequest run;
+  run.set_experiment_id(first->id());
+  run.set_request_id("run-req");
+  auto r1 = store_->CreateRun(run);
+  auto r2 = store_->CreateRun(run);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  EXPECT_EQ(r1->id(), r2->id());
+}
+
+TEST_F(MetadataStoreTest, LogBatchIsAtomicAndParamsAreImmutable) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id(), {{"lr", "0.1"}});
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  (*batch.mutable_params())["epochs"] = "10";
+  (*batch.mutable_tags())["team"] = "a";
+  *batch.add_metrics() = Point("loss", 1.0, 0);
+  *batch.add_metrics() = Point("loss", 0.5, 1);
+  ASSERT_OK(store_->LogBatch(batch));
+
+  // Same value again is fine; a different value fails the whole batch, metrics included.
+  v1::LogBatchRequest conflict;
+  conflict.set_run_id(run.id());
+  (*conflict.mutable_params())["lr"] = "0.2";
+  (*conflict.mutable_tags())["team"] = "b";
+  *conflict.add_metrics() = Point("loss", 0.1, 2);
+  EXPECT_THAT(store_->LogBatch(conflict),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "param 'lr'"));
+  auto stored = store_->GetRun(run.id());
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->params().at("lr"), "0.1");
+  EXPECT_EQ(stored->tags().at("team"), "a");
+  ASSERT_EQ(stored->latest_metrics_size(), 1);
+  EXPECT_EQ(stored->latest_metrics(0).step(), 1);
+  v1::GetMetricHistoryRequest history;
+  history.set_run_id(run.id());
+  history.set_key("loss");
+  EXPECT_EQ(store_->GetMetricHistory(history)->metrics_size(), 2);
+
+  // Too many points: rejected before anything is written.
+  v1::LogBatchRequest big;
+  big.set_run_id(run.id());
+  for (int i = 0; i < 10001; ++i) *big.add_metrics() = Point("x", i, i);
+  EXPECT_THAT(store_->LogBatch(big), StatusIs(absl::StatusCode::kInvalidArgument, "10001"));
+
+  // A finished run takes metrics and tags but no new params.
+  v1::UpdateRunRequest finish;
+  finish.mutable_run()->set_id(run.id());
+  finish.mutable_run()->set_status(v1::FINISHED);
+  finish.mutable_update_mask()->add_paths("status");
+  auto finished = store_->UpdateRun(finish);
+  ASSERT_TRUE(finished.ok());
+  EXPECT_GT(finished->end_time_ms(), 0);
+  v1::LogBatchRequest late;
+  late.set_run_id(run.id());
+  (*late.mutable_params())["new"] = "1";
+  EXPECT_THAT(store_->LogBatch(late),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "finished run's params"));
+  late.mutable_params()->clear();
+  *late.add_metrics() = Point("acc", 0.9, 0);
+  EXPECT_OK(store_->LogBatch(late));
+}
+
+TEST_F(MetadataStoreTest, NanAndInfinityAreValues) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id());
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  *batch.add_metrics() = Point("m", std::nan(""), 0);
+  *batch.add_metrics() = Point("m", INFINITY, 1);
+  *batch.add_metrics() = Point("m", -INFINITY, 2);
+  ASSERT_OK(store_->LogBatch(batch));
+  v1::GetMetricHistoryRequest history;
+  history.set_run_id(run.id());
+  history.set_key("m");
+  auto points = store_->GetMetricHistory(history);
+  ASSERT_TRUE(points.ok());
+  ASSERT_EQ(points->metrics_size(), 3);
+  EXPECT_TRUE(std::isnan(points->metrics(0).value()));
+  EXPECT_EQ(points->metrics(1).value(), INFINITY);
+  EXPECT_EQ(points->metrics(2).value(), -INFINITY);
+}
+
+TEST_F(MetadataStoreTest, LatestMetricIsHighestStepThenTimestamp) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id());
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  *batch.add_metrics() = Point("acc", 0.7, 5, 100);
+  *batch.add_metrics() = Point("acc", 0.9, 3, 900);  // older step, newer time: not latest
+  *batch.add_metrics() = Point("acc", 0.8, 5, 200);  // same step, newer time: latest
+  ASSERT_OK(store_->LogBatch(batch));
+  auto stored = store_->GetRun(run.id());
+  ASSERT_EQ(stored->latest_metrics_size(), 1);
+  EXPECT_DOUBLE_EQ(stored->latest_metrics(0).value(), 0.8);
+}
+
+TEST_F(MetadataStoreTest, MetricHistoryPagesAndDownsamples) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id());
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  for (int i = 0; i < 1000; ++i) {
+    double value = (i == 500) ? 100.0 : (i == 501 ? -100.0 : std::sin(i / 10.0));
+    *batch.add_metrics() = Point("curve", value, i);
+  }
+  ASSERT_OK(store_->LogBatch(batch));
+
+  v1::GetMetricHistoryRequest request;
+  request.set_run_id(run.id());
+  request.set_key("curve");
+  request.set_page_size(300);
+  std::vector<int64_t> steps;
+  do {
+    auto page = store_->GetMetricHistory(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& m : page->metrics()) steps.push_back(m.step());
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty());
+  ASSERT_EQ(steps.size(), 1000u);
+  for (size_t i = 0; i < steps.size(); ++i) EXPECT_EQ(steps[i], static_cast<int64_t>(i));
+
+  request.set_page_token("");
+  request.set_max_points(50);
+  auto sampled = store_->GetMetricHistory(request);
+  ASSERT_TRUE(sampled.ok());
+  EXPECT_LE(sampled->metrics_size(), 50);
+  EXPECT_GE(sampled->metrics_size(), 40);
+  EXPECT_EQ(sampled->total_points(), 1000);
+  bool has_max = false, has_min = false;
+  int64_t prev = -1;
+  for (const auto& m : sampled->metrics()) {
+    has_max |= m.value() == 100.0;
+    has_min |= m.value() == -100.0;
+    EXPECT_GT(m.step(), prev);  // still in step order
+    prev = m.step();
+  }
+  EXPECT_TRUE(has_max);
+  EXPECT_TRUE(has_min);
+  EXPECT_EQ(sampled->metrics(sampled->metrics_size() - 1).step(), 999);  // the last point
+
+  request.set_max_points(2);
+  EXPECT_THAT(store_->GetMetricHistory(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "max_points"));
+  request.set_max_points(0);
+  request.set_page_token("garbage");
+  EXPECT_THAT(store_->GetMetricHistory(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "page_token"));
+}
+
+TEST_F(MetadataStoreTest, EverythingSurvivesReopen) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id(), {{"lr", "0.1"}});
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  *batch.add_metrics() = Point("acc", 0.5, 1);
+  ASSERT_OK(store_->LogBatch(batch));
+  Reopen();
+  auto stored = store_->GetRun(run.id());
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->params().at("lr"), "0.1");
+  v1::SearchRunsRequest search;
+  search.add_experiment_ids(experiment.id());
+  search.set_filter("metrics.acc = 0.5");
+  auto found = store_->SearchRuns(search);
+  ASSERT_TRUE(found.ok());
+  ASSERT_EQ(found->runs_size(), 1);
+  EXPECT_EQ(found->runs(0).id(), run.id());
+}
+
+TEST_F(MetadataStoreTest, DeletedRunsAreHiddenFromSearchUntilRestored) {
+  auto experiment = MakeExperiment("e");
+  auto a = MakeRun(experiment.id());
+  auto b = MakeRun(experiment.id());
+  ASSERT_TRUE(store_->SetRunLifecycle(a.id(), v1::DELETED).ok());
+  v1::SearchRunsRequest search;
+  search.add_experiment_ids(experiment.id());
+  auto active = store_->SearchRuns(search);
+  ASSERT_EQ(active->runs_size(), 1);
+  EXPECT_EQ(active->runs(0).id(), b.id());
+  search.set_view(v1::DELETED_ONLY);
+  EXPECT_EQ(store_->SearchRuns(search)->runs(0).id(), a.id());
+  search.set_view(v1::ALL);
+  EXPECT_EQ(store_->SearchRuns(search)->runs_size(), 2);
+  v1::LogBatchRequest batch;
+  batch.set_run_id(a.id());
+  (*batch.mutable_tags())["x"] = "y";
+  EXPECT_THAT(store_->LogBatch(batch), StatusIs(absl::StatusCode::kFailedPrecondition, "deleted"));
+  ASSERT_TRUE(store_->SetRunLifecycle(a.id(), v1::ACTIVE).ok());
+  EXPECT_OK(store_->LogBatch(batch));
+  EXPECT_OK(store_->DeleteTag(a.id(), "x"));
+  EXPECT_THAT(store_->DeleteTag(a.id(), "x"), StatusIs(absl::StatusCode::kNotFound, "no tag"));
+}
+
+}  // namespace
+}  // namespace mlops::metadata

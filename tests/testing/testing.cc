@@ -1,0 +1,195 @@
+#include "tests/testing/testing.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+extern char** environ;
+
+namespace mlops::testing {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/mlops-test-XXXXXX";
+  std::vector<char> buffer(pattern.begin(), pattern.end());
+  buffer.push_back('\0');
+  if (mkdtemp(buffer.data()) == nullptr) std::abort();
+  path_ = buffer.data();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics) {
+  ServerConfig config;
+  config.host = "127.0.0.1";
+  config.port = 0;
+  config.metrics_host = "127.0.0.1";
+  config.metrics_port = metrics ? 0 : -1;
+  host_ = std::make_unique<ServiceHost>(config);
+  for (const auto& factory : factories) {
+    auto component = factory(dir_.path(), Db::Options());
+    if (!component.ok()) {
+      ADD_FAILURE() << component.status();
+      std::abort();
+    }
+    (*component)->Register(*host_);
+    components_.push_back(std::move(*component));
+  }
+  absl::Status status = host_->Start();
+  if (!status.ok()) {
+    ADD_FAILURE() << status;
+    std::abort();
+  }
+}
+
+InProcessServer::~InProcessServer() {
+  host_->Shutdown(absl::Seconds(1));
+  host_.reset();
+  components_.clear();
+}
+
+std::shared_ptr<grpc::Channel> InProcessServer::NewChannel() const {
+  return grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
+}
+
+ChildServer::ChildServer(std::string binary, std::string data_dir,
+                         std::vector<std::string> extra_args)
+    : binary_(std::move(binary)),
+      data_dir_(std::move(data_dir)),
+      port_file_(data_dir_ + ".ports"),
+      extra_args_(std::move(extra_args)) {}
+
+ChildServer::~ChildServer() {
+  if (pid_ > 0) Kill();
+}
+
+void ChildServer::Start() {
+  std::filesystem::remove(port_file_);
+  std::vector<std::string> args = {binary_,
+                                   "--host=127.0.0.1",
+                                   "--port=0",
+                                   "--metrics_port=0",
+                                   "--data_dir=" + data_dir_,
+                                   "--port_file=" + port_file_};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  std::string log = data_dir_ + ".log";
+  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  int rc = posix_spawn(&pid_, binary_.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ASSERT_EQ(rc, 0) << "spawn " << binary_;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(port_file_);
+    if (in >> port_ >> metrics_port_) return;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL() << binary_ << " exited early with status " << status << "; see " << log;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL() << binary_ << " did not write " << port_file_;
+}
+
+void ChildServer::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+int ChildServer::Terminate() {
+  if (pid_ <= 0) return -1;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv_in,
+                         const std::vector<std::string>& env_extra) {
+  CommandResult result;
+  int out_pipe[2], err_pipe[2];
+  if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) return result;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
+  posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
+  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
+  std::vector<std::string> args = argv_in;
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  for (const auto& e : env_extra) env_strings.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (rc != 0) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    return result;
+  }
+  // Read stderr on a thread so that neither pipe can fill up and block the child.
+  std::thread err_reader([&] {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(err_pipe[0], buf, sizeof(buf))) > 0) result.err.append(buf, n);
+  });
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out_pipe[0], buf, sizeof(buf))) > 0) result.out.append(buf, n);
+  err_reader.join();
+  close(out_pipe[0]);
+  close(err_pipe[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+  CURL* curl = curl_easy_init();
+  std::string body;
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) -> size_t {
+        static_cast<std::string*>(out)->append(data, size * n);
+        return size * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  long code = 0;
+  if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(curl);
+  return {static_cast<int>(code), body};
+}
+
+}  // namespace mlops::testing

@@ -1,0 +1,121 @@
+// Shared test fixtures: temporary directories, an in-process server on port 0, a child server
+// process, and status matchers.
+#pragma once
+
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "services/common/component.h"
+#include "services/common/server.h"
+
+namespace mlops::testing {
+
+// A fresh directory under $TMPDIR, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Components served in this process on loopback port 0, with a metrics port (also 0).
+class InProcessServer {
+ public:
+  explicit InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics = true);
+  ~InProcessServer();
+  std::string address() const { return "127.0.0.1:" + std::to_string(host_->port()); }
+  int metrics_port() const { return host_->metrics_port(); }
+  std::shared_ptr<grpc::Channel> NewChannel() const;
+  const std::string& data_dir() const { return dir_.path(); }
+
+ private:
+  TempDir dir_;
+  std::vector<std::unique_ptr<Component>> components_;
+  std::unique_ptr<ServiceHost> host_;
+};
+
+// A server binary run as a child process with --port=0 --metrics_port=0 and a port file.
+class ChildServer {
+ public:
+  ChildServer(std::string binary, std::string data_dir, std::vector<std::string> extra_args = {});
+  ~ChildServer();
+  // Starts the process and waits (up to 20 s) until it has written its ports.
+  void Start();
+  // SIGKILL, then reap.
+  void Kill();
+  // SIGTERM, then reap; returns the exit status from waitpid.
+  int Terminate();
+  pid_t pid() const { return pid_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int metrics_port() const { return metrics_port_; }
+
+ private:
+  std::string binary_, data_dir_, port_file_;
+  std::vector<std::string> extra_args_;
+  pid_t pid_ = -1;
+  int port_ = 0, metrics_port_ = 0;
+};
+
+// Result of running a command to completion.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+// Runs argv (no shell) with extra environment entries, capturing stdout and stderr.
+CommandResult RunCommand(const std::vector<std::string>& argv,
+                         const std::vector<std::string>& env = {});
+
+// HTTP GET on 127.0.0.1:port; returns the status code and body.
+std::pair<int, std::string> HttpGet(int port, const std::string& path);
+
+MATCHER_P2(StatusIs, code, substring, "") {
+  const absl::Status& status = arg;
+  if (status.code() != code) {
+    *result_listener << "code " << absl::StatusCodeToString(status.code()) << ": "
+                     << status.message();
+    return false;
+  }
+  if (std::string(status.message()).find(substring) == std::string::npos) {
+    *result_listener << "message: " << status.message();
+    return false;
+  }
+  return true;
+}
+
+MATCHER_P2(GrpcStatusIs, code, substring, "") {
+  const grpc::Status& status = arg;
+  if (status.error_code() != code) {
+    *result_listener << "code " << status.error_code() << ": " << status.error_message();
+    return false;
+  }
+  if (status.error_message().find(substring) == std::string::npos) {
+    *result_listener << "message: " << status.error_message();
+    return false;
+  }
+  return true;
+}
+
+#define ASSERT_OK(expr)                                       \
+  do {                                                        \
+    const auto& assert_ok_status_ = (expr);                   \
+    ASSERT_TRUE(assert_ok_status_.ok()) << assert_ok_status_; \
+  } while (false)
+
+#define EXPECT_OK(expr)                                       \
+  do {                                                        \
+    const auto& expect_ok_status_ = (expr);                   \
+    EXPECT_TRUE(expect_ok_status_.ok()) << expect_ok_status_; \
+  } while (false)
+
+}  // namespace mlops::testing

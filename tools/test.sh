@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The test command (README): installs what is missing, builds, runs every test with ctest, then
+# builds the unit tests with ASan+UBSan and runs them. Exits non-zero on any failure.
+#   tools/test.sh            everything
+#   SKIP_ASAN=1 tools/test.sh  skip the sanitizer pass (local iteration only; CI runs it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+tools/bootstrap.sh
+
+step() { echo; echo "== $* ($(( $(date +%s) - start ))s)"; }
+
+step "format check (clang-format, Google style, 100 columns)"
+mapfile -t sources < <(git ls-files '*.cc' '*.h' 2>/dev/null || find services tools tests -name '*.cc' -o -name '*.h')
+if [ "${#sources[@]}" -gt 0 ]; then
+  clang-format --dry-run --Werror "${sources[@]}"
+fi
+
+step "configure and build (default preset)"
+cmake --preset default >/dev/null
+cmake --build --preset default -j2
+
+step "ctest (default preset)"
+ctest --preset default -j2 --timeout 600
+
+if [ "${SKIP_ASAN:-0}" != "1" ]; then
+  step "ASan+UBSan build of the unit tests"
+  cmake --preset asan >/dev/null
+  unit_targets=$(sed -n 's/^mlops_test(\([a-z_]*\) unit .*/\1/p' tests/CMakeLists.txt)
+  cmake --build --preset asan -j2 --target $unit_targets
+  step "ctest -L unit (asan preset)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --preset asan -L unit -j2 --timeout 900
+fi
+
+step "all tests passed"
