@@ -79,7 +79,9 @@ TEST(EncodingTest, OrderedInt64) {
   for (int64_t v : values) {
     std::string e;
     AppendOrderedInt64(&e, v);
-    if (!prev.empty()) EXPECT_LT(prev, e);
+    if (!prev.empty()) {
+      EXPECT_LT(prev, e);
+    }
     prev = e;
     std::string_view in = e;
     int64_t back;

@@ -64,7 +64,9 @@ class RunSearchTest : public ::testing::Test {
         update.mutable_update_mask()->add_paths("status");
         ASSERT_TRUE(store_->UpdateRun(update).ok());
       }
-      if (rng() % 20 == 0) ASSERT_TRUE(store_->SetRunLifecycle(run->id(), v1::DELETED).ok());
+      if (rng() % 20 == 0) {
+        ASSERT_TRUE(store_->SetRunLifecycle(run->id(), v1::DELETED).ok());
+      }
       run_ids_.push_back(run->id());
     }
     for (const auto& id : run_ids_) runs_.push_back(*store_->GetRun(id));
