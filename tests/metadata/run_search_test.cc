@@ -48,6 +48,7 @@ class RunSearchTest : public ::testing::Test {
         v1::Metric* acc = batch.add_metrics();
         acc->set_key("acc");
         acc->set_value(std::round(unit(rng) * 1000) / 1000);
+        if (i % 50 == 0 && step == 2) acc->set_value(0.5);  // exact boundary values
         acc->set_step(step);
         if (rng() % 4 != 0) {
           v1::Metric* loss = batch.add_metrics();
@@ -178,6 +179,13 @@ const char* const kFilters[] = {
     "params.missing = 'x'",
     "params.lr > '0.004'",
     "run_id > '0'",
+    "metrics.acc > 0.5",
+    "metrics.acc <= 0.5 and metrics.acc >= 0.5",
+    "metrics.acc = 0.5 or params.seed > '17'",
+    "params.seed <= '17' and params.seed >= '12'",
+    "params.seed < '3' or params.seed = '99'",
+    "metrics.loss >= 0 and metrics.loss < 1",
+    "start_time = 1700000500000 or start_time < 1700000010000",
 };
 
 const char* const kOrders[] = {

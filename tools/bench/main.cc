@@ -398,9 +398,7 @@ int main(int argc, char** argv) {
     log("search: unselective queries ...");
     Latency unselective = TimeQueries(
         stub.get(), experiment,
-        [](int i) {
-          return "metrics.m1 > 0.1 and tags.t0 != \"x" + std::to_string(i % 10) + "\"";
-        },
+        [](int i) { return "metrics.m1 > 0.1 and tags.t0 != \"x" + std::to_string(i % 10) + "\""; },
         "metrics.m0 DESC", std::max(10, o.queries / 4));
     figures["search_selective_p50_ms"] = selective.p50;
     figures["search_selective_p99_ms"] = selective.p99;
