@@ -2,9 +2,11 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "services/common/logging.h"
 #include "services/common/status.h"
@@ -49,10 +51,23 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
   cf_options.write_buffer_size = 64 << 20;
   cf_options.level_compaction_dynamic_level_bytes = true;
 
+  if (!options.insert_hint_prefixes.empty()) db_options.allow_concurrent_memtable_write = false;
+
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
-  for (const auto& name : column_families) descriptors.emplace_back(name, cf_options);
+  for (const auto& name : column_families) {
+    rocksdb::ColumnFamilyOptions options_for_cf = cf_options;
+    for (const auto& [hinted, extractor] : options.insert_hint_prefixes) {
+      if (hinted == name) options_for_cf.memtable_insert_with_hint_prefix_extractor = extractor;
+    }
+    descriptors.emplace_back(name, options_for_cf);
+  }
 
+  if (options.create_if_missing) {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) return absl::InternalError("create " + path + ": " + ec.message());
+  }
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
   db->write_options_.sync = options.sync_writes;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <rocksdb/db.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/write_batch.h>
 
 #include <functional>
@@ -26,8 +27,14 @@ class Db {
   struct Options {
     bool sync_writes = false;
     size_t block_cache_mb = 256;
-    // Applied to column families whose name is listed: a fixed-length key prefix for bloom filters.
     bool create_if_missing = true;
+    // Column family name -> prefix extractor: inserts into the memtable remember, per prefix, where
+    // the last key went, so keys arriving in order under one prefix (one metric of one run) insert
+    // next to the previous one instead of after a full skiplist search. Memtable writes are then
+    // applied by the write-group leader alone (RocksDB ignores hints with concurrent memtable
+    // writes); see docs/performance.md for what it buys.
+    std::vector<std::pair<std::string, std::shared_ptr<const rocksdb::SliceTransform>>>
+        insert_hint_prefixes;
   };
 
   // Opens (creating when missing) the database at `path` with every listed column family, plus

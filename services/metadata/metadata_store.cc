@@ -112,14 +112,42 @@ bool Later(const v1::Metric& a, const v1::Metric& b) {
   return a.timestamp_ms() >= b.timestamp_ms();
 }
 
+// run id (32 bytes) + ordered metric key, through its 0x00 0x01 terminator.
+class SeriesPrefix : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "mlops.MetricSeriesPrefix"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return rocksdb::Slice(key.data(), End(key));
+  }
+  bool InDomain(const rocksdb::Slice& key) const override { return End(key) != 0; }
+
+ private:
+  // Length of the prefix, 0 when the key has none.
+  static size_t End(const rocksdb::Slice& key) {
+    for (size_t i = internal::kIdLength; i + 1 < key.size(); ++i) {
+      if (key[i] != '\0') continue;
+      if (key[i + 1] == '\x01') return i + 2;
+      ++i;  // an escaped 0x00 0xff inside the key
+    }
+    return 0;
+  }
+};
+
 }  // namespace
+
+std::shared_ptr<const rocksdb::SliceTransform> MetricSeriesPrefixExtractor() {
+  static const auto extractor = std::make_shared<SeriesPrefix>();
+  return extractor;
+}
 
 absl::StatusOr<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path,
                                                                    const Db::Options& options) {
+  Db::Options db_options = options;
+  db_options.insert_hint_prefixes.emplace_back(kMetricsCf, MetricSeriesPrefixExtractor());
   ASSIGN_OR_RETURN(auto db, Db::Open(path,
                                      {kExperimentsCf, kExperimentNamesCf, kRunsCf, kMetricsCf,
                                       kRunIndexCf, kRequestIdsCf},
-                                     options));
+                                     db_options));
   return std::unique_ptr<MetadataStore>(new MetadataStore(std::move(db)));
 }
 

@@ -49,6 +49,11 @@ struct SearchTuning {
   size_t work_budget = 200000;       // index entries plus runs examined by one call's walk
 };
 
+// The prefix of a metric point key that names its series (run id + ordered metric key), used as
+// the memtable insert hint of the metrics column family: the points of one series arrive in step
+// order, so each insert lands next to the previous one.
+std::shared_ptr<const rocksdb::SliceTransform> MetricSeriesPrefixExtractor();
+
 class MetadataStore {
  public:
   // Opens (creating when missing) the store in directory `path`.

@@ -142,7 +142,11 @@ std::string MetricKey(int i) { return "m" + std::to_string(i % 5); }
 // The floor: the same point records, written by `threads` threads straight into RocksDB.
 double IngestFloor(const Options& o) {
   std::string dir = o.work_dir + "/floor";
-  auto db = mlops::Db::Open(dir, {"metrics"}, mlops::Db::Options());
+  // The same options as the metadata store's metrics column family.
+  mlops::Db::Options options;
+  options.insert_hint_prefixes.emplace_back("metrics",
+                                            mlops::metadata::MetricSeriesPrefixExtractor());
+  auto db = mlops::Db::Open(dir, {"metrics"}, options);
   if (!db.ok()) {
     std::cerr << db.status() << "\n";
     std::exit(1);
