@@ -13,10 +13,12 @@
 //    requires the field.
 // The page token holds the position of the last run examined, so paging resumes without re-reading.
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "services/common/encoding.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
@@ -32,10 +34,20 @@ using internal::kIdLength;
 
 constexpr size_t kApproxIndexKeyBytes = 48;
 
+// A run id's low 64 bits (its random part) as the member of candidate sets: compact and fast to
+// hash. Sets only narrow the runs that are loaded; every loaded run is checked against the whole
+// filter, so a (vanishingly rare) collision can cost a load but never a wrong result.
+uint64_t IdKey(std::string_view id) {
+  uint64_t value = 0;
+  for (char c : id.substr(id.size() - 16)) {
+    value = (value << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  return value;
+}
+
 struct Candidates {
-  bool complete = false;
-  bool exact = false;  // the set is exactly the matching runs (no per-run check needed)
-  absl::flat_hash_set<std::string> ids;
+  bool complete = false;  // false: too many to collect; every run must be checked
+  absl::flat_hash_map<uint64_t, std::array<char, kIdLength>> ids;  // IdKey -> id
 };
 
 struct KeyRange {
@@ -240,7 +252,6 @@ class Searcher {
   void ResetWork() { work_ = 0; }
   void AddWork(size_t n) { work_ += n; }
 
- private:
   size_t Estimate(const KeyRange& range) const {
     const std::string hi = range.hi.empty() ? std::string(1, '\xff') : range.hi;
     if (range.lo >= hi) return 0;
@@ -253,12 +264,20 @@ class Searcher {
     return bytes / kApproxIndexKeyBytes;
   }
 
+  // Estimated number of index entries a leaf's ranges hold.
+  size_t EstimateLeaf(const Expr& leaf) const {
+    size_t estimate = 0;
+    for (const auto& range : LeafRanges(leaf)) estimate += Estimate(range);
+    return estimate;
+  }
+
+ private:
   absl::StatusOr<Candidates> EvalLeaf(const Expr& leaf, size_t limit) {
     std::vector<KeyRange> ranges = LeafRanges(leaf);
     Candidates result;
     size_t estimate = 0;
     for (const auto& range : ranges) estimate += Estimate(range);
-    if (estimate > 4 * limit + 1000) return result;  // clearly too large: check per run instead
+    if (estimate > 2 * limit + 100) return result;  // clearly too large: check per run instead
     const std::string prefix = internal::IndexPrefix(leaf.field);
     bool overflow = false;
     for (const auto& range : ranges) {
@@ -280,7 +299,10 @@ class Searcher {
             continue;
           }
         }
-        result.ids.emplace(key.substr(key.size() - kIdLength));
+        std::string_view id = key.substr(key.size() - kIdLength);
+        std::array<char, kIdLength> bytes;
+        std::memcpy(bytes.data(), id.data(), kIdLength);
+        result.ids.emplace(IdKey(id), bytes);
         if (result.ids.size() > limit) {
           overflow = true;
           break;
@@ -291,7 +313,6 @@ class Searcher {
     }
     if (overflow) return Candidates{};
     result.complete = true;
-    result.exact = true;
     return result;
   }
 
@@ -301,14 +322,9 @@ class Searcher {
     std::stable_sort(children.begin(), children.end(),
                      [](const Expr* a, const Expr* b) { return Rank(*a) < Rank(*b); });
     std::vector<Candidates> complete;
-    bool exact = true;
     for (const Expr* child : children) {
       ASSIGN_OR_RETURN(Candidates c, Eval(*child, limit));
-      if (!c.complete) {
-        exact = false;
-        continue;
-      }
-      exact = exact && c.exact;
+      if (!c.complete) continue;
       limit = std::min(limit, c.ids.size());
       complete.push_back(std::move(c));
       if (limit == 0) break;  // nothing can match
@@ -319,20 +335,17 @@ class Searcher {
     Candidates result = std::move(complete[0]);
     for (size_t i = 1; i < complete.size(); ++i) {
       absl::erase_if(result.ids,
-                     [&](const std::string& id) { return !complete[i].ids.contains(id); });
+                     [&](const auto& entry) { return !complete[i].ids.contains(entry.first); });
     }
     result.complete = true;
-    result.exact = exact && result.exact;
     return result;
   }
 
   absl::StatusOr<Candidates> EvalOr(const Expr& expr, size_t limit) {
     Candidates result;
-    result.exact = true;
     for (const auto& child : expr.children) {
       ASSIGN_OR_RETURN(Candidates c, Eval(*child, limit));
       if (!c.complete) return Candidates{};
-      result.exact = result.exact && c.exact;
       result.ids.insert(c.ids.begin(), c.ids.end());
       if (result.ids.size() > limit) return Candidates{};
     }
@@ -410,9 +423,14 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
   if (filter) root->children.push_back(std::move(filter));
 
   Searcher searcher(*db_, index_, runs_);
-  ASSIGN_OR_RETURN(Candidates candidates, searcher.Eval(*root, tuning_.candidate_limit));
+  // A predicate matching more than a quarter of the runs searched is cheaper to check on the runs
+  // met while walking the order than to collect.
+  size_t universe = searcher.EstimateLeaf(*root->children[0]);
+  size_t limit =
+      std::min(tuning_.candidate_limit, std::max(tuning_.in_memory_sort_max, universe / 4));
+  ASSIGN_OR_RETURN(Candidates candidates, searcher.Eval(*root, limit));
   searcher.ResetWork();  // the walk gets its own budget
-  const Expr* verify = candidates.complete && candidates.exact ? nullptr : root.get();
+  const Expr* verify = root.get();
   const bool missing_phase = !RequiresField(root.get(), order.field);
   const std::string order_prefix = internal::IndexPrefix(order.field);
 
@@ -443,8 +461,8 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
   if (candidates.complete && candidates.ids.size() <= tuning_.in_memory_sort_max) {
     std::vector<std::pair<Position, v1::Run>> rows;
     rows.reserve(candidates.ids.size());
-    for (const auto& id : candidates.ids) {
-      ASSIGN_OR_RETURN(auto run, searcher.LoadRun(id));
+    for (const auto& [key, bytes] : candidates.ids) {
+      ASSIGN_OR_RETURN(auto run, searcher.LoadRun(std::string_view(bytes.data(), bytes.size())));
       if (!run || (verify != nullptr && !internal::Matches(verify, *run))) continue;
       Position p = position_of(*run);
       if (cursor && !before(*cursor, p)) continue;
@@ -469,8 +487,7 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
         more = true;
         return absl::OkStatus();
       }
-      if (candidates.complete &&
-          !candidates.ids.contains(absl::string_view(id.data(), id.size()))) {
+      if (candidates.complete && !candidates.ids.contains(IdKey(id))) {
         searcher.AddWork(1);
         last = std::move(position);
         return absl::OkStatus();
