@@ -8,7 +8,16 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+# Prints the command as one would type it (arguments with spaces or quotes in single quotes), then
+# runs it.
+run() {
+  local line="$" arg
+  for arg in "$@"; do
+    if [[ "$arg" =~ [[:space:]\"\'\>\<\|\&] ]]; then line+=" '${arg//\'/\'\\\'\'}'"; else line+=" $arg"; fi
+  done
+  printf '%s\n' "$line"
+  "$@"
+}
 
 say "Installing build dependencies (Debian packages; needs root or sudo)"
 tools/bootstrap.sh
@@ -29,6 +38,7 @@ if "$bin/tools/cli/mlops" experiments list >/dev/null 2>&1; then
 else
   say "Starting mlops-server in the background (data in $data_dir, log in $data_dir/server.log)"
   mkdir -p "$data_dir"
+  rm -f "$data_dir/server.ports"
   nohup "$bin/tools/server/mlops-server" --port="$port" --metrics_port="$metrics_port" \
     --data_dir="$data_dir" --port_file="$data_dir/server.ports" >>"$data_dir/server.log" 2>&1 &
   echo $! > "$data_dir/server.pid"
@@ -67,9 +77,9 @@ for lr in 0.1 0.03 0.01; do
   i=$((i + 1))
 done
 
-say "3. Search: which finished runs reached 80% accuracy, best first?"
+say "3. Search: which finished runs reached 75% accuracy, best first?"
 run mlops runs search --experiment "$name" \
-  --filter 'metrics.accuracy > 0.8 and params.optimizer = "adam" and status = "FINISHED"' \
+  --filter 'metrics.accuracy > 0.75 and params.optimizer = "adam" and status = "FINISHED"' \
   --order-by "metrics.accuracy DESC"
 
 say "4. One run in full"
