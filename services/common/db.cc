@@ -119,9 +119,9 @@ std::unique_ptr<rocksdb::Iterator> Db::NewIterator(rocksdb::ColumnFamilyHandle* 
   return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(rocksdb::ReadOptions(), cf));
 }
 
-absl::Status Db::ScanPrefix(
-    rocksdb::ColumnFamilyHandle* cf, std::string_view prefix, std::string_view after,
-    const std::function<bool(std::string_view, std::string_view)>& fn) const {
+absl::Status Db::ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
+                            std::string_view after,
+                            absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const {
   std::string upper = PrefixSuccessor(prefix);
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions read_options;
@@ -144,7 +144,7 @@ absl::Status Db::ScanPrefix(
 
 absl::Status Db::ScanPrefixReverse(
     rocksdb::ColumnFamilyHandle* cf, std::string_view prefix, std::string_view before,
-    const std::function<bool(std::string_view, std::string_view)>& fn) const {
+    absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const {
   std::string lower(prefix);
   rocksdb::Slice lower_slice(lower);
   rocksdb::ReadOptions read_options;
@@ -169,6 +169,16 @@ absl::Status Db::ScanPrefixReverse(
     if (!fn(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()))) break;
   }
   return FromRocksStatus(it->status(), "scan");
+}
+
+absl::Status Db::CompactAll() {
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForceOptimized;
+  for (auto* handle : handles_) {
+    RETURN_IF_ERROR(
+        FromRocksStatus(db_->CompactRange(options, handle, nullptr, nullptr), "compact"));
+  }
+  return absl::OkStatus();
 }
 
 uint64_t Db::IntProperty(const std::string& name) const {

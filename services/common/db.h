@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 
 namespace mlops {
@@ -61,14 +62,17 @@ class Db {
   // after `after` when it is non-empty (it must start with `prefix`). fn returns false to stop.
   absl::Status ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
                           std::string_view after,
-                          const std::function<bool(std::string_view, std::string_view)>& fn) const;
+                          absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const;
   // The same in reverse key order, beginning strictly before `before` when it is non-empty.
   absl::Status ScanPrefixReverse(
       rocksdb::ColumnFamilyHandle* cf, std::string_view prefix, std::string_view before,
-      const std::function<bool(std::string_view, std::string_view)>& fn) const;
+      absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const;
 
   // Sum of an integer property (e.g. "rocksdb.estimate-num-keys") over every column family.
   uint64_t IntProperty(const std::string& name) const;
+
+  // Compacts every column family to the bottom level (after a bulk load).
+  absl::Status CompactAll();
 
   rocksdb::DB* raw() const { return db_.get(); }
   const std::string& path() const { return path_; }

@@ -61,6 +61,7 @@ class MetadataStore {
                                                              const Db::Options& options);
 
   const Db& db() const { return *db_; }
+  Db& mutable_db() { return *db_; }
   void set_search_tuning(const SearchTuning& tuning) { tuning_ = tuning; }
 
   // ALREADY_EXISTS when the name is taken (also by a deleted experiment); INVALID_ARGUMENT for a

@@ -38,9 +38,11 @@ constexpr size_t kApproxIndexKeyBytes = 48;
 // hash. Sets only narrow the runs that are loaded; every loaded run is checked against the whole
 // filter, so a (vanishingly rare) collision can cost a load but never a wrong result.
 uint64_t IdKey(std::string_view id) {
+  const char* p = id.data() + id.size() - 16;
   uint64_t value = 0;
-  for (char c : id.substr(id.size() - 16)) {
-    value = (value << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  for (int i = 0; i < 16; ++i) {
+    unsigned char c = static_cast<unsigned char>(p[i]);
+    value = (value << 4) | ((c & 0xf) + 9 * (c >> 6));  // '0'-'9' -> 0-9, 'a'-'f' -> 10-15
   }
   return value;
 }
@@ -278,6 +280,7 @@ class Searcher {
     size_t estimate = 0;
     for (const auto& range : ranges) estimate += Estimate(range);
     if (estimate > 2 * limit + 100) return result;  // clearly too large: check per run instead
+    result.ids.reserve(std::min(estimate, limit) + 16);
     const std::string prefix = internal::IndexPrefix(leaf.field);
     bool overflow = false;
     for (const auto& range : ranges) {
@@ -481,7 +484,14 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
   } else {
     bool stop = false;
     // Handles one run id met during the walk; returns false to end the walk.
-    auto visit = [&](std::string_view id, Position position, bool need_missing) -> absl::Status {
+    // `bytes` is the position's bytes (copied into `last` without allocating once it has grown).
+    auto remember = [&](int phase, std::string_view bytes) {
+      if (!last) last.emplace();
+      last->phase = phase;
+      last->bytes.assign(bytes.data(), bytes.size());
+    };
+    auto visit = [&](std::string_view id, int phase, std::string_view bytes,
+                     bool need_missing) -> absl::Status {
       if (searcher.work() >= tuning_.work_budget) {
         stop = true;
         more = true;
@@ -489,7 +499,7 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
       }
       if (candidates.complete && !candidates.ids.contains(IdKey(id))) {
         searcher.AddWork(1);
-        last = std::move(position);
+        remember(phase, bytes);
         return absl::OkStatus();
       }
       if (response.runs_size() == page_size) {
@@ -502,7 +512,7 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
           (verify == nullptr || internal::Matches(verify, *run))) {
         *response.add_runs() = std::move(*run);
       }
-      last = std::move(position);
+      remember(phase, bytes);
       return absl::OkStatus();
     };
     absl::Status status;
@@ -510,8 +520,8 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
       std::string resume = cursor ? order_prefix + cursor->bytes : "";
       auto fn = [&](std::string_view key, std::string_view) {
         if (key.size() < order_prefix.size() + kIdLength) return true;
-        status = visit(key.substr(key.size() - kIdLength),
-                       Position{0, std::string(key.substr(order_prefix.size()))}, false);
+        status =
+            visit(key.substr(key.size() - kIdLength), 0, key.substr(order_prefix.size()), false);
         return status.ok() && !stop;
       };
       RETURN_IF_ERROR(order.descending ? db_->ScanPrefixReverse(index_, order_prefix, resume, fn)
@@ -530,10 +540,13 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
         if (cursor && cursor->phase == 1 && experiment == cursor->bytes.substr(0, kIdLength)) {
           resume = prefix + cursor->bytes.substr(kIdLength);
         }
+        std::string bytes = experiment;  // experiment id + run id
         RETURN_IF_ERROR(
             db_->ScanPrefix(index_, prefix, resume, [&](std::string_view key, std::string_view) {
               std::string_view id = key.substr(key.size() - kIdLength);
-              status = visit(id, Position{1, experiment + std::string(id)}, true);
+              bytes.resize(kIdLength);
+              bytes.append(id.data(), id.size());
+              status = visit(id, 1, bytes, true);
               return status.ok() && !stop;
             }));
         RETURN_IF_ERROR(status);
