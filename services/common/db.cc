@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
   rocksdb::ColumnFamilyOptions cf_options(db_options);
   cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf_options.compression = rocksdb::kLZ4Compression;
-  cf_options.bottommost_compression = rocksdb::kZSTD;
+  cf_options.bottommost_compression = rocksdb::kLZ4Compression;  // reads decompress fast
   cf_options.write_buffer_size = 64 << 20;
   cf_options.level_compaction_dynamic_level_bytes = true;
 

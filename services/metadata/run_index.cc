@@ -6,6 +6,27 @@
 
 namespace mlops::metadata::internal {
 
+void AppendBinaryId(std::string* out, std::string_view hex_id) {
+  auto nibble = [](char c) {
+    return static_cast<unsigned char>(c <= '9' ? c - '0' : c - 'a' + 10);
+  };
+  for (size_t i = 0; i + 1 < hex_id.size(); i += 2) {
+    out->push_back(static_cast<char>((nibble(hex_id[i]) << 4) | nibble(hex_id[i + 1])));
+  }
+}
+
+std::string BinaryToHexId(std::string_view binary) {
+  static const char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(binary.size() * 2);
+  for (char c : binary) {
+    unsigned char b = static_cast<unsigned char>(c);
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return out;
+}
+
 Field AttributeField(Attribute attribute) {
   Field field;
   field.kind = FieldKind::kAttribute;
@@ -163,7 +184,7 @@ void AddKey(std::vector<std::string>* keys, const Field& field, const FieldValue
             const std::string& run_id) {
   std::string key = IndexPrefix(field);
   AppendIndexValue(&key, field, value);
-  key += run_id;
+  AppendBinaryId(&key, run_id);
   keys->push_back(std::move(key));
 }
 

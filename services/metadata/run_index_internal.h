@@ -12,7 +12,13 @@
 
 namespace mlops::metadata::internal {
 
-inline constexpr size_t kIdLength = 32;
+inline constexpr size_t kIdLength = 32;       // a run id as text (runs and metrics keys)
+inline constexpr size_t kIndexIdLength = 16;  // a run id as 16 bytes, ending run_index keys
+
+// Hex id <-> its 16 bytes (run_index keys are shorter, and scans faster, with binary ids; the
+// byte order of the binary form equals the order of the hex form).
+void AppendBinaryId(std::string* out, std::string_view hex_id);
+std::string BinaryToHexId(std::string_view binary);
 
 // The value of one field of one run.
 struct FieldValue {

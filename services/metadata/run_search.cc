@@ -29,27 +29,23 @@
 namespace mlops::metadata {
 namespace {
 
+using internal::BinaryToHexId;
 using internal::FieldValue;
 using internal::kIdLength;
+using internal::kIndexIdLength;
 
 constexpr size_t kApproxIndexKeyBytes = 48;
 
-// A run id's low 64 bits (its random part) as the member of candidate sets: compact and fast to
-// hash. Sets only narrow the runs that are loaded; every loaded run is checked against the whole
-// filter, so a (vanishingly rare) collision can cost a load but never a wrong result.
-uint64_t IdKey(std::string_view id) {
-  const char* p = id.data() + id.size() - 16;
-  uint64_t value = 0;
-  for (int i = 0; i < 16; ++i) {
-    unsigned char c = static_cast<unsigned char>(p[i]);
-    value = (value << 4) | ((c & 0xf) + 9 * (c >> 6));  // '0'-'9' -> 0-9, 'a'-'f' -> 10-15
-  }
-  return value;
+// The low 64 bits (the random part) of a binary run id, as the key of candidate sets: compact and
+// fast to hash. Sets only narrow the runs that are loaded; every loaded run is checked against the
+// whole filter, so a (vanishingly rare) collision can cost a load but never a wrong result.
+uint64_t IdKey(std::string_view binary_id) {
+  return ReadBigEndian64(binary_id.substr(binary_id.size() - 8));
 }
 
 struct Candidates {
   bool complete = false;  // false: too many to collect; every run must be checked
-  absl::flat_hash_map<uint64_t, std::array<char, kIdLength>> ids;  // IdKey -> id
+  absl::flat_hash_map<uint64_t, std::array<char, kIndexIdLength>> ids;  // IdKey -> binary id
 };
 
 struct KeyRange {
@@ -239,8 +235,10 @@ class Searcher {
     return Candidates{};
   }
 
-  absl::StatusOr<std::optional<v1::Run>> LoadRun(std::string_view id) {
+  // Loads a run by its binary id (as it ends index keys); nullopt when it is gone.
+  absl::StatusOr<std::optional<v1::Run>> LoadRun(std::string_view binary_id) {
     ++work_;
+    std::string id = BinaryToHexId(binary_id);
     ASSIGN_OR_RETURN(auto bytes, db_.Get(runs_, id));
     if (!bytes) return std::nullopt;  // deleted concurrently: skip
     v1::Run run;
@@ -292,19 +290,19 @@ class Searcher {
       for (it->Seek(range.lo); it->Valid(); it->Next()) {
         ++work_;
         std::string_view key(it->key().data(), it->key().size());
-        if (key.size() < prefix.size() + kIdLength) continue;
+        if (key.size() < prefix.size() + kIndexIdLength) continue;
         if (range.check_value) {
           FieldValue value;
           std::string_view encoded =
-              key.substr(prefix.size(), key.size() - prefix.size() - kIdLength);
+              key.substr(prefix.size(), key.size() - prefix.size() - kIndexIdLength);
           if (!internal::DecodeIndexValue(encoded, leaf.field, &value) ||
               !internal::MatchesLeaf(leaf, value)) {
             continue;
           }
         }
-        std::string_view id = key.substr(key.size() - kIdLength);
-        std::array<char, kIdLength> bytes;
-        std::memcpy(bytes.data(), id.data(), kIdLength);
+        std::string_view id = key.substr(key.size() - kIndexIdLength);
+        std::array<char, kIndexIdLength> bytes;
+        std::memcpy(bytes.data(), id.data(), kIndexIdLength);
         result.ids.emplace(IdKey(id), bytes);
         if (result.ids.size() > limit) {
           overflow = true;
@@ -443,10 +441,11 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
     if (value.present) {
       p.phase = 0;
       AppendIndexValue(&p.bytes, order.field, value);
-      p.bytes += run.id();
+      internal::AppendBinaryId(&p.bytes, run.id());
     } else {
       p.phase = 1;
-      p.bytes = run.experiment_id() + run.id();
+      p.bytes = run.experiment_id();
+      internal::AppendBinaryId(&p.bytes, run.id());
     }
     return p;
   };
@@ -519,9 +518,9 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
     if (!cursor || cursor->phase == 0) {
       std::string resume = cursor ? order_prefix + cursor->bytes : "";
       auto fn = [&](std::string_view key, std::string_view) {
-        if (key.size() < order_prefix.size() + kIdLength) return true;
-        status =
-            visit(key.substr(key.size() - kIdLength), 0, key.substr(order_prefix.size()), false);
+        if (key.size() < order_prefix.size() + kIndexIdLength) return true;
+        status = visit(key.substr(key.size() - kIndexIdLength), 0, key.substr(order_prefix.size()),
+                       false);
         return status.ok() && !stop;
       };
       RETURN_IF_ERROR(order.descending ? db_->ScanPrefixReverse(index_, order_prefix, resume, fn)
@@ -543,7 +542,7 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
         std::string bytes = experiment;  // experiment id + run id
         RETURN_IF_ERROR(
             db_->ScanPrefix(index_, prefix, resume, [&](std::string_view key, std::string_view) {
-              std::string_view id = key.substr(key.size() - kIdLength);
+              std::string_view id = key.substr(key.size() - kIndexIdLength);
               bytes.resize(kIdLength);
               bytes.append(id.data(), id.size());
               status = visit(id, 1, bytes, true);
