@@ -2,6 +2,8 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -100,11 +102,18 @@ TEST(DurabilityTest, AcknowledgedPointsSurviveKill9) {
 
 TEST(DurabilityTest, SigtermShutsDownGracefully) {
   testing::TempDir dir;
+  // Flags fall back to MLOPS_<FLAG> environment variables: JSON logs without --log_format.
+  setenv("MLOPS_LOG_FORMAT", "json", 1);
   testing::ChildServer server(MLOPS_SERVER_BIN, dir.path() + "/data");
   server.Start();
+  unsetenv("MLOPS_LOG_FORMAT");
   int status = server.Terminate();
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::ifstream log(dir.path() + "/data.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, ::testing::HasSubstr("\"level\":\"INFO\",\"event\":\"serving\""));
+  EXPECT_THAT(text, ::testing::HasSubstr("\"event\":\"stopped\""));
   // It released the database: a new server opens the same directory.
   server.Start();
   EXPECT_GT(server.pid(), 0);
