@@ -14,8 +14,10 @@
 // The page token holds the position of the last run examined, so paging resumes without re-reading.
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <limits>
 
 #include "absl/container/flat_hash_map.h"
@@ -429,11 +431,42 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
   size_t universe = searcher.EstimateLeaf(*root->children[0]);
   size_t limit =
       std::min(tuning_.candidate_limit, std::max(tuning_.in_memory_sort_max, universe / 4));
-  ASSIGN_OR_RETURN(Candidates candidates, searcher.Eval(*root, limit));
-  searcher.ResetWork();  // the walk gets its own budget
+  const std::string order_prefix = internal::IndexPrefix(order.field);
+  const std::string resume_key =
+      cursor && cursor->phase == 0 ? order_prefix + cursor->bytes : std::string();
+
+  // The candidate sets are collected on a second thread while this one reads ahead in the order
+  // index, which is what the walk reads first; on two cores that hides most of the collection.
+  auto pending = std::async(std::launch::async, [&] {
+    Searcher collector(*db_, index_, runs_);
+    return collector.Eval(*root, limit);
+  });
+  std::string readahead;               // index keys read ahead, concatenated
+  std::vector<size_t> readahead_ends;  // where each ends in `readahead`
+  bool order_index_ended = false;
+  absl::Status readahead_status;
+  if (!cursor || cursor->phase == 0) {
+    bool paused = false;
+    auto fn = [&](std::string_view key, std::string_view) {
+      readahead.append(key.data(), key.size());
+      readahead_ends.push_back(readahead.size());
+      if ((readahead_ends.size() & 63) == 0 &&
+          (readahead_ends.size() >= tuning_.work_budget ||
+           pending.wait_for(std::chrono::seconds(0)) == std::future_status::ready)) {
+        paused = true;
+        return false;
+      }
+      return true;
+    };
+    readahead_status = order.descending
+                           ? db_->ScanPrefixReverse(index_, order_prefix, resume_key, fn)
+                           : db_->ScanPrefix(index_, order_prefix, resume_key, fn);
+    order_index_ended = !paused;
+  }
+  ASSIGN_OR_RETURN(Candidates candidates, pending.get());
+  RETURN_IF_ERROR(readahead_status);
   const Expr* verify = root.get();
   const bool missing_phase = !RequiresField(root.get(), order.field);
-  const std::string order_prefix = internal::IndexPrefix(order.field);
 
   auto position_of = [&](const v1::Run& run) {
     FieldValue value = internal::GetFieldValue(run, order.field);
@@ -516,16 +549,31 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
     };
     absl::Status status;
     if (!cursor || cursor->phase == 0) {
-      std::string resume = cursor ? order_prefix + cursor->bytes : "";
       auto fn = [&](std::string_view key, std::string_view) {
         if (key.size() < order_prefix.size() + kIndexIdLength) return true;
         status = visit(key.substr(key.size() - kIndexIdLength), 0, key.substr(order_prefix.size()),
                        false);
         return status.ok() && !stop;
       };
-      RETURN_IF_ERROR(order.descending ? db_->ScanPrefixReverse(index_, order_prefix, resume, fn)
-                                       : db_->ScanPrefix(index_, order_prefix, resume, fn));
+      // First the keys read ahead, then the rest of the order index after the last of them.
+      size_t begin = 0;
+      bool go_on = true;
+      for (size_t end : readahead_ends) {
+        go_on = fn(std::string_view(readahead).substr(begin, end - begin), {});
+        begin = end;
+        if (!go_on) break;
+      }
       RETURN_IF_ERROR(status);
+      if (go_on && !order_index_ended) {
+        std::string resume = readahead_ends.empty()
+                                 ? resume_key
+                                 : readahead.substr(readahead_ends.size() > 1
+                                                        ? readahead_ends[readahead_ends.size() - 2]
+                                                        : 0);
+        RETURN_IF_ERROR(order.descending ? db_->ScanPrefixReverse(index_, order_prefix, resume, fn)
+                                         : db_->ScanPrefix(index_, order_prefix, resume, fn));
+        RETURN_IF_ERROR(status);
+      }
     }
     if (!stop && missing_phase) {
       const Field experiment_field = internal::AttributeField(Attribute::kExperimentId);
