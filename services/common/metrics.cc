@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "services/common/db.h"
+#include "services/common/status.h"
 
 namespace mlops {
 namespace {
@@ -17,28 +18,6 @@ const std::vector<double>& LatencyBuckets() {
                                               0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
                                               1,      2.5,     5,      10,    30};
   return buckets;
-}
-
-const char* CodeName(int code) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  if (code < 0 || code > 16) return "UNKNOWN";
-  return kNames[code];
 }
 
 class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
@@ -194,7 +173,7 @@ void RpcMetrics::Record(std::string_view full_method, int code, double seconds) 
   std::map<std::string, std::string> labels = {{"grpc_service", std::string(service)},
                                                {"grpc_method", std::string(method)}};
   latency_.Add(labels, LatencyBuckets()).Observe(seconds);
-  labels["grpc_code"] = CodeName(code);
+  labels["grpc_code"] = StatusCodeName(code);
   handled_.Add(labels).Increment();
 }
 

@@ -24,6 +24,9 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // message, e.g. "put run".
 absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context = {});
 
+// The canonical name of a gRPC/absl status code ("NOT_FOUND"); "UNKNOWN" outside 0..16.
+const char* StatusCodeName(int code);
+
 }  // namespace mlops
 
 #define MLOPS_STATUS_CONCAT_INNER_(a, b) a##b

@@ -135,6 +135,9 @@ TEST(StatusTest, MapsRocksDbCodesExplicitly) {
   EXPECT_EQ(g.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(g.error_message(), "run x not found");
   EXPECT_EQ(FromGrpcStatus(g).code(), absl::StatusCode::kNotFound);
+  EXPECT_STREQ(StatusCodeName(5), "NOT_FOUND");
+  EXPECT_STREQ(StatusCodeName(16), "UNAUTHENTICATED");
+  EXPECT_STREQ(StatusCodeName(99), "UNKNOWN");
 }
 
 absl::StatusOr<int> Half(int x) {

@@ -15,6 +15,7 @@
 
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
 #include "services/common/ids.h"
+#include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace v1 = mlops::metadata::v1;
@@ -196,26 +197,9 @@ class Cli {
     Response response;
     grpc::Status status = ((*stub_).*method)(&context, request, &response);
     if (!status.ok()) {
-      static const char* const kCodes[] = {"OK",
-                                           "CANCELLED",
-                                           "UNKNOWN",
-                                           "INVALID_ARGUMENT",
-                                           "DEADLINE_EXCEEDED",
-                                           "NOT_FOUND",
-                                           "ALREADY_EXISTS",
-                                           "PERMISSION_DENIED",
-                                           "RESOURCE_EXHAUSTED",
-                                           "FAILED_PRECONDITION",
-                                           "ABORTED",
-                                           "OUT_OF_RANGE",
-                                           "UNIMPLEMENTED",
-                                           "INTERNAL",
-                                           "UNAVAILABLE",
-                                           "DATA_LOSS",
-                                           "UNAUTHENTICATED"};
       int code = status.error_code();
-      std::cerr << "error: " << (code >= 0 && code <= 16 ? kCodes[code] : "UNKNOWN") << ": "
-                << status.error_message() << "\n";
+      std::cerr << "error: " << mlops::StatusCodeName(code) << ": " << status.error_message()
+                << "\n";
       if (code == grpc::StatusCode::UNAVAILABLE) {
         std::cerr << "(is the server running? start it with mlops-server, or set --server / "
                      "MLOPS_SERVER)\n";
