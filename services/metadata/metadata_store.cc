@@ -106,10 +106,11 @@ double DecodeDouble(std::string_view bytes) {
   return value;
 }
 
-// True when `a` supersedes `b` as the latest point of a metric.
-bool Later(const v1::Metric& a, const v1::Metric& b) {
-  if (a.step() != b.step()) return a.step() > b.step();
-  return a.timestamp_ms() >= b.timestamp_ms();
+// True when a point at (step, timestamp) supersedes `latest` as the latest point of its metric:
+// a higher step, or the same step and a timestamp as late or later.
+bool Supersedes(int64_t step, int64_t timestamp, const v1::Metric& latest) {
+  if (step != latest.step()) return step > latest.step();
+  return timestamp >= latest.timestamp_ms();
 }
 
 // run id (32 bytes) + ordered metric key, through its 0x00 0x01 terminator.
@@ -508,7 +509,8 @@ absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
 
   rocksdb::WriteBatch batch;
   if (request.metrics_size() > 0) {
-    std::map<std::string_view, int> latest_index;  // key -> index into run.latest_metrics
+    // key -> index into run.latest_metrics (owning keys: the messages are overwritten below)
+    std::map<std::string, int, std::less<>> latest_index;
     for (int i = 0; i < run.latest_metrics_size(); ++i) {
       latest_index[run.latest_metrics(i).key()] = i;
     }
@@ -528,15 +530,17 @@ absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
       AppendOrderedInt64(&key_buffer, timestamp);
       batch.Put(metrics_, key_buffer, EncodeDouble(metric.value()));
 
-      v1::Metric point = metric;
-      point.set_timestamp_ms(timestamp);
       auto it = latest_index.find(metric.key());
       if (it == latest_index.end()) {
-        *run.add_latest_metrics() = point;
-        latest_index.emplace(run.latest_metrics(run.latest_metrics_size() - 1).key(),
-                             run.latest_metrics_size() - 1);
-      } else if (Later(point, run.latest_metrics(it->second))) {
-        *run.mutable_latest_metrics(it->second) = point;
+        v1::Metric* added = run.add_latest_metrics();
+        *added = metric;
+        added->set_timestamp_ms(timestamp);
+        latest_index.emplace(metric.key(), run.latest_metrics_size() - 1);
+      } else if (Supersedes(metric.step(), timestamp, run.latest_metrics(it->second))) {
+        v1::Metric* latest = run.mutable_latest_metrics(it->second);
+        latest->set_value(metric.value());
+        latest->set_step(metric.step());
+        latest->set_timestamp_ms(timestamp);
       }
     }
   }
