@@ -1,0 +1,31 @@
+// mlops-bench stays runnable: a tiny metadata suite prints one flat JSON object with every figure
+// the docs quote. (Its numbers are not checked here: benchmarks are programs, not timed tests.)
+#include <algorithm>
+
+#include "tests/testing/testing.h"
+
+namespace mlops {
+namespace {
+
+TEST(BenchSmokeTest, MetadataSuitePrintsItsFigures) {
+  auto result = testing::RunCommand({MLOPS_BENCH_BIN, "metadata", "--json", "--runs=2000",
+                                     "--batches=5", "--batch_points=200", "--queries=5"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string& out = result.out;
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.front(), '{');
+  EXPECT_EQ(out.substr(out.find_last_not_of('\n'), 1), "}");
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line of JSON";
+  for (const char* key :
+       {"ingest_points_per_s", "ingest_floor_points_per_s", "ingest_ratio_to_floor",
+        "search_selective_p50_ms", "search_selective_p99_ms", "search_unselective_p50_ms",
+        "search_unselective_p99_ms", "server_peak_rss_mb"}) {
+    EXPECT_NE(out.find(std::string("\"") + key + "\": "), std::string::npos) << key;
+  }
+  EXPECT_NE(out.find("\"search_runs\": 2000"), std::string::npos) << out;
+  EXPECT_EQ(out.find("nan"), std::string::npos) << out;
+  EXPECT_EQ(testing::RunCommand({MLOPS_BENCH_BIN, "nonsense"}).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace mlops
