@@ -4,11 +4,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "services/common/db.h"
+#include "services/common/logging.h"
 #include "services/common/status.h"
+#include "services/common/strings.h"
 
 namespace mlops {
 namespace {
@@ -28,16 +31,32 @@ class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
         start_(std::chrono::steady_clock::now()) {}
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+    using grpc::experimental::InterceptionHookPoints;
+    if (metrics_->log_rpcs() &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      auto* metadata = methods->GetRecvInitialMetadata();
+      auto it = metadata->find("x-request-id");
+      if (it != metadata->end()) request_id_.assign(it->second.data(), it->second.size());
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-      metrics_->Record(method_, methods->GetSendStatus().error_code(), seconds);
+      grpc::Status status = methods->GetSendStatus();
+      metrics_->Record(method_, status.error_code(), seconds);
+      if (metrics_->log_rpcs()) {
+        LogFields fields = {{"method", method_},
+                            {"code", StatusCodeName(status.error_code())},
+                            {"ms", FormatDouble(std::round(seconds * 1e5) / 100)}};
+        if (!request_id_.empty()) fields.emplace_back("request_id", request_id_);
+        if (!status.ok()) fields.emplace_back("error", status.error_message());
+        LogInfo("rpc", fields);
+      }
     }
     methods->Proceed();
   }
 
  private:
+  std::string request_id_;
   std::string method_;
   RpcMetrics* metrics_;
   std::chrono::steady_clock::time_point start_;

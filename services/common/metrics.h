@@ -34,8 +34,13 @@ class RpcMetrics {
   explicit RpcMetrics(prometheus::Registry& registry);
   // `full_method` is gRPC's "/package.Service/Method".
   void Record(std::string_view full_method, int code, double seconds);
+  // When on, every finished RPC is also logged: method, code, milliseconds, the client's
+  // x-request-id metadata when it sent one, and the error message.
+  void set_log_rpcs(bool on) { log_rpcs_ = on; }
+  bool log_rpcs() const { return log_rpcs_; }
 
  private:
+  bool log_rpcs_ = false;
   prometheus::Family<prometheus::Counter>& handled_;
   prometheus::Family<prometheus::Histogram>& latency_;
 };

@@ -25,6 +25,7 @@ ABSL_DECLARE_FLAG(int, max_message_mb);
 ABSL_DECLARE_FLAG(int, shutdown_grace_s);
 ABSL_DECLARE_FLAG(bool, sync_writes);
 ABSL_DECLARE_FLAG(std::string, port_file);
+ABSL_DECLARE_FLAG(bool, log_rpcs);
 
 namespace mlops {
 
@@ -39,6 +40,7 @@ struct ServerConfig {
   std::string metrics_host = "0.0.0.0";
   int metrics_port = -1;  // -1: no HTTP endpoint; 0: pick a free port.
   int max_message_bytes = 64 << 20;
+  bool log_rpcs = false;  // one log line per finished RPC
   // The config given by the common flags.
   static ServerConfig FromFlags();
 };

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
@@ -122,6 +124,33 @@ TEST_F(MetricsTest, RealPrometheusScrapesTheServer) {
   ASSERT_TRUE(scraped) << body;
   EXPECT_THAT(body, HasSubstr("\"job\":\"mlops\""));
   EXPECT_THAT(body, HasSubstr(",\"1\"]"));  // the counter's value as Prometheus stored it
+}
+
+TEST(RpcLogTest, LogsEveryRpcWithTheClientsRequestId) {
+  testing::TempDir dir;
+  testing::ChildServer server(MLOPS_SERVER_BIN, dir.path() + "/data",
+                              {"--log_rpcs", "--log_format=json"});
+  server.Start();
+  auto stub = v1::MetadataService::NewStub(
+      grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    context.AddMetadata("x-request-id", "req-" + std::to_string(i));
+    v1::CreateExperimentRequest request;
+    request.set_name("logged");
+    v1::Experiment out;
+    (void)stub->CreateExperiment(&context, request, &out);  // second one: ALREADY_EXISTS
+  }
+  stub.reset();
+  ASSERT_EQ(WEXITSTATUS(server.Terminate()), 0);
+  std::ifstream in(dir.path() + "/data.log");
+  std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(log, HasSubstr("\"event\":\"rpc\",\"method\":\"/mlops.metadata.v1.MetadataService/"
+                             "CreateExperiment\",\"code\":\"OK\""));
+  EXPECT_THAT(log, HasSubstr("\"request_id\":\"req-0\""));
+  EXPECT_THAT(log, HasSubstr("\"code\":\"ALREADY_EXISTS\""));
+  EXPECT_THAT(log, HasSubstr("\"request_id\":\"req-1\",\"error\":\"experiment name 'logged' is "
+                             "taken"));
 }
 
 }  // namespace
