@@ -60,6 +60,13 @@ TEST_F(CliTest, TrackSearchAndHistory) {
   EXPECT_THAT(search.out, HasSubstr("(1 runs)"));
   EXPECT_THAT(search.out, Not(HasSubstr(runs[0])));
 
+  auto limited = Mlops({"runs", "search", "--experiment", "cli-iris", "--max", "1"});
+  ASSERT_EQ(limited.exit_code, 0) << limited.err;
+  EXPECT_THAT(limited.out, HasSubstr("(1 runs)"));
+  auto list = Mlops({"experiments", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("cli-iris"));
+
   auto json = Mlops({"--output", "json", "runs", "show", runs[1]});
   ASSERT_EQ(json.exit_code, 0);
   EXPECT_THAT(json.out, HasSubstr("\"lr\": \"0.01\""));

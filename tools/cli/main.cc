@@ -209,6 +209,20 @@ class Cli {
     return response;
   }
 
+  // Calls a paged RPC until its next_page_token is empty, handing each page to `take`, which
+  // returns false to stop early (and may adjust `request`, e.g. its page size, for the next call).
+  template <typename Request, typename Response, typename Take>
+  void ForEachPage(grpc::Status (v1::MetadataService::Stub::*method)(grpc::ClientContext*,
+                                                                     const Request&, Response*),
+                   Request& request, Take take) {
+    do {
+      Response page = Call(method, request);
+      bool go_on = take(page);
+      request.set_page_token(page.next_page_token());
+      if (!go_on) break;
+    } while (!request.page_token().empty());
+  }
+
   void PrintJson(const google::protobuf::Message& message) {
     std::string out;
     google::protobuf::util::JsonPrintOptions options;
@@ -301,11 +315,10 @@ class Cli {
       request.set_view(View(args));
       args.ExpectEmpty();
       v1::ListExperimentsResponse all;
-      do {
-        auto page = Call(&Stub::ListExperiments, request);
+      ForEachPage(&Stub::ListExperiments, request, [&](v1::ListExperimentsResponse& page) {
         for (auto& e : *page.mutable_experiments()) *all.add_experiments() = std::move(e);
-        request.set_page_token(page.next_page_token());
-      } while (!request.page_token().empty());
+        return true;
+      });
       if (json_) {
         PrintJson(all);
         return 0;
@@ -390,12 +403,15 @@ class Cli {
       args.ExpectEmpty();
       for (const auto& e : experiments) request.add_experiment_ids(ResolveExperiment(e));
       v1::SearchRunsResponse all;
-      do {
+      auto next_page_size = [&] {
         request.set_page_size(static_cast<int>(std::min<int64_t>(max - all.runs_size(), 1000)));
-        auto page = Call(&Stub::SearchRuns, request);
+      };
+      next_page_size();
+      ForEachPage(&Stub::SearchRuns, request, [&](v1::SearchRunsResponse& page) {
         for (auto& run : *page.mutable_runs()) *all.add_runs() = std::move(run);
-        request.set_page_token(page.next_page_token());
-      } while (!request.page_token().empty() && all.runs_size() < max);
+        next_page_size();
+        return all.runs_size() < max;
+      });
       if (json_) {
         PrintJson(all);
         return 0;
@@ -515,12 +531,11 @@ class Cli {
       }
       args.ExpectEmpty();
       v1::GetMetricHistoryResponse all;
-      do {
-        auto page = Call(&Stub::GetMetricHistory, request);
+      ForEachPage(&Stub::GetMetricHistory, request, [&](v1::GetMetricHistoryResponse& page) {
         for (auto& m : *page.mutable_metrics()) *all.add_metrics() = std::move(m);
         all.set_total_points(page.total_points());
-        request.set_page_token(page.next_page_token());
-      } while (!request.page_token().empty());
+        return true;
+      });
       if (json_) {
         PrintJson(all);
         return 0;
