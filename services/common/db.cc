@@ -115,6 +115,12 @@ absl::Status Db::Write(rocksdb::WriteBatch* batch) {
   return FromRocksStatus(db_->Write(write_options_, batch), "write");
 }
 
+absl::Status Db::WriteSync(rocksdb::WriteBatch* batch) {
+  rocksdb::WriteOptions options = write_options_;
+  options.sync = true;
+  return FromRocksStatus(db_->Write(options, batch), "write");
+}
+
 std::unique_ptr<rocksdb::Iterator> Db::NewIterator(rocksdb::ColumnFamilyHandle* cf) const {
   return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(rocksdb::ReadOptions(), cf));
 }

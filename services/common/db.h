@@ -55,6 +55,9 @@ class Db {
                                                  std::string_view key) const;
   // Applies the batch atomically.
   absl::Status Write(rocksdb::WriteBatch* batch);
+  // The same, fsyncing the write-ahead log before returning whatever sync_writes says (for commits
+  // that must survive power loss once acknowledged).
+  absl::Status WriteSync(rocksdb::WriteBatch* batch);
 
   std::unique_ptr<rocksdb::Iterator> NewIterator(rocksdb::ColumnFamilyHandle* cf) const;
 

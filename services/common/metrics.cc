@@ -74,27 +74,6 @@ class RpcMetricsInterceptorFactory : public grpc::experimental::ServerIntercepto
   RpcMetrics* metrics_;
 };
 
-prometheus::MetricFamily GaugeFamily(std::string name, std::string help,
-                                     prometheus::MetricType type = prometheus::MetricType::Gauge) {
-  prometheus::MetricFamily family;
-  family.name = std::move(name);
-  family.help = std::move(help);
-  family.type = type;
-  return family;
-}
-
-void AddSample(prometheus::MetricFamily* family, double value,
-               std::vector<prometheus::ClientMetric::Label> labels = {}) {
-  prometheus::ClientMetric metric;
-  metric.label = std::move(labels);
-  if (family->type == prometheus::MetricType::Counter) {
-    metric.counter.value = value;
-  } else {
-    metric.gauge.value = value;
-  }
-  family->metric.push_back(std::move(metric));
-}
-
 class ProcessCollector : public prometheus::Collectable {
  public:
   ProcessCollector() {
@@ -244,6 +223,27 @@ std::vector<prometheus::MetricFamily> RocksDbCollector::Collect() const {
     out.push_back(std::move(family));
   }
   return out;
+}
+
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help,
+                                     prometheus::MetricType type) {
+  prometheus::MetricFamily family;
+  family.name = std::move(name);
+  family.help = std::move(help);
+  family.type = type;
+  return family;
+}
+
+void AddSample(prometheus::MetricFamily* family, double value,
+               std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::ClientMetric metric;
+  metric.label = std::move(labels);
+  if (family->type == prometheus::MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  family->metric.push_back(std::move(metric));
 }
 
 uint64_t PeakRssBytes(int pid) {

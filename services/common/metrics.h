@@ -64,6 +64,13 @@ class RocksDbCollector : public prometheus::Collectable {
   std::vector<std::pair<std::string, const Db*>> dbs_;
 };
 
+// Helpers for collectors that build families at scrape time.
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help,
+                                     prometheus::MetricType type = prometheus::MetricType::Gauge);
+// Adds one sample (a counter value for counter families, a gauge value otherwise).
+void AddSample(prometheus::MetricFamily* family, double value,
+               std::vector<prometheus::ClientMetric::Label> labels = {});
+
 // Reads this process's peak resident set size (VmHWM) in bytes from /proc/self/status; 0 on error.
 uint64_t PeakRssBytes(int pid = 0);
 

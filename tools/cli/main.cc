@@ -14,12 +14,16 @@
 #include <vector>
 
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "tools/cli/cli_util.h"
+#include "tools/cli/data_cli.h"
 #include "services/common/ids.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace v1 = mlops::metadata::v1;
 using mlops::StrCat;
+
+using namespace mlops::cli;  // NOLINT: the CLI helpers
 
 namespace {
 
@@ -51,127 +55,26 @@ Runs (EXPERIMENT is a name or an id; RUN is a run id):
                     [--order-by "metrics.acc DESC"] [--max N] [--deleted | --all]
   mlops runs history RUN KEY [--max-points N]
 
+Datasets (versions are content digests; REF is a tag, a digest or a digest prefix):
+  mlops data push DIR|FILE --dataset NAME [--tag T]... [-m MESSAGE] [--chunk-size BYTES]
+  mlops data pull NAME[@REF] DIR
+  mlops data diff NAME@REF NAME@REF|REF [--max N]
+  mlops data log NAME [--max N]
+  mlops data list
+  mlops data show NAME[@REF] [--files]
+  mlops data tag NAME@REF TAG [--remove]
+
+Artifacts (blobs addressed by the SHA-256 that sha256sum prints):
+  mlops artifact put FILE [--no-pin]          prints the digest
+  mlops artifact get DIGEST FILE|-
+  mlops artifact stat DIGEST [--chunks]
+  mlops artifact list [--max N]
+  mlops artifact gc [--grace SECONDS] [--dry-run]
+  mlops artifact scrub [--repair]
+
 Filters: metrics.acc > 0.9 and params.opt = "adam" and tags.team != "x" and status = "FINISHED"
          (and, or, parentheses, = != < <= > >= in (...) like ilike; see docs/api.md)
 )";
-
-struct UsageError {
-  std::string message;
-};
-
-class Args {
- public:
-  Args(std::vector<std::string> args) : args_(std::move(args)) {}
-
-  // Removes and returns every value of --name (as "--name V" or "--name=V").
-  std::vector<std::string> TakeAll(const std::string& name) {
-    std::vector<std::string> values;
-    for (size_t i = 0; i < args_.size();) {
-      if (args_[i] == "--") break;
-      if (args_[i] == name) {
-        if (i + 1 >= args_.size()) throw UsageError{name + " needs a value"};
-        values.push_back(args_[i + 1]);
-        args_.erase(args_.begin() + i, args_.begin() + i + 2);
-      } else if (args_[i].rfind(name + "=", 0) == 0) {
-        values.push_back(args_[i].substr(name.size() + 1));
-        args_.erase(args_.begin() + i);
-      } else {
-        ++i;
-      }
-    }
-    return values;
-  }
-  std::optional<std::string> Take(const std::string& name) {
-    auto values = TakeAll(name);
-    if (values.size() > 1) throw UsageError{name + " given more than once"};
-    if (values.empty()) return std::nullopt;
-    return values[0];
-  }
-  bool TakeFlag(const std::string& name) {
-    for (size_t i = 0; i < args_.size(); ++i) {
-      if (args_[i] == name) {
-        args_.erase(args_.begin() + i);
-        return true;
-      }
-    }
-    return false;
-  }
-  std::string Positional(const std::string& what) {
-    for (size_t i = 0; i < args_.size(); ++i) {
-      if (args_[i].rfind("--", 0) != 0 || args_[i].size() == 2) {
-        std::string value = args_[i];
-        args_.erase(args_.begin() + i);
-        return value;
-      }
-    }
-    throw UsageError{"missing " + what};
-  }
-  void ExpectEmpty() {
-    if (!args_.empty()) throw UsageError{"unexpected argument '" + args_[0] + "'"};
-  }
-
- private:
-  std::vector<std::string> args_;
-};
-
-std::pair<std::string, std::string> SplitKeyValue(const std::string& text, const char* what) {
-  size_t eq = text.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    throw UsageError{StrCat(what, " '", text, "': expected KEY=VALUE")};
-  }
-  return {text.substr(0, eq), text.substr(eq + 1)};
-}
-
-double ParseDouble(const std::string& text, const std::string& what) {
-  errno = 0;
-  char* end = nullptr;
-  double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0')
-    throw UsageError{StrCat(what, ": '", text, "' is not a number")};
-  return value;
-}
-
-int64_t ParseInt(const std::string& text, const std::string& what) {
-  errno = 0;
-  char* end = nullptr;
-  long long value = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno == ERANGE) {
-    throw UsageError{StrCat(what, ": '", text, "' is not an integer")};
-  }
-  return value;
-}
-
-std::string FormatTime(int64_t ms) {
-  if (ms == 0) return "-";
-  std::time_t seconds = ms / 1000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-  return buf;
-}
-
-void PrintTable(const std::vector<std::string>& header,
-                const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths(header.size());
-  for (size_t c = 0; c < header.size(); ++c) widths[c] = header[c].size();
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size() && c < widths.size(); ++c) {
-      widths[c] = std::max(widths[c], row[c].size());
-    }
-  }
-  auto print_row = [&](const std::vector<std::string>& row) {
-    std::string line;
-    for (size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size()) line += std::string(widths[c] - row[c].size() + 2, ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    std::cout << line << "\n";
-  };
-  print_row(header);
-  for (const auto& row : rows) print_row(row);
-}
 
 class Cli {
  public:
@@ -183,7 +86,7 @@ class Cli {
       return Experiments(command, args);
     }
     if (group == "runs" || group == "run") return Runs(command, args);
-    throw UsageError{"unknown group '" + group + "' (experiments, runs)"};
+    throw UsageError{"unknown group '" + group + "' (experiments, runs, data, artifact)"};
   }
 
  private:
@@ -196,16 +99,7 @@ class Cli {
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
     Response response;
     grpc::Status status = ((*stub_).*method)(&context, request, &response);
-    if (!status.ok()) {
-      int code = status.error_code();
-      std::cerr << "error: " << mlops::StatusCodeName(code) << ": " << status.error_message()
-                << "\n";
-      if (code == grpc::StatusCode::UNAVAILABLE) {
-        std::cerr << "(is the server running? start it with mlops-server, or set --server / "
-                     "MLOPS_SERVER)\n";
-      }
-      std::exit(1);
-    }
+    if (!status.ok()) mlops::cli::FailRpc(status);
     return response;
   }
 
@@ -221,16 +115,6 @@ class Cli {
       request.set_page_token(page.next_page_token());
       if (!go_on) break;
     } while (!request.page_token().empty());
-  }
-
-  void PrintJson(const google::protobuf::Message& message) {
-    std::string out;
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
-    options.add_whitespace = true;
-    (void)google::protobuf::util::MessageToJsonString(message, &out, options);
-    std::cout << out;
-    if (out.empty() || out.back() != '\n') std::cout << "\n";
   }
 
   std::string ResolveExperiment(const std::string& ref) {
@@ -575,12 +459,15 @@ int main(int argc, char** argv) {
         args.Take("--server").value_or(env != nullptr && *env ? env : "localhost:50051");
     std::string output = args.Take("--output").value_or("table");
     if (output != "table" && output != "json") throw UsageError{"--output must be table or json"};
-    std::string group = args.Positional("group (experiments, runs)");
+    std::string group = args.Positional("group (experiments, runs, data, artifact)");
     std::string command = args.Positional("command");
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(64 << 20);
     auto channel =
         grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
+    if (group == "data" || group == "artifact" || group == "artifacts") {
+      return RunDataCommand(group, command, args, channel, output == "json");
+    }
     Cli cli(channel, output == "json");
     return cli.Run(group, command, args);
   } catch (const UsageError& e) {

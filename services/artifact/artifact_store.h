@@ -1,0 +1,208 @@
+// The core of the artifact service: a content-addressed chunk store with blob manifests, upload
+// sessions, datasets with immutable versions, scrub and garbage collection. Knows nothing of gRPC.
+//
+// Storage (one RocksDB under <dir>/db, chunk files under <dir>/chunks):
+//   chunks          digest -> flags, size, touch time          one record per stored chunk
+//   chunk_data      digest -> bytes                            chunks up to 64 KiB, inline
+//   blobs           digest -> StoredBlob                       manifests of committed blobs
+//   sessions        id -> StoredSession
+//   session_pins    id + digest -> ""                          chunks an open session sent or found
+//   chunk_pins      digest + id -> ""                          the same, by chunk (GC checks it)
+//   datasets        name -> StoredDataset
+//   versions        ordered(name) + digest -> StoredVersion
+//   version_log     ordered(name) + ~time + digest -> ""       newest first
+//   manifests       version digest -> count                    entries already written
+//   entries         version digest + path -> StoredEntry       shared by every dataset with it
+//   tags            ordered(name) + tag -> version digest
+// Chunks larger than 64 KiB are files chunks/<2 hex>/<64 hex>, written to chunks/tmp, fdatasynced
+// and renamed into place before their record is written, so a record always names complete bytes.
+// Commits of blobs and versions fsync the write-ahead log before they return.
+//
+// Garbage collection: roots are pinned blobs and every blob a dataset version lists. A blob or chunk
+// is deleted only when it is unreachable, was not created or newly referenced within the grace
+// period, and (for chunks) no open upload session has sent or found it. Deletions re-check under an
+// exclusive lock that every writer takes shared, so a collection never races an upload or a commit.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "mlops/artifact/internal/storage.pb.h"
+#include "mlops/artifact/v1/artifact.pb.h"
+#include "services/common/db.h"
+#include "services/common/digest.h"
+
+namespace mlops::artifact {
+
+// Bounds on requests (RESOURCE_EXHAUSTED with the limit in the message).
+inline constexpr size_t kMaxDigestsPerCall = 10000;
+inline constexpr size_t kMaxBlobsPerCommit = 10000;
+inline constexpr size_t kMaxChunkRefsPerCommit = 1000000;
+inline constexpr int64_t kMaxChunkBytes = 32 << 20;
+inline constexpr size_t kMaxVersionEntries = 2000000;
+inline constexpr size_t kMaxMessageBytes = 64 << 10;
+inline constexpr size_t kMaxTagsPerVersion = 32;
+inline constexpr size_t kInlineChunkBytes = 64 << 10;
+
+// Counters the service exports as Prometheus metrics.
+struct ArtifactCounters {
+  std::atomic<int64_t> chunks_stored{0};
+  std::atomic<int64_t> bytes_stored{0};
+  std::atomic<int64_t> chunks_deduplicated{0};  // sent but already present
+  std::atomic<int64_t> chunks_rejected{0};      // bytes did not match the digest
+  std::atomic<int64_t> blobs_committed{0};
+  std::atomic<int64_t> bytes_downloaded{0};
+  std::atomic<int64_t> scrub_runs{0};
+  std::atomic<int64_t> scrub_corrupt_chunks{0};
+  std::atomic<int64_t> scrub_missing_chunks{0};
+  std::atomic<int64_t> gc_runs{0};
+  std::atomic<int64_t> gc_chunks_deleted{0};
+  std::atomic<int64_t> gc_bytes_freed{0};
+};
+
+struct StoreStats {
+  int64_t chunks = 0;  // estimates from RocksDB
+  int64_t blobs = 0;
+  int64_t open_sessions = 0;
+};
+
+class ArtifactStore {
+ public:
+  // Opens (creating) the store in `dir`. UNAVAILABLE when another process holds it.
+  static absl::StatusOr<std::unique_ptr<ArtifactStore>> Open(const std::string& dir,
+                                                            const Db::Options& options);
+  ~ArtifactStore();
+
+  // --- Upload sessions ---
+  // INVALID_ARGUMENT for a negative ttl.
+  absl::StatusOr<v1::UploadSession> StartUpload(int64_t ttl_seconds);
+  // NOT_FOUND for an unknown or expired session. Releases the session's pins.
+  absl::Status FinishUpload(std::string_view session_id);
+  // Indices (into `digests`) of the chunks not stored; pins the others to the session.
+  // NOT_FOUND (session), RESOURCE_EXHAUSTED (more than 10,000 digests).
+  absl::StatusOr<std::vector<int>> FindMissingChunks(std::string_view session_id,
+                                                     const std::vector<RawDigest>& digests);
+  struct ChunkInput {
+    RawDigest digest;
+    std::string_view data;
+  };
+  struct PutChunksResult {
+    int64_t stored = 0;
+    int64_t bytes_stored = 0;
+    int64_t already_present = 0;
+  };
+  // Verifies every chunk's bytes against its digest, then stores the new ones durably (files are
+  // fdatasynced) and pins all to the session. A mismatching chunk is INVALID_ARGUMENT naming it and
+  // nothing of the call is stored; a chunk over 32 MiB is RESOURCE_EXHAUSTED; NOT_FOUND (session).
+  absl::StatusOr<PutChunksResult> PutChunks(std::string_view session_id,
+                                            const std::vector<ChunkInput>& chunks);
+  // Makes blobs visible after checking that every chunk is stored with the stated size and that the
+  // chunks, in order, hash to the blob digest and add up to its size. INVALID_ARGUMENT (malformed
+  // digest, sizes that disagree, content that does not hash to the digest), FAILED_PRECONDITION
+  // (a chunk is not stored: upload it first), NOT_FOUND (session), RESOURCE_EXHAUSTED (bounds).
+  // Committing a blob that exists is a no-op (it is touched, and pinned when `pin`).
+  absl::StatusOr<std::vector<v1::Blob>> CommitBlobs(const v1::CommitBlobsRequest& request);
+
+  // --- Blobs ---
+  // Indices of the blobs not stored. RESOURCE_EXHAUSTED over 10,000.
+  absl::StatusOr<std::vector<int>> FindMissingBlobs(const std::vector<RawDigest>& digests);
+  // NOT_FOUND.
+  absl::StatusOr<v1::Blob> StatBlob(const RawDigest& digest, bool include_chunks = false);
+  absl::StatusOr<v1::ListBlobsResponse> ListBlobs(const v1::ListBlobsRequest& request);
+  // NOT_FOUND.
+  absl::StatusOr<v1::Blob> SetBlobPinned(const RawDigest& digest, bool pinned);
+  // Calls sink(offset, bytes) for consecutive pieces (at most 1 MiB) of [offset, offset+length)
+  // (length 0: to the end); sink returns false to stop. Sets *blob_size first. NOT_FOUND (blob),
+  // OUT_OF_RANGE (offset beyond the end), DATA_LOSS (a chunk's bytes are gone).
+  absl::Status ReadBlob(const RawDigest& digest, int64_t offset, int64_t length, int64_t* blob_size,
+                        absl::FunctionRef<bool(int64_t, std::string_view)> sink);
+
+  // --- Datasets ---
+  // ALREADY_EXISTS, INVALID_ARGUMENT (name, description over 64 KiB).
+  absl::StatusOr<v1::Dataset> CreateDataset(const v1::CreateDatasetRequest& request);
+  absl::StatusOr<v1::Dataset> GetDataset(std::string_view name);
+  absl::StatusOr<v1::ListDatasetsResponse> ListDatasets(const v1::ListDatasetsRequest& request);
+  // Stores a version (or finds the existing one with the same digest, already_existed=true) and
+  // moves its tags and "latest" to it. NOT_FOUND (dataset, unless header.create_dataset; parent),
+  // INVALID_ARGUMENT (paths, duplicate paths, malformed digests, expected_digest mismatch, tags),
+  // FAILED_PRECONDITION (an entry's blob is not stored, or its size differs from the blob's),
+  // RESOURCE_EXHAUSTED (over 2,000,000 entries or 32 tags).
+  absl::StatusOr<v1::DatasetVersion> CreateVersion(const v1::CreateVersionRequest::Header& header,
+                                                   std::vector<v1::VersionEntry> entries);
+  // `ref`: a tag, a digest, or a unique digest prefix of at least 8 hex characters; empty means
+  // "latest". NOT_FOUND, INVALID_ARGUMENT (ambiguous prefix).
+  absl::StatusOr<v1::DatasetVersion> GetVersion(std::string_view dataset, std::string_view ref);
+  absl::StatusOr<v1::ListVersionsResponse> ListVersions(const v1::ListVersionsRequest& request);
+  absl::StatusOr<v1::ListVersionEntriesResponse> ListVersionEntries(
+      const v1::ListVersionEntriesRequest& request);
+  absl::StatusOr<v1::DiffVersionsResponse> DiffVersions(const v1::DiffVersionsRequest& request);
+  // Moves (or removes) a tag. INVALID_ARGUMENT (tag name; "latest" cannot be removed), NOT_FOUND.
+  absl::StatusOr<v1::DatasetVersion> TagVersion(const v1::TagVersionRequest& request);
+
+  // --- Maintenance ---
+  absl::StatusOr<v1::ScrubResponse> Scrub(bool repair);
+  absl::StatusOr<v1::GarbageCollectResponse> GarbageCollect(
+      const v1::GarbageCollectRequest& request);
+
+  const ArtifactCounters& counters() const { return counters_; }
+  StoreStats Stats() const;
+  Db& db() { return *db_; }
+  const std::string& dir() const { return dir_; }
+  // Where a file-stored chunk lives (tests corrupt it).
+  std::string ChunkPath(const RawDigest& digest) const;
+
+ private:
+  struct ChunkRecord {
+    bool inline_data = false;
+    int64_t size = 0;
+    int64_t touch_ms = 0;
+  };
+
+  ArtifactStore(std::string dir, std::unique_ptr<Db> db);
+  absl::StatusOr<internal::StoredSession> TouchSession(std::string_view session_id,
+                                                       rocksdb::WriteBatch* batch);
+  absl::StatusOr<std::optional<ChunkRecord>> GetChunk(const RawDigest& digest) const;
+  // Reads a whole chunk; DATA_LOSS when its bytes are gone.
+  absl::StatusOr<std::string> ReadChunk(const RawDigest& digest, const ChunkRecord& record,
+                                        int64_t offset, int64_t length) const;
+  absl::StatusOr<std::optional<internal::StoredBlob>> GetBlob(const RawDigest& digest) const;
+  absl::Status WriteChunkFile(const RawDigest& digest, std::string_view data);
+  absl::StatusOr<v1::DatasetVersion> LoadVersion(std::string_view dataset,
+                                                 const RawDigest& digest) const;
+  absl::StatusOr<RawDigest> ResolveRef(std::string_view dataset, std::string_view ref) const;
+  absl::StatusOr<std::vector<std::string>> TagsOf(std::string_view dataset,
+                                                  const RawDigest& digest) const;
+  absl::Status ScanEntries(const RawDigest& version, std::string_view prefix,
+                           std::string_view after,
+                           absl::FunctionRef<bool(std::string_view, const v1::VersionEntry&)> fn)
+      const;
+
+  std::string dir_;
+  std::unique_ptr<Db> db_;
+  rocksdb::ColumnFamilyHandle* chunks_;
+  rocksdb::ColumnFamilyHandle* chunk_data_;
+  rocksdb::ColumnFamilyHandle* blobs_;
+  rocksdb::ColumnFamilyHandle* sessions_;
+  rocksdb::ColumnFamilyHandle* session_pins_;
+  rocksdb::ColumnFamilyHandle* chunk_pins_;
+  rocksdb::ColumnFamilyHandle* datasets_;
+  rocksdb::ColumnFamilyHandle* versions_;
+  rocksdb::ColumnFamilyHandle* version_log_;
+  rocksdb::ColumnFamilyHandle* manifests_;
+  rocksdb::ColumnFamilyHandle* entries_;
+  rocksdb::ColumnFamilyHandle* tags_;
+
+  // Writers hold it shared; garbage collection deletes under it exclusively.
+  mutable std::shared_mutex gc_mu_;
+  // Serialises read-modify-write of dataset records and tags.
+  std::mutex dataset_mu_;
+  std::mutex gc_run_mu_;  // one collection at a time
+  ArtifactCounters counters_;
+};
+
+}  // namespace mlops::artifact

@@ -1,0 +1,152 @@
+#include "tools/cli/cli_util.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+
+#include "services/common/status.h"
+#include "services/common/strings.h"
+
+namespace mlops::cli {
+
+std::vector<std::string> Args::TakeAll(const std::string& name) {
+  std::vector<std::string> values;
+  for (size_t i = 0; i < args_.size();) {
+    if (args_[i] == "--") break;
+    if (args_[i] == name) {
+      if (i + 1 >= args_.size()) throw UsageError{name + " needs a value"};
+      values.push_back(args_[i + 1]);
+      args_.erase(args_.begin() + i, args_.begin() + i + 2);
+    } else if (args_[i].rfind(name + "=", 0) == 0) {
+      values.push_back(args_[i].substr(name.size() + 1));
+      args_.erase(args_.begin() + i);
+    } else {
+      ++i;
+    }
+  }
+  return values;
+}
+
+std::optional<std::string> Args::Take(const std::string& name) {
+  auto values = TakeAll(name);
+  if (values.size() > 1) throw UsageError{name + " given more than once"};
+  if (values.empty()) return std::nullopt;
+  return values[0];
+}
+
+bool Args::TakeFlag(const std::string& name) {
+  for (size_t i = 0; i < args_.size(); ++i) {
+    if (args_[i] == "--") break;
+    if (args_[i] == name) {
+      args_.erase(args_.begin() + i);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<std::string> Args::OptionalPositional() {
+  for (size_t i = 0; i < args_.size(); ++i) {
+    if (args_[i].rfind("--", 0) != 0 || args_[i].size() == 2) {
+      std::string value = args_[i];
+      args_.erase(args_.begin() + i);
+      return value;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string Args::Positional(const std::string& what) {
+  auto value = OptionalPositional();
+  if (!value) throw UsageError{"missing " + what};
+  return *value;
+}
+
+void Args::ExpectEmpty() {
+  if (!args_.empty()) throw UsageError{"unexpected argument '" + args_[0] + "'"};
+}
+
+std::pair<std::string, std::string> SplitKeyValue(const std::string& text, const char* what) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw UsageError{StrCat(what, " '", text, "': expected KEY=VALUE")};
+  }
+  return {text.substr(0, eq), text.substr(eq + 1)};
+}
+
+double ParseDouble(const std::string& text, const std::string& what) {
+  errno = 0;
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0') {
+    throw UsageError{StrCat(what, ": '", text, "' is not a number")};
+  }
+  return value;
+}
+
+int64_t ParseInt(const std::string& text, const std::string& what) {
+  errno = 0;
+  char* end = nullptr;
+  long long value = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE) {
+    throw UsageError{StrCat(what, ": '", text, "' is not an integer")};
+  }
+  return value;
+}
+
+std::string FormatTime(int64_t ms) {
+  if (ms == 0) return "-";
+  std::time_t seconds = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths(header.size());
+  for (size_t c = 0; c < header.size(); ++c) widths[c] = header[c].size();
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size() && c < widths.size(); ++c) {
+      widths[c] = std::max(widths[c], row[c].size());
+    }
+  }
+  auto print_row = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(widths[c] - row[c].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::cout << line << "\n";
+  };
+  print_row(header);
+  for (const auto& row : rows) print_row(row);
+}
+
+void PrintJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  std::cout << out;
+  if (out.empty() || out.back() != '\n') std::cout << "\n";
+}
+
+void FailRpc(const grpc::Status& status) {
+  int code = status.error_code();
+  std::cerr << "error: " << StatusCodeName(code) << ": " << status.error_message() << "\n";
+  if (code == grpc::StatusCode::UNAVAILABLE) {
+    std::cerr << "(is the server running? start it with mlops-server, or set --server / "
+                 "MLOPS_SERVER)\n";
+  }
+  std::exit(1);
+}
+
+}  // namespace mlops::cli

@@ -1,0 +1,46 @@
+// Helpers shared by the CLI's command groups: argument parsing, tables, JSON, RPC errors.
+#pragma once
+
+#include <google/protobuf/message.h>
+#include <grpcpp/support/status.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mlops::cli {
+
+// Thrown on a bad command line: main prints it with a hint and exits 2.
+struct UsageError {
+  std::string message;
+};
+
+class Args {
+ public:
+  Args(std::vector<std::string> args) : args_(std::move(args)) {}
+  // Removes and returns every value of --name (as "--name V" or "--name=V").
+  std::vector<std::string> TakeAll(const std::string& name);
+  std::optional<std::string> Take(const std::string& name);
+  bool TakeFlag(const std::string& name);
+  std::string Positional(const std::string& what);
+  // The next positional argument, if any.
+  std::optional<std::string> OptionalPositional();
+  void ExpectEmpty();
+
+ private:
+  std::vector<std::string> args_;
+};
+
+std::pair<std::string, std::string> SplitKeyValue(const std::string& text, const char* what);
+double ParseDouble(const std::string& text, const std::string& what);
+int64_t ParseInt(const std::string& text, const std::string& what);
+std::string FormatTime(int64_t ms);
+void PrintTable(const std::vector<std::string>& header,
+                const std::vector<std::vector<std::string>>& rows);
+void PrintJson(const google::protobuf::Message& message);
+// Prints a failed RPC's code and message (with a hint when the server is unreachable); exits 1.
+[[noreturn]] void FailRpc(const grpc::Status& status);
+
+}  // namespace mlops::cli
