@@ -272,36 +272,49 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingChunks(
   return missing;
 }
 
-absl::Status ArtifactStore::WriteChunkFile(const RawDigest& digest, std::string_view data) {
-  std::string path = ChunkPath(digest);
-  std::string tmp = StrCat(dir_, "/chunks/tmp/", NewId());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("create", tmp);
+absl::StatusOr<ArtifactStore::PendingFile> ArtifactStore::StartChunkFile(
+    const RawDigest& digest, std::string_view data) {
+  PendingFile file;
+  file.path = ChunkPath(digest);
+  file.tmp = StrCat(dir_, "/chunks/tmp/", NewId());
+  file.fd = ::open(file.tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (file.fd < 0) return ErrnoStatus("create", file.tmp);
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    ssize_t n = ::write(file.fd, data.data() + done, data.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      absl::Status status = ErrnoStatus("write", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
+      absl::Status status = ErrnoStatus("write", file.tmp);
+      AbandonChunkFile(file);
       return status;
     }
     done += static_cast<size_t>(n);
   }
-  if (::fdatasync(fd) != 0) {
-    absl::Status status = ErrnoStatus("fdatasync", tmp);
-    ::close(fd);
-    ::unlink(tmp.c_str());
+  // Start writeback now so that it overlaps with the next chunks' writes and hashes.
+  ::sync_file_range(file.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  return file;
+}
+
+void ArtifactStore::AbandonChunkFile(PendingFile& file) {
+  if (file.fd >= 0) ::close(file.fd);
+  file.fd = -1;
+  ::unlink(file.tmp.c_str());
+}
+
+absl::Status ArtifactStore::FinishChunkFile(PendingFile& file) {
+  if (::fdatasync(file.fd) != 0) {
+    absl::Status status = ErrnoStatus("fdatasync", file.tmp);
+    AbandonChunkFile(file);
     return status;
   }
-  ::close(fd);
-  std::string parent = path.substr(0, path.rfind('/'));
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  ::close(file.fd);
+  file.fd = -1;
+  std::string parent = file.path.substr(0, file.path.rfind('/'));
+  if (::rename(file.tmp.c_str(), file.path.c_str()) != 0) {
     if (errno != ENOENT || ::mkdir(parent.c_str(), 0755) != 0 ||
-        ::rename(tmp.c_str(), path.c_str()) != 0) {
-      absl::Status status = ErrnoStatus("rename", path);
-      ::unlink(tmp.c_str());
+        ::rename(file.tmp.c_str(), file.path.c_str()) != 0) {
+      absl::Status status = ErrnoStatus("rename", file.path);
+      ::unlink(file.tmp.c_str());
       return status;
     }
   }
@@ -329,12 +342,14 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
   PutChunksResult result;
   int64_t now = NowMs();
   std::set<std::string> synced_dirs;
+  std::vector<PendingFile> pending;
+  absl::flat_hash_set<std::string> new_in_call;
   for (const ChunkInput& chunk : chunks) {
     std::string_view key = DigestBytes(chunk.digest);
     batch.Put(session_pins_, StrCat(session_id, key), "");
     batch.Put(chunk_pins_, StrCat(key, session_id), "");
     ASSIGN_OR_RETURN(auto existing, GetChunk(chunk.digest));
-    if (existing) {
+    if (existing || !new_in_call.insert(std::string(key)).second) {
       ++result.already_present;
       continue;
     }
@@ -342,7 +357,12 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
     if (inline_data) {
       batch.Put(chunk_data_, key, rocksdb::Slice(chunk.data.data(), chunk.data.size()));
     } else {
-      RETURN_IF_ERROR(WriteChunkFile(chunk.digest, chunk.data));
+      auto file = StartChunkFile(chunk.digest, chunk.data);
+      if (!file.ok()) {
+        for (PendingFile& p : pending) AbandonChunkFile(p);
+        return file.status();
+      }
+      pending.push_back(std::move(*file));
       std::string path = ChunkPath(chunk.digest);
       synced_dirs.insert(path.substr(0, path.rfind('/')));
     }
@@ -351,7 +371,14 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
     ++result.stored;
     result.bytes_stored += static_cast<int64_t>(chunk.data.size());
   }
-  // The renames must be durable before a record names them.
+  // Bytes, then renames, must be durable before a record names them.
+  for (size_t i = 0; i < pending.size(); ++i) {
+    absl::Status status = FinishChunkFile(pending[i]);
+    if (!status.ok()) {
+      for (size_t j = i + 1; j < pending.size(); ++j) AbandonChunkFile(pending[j]);
+      return status;
+    }
+  }
   for (const std::string& dir : synced_dirs) RETURN_IF_ERROR(FsyncPath(dir));
   RETURN_IF_ERROR(db_->Write(&batch));
   counters_.chunks_stored.fetch_add(result.stored);

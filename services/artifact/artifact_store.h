@@ -171,7 +171,16 @@ class ArtifactStore {
   absl::StatusOr<std::string> ReadChunk(const RawDigest& digest, const ChunkRecord& record,
                                         int64_t offset, int64_t length) const;
   absl::StatusOr<std::optional<internal::StoredBlob>> GetBlob(const RawDigest& digest) const;
-  absl::Status WriteChunkFile(const RawDigest& digest, std::string_view data);
+  // A chunk file written to chunks/tmp, not yet synced or renamed into place.
+  struct PendingFile {
+    std::string path;
+    std::string tmp;
+    int fd = -1;
+  };
+  absl::StatusOr<PendingFile> StartChunkFile(const RawDigest& digest, std::string_view data);
+  // fdatasync, then rename into place.
+  absl::Status FinishChunkFile(PendingFile& file);
+  void AbandonChunkFile(PendingFile& file);
   absl::StatusOr<v1::DatasetVersion> LoadVersion(std::string_view dataset,
                                                  const RawDigest& digest) const;
   absl::StatusOr<RawDigest> ResolveRef(std::string_view dataset, std::string_view ref) const;

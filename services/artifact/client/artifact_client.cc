@@ -164,7 +164,9 @@ absl::Status ArtifactClient::UploadFiles(const std::vector<LocalFile>& files, bo
         continue;
       }
       ASSIGN_OR_RETURN(auto mapping, Mapping::Open(files[index].path));
-      FileChunks chunks = ChunkBytes(mapping->data(), mapping->size(), options_.chunker);
+      FileChunks chunks = files[index].chunks && mapping->size() == static_cast<size_t>(files[index].size)
+                              ? *files[index].chunks
+                              : ChunkBytes(mapping->data(), mapping->size(), options_.chunker);
       if (chunks.digest != files[index].digest) {
         return absl::AbortedError(StrCat(files[index].path, ": changed while being pushed"));
       }
@@ -306,9 +308,11 @@ absl::StatusOr<v1::Blob> ArtifactClient::UploadFile(const std::string& path, boo
   file.path = path;
   {
     ASSIGN_OR_RETURN(auto mapping, Mapping::Open(path));
-    FileChunks chunks = ChunkBytes(mapping->data(), mapping->size(), options_.chunker);
-    file.digest = chunks.digest;
-    file.size = chunks.size;
+    auto chunks = std::make_shared<FileChunks>(
+        ChunkBytes(mapping->data(), mapping->size(), options_.chunker));
+    file.digest = chunks->digest;
+    file.size = chunks->size;
+    file.chunks = std::move(chunks);
   }
   stats->files += 1;
   stats->files_hashed += 1;
@@ -484,7 +488,11 @@ absl::StatusOr<PushResult> ArtifactClient::Push(const std::string& source,
     stats.bytes_total += file.size;
     if (cache && cache->Lookup(file.path, file.identity, &file.digest)) continue;
     ASSIGN_OR_RETURN(auto mapping, Mapping::Open(file.path));
-    file.digest = ChunkBytes(mapping->data(), mapping->size(), options_.chunker).digest;
+    auto chunks = std::make_shared<FileChunks>(
+        ChunkBytes(mapping->data(), mapping->size(), options_.chunker));
+    file.digest = chunks->digest;
+    // Keep the chunk lists of large files (small ones are cheap to redo) for the upload.
+    if (chunks->chunks.size() > 1) file.chunks = std::move(chunks);
     stats.files_hashed += 1;
     if (cache) cache->Put(file.path, file.identity, file.digest);
   }

@@ -103,6 +103,7 @@ class ArtifactClient {
     uint32_t mode = 0644;
     RawDigest digest{};
     FileIdentity identity;
+    std::shared_ptr<const FileChunks> chunks;  // when already computed
   };
   // Uploads whichever of `files` the server lacks (their digests are known) in one session.
   absl::Status UploadFiles(const std::vector<LocalFile>& files, bool pin, TransferStats* stats);
