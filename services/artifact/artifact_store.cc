@@ -70,9 +70,10 @@ std::string VersionKey(std::string_view dataset, const RawDigest& digest) {
   return StrCat(DatasetPrefix(dataset), DigestBytes(digest));
 }
 
-std::string VersionLogKey(std::string_view dataset, int64_t time_ms, const RawDigest& digest) {
+// Newest first: the complement of the version's sequence number in its dataset.
+std::string VersionLogKey(std::string_view dataset, int64_t sequence, const RawDigest& digest) {
   std::string out = DatasetPrefix(dataset);
-  AppendBigEndian64(&out, ~static_cast<uint64_t>(time_ms));
+  AppendBigEndian64(&out, ~static_cast<uint64_t>(sequence));
   out.append(DigestBytes(digest));
   return out;
 }
@@ -498,6 +499,9 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
   for (int i = 0; i < request.blobs_size(); ++i) {
     const v1::BlobManifest& manifest = request.blobs(i);
     const RawDigest& digest = parsed[i].digest;
+    // The session pins its blobs too, until the client has referenced them (a dataset version).
+    batch.Put(session_pins_, StrCat(request.session_id(), DigestBytes(digest)), "");
+    batch.Put(chunk_pins_, StrCat(DigestBytes(digest), request.session_id()), "");
     ASSIGN_OR_RETURN(auto existing, GetBlob(digest));
     if (existing) {
       existing->set_touch_time_ms(now);
@@ -942,8 +946,8 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
     version.set_file_count(static_cast<int64_t>(manifest.size()));
     version.set_total_bytes(total_bytes);
     batch.Put(versions_, VersionKey(name, digest), version.SerializeAsString());
-    batch.Put(version_log_, VersionLogKey(name, now, digest), "");
     dataset.set_version_count(dataset.version_count() + 1);
+    batch.Put(version_log_, VersionLogKey(name, dataset.version_count(), digest), "");
   }
   batch.Put(datasets_, name, dataset.SerializeAsString());
   batch.Put(tags_, TagKey(name, kLatestTag), DigestBytes(digest));
@@ -1212,6 +1216,15 @@ absl::StatusOr<v1::ScrubResponse> ArtifactStore::Scrub(bool repair) {
   return response;
 }
 
+absl::StatusOr<bool> ArtifactStore::PinnedBySession(std::string_view digest) const {
+  bool pinned = false;
+  RETURN_IF_ERROR(db_->ScanPrefix(chunk_pins_, digest, {}, [&](std::string_view, std::string_view) {
+    pinned = true;
+    return false;
+  }));
+  return pinned;
+}
+
 absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
     const v1::GarbageCollectRequest& request) {
   if (request.grace_period_seconds() < 0) {
@@ -1284,6 +1297,8 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
     for (size_t i = from; i < to; ++i) {
       ASSIGN_OR_RETURN(auto blob, GetBlob(DigestFromBytes(dead_blobs[i])));
       if (!blob || blob->pinned() || blob->touch_time_ms() >= cutoff) continue;
+      ASSIGN_OR_RETURN(bool session_pinned, PinnedBySession(dead_blobs[i]));
+      if (session_pinned) continue;
       batch.Delete(blobs_, dead_blobs[i]);
       response.set_blobs_deleted(response.blobs_deleted() + 1);
     }
@@ -1332,12 +1347,7 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
       RawDigest digest = DigestFromBytes(dead_chunks[i]);
       ASSIGN_OR_RETURN(auto record, GetChunk(digest));
       if (!record || record->touch_ms >= cutoff) continue;
-      bool pinned = false;
-      RETURN_IF_ERROR(db_->ScanPrefix(chunk_pins_, dead_chunks[i], {},
-                                      [&](std::string_view, std::string_view) {
-                                        pinned = true;
-                                        return false;
-                                      }));
+      ASSIGN_OR_RETURN(bool pinned, PinnedBySession(dead_chunks[i]));
       if (pinned) continue;
       if (request.dry_run()) {
         response.set_chunks_deleted(response.chunks_deleted() + 1);

@@ -6,11 +6,11 @@
 //   chunk_data      digest -> bytes                            chunks up to 64 KiB, inline
 //   blobs           digest -> StoredBlob                       manifests of committed blobs
 //   sessions        id -> StoredSession
-//   session_pins    id + digest -> ""                          chunks an open session sent or found
-//   chunk_pins      digest + id -> ""                          the same, by chunk (GC checks it)
+//   session_pins    id + digest -> ""        chunks an open session sent or found, blobs it committed
+//   chunk_pins      digest + id -> ""        the same, by digest (GC checks it)
 //   datasets        name -> StoredDataset
 //   versions        ordered(name) + digest -> StoredVersion
-//   version_log     ordered(name) + ~time + digest -> ""       newest first
+//   version_log     ordered(name) + ~sequence + digest -> ""   newest first
 //   manifests       version digest -> count                    entries already written
 //   entries         version digest + path -> StoredEntry       shared by every dataset with it
 //   tags            ordered(name) + tag -> version digest
@@ -20,7 +20,7 @@
 //
 // Garbage collection: roots are pinned blobs and every blob a dataset version lists. A blob or chunk
 // is deleted only when it is unreachable, was not created or newly referenced within the grace
-// period, and (for chunks) no open upload session has sent or found it. Deletions re-check under an
+// period, and no open upload session has sent, found or committed it. Deletions re-check under an
 // exclusive lock that every writer takes shared, so a collection never races an upload or a commit.
 #pragma once
 
@@ -166,6 +166,8 @@ class ArtifactStore {
   ArtifactStore(std::string dir, std::unique_ptr<Db> db);
   absl::StatusOr<internal::StoredSession> TouchSession(std::string_view session_id,
                                                        rocksdb::WriteBatch* batch);
+  // True when an open upload session sent, found or committed this chunk or blob digest.
+  absl::StatusOr<bool> PinnedBySession(std::string_view raw_digest) const;
   absl::StatusOr<std::optional<ChunkRecord>> GetChunk(const RawDigest& digest) const;
   // Reads a whole chunk; DATA_LOSS when its bytes are gone.
   absl::StatusOr<std::string> ReadChunk(const RawDigest& digest, const ChunkRecord& record,

@@ -1,0 +1,468 @@
+// ArtifactStore on a real RocksDB in a temporary directory: uploads, verification, datasets,
+// refs, diffs, scrub and garbage collection (including a collection racing uploads).
+#include "services/artifact/artifact_store.h"
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "tests/testing/testing.h"
+
+namespace mlops::artifact {
+namespace {
+
+using ::mlops::testing::StatusIs;
+using ::mlops::testing::TempDir;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(n, '\0');
+  for (auto& c : out) c = static_cast<char>(rng());
+  return out;
+}
+
+class ArtifactStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = ArtifactStore::Open(dir_.path() + "/artifact", Db::Options());
+    ASSERT_OK(store.status());
+    store_ = std::move(*store);
+    auto session = store_->StartUpload(0);
+    ASSERT_OK(session.status());
+    session_ = session->id();
+  }
+
+  // Stores `parts` as chunks and commits their concatenation as a blob; returns its digest.
+  std::string PutBlob(const std::vector<std::string>& parts, bool pin = false) {
+    std::vector<ArtifactStore::ChunkInput> chunks;
+    std::vector<RawDigest> digests;
+    v1::CommitBlobsRequest commit;
+    commit.set_session_id(session_);
+    commit.set_pin(pin);
+    v1::BlobManifest* blob = commit.add_blobs();
+    std::string whole;
+    for (const std::string& part : parts) {
+      digests.push_back(Sha256Of(part));
+      whole += part;
+      v1::ChunkRef* ref = blob->add_chunks();
+      ref->set_digest(DigestHex(digests.back()));
+      ref->set_size(static_cast<int64_t>(part.size()));
+    }
+    for (size_t i = 0; i < parts.size(); ++i) chunks.push_back({digests[i], parts[i]});
+    EXPECT_OK(store_->PutChunks(session_, chunks).status());
+    blob->set_digest(DigestHex(Sha256Of(whole)));
+    blob->set_size(static_cast<int64_t>(whole.size()));
+    EXPECT_OK(store_->CommitBlobs(commit).status());
+    return blob->digest();
+  }
+
+  std::string Read(const std::string& digest, int64_t offset = 0, int64_t length = 0) {
+    RawDigest raw;
+    EXPECT_TRUE(ParseDigestHex(digest, &raw));
+    std::string out;
+    int64_t size = 0;
+    EXPECT_OK(store_->ReadBlob(raw, offset, length, &size, [&](int64_t at, std::string_view d) {
+      EXPECT_EQ(at, offset + static_cast<int64_t>(out.size()));
+      out.append(d);
+      return true;
+    }));
+    return out;
+  }
+
+  v1::VersionEntry Entry(const std::string& path, const std::string& content) {
+    v1::VersionEntry entry;
+    entry.set_path(path);
+    entry.set_digest(PutBlob({content}));
+    entry.set_size(static_cast<int64_t>(content.size()));
+    entry.set_mode(0644);
+    return entry;
+  }
+
+  absl::StatusOr<v1::DatasetVersion> NewVersion(const std::string& dataset,
+                                                std::vector<v1::VersionEntry> entries,
+                                                std::vector<std::string> tags = {}) {
+    v1::CreateVersionRequest::Header header;
+    header.set_dataset(dataset);
+    header.set_create_dataset(true);
+    for (auto& t : tags) header.add_tags(t);
+    return store_->CreateVersion(header, std::move(entries));
+  }
+
+  // A zero grace period still keeps what was touched in the collection's own millisecond.
+  static void Settle() { std::this_thread::sleep_for(std::chrono::milliseconds(3)); }
+
+  TempDir dir_;
+  std::unique_ptr<ArtifactStore> store_;
+  std::string session_;
+};
+
+TEST_F(ArtifactStoreTest, RoundTripsSmallLargeAndEmptyBlobsWithRanges) {
+  std::string a = RandomBytes(100, 1), b = RandomBytes(200 << 10, 2), c = RandomBytes(3 << 20, 3);
+  std::string digest = PutBlob({a, b, c});
+  EXPECT_EQ(Read(digest), a + b + c);
+  EXPECT_EQ(Read(digest, 50, 100), (a + b + c).substr(50, 100));
+  EXPECT_EQ(Read(digest, (200 << 10), 2 << 20), (a + b + c).substr(200 << 10, 2 << 20));
+  EXPECT_EQ(Read(digest, 100 + (200 << 10) + (3 << 20)), "");
+  std::string empty = PutBlob({});
+  EXPECT_EQ(empty, DigestHex(Sha256Of("")));
+  EXPECT_EQ(Read(empty), "");
+  RawDigest raw;
+  ParseDigestHex(digest, &raw);
+  int64_t size;
+  EXPECT_THAT(store_->ReadBlob(raw, (4 << 20), 0, &size, [](int64_t, std::string_view) {
+    return true;
+  }),
+              StatusIs(absl::StatusCode::kOutOfRange, "offset"));
+  auto stat = store_->StatBlob(raw, true);
+  ASSERT_OK(stat.status());
+  EXPECT_EQ(stat->chunk_count(), 3);
+  EXPECT_EQ(stat->chunks(1).size(), 200 << 10);
+}
+
+TEST_F(ArtifactStoreTest, AChunkWhoseBytesDoNotMatchIsRejectedAndNothingIsStored) {
+  std::string good = RandomBytes(1000, 4), bad = RandomBytes(100 << 10, 5);
+  RawDigest claimed = Sha256Of("something else");
+  EXPECT_THAT(store_->PutChunks(session_, {{Sha256Of(good), good}, {claimed, bad}}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, DigestHex(claimed)));
+  auto missing = store_->FindMissingChunks(session_, {Sha256Of(good), claimed, Sha256Of(bad)});
+  ASSERT_OK(missing.status());
+  EXPECT_THAT(*missing, ElementsAre(0, 1, 2));
+  EXPECT_FALSE(std::filesystem::exists(store_->ChunkPath(claimed)));
+  EXPECT_EQ(store_->counters().chunks_rejected.load(), 1);
+}
+
+TEST_F(ArtifactStoreTest, CommitChecksChunksAndTheWholeDigest) {
+  std::string a = RandomBytes(70 << 10, 6), b = RandomBytes(10, 7);
+  ASSERT_OK(store_->PutChunks(session_, {{Sha256Of(a), a}}).status());
+  v1::CommitBlobsRequest commit;
+  commit.set_session_id(session_);
+  auto* blob = commit.add_blobs();
+  blob->set_digest(DigestHex(Sha256Of(a + b)));
+  blob->set_size(static_cast<int64_t>(a.size() + b.size()));
+  auto* ra = blob->add_chunks();
+  ra->set_digest(DigestHex(Sha256Of(a)));
+  ra->set_size(static_cast<int64_t>(a.size()));
+  auto* rb = blob->add_chunks();
+  rb->set_digest(DigestHex(Sha256Of(b)));
+  rb->set_size(static_cast<int64_t>(b.size()));
+  EXPECT_THAT(store_->CommitBlobs(commit).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "upload it first"));
+  ASSERT_OK(store_->PutChunks(session_, {{Sha256Of(b), b}}).status());
+  // A digest the chunks do not hash to.
+  v1::CommitBlobsRequest lie = commit;
+  lie.mutable_blobs(0)->set_digest(DigestHex(Sha256Of(b + a)));
+  EXPECT_THAT(store_->CommitBlobs(lie).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "hash to"));
+  v1::CommitBlobsRequest wrong_size = commit;
+  wrong_size.mutable_blobs(0)->set_size(5);
+  EXPECT_THAT(store_->CommitBlobs(wrong_size).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "add up to"));
+  EXPECT_THAT(*store_->FindMissingBlobs({Sha256Of(b + a), Sha256Of(a + b)}), ElementsAre(0, 1));
+  ASSERT_OK(store_->CommitBlobs(commit).status());
+  EXPECT_EQ(Read(blob->digest()), a + b);
+  v1::CommitBlobsRequest no_session = commit;
+  no_session.set_session_id("00000000000000000000000000000000");
+  EXPECT_THAT(store_->CommitBlobs(no_session).status(),
+              StatusIs(absl::StatusCode::kNotFound, "session"));
+  std::vector<RawDigest> too_many(10001);
+  EXPECT_THAT(store_->FindMissingBlobs(too_many).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, "10000"));
+}
+
+TEST_F(ArtifactStoreTest, VersionsRefsTagsAndDiff) {
+  auto v1 = NewVersion("iris", {Entry("train.csv", "a,b\n1,2\n"), Entry("test/x.csv", "x\n"),
+                                Entry("README", "readme")},
+                       {"v1"});
+  ASSERT_OK(v1.status());
+  EXPECT_FALSE(v1->already_existed());
+  EXPECT_THAT(v1->tags(), ::testing::UnorderedElementsAre("latest", "v1"));
+  EXPECT_EQ(v1->file_count(), 3);
+  auto v2 = NewVersion("iris", {Entry("train.csv", "a,b\n1,2\n3,4\n"), Entry("test/x.csv", "x\n"),
+                                Entry("new.txt", "n")});
+  ASSERT_OK(v2.status());
+  EXPECT_EQ(v2->parent_digest(), v1->digest());
+  // Refs: tag, full digest, prefix, latest.
+  EXPECT_EQ(store_->GetVersion("iris", "v1")->digest(), v1->digest());
+  EXPECT_EQ(store_->GetVersion("iris", v1->digest().substr(0, 10))->digest(), v1->digest());
+  EXPECT_EQ(store_->GetVersion("iris", "")->digest(), v2->digest());
+  EXPECT_THAT(store_->GetVersion("iris", "nope").status(),
+              StatusIs(absl::StatusCode::kNotFound, "nope"));
+  EXPECT_THAT(store_->GetVersion("ghost", "v1").status(),
+              StatusIs(absl::StatusCode::kNotFound, "ghost"));
+  // Re-creating v1's content: no new version, latest moves back.
+  auto again = NewVersion("iris", {Entry("README", "readme"), Entry("train.csv", "a,b\n1,2\n"),
+                                   Entry("test/x.csv", "x\n")});
+  ASSERT_OK(again.status());
+  EXPECT_TRUE(again->already_existed());
+  EXPECT_EQ(again->digest(), v1->digest());
+  EXPECT_EQ(store_->GetDataset("iris")->version_count(), 2);
+  EXPECT_EQ(store_->GetDataset("iris")->latest_digest(), v1->digest());
+
+  v1::DiffVersionsRequest diff;
+  diff.set_from_dataset("iris");
+  diff.set_from_ref("v1");
+  diff.set_to_ref(v2->digest());
+  auto d = store_->DiffVersions(diff);
+  ASSERT_OK(d.status());
+  ASSERT_EQ(d->changes_size(), 3);
+  EXPECT_EQ(d->changes(0).path(), "README");
+  EXPECT_EQ(d->changes(0).kind(), v1::FileChange::REMOVED);
+  EXPECT_EQ(d->changes(1).path(), "new.txt");
+  EXPECT_EQ(d->changes(1).kind(), v1::FileChange::ADDED);
+  EXPECT_EQ(d->changes(2).path(), "train.csv");
+  EXPECT_EQ(d->changes(2).kind(), v1::FileChange::MODIFIED);
+  EXPECT_EQ(d->summary().unchanged(), 1);
+  EXPECT_EQ(d->summary().bytes_changed(), 12);
+  // Paged: one change a page, the summary on the first page only.
+  diff.set_page_size(1);
+  std::vector<std::string> paths;
+  do {
+    auto page = store_->DiffVersions(diff);
+    ASSERT_OK(page.status());
+    if (diff.page_token().empty()) {
+      EXPECT_EQ(page->summary().added(), 1);
+    } else {
+      EXPECT_FALSE(page->has_summary());
+    }
+    for (const auto& c : page->changes()) paths.push_back(c.path());
+    diff.set_page_token(page->next_page_token());
+  } while (!diff.page_token().empty());
+  EXPECT_THAT(paths, ElementsAre("README", "new.txt", "train.csv"));
+
+  v1::ListVersionsRequest list;
+  list.set_dataset("iris");
+  auto versions = store_->ListVersions(list);
+  ASSERT_OK(versions.status());
+  ASSERT_EQ(versions->versions_size(), 2);
+  EXPECT_EQ(versions->versions(0).digest(), v2->digest());  // newest first
+
+  v1::TagVersionRequest tag;
+  tag.set_dataset("iris");
+  tag.set_ref(v2->digest());
+  tag.set_tag("prod");
+  ASSERT_OK(store_->TagVersion(tag).status());
+  EXPECT_EQ(store_->GetVersion("iris", "prod")->digest(), v2->digest());
+  tag.set_tag(std::string(64, 'a'));
+  EXPECT_THAT(store_->TagVersion(tag).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "digest"));
+  tag.set_tag("latest");
+  tag.set_remove(true);
+  EXPECT_THAT(store_->TagVersion(tag).status(), StatusIs(absl::StatusCode::kInvalidArgument, ""));
+}
+
+TEST_F(ArtifactStoreTest, BadVersionsAreRejectedAndLeaveNothingBehind) {
+  auto ok = NewVersion("d", {Entry("a", "1")});
+  ASSERT_OK(ok.status());
+  auto count = [&] { return store_->GetDataset("d")->version_count(); };
+  v1::VersionEntry missing_blob;
+  missing_blob.set_path("x");
+  missing_blob.set_digest(DigestHex(Sha256Of("never uploaded")));
+  missing_blob.set_size(14);
+  EXPECT_THAT(NewVersion("d", {missing_blob}).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "not stored"));
+  v1::VersionEntry wrong_size = Entry("y", "12345");
+  wrong_size.set_size(4);
+  EXPECT_THAT(NewVersion("d", {wrong_size}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "size 4"));
+  for (const char* path : {"../escape", "/abs", "a//b"}) {
+    EXPECT_THAT(NewVersion("d", {Entry(path, "z")}).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, "path"))
+        << path;
+  }
+  EXPECT_THAT(NewVersion("d", {Entry("same", "1"), Entry("same", "2")}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "twice"));
+  EXPECT_THAT(NewVersion("bad name", {}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "dataset"));
+  v1::CreateVersionRequest::Header header;
+  header.set_dataset("d");
+  header.set_expected_digest(std::string(64, '0'));
+  EXPECT_THAT(store_->CreateVersion(header, {Entry("q", "q")}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "expected_digest"));
+  header.set_dataset("not-created");
+  header.clear_expected_digest();
+  EXPECT_THAT(store_->CreateVersion(header, {}).status(),
+              StatusIs(absl::StatusCode::kNotFound, "not-created"));
+  EXPECT_EQ(count(), 1);
+  EXPECT_EQ(store_->GetVersion("d", "")->digest(), ok->digest());
+}
+
+TEST_F(ArtifactStoreTest, ScrubFindsCorruptAndMissingChunksAndRepairHeals) {
+  std::string big = RandomBytes(200 << 10, 8), other = RandomBytes(300 << 10, 9);
+  std::string digest = PutBlob({big});
+  PutBlob({other});
+  auto clean = store_->Scrub(false);
+  ASSERT_OK(clean.status());
+  EXPECT_EQ(clean->chunks_checked(), 2);
+  EXPECT_EQ(clean->corrupt_size(), 0);
+  {  // flip a byte in place
+    std::fstream f(store_->ChunkPath(Sha256Of(big)), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(1234);
+    f.put(static_cast<char>(big[1234] ^ 0x40));
+  }
+  std::filesystem::remove(store_->ChunkPath(Sha256Of(other)));
+  auto dirty = store_->Scrub(/*repair=*/true);
+  ASSERT_OK(dirty.status());
+  EXPECT_THAT(dirty->corrupt(), ElementsAre(DigestHex(Sha256Of(big))));
+  EXPECT_THAT(dirty->missing(), ElementsAre(DigestHex(Sha256Of(other))));
+  EXPECT_EQ(store_->counters().scrub_corrupt_chunks.load(), 1);
+  // Repaired: the chunk is missing again, so the next upload of that content heals the blob.
+  EXPECT_THAT(*store_->FindMissingChunks(session_, {Sha256Of(big)}), ElementsAre(0));
+  ASSERT_OK(store_->PutChunks(session_, {{Sha256Of(big), big}}).status());
+  EXPECT_EQ(Read(digest), big);
+  EXPECT_EQ(store_->Scrub(false)->corrupt_size(), 0);
+}
+
+TEST_F(ArtifactStoreTest, GarbageCollectionKeepsRootsAndSweepsTheRest) {
+  std::string kept_by_version = RandomBytes(100 << 10, 10);
+  std::string pinned = RandomBytes(100 << 10, 11);
+  std::string garbage = RandomBytes(100 << 10, 12);
+  std::string shared = RandomBytes(90 << 10, 13);
+  auto version = NewVersion("g", {Entry("f", kept_by_version)});
+  ASSERT_OK(version.status());
+  std::string pinned_digest = PutBlob({pinned, shared}, /*pin=*/true);
+  std::string garbage_digest = PutBlob({garbage, shared});
+  ASSERT_OK(store_->FinishUpload(session_));
+  v1::GarbageCollectRequest gc;
+  // Within the grace period nothing goes.
+  gc.set_grace_period_seconds(3600);
+  auto none = store_->GarbageCollect(gc);
+  ASSERT_OK(none.status());
+  EXPECT_EQ(none->blobs_deleted(), 0);
+  EXPECT_EQ(none->chunks_deleted(), 0);
+  gc.set_zero_grace(true);
+  gc.set_dry_run(true);
+  Settle();
+  auto dry = store_->GarbageCollect(gc);
+  ASSERT_OK(dry.status());
+  EXPECT_EQ(dry->blobs_deleted(), 1);
+  EXPECT_EQ(dry->chunks_deleted(), 1);
+  EXPECT_EQ(Read(garbage_digest), garbage + shared);  // dry run deleted nothing
+  gc.set_dry_run(false);
+  auto swept = store_->GarbageCollect(gc);
+  ASSERT_OK(swept.status());
+  EXPECT_EQ(swept->blobs_deleted(), 1);
+  EXPECT_EQ(swept->chunks_deleted(), 1);  // `garbage`; `shared` is still used by the pinned blob
+  EXPECT_EQ(swept->bytes_freed(), 100 << 10);
+  EXPECT_FALSE(std::filesystem::exists(store_->ChunkPath(Sha256Of(garbage))));
+  RawDigest raw;
+  ParseDigestHex(garbage_digest, &raw);
+  EXPECT_THAT(store_->StatBlob(raw).status(), StatusIs(absl::StatusCode::kNotFound, ""));
+  EXPECT_EQ(Read(pinned_digest), pinned + shared);
+  EXPECT_EQ(store_->Scrub(false)->missing_size(), 0);
+  // Unpinned, the blob goes too.
+  ParseDigestHex(pinned_digest, &raw);
+  ASSERT_OK(store_->SetBlobPinned(raw, false).status());
+  Settle();
+  auto after = store_->GarbageCollect(gc);
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->blobs_deleted(), 1);
+  EXPECT_EQ(after->chunks_deleted(), 2);
+  v1::ListVersionEntriesRequest list;
+  list.set_dataset("g");
+  auto entries = store_->ListVersionEntries(list);
+  ASSERT_OK(entries.status());
+  EXPECT_EQ(Read(entries->entries(0).digest()), kept_by_version);
+}
+
+TEST_F(ArtifactStoreTest, GarbageCollectionNeverDeletesWhatAnOpenSessionSentOrFound) {
+  std::string sent = RandomBytes(100 << 10, 14), found = RandomBytes(100 << 10, 15);
+  // `found` was stored by an earlier, finished session and is garbage...
+  auto other = store_->StartUpload(0);
+  ASSERT_OK(other.status());
+  ASSERT_OK(store_->PutChunks(other->id(), {{Sha256Of(found), found}}).status());
+  ASSERT_OK(store_->FinishUpload(other->id()));
+  // ...until this open session asks about it; and it sends `sent` without committing yet.
+  ASSERT_OK(store_->FindMissingChunks(session_, {Sha256Of(found)}).status());
+  ASSERT_OK(store_->PutChunks(session_, {{Sha256Of(sent), sent}}).status());
+  v1::GarbageCollectRequest gc;
+  gc.set_zero_grace(true);
+  auto result = store_->GarbageCollect(gc);
+  ASSERT_OK(result.status());
+  EXPECT_EQ(result->chunks_deleted(), 0);
+  // The commit that follows succeeds.
+  v1::CommitBlobsRequest commit;
+  commit.set_session_id(session_);
+  auto* blob = commit.add_blobs();
+  blob->set_digest(DigestHex(Sha256Of(found + sent)));
+  blob->set_size(static_cast<int64_t>(found.size() + sent.size()));
+  for (const std::string* part : {&found, &sent}) {
+    auto* ref = blob->add_chunks();
+    ref->set_digest(DigestHex(Sha256Of(*part)));
+    ref->set_size(static_cast<int64_t>(part->size()));
+  }
+  ASSERT_OK(store_->CommitBlobs(commit).status());
+  EXPECT_EQ(Read(blob->digest()), found + sent);
+  // Once the session ends and nothing references the blob, both chunks go.
+  ASSERT_OK(store_->FinishUpload(session_));
+  Settle();
+  EXPECT_EQ(store_->GarbageCollect(gc)->chunks_deleted(), 2);
+}
+
+TEST_F(ArtifactStoreTest, GarbageCollectionRacingUploadsLosesNoCommittedBlob) {
+  // Uploader threads store and commit blobs into a dataset while collections run back to back
+  // with zero grace; every committed blob must stay readable.
+  std::atomic<bool> stop{false};
+  std::thread collector([&] {
+    v1::GarbageCollectRequest gc;
+    gc.set_zero_grace(true);
+    while (!stop.load()) ASSERT_OK(store_->GarbageCollect(gc).status());
+  });
+  std::vector<std::string> committed;
+  for (int i = 0; i < 40; ++i) {
+    auto session = store_->StartUpload(0);
+    ASSERT_OK(session.status());
+    std::string a = RandomBytes(70 << 10, 100 + i), shared = RandomBytes(70 << 10, 1);
+    ASSERT_OK(store_->PutChunks(session->id(), {{Sha256Of(a), a}, {Sha256Of(shared), shared}})
+                  .status());
+    v1::CommitBlobsRequest commit;
+    commit.set_session_id(session->id());
+    auto* blob = commit.add_blobs();
+    blob->set_digest(DigestHex(Sha256Of(a + shared)));
+    blob->set_size(static_cast<int64_t>(a.size() + shared.size()));
+    for (const std::string* part : {&a, &shared}) {
+      auto* ref = blob->add_chunks();
+      ref->set_digest(DigestHex(Sha256Of(*part)));
+      ref->set_size(static_cast<int64_t>(part->size()));
+    }
+    ASSERT_OK(store_->CommitBlobs(commit).status());
+    v1::VersionEntry entry;
+    entry.set_path("f" + std::to_string(i));
+    entry.set_digest(blob->digest());
+    entry.set_size(blob->size());
+    ASSERT_OK(NewVersion("race" + std::to_string(i), {entry}).status());
+    ASSERT_OK(store_->FinishUpload(session->id()));
+    committed.push_back(blob->digest());
+  }
+  stop = true;
+  collector.join();
+  v1::GarbageCollectRequest gc;
+  gc.set_zero_grace(true);
+  ASSERT_OK(store_->GarbageCollect(gc).status());
+  for (int i = 0; i < 40; ++i) {
+    std::string a = RandomBytes(70 << 10, 100 + i), shared = RandomBytes(70 << 10, 1);
+    EXPECT_EQ(Read(committed[static_cast<size_t>(i)]), a + shared) << i;
+  }
+  EXPECT_EQ(store_->Scrub(false)->missing_size(), 0);
+}
+
+TEST_F(ArtifactStoreTest, DataSurvivesReopen) {
+  std::string content = RandomBytes(300 << 10, 20);
+  auto version = NewVersion("persist", {Entry("file", content)});
+  ASSERT_OK(version.status());
+  store_.reset();
+  auto reopened = ArtifactStore::Open(dir_.path() + "/artifact", Db::Options());
+  ASSERT_OK(reopened.status());
+  store_ = std::move(*reopened);
+  auto got = store_->GetVersion("persist", "latest");
+  ASSERT_OK(got.status());
+  EXPECT_EQ(got->digest(), version->digest());
+  v1::ListVersionEntriesRequest list;
+  list.set_dataset("persist");
+  EXPECT_EQ(Read(store_->ListVersionEntries(list)->entries(0).digest()), content);
+}
+
+}  // namespace
+}  // namespace mlops::artifact
