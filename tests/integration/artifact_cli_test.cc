@@ -1,0 +1,234 @@
+// `mlops data` and `mlops artifact` (the built CLI) against a real mlops-server child process:
+// round trips checked with sha256sum, no-op re-push, a killed upload resumed, scrub and metrics.
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "tests/testing/testing.h"
+
+extern char** environ;
+
+namespace mlops {
+namespace {
+
+using ::testing::HasSubstr;
+
+void WriteRandom(const std::string& path, size_t bytes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string data(bytes, '\0');
+  for (size_t i = 0; i + 8 <= bytes; i += 8) {
+    uint64_t v = rng();
+    std::memcpy(data.data() + i, &v, 8);
+  }
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(data.data(), data.size());
+}
+
+class ArtifactCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
+    server_->Start();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+  }
+
+  std::vector<std::string> Env() { return {"MLOPS_CACHE_DIR=" + dir_->path() + "/cache"}; }
+
+  testing::CommandResult Mlops(std::vector<std::string> args) {
+    args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", server_->address()});
+    return testing::RunCommand(args, Env());
+  }
+
+  // `sha256sum` of every file under dir, by relative path (the independent check).
+  std::string Sums(const std::string& dir) {
+    auto result = testing::RunCommand(
+        {"/bin/bash", "-c", "cd '" + dir + "' && find . -type f | LC_ALL=C sort | xargs -r sha256sum"});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return result.out;
+  }
+
+  static testing::TempDir* dir_;
+  static testing::ChildServer* server_;
+};
+
+testing::TempDir* ArtifactCliTest::dir_ = nullptr;
+testing::ChildServer* ArtifactCliTest::server_ = nullptr;
+
+TEST_F(ArtifactCliTest, PushPullDiffLogRoundTripMatchesSha256sum) {
+  std::string src = dir_->path() + "/src";
+  std::filesystem::create_directories(src + "/nested/deeper");
+  std::ofstream(src + "/empty.txt");
+  std::ofstream(src + "/tiny.csv") << "a,b\n1,2\n";
+  WriteRandom(src + "/nested/model.bin", 5 << 20, 1);
+  for (int i = 0; i < 300; ++i) {
+    std::ofstream(src + "/nested/deeper/f" + std::to_string(i) + ".txt") << "row " << i << "\n";
+  }
+  auto push = Mlops({"data", "push", src, "--dataset", "cli-ds", "--tag", "v1", "-m", "first"});
+  ASSERT_EQ(push.exit_code, 0) << push.err;
+  EXPECT_THAT(push.out, HasSubstr("pushed cli-ds@"));
+  EXPECT_THAT(push.out, HasSubstr("303 files"));
+  std::string v1 = push.out.substr(push.out.find('@') + 1, 64);
+
+  auto again = Mlops({"data", "push", src, "--dataset", "cli-ds"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("unchanged"));
+  EXPECT_THAT(again.out, HasSubstr("nothing uploaded"));
+  EXPECT_THAT(again.out, HasSubstr("0 hashed"));  // the hash cache answered for every file
+
+  std::string dest = dir_->path() + "/dest";
+  auto pull = Mlops({"data", "pull", "cli-ds@v1", dest});
+  ASSERT_EQ(pull.exit_code, 0) << pull.err;
+  EXPECT_THAT(pull.out, HasSubstr("303 files written"));
+  EXPECT_EQ(Sums(src), Sums(dest));
+
+  // An edit in the middle of the large file sends a few chunks, not the file.
+  {
+    std::fstream f(src + "/nested/model.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(2 << 20);
+    f.write("edited", 6);
+  }
+  std::filesystem::remove(src + "/tiny.csv");
+  auto v2 = Mlops({"data", "push", src, "--dataset", "cli-ds", "-m", "second"});
+  ASSERT_EQ(v2.exit_code, 0) << v2.err;
+  EXPECT_THAT(v2.out, HasSubstr("1 new files"));
+  auto diff = Mlops({"data", "diff", "cli-ds@v1", "latest"});
+  ASSERT_EQ(diff.exit_code, 0) << diff.err;
+  EXPECT_THAT(diff.out, HasSubstr("0 added, 1 removed, 1 modified, 301 unchanged"));
+  EXPECT_THAT(diff.out, HasSubstr("- tiny.csv"));
+  EXPECT_THAT(diff.out, HasSubstr("M nested/model.bin"));
+  auto log = Mlops({"data", "log", "cli-ds"});
+  ASSERT_EQ(log.exit_code, 0) << log.err;
+  EXPECT_THAT(log.out, HasSubstr(v1.substr(0, 16)));
+  EXPECT_THAT(log.out, HasSubstr("second"));
+  // Pulling latest over the v1 copy rewrites only what changed and removes nothing silently.
+  auto update = Mlops({"data", "pull", "cli-ds", dest});
+  ASSERT_EQ(update.exit_code, 0) << update.err;
+  EXPECT_THAT(update.out, HasSubstr("1 files written"));
+  EXPECT_THAT(update.out, HasSubstr("301 already present"));
+
+  auto missing = Mlops({"data", "pull", "no-such-dataset", dest});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+  auto bad = Mlops({"data", "push", src, "--dataset", "../evil"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
+}
+
+TEST_F(ArtifactCliTest, SparseGigabyteFileRoundTrips) {
+  std::string path = dir_->path() + "/sparse.bin";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.seekp((1LL << 30) - 5);
+    f.write("tail!", 5);  // 1 GiB: zeros, then a few bytes
+  }
+  auto put = Mlops({"artifact", "put", path});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  std::string digest = put.out.substr(0, 64);
+  auto sum = testing::RunCommand({"/usr/bin/sha256sum", path});
+  EXPECT_EQ(sum.out.substr(0, 64), digest);
+  EXPECT_THAT(put.err, HasSubstr("(pinned)"));
+  std::string out = dir_->path() + "/sparse.out";
+  auto get = Mlops({"artifact", "get", digest, out});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(testing::RunCommand({"/usr/bin/sha256sum", out}).out.substr(0, 64), digest);
+  std::filesystem::remove(path);
+  std::filesystem::remove(out);
+}
+
+TEST_F(ArtifactCliTest, AKilledUploadResumesWhereItStopped) {
+  std::string path = dir_->path() + "/resume.bin";
+  WriteRandom(path, 300 << 20, 7);
+  std::string chunks = dir_->path() + "/data/artifact/chunks";
+  auto count_chunks = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(chunks, ec);
+         it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      n += it->is_regular_file() && it->path().parent_path().filename() != "tmp";
+    }
+    return n;
+  };
+  int before = count_chunks();
+  std::vector<std::string> args = {MLOPS_CLI_BIN, "--server", server_->address(), "artifact",
+                                   "put", path};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, MLOPS_CLI_BIN, nullptr, nullptr, argv.data(), environ), 0);
+  // Kill it once part of the file is stored.
+  for (int i = 0; i < 2000 && count_chunks() < before + 40; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  kill(pid, SIGKILL);
+  int status;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the upload finished before it could be killed";
+  int stored = count_chunks() - before;
+  ASSERT_GE(stored, 40);
+  auto stat = Mlops({"artifact", "stat", testing::RunCommand({"/usr/bin/sha256sum", path}).out.substr(0, 64)});
+  EXPECT_EQ(stat.exit_code, 1) << "a half upload must not be visible";
+  EXPECT_THAT(stat.err, HasSubstr("NOT_FOUND"));
+
+  auto resumed = Mlops({"artifact", "put", path});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  // "sent X in N of M chunks": fewer chunks than the file has.
+  size_t in = resumed.err.find(" in ");
+  size_t of = resumed.err.find(" of ", in);
+  int sent = std::stoi(resumed.err.substr(in + 4, of - in - 4));
+  int total = std::stoi(resumed.err.substr(of + 4));
+  EXPECT_LE(sent, total - stored) << resumed.err;
+  std::string digest = resumed.out.substr(0, 64);
+  std::string out = dir_->path() + "/resume.out";
+  ASSERT_EQ(Mlops({"artifact", "get", digest, out}).exit_code, 0);
+  EXPECT_EQ(testing::RunCommand({"/usr/bin/sha256sum", out}).out.substr(0, 64), digest);
+  std::filesystem::remove(path);
+  std::filesystem::remove(out);
+}
+
+TEST_F(ArtifactCliTest, ScrubReportsCorruptionAndCountsItAsAMetric) {
+  std::string path = dir_->path() + "/scrub.bin";
+  WriteRandom(path, 3 << 20, 9);
+  auto put = Mlops({"artifact", "put", path});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  auto clean = Mlops({"artifact", "scrub"});
+  ASSERT_EQ(clean.exit_code, 0) << clean.out << clean.err;
+  // Corrupt one stored chunk file of this blob.
+  auto stat = Mlops({"artifact", "stat", put.out.substr(0, 64), "--chunks"});
+  ASSERT_EQ(stat.exit_code, 0);
+  std::string chunk = stat.out.substr(stat.out.find("\n  ") + 3, 64);
+  std::string file = dir_->path() + "/data/artifact/chunks/" + chunk.substr(0, 2) + "/" + chunk;
+  ASSERT_TRUE(std::filesystem::exists(file)) << file;
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.write("XXXX", 4);
+  }
+  auto dirty = Mlops({"artifact", "scrub"});
+  EXPECT_EQ(dirty.exit_code, 1);
+  EXPECT_THAT(dirty.out, HasSubstr("corrupt " + chunk));
+  auto [code, body] = testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  EXPECT_THAT(body, HasSubstr("mlops_artifact_scrub_corrupt_chunks_total 1"));
+  EXPECT_THAT(body, HasSubstr("mlops_artifact_chunks_stored_total"));
+  // A download of the damaged blob fails its digest check instead of writing bad bytes.
+  auto get = Mlops({"artifact", "get", put.out.substr(0, 64), dir_->path() + "/scrub.out"});
+  EXPECT_EQ(get.exit_code, 1);
+  EXPECT_THAT(get.err, HasSubstr("DATA_LOSS"));
+  EXPECT_FALSE(std::filesystem::exists(dir_->path() + "/scrub.out"));
+  // Repair, then a re-upload heals it.
+  EXPECT_EQ(Mlops({"artifact", "scrub", "--repair"}).exit_code, 1);
+  ASSERT_EQ(Mlops({"artifact", "put", path}).exit_code, 0);
+  EXPECT_EQ(Mlops({"artifact", "scrub"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace mlops
