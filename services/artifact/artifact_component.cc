@@ -27,8 +27,8 @@ class ArtifactCollector : public prometheus::Collectable {
     counter("mlops_artifact_chunks_stored_total", "Chunks newly stored.", c.chunks_stored.load());
     counter("mlops_artifact_bytes_stored_total", "Bytes of newly stored chunks.",
             c.bytes_stored.load());
-    counter("mlops_artifact_chunks_deduplicated_total",
-            "Chunks sent that were already stored.", c.chunks_deduplicated.load());
+    counter("mlops_artifact_chunks_deduplicated_total", "Chunks sent that were already stored.",
+            c.chunks_deduplicated.load());
     counter("mlops_artifact_chunks_rejected_total",
             "Chunks rejected because their bytes did not match their digest.",
             c.chunks_rejected.load());

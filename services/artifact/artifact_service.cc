@@ -69,7 +69,8 @@ grpc::Status ArtifactServiceImpl::UploadChunks(grpc::ServerContext*,
     if (session_id.empty()) {
       session_id = request.session_id();
       if (session_id.empty()) {
-        return ToGrpcStatus(absl::InvalidArgumentError("session_id: required in the first message"));
+        return ToGrpcStatus(
+            absl::InvalidArgumentError("session_id: required in the first message"));
       }
     } else if (!request.session_id().empty() && request.session_id() != session_id) {
       return ToGrpcStatus(
@@ -121,8 +122,7 @@ grpc::Status ArtifactServiceImpl::FindMissingBlobs(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ArtifactServiceImpl::StatBlob(grpc::ServerContext*,
-                                           const v1::StatBlobRequest* request,
+grpc::Status ArtifactServiceImpl::StatBlob(grpc::ServerContext*, const v1::StatBlobRequest* request,
                                            v1::Blob* response) {
   auto digest = ParseDigest(request->digest());
   if (!digest.ok()) return ToGrpcStatus(digest.status());
@@ -143,24 +143,23 @@ grpc::Status ArtifactServiceImpl::Download(grpc::ServerContext* context,
   int64_t blob_size = 0;
   bool first = true;
   bool broken = false;
-  absl::Status status = store_->ReadBlob(
-      *digest, request->offset(), request->length(), &blob_size,
-      [&](int64_t offset, std::string_view data) {
-        if (context->IsCancelled()) {
-          broken = true;
-          return false;
-        }
-        v1::DownloadResponse response;
-        response.set_offset(offset);
-        response.set_data(std::string(data));
-        if (first) response.set_blob_size(blob_size);
-        first = false;
-        if (!writer->Write(response)) {
-          broken = true;
-          return false;
-        }
-        return true;
-      });
+  absl::Status status = store_->ReadBlob(*digest, request->offset(), request->length(), &blob_size,
+                                         [&](int64_t offset, std::string_view data) {
+                                           if (context->IsCancelled()) {
+                                             broken = true;
+                                             return false;
+                                           }
+                                           v1::DownloadResponse response;
+                                           response.set_offset(offset);
+                                           response.set_data(std::string(data));
+                                           if (first) response.set_blob_size(blob_size);
+                                           first = false;
+                                           if (!writer->Write(response)) {
+                                             broken = true;
+                                             return false;
+                                           }
+                                           return true;
+                                         });
   if (!status.ok()) return ToGrpcStatus(status);
   if (broken) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
   if (first) {  // empty blob or empty range: still say how big the blob is

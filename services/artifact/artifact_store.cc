@@ -89,8 +89,8 @@ std::string TagKey(std::string_view dataset, std::string_view tag) {
 absl::StatusOr<RawDigest> ParseDigestField(std::string_view field, std::string_view hex) {
   RawDigest digest;
   if (!ParseDigestHex(hex, &digest)) {
-    return absl::InvalidArgumentError(StrCat(field, " \"", hex.substr(0, 100),
-                                             "\": not a SHA-256 digest (64 hex characters)"));
+    return absl::InvalidArgumentError(
+        StrCat(field, " \"", hex.substr(0, 100), "\": not a SHA-256 digest (64 hex characters)"));
   }
   return digest;
 }
@@ -132,16 +132,15 @@ v1::VersionEntry EntryFromStored(std::string_view path, std::string_view value) 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::string& dir,
-                                                                  const Db::Options& options) {
+                                                                   const Db::Options& options) {
   std::error_code ec;
   std::filesystem::create_directories(dir + "/chunks/tmp", ec);
   if (ec) return absl::UnavailableError(StrCat("create ", dir, "/chunks: ", ec.message()));
-  ASSIGN_OR_RETURN(auto db,
-                   Db::Open(dir + "/db",
-                            {kChunksCf, kChunkDataCf, kBlobsCf, kSessionsCf, kSessionPinsCf,
-                             kChunkPinsCf, kDatasetsCf, kVersionsCf, kVersionLogCf, kManifestsCf,
-                             kEntriesCf, kTagsCf},
-                            options));
+  ASSIGN_OR_RETURN(auto db, Db::Open(dir + "/db",
+                                     {kChunksCf, kChunkDataCf, kBlobsCf, kSessionsCf,
+                                      kSessionPinsCf, kChunkPinsCf, kDatasetsCf, kVersionsCf,
+                                      kVersionLogCf, kManifestsCf, kEntriesCf, kTagsCf},
+                                     options));
   return std::unique_ptr<ArtifactStore>(new ArtifactStore(dir, std::move(db)));
 }
 
@@ -226,13 +225,13 @@ absl::Status ArtifactStore::FinishUpload(std::string_view session_id) {
   RETURN_IF_ERROR(TouchSession(session_id, &batch).status());
   batch.Clear();
   batch.Delete(sessions_, session_id);
-  RETURN_IF_ERROR(db_->ScanPrefix(session_pins_, session_id, {},
-                                  [&](std::string_view key, std::string_view) {
-                                    batch.Delete(session_pins_, key);
-                                    std::string_view digest = key.substr(session_id.size());
-                                    batch.Delete(chunk_pins_, StrCat(digest, session_id));
-                                    return true;
-                                  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(session_pins_, session_id, {}, [&](std::string_view key, std::string_view) {
+        batch.Delete(session_pins_, key);
+        std::string_view digest = key.substr(session_id.size());
+        batch.Delete(chunk_pins_, StrCat(digest, session_id));
+        return true;
+      }));
   return db_->Write(&batch);
 }
 
@@ -273,8 +272,8 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingChunks(
   return missing;
 }
 
-absl::StatusOr<ArtifactStore::PendingFile> ArtifactStore::StartChunkFile(
-    const RawDigest& digest, std::string_view data) {
+absl::StatusOr<ArtifactStore::PendingFile> ArtifactStore::StartChunkFile(const RawDigest& digest,
+                                                                         std::string_view data) {
   PendingFile file;
   file.path = ChunkPath(digest);
   file.tmp = StrCat(dir_, "/chunks/tmp/", NewId());
@@ -326,9 +325,9 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
     std::string_view session_id, const std::vector<ChunkInput>& chunks) {
   for (const ChunkInput& chunk : chunks) {
     if (static_cast<int64_t>(chunk.data.size()) > kMaxChunkBytes) {
-      return absl::ResourceExhaustedError(
-          StrCat("chunk ", DigestHex(chunk.digest), ": ", std::to_string(chunk.data.size()),
-                 " bytes, at most 33554432 per chunk"));
+      return absl::ResourceExhaustedError(StrCat("chunk ", DigestHex(chunk.digest), ": ",
+                                                 std::to_string(chunk.data.size()),
+                                                 " bytes, at most 33554432 per chunk"));
     }
     if (Sha256Of(chunk.data) != chunk.digest) {
       counters_.chunks_rejected.fetch_add(1);
@@ -452,14 +451,14 @@ v1::Blob BlobFromStored(const RawDigest& digest, const internal::StoredBlob& sto
 absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
     const v1::CommitBlobsRequest& request) {
   if (static_cast<size_t>(request.blobs_size()) > kMaxBlobsPerCommit) {
-    return absl::ResourceExhaustedError(StrCat("blobs: ", std::to_string(request.blobs_size()),
-                                               " given, at most 10000 per call"));
+    return absl::ResourceExhaustedError(
+        StrCat("blobs: ", std::to_string(request.blobs_size()), " given, at most 10000 per call"));
   }
   size_t refs = 0;
   for (const auto& blob : request.blobs()) refs += static_cast<size_t>(blob.chunks_size());
   if (refs > kMaxChunkRefsPerCommit) {
-    return absl::ResourceExhaustedError(StrCat("blobs: ", std::to_string(refs),
-                                               " chunk references, at most 1000000 per call"));
+    return absl::ResourceExhaustedError(
+        StrCat("blobs: ", std::to_string(refs), " chunk references, at most 1000000 per call"));
   }
   // Parse and check shapes before touching storage.
   struct Parsed {
@@ -546,8 +545,8 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
       }
       RawDigest actual = hash.Final();
       if (actual != digest) {
-        return absl::InvalidArgumentError(StrCat("blob ", DigestHex(digest),
-                                                 ": its chunks hash to ", DigestHex(actual)));
+        return absl::InvalidArgumentError(
+            StrCat("blob ", DigestHex(digest), ": its chunks hash to ", DigestHex(actual)));
       }
     }
     for (size_t j = 0; j < parsed[i].chunks.size(); ++j) {
@@ -597,8 +596,8 @@ absl::StatusOr<v1::Blob> ArtifactStore::StatBlob(const RawDigest& digest, bool i
   if (include_chunks) {
     for (int i = 0; i < stored->chunk_sizes_size(); ++i) {
       v1::ChunkRef* ref = blob.add_chunks();
-      ref->set_digest(DigestHex(DigestFromBytes(std::string_view(stored->chunk_digests()).substr(
-          static_cast<size_t>(i) * 32, 32))));
+      ref->set_digest(DigestHex(DigestFromBytes(
+          std::string_view(stored->chunk_digests()).substr(static_cast<size_t>(i) * 32, 32))));
       ref->set_size(stored->chunk_sizes(i));
     }
   }
@@ -618,18 +617,18 @@ absl::StatusOr<v1::ListBlobsResponse> ArtifactStore::ListBlobs(
   std::string last;
   bool more = false;
   absl::Status parse = absl::OkStatus();
-  RETURN_IF_ERROR(db_->ScanPrefix(blobs_, "", after, [&](std::string_view key,
-                                                         std::string_view value) {
-    if (response.blobs_size() == page_size) {
-      more = true;
-      return false;
-    }
-    internal::StoredBlob stored;
-    stored.ParseFromArray(value.data(), static_cast<int>(value.size()));
-    *response.add_blobs() = BlobFromStored(DigestFromBytes(key), stored);
-    last = std::string(key);
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(blobs_, "", after, [&](std::string_view key, std::string_view value) {
+        if (response.blobs_size() == page_size) {
+          more = true;
+          return false;
+        }
+        internal::StoredBlob stored;
+        stored.ParseFromArray(value.data(), static_cast<int>(value.size()));
+        *response.add_blobs() = BlobFromStored(DigestFromBytes(key), stored);
+        last = std::string(key);
+        return true;
+      }));
   if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
   return response;
 }
@@ -669,8 +668,8 @@ absl::Status ArtifactStore::ReadBlob(const RawDigest& digest, int64_t offset, in
           std::string_view(stored->chunk_digests()).substr(static_cast<size_t>(i) * 32, 32));
       ASSIGN_OR_RETURN(auto record, GetChunk(chunk));
       if (!record) {
-        return absl::DataLossError(StrCat("blob ", DigestHex(digest), ": chunk ",
-                                          DigestHex(chunk), " is gone"));
+        return absl::DataLossError(
+            StrCat("blob ", DigestHex(digest), ": chunk ", DigestHex(chunk), " is gone"));
       }
       int64_t from = std::max(offset, chunk_start) - chunk_start;
       int64_t to = std::min(end, chunk_end) - chunk_start;
@@ -745,15 +744,15 @@ absl::StatusOr<v1::ListDatasetsResponse> ArtifactStore::ListDatasets(
   v1::ListDatasetsResponse response;
   std::vector<std::string> names;
   bool more = false;
-  RETURN_IF_ERROR(db_->ScanPrefix(datasets_, "", after, [&](std::string_view key,
-                                                            std::string_view) {
-    if (static_cast<int>(names.size()) == page_size) {
-      more = true;
-      return false;
-    }
-    names.emplace_back(key);
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(datasets_, "", after, [&](std::string_view key, std::string_view) {
+        if (static_cast<int>(names.size()) == page_size) {
+          more = true;
+          return false;
+        }
+        names.emplace_back(key);
+        return true;
+      }));
   for (const std::string& name : names) {
     ASSIGN_OR_RETURN(*response.add_datasets(), GetDataset(name));
   }
@@ -765,11 +764,11 @@ absl::StatusOr<std::vector<std::string>> ArtifactStore::TagsOf(std::string_view 
                                                                const RawDigest& digest) const {
   std::string prefix = DatasetPrefix(dataset);
   std::vector<std::string> tags;
-  RETURN_IF_ERROR(db_->ScanPrefix(tags_, prefix, {}, [&](std::string_view key,
-                                                        std::string_view value) {
-    if (value == DigestBytes(digest)) tags.emplace_back(key.substr(prefix.size()));
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(tags_, prefix, {}, [&](std::string_view key, std::string_view value) {
+        if (value == DigestBytes(digest)) tags.emplace_back(key.substr(prefix.size()));
+        return true;
+      }));
   return tags;
 }
 
@@ -821,15 +820,13 @@ absl::StatusOr<RawDigest> ArtifactStore::ResolveRef(std::string_view dataset,
     scan.append(reinterpret_cast<const char*>(partial.data()), whole_bytes);
   }
   std::vector<RawDigest> matches;
-  RETURN_IF_ERROR(db_->ScanPrefix(versions_, scan, {}, [&](std::string_view key,
-                                                          std::string_view) {
+  RETURN_IF_ERROR(db_->ScanPrefix(versions_, scan, {}, [&](std::string_view key, std::string_view) {
     RawDigest digest = DigestFromBytes(key.substr(prefix.size()));
     if (DigestHex(digest).starts_with(lower)) matches.push_back(digest);
     return matches.size() < 2;
   }));
   if (matches.empty()) {
-    return absl::NotFoundError(
-        StrCat("dataset ", dataset, " has no version or tag \"", ref, "\""));
+    return absl::NotFoundError(StrCat("dataset ", dataset, " has no version or tag \"", ref, "\""));
   }
   if (matches.size() > 1) {
     return absl::InvalidArgumentError(
@@ -850,8 +847,8 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
   }
   for (const std::string& tag : header.tags()) RETURN_IF_ERROR(ValidateTag(tag));
   if (entries.size() > kMaxVersionEntries) {
-    return absl::ResourceExhaustedError(StrCat("entries: ", std::to_string(entries.size()),
-                                               " given, at most 2000000 per version"));
+    return absl::ResourceExhaustedError(
+        StrCat("entries: ", std::to_string(entries.size()), " given, at most 2000000 per version"));
   }
   std::vector<ManifestEntry> manifest;
   manifest.reserve(entries.size());
@@ -922,10 +919,9 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
         it = checked.emplace(key, blob->size()).first;
       }
       if (it->second != entry.size) {
-        return absl::InvalidArgumentError(StrCat("entry ", entry.path, ": size ",
-                                                 std::to_string(entry.size), " but blob ",
-                                                 DigestHex(entry.digest), " has ",
-                                                 std::to_string(it->second), " bytes"));
+        return absl::InvalidArgumentError(
+            StrCat("entry ", entry.path, ": size ", std::to_string(entry.size), " but blob ",
+                   DigestHex(entry.digest), " has ", std::to_string(it->second), " bytes"));
       }
     }
     ASSIGN_OR_RETURN(auto manifest_written, db_->Get(manifests_, DigestBytes(digest)));
@@ -980,16 +976,16 @@ absl::StatusOr<v1::ListVersionsResponse> ArtifactStore::ListVersions(
   std::vector<RawDigest> digests;
   std::string last;
   bool more = false;
-  RETURN_IF_ERROR(db_->ScanPrefix(version_log_, prefix, after, [&](std::string_view key,
-                                                                  std::string_view) {
-    if (static_cast<int>(digests.size()) == page_size) {
-      more = true;
-      return false;
-    }
-    digests.push_back(DigestFromBytes(key.substr(key.size() - 32)));
-    last = std::string(key.substr(prefix.size()));
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(version_log_, prefix, after, [&](std::string_view key, std::string_view) {
+        if (static_cast<int>(digests.size()) == page_size) {
+          more = true;
+          return false;
+        }
+        digests.push_back(DigestFromBytes(key.substr(key.size() - 32)));
+        last = std::string(key.substr(prefix.size()));
+        return true;
+      }));
   v1::ListVersionsResponse response;
   for (const RawDigest& digest : digests) {
     ASSIGN_OR_RETURN(*response.add_versions(), LoadVersion(request.dataset(), digest));
@@ -1232,23 +1228,22 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
   }
   std::lock_guard run_lock(gc_run_mu_);
   int64_t start = NowMs();
-  int64_t grace_ms = request.zero_grace() ? 0
-                     : request.grace_period_seconds() == 0
-                         ? kDefaultGraceMs
-                         : request.grace_period_seconds() * 1000;
+  int64_t grace_ms = request.zero_grace()                  ? 0
+                     : request.grace_period_seconds() == 0 ? kDefaultGraceMs
+                                                           : request.grace_period_seconds() * 1000;
   int64_t cutoff = start - grace_ms;
   v1::GarbageCollectResponse response;
 
   // 1. Expired sessions release their pins.
   {
     std::vector<std::string> expired;
-    RETURN_IF_ERROR(db_->ScanPrefix(sessions_, "", {}, [&](std::string_view key,
-                                                          std::string_view value) {
-      internal::StoredSession session;
-      session.ParseFromArray(value.data(), static_cast<int>(value.size()));
-      if (session.expire_time_ms() < start) expired.emplace_back(key);
-      return true;
-    }));
+    RETURN_IF_ERROR(
+        db_->ScanPrefix(sessions_, "", {}, [&](std::string_view key, std::string_view value) {
+          internal::StoredSession session;
+          session.ParseFromArray(value.data(), static_cast<int>(value.size()));
+          if (session.expire_time_ms() < start) expired.emplace_back(key);
+          return true;
+        }));
     if (!request.dry_run() && !expired.empty()) {
       std::unique_lock lock(gc_mu_);
       rocksdb::WriteBatch batch;
@@ -1259,12 +1254,12 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
           continue;  // finished or used again meanwhile
         }
         batch.Delete(sessions_, id);
-        RETURN_IF_ERROR(db_->ScanPrefix(session_pins_, id, {}, [&](std::string_view key,
-                                                                  std::string_view) {
-          batch.Delete(session_pins_, key);
-          batch.Delete(chunk_pins_, StrCat(key.substr(id.size()), id));
-          return true;
-        }));
+        RETURN_IF_ERROR(
+            db_->ScanPrefix(session_pins_, id, {}, [&](std::string_view key, std::string_view) {
+              batch.Delete(session_pins_, key);
+              batch.Delete(chunk_pins_, StrCat(key.substr(id.size()), id));
+              return true;
+            }));
       }
       RETURN_IF_ERROR(db_->Write(&batch));
     }
@@ -1273,8 +1268,7 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
 
   // 2. Mark: blobs reachable from pins and from every dataset version.
   absl::flat_hash_set<std::string> live_blobs;
-  RETURN_IF_ERROR(db_->ScanPrefix(entries_, "", {}, [&](std::string_view,
-                                                       std::string_view value) {
+  RETURN_IF_ERROR(db_->ScanPrefix(entries_, "", {}, [&](std::string_view, std::string_view value) {
     internal::StoredEntry entry;
     entry.ParseFromArray(value.data(), static_cast<int>(value.size()));
     live_blobs.insert(entry.digest());
@@ -1283,14 +1277,16 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
 
   // 3. Sweep blobs, re-checking each under the exclusive lock.
   std::vector<std::string> dead_blobs;
-  RETURN_IF_ERROR(db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key,
-                                                     std::string_view value) {
-    internal::StoredBlob blob;
-    blob.ParseFromArray(value.data(), static_cast<int>(value.size()));
-    if (blob.pinned() || live_blobs.contains(absl::string_view(key.data(), key.size())) || blob.touch_time_ms() >= cutoff) return true;
-    dead_blobs.emplace_back(key);
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key, std::string_view value) {
+        internal::StoredBlob blob;
+        blob.ParseFromArray(value.data(), static_cast<int>(value.size()));
+        if (blob.pinned() || live_blobs.contains(absl::string_view(key.data(), key.size())) ||
+            blob.touch_time_ms() >= cutoff)
+          return true;
+        dead_blobs.emplace_back(key);
+        return true;
+      }));
   auto sweep_blobs = [&](size_t from, size_t to) -> absl::Status {
     std::unique_lock lock(gc_mu_);
     rocksdb::WriteBatch batch;
@@ -1315,29 +1311,30 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
 
   // 4. Mark chunks of the blobs that remain.
   absl::flat_hash_set<std::string> live_chunks;
-  RETURN_IF_ERROR(db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key,
-                                                     std::string_view value) {
-    if (request.dry_run() && dead_blob_set.contains(absl::string_view(key.data(), key.size()))) return true;
-    response.set_blobs_live(response.blobs_live() + 1);
-    internal::StoredBlob blob;
-    blob.ParseFromArray(value.data(), static_cast<int>(value.size()));
-    std::string_view digests = blob.chunk_digests();
-    for (size_t i = 0; i + 32 <= digests.size(); i += 32) {
-      live_chunks.emplace(digests.substr(i, 32));
-    }
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key, std::string_view value) {
+        if (request.dry_run() && dead_blob_set.contains(absl::string_view(key.data(), key.size())))
+          return true;
+        response.set_blobs_live(response.blobs_live() + 1);
+        internal::StoredBlob blob;
+        blob.ParseFromArray(value.data(), static_cast<int>(value.size()));
+        std::string_view digests = blob.chunk_digests();
+        for (size_t i = 0; i + 32 <= digests.size(); i += 32) {
+          live_chunks.emplace(digests.substr(i, 32));
+        }
+        return true;
+      }));
 
   // 5. Sweep chunks: unreachable, untouched within the grace period, pinned by no open session.
   std::vector<std::string> dead_chunks;
-  RETURN_IF_ERROR(db_->ScanPrefix(chunks_, "", {}, [&](std::string_view key,
-                                                      std::string_view value) {
-    if (live_chunks.contains(absl::string_view(key.data(), key.size()))) return true;
-    int64_t touch = static_cast<int64_t>(ReadBigEndian64(value.substr(9, 8)));
-    if (touch >= cutoff) return true;
-    dead_chunks.emplace_back(key);
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(chunks_, "", {}, [&](std::string_view key, std::string_view value) {
+        if (live_chunks.contains(absl::string_view(key.data(), key.size()))) return true;
+        int64_t touch = static_cast<int64_t>(ReadBigEndian64(value.substr(9, 8)));
+        if (touch >= cutoff) return true;
+        dead_chunks.emplace_back(key);
+        return true;
+      }));
   response.set_chunks_live(static_cast<int64_t>(live_chunks.size()));
   auto sweep_chunks = [&](size_t from, size_t to) -> absl::Status {
     std::unique_lock lock(gc_mu_);
@@ -1380,7 +1377,8 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
       if (!it->is_regular_file(ec)) continue;
       struct stat st;
       if (::stat(it->path().c_str(), &st) != 0) continue;
-      int64_t mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+      int64_t mtime_ms =
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
       if (mtime_ms >= cutoff) continue;
       std::string name = it->path().filename().string();
       RawDigest digest;

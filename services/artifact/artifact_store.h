@@ -6,22 +6,21 @@
 //   chunk_data      digest -> bytes                            chunks up to 64 KiB, inline
 //   blobs           digest -> StoredBlob                       manifests of committed blobs
 //   sessions        id -> StoredSession
-//   session_pins    id + digest -> ""        chunks an open session sent or found, blobs it committed
-//   chunk_pins      digest + id -> ""        the same, by digest (GC checks it)
-//   datasets        name -> StoredDataset
-//   versions        ordered(name) + digest -> StoredVersion
-//   version_log     ordered(name) + ~sequence + digest -> ""   newest first
-//   manifests       version digest -> count                    entries already written
-//   entries         version digest + path -> StoredEntry       shared by every dataset with it
-//   tags            ordered(name) + tag -> version digest
+//   session_pins    id + digest -> ""        chunks an open session sent or found, blobs it
+//   committed chunk_pins      digest + id -> ""        the same, by digest (GC checks it) datasets
+//   name -> StoredDataset versions        ordered(name) + digest -> StoredVersion version_log
+//   ordered(name) + ~sequence + digest -> ""   newest first manifests       version digest -> count
+//   entries already written entries         version digest + path -> StoredEntry       shared by
+//   every dataset with it tags            ordered(name) + tag -> version digest
 // Chunks larger than 64 KiB are files chunks/<2 hex>/<64 hex>, written to chunks/tmp, fdatasynced
 // and renamed into place before their record is written, so a record always names complete bytes.
 // Commits of blobs and versions fsync the write-ahead log before they return.
 //
-// Garbage collection: roots are pinned blobs and every blob a dataset version lists. A blob or chunk
-// is deleted only when it is unreachable, was not created or newly referenced within the grace
-// period, and no open upload session has sent, found or committed it. Deletions re-check under an
-// exclusive lock that every writer takes shared, so a collection never races an upload or a commit.
+// Garbage collection: roots are pinned blobs and every blob a dataset version lists. A blob or
+// chunk is deleted only when it is unreachable, was not created or newly referenced within the
+// grace period, and no open upload session has sent, found or committed it. Deletions re-check
+// under an exclusive lock that every writer takes shared, so a collection never races an upload or
+// a commit.
 #pragma once
 
 #include <atomic>
@@ -75,7 +74,7 @@ class ArtifactStore {
  public:
   // Opens (creating) the store in `dir`. UNAVAILABLE when another process holds it.
   static absl::StatusOr<std::unique_ptr<ArtifactStore>> Open(const std::string& dir,
-                                                            const Db::Options& options);
+                                                             const Db::Options& options);
   ~ArtifactStore();
 
   // --- Upload sessions ---
@@ -188,10 +187,9 @@ class ArtifactStore {
   absl::StatusOr<RawDigest> ResolveRef(std::string_view dataset, std::string_view ref) const;
   absl::StatusOr<std::vector<std::string>> TagsOf(std::string_view dataset,
                                                   const RawDigest& digest) const;
-  absl::Status ScanEntries(const RawDigest& version, std::string_view prefix,
-                           std::string_view after,
-                           absl::FunctionRef<bool(std::string_view, const v1::VersionEntry&)> fn)
-      const;
+  absl::Status ScanEntries(
+      const RawDigest& version, std::string_view prefix, std::string_view after,
+      absl::FunctionRef<bool(std::string_view, const v1::VersionEntry&)> fn) const;
 
   std::string dir_;
   std::unique_ptr<Db> db_;

@@ -34,9 +34,8 @@ uint64_t TopBits(int bits) { return bits <= 0 ? 0 : ~uint64_t{0} << (64 - bits);
 absl::Status ValidateChunkerParams(const ChunkerParams& params) {
   if (!std::has_single_bit(params.avg_size) || params.avg_size < (64u << 10) ||
       params.avg_size > (8u << 20)) {
-    return absl::InvalidArgumentError(
-        StrCat("chunk average size ", std::to_string(params.avg_size),
-               ": must be a power of two between 65536 and 8388608"));
+    return absl::InvalidArgumentError(StrCat("chunk average size ", std::to_string(params.avg_size),
+                                             ": must be a power of two between 65536 and 8388608"));
   }
   return absl::OkStatus();
 }

@@ -33,8 +33,8 @@ class Chunker {
   explicit Chunker(const ChunkerParams& params);
 
   // The length of the chunk that starts at data[0], given `size` bytes available. When `last` is
-  // false and no cut point lies within the data (size < max_size), returns 0: the caller must supply
-  // more bytes. With `last`, the remainder is a chunk.
+  // false and no cut point lies within the data (size < max_size), returns 0: the caller must
+  // supply more bytes. With `last`, the remainder is a chunk.
   size_t NextCut(const uint8_t* data, size_t size, bool last) const;
 
   size_t max_size() const { return max_; }

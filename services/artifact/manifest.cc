@@ -33,7 +33,8 @@ absl::Status ValidatePath(std::string_view path) {
   if (path[0] == '/') return bad("absolute paths are not allowed");
   for (char c : path) {
     if (c == '\0') return bad("contains NUL");
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return bad("contains a control character");
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return bad("contains a control character");
   }
   size_t start = 0;
   while (start <= path.size()) {
@@ -75,8 +76,9 @@ absl::StatusOr<RawDigest> SortAndHashManifest(std::vector<ManifestEntry>* entrie
   std::sort(entries->begin(), entries->end(),
             [](const ManifestEntry& a, const ManifestEntry& b) { return a.path < b.path; });
   auto is_file = [&](std::string_view path) {
-    auto it = std::lower_bound(entries->begin(), entries->end(), path,
-                               [](const ManifestEntry& e, std::string_view p) { return e.path < p; });
+    auto it =
+        std::lower_bound(entries->begin(), entries->end(), path,
+                         [](const ManifestEntry& e, std::string_view p) { return e.path < p; });
     return it != entries->end() && it->path == path;
   };
   std::vector<std::unique_ptr<Frame>> stack;

@@ -112,10 +112,9 @@ TEST_F(ArtifactStoreTest, RoundTripsSmallLargeAndEmptyBlobsWithRanges) {
   RawDigest raw;
   ParseDigestHex(digest, &raw);
   int64_t size;
-  EXPECT_THAT(store_->ReadBlob(raw, (4 << 20), 0, &size, [](int64_t, std::string_view) {
-    return true;
-  }),
-              StatusIs(absl::StatusCode::kOutOfRange, "offset"));
+  EXPECT_THAT(
+      store_->ReadBlob(raw, (4 << 20), 0, &size, [](int64_t, std::string_view) { return true; }),
+      StatusIs(absl::StatusCode::kOutOfRange, "offset"));
   auto stat = store_->StatBlob(raw, true);
   ASSERT_OK(stat.status());
   EXPECT_EQ(stat->chunk_count(), 3);
@@ -173,9 +172,10 @@ TEST_F(ArtifactStoreTest, CommitChecksChunksAndTheWholeDigest) {
 }
 
 TEST_F(ArtifactStoreTest, VersionsRefsTagsAndDiff) {
-  auto v1 = NewVersion("iris", {Entry("train.csv", "a,b\n1,2\n"), Entry("test/x.csv", "x\n"),
-                                Entry("README", "readme")},
-                       {"v1"});
+  auto v1 = NewVersion(
+      "iris",
+      {Entry("train.csv", "a,b\n1,2\n"), Entry("test/x.csv", "x\n"), Entry("README", "readme")},
+      {"v1"});
   ASSERT_OK(v1.status());
   EXPECT_FALSE(v1->already_existed());
   EXPECT_THAT(v1->tags(), ::testing::UnorderedElementsAre("latest", "v1"));
@@ -298,7 +298,8 @@ TEST_F(ArtifactStoreTest, ScrubFindsCorruptAndMissingChunksAndRepairHeals) {
   EXPECT_EQ(clean->chunks_checked(), 2);
   EXPECT_EQ(clean->corrupt_size(), 0);
   {  // flip a byte in place
-    std::fstream f(store_->ChunkPath(Sha256Of(big)), std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(store_->ChunkPath(Sha256Of(big)),
+                   std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(1234);
     f.put(static_cast<char>(big[1234] ^ 0x40));
   }
@@ -415,8 +416,8 @@ TEST_F(ArtifactStoreTest, GarbageCollectionRacingUploadsLosesNoCommittedBlob) {
     auto session = store_->StartUpload(0);
     ASSERT_OK(session.status());
     std::string a = RandomBytes(70 << 10, 100 + i), shared = RandomBytes(70 << 10, 1);
-    ASSERT_OK(store_->PutChunks(session->id(), {{Sha256Of(a), a}, {Sha256Of(shared), shared}})
-                  .status());
+    ASSERT_OK(
+        store_->PutChunks(session->id(), {{Sha256Of(a), a}, {Sha256Of(shared), shared}}).status());
     v1::CommitBlobsRequest commit;
     commit.set_session_id(session->id());
     auto* blob = commit.add_blobs();

@@ -116,8 +116,8 @@ TEST(ManifestTest, ValidatesPaths) {
 TEST(ManifestTest, ValidatesNames) {
   EXPECT_TRUE(ValidateName("dataset", "iris-v2.train_1").ok());
   for (const char* bad : {"", "-x", ".x", "a/b", "a b", "ä"}) {
-    EXPECT_THAT(ValidateName("dataset", bad), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                       "dataset"))
+    EXPECT_THAT(ValidateName("dataset", bad),
+                StatusIs(absl::StatusCode::kInvalidArgument, "dataset"))
         << bad;
   }
   EXPECT_FALSE(ValidateName("dataset", std::string(129, 'a')).ok());
@@ -147,8 +147,8 @@ TEST(ManifestTest, DigestIsOrderIndependentAndFollowsTheDocumentedRule) {
            std::string(DigestBytes(d));
   };
   RawDigest sub = Sha256Of(file("x", "1") + file("y", "3"));
-  RawDigest root = Sha256Of(file("a.txt", "2") + "d b" + std::string(1, '\0') +
-                            std::string(DigestBytes(sub)));
+  RawDigest root =
+      Sha256Of(file("a.txt", "2") + "d b" + std::string(1, '\0') + std::string(DigestBytes(sub)));
   EXPECT_EQ(DigestHex(*da), DigestHex(root));
   std::vector<ManifestEntry> empty;
   EXPECT_EQ(DigestHex(*SortAndHashManifest(&empty)), DigestHex(Sha256Of("")));

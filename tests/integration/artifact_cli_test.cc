@@ -50,7 +50,8 @@ class ArtifactCliTest : public ::testing::Test {
   // `sha256sum` of every file under dir, by relative path (the independent check).
   std::string Sums(const std::string& dir) {
     auto result = testing::RunCommand(
-        {"/bin/bash", "-c", "cd '" + dir + "' && find . -type f | LC_ALL=C sort | xargs -r sha256sum"});
+        {"/bin/bash", "-c",
+         "cd '" + dir + "' && find . -type f | LC_ALL=C sort | xargs -r sha256sum"});
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return result.out;
   }
@@ -157,8 +158,8 @@ TEST_F(ArtifactCliTest, AKilledUploadResumesWhereItStopped) {
     return n;
   };
   int before = count_chunks();
-  std::vector<std::string> args = {MLOPS_CLI_BIN, "--server", server_->address(), "artifact",
-                                   "put", path};
+  std::vector<std::string> args = {MLOPS_CLI_BIN, "--server", server_->address(),
+                                   "artifact",    "put",      path};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -174,7 +175,8 @@ TEST_F(ArtifactCliTest, AKilledUploadResumesWhereItStopped) {
   ASSERT_TRUE(WIFSIGNALED(status)) << "the upload finished before it could be killed";
   int stored = count_chunks() - before;
   ASSERT_GE(stored, 40);
-  auto stat = Mlops({"artifact", "stat", testing::RunCommand({"/usr/bin/sha256sum", path}).out.substr(0, 64)});
+  auto stat = Mlops(
+      {"artifact", "stat", testing::RunCommand({"/usr/bin/sha256sum", path}).out.substr(0, 64)});
   EXPECT_EQ(stat.exit_code, 1) << "a half upload must not be visible";
   EXPECT_THAT(stat.err, HasSubstr("NOT_FOUND"));
 

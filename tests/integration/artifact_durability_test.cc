@@ -47,8 +47,8 @@ TEST(ArtifactDurabilityTest, AcknowledgedBlobsSurviveKill9) {
 
   testing::ChildServer restarted(MLOPS_ARTIFACT_BIN, dir.path() + "/data");
   restarted.Start();
-  ArtifactClient client(grpc::CreateChannel(restarted.address(), grpc::InsecureChannelCredentials()),
-                        options);
+  ArtifactClient client(
+      grpc::CreateChannel(restarted.address(), grpc::InsecureChannelCredentials()), options);
   for (const auto& [digest, seed] : acknowledged) {
     auto data = client.DownloadBytes(digest);
     ASSERT_OK(data.status());

@@ -1,5 +1,6 @@
-// mlops-bench stays runnable: a tiny metadata suite prints one flat JSON object with every figure
-// the docs quote. (Its numbers are not checked here: benchmarks are programs, not timed tests.)
+// mlops-bench stays runnable: tiny metadata and artifact suites print one flat JSON object with
+// every figure the docs quote. (Its numbers are not checked here: benchmarks are programs, not
+// timed tests.)
 #include <algorithm>
 
 #include "tests/testing/testing.h"
@@ -25,6 +26,23 @@ TEST(BenchSmokeTest, MetadataSuitePrintsItsFigures) {
   EXPECT_NE(out.find("\"search_runs\": 2000"), std::string::npos) << out;
   EXPECT_EQ(out.find("nan"), std::string::npos) << out;
   EXPECT_EQ(testing::RunCommand({MLOPS_BENCH_BIN, "nonsense"}).exit_code, 2);
+}
+
+TEST(BenchSmokeTest, ArtifactSuitePrintsItsFigures) {
+  auto result = testing::RunCommand({MLOPS_BENCH_BIN, "artifact", "--json", "--size_mb=16",
+                                     "--dedup_mb=16", "--small_files=300"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string& out = result.out;
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.front(), '{');
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line of JSON";
+  for (const char* key :
+       {"upload_mb_per_s", "download_mb_per_s", "floor_sha256_mb_per_s", "floor_dd_mb_per_s",
+        "dedup_sent_fraction", "dedup_stored_fraction", "restic_seconds", "restic_added_bytes",
+        "mlops_v2_push_seconds", "noop_repush_100k_files_s"}) {
+    EXPECT_NE(out.find(std::string("\"") + key + "\": "), std::string::npos) << key;
+  }
+  EXPECT_EQ(out.find("nan"), std::string::npos) << out;
 }
 
 }  // namespace

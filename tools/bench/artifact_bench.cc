@@ -186,8 +186,8 @@ int RunArtifactBench(int argc, char** argv) {
   WriteRandomFile(big, size_mb * kMiB, 1);
   TimeCommand("openssl dgst -sha256 " + big + " > /dev/null");  // warm the page cache
   double sha_s = TimeCommand("openssl dgst -sha256 " + big + " > /dev/null");
-  double dd_s = TimeCommand("dd if=" + big + " of=" + work + "/dd.out bs=4M conv=fdatasync " +
-                            "status=none");
+  double dd_s =
+      TimeCommand("dd if=" + big + " of=" + work + "/dd.out bs=4M conv=fdatasync " + "status=none");
   std::filesystem::remove(work + "/dd.out");
   figures["floor_sha256_mb_per_s"] = size_mib / sha_s;
   figures["floor_dd_mb_per_s"] = size_mib / dd_s;

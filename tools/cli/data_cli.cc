@@ -66,8 +66,9 @@ class ProgressBar {
 };
 
 void Check(const absl::Status& status) {
-  if (!status.ok()) FailRpc(grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                                         std::string(status.message())));
+  if (!status.ok())
+    FailRpc(
+        grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message())));
 }
 
 template <typename T>
@@ -124,10 +125,10 @@ class DataCli {
   void PrintVersion(const av1::DatasetVersion& v) {
     if (json_) return PrintJson(v);
     std::cout << "dataset:  " << v.dataset() << "\nversion:  " << v.digest()
-              << "\nmessage:  " << v.message() << "\nparent:   "
-              << (v.parent_digest().empty() ? "-" : v.parent_digest())
-              << "\ncreated:  " << FormatTime(v.create_time_ms()) << "\nfiles:    "
-              << v.file_count() << "\nbytes:    " << v.total_bytes() << " ("
+              << "\nmessage:  " << v.message()
+              << "\nparent:   " << (v.parent_digest().empty() ? "-" : v.parent_digest())
+              << "\ncreated:  " << FormatTime(v.create_time_ms())
+              << "\nfiles:    " << v.file_count() << "\nbytes:    " << v.total_bytes() << " ("
               << HumanBytes(static_cast<double>(v.total_bytes())) << ")\ntags:     ";
     for (int i = 0; i < v.tags_size(); ++i) std::cout << (i ? ", " : "") << v.tags(i);
     std::cout << "\n";
@@ -160,9 +161,9 @@ class DataCli {
       std::cout << "pushed " << *dataset << "@" << result.version.digest() << "\n"
                 << "  " << s.files << " files, " << HumanBytes(static_cast<double>(s.bytes_total))
                 << "; sent " << HumanBytes(static_cast<double>(s.bytes_sent)) << " in "
-                << s.chunks_sent << " of " << s.chunks_total << " chunks ("
-                << s.blobs_uploaded << " new files, " << s.files_hashed << " hashed) in "
-                << FormatDouble(seconds) << " s\n";
+                << s.chunks_sent << " of " << s.chunks_total << " chunks (" << s.blobs_uploaded
+                << " new files, " << s.files_hashed << " hashed) in " << FormatDouble(seconds)
+                << " s\n";
     }
     std::cout << "  tags: ";
     for (int i = 0; i < result.version.tags_size(); ++i) {
@@ -186,8 +187,8 @@ class DataCli {
       PrintJson(result.version);
       return 0;
     }
-    std::cout << "pulled " << dataset << "@" << result.version.digest() << " into " << dest
-              << ": " << result.files_written << " files written ("
+    std::cout << "pulled " << dataset << "@" << result.version.digest() << " into " << dest << ": "
+              << result.files_written << " files written ("
               << HumanBytes(static_cast<double>(result.stats.bytes_sent)) << ", verified), "
               << result.files_already_present << " already present\n";
     return 0;
@@ -231,10 +232,10 @@ class DataCli {
       return 0;
     }
     const auto& s = first.summary();
-    std::cout << from_dataset << "@" << first.from().digest().substr(0, 12) << " -> "
-              << to_dataset << "@" << first.to().digest().substr(0, 12) << ": " << s.added()
-              << " added, " << s.removed() << " removed, " << s.modified() << " modified, "
-              << s.unchanged() << " unchanged; +" << HumanBytes(s.bytes_added()) << " -"
+    std::cout << from_dataset << "@" << first.from().digest().substr(0, 12) << " -> " << to_dataset
+              << "@" << first.to().digest().substr(0, 12) << ": " << s.added() << " added, "
+              << s.removed() << " removed, " << s.modified() << " modified, " << s.unchanged()
+              << " unchanged; +" << HumanBytes(s.bytes_added()) << " -"
               << HumanBytes(s.bytes_removed()) << " ~" << HumanBytes(s.bytes_changed()) << "\n";
     for (const auto& change : changes) {
       char kind = change.kind() == av1::FileChange::ADDED     ? '+'
@@ -248,8 +249,7 @@ class DataCli {
     }
     int64_t total = s.added() + s.removed() + s.modified();
     if (total > static_cast<int64_t>(changes.size())) {
-      std::cout << "... " << total - static_cast<int64_t>(changes.size())
-                << " more (use --max)\n";
+      std::cout << "... " << total - static_cast<int64_t>(changes.size()) << " more (use --max)\n";
     }
     return 0;
   }
@@ -301,8 +301,8 @@ class DataCli {
     }
     std::vector<std::vector<std::string>> rows;
     for (const auto& d : all.datasets()) {
-      rows.push_back({d.name(), std::to_string(d.version_count()),
-                      d.latest_digest().substr(0, 16), FormatTime(d.create_time_ms())});
+      rows.push_back({d.name(), std::to_string(d.version_count()), d.latest_digest().substr(0, 16),
+                      FormatTime(d.create_time_ms())});
     }
     PrintTable({"DATASET", "VERSIONS", "LATEST", "CREATED"}, rows);
     return 0;
@@ -366,8 +366,8 @@ class DataCli {
     std::cout << blob.digest() << "\n";
     std::cerr << "stored " << HumanBytes(static_cast<double>(blob.size())) << "; sent "
               << HumanBytes(static_cast<double>(stats.bytes_sent)) << " in " << stats.chunks_sent
-              << " of " << stats.chunks_total << " chunks"
-              << (blob.pinned() ? " (pinned)" : "") << "\n";
+              << " of " << stats.chunks_total << " chunks" << (blob.pinned() ? " (pinned)" : "")
+              << "\n";
     return 0;
   }
 
@@ -448,9 +448,9 @@ class DataCli {
     }
     std::cout << (request.dry_run() ? "would delete " : "deleted ") << response.blobs_deleted()
               << " blobs and " << response.chunks_deleted() << " chunks ("
-              << HumanBytes(static_cast<double>(response.bytes_freed())) << "); live: "
-              << response.blobs_live() << " blobs, " << response.chunks_live() << " chunks; "
-              << response.sessions_expired() << " expired upload sessions; "
+              << HumanBytes(static_cast<double>(response.bytes_freed()))
+              << "); live: " << response.blobs_live() << " blobs, " << response.chunks_live()
+              << " chunks; " << response.sessions_expired() << " expired upload sessions; "
               << response.duration_ms() << " ms\n";
     return 0;
   }

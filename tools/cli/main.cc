@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
-#include "tools/cli/cli_util.h"
-#include "tools/cli/data_cli.h"
 #include "services/common/ids.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
+#include "tools/cli/cli_util.h"
+#include "tools/cli/data_cli.h"
 
 namespace v1 = mlops::metadata::v1;
 using mlops::StrCat;

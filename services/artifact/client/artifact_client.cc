@@ -21,7 +21,7 @@ namespace mlops::artifact {
 namespace {
 
 constexpr size_t kParallelHashBytes = 8 << 20;
-constexpr size_t kBatch = 10000;                  // digests per Find call, blobs per commit
+constexpr size_t kBatch = 10000;                   // digests per Find call, blobs per commit
 constexpr int64_t kGroupBytes = int64_t{1} << 30;  // content mapped at once while uploading
 constexpr size_t kGroupFiles = 4096;
 
@@ -126,8 +126,7 @@ absl::Status ArtifactClient::UploadFiles(const std::vector<LocalFile>& files, bo
     v1::FindMissingBlobsResponse response;
     grpc::ClientContext context;
     RETURN_IF_ERROR(FromGrpcStatus(stub_->FindMissingBlobs(&context, request, &response)));
-    absl::flat_hash_set<std::string> missing(response.missing().begin(),
-                                             response.missing().end());
+    absl::flat_hash_set<std::string> missing(response.missing().begin(), response.missing().end());
     for (size_t i = start; i < end; ++i) {
       if (missing.contains(Hex(files[i].digest))) missing_files.push_back(i);
     }
@@ -164,9 +163,10 @@ absl::Status ArtifactClient::UploadFiles(const std::vector<LocalFile>& files, bo
         continue;
       }
       ASSIGN_OR_RETURN(auto mapping, Mapping::Open(files[index].path));
-      FileChunks chunks = files[index].chunks && mapping->size() == static_cast<size_t>(files[index].size)
-                              ? *files[index].chunks
-                              : ChunkBytes(mapping->data(), mapping->size(), options_.chunker);
+      FileChunks chunks =
+          files[index].chunks && mapping->size() == static_cast<size_t>(files[index].size)
+              ? *files[index].chunks
+              : ChunkBytes(mapping->data(), mapping->size(), options_.chunker);
       if (chunks.digest != files[index].digest) {
         return absl::AbortedError(StrCat(files[index].path, ": changed while being pushed"));
       }
@@ -208,8 +208,7 @@ absl::Status ArtifactClient::UploadFiles(const std::vector<LocalFile>& files, bo
           find_failed = true;
           break;
         }
-        absl::flat_hash_set<std::string> set(response.missing().begin(),
-                                             response.missing().end());
+        absl::flat_hash_set<std::string> set(response.missing().begin(), response.missing().end());
         for (size_t i = start; i < end; ++i) {
           if (set.contains(Hex(distinct[i].first))) missing.push_back(i);
         }
@@ -361,8 +360,8 @@ absl::Status ArtifactClient::DownloadToFile(const std::string& digest, const std
     return absl::InvalidArgumentError(StrCat("digest \"", digest, "\": not a SHA-256 digest"));
   }
   std::filesystem::path target(path);
-  std::string tmp = StrCat(target.parent_path().empty() ? "." : target.parent_path().string(),
-                           "/.", target.filename().string(), ".mlops-tmp-", NewId().substr(20));
+  std::string tmp = StrCat(target.parent_path().empty() ? "." : target.parent_path().string(), "/.",
+                           target.filename().string(), ".mlops-tmp-", NewId().substr(20));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoError("create", tmp);
   auto fail = [&](absl::Status status) {
@@ -466,8 +465,8 @@ absl::StatusOr<PushResult> ArtifactClient::Push(const std::string& source,
     file.rel_path = std::move(rel);
     file.size = st.st_size;
     file.mode = st.st_mode & 07777;
-    file.identity = {st.st_size, static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                                     st.st_mtim.tv_nsec,
+    file.identity = {st.st_size,
+                     static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
                      static_cast<uint64_t>(st.st_ino)};
     files.push_back(std::move(file));
     return absl::OkStatus();
@@ -602,10 +601,9 @@ absl::StatusOr<PullResult> ArtifactClient::Pull(const std::string& dataset, cons
       result.stats.bytes_total += entry.size();
       struct stat st;
       if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == entry.size()) {
-        FileIdentity identity{st.st_size,
-                              static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                                  st.st_mtim.tv_nsec,
-                              static_cast<uint64_t>(st.st_ino)};
+        FileIdentity identity{
+            st.st_size, static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+            static_cast<uint64_t>(st.st_ino)};
         RawDigest have;
         bool known = cache && cache->Lookup(path, identity, &have);
         if (!known) {
@@ -628,11 +626,11 @@ absl::StatusOr<PullResult> ArtifactClient::Pull(const std::string& dataset, cons
       if (cache && ::stat(path.c_str(), &st) == 0) {
         RawDigest digest;
         ParseDigestHex(entry.digest(), &digest);
-        cache->Put(path,
-                   {st.st_size,
-                    static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-                    static_cast<uint64_t>(st.st_ino)},
-                   digest);
+        cache->Put(
+            path,
+            {st.st_size, static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+             static_cast<uint64_t>(st.st_ino)},
+            digest);
       }
     }
   }

@@ -86,8 +86,8 @@ class ArtifactClient {
   // Pushes a directory (every regular file under it) or a single file as a new version of
   // `dataset` (created when missing). Unchanged content uploads nothing.
   absl::StatusOr<PushResult> Push(const std::string& source, const std::string& dataset,
-                                  const std::vector<std::string>& tags,
-                                  const std::string& message, HashCache* cache);
+                                  const std::vector<std::string>& tags, const std::string& message,
+                                  HashCache* cache);
   // Writes every file of dataset@ref under `dest`, skipping files already there with the right
   // digest, verifying every download.
   absl::StatusOr<PullResult> Pull(const std::string& dataset, const std::string& ref,

@@ -101,9 +101,8 @@ absl::Status HashCache::Save() {
     std::ofstream out(tmp, std::ios::trunc);
     if (!out) return absl::UnavailableError(StrCat("cannot write ", tmp));
     for (const auto& [path, entry] : entries_) {
-      out << entry.identity.size << '\t' << entry.identity.mtime_ns << '\t'
-          << entry.identity.inode << '\t' << DigestHex(entry.digest) << '\t' << Escape(path)
-          << '\n';
+      out << entry.identity.size << '\t' << entry.identity.mtime_ns << '\t' << entry.identity.inode
+          << '\t' << DigestHex(entry.digest) << '\t' << Escape(path) << '\n';
     }
     if (!out.flush()) return absl::UnavailableError(StrCat("cannot write ", tmp));
   }
