@@ -14,18 +14,9 @@ namespace mlops::artifact {
 namespace {
 
 using ::mlops::testing::GrpcStatusIs;
+using ::mlops::testing::RandomBytes;
 using ::mlops::testing::StatusIs;
 using ::testing::HasSubstr;
-
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(n, '\0');
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(out.data() + i, &v, 8);
-  }
-  return out;
-}
 
 class ArtifactServiceTest : public ::testing::Test {
  protected:

@@ -12,16 +12,29 @@
 namespace mlops::artifact {
 namespace {
 
+using ::mlops::testing::RandomBytes;
 using ::mlops::testing::StatusIs;
 using ::mlops::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  return out;
+// A commit of one blob made of `parts`, in order.
+v1::CommitBlobsRequest CommitOf(const std::string& session, const std::vector<std::string>& parts,
+                                bool pin = false) {
+  v1::CommitBlobsRequest commit;
+  commit.set_session_id(session);
+  commit.set_pin(pin);
+  v1::BlobManifest* blob = commit.add_blobs();
+  std::string whole;
+  for (const std::string& part : parts) {
+    whole += part;
+    v1::ChunkRef* ref = blob->add_chunks();
+    ref->set_digest(DigestHex(Sha256Of(part)));
+    ref->set_size(static_cast<int64_t>(part.size()));
+  }
+  blob->set_digest(DigestHex(Sha256Of(whole)));
+  blob->set_size(static_cast<int64_t>(whole.size()));
+  return commit;
 }
 
 class ArtifactStoreTest : public ::testing::Test {
@@ -38,25 +51,11 @@ class ArtifactStoreTest : public ::testing::Test {
   // Stores `parts` as chunks and commits their concatenation as a blob; returns its digest.
   std::string PutBlob(const std::vector<std::string>& parts, bool pin = false) {
     std::vector<ArtifactStore::ChunkInput> chunks;
-    std::vector<RawDigest> digests;
-    v1::CommitBlobsRequest commit;
-    commit.set_session_id(session_);
-    commit.set_pin(pin);
-    v1::BlobManifest* blob = commit.add_blobs();
-    std::string whole;
-    for (const std::string& part : parts) {
-      digests.push_back(Sha256Of(part));
-      whole += part;
-      v1::ChunkRef* ref = blob->add_chunks();
-      ref->set_digest(DigestHex(digests.back()));
-      ref->set_size(static_cast<int64_t>(part.size()));
-    }
-    for (size_t i = 0; i < parts.size(); ++i) chunks.push_back({digests[i], parts[i]});
+    for (const std::string& part : parts) chunks.push_back({Sha256Of(part), part});
     EXPECT_OK(store_->PutChunks(session_, chunks).status());
-    blob->set_digest(DigestHex(Sha256Of(whole)));
-    blob->set_size(static_cast<int64_t>(whole.size()));
+    v1::CommitBlobsRequest commit = CommitOf(session_, parts, pin);
     EXPECT_OK(store_->CommitBlobs(commit).status());
-    return blob->digest();
+    return commit.blobs(0).digest();
   }
 
   std::string Read(const std::string& digest, int64_t offset = 0, int64_t length = 0) {
@@ -384,18 +383,9 @@ TEST_F(ArtifactStoreTest, GarbageCollectionNeverDeletesWhatAnOpenSessionSentOrFo
   ASSERT_OK(result.status());
   EXPECT_EQ(result->chunks_deleted(), 0);
   // The commit that follows succeeds.
-  v1::CommitBlobsRequest commit;
-  commit.set_session_id(session_);
-  auto* blob = commit.add_blobs();
-  blob->set_digest(DigestHex(Sha256Of(found + sent)));
-  blob->set_size(static_cast<int64_t>(found.size() + sent.size()));
-  for (const std::string* part : {&found, &sent}) {
-    auto* ref = blob->add_chunks();
-    ref->set_digest(DigestHex(Sha256Of(*part)));
-    ref->set_size(static_cast<int64_t>(part->size()));
-  }
+  v1::CommitBlobsRequest commit = CommitOf(session_, {found, sent});
   ASSERT_OK(store_->CommitBlobs(commit).status());
-  EXPECT_EQ(Read(blob->digest()), found + sent);
+  EXPECT_EQ(Read(commit.blobs(0).digest()), found + sent);
   // Once the session ends and nothing references the blob, both chunks go.
   ASSERT_OK(store_->FinishUpload(session_));
   Settle();
@@ -418,17 +408,9 @@ TEST_F(ArtifactStoreTest, GarbageCollectionRacingUploadsLosesNoCommittedBlob) {
     std::string a = RandomBytes(70 << 10, 100 + i), shared = RandomBytes(70 << 10, 1);
     ASSERT_OK(
         store_->PutChunks(session->id(), {{Sha256Of(a), a}, {Sha256Of(shared), shared}}).status());
-    v1::CommitBlobsRequest commit;
-    commit.set_session_id(session->id());
-    auto* blob = commit.add_blobs();
-    blob->set_digest(DigestHex(Sha256Of(a + shared)));
-    blob->set_size(static_cast<int64_t>(a.size() + shared.size()));
-    for (const std::string* part : {&a, &shared}) {
-      auto* ref = blob->add_chunks();
-      ref->set_digest(DigestHex(Sha256Of(*part)));
-      ref->set_size(static_cast<int64_t>(part->size()));
-    }
+    v1::CommitBlobsRequest commit = CommitOf(session->id(), {a, shared});
     ASSERT_OK(store_->CommitBlobs(commit).status());
+    const v1::BlobManifest* blob = &commit.blobs(0);
     v1::VersionEntry entry;
     entry.set_path("f" + std::to_string(i));
     entry.set_digest(blob->digest());

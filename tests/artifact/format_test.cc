@@ -10,14 +10,8 @@
 namespace mlops::artifact {
 namespace {
 
+using ::mlops::testing::RandomBytes;
 using ::mlops::testing::StatusIs;
-
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(n, '\0');
-  for (auto& c : out) c = static_cast<char>(rng());
-  return out;
-}
 
 std::vector<std::string> ChunkDigests(const std::string& data, const ChunkerParams& params) {
   FileChunks chunks =

@@ -19,12 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 
 void WriteRandom(const std::string& path, size_t bytes, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string data(bytes, '\0');
-  for (size_t i = 0; i + 8 <= bytes; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(data.data() + i, &v, 8);
-  }
+  std::string data = testing::RandomBytes(bytes, seed);
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(data.data(), data.size());
 }
 

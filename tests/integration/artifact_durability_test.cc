@@ -11,16 +11,7 @@
 namespace mlops::artifact {
 namespace {
 
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(n, '\0');
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    std::memcpy(out.data() + i, &v, 8);
-  }
-  return out;
-}
-
+using ::mlops::testing::RandomBytes;
 TEST(ArtifactDurabilityTest, AcknowledgedBlobsSurviveKill9) {
   testing::TempDir dir;
   testing::ChildServer server(MLOPS_ARTIFACT_BIN, dir.path() + "/data");

@@ -67,6 +67,9 @@ class ChildServer {
   int port_ = 0, metrics_port_ = 0;
 };
 
+// `n` pseudo-random (incompressible, reproducible) bytes from `seed`.
+std::string RandomBytes(size_t n, uint64_t seed);
+
 // Result of running a command to completion.
 struct CommandResult {
   int exit_code = -1;
