@@ -65,6 +65,12 @@ class ProgressBar {
   Clock::time_point last_{};
 };
 
+std::string Seconds(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f s", seconds);
+  return buf;
+}
+
 void Check(const absl::Status& status) {
   if (!status.ok())
     FailRpc(
@@ -162,8 +168,8 @@ class DataCli {
                 << "  " << s.files << " files, " << HumanBytes(static_cast<double>(s.bytes_total))
                 << "; sent " << HumanBytes(static_cast<double>(s.bytes_sent)) << " in "
                 << s.chunks_sent << " of " << s.chunks_total << " chunks (" << s.blobs_uploaded
-                << " new files, " << s.files_hashed << " hashed) in " << FormatDouble(seconds)
-                << " s\n";
+                << " new files, " << s.files_hashed << " hashed) in " << Seconds(seconds)
+                << "\n";
     }
     std::cout << "  tags: ";
     for (int i = 0; i < result.version.tags_size(); ++i) {
