@@ -417,7 +417,9 @@ absl::Status ArtifactClient::DownloadToFile(const std::string& digest, const std
     return fail(absl::DataLossError(
         StrCat("blob ", digest, ": the bytes received hash to ", DigestHex(actual))));
   }
-  if (options_.sync_downloads && ::fdatasync(fd) != 0) return fail(ErrnoError("fdatasync", tmp));
+  if (options_.sync_downloads && !in_pull_ && ::fdatasync(fd) != 0) {
+    return fail(ErrnoError("fdatasync", tmp));
+  }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     absl::Status status = ErrnoError("rename", path);
@@ -580,6 +582,12 @@ absl::StatusOr<PullResult> ArtifactClient::Pull(const std::string& dataset, cons
   }
   progress_done_ = 0;
   progress_total_ = result.version.total_bytes();
+  // One syncfs at the end instead of an fdatasync per file (many small files).
+  in_pull_ = true;
+  struct Reset {
+    bool* flag;
+    ~Reset() { *flag = false; }
+  } reset{&in_pull_};
   std::string token;
   bool first = true;
   while (first || !token.empty()) {
@@ -633,6 +641,15 @@ absl::StatusOr<PullResult> ArtifactClient::Pull(const std::string& dataset, cons
             digest);
       }
     }
+  }
+  if (options_.sync_downloads && result.files_written > 0) {
+    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || ::syncfs(fd) != 0) {
+      absl::Status status = ErrnoError("syncfs", root);
+      if (fd >= 0) ::close(fd);
+      return status;
+    }
+    ::close(fd);
   }
   return result;
 }

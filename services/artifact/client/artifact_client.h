@@ -51,7 +51,8 @@ struct ClientOptions {
   int max_attempts = 5;            // per transfer step, on UNAVAILABLE / connection loss
   // Called with (bytes done, bytes total) as transfers progress.
   std::function<void(int64_t, int64_t)> progress;
-  // fdatasync downloaded files before renaming them into place.
+  // Make downloads durable: fdatasync a downloaded file before renaming it into place (Pull
+  // instead syncs the file system once when every file is written).
   bool sync_downloads = true;
 };
 
@@ -110,6 +111,7 @@ class ArtifactClient {
 
   std::unique_ptr<v1::ArtifactService::Stub> stub_;
   ClientOptions options_;
+  bool in_pull_ = false;  // Pull syncs the file system once at the end
   int64_t progress_done_ = 0;
   int64_t progress_total_ = 0;
 };
