@@ -168,8 +168,7 @@ class DataCli {
                 << "  " << s.files << " files, " << HumanBytes(static_cast<double>(s.bytes_total))
                 << "; sent " << HumanBytes(static_cast<double>(s.bytes_sent)) << " in "
                 << s.chunks_sent << " of " << s.chunks_total << " chunks (" << s.blobs_uploaded
-                << " new files, " << s.files_hashed << " hashed) in " << Seconds(seconds)
-                << "\n";
+                << " new files, " << s.files_hashed << " hashed) in " << Seconds(seconds) << "\n";
     }
     std::cout << "  tags: ";
     for (int i = 0; i < result.version.tags_size(); ++i) {
