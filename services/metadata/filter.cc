@@ -137,6 +137,20 @@ std::string Describe(const Token& token) {
   }
 }
 
+Attribute LineageAttributeByName(std::string_view name) {
+  std::string lower = ToLower(name);
+  if (lower == "type") return Attribute::kType;
+  if (lower == "name") return Attribute::kName;
+  if (lower == "uri") return Attribute::kUri;
+  if (lower == "digest") return Attribute::kDigest;
+  if (lower == "state") return Attribute::kState;
+  if (lower == "run_id") return Attribute::kRunId;
+  if (lower == "id") return Attribute::kNodeId;
+  if (lower == "create_time") return Attribute::kCreateTime;
+  if (lower == "kind") return Attribute::kKind;
+  return Attribute::kNone;
+}
+
 Attribute AttributeByName(std::string_view name) {
   std::string lower = ToLower(name);
   if (lower == "status") return Attribute::kStatus;
@@ -164,14 +178,62 @@ const char* AttributeName(Attribute attribute) {
       return "experiment_id";
     case Attribute::kLifecycle:
       return "lifecycle";
+    case Attribute::kType:
+      return "type";
+    case Attribute::kUri:
+      return "uri";
+    case Attribute::kDigest:
+      return "digest";
+    case Attribute::kState:
+      return "state";
+    case Attribute::kNodeId:
+      return "id";
+    case Attribute::kCreateTime:
+      return "create_time";
+    case Attribute::kKind:
+      return "kind";
     case Attribute::kNone:
       break;
   }
   return "";
 }
 
+// A field of the lineage dialect ("properties.rows", "type").
+absl::StatusOr<Field> LineageFieldFromWord(const Token& token) {
+  std::string text = token.text;
+  size_t dot = text.find('.');
+  Field field;
+  if (dot != std::string::npos) {
+    std::string prefix = ToLower(text.substr(0, dot));
+    std::string key = text.substr(dot + 1);
+    if (!key.empty() && key[0] == '\x01') key = key.substr(1);
+    if (prefix == "properties" || prefix == "property") {
+      field.kind = FieldKind::kProperty;
+    } else if (prefix == "custom_properties" || prefix == "custom_property") {
+      field.kind = FieldKind::kCustomProperty;
+    } else {
+      return Lexer::Error(token.pos, StrCat("unknown field prefix '", prefix,
+                                            "' (use properties., custom_properties. or an "
+                                            "attribute)"));
+    }
+    if (key.empty()) return Lexer::Error(token.pos, "missing key after '" + prefix + ".'");
+    field.key = key;
+    return field;
+  }
+  field.kind = FieldKind::kAttribute;
+  field.attribute = LineageAttributeByName(text);
+  if (field.attribute == Attribute::kNone) {
+    return Lexer::Error(token.pos, StrCat("unknown attribute '", text,
+                                          "' (type, name, uri, digest, state, run_id, id, "
+                                          "create_time, kind; or properties.<key>)"));
+  }
+  field.key = AttributeName(field.attribute);
+  return field;
+}
+
 // Parses a field from a word token ("metrics.acc", "status", "tags.\x01a b").
-absl::StatusOr<Field> FieldFromWord(const Token& token) {
+absl::StatusOr<Field> FieldFromWord(const Token& token, FilterDialect dialect) {
+  if (dialect == FilterDialect::kLineage) return LineageFieldFromWord(token);
   std::string text = token.text;
   size_t dot = text.find('.');
   Field field;
@@ -213,7 +275,8 @@ absl::StatusOr<Field> FieldFromWord(const Token& token) {
 
 class Parser {
  public:
-  explicit Parser(std::vector<Token> tokens) : tokens_(std::move(tokens)) {}
+  Parser(std::vector<Token> tokens, FilterDialect dialect)
+      : tokens_(std::move(tokens)), dialect_(dialect) {}
 
   absl::StatusOr<std::unique_ptr<Expr>> ParseAll() {
     auto expr = ParseOr();
@@ -299,7 +362,9 @@ class Parser {
       return Lexer::Error(token.pos,
                           StrCat(field.ToString(), " compares as a number; got a string"));
     }
-    if (!field.numeric()) {
+    bool typed_property =
+        field.kind == FieldKind::kProperty || field.kind == FieldKind::kCustomProperty;
+    if (!field.numeric() && !typed_property) {
       // Params and tags are strings; a bare number is taken as its text ("params.epochs = 10").
       value.is_number = false;
     }
@@ -321,7 +386,7 @@ class Parser {
       return Lexer::Error(field_token.pos, StrCat("expected a field such as metrics.<key>, found ",
                                                   Describe(field_token)));
     }
-    auto field = FieldFromWord(field_token);
+    auto field = FieldFromWord(field_token, dialect_);
     if (!field.ok()) return field.status();
     Next();
     auto node = std::make_unique<Expr>();
@@ -398,6 +463,7 @@ class Parser {
   }
 
   std::vector<Token> tokens_;
+  FilterDialect dialect_;
   size_t index_ = 0;
 };
 
@@ -413,15 +479,19 @@ std::string Field::ToString() const {
       return "tags." + key;
     case FieldKind::kAttribute:
       return key;
+    case FieldKind::kProperty:
+      return "properties." + key;
+    case FieldKind::kCustomProperty:
+      return "custom_properties." + key;
   }
   return key;
 }
 
-absl::StatusOr<std::unique_ptr<Expr>> ParseFilter(std::string_view text) {
+absl::StatusOr<std::unique_ptr<Expr>> ParseFilter(std::string_view text, FilterDialect dialect) {
   auto tokens = Lexer(text).Tokenize();
   if (!tokens.ok()) return tokens.status();
   if (tokens->size() == 1) return std::unique_ptr<Expr>();
-  return Parser(std::move(*tokens)).ParseAll();
+  return Parser(std::move(*tokens), dialect).ParseAll();
 }
 
 absl::StatusOr<OrderBy> ParseOrderBy(std::string_view text) {
@@ -435,7 +505,7 @@ absl::StatusOr<OrderBy> ParseOrderBy(std::string_view text) {
   if (tokens->empty() || (*tokens)[0].kind != Token::Kind::kWord) {
     return error("expected a field such as metrics.acc, params.lr or start_time");
   }
-  auto field = FieldFromWord((*tokens)[0]);
+  auto field = FieldFromWord((*tokens)[0], FilterDialect::kRuns);
   if (!field.ok()) return error(std::string(field.status().message().substr(8)));
   OrderBy order;
   order.field = *field;

@@ -12,6 +12,12 @@
 //   attribute  := status | start_time | end_time | name | run_id | experiment_id
 //   value      := 'text' | "text" | number
 //
+// The lineage dialect (artifacts, executions, contexts) uses the same grammar with
+//   field      := ("properties" | "custom_properties") "." key | attribute
+//   attribute  := type | name | uri | digest | state | run_id | id | create_time | kind
+// where id and create_time compare as numbers, properties as numbers when both the stored value
+// and the literal are numbers (strings otherwise), and kind is "artifact" or "execution".
+//
 // Keywords are case-insensitive. Metrics, start_time and end_time compare as numbers; params, tags
 // and the other attributes as strings (byte order). `like` takes SQL patterns (% any run, _ one
 // character); `ilike` ignores ASCII case. A comparison on a key that a run lacks is false (also for
@@ -27,7 +33,9 @@
 
 namespace mlops::metadata {
 
-enum class FieldKind { kMetric, kParam, kTag, kAttribute };
+enum class FieldKind { kMetric, kParam, kTag, kAttribute, kProperty, kCustomProperty };
+
+enum class FilterDialect { kRuns, kLineage };
 
 // Attributes of a run that filters and order_by can name.
 enum class Attribute {
@@ -39,6 +47,14 @@ enum class Attribute {
   kRunId,
   kExperimentId,
   kLifecycle,  // internal: not accepted in filters, used for the view type.
+  // Lineage dialect.
+  kType,
+  kUri,
+  kDigest,
+  kState,
+  kNodeId,
+  kCreateTime,
+  kKind,
 };
 
 struct Field {
@@ -48,7 +64,8 @@ struct Field {
   // True when values of this field compare as numbers.
   bool numeric() const {
     return kind == FieldKind::kMetric || attribute == Attribute::kStartTime ||
-           attribute == Attribute::kEndTime;
+           attribute == Attribute::kEndTime || attribute == Attribute::kNodeId ||
+           attribute == Attribute::kCreateTime;
   }
   std::string ToString() const;
 };
@@ -85,7 +102,8 @@ struct Expr {
 
 // Parses a filter; an empty or all-blank filter gives nullptr (everything matches). Errors are
 // INVALID_ARGUMENT "filter: at position N: ..." with N the 1-based character position.
-absl::StatusOr<std::unique_ptr<Expr>> ParseFilter(std::string_view text);
+absl::StatusOr<std::unique_ptr<Expr>> ParseFilter(std::string_view text,
+                                                  FilterDialect dialect = FilterDialect::kRuns);
 
 struct OrderBy {
   Field field;

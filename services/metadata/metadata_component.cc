@@ -1,23 +1,36 @@
 #include "services/metadata/metadata_component.h"
 
+#include "services/metadata/lineage_service.h"
 #include "services/metadata/metadata_service.h"
 
 namespace mlops::metadata {
 namespace {
 
+// Tracking, lineage and the model registry: three gRPC services over one database.
 class MetadataComponent : public Component {
  public:
-  explicit MetadataComponent(std::unique_ptr<MetadataStore> store)
-      : store_(std::move(store)), service_(store_.get()) {}
+  MetadataComponent(std::unique_ptr<MetadataStore> store, std::unique_ptr<LineageStore> lineage)
+      : store_(std::move(store)),
+        lineage_(std::move(lineage)),
+        registry_(&store_->mutable_db()),
+        service_(store_.get()),
+        lineage_service_(lineage_.get()),
+        registry_service_(&registry_) {}
   std::string name() const override { return "metadata"; }
   void Register(ServiceHost& host) override {
     host.AddService(&service_);
+    host.AddService(&lineage_service_);
+    host.AddService(&registry_service_);
     host.rocksdb_collector().Add("metadata", &store_->db());
   }
 
  private:
   std::unique_ptr<MetadataStore> store_;
+  std::unique_ptr<LineageStore> lineage_;
+  RegistryStore registry_;
   MetadataServiceImpl service_;
+  LineageServiceImpl lineage_service_;
+  ModelRegistryImpl registry_service_;
 };
 
 }  // namespace
@@ -26,7 +39,9 @@ absl::StatusOr<std::unique_ptr<Component>> OpenMetadataComponent(const std::stri
                                                                  const Db::Options& options) {
   auto store = MetadataStore::Open(data_dir + "/metadata", options);
   if (!store.ok()) return store.status();
-  return std::unique_ptr<Component>(new MetadataComponent(std::move(*store)));
+  auto lineage = LineageStore::Create(&(*store)->mutable_db());
+  if (!lineage.ok()) return lineage.status();
+  return std::unique_ptr<Component>(new MetadataComponent(std::move(*store), std::move(*lineage)));
 }
 
 }  // namespace mlops::metadata

@@ -53,7 +53,7 @@ Field AttributeField(Attribute attribute) {
     case Attribute::kLifecycle:
       field.key = "lifecycle";
       break;
-    case Attribute::kNone:
+    default:  // kNone and the lineage-dialect attributes
       break;
   }
   return field;
@@ -99,6 +99,9 @@ FieldValue GetFieldValue(const v1::Run& run, const Field& field) {
     }
     case FieldKind::kAttribute:
       break;
+    case FieldKind::kProperty:
+    case FieldKind::kCustomProperty:
+      return value;  // lineage dialect only
   }
   value.present = true;
   switch (field.attribute) {
@@ -124,6 +127,7 @@ FieldValue GetFieldValue(const v1::Run& run, const Field& field) {
       value.text = v1::LifecycleStage_Name(run.lifecycle_stage());
       break;
     case Attribute::kNone:
+    default:  // lineage-dialect attributes: not fields of a run
       value.present = false;
       break;
   }
@@ -143,6 +147,8 @@ std::string IndexPrefix(const Field& field) {
       out = "t";
       break;
     case FieldKind::kAttribute:
+    case FieldKind::kProperty:  // never indexed for runs
+    case FieldKind::kCustomProperty:
       out = "a";
       break;
   }

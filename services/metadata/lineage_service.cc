@@ -1,0 +1,178 @@
+#include "services/metadata/lineage_service.h"
+
+#include "services/common/status.h"
+
+namespace mlops::metadata {
+namespace {
+
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* out) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *out = std::move(*result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status LineageServiceImpl::PutType(grpc::ServerContext*, const v1::PutTypeRequest* request,
+                                         v1::NodeType* response) {
+  return Reply(store_->PutType(request->type()), response);
+}
+
+grpc::Status LineageServiceImpl::GetType(grpc::ServerContext*, const v1::GetTypeRequest* request,
+                                         v1::NodeType* response) {
+  return Reply(store_->GetType(request->kind(), request->name()), response);
+}
+
+grpc::Status LineageServiceImpl::ListTypes(grpc::ServerContext*,
+                                           const v1::ListTypesRequest* request,
+                                           v1::ListTypesResponse* response) {
+  auto types = store_->ListTypes(request->kind());
+  if (!types.ok()) return ToGrpcStatus(types.status());
+  for (auto& type : *types) *response->add_types() = std::move(type);
+  return grpc::Status::OK;
+}
+
+grpc::Status LineageServiceImpl::PutArtifact(grpc::ServerContext*,
+                                             const v1::PutArtifactRequest* request,
+                                             v1::Artifact* response) {
+  return Reply(store_->PutArtifact(*request), response);
+}
+
+grpc::Status LineageServiceImpl::GetArtifact(grpc::ServerContext*,
+                                             const v1::GetNodeRequest* request,
+                                             v1::Artifact* response) {
+  return Reply(store_->GetArtifact(*request), response);
+}
+
+grpc::Status LineageServiceImpl::ListArtifacts(grpc::ServerContext*,
+                                               const v1::ListNodesRequest* request,
+                                               v1::ListArtifactsResponse* response) {
+  return Reply(store_->ListArtifacts(*request), response);
+}
+
+grpc::Status LineageServiceImpl::PutExecution(grpc::ServerContext*,
+                                              const v1::PutExecutionRequest* request,
+                                              v1::PutExecutionResponse* response) {
+  return Reply(store_->PutExecution(*request), response);
+}
+
+grpc::Status LineageServiceImpl::GetExecution(grpc::ServerContext*,
+                                              const v1::GetNodeRequest* request,
+                                              v1::Execution* response) {
+  return Reply(store_->GetExecution(*request), response);
+}
+
+grpc::Status LineageServiceImpl::ListExecutions(grpc::ServerContext*,
+                                                const v1::ListNodesRequest* request,
+                                                v1::ListExecutionsResponse* response) {
+  return Reply(store_->ListExecutions(*request), response);
+}
+
+grpc::Status LineageServiceImpl::PutContext(grpc::ServerContext*,
+                                            const v1::PutContextRequest* request,
+                                            v1::Context* response) {
+  return Reply(store_->PutContext(*request), response);
+}
+
+grpc::Status LineageServiceImpl::GetContext(grpc::ServerContext*, const v1::GetNodeRequest* request,
+                                            v1::Context* response) {
+  return Reply(store_->GetContext(*request), response);
+}
+
+grpc::Status LineageServiceImpl::ListContexts(grpc::ServerContext*,
+                                              const v1::ListNodesRequest* request,
+                                              v1::ListContextsResponse* response) {
+  return Reply(store_->ListContexts(*request), response);
+}
+
+grpc::Status LineageServiceImpl::AddParentContext(grpc::ServerContext*,
+                                                  const v1::AddParentContextRequest* request,
+                                                  v1::AddParentContextResponse*) {
+  return ToGrpcStatus(store_->AddParentContext(request->child_id(), request->parent_id()));
+}
+
+grpc::Status LineageServiceImpl::GetContextMembers(grpc::ServerContext*,
+                                                   const v1::GetContextMembersRequest* request,
+                                                   v1::GetContextMembersResponse* response) {
+  return Reply(store_->GetContextMembers(*request), response);
+}
+
+grpc::Status LineageServiceImpl::GetLineage(grpc::ServerContext*,
+                                            const v1::GetLineageRequest* request,
+                                            v1::LineageGraph* response) {
+  return Reply(store_->GetLineage(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::CreateRegisteredModel(
+    grpc::ServerContext*, const v1::CreateRegisteredModelRequest* request,
+    v1::RegisteredModel* response) {
+  return Reply(store_->CreateRegisteredModel(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::GetRegisteredModel(grpc::ServerContext*,
+                                                   const v1::GetRegisteredModelRequest* request,
+                                                   v1::RegisteredModel* response) {
+  return Reply(store_->GetRegisteredModel(request->name()), response);
+}
+
+grpc::Status ModelRegistryImpl::ListRegisteredModels(grpc::ServerContext*,
+                                                     const v1::ListRegisteredModelsRequest* request,
+                                                     v1::ListRegisteredModelsResponse* response) {
+  return Reply(store_->ListRegisteredModels(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::UpdateRegisteredModel(
+    grpc::ServerContext*, const v1::UpdateRegisteredModelRequest* request,
+    v1::RegisteredModel* response) {
+  return Reply(store_->UpdateRegisteredModel(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::CreateModelVersion(grpc::ServerContext*,
+                                                   const v1::CreateModelVersionRequest* request,
+                                                   v1::ModelVersion* response) {
+  return Reply(store_->CreateModelVersion(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::GetModelVersion(grpc::ServerContext*,
+                                                const v1::GetModelVersionRequest* request,
+                                                v1::ModelVersion* response) {
+  return Reply(store_->GetModelVersion(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::ListModelVersions(grpc::ServerContext*,
+                                                  const v1::ListModelVersionsRequest* request,
+                                                  v1::ListModelVersionsResponse* response) {
+  return Reply(store_->ListModelVersions(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::UpdateModelVersion(grpc::ServerContext*,
+                                                   const v1::UpdateModelVersionRequest* request,
+                                                   v1::ModelVersion* response) {
+  return Reply(store_->UpdateModelVersion(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::DeleteModelVersion(grpc::ServerContext*,
+                                                   const v1::DeleteModelVersionRequest* request,
+                                                   v1::DeleteModelVersionResponse*) {
+  return ToGrpcStatus(store_->DeleteModelVersion(request->name(), request->version()));
+}
+
+grpc::Status ModelRegistryImpl::SetAlias(grpc::ServerContext*, const v1::SetAliasRequest* request,
+                                         v1::AliasMove* response) {
+  return Reply(store_->SetAlias(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::DeleteAlias(grpc::ServerContext*,
+                                            const v1::DeleteAliasRequest* request,
+                                            v1::AliasMove* response) {
+  return Reply(store_->DeleteAlias(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::GetAliasHistory(grpc::ServerContext*,
+                                                const v1::GetAliasHistoryRequest* request,
+                                                v1::GetAliasHistoryResponse* response) {
+  return Reply(store_->GetAliasHistory(*request), response);
+}
+
+}  // namespace mlops::metadata

@@ -1,0 +1,107 @@
+// The lineage core of the metadata service: types with property schemas, artifacts, executions,
+// contexts, events, attributions and associations, and lineage queries. Shares the metadata
+// RocksDB (MetadataStore opens every column family); knows nothing of gRPC.
+//
+// Storage:
+//   lineage_types   kind byte + name -> NodeType
+//   lineage_nodes   kind byte + id (8 bytes, big-endian) -> Artifact / Execution / Context
+//   lineage_keys    'x' kind external_id -> id; 'n' ordered(type) name -> context id;
+//                   'r' external_id -> PutExecutionResponse (idempotent retries)
+//   lineage_edges   'A' artifact event-type execution -> Event   (artifact side)
+//                   'E' execution event-type artifact -> Event   (execution side)
+//                   'C' context kind node -> ""  (members)   'M' kind node context -> ""
+//                   'P' child parent -> ""        'Q' parent child -> ""
+//   lineage_index   't' kind ordered(type) id -> ""   'u' run_id execution -> ""
+// A traversal step is one prefix scan ('A' or 'E' plus the node and the event type it follows).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "mlops/metadata/v1/lineage.pb.h"
+#include "services/common/db.h"
+
+namespace mlops::metadata {
+
+inline constexpr char kLineageTypesCf[] = "lineage_types";
+inline constexpr char kLineageNodesCf[] = "lineage_nodes";
+inline constexpr char kLineageKeysCf[] = "lineage_keys";
+inline constexpr char kLineageEdgesCf[] = "lineage_edges";
+inline constexpr char kLineageIndexCf[] = "lineage_index";
+
+// Bounds (RESOURCE_EXHAUSTED with the limit in the message).
+inline constexpr int kMaxArtifactsPerExecution = 10000;
+inline constexpr int kMaxContextsPerExecution = 100;
+inline constexpr int kMaxProperties = 1000;
+inline constexpr int kMaxLineageHops = 100;
+inline constexpr size_t kMaxLineageNodes = 1000000;
+
+class LineageStore {
+ public:
+  // Registers the built-in types (idempotently) and reads the id counters. `db` must hold the
+  // lineage column families and outlive the store.
+  static absl::StatusOr<std::unique_ptr<LineageStore>> Create(Db* db);
+
+  // INVALID_ARGUMENT (kind, name, property types), FAILED_PRECONDITION (changes the type of an
+  // existing property).
+  absl::StatusOr<v1::NodeType> PutType(const v1::NodeType& type);
+  // NOT_FOUND.
+  absl::StatusOr<v1::NodeType> GetType(v1::NodeKind kind, std::string_view name) const;
+  absl::StatusOr<std::vector<v1::NodeType>> ListTypes(v1::NodeKind kind) const;
+
+  // Creates or updates. NOT_FOUND (unknown type; id > 0 that does not exist), INVALID_ARGUMENT
+  // (properties that do not match the schema, a type change), ABORTED (stale
+  // expected_update_time_ms), ALREADY_EXISTS (external_id taken by an artifact of another type).
+  absl::StatusOr<v1::Artifact> PutArtifact(const v1::PutArtifactRequest& request);
+  absl::StatusOr<v1::Artifact> GetArtifact(const v1::GetNodeRequest& request) const;
+  absl::StatusOr<v1::ListArtifactsResponse> ListArtifacts(
+      const v1::ListNodesRequest& request) const;
+
+  // Atomic: the execution, new artifacts, events, contexts, associations and attributions in one
+  // batch. Codes as PutArtifact, plus NOT_FOUND for events on missing artifacts or contexts, and
+  // ALREADY_EXISTS when the execution's external_id was recorded for an execution of another
+  // type (same type: the first call's ids are returned, already_existed).
+  absl::StatusOr<v1::PutExecutionResponse> PutExecution(const v1::PutExecutionRequest& request);
+  absl::StatusOr<v1::Execution> GetExecution(const v1::GetNodeRequest& request) const;
+  absl::StatusOr<v1::ListExecutionsResponse> ListExecutions(
+      const v1::ListNodesRequest& request) const;
+
+  absl::StatusOr<v1::Context> PutContext(const v1::PutContextRequest& request);
+  absl::StatusOr<v1::Context> GetContext(const v1::GetNodeRequest& request) const;
+  absl::StatusOr<v1::ListContextsResponse> ListContexts(const v1::ListNodesRequest& request) const;
+  // NOT_FOUND, INVALID_ARGUMENT (a context its own parent, or a link closing a cycle).
+  absl::Status AddParentContext(int64_t child_id, int64_t parent_id);
+  absl::StatusOr<v1::GetContextMembersResponse> GetContextMembers(
+      const v1::GetContextMembersRequest& request) const;
+
+  // Breadth-first subgraph around the start node. NOT_FOUND (start), INVALID_ARGUMENT (no start,
+  // hops, filter, token), RESOURCE_EXHAUSTED (more than 1,000,000 nodes: use fewer hops or a stop
+  // filter).
+  absl::StatusOr<v1::LineageGraph> GetLineage(const v1::GetLineageRequest& request) const;
+
+ private:
+  explicit LineageStore(Db* db);
+  absl::Status Init();
+  int64_t NextId(v1::NodeKind kind);
+  // Per-key striped locks for read-check-write of unique keys and node updates.
+  std::mutex& Stripe(std::string_view key) const;
+
+  Db* db_;
+  rocksdb::ColumnFamilyHandle* types_;
+  rocksdb::ColumnFamilyHandle* nodes_;
+  rocksdb::ColumnFamilyHandle* keys_;
+  rocksdb::ColumnFamilyHandle* edges_;
+  rocksdb::ColumnFamilyHandle* index_;
+  std::array<std::atomic<int64_t>, 4> next_id_{};  // by NodeKind
+  mutable std::array<std::mutex, 64> stripes_;
+  mutable std::mutex types_mu_;
+
+  friend class LineageWriter;
+};
+
+}  // namespace mlops::metadata
