@@ -8,7 +8,7 @@ PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libabsl-dev
   librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev libcivetweb-dev
   libyaml-cpp-dev libssl-dev libcurl4-openssl-dev zlib1g-dev
-  prometheus clang-format curl openssl procps python3 restic
+  prometheus clang-format curl openssl procps python3 restic graphviz
 )
 
 missing=()

@@ -19,6 +19,7 @@
 #include "services/common/strings.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/data_cli.h"
+#include "tools/cli/lineage_cli.h"
 
 namespace v1 = mlops::metadata::v1;
 using mlops::StrCat;
@@ -32,7 +33,7 @@ constexpr char kUsage[] = R"(mlops: reproducible machine learning, from the comm
 Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
 
   --server    the mlops server (default $MLOPS_SERVER, else localhost:50051)
-  --output    table (default) or json
+  --output    table (default), json, or dot (lineage)
 
 Experiments:
   mlops experiments create NAME [--description TEXT] [--tag K=V]...
@@ -72,6 +73,21 @@ Artifacts (blobs addressed by the SHA-256 that sha256sum prints):
   mlops artifact gc [--grace SECONDS] [--dry-run]
   mlops artifact scrub [--repair]
 
+Lineage (REF: artifact:ID, execution:ID, run:RUN_ID or model:NAME@ALIAS|VERSION):
+  mlops lineage REF [--upstream | --downstream | --both] [--depth N] [--stop FILTER]
+                [--output table|json|dot]           (dot renders with Graphviz: | dot -Tsvg)
+
+Model registry:
+  mlops models create NAME [--description TEXT] [--tag K=V]...
+  mlops models register NAME --digest SHA256 [--run RUN] [--artifact-id ID] [--request-id ID]
+  mlops models list
+  mlops models versions NAME [--max N]
+  mlops models show NAME[@ALIAS|VERSION]
+  mlops models alias NAME ALIAS VERSION [--expect VERSION] [--reason TEXT]
+  mlops models alias NAME ALIAS --delete
+  mlops models history NAME ALIAS [--at TIME]         (TIME: ms or 2026-11-27T05:00:00Z)
+  mlops models delete-version NAME VERSION
+
 Filters: metrics.acc > 0.9 and params.opt = "adam" and tags.team != "x" and status = "FINISHED"
          (and, or, parentheses, = != < <= > >= in (...) like ilike; see docs/api.md)
 )";
@@ -86,7 +102,8 @@ class Cli {
       return Experiments(command, args);
     }
     if (group == "runs" || group == "run") return Runs(command, args);
-    throw UsageError{"unknown group '" + group + "' (experiments, runs, data, artifact)"};
+    throw UsageError{"unknown group '" + group +
+                     "' (experiments, runs, data, artifact, lineage, models)"};
   }
 
  private:
@@ -458,13 +475,20 @@ int main(int argc, char** argv) {
     std::string server =
         args.Take("--server").value_or(env != nullptr && *env ? env : "localhost:50051");
     std::string output = args.Take("--output").value_or("table");
-    if (output != "table" && output != "json") throw UsageError{"--output must be table or json"};
-    std::string group = args.Positional("group (experiments, runs, data, artifact)");
-    std::string command = args.Positional("command");
+    if (output != "table" && output != "json" && output != "dot") {
+      throw UsageError{"--output must be table, json or dot"};
+    }
+    std::string group =
+        args.Positional("group (experiments, runs, data, artifact, lineage, models)");
+    if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
+    std::string command = group == "lineage" ? "" : args.Positional("command");
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(64 << 20);
     auto channel =
         grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
+    if (group == "lineage" || group == "models" || group == "model") {
+      return RunLineageCommand(group == "model" ? "models" : group, command, args, channel, output);
+    }
     if (group == "data" || group == "artifact" || group == "artifacts") {
       return RunDataCommand(group, command, args, channel, output == "json");
     }
