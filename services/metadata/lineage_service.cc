@@ -1,5 +1,8 @@
 #include "services/metadata/lineage_service.h"
 
+#include <deque>
+#include <mutex>
+
 #include "services/common/status.h"
 
 namespace mlops::metadata {
@@ -19,9 +22,12 @@ grpc::Status LineageServiceImpl::PutType(grpc::ServerContext*, const v1::PutType
   return Reply(store_->PutType(request->type()), response);
 }
 
-grpc::Status LineageServiceImpl::GetType(grpc::ServerContext*, const v1::GetTypeRequest* request,
-                                         v1::NodeType* response) {
-  return Reply(store_->GetType(request->kind(), request->name()), response);
+grpc::ServerUnaryReactor* LineageServiceImpl::GetType(grpc::CallbackServerContext* context,
+                                                      const v1::GetTypeRequest* request,
+                                                      v1::NodeType* response) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(Reply(store_->GetType(request->kind(), request->name()), response));
+  return reactor;
 }
 
 grpc::Status LineageServiceImpl::ListTypes(grpc::ServerContext*,
@@ -51,10 +57,93 @@ grpc::Status LineageServiceImpl::ListArtifacts(grpc::ServerContext*,
   return Reply(store_->ListArtifacts(*request), response);
 }
 
-grpc::Status LineageServiceImpl::PutExecution(grpc::ServerContext*,
-                                              const v1::PutExecutionRequest* request,
-                                              v1::PutExecutionResponse* response) {
-  return Reply(store_->PutExecution(*request), response);
+grpc::ServerUnaryReactor* LineageServiceImpl::PutExecution(grpc::CallbackServerContext* context,
+                                                           const v1::PutExecutionRequest* request,
+                                                           v1::PutExecutionResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(Reply(store_->PutExecution(*request), response));
+  return reactor;
+}
+
+namespace {
+
+// Requests are recorded one at a time, in order (one read outstanding); results are written in
+// the same order while the next request is already being read (one write outstanding, the rest
+// queued), so reading, recording and answering overlap.
+class PutExecutionStreamReactor
+    : public grpc::ServerBidiReactor<v1::PutExecutionRequest, v1::PutExecutionResult> {
+ public:
+  explicit PutExecutionStreamReactor(LineageStore* store) : store_(store) { StartRead(&request_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lock(mu_);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    v1::PutExecutionResult result;
+    auto response = store_->PutExecution(request_);
+    if (response.ok()) {
+      *result.mutable_response() = std::move(*response);
+    } else {
+      result.set_code(static_cast<int>(response.status().code()));
+      result.set_message(std::string(response.status().message()));
+    }
+    {
+      std::lock_guard lock(mu_);
+      pending_.push_back(std::move(result));
+      if (!writing_) {
+        writing_ = true;
+        StartWrite(&pending_.front());
+      }
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lock(mu_);
+    pending_.pop_front();
+    writing_ = false;
+    if (!ok) {
+      broken_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    if (!pending_.empty()) {
+      writing_ = true;
+      StartWrite(&pending_.front());
+      return;
+    }
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void MaybeFinishLocked() {
+    if (finished_ || writing_ || !(reads_done_ || broken_)) return;
+    if (!broken_ && !pending_.empty()) return;
+    finished_ = true;
+    Finish(broken_ ? grpc::Status(grpc::StatusCode::CANCELLED, "the client went away")
+                   : grpc::Status::OK);
+  }
+
+  LineageStore* store_;
+  v1::PutExecutionRequest request_;
+  std::mutex mu_;
+  std::deque<v1::PutExecutionResult> pending_;  // front: being written
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool broken_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::PutExecutionRequest, v1::PutExecutionResult>*
+LineageServiceImpl::PutExecutionStream(grpc::CallbackServerContext*) {
+  return new PutExecutionStreamReactor(store_);
 }
 
 grpc::Status LineageServiceImpl::GetExecution(grpc::ServerContext*,

@@ -9,14 +9,22 @@
 
 namespace mlops::metadata {
 
-class LineageServiceImpl final : public v1::LineageService::Service {
+// PutExecution (the high-rate write) and GetType use gRPC's callback API: the handler runs on the
+// thread that read the request, with no hand-off to a synchronous worker thread; on 2 cores that
+// hand-off cost more than the write itself (docs/performance.md).
+using LineageServiceBase = v1::LineageService::WithCallbackMethod_GetType<
+    v1::LineageService::WithCallbackMethod_PutExecution<
+        v1::LineageService::WithCallbackMethod_PutExecutionStream<v1::LineageService::Service>>>;
+
+class LineageServiceImpl final : public LineageServiceBase {
  public:
   explicit LineageServiceImpl(LineageStore* store) : store_(store) {}
 
   grpc::Status PutType(grpc::ServerContext*, const v1::PutTypeRequest* request,
                        v1::NodeType* response) override;
-  grpc::Status GetType(grpc::ServerContext*, const v1::GetTypeRequest* request,
-                       v1::NodeType* response) override;
+  grpc::ServerUnaryReactor* GetType(grpc::CallbackServerContext* context,
+                                    const v1::GetTypeRequest* request,
+                                    v1::NodeType* response) override;
   grpc::Status ListTypes(grpc::ServerContext*, const v1::ListTypesRequest* request,
                          v1::ListTypesResponse* response) override;
   grpc::Status PutArtifact(grpc::ServerContext*, const v1::PutArtifactRequest* request,
@@ -25,8 +33,11 @@ class LineageServiceImpl final : public v1::LineageService::Service {
                            v1::Artifact* response) override;
   grpc::Status ListArtifacts(grpc::ServerContext*, const v1::ListNodesRequest* request,
                              v1::ListArtifactsResponse* response) override;
-  grpc::Status PutExecution(grpc::ServerContext*, const v1::PutExecutionRequest* request,
-                            v1::PutExecutionResponse* response) override;
+  grpc::ServerUnaryReactor* PutExecution(grpc::CallbackServerContext* context,
+                                         const v1::PutExecutionRequest* request,
+                                         v1::PutExecutionResponse* response) override;
+  grpc::ServerBidiReactor<v1::PutExecutionRequest, v1::PutExecutionResult>* PutExecutionStream(
+      grpc::CallbackServerContext* context) override;
   grpc::Status GetExecution(grpc::ServerContext*, const v1::GetNodeRequest* request,
                             v1::Execution* response) override;
   grpc::Status ListExecutions(grpc::ServerContext*, const v1::ListNodesRequest* request,

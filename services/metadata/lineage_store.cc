@@ -8,12 +8,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "mlops/metadata/internal/lineage_storage.pb.h"
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/metadata/filter.h"
+#include "services/metadata/registry_store.h"
 #include "services/metadata/run_index_internal.h"
 
 namespace mlops::metadata {
@@ -89,9 +91,7 @@ std::string ArtifactEdgePrefix(int64_t artifact, v1::Event::Type type) {
   return StrCat("A", Id8(artifact), std::string(1, EventByte(type)));
 }
 
-std::string ExecutionEdgePrefix(int64_t execution, v1::Event::Type type) {
-  return StrCat("E", Id8(execution), std::string(1, EventByte(type)));
-}
+std::string ExecutionEventsKey(int64_t execution) { return StrCat("E", Id8(execution)); }
 
 std::string MemberKey(int64_t context, v1::NodeKind kind, int64_t node) {
   return StrCat("C", Id8(context), std::string(1, KindByte(kind)), Id8(node));
@@ -403,6 +403,14 @@ class StripeLocks {
 
 }  // namespace
 
+absl::StatusOr<std::unique_ptr<Db>> LineageStore::OpenDb(const std::string& path,
+                                                         const Db::Options& options) {
+  return Db::Open(path,
+                  {kLineageTypesCf, kLineageNodesCf, kLineageKeysCf, kLineageEdgesCf,
+                   kLineageIndexCf, kModelsCf, kModelVersionsCf, kAliasHistoryCf, "request_ids"},
+                  options);
+}
+
 LineageStore::LineageStore(Db* db)
     : db_(db),
       types_(db->Cf(kLineageTypesCf)),
@@ -484,6 +492,8 @@ absl::StatusOr<v1::NodeType> LineageStore::PutType(const v1::NodeType& type) {
   rocksdb::WriteBatch batch;
   batch.Put(types_, key, merged.SerializeAsString());
   RETURN_IF_ERROR(db_->Write(&batch));
+  std::lock_guard cache_lock(type_cache_mu_);
+  type_cache_[key] = merged;
   return merged;
 }
 
@@ -896,6 +906,11 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   response.set_execution_id(execution.id());
 
   // Artifacts and events.
+  internal::ExecutionEvents execution_events;
+  if (in.id() > 0) {
+    ASSIGN_OR_RETURN(auto stored_events, db_->Get(edges_, ExecutionEventsKey(execution.id())));
+    if (stored_events) execution_events.ParseFromString(*stored_events);
+  }
   absl::flat_hash_map<std::string, int64_t> new_by_external;  // repeated in one request
   for (const auto& entry : request.artifacts()) {
     v1::Artifact a = entry.artifact();
@@ -944,12 +959,13 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
     event.set_type(entry.event_type());
     event.set_path(entry.path());
     event.set_time_ms(now);
-    std::string value = event.SerializeAsString();
     batch.Put(edges_, StrCat(ArtifactEdgePrefix(a.id(), entry.event_type()), Id8(execution.id())),
-              value);
-    batch.Put(edges_, StrCat(ExecutionEdgePrefix(execution.id(), entry.event_type()), Id8(a.id())),
-              value);
+              event.SerializeAsString());
+    *execution_events.add_events() = std::move(event);
     response.add_artifact_ids(a.id());
+  }
+  if (request.artifacts_size() > 0) {
+    batch.Put(edges_, ExecutionEventsKey(execution.id()), execution_events.SerializeAsString());
   }
 
   // Contexts, associations and attributions.
@@ -1269,8 +1285,16 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
         if (up) RETURN_IF_ERROR(follow(ArtifactEdgePrefix(id, v1::Event::OUTPUT), true));
         if (down) RETURN_IF_ERROR(follow(ArtifactEdgePrefix(id, v1::Event::INPUT), true));
       } else {
-        if (up) RETURN_IF_ERROR(follow(ExecutionEdgePrefix(id, v1::Event::INPUT), false));
-        if (down) RETURN_IF_ERROR(follow(ExecutionEdgePrefix(id, v1::Event::OUTPUT), false));
+        ASSIGN_OR_RETURN(auto stored, db_->Get(edges_, ExecutionEventsKey(id)));
+        if (!stored) continue;
+        internal::ExecutionEvents events;
+        events.ParseFromString(*stored);
+        for (v1::Event& event : *events.mutable_events()) {
+          if (event.type() == v1::Event::INPUT ? !up : !down) continue;
+          uint64_t neighbor = pack(v1::ARTIFACT, event.artifact_id());
+          if (hop_of.try_emplace(neighbor, hop + 1).second) next.push_back(neighbor);
+          edges.push_back(std::move(event));
+        }
       }
     }
     frontier = std::move(next);

@@ -1,6 +1,9 @@
 // The lineage core of the metadata service: types with property schemas, artifacts, executions,
-// contexts, events, attributions and associations, and lineage queries. Shares the metadata
-// RocksDB (MetadataStore opens every column family); knows nothing of gRPC.
+// contexts, events, attributions and associations, and lineage queries. Knows nothing of gRPC.
+//
+// Lineage and the model registry live in their own RocksDB (<data_dir>/lineage, OpenDb) next to
+// the tracking database: tracking inserts metric points with memtable insert hints, which rule out
+// concurrent memtable writes, and PutExecution's many small keys need those (docs/performance.md).
 //
 // Storage:
 //   lineage_types   kind byte + name -> NodeType
@@ -8,15 +11,17 @@
 //   lineage_keys    'x' kind external_id -> id; 'n' ordered(type) name -> context id;
 //                   'r' external_id -> PutExecutionResponse (idempotent retries)
 //   lineage_edges   'A' artifact event-type execution -> Event   (artifact side)
-//                   'E' execution event-type artifact -> Event   (execution side)
+//                   'E' execution -> ExecutionEvents             (every event of the execution)
 //                   'C' context kind node -> ""  (members)   'M' kind node context -> ""
 //                   'P' child parent -> ""        'Q' parent child -> ""
 //   lineage_index   't' kind ordered(type) id -> ""   'u' run_id execution -> ""
-// A traversal step is one prefix scan ('A' or 'E' plus the node and the event type it follows).
+// A traversal step is one prefix scan from an artifact ('A', the artifact and the event type it
+// follows) or one lookup from an execution ('E').
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -43,6 +48,10 @@ inline constexpr size_t kMaxLineageNodes = 1000000;
 
 class LineageStore {
  public:
+  // Opens the lineage and registry database (every column family both stores use).
+  static absl::StatusOr<std::unique_ptr<Db>> OpenDb(const std::string& path,
+                                                    const Db::Options& options);
+
   // Registers the built-in types (idempotently) and reads the id counters. `db` must hold the
   // lineage column families and outlive the store.
   static absl::StatusOr<std::unique_ptr<LineageStore>> Create(Db* db);
@@ -99,7 +108,10 @@ class LineageStore {
   rocksdb::ColumnFamilyHandle* index_;
   std::array<std::atomic<int64_t>, 4> next_id_{};  // by NodeKind
   mutable std::array<std::mutex, 64> stripes_;
-  mutable std::mutex types_mu_;
+  mutable std::mutex types_mu_;  // also serialises context links (cycle checks)
+  // Types by kind byte + name: read by every write, changed only by PutType.
+  mutable std::mutex type_cache_mu_;
+  mutable std::map<std::string, v1::NodeType> type_cache_;
 
   friend class LineageWriter;
 };

@@ -9,10 +9,12 @@ namespace {
 // Tracking, lineage and the model registry: three gRPC services over one database.
 class MetadataComponent : public Component {
  public:
-  MetadataComponent(std::unique_ptr<MetadataStore> store, std::unique_ptr<LineageStore> lineage)
+  MetadataComponent(std::unique_ptr<MetadataStore> store, std::unique_ptr<Db> lineage_db,
+                    std::unique_ptr<LineageStore> lineage)
       : store_(std::move(store)),
+        lineage_db_(std::move(lineage_db)),
         lineage_(std::move(lineage)),
-        registry_(&store_->mutable_db()),
+        registry_(lineage_db_.get()),
         service_(store_.get()),
         lineage_service_(lineage_.get()),
         registry_service_(&registry_) {}
@@ -22,10 +24,12 @@ class MetadataComponent : public Component {
     host.AddService(&lineage_service_);
     host.AddService(&registry_service_);
     host.rocksdb_collector().Add("metadata", &store_->db());
+    host.rocksdb_collector().Add("lineage", lineage_db_.get());
   }
 
  private:
   std::unique_ptr<MetadataStore> store_;
+  std::unique_ptr<Db> lineage_db_;
   std::unique_ptr<LineageStore> lineage_;
   RegistryStore registry_;
   MetadataServiceImpl service_;
@@ -39,9 +43,12 @@ absl::StatusOr<std::unique_ptr<Component>> OpenMetadataComponent(const std::stri
                                                                  const Db::Options& options) {
   auto store = MetadataStore::Open(data_dir + "/metadata", options);
   if (!store.ok()) return store.status();
-  auto lineage = LineageStore::Create(&(*store)->mutable_db());
+  auto lineage_db = LineageStore::OpenDb(data_dir + "/lineage", options);
+  if (!lineage_db.ok()) return lineage_db.status();
+  auto lineage = LineageStore::Create(lineage_db->get());
   if (!lineage.ok()) return lineage.status();
-  return std::unique_ptr<Component>(new MetadataComponent(std::move(*store), std::move(*lineage)));
+  return std::unique_ptr<Component>(
+      new MetadataComponent(std::move(*store), std::move(*lineage_db), std::move(*lineage)));
 }
 
 }  // namespace mlops::metadata

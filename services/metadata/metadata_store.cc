@@ -11,8 +11,6 @@
 #include "services/common/page_token.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
-#include "services/metadata/lineage_store.h"
-#include "services/metadata/registry_store.h"
 #include "services/metadata/run_index_internal.h"
 
 namespace mlops::metadata {
@@ -147,14 +145,10 @@ absl::StatusOr<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::st
                                                                    const Db::Options& options) {
   Db::Options db_options = options;
   db_options.insert_hint_prefixes.emplace_back(kMetricsCf, MetricSeriesPrefixExtractor());
-  ASSIGN_OR_RETURN(
-      auto db,
-      Db::Open(path,
-               {kExperimentsCf, kExperimentNamesCf, kRunsCf, kMetricsCf, kRunIndexCf, kRequestIdsCf,
-                // The lineage and registry stores share this database.
-                kLineageTypesCf, kLineageNodesCf, kLineageKeysCf, kLineageEdgesCf, kLineageIndexCf,
-                kModelsCf, kModelVersionsCf, kAliasHistoryCf},
-               db_options));
+  ASSIGN_OR_RETURN(auto db, Db::Open(path,
+                                     {kExperimentsCf, kExperimentNamesCf, kRunsCf, kMetricsCf,
+                                      kRunIndexCf, kRequestIdsCf},
+                                     db_options));
   return std::unique_ptr<MetadataStore>(new MetadataStore(std::move(db)));
 }
 

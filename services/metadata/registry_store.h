@@ -1,11 +1,12 @@
 // The model registry core of the metadata service: registered models, numbered versions, and
-// aliases that move atomically with a full history. Shares the metadata RocksDB; no gRPC.
+// aliases that move atomically with a full history. Lives in the lineage database
+// (LineageStore::OpenDb); no gRPC.
 //
 // Storage:
 //   models          name -> RegisteredModel (with its current aliases and latest version number)
 //   model_versions  ordered(name) + version (8 bytes) -> ModelVersion
 //   alias_history   ordered(name) + ordered(alias) + ~sequence (8 bytes) -> AliasMove, newest first
-//   request_ids     "model_version:" name \0 request_id -> version   (shared with MetadataStore)
+//   request_ids     "model_version:" name \0 request_id -> version
 // Every change of one model (a version, an alias move) happens under that model's lock, reading
 // and writing the model record in the same batch as the change, so an alias and its history never
 // disagree.

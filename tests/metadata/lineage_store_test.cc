@@ -5,7 +5,6 @@
 
 #include <set>
 
-#include "services/metadata/metadata_store.h"
 #include "tests/testing/testing.h"
 
 namespace mlops::metadata {
@@ -33,11 +32,11 @@ class LineageStoreTest : public ::testing::Test {
 
   void Reopen() {
     lineage_.reset();
-    metadata_.reset();
-    auto metadata = MetadataStore::Open(dir_.path() + "/metadata", Db::Options());
-    ASSERT_OK(metadata.status());
-    metadata_ = std::move(*metadata);
-    auto lineage = LineageStore::Create(&metadata_->mutable_db());
+    db_.reset();
+    auto db = LineageStore::OpenDb(dir_.path() + "/lineage", Db::Options());
+    ASSERT_OK(db.status());
+    db_ = std::move(*db);
+    auto lineage = LineageStore::Create(db_.get());
     ASSERT_OK(lineage.status());
     lineage_ = std::move(*lineage);
   }
@@ -116,7 +115,7 @@ class LineageStoreTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<MetadataStore> metadata_;
+  std::unique_ptr<Db> db_;
   std::unique_ptr<LineageStore> lineage_;
 };
 

@@ -5,7 +5,7 @@
 #include <random>
 #include <thread>
 
-#include "services/metadata/metadata_store.h"
+#include "services/metadata/lineage_store.h"
 #include "tests/testing/testing.h"
 
 namespace mlops::metadata {
@@ -19,10 +19,10 @@ const std::string kDigest(64, 'a');
 class RegistryStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto metadata = MetadataStore::Open(dir_.path() + "/metadata", Db::Options());
-    ASSERT_OK(metadata.status());
-    metadata_ = std::move(*metadata);
-    registry_ = std::make_unique<RegistryStore>(&metadata_->mutable_db());
+    auto db = LineageStore::OpenDb(dir_.path() + "/lineage", Db::Options());
+    ASSERT_OK(db.status());
+    db_ = std::move(*db);
+    registry_ = std::make_unique<RegistryStore>(db_.get());
     v1::CreateRegisteredModelRequest create;
     create.set_name("iris");
     ASSERT_OK(registry_->CreateRegisteredModel(create).status());
@@ -50,7 +50,7 @@ class RegistryStoreTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<MetadataStore> metadata_;
+  std::unique_ptr<Db> db_;
   std::unique_ptr<RegistryStore> registry_;
 };
 

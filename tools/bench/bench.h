@@ -2,6 +2,8 @@
 // otherwise) and reports ratios against a floor measured in the same run.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -9,6 +11,19 @@ namespace mlops::bench {
 
 int RunMetadataBench(int argc, char** argv);
 int RunArtifactBench(int argc, char** argv);
+
+// The lineage part of the metadata suite (lineage_bench.cc).
+struct LineageOptions {
+  int64_t pipeline_runs = 100000;  // x5 executions, x10 artifacts
+  int clients = 8;                 // PutExecution client threads
+  int64_t puts = 100000;           // PutExecution calls in all
+  int queries = 200;
+  std::string dir;  // keep (and reuse) the graph here
+  std::string metadata_bin;
+  std::string work_dir;
+};
+void RunLineageBench(const LineageOptions& options, std::map<std::string, double>* figures,
+                     const std::function<void(const std::string&)>& log);
 
 // Starts `binary` (an mlops server) on a free loopback port with its data in `data_dir`; returns
 // the port and sets *pid. Exits the process when the server does not come up.

@@ -64,6 +64,9 @@ struct Options {
   std::string work_dir;
   std::string search_dir;  // --search_dir: keep the populated search data here and reuse it
   bool skip_ingest = false;
+  bool skip_search = false;
+  bool skip_lineage = false;
+  mlops::bench::LineageOptions lineage;
 };
 
 double Seconds(Clock::time_point since) {
@@ -309,7 +312,8 @@ Latency TimeQueries(v1::MetadataService::Stub* stub, const std::string& experime
 int Usage() {
   std::cerr << "usage: mlops-bench metadata [--json] [--runs=N] [--clients=N] [--batches=N] "
                "[--batch_points=N] [--queries=N] [--metadata_bin=PATH] [--search_dir=DIR] "
-               "[--skip_ingest]\n";
+               "[--skip_ingest] [--skip_search] [--skip_lineage] [--lineage_runs=N] "
+               "[--lineage_dir=DIR] [--lineage_clients=N] [--put_executions=N]\n";
   return 2;
 }
 
@@ -345,6 +349,18 @@ int RunMetadataBench(int argc, char** argv) {
       o.search_dir = v;
     } else if (arg == "--skip_ingest") {
       o.skip_ingest = true;
+    } else if (arg == "--skip_search") {
+      o.skip_search = true;
+    } else if (arg == "--skip_lineage") {
+      o.skip_lineage = true;
+    } else if (auto v = value("--lineage_runs")) {
+      o.lineage.pipeline_runs = std::atoll(v);
+    } else if (auto v = value("--lineage_dir")) {
+      o.lineage.dir = v;
+    } else if (auto v = value("--lineage_clients")) {
+      o.lineage.clients = std::atoi(v);
+    } else if (auto v = value("--put_executions")) {
+      o.lineage.puts = std::atoll(v);
     } else {
       return Usage();
     }
@@ -372,48 +388,62 @@ int RunMetadataBench(int argc, char** argv) {
     figures["ingest_server_peak_rss_mb"] = ingest.peak_rss_mb;
   }
 
-  std::string data_dir = o.search_dir.empty() ? o.work_dir + "/search" : o.search_dir;
-  std::string experiment;
-  if (!o.search_dir.empty() && std::filesystem::exists(data_dir + "/experiment")) {
-    std::ifstream(data_dir + "/experiment") >> experiment >> o.runs;
-    log("search: reusing " + std::to_string(o.runs) + " runs in " + data_dir);
-    auto store = mlops::metadata::MetadataStore::Open(data_dir + "/metadata", mlops::Db::Options());
-    if (!store.ok() || !(*store)->mutable_db().CompactAll().ok()) std::exit(1);
-  } else {
-    log("search: writing " + std::to_string(o.runs) + " runs ...");
-    double populate_s = 0;
-    experiment = Populate(o, data_dir, &populate_s);
-    figures["search_populate_runs_per_s"] = static_cast<double>(o.runs) / populate_s;
-    if (!o.search_dir.empty())
-      std::ofstream(data_dir + "/experiment") << experiment << " " << o.runs;
+  if (!o.skip_search) {
+    std::string data_dir = o.search_dir.empty() ? o.work_dir + "/search" : o.search_dir;
+    std::string experiment;
+    if (!o.search_dir.empty() && std::filesystem::exists(data_dir + "/experiment")) {
+      std::ifstream(data_dir + "/experiment") >> experiment >> o.runs;
+      log("search: reusing " + std::to_string(o.runs) + " runs in " + data_dir);
+      auto store =
+          mlops::metadata::MetadataStore::Open(data_dir + "/metadata", mlops::Db::Options());
+      if (!store.ok() || !(*store)->mutable_db().CompactAll().ok()) std::exit(1);
+    } else {
+      log("search: writing " + std::to_string(o.runs) + " runs ...");
+      double populate_s = 0;
+      experiment = Populate(o, data_dir, &populate_s);
+      figures["search_populate_runs_per_s"] = static_cast<double>(o.runs) / populate_s;
+      if (!o.search_dir.empty())
+        std::ofstream(data_dir + "/experiment") << experiment << " " << o.runs;
+    }
+    figures["search_runs"] = static_cast<double>(o.runs);
+    {
+      Server server(o.metadata_bin, data_dir);
+      auto stub = server.NewStub();
+      log("search: selective queries ...");
+      Latency selective = TimeQueries(
+          stub.get(), experiment,
+          [](int i) {
+            return "params.p0 = \"v" + std::to_string(i % 100) + "\" and metrics.m1 > 0.5";
+          },
+          "metrics.m0 DESC", o.queries);
+      log("search: unselective queries ...");
+      Latency unselective = TimeQueries(
+          stub.get(), experiment,
+          [](int i) {
+            return "metrics.m1 > 0.1 and tags.t0 != \"x" + std::to_string(i % 10) + "\"";
+          },
+          "metrics.m0 DESC", std::max(10, o.queries / 4));
+      figures["search_selective_p50_ms"] = selective.p50;
+      figures["search_selective_p99_ms"] = selective.p99;
+      figures["search_selective_runs_returned"] = static_cast<double>(selective.returned);
+      figures["search_unselective_p50_ms"] = unselective.p50;
+      figures["search_unselective_p99_ms"] = unselective.p99;
+      figures["search_unselective_runs_returned"] = static_cast<double>(unselective.returned);
+      figures["search_server_peak_rss_mb"] = server.PeakRssMb();
+    }
   }
-  figures["search_runs"] = static_cast<double>(o.runs);
-  {
-    Server server(o.metadata_bin, data_dir);
-    auto stub = server.NewStub();
-    log("search: selective queries ...");
-    Latency selective = TimeQueries(
-        stub.get(), experiment,
-        [](int i) {
-          return "params.p0 = \"v" + std::to_string(i % 100) + "\" and metrics.m1 > 0.5";
-        },
-        "metrics.m0 DESC", o.queries);
-    log("search: unselective queries ...");
-    Latency unselective = TimeQueries(
-        stub.get(), experiment,
-        [](int i) { return "metrics.m1 > 0.1 and tags.t0 != \"x" + std::to_string(i % 10) + "\""; },
-        "metrics.m0 DESC", std::max(10, o.queries / 4));
-    figures["search_selective_p50_ms"] = selective.p50;
-    figures["search_selective_p99_ms"] = selective.p99;
-    figures["search_selective_runs_returned"] = static_cast<double>(selective.returned);
-    figures["search_unselective_p50_ms"] = unselective.p50;
-    figures["search_unselective_p99_ms"] = unselective.p99;
-    figures["search_unselective_runs_returned"] = static_cast<double>(unselective.returned);
-    figures["search_server_peak_rss_mb"] = server.PeakRssMb();
+  if (!o.skip_lineage) {
+    o.lineage.metadata_bin = o.metadata_bin;
+    o.lineage.work_dir = o.work_dir;
+    o.lineage.queries = o.queries;
+    mlops::bench::RunLineageBench(o.lineage, &figures, log);
   }
   figures["server_peak_rss_mb"] =
-      std::max(figures["ingest_server_peak_rss_mb"], figures["search_server_peak_rss_mb"]);
+      std::max({figures["ingest_server_peak_rss_mb"], figures["search_server_peak_rss_mb"],
+                figures["lineage_server_peak_rss_mb"]});
   if (o.skip_ingest) figures.erase("ingest_server_peak_rss_mb");
+  if (o.skip_search) figures.erase("search_server_peak_rss_mb");
+  if (o.skip_lineage) figures.erase("lineage_server_peak_rss_mb");
   std::error_code ec;
   std::filesystem::remove_all(o.work_dir, ec);
 
