@@ -110,7 +110,17 @@ say "   Pull v1 elsewhere; every file is verified against its SHA-256 (compare w
 run mlops data pull iris-tour@v1 "$tour_data-v1"
 run sha256sum "$tour_data-v1/schema.txt" "$tour_data/schema.txt"
 
-say "8. Operators: Prometheus metrics"
+say "8. Model registry: a model version tied to its run and its content digest; aliases move"
+model_file="$data_dir/tour-model.bin"
+printf 'weights of %s\n' "$name" > "$model_file"
+model_digest=$(mlops artifact put "$model_file" 2>/dev/null)
+run mlops models register "$name" --digest "$model_digest" --run "${run_ids[0]}"
+run mlops models alias "$name" production 1 --reason "first release"
+run mlops models history "$name" production
+say "   A version that an alias points at cannot be deleted"
+run mlops models delete-version "$name" 1 || true
+
+say "9. Operators: Prometheus metrics"
 echo "\$ curl -s localhost:$metrics_port/metrics | grep grpc_server_handled_total | head -3"
 curl -s "localhost:$metrics_port/metrics" | grep '^grpc_server_handled_total' | head -3 || true
 
@@ -120,6 +130,7 @@ Done. The server keeps running in the background.
   more:      $bin/tools/cli/mlops --help      (export MLOPS_SERVER=$MLOPS_SERVER)
   JSON:      $bin/tools/cli/mlops --output json runs search --experiment $name
   datasets:  $bin/tools/cli/mlops data list; mlops data show iris-tour --files
+  models:    $bin/tools/cli/mlops models list; mlops models show $name@production
   benchmark: $bin/tools/bench/mlops-bench metadata --json; mlops-bench artifact --json
   stop:      kill \$(cat $data_dir/server.pid)       (data stays in $data_dir)
 MSG

@@ -10,7 +10,8 @@ namespace {
 
 TEST(BenchSmokeTest, MetadataSuitePrintsItsFigures) {
   auto result = testing::RunCommand({MLOPS_BENCH_BIN, "metadata", "--json", "--runs=2000",
-                                     "--batches=5", "--batch_points=200", "--queries=5"});
+                                     "--batches=5", "--batch_points=200", "--queries=5",
+                                     "--lineage_runs=200", "--put_executions=2000"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const std::string& out = result.out;
   ASSERT_FALSE(out.empty());
@@ -20,7 +21,8 @@ TEST(BenchSmokeTest, MetadataSuitePrintsItsFigures) {
   for (const char* key :
        {"ingest_points_per_s", "ingest_floor_points_per_s", "ingest_ratio_to_floor",
         "search_selective_p50_ms", "search_selective_p99_ms", "search_unselective_p50_ms",
-        "search_unselective_p99_ms", "server_peak_rss_mb"}) {
+        "search_unselective_p99_ms", "server_peak_rss_mb", "lineage_3hop_p99_ms",
+        "put_execution_per_s", "put_execution_unary_per_s", "put_execution_floor_per_s"}) {
     EXPECT_NE(out.find(std::string("\"") + key + "\": "), std::string::npos) << key;
   }
   EXPECT_NE(out.find("\"search_runs\": 2000"), std::string::npos) << out;

@@ -2,7 +2,10 @@
 //
 //   mlops-bench metadata [--json] [--runs=1000000] [--clients=4] [--batches=500]
 //                        [--batch_points=1000] [--queries=200] [--metadata_bin=PATH]
-//                        [--search_dir=DIR] [--skip_ingest]
+//                        [--search_dir=DIR] [--skip_ingest] [--skip_search] [--skip_lineage]
+//                        [--lineage_runs=100000] [--lineage_dir=DIR] [--lineage_clients=8]
+//                        [--put_executions=100000]
+//   (the lineage part is described in lineage_bench.cc)
 //   --search_dir keeps the search data set in DIR and reuses it on later runs (medians of several
 //   runs without writing a million runs each time); --skip_ingest runs the search part only.
 //
