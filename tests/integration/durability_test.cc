@@ -7,7 +7,9 @@
 #include <set>
 #include <thread>
 
+#include "mlops/metadata/v1/lineage.grpc.pb.h"
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "mlops/metadata/v1/registry.grpc.pb.h"
 #include "tests/testing/testing.h"
 
 namespace mlops {
@@ -98,6 +100,86 @@ TEST(DurabilityTest, AcknowledgedPointsSurviveKill9) {
   ASSERT_TRUE(restarted->GetRun(&get_context, get, &run).ok());
   ASSERT_EQ(run.latest_metrics_size(), 1);
   EXPECT_EQ(run.latest_metrics(0).step(), *steps.rbegin());
+}
+
+TEST(DurabilityTest, AcknowledgedExecutionsAndAliasMovesSurviveKill9) {
+  testing::TempDir dir;
+  testing::ChildServer server(MLOPS_METADATA_BIN, dir.path() + "/data");
+  server.Start();
+  auto channel = grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials());
+  auto lineage = v1::LineageService::NewStub(channel);
+  auto registry = v1::ModelRegistry::NewStub(channel);
+  {
+    grpc::ClientContext context;
+    v1::CreateModelVersionRequest request;
+    request.set_name("durable");
+    request.set_create_model(true);
+    request.set_artifact_digest(std::string(64, 'f'));
+    v1::ModelVersion version;
+    ASSERT_TRUE(registry->CreateModelVersion(&context, request, &version).ok());
+  }
+  // A writer records executions (and moves an alias every 20) until the server dies.
+  std::vector<v1::PutExecutionResponse> acknowledged;
+  std::atomic<size_t> count{0};
+  int moves = 0;
+  std::thread writer([&] {
+    for (int i = 0;; ++i) {
+      v1::PutExecutionRequest request;
+      request.mutable_execution()->set_type("Train");
+      request.mutable_execution()->set_external_id("step-" + std::to_string(i));
+      auto* out = request.add_artifacts();
+      out->mutable_artifact()->set_type("Model");
+      out->set_event_type(v1::Event::OUTPUT);
+      v1::PutExecutionResponse response;
+      grpc::ClientContext context;
+      if (!lineage->PutExecution(&context, request, &response).ok()) break;
+      acknowledged.push_back(response);
+      count = acknowledged.size();
+      if (i % 20 == 0) {
+        v1::SetAliasRequest alias;
+        alias.set_name("durable");
+        alias.set_alias("production");
+        alias.set_version(1);
+        v1::AliasMove move;
+        grpc::ClientContext alias_context;
+        if (!registry->SetAlias(&alias_context, alias, &move).ok()) break;
+        moves = static_cast<int>(move.sequence());
+      }
+    }
+  });
+  while (count.load() < 200) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  server.Kill();
+  writer.join();
+
+  testing::ChildServer restarted(MLOPS_METADATA_BIN, dir.path() + "/data");
+  restarted.Start();
+  auto channel2 = grpc::CreateChannel(restarted.address(), grpc::InsecureChannelCredentials());
+  auto lineage2 = v1::LineageService::NewStub(channel2);
+  auto registry2 = v1::ModelRegistry::NewStub(channel2);
+  for (size_t i = 0; i < acknowledged.size(); ++i) {
+    v1::GetLineageRequest request;
+    request.set_execution_id(acknowledged[i].execution_id());
+    request.set_direction(v1::GetLineageRequest::DOWNSTREAM);
+    v1::LineageGraph graph;
+    grpc::ClientContext context;
+    ASSERT_TRUE(lineage2->GetLineage(&context, request, &graph).ok()) << i;
+    ASSERT_EQ(graph.nodes_size(), 2) << "execution " << i << " lost its output";
+    EXPECT_EQ(graph.nodes(1).artifact().id(), acknowledged[i].artifact_ids(0));
+  }
+  v1::GetAliasHistoryRequest history;
+  history.set_name("durable");
+  history.set_alias("production");
+  v1::GetAliasHistoryResponse moved;
+  grpc::ClientContext context;
+  ASSERT_TRUE(registry2->GetAliasHistory(&context, history, &moved).ok());
+  EXPECT_GE(moved.moves_size(), moves);
+  // Ids keep growing after the restart: nothing acknowledged is reused.
+  v1::PutExecutionRequest next;
+  next.mutable_execution()->set_type("Train");
+  v1::PutExecutionResponse response;
+  grpc::ClientContext next_context;
+  ASSERT_TRUE(lineage2->PutExecution(&next_context, next, &response).ok());
+  EXPECT_GT(response.execution_id(), acknowledged.back().execution_id());
 }
 
 TEST(DurabilityTest, SigtermShutsDownGracefully) {

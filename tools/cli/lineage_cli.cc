@@ -1,5 +1,8 @@
 #include "tools/cli/lineage_cli.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <ctime>
 #include <iostream>
 #include <map>
@@ -28,6 +31,16 @@ int64_t ParseTime(const std::string& text) {
     if (end != nullptr && *end == '\0') return static_cast<int64_t>(timegm(&tm)) * 1000 + 999;
   }
   throw UsageError{"--at '" + text + "': milliseconds, or YYYY-MM-DD[THH:MM:SS[Z]] (UTC)"};
+}
+
+// Who is moving an alias: $USER, else $LOGNAME, else the account name of the process.
+std::string CurrentUser() {
+  for (const char* var : {"USER", "LOGNAME"}) {
+    const char* value = std::getenv(var);
+    if (value != nullptr && *value != '\0') return value;
+  }
+  if (const passwd* entry = getpwuid(getuid())) return entry->pw_name;
+  return "";
 }
 
 std::string DotEscape(const std::string& text) {
@@ -205,8 +218,7 @@ class LineageCli {
       std::string name = args.Positional("NAME");
       std::string alias = args.Positional("ALIAS");
       bool remove = args.TakeFlag("--delete");
-      const char* user = std::getenv("USER");
-      std::string actor = args.Take("--actor").value_or(user ? user : "");
+      std::string actor = args.Take("--actor").value_or(CurrentUser());
       std::string reason = args.Take("--reason").value_or("");
       mv1::AliasMove move;
       if (remove) {
