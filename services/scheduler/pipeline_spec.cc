@@ -1,0 +1,621 @@
+#include "services/scheduler/pipeline_spec.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <set>
+
+#include "services/common/digest.h"
+#include "services/common/status.h"
+#include "services/common/strings.h"
+
+namespace mlops::scheduler {
+namespace {
+
+constexpr size_t kMaxSteps = 100000;
+constexpr size_t kMaxSweepInstances = 1000;
+
+absl::Status ErrorAt(const YAML::Mark& mark, std::string_view message) {
+  return absl::InvalidArgumentError(StrCat("line ", std::to_string(mark.line + 1), ", column ",
+                                           std::to_string(mark.column + 1), ": ", message));
+}
+
+absl::Status ErrorAt(const YAML::Node& node, std::string_view message) {
+  return ErrorAt(node.Mark(), message);
+}
+
+bool ValidStepName(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z'))) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ValidKey(std::string_view key) {
+  if (key.empty() || key.size() > 128) return false;
+  for (char c : key) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+          c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> Scalar(const YAML::Node& node, std::string_view what) {
+  if (!node.IsScalar()) return ErrorAt(node, StrCat(what, ": expected a single value"));
+  return node.Scalar();
+}
+
+absl::Status ExpectMap(const YAML::Node& node, std::string_view what) {
+  if (!node.IsMap()) return ErrorAt(node, StrCat(what, ": expected a mapping (key: value)"));
+  return absl::OkStatus();
+}
+
+// Checks that every key of `node` is one of `allowed`.
+absl::Status OnlyKeys(const YAML::Node& node, std::string_view what,
+                      std::initializer_list<std::string_view> allowed) {
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    std::string key = it->first.Scalar();
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      return ErrorAt(it->first,
+                     StrCat("unknown key '", key, "' in ", what, " (expected ", list, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> StringMap(const YAML::Node& node,
+                                                             std::string_view what) {
+  RETURN_IF_ERROR(ExpectMap(node, what));
+  std::map<std::string, std::string> out;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    std::string key = it->first.Scalar();
+    if (!ValidKey(key)) {
+      return ErrorAt(it->first, StrCat(what, ": key '", key, "' must match [A-Za-z0-9_.-]{1,128}"));
+    }
+    ASSIGN_OR_RETURN(out[key], Scalar(it->second, StrCat(what, ".", key)));
+  }
+  return out;
+}
+
+absl::StatusOr<InputRef> ParseInputRef(const YAML::Node& node, std::string_view what) {
+  ASSIGN_OR_RETURN(std::string text, Scalar(node, what));
+  InputRef ref;
+  if (text.rfind("dataset:", 0) == 0) {
+    ref.kind = InputRef::Kind::kDataset;
+    std::string rest = text.substr(8);
+    size_t at = rest.find('@');
+    ref.dataset = rest.substr(0, at);
+    ref.ref = at == std::string::npos ? "" : rest.substr(at + 1);
+    if (ref.dataset.empty()) return ErrorAt(node, StrCat(what, ": dataset:NAME[@VERSION|TAG]"));
+    return ref;
+  }
+  // step.outputs.name
+  size_t first = text.find(".outputs.");
+  if (first == std::string::npos || first == 0 || first + 9 >= text.size()) {
+    return ErrorAt(
+        node, StrCat(what, " '", text, "': expected STEP.outputs.NAME or dataset:NAME[@VERSION]"));
+  }
+  ref.step = text.substr(0, first);
+  ref.output = text.substr(first + 9);
+  return ref;
+}
+
+absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
+                                   const std::map<std::string, std::string>& params) {
+  RETURN_IF_ERROR(ExpectMap(node, "step"));
+  RETURN_IF_ERROR(OnlyKeys(node, "step",
+                           {"name", "needs", "image", "command", "inputs", "outputs", "env",
+                            "resources", "replicas", "retries", "timeout", "cache", "sweep"}));
+  StepSpec step;
+  step.line = node.Mark().line + 1;
+  step.params = params;
+  if (!node["name"]) return ErrorAt(node, "step: 'name' is required");
+  ASSIGN_OR_RETURN(step.name, Scalar(node["name"], "name"));
+  if (!ValidStepName(step.name)) {
+    return ErrorAt(node["name"],
+                   StrCat("step name '", step.name, "' must match [A-Za-z][A-Za-z0-9_-]{0,62}"));
+  }
+  std::string where = "step " + step.name;
+  if (const YAML::Node needs = node["needs"]) {
+    if (!needs.IsSequence()) return ErrorAt(needs, where + ": needs: expected a list of steps");
+    for (const auto& n : needs) {
+      ASSIGN_OR_RETURN(std::string need, Scalar(n, where + ": needs"));
+      step.needs.push_back(need);
+    }
+  }
+  if (const YAML::Node image = node["image"]) {
+    ASSIGN_OR_RETURN(step.image, Scalar(image, where + ": image"));
+  }
+  const YAML::Node command = node["command"];
+  if (!command) return ErrorAt(node, where + ": 'command' is required");
+  if (!command.IsSequence() || command.size() == 0) {
+    return ErrorAt(command, where + ": command: expected a non-empty list of arguments");
+  }
+  for (const auto& arg : command) {
+    ASSIGN_OR_RETURN(std::string value, Scalar(arg, where + ": command"));
+    step.command.push_back(value);
+  }
+  if (const YAML::Node inputs = node["inputs"]) {
+    RETURN_IF_ERROR(ExpectMap(inputs, where + ": inputs"));
+    for (auto it = inputs.begin(); it != inputs.end(); ++it) {
+      std::string key = it->first.Scalar();
+      if (!ValidKey(key)) return ErrorAt(it->first, where + ": input name '" + key + "'");
+      ASSIGN_OR_RETURN(step.inputs[key], ParseInputRef(it->second, where + ": inputs." + key));
+    }
+  }
+  if (const YAML::Node outputs = node["outputs"]) {
+    ASSIGN_OR_RETURN(step.outputs, StringMap(outputs, where + ": outputs"));
+    for (auto it = outputs.begin(); it != outputs.end(); ++it) {
+      const std::string& path = step.outputs[it->first.Scalar()];
+      if (path.empty() || path[0] == '/' || path.find("..") != std::string::npos) {
+        return ErrorAt(it->second, where + ": output path '" + path +
+                                       "' must be relative to the step's work dir, without '..'");
+      }
+    }
+  }
+  if (const YAML::Node env = node["env"]) {
+    ASSIGN_OR_RETURN(step.env, StringMap(env, where + ": env"));
+  }
+  if (const YAML::Node resources = node["resources"]) {
+    RETURN_IF_ERROR(ExpectMap(resources, where + ": resources"));
+    RETURN_IF_ERROR(OnlyKeys(resources, where + ": resources", {"cpu", "memory", "gpu"}));
+    if (const YAML::Node cpu = resources["cpu"]) {
+      ASSIGN_OR_RETURN(std::string text, Scalar(cpu, "cpu"));
+      if (!ParseCpu(text, &step.resources.cpu_millis)) {
+        return ErrorAt(cpu, where + ": cpu '" + text + "': expected cores (1, 0.5) or 500m");
+      }
+    }
+    if (const YAML::Node memory = resources["memory"]) {
+      ASSIGN_OR_RETURN(std::string text, Scalar(memory, "memory"));
+      if (!ParseMemory(text, &step.resources.memory_bytes)) {
+        return ErrorAt(memory, where + ": memory '" + text + "': expected bytes, 512Mi, 2Gi, 1G");
+      }
+    }
+    if (const YAML::Node gpu = resources["gpu"]) {
+      ASSIGN_OR_RETURN(std::string text, Scalar(gpu, "gpu"));
+      char* end = nullptr;
+      long long n = std::strtoll(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || n < 0 || n > 64) {
+        return ErrorAt(gpu, where + ": gpu '" + text + "': expected 0 to 64");
+      }
+      step.resources.gpus = n;
+    }
+  }
+  if (const YAML::Node replicas = node["replicas"]) {
+    ASSIGN_OR_RETURN(std::string text, Scalar(replicas, "replicas"));
+    char* end = nullptr;
+    long n = std::strtol(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || n < 1 || n > 1024) {
+      return ErrorAt(replicas, where + ": replicas '" + text + "': expected 1 to 1024");
+    }
+    step.replicas = static_cast<int>(n);
+  }
+  if (const YAML::Node retries = node["retries"]) {
+    RETURN_IF_ERROR(ExpectMap(retries, where + ": retries"));
+    RETURN_IF_ERROR(OnlyKeys(retries, where + ": retries", {"limit", "backoff", "factor"}));
+    if (const YAML::Node limit = retries["limit"]) {
+      ASSIGN_OR_RETURN(std::string text, Scalar(limit, "limit"));
+      char* end = nullptr;
+      long n = std::strtol(text.c_str(), &end, 10);
+      if (text.empty() || *end != '\0' || n < 0 || n > 100) {
+        return ErrorAt(limit, where + ": retries.limit '" + text + "': expected 0 to 100");
+      }
+      step.retries.limit = static_cast<int>(n);
+    }
+    if (const YAML::Node backoff = retries["backoff"]) {
+      ASSIGN_OR_RETURN(std::string text, Scalar(backoff, "backoff"));
+      if (!ParseDuration(text, &step.retries.backoff_ms)) {
+        return ErrorAt(backoff, where + ": retries.backoff '" + text +
+                                    "': expected a duration such as 5s, 1m30s, 250ms");
+      }
+    }
+    if (const YAML::Node factor = retries["factor"]) {
+      ASSIGN_OR_RETURN(std::string text, Scalar(factor, "factor"));
+      char* end = nullptr;
+      double f = std::strtod(text.c_str(), &end);
+      if (text.empty() || *end != '\0' || !(f >= 1) || f > 10) {
+        return ErrorAt(factor, where + ": retries.factor '" + text + "': expected 1 to 10");
+      }
+      step.retries.factor = f;
+    }
+  }
+  if (const YAML::Node timeout = node["timeout"]) {
+    ASSIGN_OR_RETURN(std::string text, Scalar(timeout, "timeout"));
+    if (!ParseDuration(text, &step.timeout_ms) || step.timeout_ms <= 0) {
+      return ErrorAt(timeout, where + ": timeout '" + text +
+                                  "': expected a positive duration such as 30m, 2h, 90s");
+    }
+  }
+  if (const YAML::Node cache = node["cache"]) {
+    ASSIGN_OR_RETURN(std::string text, Scalar(cache, "cache"));
+    if (text == "true") {
+      step.cache = true;
+    } else if (text == "false") {
+      step.cache = false;
+    } else {
+      return ErrorAt(cache, where + ": cache '" + text + "': expected true or false");
+    }
+  }
+  if (const YAML::Node sweep = node["sweep"]) {
+    RETURN_IF_ERROR(ExpectMap(sweep, where + ": sweep"));
+    for (auto it = sweep.begin(); it != sweep.end(); ++it) {
+      std::string key = it->first.Scalar();
+      if (!params.contains(key)) {
+        return ErrorAt(it->first, where + ": sweep over '" + key +
+                                      "', which is not a pipeline param (declare it in params)");
+      }
+      if (!it->second.IsSequence() || it->second.size() == 0) {
+        return ErrorAt(it->second, where + ": sweep." + key + ": expected a non-empty list");
+      }
+      for (const auto& v : it->second) {
+        ASSIGN_OR_RETURN(std::string value, Scalar(v, "sweep value"));
+        step.sweep[key].push_back(value);
+      }
+    }
+  }
+  return step;
+}
+
+}  // namespace
+
+int64_t RetryPolicy::DelayBeforeAttempt(int attempt) const {
+  if (attempt <= 1) return 0;
+  double delay = static_cast<double>(backoff_ms) * std::pow(factor, attempt - 2);
+  return static_cast<int64_t>(std::min(delay, 24.0 * 3600 * 1000));
+}
+
+bool ParseDuration(std::string_view text, int64_t* ms) {
+  if (text.empty()) return false;
+  if (text.find_first_not_of("0123456789") == std::string_view::npos) {
+    if (text.size() > 9) return false;
+    *ms = std::atoll(std::string(text).c_str()) * 1000;
+    return true;
+  }
+  int64_t total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t start = i;
+    while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
+    if (i == start || i - start > 12) return false;
+    double value = std::atof(std::string(text.substr(start, i - start)).c_str());
+    size_t unit_start = i;
+    while (i < text.size() && text[i] >= 'a' && text[i] <= 'z') ++i;
+    std::string_view unit = text.substr(unit_start, i - unit_start);
+    double factor;
+    if (unit == "ms") {
+      factor = 1;
+    } else if (unit == "s") {
+      factor = 1000;
+    } else if (unit == "m") {
+      factor = 60000;
+    } else if (unit == "h") {
+      factor = 3600000;
+    } else if (unit == "d") {
+      factor = 86400000;
+    } else {
+      return false;
+    }
+    total += static_cast<int64_t>(value * factor);
+  }
+  *ms = total;
+  return true;
+}
+
+bool ParseCpu(std::string_view text, int64_t* millis) {
+  if (text.empty()) return false;
+  std::string s(text);
+  char* end = nullptr;
+  if (s.back() == 'm') {
+    long long n = std::strtoll(s.c_str(), &end, 10);
+    if (*end != 'm' || end + 1 != s.c_str() + s.size() || n < 0) return false;
+    *millis = n;
+    return true;
+  }
+  double cores = std::strtod(s.c_str(), &end);
+  if (*end != '\0' || !(cores >= 0) || cores > 1024) return false;
+  *millis = static_cast<int64_t>(std::llround(cores * 1000));
+  return true;
+}
+
+bool ParseMemory(std::string_view text, int64_t* bytes) {
+  static const std::pair<const char*, double> kUnits[] = {
+      {"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
+      {"K", 1e3},     {"M", 1e6},        {"G", 1e9},           {"T", 1e12},
+      {"", 1}};
+  std::string s(text);
+  for (const auto& [unit, factor] : kUnits) {
+    size_t n = std::strlen(unit);
+    if (s.size() <= n || s.compare(s.size() - n, n, unit) != 0) continue;
+    std::string number = s.substr(0, s.size() - n);
+    char* end = nullptr;
+    double value = std::strtod(number.c_str(), &end);
+    if (number.empty() || *end != '\0' || !(value >= 0)) return false;
+    *bytes = static_cast<int64_t>(value * factor);
+    return true;
+  }
+  return false;
+}
+
+absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    return ErrorAt(e.mark, StrCat("not valid YAML: ", e.msg));
+  }
+  if (!root.IsMap()) return ErrorAt(root, "a pipeline is a mapping with name, params and steps");
+  RETURN_IF_ERROR(OnlyKeys(root, "pipeline", {"name", "params", "steps", "description"}));
+  PipelineSpec spec;
+  if (!root["name"]) return ErrorAt(root, "pipeline: 'name' is required");
+  ASSIGN_OR_RETURN(spec.name, Scalar(root["name"], "name"));
+  if (!ValidStepName(spec.name)) {
+    return ErrorAt(root["name"],
+                   "pipeline name '" + spec.name + "' must match [A-Za-z][A-Za-z0-9_-]{0,62}");
+  }
+  if (const YAML::Node params = root["params"]) {
+    ASSIGN_OR_RETURN(spec.params, StringMap(params, "params"));
+  }
+  const YAML::Node steps = root["steps"];
+  if (!steps || !steps.IsSequence() || steps.size() == 0) {
+    return ErrorAt(steps ? steps : root, "pipeline: 'steps' must be a non-empty list");
+  }
+  if (steps.size() > kMaxSteps) return ErrorAt(steps, "pipeline: more than 100000 steps");
+  std::map<std::string, size_t> index;
+  std::vector<YAML::Node> step_nodes;
+  for (const auto& node : steps) {
+    ASSIGN_OR_RETURN(StepSpec step, ParseStep(node, spec.params));
+    if (index.contains(step.name)) {
+      return ErrorAt(node["name"], "step '" + step.name + "' is defined twice");
+    }
+    index[step.name] = spec.steps.size();
+    spec.steps.push_back(std::move(step));
+    step_nodes.push_back(node);
+  }
+  // References: needs and step inputs must name existing steps and declared outputs.
+  for (size_t i = 0; i < spec.steps.size(); ++i) {
+    StepSpec& step = spec.steps[i];
+    const YAML::Node& node = step_nodes[i];
+    std::set<std::string> needs(step.needs.begin(), step.needs.end());
+    for (size_t n = 0; n < step.needs.size(); ++n) {
+      if (!index.contains(step.needs[n])) {
+        return ErrorAt(node["needs"][n], "step " + step.name + " needs '" + step.needs[n] +
+                                             "', which is not a step of this pipeline");
+      }
+      if (step.needs[n] == step.name) {
+        return ErrorAt(node["needs"][n], "step " + step.name + " needs itself");
+      }
+    }
+    for (const auto& [name, ref] : step.inputs) {
+      if (ref.kind != InputRef::Kind::kStepOutput) continue;
+      auto it = index.find(ref.step);
+      if (it == index.end()) {
+        return ErrorAt(node["inputs"][name], "step " + step.name + ": input " + name +
+                                                 " comes from '" + ref.step +
+                                                 "', which is not a step of this pipeline");
+      }
+      if (!spec.steps[it->second].outputs.contains(ref.output)) {
+        return ErrorAt(node["inputs"][name], "step " + step.name + ": input " + name + ": step " +
+                                                 ref.step + " declares no output '" + ref.output +
+                                                 "'");
+      }
+      needs.insert(ref.step);
+    }
+    step.needs.assign(needs.begin(), needs.end());
+  }
+  // Topological order (Kahn, ties by file position); a leftover means a cycle: name it.
+  std::vector<int> pending(spec.steps.size());
+  std::vector<std::vector<size_t>> dependents(spec.steps.size());
+  for (size_t i = 0; i < spec.steps.size(); ++i) {
+    pending[i] = static_cast<int>(spec.steps[i].needs.size());
+    for (const auto& need : spec.steps[i].needs) dependents[index[need]].push_back(i);
+  }
+  std::set<size_t> ready;
+  for (size_t i = 0; i < spec.steps.size(); ++i) {
+    if (pending[i] == 0) ready.insert(i);
+  }
+  std::vector<size_t> order;
+  while (!ready.empty()) {
+    size_t i = *ready.begin();
+    ready.erase(ready.begin());
+    order.push_back(i);
+    for (size_t d : dependents[i]) {
+      if (--pending[d] == 0) ready.insert(d);
+    }
+  }
+  if (order.size() != spec.steps.size()) {
+    // Walk needs from a step still pending until a step repeats: that loop is the cycle.
+    size_t start = 0;
+    while (pending[start] == 0) ++start;
+    std::vector<size_t> path;
+    std::map<size_t, size_t> seen;
+    size_t at = start;
+    while (!seen.contains(at)) {
+      seen[at] = path.size();
+      path.push_back(at);
+      for (const auto& need : spec.steps[at].needs) {
+        if (pending[index[need]] > 0) {
+          at = index[need];
+          break;
+        }
+      }
+    }
+    std::string cycle;
+    for (size_t k = seen[at]; k < path.size(); ++k) cycle += spec.steps[path[k]].name + " -> ";
+    cycle += spec.steps[at].name;
+    return ErrorAt(step_nodes[at], "the steps form a cycle: " + cycle + " (each needs the next)");
+  }
+  std::vector<StepSpec> sorted;
+  for (size_t i : order) sorted.push_back(std::move(spec.steps[i]));
+  spec.steps = std::move(sorted);
+  return spec;
+}
+
+absl::Status ApplyParams(PipelineSpec* spec, const std::map<std::string, std::string>& params) {
+  for (const auto& [key, value] : params) {
+    if (!spec->params.contains(key)) {
+      return absl::InvalidArgumentError("param '" + key + "' is not declared by pipeline " +
+                                        spec->name);
+    }
+    spec->params[key] = value;
+  }
+  for (StepSpec& step : spec->steps) {
+    for (const auto& [key, value] : params) step.params[key] = value;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PipelineSpec> ExpandSweeps(const PipelineSpec& spec) {
+  PipelineSpec out;
+  out.name = spec.name;
+  out.params = spec.params;
+  std::map<std::string, std::vector<std::string>> instances;  // swept step -> instance names
+  for (const StepSpec& step : spec.steps) {
+    for (const auto& [name, ref] : step.inputs) {
+      if (ref.kind == InputRef::Kind::kStepOutput && instances.contains(ref.step)) {
+        return absl::InvalidArgumentError("line " + std::to_string(step.line) + ": step " +
+                                          step.name + " takes input " + name + " from " + ref.step +
+                                          ", which is swept: list it in needs instead");
+      }
+    }
+    StepSpec base = step;
+    std::vector<std::string> needs;
+    for (const auto& need : step.needs) {
+      auto it = instances.find(need);
+      if (it == instances.end()) {
+        needs.push_back(need);
+      } else {
+        needs.insert(needs.end(), it->second.begin(), it->second.end());
+      }
+    }
+    std::sort(needs.begin(), needs.end());
+    base.needs = needs;
+    if (step.sweep.empty()) {
+      out.steps.push_back(std::move(base));
+      continue;
+    }
+    size_t combinations = 1;
+    for (const auto& [key, values] : step.sweep) {
+      combinations *= values.size();
+      if (combinations > kMaxSweepInstances) {
+        return absl::InvalidArgumentError("line " + std::to_string(step.line) + ": step " +
+                                          step.name + ": the sweep makes more than 1000 steps");
+      }
+    }
+    std::vector<size_t> digit(step.sweep.size(), 0);
+    for (size_t n = 0; n < combinations; ++n) {
+      StepSpec instance = base;
+      instance.sweep.clear();
+      instance.sweep_of = step.name;
+      std::string label;
+      size_t k = 0;
+      for (const auto& [key, values] : step.sweep) {
+        instance.params[key] = values[digit[k]];
+        label += (label.empty() ? "" : ",") + key + "=" + values[digit[k]];
+        ++k;
+      }
+      instance.name = step.name + "[" + label + "]";
+      instances[step.name].push_back(instance.name);
+      out.steps.push_back(std::move(instance));
+      for (size_t d = digit.size(); d-- > 0;) {  // next combination, last key fastest
+        auto it = std::next(step.sweep.begin(), static_cast<long>(d));
+        if (++digit[d] < it->second.size()) break;
+        digit[d] = 0;
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> RenderCommand(
+    const StepSpec& step, const std::map<std::string, std::string>& input_paths,
+    const std::map<std::string, std::string>& output_paths) {
+  std::vector<std::string> out;
+  for (const std::string& arg : step.command) {
+    std::string rendered;
+    size_t pos = 0;
+    while (true) {
+      size_t open = arg.find("{{", pos);
+      if (open == std::string::npos) {
+        rendered.append(arg, pos, std::string::npos);
+        break;
+      }
+      size_t close = arg.find("}}", open + 2);
+      if (close == std::string::npos) {
+        return absl::InvalidArgumentError("step " + step.name + ": unclosed '{{' in '" + arg + "'");
+      }
+      rendered.append(arg, pos, open - pos);
+      std::string name = arg.substr(open + 2, close - open - 2);
+      name.erase(0, name.find_first_not_of(' '));
+      name.erase(name.find_last_not_of(' ') + 1);
+      const std::map<std::string, std::string>* source = nullptr;
+      std::string key;
+      if (name.rfind("params.", 0) == 0) {
+        source = &step.params;
+        key = name.substr(7);
+      } else if (name.rfind("inputs.", 0) == 0) {
+        source = &input_paths;
+        key = name.substr(7);
+      } else if (name.rfind("outputs.", 0) == 0) {
+        source = &output_paths;
+        key = name.substr(8);
+      } else if (name == "step.name") {
+        rendered += step.name;
+        pos = close + 2;
+        continue;
+      }
+      if (source == nullptr || !source->contains(key)) {
+        return absl::InvalidArgumentError("step " + step.name + ": unknown placeholder {{" + name +
+                                          "}} (params.K, inputs.K, outputs.K, step.name)");
+      }
+      rendered += source->at(key);
+      pos = close + 2;
+    }
+    out.push_back(std::move(rendered));
+  }
+  return out;
+}
+
+std::string StepFingerprint(const StepSpec& step,
+                            const std::map<std::string, std::string>& input_digests) {
+  Sha256 hash;
+  auto put = [&](std::string_view field) {
+    std::string length = std::to_string(field.size()) + ":";
+    hash.Update(length);
+    hash.Update(field);
+  };
+  auto put_map = [&](std::string_view label, const std::map<std::string, std::string>& map) {
+    put(label);
+    put(std::to_string(map.size()));
+    for (const auto& [k, v] : map) {
+      put(k);
+      put(v);
+    }
+  };
+  put("mlops-step-v1");
+  put("command");
+  put(std::to_string(step.command.size()));
+  for (const auto& arg : step.command) put(arg);
+  put("image");
+  put(step.image);
+  put_map("env", step.env);
+  put_map("params", step.params);
+  put_map("outputs", step.outputs);
+  put("replicas");
+  put(std::to_string(step.replicas));
+  put_map("inputs", input_digests);
+  return DigestHex(hash.Final());
+}
+
+}  // namespace mlops::scheduler

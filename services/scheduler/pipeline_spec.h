@@ -1,0 +1,118 @@
+// Pipeline specs: the YAML a user submits, parsed and validated into a DAG of steps, sweeps
+// expanded, commands rendered without a shell, and the content fingerprint that step caching keys
+// on. Pure functions: no storage, no gRPC, no processes.
+//
+//   name: iris
+//   params: {lr: 0.1, epochs: 20}
+//   steps:
+//     - name: train
+//       needs: [preprocess]
+//       image: registry/train:1.2
+//       command: [python3, train.py, --lr, "{{params.lr}}", --data, "{{inputs.train}}",
+//                 --out, "{{outputs.model}}"]
+//       inputs: {train: preprocess.outputs.train, labels: dataset:iris@v1}
+//       outputs: {model: model.bin}
+//       env: {OMP_NUM_THREADS: "1"}
+//       resources: {cpu: 1, memory: 512Mi, gpu: 0}
+//       replicas: 1
+//       retries: {limit: 2, backoff: 5s, factor: 2}
+//       timeout: 30m
+//       cache: true
+//       sweep: {lr: [0.01, 0.1, 1.0]}
+//
+// Every error is INVALID_ARGUMENT and starts with "line L, column C:" (1-based) of the offending
+// YAML node.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace mlops::scheduler {
+
+// Where a step input comes from: another step's declared output, or a dataset version.
+struct InputRef {
+  enum class Kind { kStepOutput, kDataset };
+  Kind kind = Kind::kStepOutput;
+  std::string step;     // kStepOutput
+  std::string output;   // kStepOutput
+  std::string dataset;  // kDataset
+  std::string ref;      // kDataset: tag, digest or prefix ("" = latest)
+};
+
+struct Resources {
+  int64_t cpu_millis = 0;    // "1" = 1000, "500m" = 500
+  int64_t memory_bytes = 0;  // "512Mi", "1G", plain bytes
+  int64_t gpus = 0;
+};
+
+struct RetryPolicy {
+  int limit = 0;
+  int64_t backoff_ms = 0;
+  double factor = 2.0;
+  // The delay before attempt `attempt` (2, 3, ...): backoff * factor^(attempt - 2).
+  int64_t DelayBeforeAttempt(int attempt) const;
+};
+
+struct StepSpec {
+  std::string name;
+  std::vector<std::string> needs;  // explicit and implied by inputs, sorted, unique
+  std::string image;
+  std::vector<std::string> command;  // templates
+  std::map<std::string, InputRef> inputs;
+  std::map<std::string, std::string> outputs;  // name -> relative path in the work dir
+  std::map<std::string, std::string> env;
+  Resources resources;
+  int replicas = 1;
+  RetryPolicy retries;
+  int64_t timeout_ms = 0;  // 0: none
+  bool cache = true;
+  std::map<std::string, std::vector<std::string>> sweep;
+  std::map<std::string, std::string> params;  // the pipeline's params, overridden by the sweep
+  std::string sweep_of;                       // after expansion: the step it was expanded from
+  int line = 0;                               // of the step in the YAML (1-based)
+};
+
+struct PipelineSpec {
+  std::string name;
+  std::map<std::string, std::string> params;
+  std::vector<StepSpec> steps;  // in topological order (ties by position in the file)
+};
+
+// Parses and validates: unknown keys, wrong types, bad names, durations and quantities, duplicate
+// steps, references to missing steps or outputs, and cycles (naming the cycle).
+absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml);
+
+// Overrides params (--param k=v); INVALID_ARGUMENT for a key the spec does not declare.
+absl::Status ApplyParams(PipelineSpec* spec, const std::map<std::string, std::string>& params);
+
+// Replaces each step that has a sweep by one step per combination of the swept values, named
+// "train[lr=0.01]" (several keys: "train[lr=0.01,seed=1]", keys sorted), with those params set.
+// Steps that needed the swept step need every instance. A step may not take inputs from a swept
+// step's outputs (INVALID_ARGUMENT: pick a result with an evaluate step that reads a dataset or
+// declares needs instead). At most 1,000 instances per step.
+absl::StatusOr<PipelineSpec> ExpandSweeps(const PipelineSpec& spec);
+
+// Renders a step's command: {{params.K}}, {{inputs.K}}, {{outputs.K}} and {{step.name}} replaced
+// by values; every other {{...}} is INVALID_ARGUMENT. No shell is involved: each template stays one
+// argument whatever the values hold.
+absl::StatusOr<std::vector<std::string>> RenderCommand(
+    const StepSpec& step, const std::map<std::string, std::string>& input_paths,
+    const std::map<std::string, std::string>& output_paths);
+
+// The cache key of a step: SHA-256 (hex) over a canonical, length-prefixed encoding of its command
+// templates, image, env, params, replicas, declared outputs and the content digests of its inputs
+// (input name -> digest). Equal fingerprints mean the step would compute the same thing.
+std::string StepFingerprint(const StepSpec& step,
+                            const std::map<std::string, std::string>& input_digests);
+
+// "90s", "5m", "1h30m", "250ms", "2" (seconds) -> milliseconds; false when malformed.
+bool ParseDuration(std::string_view text, int64_t* ms);
+// "500m", "1", "0.5" -> millicores; "512Mi", "1Gi", "1G", "1000" -> bytes.
+bool ParseCpu(std::string_view text, int64_t* millis);
+bool ParseMemory(std::string_view text, int64_t* bytes);
+
+}  // namespace mlops::scheduler

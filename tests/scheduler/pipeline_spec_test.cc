@@ -1,0 +1,186 @@
+// Pipeline specs: parsing, every validation error with its line and column, sweeps, templates
+// without a shell, and the fingerprint that step caching keys on.
+#include "services/scheduler/pipeline_spec.h"
+
+#include "tests/testing/testing.h"
+
+namespace mlops::scheduler {
+namespace {
+
+using ::mlops::testing::StatusIs;
+using ::testing::ElementsAre;
+
+constexpr char kIris[] = R"(name: iris
+params: {lr: 0.1, epochs: 20, seed: 7}
+steps:
+  - name: train
+    needs: [preprocess]
+    image: registry/train:1.2
+    command: [python3, train.py, --lr, "{{params.lr}}", --data, "{{inputs.train}}", --out, "{{outputs.model}}"]
+    inputs: {train: preprocess.outputs.train, labels: "dataset:iris@v1"}
+    outputs: {model: model.bin, metrics: metrics.json}
+    resources: {cpu: 1, memory: 512Mi, gpu: 0}
+    replicas: 1
+    retries: {limit: 2, backoff: 5s, factor: 2}
+    timeout: 30m
+    cache: true
+    sweep: {lr: [0.01, 0.1, 1.0]}
+  - name: preprocess
+    command: [prep, "{{inputs.raw}}", "{{outputs.train}}"]
+    inputs: {raw: "dataset:iris"}
+    outputs: {train: train.csv}
+  - name: evaluate
+    needs: [train]
+    command: [eval]
+)";
+
+TEST(PipelineSpecTest, ParsesTheIssueExampleInTopologicalOrder) {
+  auto spec = ParsePipelineSpec(kIris);
+  ASSERT_OK(spec.status());
+  ASSERT_EQ(spec->steps.size(), 3u);
+  EXPECT_EQ(spec->steps[0].name, "preprocess");
+  EXPECT_EQ(spec->steps[1].name, "train");
+  EXPECT_EQ(spec->steps[2].name, "evaluate");
+  const StepSpec& train = spec->steps[1];
+  EXPECT_EQ(train.resources.cpu_millis, 1000);
+  EXPECT_EQ(train.resources.memory_bytes, 512LL << 20);
+  EXPECT_EQ(train.retries.limit, 2);
+  EXPECT_EQ(train.retries.backoff_ms, 5000);
+  EXPECT_EQ(train.retries.DelayBeforeAttempt(3), 10000);
+  EXPECT_EQ(train.timeout_ms, 30 * 60 * 1000);
+  EXPECT_EQ(train.inputs.at("labels").kind, InputRef::Kind::kDataset);
+  EXPECT_EQ(train.inputs.at("labels").dataset, "iris");
+  EXPECT_EQ(train.inputs.at("labels").ref, "v1");
+  EXPECT_EQ(train.inputs.at("train").step, "preprocess");
+  EXPECT_EQ(train.params.at("lr"), "0.1");
+}
+
+TEST(PipelineSpecTest, ErrorsNameTheLineAndColumn) {
+  struct Case {
+    std::string yaml;
+    std::string message;
+  };
+  const std::string head = "name: p\nparams: {lr: 1}\nsteps:\n";
+  for (const Case& c : std::vector<Case>{
+           {head + "  - name: a\n    command: [x]\n    colour: red\n",
+            "line 6, column 5: unknown key 'colour' in step"},
+           {head + "  - name: a\n    command: [x]\n    needs: [ghost]\n",
+            "line 6, column 13: step a needs 'ghost', which is not a step"},
+           {head + "  - name: a\n    command: [x]\n    timeout: soon\n",
+            "line 6, column 14: step a: timeout 'soon'"},
+           {head + "  - name: a\n    command: [x]\n    resources: {memory: lots}\n",
+            "line 6, column 25: step a: memory 'lots'"},
+           {head + "  - name: a\n    command: [x]\n    inputs: {d: b.outputs.z}\n  - name: b\n"
+                   "    command: [y]\n    outputs: {y: y.txt}\n",
+            "line 6, column 17: step a: input d: step b declares no output 'z'"},
+           {head + "  - name: a\n    command: [x]\n  - name: a\n    command: [y]\n",
+            "line 6, column 11: step 'a' is defined twice"},
+           {head + "  - name: a\n    needs: [b]\n    command: [x]\n  - name: b\n    needs: [a]\n"
+                   "    command: [y]\n",
+            "the steps form a cycle: a -> b -> a"},
+           {head + "  - name: a\n    command: [x]\n    sweep: {momentum: [1, 2]}\n",
+            "line 6, column 13: step a: sweep over 'momentum', which is not a pipeline param"},
+           {head + "  - name: a\n    command: [x]\n    outputs: {m: ../escape}\n", "without '..'"},
+           {head + "  - name: a\n", "line 4, column 5: step a: 'command' is required"},
+           {"name: p\nsteps: [\n", "not valid YAML"},
+           {"name: p\nsteps: []\n", "'steps' must be a non-empty list"},
+       }) {
+    EXPECT_THAT(ParsePipelineSpec(c.yaml).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.message))
+        << c.yaml;
+  }
+}
+
+TEST(PipelineSpecTest, SweepsExpandIntoOneStepPerValue) {
+  auto spec = ParsePipelineSpec(kIris);
+  ASSERT_OK(spec.status());
+  auto expanded = ExpandSweeps(*spec);
+  ASSERT_OK(expanded.status());
+  std::vector<std::string> names;
+  for (const auto& s : expanded->steps) names.push_back(s.name);
+  EXPECT_THAT(names, ElementsAre("preprocess", "train[lr=0.01]", "train[lr=0.1]", "train[lr=1.0]",
+                                 "evaluate"));
+  EXPECT_EQ(expanded->steps[3].params.at("lr"), "1.0");
+  EXPECT_EQ(expanded->steps[3].sweep_of, "train");
+  EXPECT_THAT(expanded->steps[4].needs,
+              ElementsAre("train[lr=0.01]", "train[lr=0.1]", "train[lr=1.0]"));
+}
+
+TEST(PipelineSpecTest, CommandsRenderWithoutAShell) {
+  auto spec = ParsePipelineSpec(kIris);
+  ASSERT_OK(spec.status());
+  ASSERT_OK(ApplyParams(&*spec, {{"lr", "0.5; rm -rf / $(whoami)"}}));
+  const StepSpec& train = spec->steps[1];
+  auto command = RenderCommand(train, {{"train", "/w/in/train.csv"}, {"labels", "/w/in/labels"}},
+                               {{"model", "/w/out/model.bin"}, {"metrics", "/w/out/metrics.json"}});
+  ASSERT_OK(command.status());
+  EXPECT_THAT(*command, ElementsAre("python3", "train.py", "--lr", "0.5; rm -rf / $(whoami)",
+                                    "--data", "/w/in/train.csv", "--out", "/w/out/model.bin"));
+  StepSpec bad = train;
+  bad.command = {"x", "{{secrets.token}}"};
+  EXPECT_THAT(
+      RenderCommand(bad, {}, {}).status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, "unknown placeholder {{secrets.token}}"));
+  EXPECT_THAT(ApplyParams(&*spec, {{"momentum", "1"}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "momentum"));
+}
+
+TEST(PipelineSpecTest, FingerprintsChangeWithContentAndNothingElse) {
+  auto spec = ParsePipelineSpec(kIris);
+  ASSERT_OK(spec.status());
+  const StepSpec& train = spec->steps[1];
+  std::map<std::string, std::string> inputs = {{"train", std::string(64, 'a')},
+                                               {"labels", std::string(64, 'b')}};
+  std::string base = StepFingerprint(train, inputs);
+  EXPECT_EQ(base.size(), 64u);
+  EXPECT_EQ(StepFingerprint(train, inputs), base);
+  auto changed_input = inputs;
+  changed_input["train"][63] = 'c';  // one byte of one input's content
+  EXPECT_NE(StepFingerprint(train, changed_input), base);
+  StepSpec other = train;
+  other.params["lr"] = "0.2";
+  EXPECT_NE(StepFingerprint(other, inputs), base);
+  other = train;
+  other.image = "registry/train:1.3";
+  EXPECT_NE(StepFingerprint(other, inputs), base);
+  other = train;
+  other.env["X"] = "1";
+  EXPECT_NE(StepFingerprint(other, inputs), base);
+  // Fields that do not change what is computed leave it alone.
+  other = train;
+  other.retries.limit = 9;
+  other.timeout_ms = 1;
+  other.name = "renamed";
+  EXPECT_EQ(StepFingerprint(other, inputs), base);
+  // Length-prefixed: ["ab", "c"] and ["a", "bc"] differ.
+  other = train;
+  other.command = {"ab", "c"};
+  StepSpec split = train;
+  split.command = {"a", "bc"};
+  EXPECT_NE(StepFingerprint(other, inputs), StepFingerprint(split, inputs));
+}
+
+TEST(PipelineSpecTest, DurationsAndQuantities) {
+  int64_t v = 0;
+  EXPECT_TRUE(ParseDuration("1h30m", &v));
+  EXPECT_EQ(v, 5400000);
+  EXPECT_TRUE(ParseDuration("250ms", &v));
+  EXPECT_EQ(v, 250);
+  EXPECT_TRUE(ParseDuration("2", &v));
+  EXPECT_EQ(v, 2000);
+  EXPECT_FALSE(ParseDuration("5 minutes", &v));
+  EXPECT_FALSE(ParseDuration("", &v));
+  EXPECT_TRUE(ParseCpu("500m", &v));
+  EXPECT_EQ(v, 500);
+  EXPECT_TRUE(ParseCpu("0.25", &v));
+  EXPECT_EQ(v, 250);
+  EXPECT_FALSE(ParseCpu("-1", &v));
+  EXPECT_TRUE(ParseMemory("2Gi", &v));
+  EXPECT_EQ(v, 2LL << 30);
+  EXPECT_TRUE(ParseMemory("1G", &v));
+  EXPECT_EQ(v, 1000000000);
+  EXPECT_FALSE(ParseMemory("1Gb", &v));
+}
+
+}  // namespace
+}  // namespace mlops::scheduler
