@@ -1,0 +1,60 @@
+// Executors run step attempts. The scheduler core talks only to this interface: the local executor
+// runs child processes on this machine, the Kubernetes executor (a later issue) runs Jobs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "services/scheduler/pipeline_spec.h"
+
+namespace mlops::scheduler {
+
+struct LaunchSpec {
+  std::string attempt_id;  // unique; the executor's handle for the attempt
+  std::vector<std::string> argv;
+  std::map<std::string, std::string> env;  // added to a minimal environment
+  std::string work_dir;                    // exists; outputs are written under it
+  std::string image;                       // ignored by the local executor
+  Resources resources;
+  int replicas = 1;
+  int64_t timeout_ms = 0;  // 0: none
+};
+
+struct AttemptResult {
+  enum class Outcome { kSucceeded, kFailed, kTimedOut, kCanceled, kLost };
+  Outcome outcome = Outcome::kFailed;
+  int exit_code = -1;  // when the process exited
+  int signal = 0;      // when a signal ended it
+  std::string message;
+  int64_t start_ms = 0;
+  int64_t end_ms = 0;
+};
+
+const char* OutcomeName(AttemptResult::Outcome outcome);
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual std::string name() const = 0;
+
+  // Starts the attempt and returns once it runs; `done` is called exactly once, on another
+  // thread, when it ends. Returns an opaque handle to persist (for Recover after a restart).
+  // INVALID_ARGUMENT for an empty argv, FAILED_PRECONDITION when the program cannot be started
+  // (not found, not executable), ALREADY_EXISTS for an attempt id in use.
+  virtual absl::StatusOr<std::string> Launch(const LaunchSpec& spec,
+                                             std::function<void(const AttemptResult&)> done) = 0;
+  // Ends a running attempt (its `done` reports kCanceled). NOT_FOUND when it is not running.
+  virtual absl::Status Cancel(const std::string& attempt_id) = 0;
+  // After a restart of the scheduler, for an attempt recorded as running with `handle`: whatever
+  // is left of it is stopped and the attempt reported kLost, so that the retry policy decides.
+  virtual AttemptResult Recover(const std::string& attempt_id, const std::string& handle) = 0;
+  // Attempts running now.
+  virtual int running() const = 0;
+};
+
+}  // namespace mlops::scheduler

@@ -1,0 +1,150 @@
+// The local executor with real child processes: output capture, exit codes, environment and work
+// dir, timeouts and cancel that kill the whole process group, programs that cannot start, and
+// recovery of an orphaned attempt after a restart.
+#include "services/scheduler/local_executor.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "tests/testing/testing.h"
+
+extern char** environ;
+
+namespace mlops::scheduler {
+namespace {
+
+using ::mlops::testing::StatusIs;
+using Outcome = AttemptResult::Outcome;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Running, not a zombie: an orphan killed with its group waits for an init that may not reap it
+// (containers), and kill(pid, 0) still finds a zombie.
+bool Alive(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+class LocalExecutorTest : public ::testing::Test {
+ protected:
+  // Runs argv to the end and returns the result.
+  AttemptResult Run(std::vector<std::string> argv, int64_t timeout_ms = 0,
+                    std::map<std::string, std::string> env = {}) {
+    LaunchSpec spec;
+    spec.attempt_id = "a" + std::to_string(next_++);
+    spec.argv = std::move(argv);
+    spec.work_dir = dir_.path();
+    spec.timeout_ms = timeout_ms;
+    spec.env = std::move(env);
+    std::promise<AttemptResult> promise;
+    auto handle = executor_.Launch(spec, [&](const AttemptResult& r) { promise.set_value(r); });
+    EXPECT_OK(handle.status());
+    return promise.get_future().get();
+  }
+
+  testing::TempDir dir_;
+  LocalExecutor executor_{LocalExecutor::Options{200}};
+  int next_ = 0;
+};
+
+TEST_F(LocalExecutorTest, CapturesOutputExitCodeEnvironmentAndWorkDir) {
+  auto ok = Run({"/bin/sh", "-c", "echo out; echo err >&2; pwd; echo $STEP_PARAM; touch made"}, 0,
+                {{"STEP_PARAM", "lr=0.1"}});
+  EXPECT_EQ(ok.outcome, Outcome::kSucceeded) << ok.message;
+  EXPECT_EQ(ok.exit_code, 0);
+  EXPECT_EQ(ReadFile(dir_.path() + "/stdout.log"), "out\n" + dir_.path() + "\nlr=0.1\n");
+  EXPECT_EQ(ReadFile(dir_.path() + "/stderr.log"), "err\n");
+  EXPECT_TRUE(std::filesystem::exists(dir_.path() + "/made"));
+  auto failed = Run({"/bin/sh", "-c", "exit 3"});
+  EXPECT_EQ(failed.outcome, Outcome::kFailed);
+  EXPECT_EQ(failed.exit_code, 3);
+  EXPECT_EQ(failed.message, "exit code 3");
+  auto path_lookup = Run({"true"});  // found through PATH
+  EXPECT_EQ(path_lookup.outcome, Outcome::kSucceeded);
+}
+
+TEST_F(LocalExecutorTest, TimeoutKillsTheWholeProcessGroup) {
+  std::string pids = dir_.path() + "/child.pid";
+  auto start = std::chrono::steady_clock::now();
+  // The step starts a grandchild that would outlive it, then waits.
+  auto result = Run({"/bin/sh", "-c", "sleep 60 & echo $! > " + pids + "; wait"}, 300);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(result.outcome, Outcome::kTimedOut);
+  EXPECT_LT(seconds, 5.0);
+  pid_t grandchild = std::stoi(ReadFile(pids));
+  for (int i = 0; i < 100 && Alive(grandchild); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(Alive(grandchild)) << "the step's own child survived the timeout";
+}
+
+TEST_F(LocalExecutorTest, CancelEscalatesToSigkill) {
+  LaunchSpec spec;
+  spec.attempt_id = "stubborn";
+  // Ignores SIGTERM: only the SIGKILL after the grace period ends it.
+  spec.argv = {"/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done"};
+  spec.work_dir = dir_.path();
+  std::promise<AttemptResult> promise;
+  ASSERT_OK(executor_.Launch(spec, [&](const AttemptResult& r) { promise.set_value(r); }).status());
+  EXPECT_EQ(executor_.running(), 1);
+  EXPECT_THAT(executor_.Launch(spec, [](const AttemptResult&) {}).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, "stubborn"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_OK(executor_.Cancel("stubborn"));
+  AttemptResult result = promise.get_future().get();
+  EXPECT_EQ(result.outcome, Outcome::kCanceled);
+  EXPECT_EQ(result.signal, SIGKILL);
+  EXPECT_THAT(executor_.Cancel("stubborn"), StatusIs(absl::StatusCode::kNotFound, "stubborn"));
+}
+
+TEST_F(LocalExecutorTest, ProgramsThatCannotStartAreRejected) {
+  LaunchSpec spec;
+  spec.attempt_id = "missing";
+  spec.argv = {"no-such-program-mlops"};
+  spec.work_dir = dir_.path();
+  EXPECT_THAT(executor_.Launch(spec, [](const AttemptResult&) {}).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "no-such-program-mlops"));
+  spec.argv.clear();
+  EXPECT_THAT(executor_.Launch(spec, [](const AttemptResult&) {}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "argv"));
+  EXPECT_EQ(executor_.running(), 0);
+}
+
+TEST_F(LocalExecutorTest, RecoverStopsAnOrphanedAttempt) {
+  // Stands in for an attempt started by a scheduler that was killed: a process group of its own.
+  pid_t pid;
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  char sh[] = "/bin/sh", c[] = "-c", body[] = "sleep 60";
+  char* argv[] = {sh, c, body, nullptr};
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, &attr, argv, environ), 0);
+  posix_spawnattr_destroy(&attr);
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  // The handle format of Launch: pid:pgid:start ticks (field 22).
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) fields >> field;
+  std::string handle = std::to_string(pid) + ":" + std::to_string(pid) + ":" + field;
+  AttemptResult result = executor_.Recover("old", handle);
+  EXPECT_EQ(result.outcome, Outcome::kLost);
+  EXPECT_NE(result.message.find("stopped"), std::string::npos);
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  // A handle whose process is gone (or whose pid was reused) kills nothing.
+  EXPECT_NE(executor_.Recover("old", handle).message.find("gone"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mlops::scheduler
