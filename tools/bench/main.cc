@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   std::string suite = argc > 1 ? argv[1] : "";
   if (suite == "metadata") return mlops::bench::RunMetadataBench(argc, argv);
   if (suite == "artifact") return mlops::bench::RunArtifactBench(argc, argv);
-  std::cerr << "usage: mlops-bench metadata|artifact [--json] [suite flags]\n"
+  if (suite == "scheduler") return mlops::bench::RunSchedulerBench(argc, argv);
+  std::cerr << "usage: mlops-bench metadata|artifact|scheduler [--json] [suite flags]\n"
                "  (mlops-bench <suite> --help lists a suite's flags)\n";
   return 2;
 }
