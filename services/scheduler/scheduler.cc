@@ -1,0 +1,652 @@
+#include "services/scheduler/scheduler.h"
+
+#include <filesystem>
+
+#include "services/common/encoding.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
+#include "services/common/page_token.h"
+#include "services/common/status.h"
+#include "services/common/strings.h"
+
+namespace mlops::scheduler {
+namespace {
+
+bool Terminal(v1::RunState state) {
+  return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CACHED ||
+         state == v1::CANCELED || state == v1::SKIPPED;
+}
+
+bool Done(v1::RunState state) { return state == v1::SUCCEEDED || state == v1::CACHED; }
+
+std::string StepKey(const std::string& run, size_t index) {
+  std::string key = run;
+  AppendBigEndian64(&key, index);
+  return key;
+}
+
+}  // namespace
+
+struct Scheduler::Run {
+  v1::PipelineRun proto;  // header and steps
+  PipelineSpec spec;      // expanded, in the same order as proto.steps
+  std::map<std::string, size_t> index;
+  // Dataset versions pinned when a step was evaluated: step index -> input name -> version.
+  std::map<size_t, std::map<std::string, std::string>> pinned;
+  int64_t changes = 0;
+  bool cancel_requested = false;
+};
+
+struct Scheduler::Event {
+  enum class Kind { kAdvance, kDone, kCancel };
+  Kind kind = Kind::kAdvance;
+  std::string run;
+  size_t step = 0;
+  AttemptResult result;
+};
+
+Scheduler::Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts,
+                     SchedulerOptions options)
+    : db_(db),
+      executor_(executor),
+      artifacts_(artifacts),
+      options_(std::move(options)),
+      runs_cf_(db->Cf(kRunsCf)),
+      steps_cf_(db->Cf(kStepsCf)),
+      cache_cf_(db->Cf(kCacheCf)),
+      queues_cf_(db->Cf(kQueuesCf)),
+      admission_(options_.capacity) {}
+
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* executor,
+                                                           ArtifactGateway* artifacts,
+                                                           SchedulerOptions options) {
+  std::unique_ptr<Scheduler> scheduler(new Scheduler(db, executor, artifacts, std::move(options)));
+  RETURN_IF_ERROR(scheduler->Recover());
+  scheduler->mailbox_->target = scheduler.get();
+  scheduler->engine_ = std::thread([s = scheduler.get()] { s->Loop(); });
+  return scheduler;
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(mailbox_->mu);
+    mailbox_->target = nullptr;
+  }
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (engine_.joinable()) engine_.join();
+}
+
+absl::Status Scheduler::Recover() {
+  // Queues: "default" always exists.
+  bool has_default = false;
+  RETURN_IF_ERROR(db_->ScanPrefix(queues_cf_, "", {}, [&](std::string_view, std::string_view v) {
+    v1::Queue q;
+    q.ParseFromArray(v.data(), static_cast<int>(v.size()));
+    admission_
+        .SetQueue({q.name(),
+                   q.priority(),
+                   q.max_concurrency(),
+                   {q.cpu_millis(), q.memory_bytes(), q.gpus()}})
+        .IgnoreError();
+    has_default = has_default || q.name() == "default";
+    return true;
+  }));
+  if (!has_default) RETURN_IF_ERROR(admission_.SetQueue({"default", 0, 0, {}}));
+  // Runs.
+  std::vector<std::string> ids;
+  RETURN_IF_ERROR(db_->ScanPrefix(runs_cf_, "", {}, [&](std::string_view key, std::string_view) {
+    ids.emplace_back(key);
+    return true;
+  }));
+  for (const std::string& id : ids) {
+    auto run = std::make_unique<Run>();
+    ASSIGN_OR_RETURN(auto header, db_->Get(runs_cf_, id));
+    run->proto.ParseFromString(*header);
+    if (Terminal(run->proto.state())) continue;  // finished runs are read from storage
+    RETURN_IF_ERROR(db_->ScanPrefix(steps_cf_, id, {}, [&](std::string_view, std::string_view v) {
+      run->proto.add_steps()->ParseFromArray(v.data(), static_cast<int>(v.size()));
+      return true;
+    }));
+    ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(run->proto.spec_yaml()));
+    RETURN_IF_ERROR(ApplyParams(&spec, {run->proto.params().begin(), run->proto.params().end()}));
+    ASSIGN_OR_RETURN(run->spec, ExpandSweeps(spec));
+    for (size_t i = 0; i < run->spec.steps.size(); ++i) run->index[run->spec.steps[i].name] = i;
+    // Attempts that were running when the scheduler stopped are lost: the executor stops what is
+    // left of them and the retry policy decides. Queued steps queue again.
+    for (size_t i = 0; i < static_cast<size_t>(run->proto.steps_size()); ++i) {
+      v1::StepRun& step = *run->proto.mutable_steps(static_cast<int>(i));
+      if (step.state() == v1::RUNNING && step.attempts_size() > 0) {
+        v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
+        AttemptResult lost = executor_->Recover(
+            StrCat(id, "/", step.name(), "/", std::to_string(attempt.number())), attempt.handle());
+        events_.push_back({Event::Kind::kDone, id, i, lost});
+      } else if (step.state() == v1::QUEUED || step.state() == v1::RETRY_WAIT) {
+        step.set_state(v1::PENDING);  // re-evaluated (and re-queued) by Advance
+      }
+    }
+    events_.push_back({Event::Kind::kAdvance, id, 0, {}});
+    runs_[id] = std::move(run);
+  }
+  return absl::OkStatus();
+}
+
+void Scheduler::Post(Event event) {
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back(std::move(event));
+  }
+  wake_.notify_all();
+}
+
+void Scheduler::Touch(Run& run) {
+  ++run.changes;
+  changed_.notify_all();
+}
+
+void Scheduler::PersistHeader(Run& run) {
+  v1::PipelineRun header = run.proto;
+  header.clear_steps();
+  rocksdb::WriteBatch batch;
+  batch.Put(runs_cf_, run.proto.id(), header.SerializeAsString());
+  if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist run " + run.proto.id());
+}
+
+void Scheduler::Persist(Run& run, size_t step) {
+  rocksdb::WriteBatch batch;
+  batch.Put(steps_cf_, StepKey(run.proto.id(), step),
+            run.proto.steps(static_cast<int>(step)).SerializeAsString());
+  if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist step of " + run.proto.id());
+  Touch(run);
+}
+
+absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineRequest& request) {
+  ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(request.spec_yaml()));
+  RETURN_IF_ERROR(ApplyParams(&spec, {request.params().begin(), request.params().end()}));
+  ASSIGN_OR_RETURN(PipelineSpec expanded, ExpandSweeps(spec));
+  std::string queue = request.queue().empty() ? "default" : request.queue();
+  auto run = std::make_unique<Run>();
+  v1::PipelineRun& proto = run->proto;
+  proto.set_id(NewId());
+  proto.set_pipeline(expanded.name);
+  proto.set_queue(queue);
+  proto.set_state(v1::PENDING);
+  for (const auto& [k, v] : expanded.params) (*proto.mutable_params())[k] = v;
+  proto.set_create_time_ms(NowMs());
+  proto.set_spec_yaml(request.spec_yaml());
+  proto.set_no_cache(request.no_cache());
+  std::lock_guard lock(mu_);
+  bool known_queue = false;
+  for (const auto& q : admission_.Queues()) known_queue = known_queue || q.name == queue;
+  if (!known_queue) return absl::NotFoundError("queue " + queue + " not found");
+  rocksdb::WriteBatch batch;
+  for (size_t i = 0; i < expanded.steps.size(); ++i) {
+    const StepSpec& s = expanded.steps[i];
+    // A step that could never be admitted is refused now rather than left pending forever.
+    Admission probe(options_.capacity);
+    for (const auto& q : admission_.Queues()) probe.SetQueue(q).IgnoreError();
+    RETURN_IF_ERROR(probe.Enqueue({"probe", queue, 0, s.resources, s.replicas}));
+    v1::StepRun* step = proto.add_steps();
+    step->set_name(s.name);
+    step->set_state(v1::PENDING);
+    for (const auto& n : s.needs) step->add_needs(n);
+    run->index[s.name] = i;
+    batch.Put(steps_cf_, StepKey(proto.id(), i), step->SerializeAsString());
+  }
+  run->spec = std::move(expanded);
+  v1::PipelineRun header = proto;
+  header.clear_steps();
+  batch.Put(runs_cf_, proto.id(), header.SerializeAsString());
+  RETURN_IF_ERROR(db_->Write(&batch));
+  v1::PipelineRun out = proto;
+  events_.push_back({Event::Kind::kAdvance, proto.id(), 0, {}});
+  runs_[proto.id()] = std::move(run);
+  wake_.notify_all();
+  return out;
+}
+
+absl::StatusOr<v1::PipelineRun> Scheduler::Get(const std::string& id) const {
+  {
+    std::lock_guard lock(mu_);
+    auto it = runs_.find(id);
+    if (it != runs_.end()) return it->second->proto;
+  }
+  if (!IsValidId(id)) return absl::InvalidArgumentError("id \"" + id + "\": not a run id");
+  ASSIGN_OR_RETURN(auto header, db_->Get(runs_cf_, id));
+  if (!header) return absl::NotFoundError("pipeline run " + id + " not found");
+  v1::PipelineRun run;
+  run.ParseFromString(*header);
+  RETURN_IF_ERROR(db_->ScanPrefix(steps_cf_, id, {}, [&](std::string_view, std::string_view v) {
+    run.add_steps()->ParseFromArray(v.data(), static_cast<int>(v.size()));
+    return true;
+  }));
+  return run;
+}
+
+absl::StatusOr<v1::ListPipelineRunsResponse> Scheduler::List(
+    const v1::ListPipelineRunsRequest& request) const {
+  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
+  uint64_t fingerprint = Fingerprint({"pipeline_runs"});
+  std::string before;
+  if (!request.page_token().empty()) {
+    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    before = cursor.after;
+  }
+  v1::ListPipelineRunsResponse response;
+  bool more = false;
+  std::vector<std::string> ids;
+  RETURN_IF_ERROR(
+      db_->ScanPrefixReverse(runs_cf_, "", before, [&](std::string_view key, std::string_view) {
+        if (static_cast<int>(ids.size()) == page_size) {
+          more = true;
+          return false;
+        }
+        ids.emplace_back(key);
+        return true;
+      }));
+  for (const auto& id : ids) {
+    ASSIGN_OR_RETURN(v1::PipelineRun run, Get(id));
+    run.clear_spec_yaml();
+    *response.add_runs() = std::move(run);
+  }
+  if (more) response.set_next_page_token(EncodePageToken({fingerprint, ids.back()}));
+  return response;
+}
+
+absl::StatusOr<v1::PipelineRun> Scheduler::Cancel(const std::string& id) {
+  ASSIGN_OR_RETURN(v1::PipelineRun run, Get(id));
+  if (Terminal(run.state())) {
+    return absl::FailedPreconditionError("pipeline run " + id + " has finished (" +
+                                         v1::RunState_Name(run.state()) + ")");
+  }
+  Post({Event::Kind::kCancel, id, 0, {}});
+  return run;
+}
+
+absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {
+  ASSIGN_OR_RETURN(v1::PipelineRun old, Get(id));
+  if (!Terminal(old.state())) {
+    return absl::FailedPreconditionError("pipeline run " + id + " is still " +
+                                         v1::RunState_Name(old.state()));
+  }
+  v1::SubmitPipelineRequest request;
+  request.set_spec_yaml(old.spec_yaml());
+  *request.mutable_params() = old.params();
+  request.set_queue(old.queue());
+  // Succeeded steps are reused through the cache (their fingerprints are recorded); a run
+  // submitted with no_cache still reuses its own succeeded steps.
+  ASSIGN_OR_RETURN(v1::PipelineRun run, Submit(request));
+  std::lock_guard lock(mu_);
+  auto it = runs_.find(run.id());
+  if (it != runs_.end()) {
+    it->second->proto.set_retry_of(id);
+    PersistHeader(*it->second);
+    run.set_retry_of(id);
+  }
+  return run;
+}
+
+absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
+  std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(admission_.SetQueue({queue.name(),
+                                       queue.priority(),
+                                       queue.max_concurrency(),
+                                       {queue.cpu_millis(), queue.memory_bytes(), queue.gpus()}}));
+  rocksdb::WriteBatch batch;
+  batch.Put(queues_cf_, queue.name(), queue.SerializeAsString());
+  RETURN_IF_ERROR(db_->Write(&batch));
+  wake_.notify_all();
+  return queue;
+}
+
+std::vector<v1::Queue> Scheduler::ListQueues() const {
+  std::lock_guard lock(mu_);
+  std::vector<v1::Queue> out;
+  for (const auto& q : admission_.Queues()) {
+    v1::Queue queue;
+    queue.set_name(q.name);
+    queue.set_priority(q.priority);
+    queue.set_max_concurrency(q.max_concurrency);
+    queue.set_cpu_millis(q.quota.cpu_millis);
+    queue.set_memory_bytes(q.quota.memory_bytes);
+    queue.set_gpus(q.quota.gpus);
+    out.push_back(queue);
+  }
+  return out;
+}
+
+int64_t Scheduler::WaitForChange(const std::string& id, int64_t seen, int64_t timeout_ms) const {
+  std::unique_lock lock(mu_);
+  auto changes = [&]() -> int64_t {
+    auto it = runs_.find(id);
+    return it == runs_.end() ? -1 : it->second->changes;
+  };
+  changed_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                    [&] { return stop_ || changes() != seen; });
+  return changes();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+
+void Scheduler::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    // Due retries.
+    int64_t now = NowMs();
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      auto [run_id, step] = timers_.begin()->second;
+      timers_.erase(timers_.begin());
+      auto it = runs_.find(run_id);
+      if (it == runs_.end()) continue;
+      v1::StepRun& s = *it->second->proto.mutable_steps(static_cast<int>(step));
+      if (s.state() != v1::RETRY_WAIT) continue;
+      s.set_state(v1::QUEUED);
+      Persist(*it->second, step);
+      const StepSpec& spec = it->second->spec.steps[step];
+      admission_
+          .Enqueue({StrCat(run_id, "/", spec.name), it->second->proto.queue(), 0, spec.resources,
+                    spec.replicas})
+          .IgnoreError();
+    }
+    if (!events_.empty()) {
+      Event event = std::move(events_.front());
+      events_.pop_front();
+      auto it = runs_.find(event.run);
+      if (it == runs_.end()) continue;
+      Run& run = *it->second;
+      switch (event.kind) {
+        case Event::Kind::kAdvance:
+          break;
+        case Event::Kind::kDone:
+          Finished(run, event.step, event.result);
+          break;
+        case Event::Kind::kCancel:
+          run.cancel_requested = true;
+          for (int i = 0; i < run.proto.steps_size(); ++i) {
+            v1::StepRun& s = *run.proto.mutable_steps(i);
+            if (s.state() == v1::RUNNING) {
+              executor_
+                  ->Cancel(StrCat(run.proto.id(), "/", s.name(), "/",
+                                  std::to_string(s.attempts(s.attempts_size() - 1).number())))
+                  .IgnoreError();
+            } else if (!Terminal(s.state())) {
+              admission_.Remove(StrCat(run.proto.id(), "/", s.name()));
+              s.set_state(v1::CANCELED);
+              s.set_end_time_ms(NowMs());
+              Persist(run, static_cast<size_t>(i));
+            }
+          }
+          break;
+      }
+      Advance(run);
+      continue;
+    }
+    // Admission: start what fits.
+    std::vector<PendingStep> admitted = admission_.Admit();
+    for (const PendingStep& p : admitted) {
+      size_t slash = p.id.find('/');
+      auto it = runs_.find(p.id.substr(0, slash));
+      if (it == runs_.end()) {
+        admission_.Release(p.id);
+        continue;
+      }
+      Launch(*it->second, it->second->index[p.id.substr(slash + 1)]);
+    }
+    if (!admitted.empty()) continue;
+    if (timers_.empty()) {
+      wake_.wait(lock);
+    } else {
+      wake_.wait_for(
+          lock, std::chrono::milliseconds(std::max<int64_t>(1, timers_.begin()->first - NowMs())));
+    }
+  }
+}
+
+void Scheduler::Advance(Run& run) {
+  bool all_terminal = true;
+  bool any_failed = false;
+  for (size_t i = 0; i < run.spec.steps.size(); ++i) {
+    v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(i));
+    if (step.state() == v1::PENDING && !run.cancel_requested) Evaluate(run, i);
+    all_terminal = all_terminal && Terminal(step.state());
+    any_failed = any_failed || step.state() == v1::FAILED || step.state() == v1::SKIPPED;
+  }
+  v1::RunState state = run.proto.state();
+  if (all_terminal) {
+    state = run.cancel_requested ? v1::CANCELED : any_failed ? v1::FAILED : v1::SUCCEEDED;
+  } else {
+    bool running = false;
+    for (const auto& s : run.proto.steps()) {
+      running = running || s.state() == v1::RUNNING || Terminal(s.state());
+    }
+    state = running ? v1::RUNNING : v1::PENDING;
+  }
+  if (state != run.proto.state()) {
+    run.proto.set_state(state);
+    if (Terminal(state)) run.proto.set_end_time_ms(NowMs());
+    PersistHeader(run);
+    Touch(run);
+  }
+}
+
+void Scheduler::Evaluate(Run& run, size_t index) {
+  const StepSpec& spec = run.spec.steps[index];
+  v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
+  std::map<std::string, std::string> input_digests;
+  for (const auto& need : spec.needs) {
+    const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[need]));
+    if (upstream.state() == v1::FAILED || upstream.state() == v1::SKIPPED ||
+        upstream.state() == v1::CANCELED) {
+      step.set_state(v1::SKIPPED);
+      step.set_message("step " + need + " did not succeed");
+      step.set_end_time_ms(NowMs());
+      Persist(run, index);
+      return;
+    }
+    if (!Done(upstream.state())) return;  // not yet
+  }
+  for (const auto& [name, ref] : spec.inputs) {
+    if (ref.kind == InputRef::Kind::kStepOutput) {
+      const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[ref.step]));
+      input_digests[name] = upstream.output_digests().at(ref.output);
+    } else {
+      auto version = artifacts_->ResolveDataset(ref.dataset, ref.ref);
+      if (!version.ok()) {
+        Fail(run, index, "input " + name + ": " + std::string(version.status().message()),
+             v1::FAILED);
+        return;
+      }
+      input_digests[name] = "dataset:" + ref.dataset + "@" + *version;
+      run.pinned[index][name] = *version;
+    }
+  }
+  step.set_fingerprint(StepFingerprint(spec, input_digests));
+  if (spec.cache && !run.proto.no_cache()) {
+    auto cached = db_->Get(cache_cf_, step.fingerprint());
+    if (cached.ok() && cached->has_value()) {
+      v1::StepRun previous;
+      previous.ParseFromString(**cached);
+      *step.mutable_output_digests() = previous.output_digests();
+      step.set_cached_from(previous.cached_from());
+      step.set_state(v1::CACHED);
+      step.set_start_time_ms(NowMs());
+      step.set_end_time_ms(step.start_time_ms());
+      Persist(run, index);
+      return;
+    }
+  }
+  step.set_state(v1::QUEUED);
+  Persist(run, index);
+  admission_
+      .Enqueue({StrCat(run.proto.id(), "/", spec.name), run.proto.queue(), 0, spec.resources,
+                spec.replicas})
+      .IgnoreError();
+}
+
+void Scheduler::Launch(Run& run, size_t index) {
+  const StepSpec& spec = run.spec.steps[index];
+  v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
+  if (run.cancel_requested) {
+    admission_.Release(StrCat(run.proto.id(), "/", spec.name));
+    return;
+  }
+  int number = step.attempts_size() + 1;
+  std::string attempt_id = StrCat(run.proto.id(), "/", spec.name, "/", std::to_string(number));
+  std::string work =
+      StrCat(options_.work_root, "/", run.proto.id(), "/", spec.name, "/", std::to_string(number));
+  std::error_code ec;
+  std::filesystem::remove_all(work, ec);
+  std::filesystem::create_directories(work + "/inputs", ec);
+  std::filesystem::create_directories(work + "/outputs", ec);
+  // Inputs by digest; outputs to declared paths under outputs/.
+  std::map<std::string, std::string> input_paths, output_paths;
+  for (const auto& [name, ref] : spec.inputs) {
+    std::string dir = work + "/inputs/" + name;
+    absl::Status status;
+    if (ref.kind == InputRef::Kind::kStepOutput) {
+      const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[ref.step]));
+      const StepSpec& producer = run.spec.steps[run.index[ref.step]];
+      std::string file =
+          dir + "/" + std::filesystem::path(producer.outputs.at(ref.output)).filename().string();
+      std::filesystem::create_directories(dir, ec);
+      status = artifacts_->MaterializeBlob(upstream.output_digests().at(ref.output), file);
+      input_paths[name] = file;
+    } else {
+      status = artifacts_->MaterializeDataset(ref.dataset, run.pinned[index][name], dir);
+      input_paths[name] = dir;
+    }
+    if (!status.ok()) {
+      admission_.Release(StrCat(run.proto.id(), "/", spec.name));
+      Fail(run, index, "input " + name + ": " + std::string(status.message()), v1::FAILED);
+      Advance(run);
+      return;
+    }
+  }
+  for (const auto& [name, path] : spec.outputs) {
+    output_paths[name] = work + "/outputs/" + path;
+    std::filesystem::create_directories(std::filesystem::path(output_paths[name]).parent_path(),
+                                        ec);
+  }
+  auto argv = RenderCommand(spec, input_paths, output_paths);
+  if (!argv.ok()) {
+    admission_.Release(StrCat(run.proto.id(), "/", spec.name));
+    Fail(run, index, std::string(argv.status().message()), v1::FAILED);
+    Advance(run);
+    return;
+  }
+  // Recorded before it starts.
+  v1::Attempt* attempt = step.add_attempts();
+  attempt->set_number(number);
+  attempt->set_start_time_ms(NowMs());
+  if (step.start_time_ms() == 0) step.set_start_time_ms(attempt->start_time_ms());
+  step.set_state(v1::RUNNING);
+  Persist(run, index);
+  Advance(run);
+  LaunchSpec launch;
+  launch.attempt_id = attempt_id;
+  launch.argv = *argv;
+  launch.work_dir = work;
+  launch.image = spec.image;
+  launch.resources = spec.resources;
+  launch.replicas = spec.replicas;
+  launch.timeout_ms = spec.timeout_ms;
+  launch.env = spec.env;
+  for (const auto& [k, v] : spec.params) launch.env["MLOPS_PARAM_" + ToUpper(k)] = v;
+  launch.env["MLOPS_PIPELINE_RUN_ID"] = run.proto.id();
+  launch.env["MLOPS_STEP"] = spec.name;
+  if (!options_.server_address.empty()) launch.env["MLOPS_SERVER"] = options_.server_address;
+  std::string run_id = run.proto.id();
+  auto handle =
+      executor_->Launch(launch, [mailbox = mailbox_, run_id, index](const AttemptResult& result) {
+        std::lock_guard lock(mailbox->mu);
+        if (mailbox->target != nullptr) {
+          mailbox->target->Post({Event::Kind::kDone, run_id, index, result});
+        }
+      });
+  if (!handle.ok()) {
+    AttemptResult failed;
+    failed.outcome = AttemptResult::Outcome::kFailed;
+    failed.message = std::string(handle.status().message());
+    failed.start_ms = failed.end_ms = NowMs();
+    events_.push_back({Event::Kind::kDone, run_id, index, failed});
+    return;
+  }
+  attempt->set_handle(*handle);
+  Persist(run, index);
+}
+
+void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
+  const StepSpec& spec = run.spec.steps[index];
+  v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
+  admission_.Release(StrCat(run.proto.id(), "/", spec.name));
+  if (step.attempts_size() == 0) return;
+  v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
+  attempt.set_end_time_ms(result.end_ms);
+  attempt.set_outcome(OutcomeName(result.outcome));
+  attempt.set_exit_code(result.exit_code);
+  attempt.set_message(result.message);
+  std::string work = StrCat(options_.work_root, "/", run.proto.id(), "/", spec.name, "/",
+                            std::to_string(attempt.number()));
+  if (result.outcome == AttemptResult::Outcome::kSucceeded) {
+    // Declared outputs are uploaded from a finished attempt only; a missing one fails the step.
+    std::map<std::string, std::string> digests;
+    for (const auto& [name, path] : spec.outputs) {
+      std::string file = work + "/outputs/" + path;
+      if (!std::filesystem::is_regular_file(file)) {
+        attempt.set_outcome("FAILED");
+        attempt.set_message("declared output " + name + " (" + path + ") was not written");
+        break;
+      }
+      auto digest = artifacts_->UploadFile(file);
+      if (!digest.ok()) {
+        attempt.set_outcome("FAILED");
+        attempt.set_message("upload of output " + name + ": " +
+                            std::string(digest.status().message()));
+        break;
+      }
+      digests[name] = *digest;
+    }
+    if (attempt.outcome() == "SUCCEEDED") {
+      for (const auto& [k, v] : digests) (*step.mutable_output_digests())[k] = v;
+      step.set_state(v1::SUCCEEDED);
+      step.set_end_time_ms(NowMs());
+      step.set_cached_from(StrCat(run.proto.id(), "/", spec.name));
+      rocksdb::WriteBatch batch;
+      batch.Put(steps_cf_, StepKey(run.proto.id(), index), step.SerializeAsString());
+      if (spec.cache) batch.Put(cache_cf_, step.fingerprint(), step.SerializeAsString());
+      if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist a finished step");
+      Touch(run);
+      return;
+    }
+  }
+  if (result.outcome == AttemptResult::Outcome::kCanceled || run.cancel_requested) {
+    step.set_state(v1::CANCELED);
+    step.set_end_time_ms(NowMs());
+    Persist(run, index);
+    return;
+  }
+  // Retry per policy (lost attempts too), else the step fails.
+  if (step.attempts_size() <= spec.retries.limit) {
+    step.set_state(v1::RETRY_WAIT);
+    step.set_message(attempt.message());
+    Persist(run, index);
+    timers_.emplace(NowMs() + spec.retries.DelayBeforeAttempt(step.attempts_size() + 1),
+                    std::make_pair(run.proto.id(), index));
+    return;
+  }
+  Fail(run, index, attempt.message(), v1::FAILED);
+}
+
+void Scheduler::Fail(Run& run, size_t index, const std::string& message, v1::RunState state) {
+  v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
+  step.set_state(state);
+  step.set_message(message);
+  step.set_end_time_ms(NowMs());
+  Persist(run, index);
+}
+
+}  // namespace mlops::scheduler

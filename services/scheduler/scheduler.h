@@ -1,0 +1,128 @@
+// The scheduler core: pipeline runs as state machines over their steps, driven by one engine
+// thread. Every state change is written to RocksDB before it is acted on (a step is recorded as
+// RUNNING with its attempt before the process starts; its outputs are uploaded, then it is recorded
+// SUCCEEDED), so a restarted scheduler finds every run where it stood: attempts that were running
+// are recovered through the executor and retried per policy, succeeded steps never run again.
+//
+// Storage (column families of the scheduler's database):
+//   sched_runs    run id -> PipelineRun without steps
+//   sched_steps   run id + step index (4 bytes) -> StepRun
+//   sched_cache   step fingerprint -> StepRun of the attempt that produced the outputs
+//   sched_queues  queue name -> Queue
+//
+// Steps get inputs and put outputs through ArtifactGateway (the artifact service); they run through
+// an Executor (local processes here, Kubernetes Jobs later): nothing in this file assumes either.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "mlops/scheduler/v1/scheduler.pb.h"
+#include "services/common/db.h"
+#include "services/scheduler/admission.h"
+#include "services/scheduler/executor.h"
+#include "services/scheduler/pipeline_spec.h"
+
+namespace mlops::scheduler {
+
+inline constexpr char kRunsCf[] = "sched_runs";
+inline constexpr char kStepsCf[] = "sched_steps";
+inline constexpr char kCacheCf[] = "sched_cache";
+inline constexpr char kQueuesCf[] = "sched_queues";
+
+// Where step inputs come from and outputs go (the artifact service).
+class ArtifactGateway {
+ public:
+  virtual ~ArtifactGateway() = default;
+  // The version digest a dataset ref names now (pins the input for the fingerprint).
+  virtual absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
+                                                     const std::string& ref) = 0;
+  // Writes the files of dataset@version under `dir`.
+  virtual absl::Status MaterializeDataset(const std::string& dataset, const std::string& version,
+                                          const std::string& dir) = 0;
+  // Writes blob `digest` to `path`.
+  virtual absl::Status MaterializeBlob(const std::string& digest, const std::string& path) = 0;
+  // Stores a file; returns its digest.
+  virtual absl::StatusOr<std::string> UploadFile(const std::string& path) = 0;
+};
+
+struct SchedulerOptions {
+  std::string work_root;       // attempts run in <work_root>/<run>/<step>/<attempt>
+  Resources capacity;          // of this executor
+  std::string server_address;  // passed to steps as MLOPS_SERVER
+};
+
+class Scheduler {
+ public:
+  // Opens (and recovers) the scheduler over `db`, which must hold the scheduler column families.
+  static absl::StatusOr<std::unique_ptr<Scheduler>> Open(Db* db, Executor* executor,
+                                                         ArtifactGateway* artifacts,
+                                                         SchedulerOptions options);
+  ~Scheduler();  // stops the engine; running attempts keep their recorded state
+
+  // INVALID_ARGUMENT (spec, params), NOT_FOUND (queue), RESOURCE_EXHAUSTED (a step that can never
+  // fit the capacity or its queue's quota).
+  absl::StatusOr<v1::PipelineRun> Submit(const v1::SubmitPipelineRequest& request);
+  absl::StatusOr<v1::PipelineRun> Get(const std::string& id) const;
+  absl::StatusOr<v1::ListPipelineRunsResponse> List(
+      const v1::ListPipelineRunsRequest& request) const;
+  // NOT_FOUND; FAILED_PRECONDITION when the run has finished.
+  absl::StatusOr<v1::PipelineRun> Cancel(const std::string& id);
+  // NOT_FOUND; FAILED_PRECONDITION while the run is still going.
+  absl::StatusOr<v1::PipelineRun> Retry(const std::string& id);
+  absl::StatusOr<v1::Queue> PutQueue(const v1::Queue& queue);
+  std::vector<v1::Queue> ListQueues() const;
+  // Waits until run `id` has changed more than `seen` times (or `timeout_ms`); returns the change
+  // count. For WatchPipelineRun.
+  int64_t WaitForChange(const std::string& id, int64_t seen, int64_t timeout_ms) const;
+
+ private:
+  struct Run;
+  struct Event;
+  Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts, SchedulerOptions options);
+  absl::Status Recover();
+  void Loop();
+  void Post(Event event);
+  // Engine-thread work.
+  void Advance(Run& run);
+  void Evaluate(Run& run, size_t step);
+  void Launch(Run& run, size_t step);
+  void Finished(Run& run, size_t step, const AttemptResult& result);
+  void Fail(Run& run, size_t step, const std::string& message, v1::RunState state);
+  void Persist(Run& run, size_t step);
+  void PersistHeader(Run& run);
+  void Touch(Run& run);
+
+  Db* db_;
+  Executor* executor_;
+  ArtifactGateway* artifacts_;
+  SchedulerOptions options_;
+  rocksdb::ColumnFamilyHandle* runs_cf_;
+  rocksdb::ColumnFamilyHandle* steps_cf_;
+  rocksdb::ColumnFamilyHandle* cache_cf_;
+  rocksdb::ColumnFamilyHandle* queues_cf_;
+
+  mutable std::mutex mu_;  // guards everything below
+  mutable std::condition_variable changed_;
+  std::condition_variable wake_;
+  std::deque<Event> events_;
+  std::map<std::string, std::unique_ptr<Run>> runs_;  // runs not finished, and finished ones read
+  Admission admission_;
+  std::multimap<int64_t, std::pair<std::string, size_t>> timers_;  // retry time -> step
+  bool stop_ = false;
+  std::thread engine_;
+  // Executor callbacks reach the scheduler through this, so that one arriving after the scheduler
+  // is gone (its attempt outlived it) is dropped: the attempt is recovered at the next start.
+  struct Mailbox {
+    std::mutex mu;
+    Scheduler* target = nullptr;
+  };
+  std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();
+};
+
+}  // namespace mlops::scheduler

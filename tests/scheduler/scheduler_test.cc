@@ -1,0 +1,254 @@
+// The scheduler engine end to end on real parts: a real artifact service on loopback, RocksDB in a
+// temp dir, the local executor running shell steps. DAG progress, outputs by digest, content-keyed
+// caching (hit, miss on one changed byte, opt-out), retries with backoff, failures that skip what
+// depends on them, missing outputs, timeouts and cancel.
+#include "services/scheduler/scheduler.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "services/artifact/artifact_component.h"
+#include "services/artifact/client/artifact_client.h"
+#include "services/scheduler/artifact_gateway.h"
+#include "services/scheduler/local_executor.h"
+#include "tests/testing/testing.h"
+
+namespace mlops::scheduler {
+namespace {
+
+using ::mlops::testing::StatusIs;
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest()
+      : artifact_server_({artifact::OpenArtifactComponent}, /*metrics=*/false),
+        gateway_(artifact_server_.NewChannel()),
+        client_(artifact_server_.NewChannel()) {}
+
+  void SetUp() override {
+    auto db = Db::Open(dir_.path() + "/scheduler", {kRunsCf, kStepsCf, kCacheCf, kQueuesCf},
+                       Db::Options());
+    ASSERT_OK(db.status());
+    db_ = std::move(*db);
+    Start();
+  }
+
+  void Start() {
+    SchedulerOptions options;
+    options.work_root = dir_.path() + "/work";
+    options.capacity = {4000, int64_t{8} << 30, 0};
+    auto scheduler = Scheduler::Open(db_.get(), &executor_, &gateway_, options);
+    ASSERT_OK(scheduler.status());
+    scheduler_ = std::move(*scheduler);
+  }
+
+  v1::PipelineRun Submit(const std::string& yaml, std::map<std::string, std::string> params = {},
+                         bool no_cache = false) {
+    v1::SubmitPipelineRequest request;
+    request.set_spec_yaml(yaml);
+    for (const auto& [k, v] : params) (*request.mutable_params())[k] = v;
+    request.set_no_cache(no_cache);
+    auto run = scheduler_->Submit(request);
+    EXPECT_OK(run.status());
+    return *run;
+  }
+
+  // Waits (up to 60 s) until the run has finished.
+  v1::PipelineRun Wait(const std::string& id) {
+    int64_t seen = -2;
+    for (int i = 0; i < 600; ++i) {
+      auto run = scheduler_->Get(id);
+      EXPECT_OK(run.status());
+      if (run->state() == v1::SUCCEEDED || run->state() == v1::FAILED ||
+          run->state() == v1::CANCELED) {
+        return *run;
+      }
+      seen = scheduler_->WaitForChange(id, seen, 100);
+    }
+    ADD_FAILURE() << "run " << id << " did not finish";
+    return *scheduler_->Get(id);
+  }
+
+  const v1::StepRun& Step(const v1::PipelineRun& run, const std::string& name) {
+    for (const auto& s : run.steps()) {
+      if (s.name() == name) return s;
+    }
+    static v1::StepRun none;
+    ADD_FAILURE() << "no step " << name;
+    return none;
+  }
+
+  std::string Download(const std::string& digest) {
+    auto bytes = client_.DownloadBytes(digest);
+    EXPECT_OK(bytes.status());
+    return bytes.ok() ? *bytes : "";
+  }
+
+  testing::TempDir dir_;
+  testing::InProcessServer artifact_server_;
+  ClientArtifactGateway gateway_;
+  artifact::ArtifactClient client_;
+  LocalExecutor executor_{LocalExecutor::Options{200}};
+  std::unique_ptr<Db> db_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+constexpr char kChain[] = R"(name: chain
+params: {word: hello}
+steps:
+  - name: produce
+    command: [/bin/sh, -c, "echo {{params.word}} > {{outputs.data}}"]
+    outputs: {data: data.txt}
+  - name: shout
+    command: [/bin/sh, -c, "tr a-z A-Z < {{inputs.text}} > {{outputs.loud}}"]
+    inputs: {text: produce.outputs.data}
+    outputs: {loud: loud.txt}
+  - name: count
+    command: [/bin/sh, -c, "wc -c < {{inputs.text}} > {{outputs.n}}"]
+    inputs: {text: shout.outputs.loud}
+    outputs: {n: n.txt}
+)";
+
+TEST_F(SchedulerTest, StepsRunInOrderAndPassOutputsByDigest) {
+  v1::PipelineRun run = Wait(Submit(kChain).id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  EXPECT_EQ(Download(Step(run, "shout").output_digests().at("loud")), "HELLO\n");
+  EXPECT_EQ(Download(Step(run, "count").output_digests().at("n")), "6\n");
+  for (const auto& step : run.steps()) {
+    EXPECT_EQ(step.state(), v1::SUCCEEDED);
+    EXPECT_EQ(step.attempts_size(), 1);
+    EXPECT_EQ(step.fingerprint().size(), 64u);
+  }
+}
+
+TEST_F(SchedulerTest, UnchangedStepsAreCachedAndChangedOnesRerun) {
+  v1::PipelineRun first = Wait(Submit(kChain).id());
+  ASSERT_EQ(first.state(), v1::SUCCEEDED);
+  v1::PipelineRun same = Wait(Submit(kChain).id());
+  ASSERT_EQ(same.state(), v1::SUCCEEDED);
+  for (const auto& step : same.steps()) {
+    EXPECT_EQ(step.state(), v1::CACHED) << step.name();
+    EXPECT_EQ(step.attempts_size(), 0);
+  }
+  EXPECT_EQ(Step(same, "count").output_digests().at("n"),
+            Step(first, "count").output_digests().at("n"));
+  // A different param: produce's output changes by content, so everything downstream reruns.
+  v1::PipelineRun changed = Wait(Submit(kChain, {{"word", "hellp"}}).id());
+  ASSERT_EQ(changed.state(), v1::SUCCEEDED);
+  EXPECT_EQ(Step(changed, "produce").state(), v1::SUCCEEDED);
+  EXPECT_EQ(Step(changed, "shout").state(), v1::SUCCEEDED);
+  // `count` reads a different file (of the same length): its input digest differs, so it reruns.
+  EXPECT_EQ(Step(changed, "count").state(), v1::SUCCEEDED);
+  // Opting out of the cache runs everything again.
+  v1::PipelineRun opt_out = Wait(Submit(kChain, {}, /*no_cache=*/true).id());
+  for (const auto& step : opt_out.steps()) EXPECT_EQ(step.state(), v1::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, DatasetInputsArePinnedByContent) {
+  std::string src = dir_.path() + "/dataset";
+  std::filesystem::create_directories(src);
+  std::ofstream(src + "/rows.csv") << "a,1\nb,2\n";
+  artifact::HashCache cache(dir_.path() + "/cache.tsv");
+  ASSERT_OK(client_.Push(src, "rows", {}, "v1", &cache).status());
+  const std::string yaml = R"(name: ds
+steps:
+  - name: lines
+    command: [/bin/sh, -c, "cat {{inputs.rows}}/rows.csv | wc -l > {{outputs.n}}"]
+    inputs: {rows: "dataset:rows"}
+    outputs: {n: n.txt}
+)";
+  v1::PipelineRun first = Wait(Submit(yaml).id());
+  ASSERT_EQ(first.state(), v1::SUCCEEDED) << first.DebugString();
+  EXPECT_EQ(Download(Step(first, "lines").output_digests().at("n")), "2\n");
+  EXPECT_EQ(Step(Wait(Submit(yaml).id()), "lines").state(), v1::CACHED);
+  // One byte of the dataset changes: a new version, so the step runs again.
+  std::ofstream(src + "/rows.csv") << "a,1\nb,3\n";
+  ASSERT_OK(client_.Push(src, "rows", {}, "v2", &cache).status());
+  v1::PipelineRun again = Wait(Submit(yaml).id());
+  EXPECT_EQ(Step(again, "lines").state(), v1::SUCCEEDED);
+  EXPECT_NE(Step(again, "lines").fingerprint(), Step(first, "lines").fingerprint());
+}
+
+TEST_F(SchedulerTest, FailedAttemptsRetryWithBackoffThenSucceed) {
+  std::string marker = dir_.path() + "/tried";
+  const std::string yaml =
+      "name: flaky\nsteps:\n  - name: flaky\n    command: [/bin/sh, -c, "
+      "\"if [ -e " +
+      marker + " ]; then exit 0; else touch " + marker +
+      "; exit 7; fi\"]\n    retries: {limit: 2, backoff: 200ms}\n";
+  v1::PipelineRun run = Wait(Submit(yaml).id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  const v1::StepRun& step = Step(run, "flaky");
+  ASSERT_EQ(step.attempts_size(), 2);
+  EXPECT_EQ(step.attempts(0).outcome(), "FAILED");
+  EXPECT_EQ(step.attempts(0).exit_code(), 7);
+  EXPECT_GE(step.attempts(1).start_time_ms() - step.attempts(0).end_time_ms(), 190);
+}
+
+TEST_F(SchedulerTest, FailuresSkipWhatDependsOnThemAndMissingOutputsFail) {
+  const std::string yaml = R"(name: broken
+steps:
+  - name: bad
+    command: [/bin/sh, -c, "exit 3"]
+    retries: {limit: 1, backoff: 10ms}
+    outputs: {x: x.txt}
+  - name: after
+    command: ["true"]
+    inputs: {x: bad.outputs.x}
+  - name: forgetful
+    command: ["true"]
+    outputs: {model: model.bin}
+  - name: independent
+    command: ["true"]
+)";
+  v1::PipelineRun run = Wait(Submit(yaml).id());
+  EXPECT_EQ(run.state(), v1::FAILED);
+  EXPECT_EQ(Step(run, "bad").state(), v1::FAILED);
+  EXPECT_EQ(Step(run, "bad").attempts_size(), 2);
+  EXPECT_EQ(Step(run, "after").state(), v1::SKIPPED);
+  EXPECT_EQ(Step(run, "forgetful").state(), v1::FAILED);
+  EXPECT_NE(Step(run, "forgetful").message().find("declared output model"), std::string::npos);
+  EXPECT_EQ(Step(run, "independent").state(), v1::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, TimeoutsAndCancel) {
+  v1::PipelineRun slow = Wait(Submit("name: slow\nsteps:\n  - name: sleepy\n    command: [sleep, "
+                                     "\"30\"]\n    timeout: 300ms\n")
+                                  .id());
+  EXPECT_EQ(slow.state(), v1::FAILED);
+  EXPECT_EQ(Step(slow, "sleepy").attempts(0).outcome(), "TIMED_OUT");
+
+  v1::PipelineRun run = Submit(
+      "name: long\nsteps:\n  - name: a\n    command: [sleep, \"30\"]\n  - name: b\n    needs: [a]\n"
+      "    command: [\"true\"]\n");
+  for (int i = 0; i < 100 && Step(*scheduler_->Get(run.id()), "a").state() != v1::RUNNING; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_OK(scheduler_->Cancel(run.id()).status());
+  v1::PipelineRun canceled = Wait(run.id());
+  EXPECT_EQ(canceled.state(), v1::CANCELED);
+  EXPECT_EQ(Step(canceled, "a").state(), v1::CANCELED);
+  EXPECT_EQ(Step(canceled, "b").state(), v1::CANCELED);
+  EXPECT_THAT(scheduler_->Cancel(run.id()).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "finished"));
+}
+
+TEST_F(SchedulerTest, BadSubmissionsAreRefused) {
+  v1::SubmitPipelineRequest request;
+  request.set_spec_yaml(
+      "name: x\nsteps:\n  - name: a\n    command: [y]\n    resources: {cpu: 64}\n");
+  EXPECT_THAT(scheduler_->Submit(request).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, "capacity"));
+  request.set_spec_yaml(kChain);
+  request.set_queue("nope");
+  EXPECT_THAT(scheduler_->Submit(request).status(), StatusIs(absl::StatusCode::kNotFound, "nope"));
+  request.clear_queue();
+  (*request.mutable_params())["undeclared"] = "1";
+  EXPECT_THAT(scheduler_->Submit(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "undeclared"));
+  EXPECT_THAT(scheduler_->Get("00000000000000000000000000000000").status(),
+              StatusIs(absl::StatusCode::kNotFound, ""));
+}
+
+}  // namespace
+}  // namespace mlops::scheduler
