@@ -32,6 +32,13 @@ int RunServerMain(const std::string& program, const std::vector<ComponentFactory
     LogError("start_failed", {{"error", status.ToString()}});
     return 1;
   }
+  for (const auto& component : components) {
+    if (absl::Status status = component->Started(host); !status.ok()) {
+      LogError("start_failed", {{"component", component->name()}, {"error", status.ToString()}});
+      host.Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+  }
   if (absl::Status status =
           WritePortFile(absl::GetFlag(FLAGS_port_file), host.port(), host.metrics_port());
       !status.ok()) {

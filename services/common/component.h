@@ -20,6 +20,12 @@ class Component {
   virtual std::string name() const = 0;
   // Registers services and collectors; called once, before the host starts.
   virtual void Register(ServiceHost& host) = 0;
+  // Called once the host serves (so the component may call services in the same process through
+  // host.InProcessChannel()). An error stops the server.
+  virtual absl::Status Started(ServiceHost& host) {
+    (void)host;
+    return absl::OkStatus();
+  }
 };
 
 // Opens a component with its storage in `dir` (data_dir/<name>).

@@ -256,10 +256,12 @@ absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
         return ErrorAt(it->first, where + ": sweep over '" + key +
                                       "', which is not a pipeline param (declare it in params)");
       }
-      if (!it->second.IsSequence() || it->second.size() == 0) {
-        return ErrorAt(it->second, where + ": sweep." + key + ": expected a non-empty list");
+      // A copy: `it->second` lives in a temporary that a range-for would outlive.
+      const YAML::Node values = it->second;
+      if (!values.IsSequence() || values.size() == 0) {
+        return ErrorAt(values, where + ": sweep." + key + ": expected a non-empty list");
       }
-      for (const auto& v : it->second) {
+      for (const auto& v : values) {
         ASSIGN_OR_RETURN(std::string value, Scalar(v, "sweep value"));
         step.sweep[key].push_back(value);
       }

@@ -318,6 +318,11 @@ std::vector<v1::Queue> Scheduler::ListQueues() const {
   return out;
 }
 
+std::string Scheduler::AttemptDir(const std::string& run, const std::string& step,
+                                  int attempt) const {
+  return StrCat(options_.work_root, "/", run, "/", step, "/", std::to_string(attempt));
+}
+
 int64_t Scheduler::WaitForChange(const std::string& id, int64_t seen, int64_t timeout_ms) const {
   std::unique_lock lock(mu_);
   auto changes = [&]() -> int64_t {

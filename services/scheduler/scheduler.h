@@ -77,6 +77,8 @@ class Scheduler {
   absl::StatusOr<v1::PipelineRun> Retry(const std::string& id);
   absl::StatusOr<v1::Queue> PutQueue(const v1::Queue& queue);
   std::vector<v1::Queue> ListQueues() const;
+  // Where an attempt runs (and writes stdout.log, stderr.log, outputs/).
+  std::string AttemptDir(const std::string& run, const std::string& step, int attempt) const;
   // Waits until run `id` has changed more than `seen` times (or `timeout_ms`); returns the change
   // count. For WatchPipelineRun.
   int64_t WaitForChange(const std::string& id, int64_t seen, int64_t timeout_ms) const;

@@ -54,6 +54,12 @@ InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories,
     ADD_FAILURE() << status;
     std::abort();
   }
+  for (const auto& component : components_) {
+    if (absl::Status started = component->Started(*host_); !started.ok()) {
+      ADD_FAILURE() << started;
+      std::abort();
+    }
+  }
 }
 
 InProcessServer::~InProcessServer() {

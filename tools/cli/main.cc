@@ -20,6 +20,7 @@
 #include "tools/cli/cli_util.h"
 #include "tools/cli/data_cli.h"
 #include "tools/cli/lineage_cli.h"
+#include "tools/cli/pipeline_cli.h"
 
 namespace v1 = mlops::metadata::v1;
 using mlops::StrCat;
@@ -88,6 +89,16 @@ Model registry:
   mlops models history NAME ALIAS [--at TIME]         (TIME: ms or 2026-11-27T05:00:00Z)
   mlops models delete-version NAME VERSION
 
+Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
+  mlops pipeline submit FILE [--param K=V]... [--queue Q] [--no-cache] [--watch]
+  mlops pipeline list [--max N]
+  mlops pipeline status RUN            the DAG: each step's state, duration, attempts, cache hits
+  mlops pipeline logs RUN STEP [--follow] [--stderr] [--attempt N]
+  mlops pipeline cancel RUN
+  mlops pipeline retry RUN             reruns only what failed or did not run
+  mlops queues list
+  mlops queues put NAME [--priority P] [--max-concurrency N] [--cpu 4] [--memory 8Gi] [--gpu 1]
+
 Filters: metrics.acc > 0.9 and params.opt = "adam" and tags.team != "x" and status = "FINISHED"
          (and, or, parentheses, = != < <= > >= in (...) like ilike; see docs/api.md)
 )";
@@ -103,7 +114,7 @@ class Cli {
     }
     if (group == "runs" || group == "run") return Runs(command, args);
     throw UsageError{"unknown group '" + group +
-                     "' (experiments, runs, data, artifact, lineage, models)"};
+                     "' (experiments, runs, data, artifact, lineage, models, pipeline, queues)"};
   }
 
  private:
@@ -478,14 +489,18 @@ int main(int argc, char** argv) {
     if (output != "table" && output != "json" && output != "dot") {
       throw UsageError{"--output must be table, json or dot"};
     }
-    std::string group =
-        args.Positional("group (experiments, runs, data, artifact, lineage, models)");
+    std::string group = args.Positional(
+        "group (experiments, runs, data, artifact, lineage, models, pipeline, queues)");
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
     std::string command = group == "lineage" ? "" : args.Positional("command");
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(64 << 20);
     auto channel =
         grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
+    if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
+      return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
+                                channel, output == "json");
+    }
     if (group == "lineage" || group == "models" || group == "model") {
       return RunLineageCommand(group == "model" ? "models" : group, command, args, channel, output);
     }

@@ -3,6 +3,7 @@
 #include "services/artifact/artifact_component.h"
 #include "services/common/component.h"
 #include "services/metadata/metadata_component.h"
+#include "services/scheduler/scheduler_component.h"
 
 int main(int argc, char** argv) {
   mlops::InitServerProcess(argc, argv,

@@ -1,0 +1,78 @@
+#include "services/scheduler/scheduler_component.h"
+
+#include <unistd.h>
+
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "services/scheduler/artifact_gateway.h"
+#include "services/scheduler/local_executor.h"
+#include "services/scheduler/scheduler_service.h"
+
+ABSL_FLAG(std::string, artifact_address, "",
+          "the artifact service (host:port) steps read inputs from and write outputs to; empty: "
+          "this server");
+ABSL_FLAG(int, scheduler_cpus, 0, "CPU cores steps may use at once; 0: this machine's");
+ABSL_FLAG(int64_t, scheduler_memory_mb, 0, "memory steps may use at once; 0: this machine's");
+ABSL_FLAG(int, scheduler_gpus, 0, "GPUs steps may use at once");
+
+namespace mlops::scheduler {
+namespace {
+
+class SchedulerComponent : public Component {
+ public:
+  SchedulerComponent(std::unique_ptr<Db> db, std::string dir)
+      : db_(std::move(db)), dir_(std::move(dir)) {}
+  ~SchedulerComponent() override {
+    scheduler_.reset();  // the engine stops before the executor and the gateway go
+  }
+  std::string name() const override { return "scheduler"; }
+
+  void Register(ServiceHost& host) override {
+    host.AddService(&service_);
+    host.rocksdb_collector().Add("scheduler", db_.get());
+  }
+
+  absl::Status Started(ServiceHost& host) override {
+    std::string address = absl::GetFlag(FLAGS_artifact_address);
+    gateway_ = std::make_unique<ClientArtifactGateway>(
+        address.empty() ? host.InProcessChannel()
+                        : grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    SchedulerOptions options;
+    options.work_root = dir_ + "/work";
+    int cpus = absl::GetFlag(FLAGS_scheduler_cpus);
+    if (cpus <= 0) cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    int64_t memory_mb = absl::GetFlag(FLAGS_scheduler_memory_mb);
+    if (memory_mb <= 0) {
+      memory_mb = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) >> 20;
+    }
+    options.capacity = {static_cast<int64_t>(cpus) * 1000, memory_mb << 20,
+                        absl::GetFlag(FLAGS_scheduler_gpus)};
+    options.server_address = "127.0.0.1:" + std::to_string(host.port());
+    auto scheduler = Scheduler::Open(db_.get(), &executor_, gateway_.get(), options);
+    if (!scheduler.ok()) return scheduler.status();
+    scheduler_ = std::move(*scheduler);
+    service_.set_scheduler(scheduler_.get());
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<Db> db_;
+  std::string dir_;
+  LocalExecutor executor_;
+  std::unique_ptr<ClientArtifactGateway> gateway_;
+  std::unique_ptr<Scheduler> scheduler_;
+  SchedulerServiceImpl service_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Component>> OpenSchedulerComponent(const std::string& data_dir,
+                                                                  const Db::Options& options) {
+  std::string dir = data_dir + "/scheduler";
+  auto db = Db::Open(dir + "/db", {kRunsCf, kStepsCf, kCacheCf, kQueuesCf}, options);
+  if (!db.ok()) return db.status();
+  return std::unique_ptr<Component>(new SchedulerComponent(std::move(*db), dir));
+}
+
+}  // namespace mlops::scheduler
