@@ -11,5 +11,6 @@ int main(int argc, char** argv) {
                            "Usage: mlops-server [--port=50051] [--metrics_port=9464] "
                            "[--data_dir=./.mlops] ...");
   return mlops::RunServerMain("mlops-server", {mlops::metadata::OpenMetadataComponent,
-                                               mlops::artifact::OpenArtifactComponent});
+                                               mlops::artifact::OpenArtifactComponent,
+                                               mlops::scheduler::OpenSchedulerComponent});
 }
