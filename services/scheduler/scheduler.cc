@@ -35,6 +35,32 @@ struct Scheduler::Run {
   std::map<size_t, std::map<std::string, std::string>> pinned;
   int64_t changes = 0;
   bool cancel_requested = false;
+  // Kept current by SetState, so that a step's change costs only its dependents' evaluation.
+  std::vector<std::vector<size_t>> dependents;
+  size_t terminal = 0;
+  size_t failed = 0;   // FAILED or SKIPPED
+  size_t started = 0;  // ever RUNNING, or finished
+
+  void Index() {
+    dependents.assign(spec.steps.size(), {});
+    for (size_t i = 0; i < spec.steps.size(); ++i) {
+      index[spec.steps[i].name] = i;
+      for (const auto& need : spec.steps[i].needs) dependents[index[need]].push_back(i);
+    }
+    terminal = failed = started = 0;
+    for (const auto& step : proto.steps()) Count(step.state(), +1);
+  }
+  void Count(v1::RunState state, int delta) {
+    if (Terminal(state)) terminal += delta;
+    if (state == v1::FAILED || state == v1::SKIPPED) failed += delta;
+    if (state == v1::RUNNING || Terminal(state)) started += delta;
+  }
+  void SetState(size_t step, v1::RunState state) {
+    v1::StepRun& s = *proto.mutable_steps(static_cast<int>(step));
+    Count(s.state(), -1);
+    s.set_state(state);
+    Count(state, +1);
+  }
 };
 
 struct Scheduler::Event {
@@ -114,7 +140,7 @@ absl::Status Scheduler::Recover() {
     ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(run->proto.spec_yaml()));
     RETURN_IF_ERROR(ApplyParams(&spec, {run->proto.params().begin(), run->proto.params().end()}));
     ASSIGN_OR_RETURN(run->spec, ExpandSweeps(spec));
-    for (size_t i = 0; i < run->spec.steps.size(); ++i) run->index[run->spec.steps[i].name] = i;
+    run->Index();
     // Attempts that were running when the scheduler stopped are lost: the executor stops what is
     // left of them and the retry policy decides. Queued steps queue again.
     for (size_t i = 0; i < static_cast<size_t>(run->proto.steps_size()); ++i) {
@@ -125,7 +151,7 @@ absl::Status Scheduler::Recover() {
             StrCat(id, "/", step.name(), "/", std::to_string(attempt.number())), attempt.handle());
         events_.push_back({Event::Kind::kDone, id, i, lost});
       } else if (step.state() == v1::QUEUED || step.state() == v1::RETRY_WAIT) {
-        step.set_state(v1::PENDING);  // re-evaluated (and re-queued) by Advance
+        run->SetState(i, v1::PENDING);  // re-evaluated (and re-queued) by Advance
       }
     }
     events_.push_back({Event::Kind::kAdvance, id, 0, {}});
@@ -197,6 +223,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineReques
     batch.Put(steps_cf_, StepKey(proto.id(), i), step->SerializeAsString());
   }
   run->spec = std::move(expanded);
+  run->Index();
   v1::PipelineRun header = proto;
   header.clear_steps();
   batch.Put(runs_cf_, proto.id(), header.SerializeAsString());
@@ -349,7 +376,7 @@ void Scheduler::Loop() {
       if (it == runs_.end()) continue;
       v1::StepRun& s = *it->second->proto.mutable_steps(static_cast<int>(step));
       if (s.state() != v1::RETRY_WAIT) continue;
-      s.set_state(v1::QUEUED);
+      it->second->SetState(step, v1::QUEUED);
       Persist(*it->second, step);
       const StepSpec& spec = it->second->spec.steps[step];
       admission_
@@ -363,11 +390,15 @@ void Scheduler::Loop() {
       auto it = runs_.find(event.run);
       if (it == runs_.end()) continue;
       Run& run = *it->second;
+      std::vector<size_t> changed;
+      bool everything = false;
       switch (event.kind) {
         case Event::Kind::kAdvance:
+          everything = true;
           break;
         case Event::Kind::kDone:
           Finished(run, event.step, event.result);
+          changed.push_back(event.step);
           break;
         case Event::Kind::kCancel:
           run.cancel_requested = true;
@@ -380,14 +411,15 @@ void Scheduler::Loop() {
                   .IgnoreError();
             } else if (!Terminal(s.state())) {
               admission_.Remove(StrCat(run.proto.id(), "/", s.name()));
-              s.set_state(v1::CANCELED);
+              run.SetState(static_cast<size_t>(i), v1::CANCELED);
               s.set_end_time_ms(NowMs());
               Persist(run, static_cast<size_t>(i));
             }
           }
+          everything = true;
           break;
       }
-      Advance(run);
+      Advance(run, changed, everything);
       continue;
     }
     // Admission: start what fits.
@@ -411,24 +443,31 @@ void Scheduler::Loop() {
   }
 }
 
-void Scheduler::Advance(Run& run) {
-  bool all_terminal = true;
-  bool any_failed = false;
-  for (size_t i = 0; i < run.spec.steps.size(); ++i) {
-    v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(i));
-    if (step.state() == v1::PENDING && !run.cancel_requested) Evaluate(run, i);
-    all_terminal = all_terminal && Terminal(step.state());
-    any_failed = any_failed || step.state() == v1::FAILED || step.state() == v1::SKIPPED;
-  }
-  v1::RunState state = run.proto.state();
-  if (all_terminal) {
-    state = run.cancel_requested ? v1::CANCELED : any_failed ? v1::FAILED : v1::SUCCEEDED;
+void Scheduler::Advance(Run& run, const std::vector<size_t>& changed, bool everything) {
+  // Evaluate the pending steps that may have become ready: every step, or the dependents of the
+  // steps that changed (and, transitively, of steps that finished during this evaluation).
+  std::vector<size_t> work;
+  if (everything) {
+    for (size_t i = run.spec.steps.size(); i-- > 0;) work.push_back(i);
   } else {
-    bool running = false;
-    for (const auto& s : run.proto.steps()) {
-      running = running || s.state() == v1::RUNNING || Terminal(s.state());
+    for (size_t c : changed) {
+      for (size_t d : run.dependents[c]) work.push_back(d);
     }
-    state = running ? v1::RUNNING : v1::PENDING;
+  }
+  while (!work.empty() && !run.cancel_requested) {
+    size_t i = work.back();
+    work.pop_back();
+    if (run.proto.steps(static_cast<int>(i)).state() != v1::PENDING) continue;
+    Evaluate(run, i);
+    if (Terminal(run.proto.steps(static_cast<int>(i)).state())) {
+      for (size_t d : run.dependents[i]) work.push_back(d);
+    }
+  }
+  v1::RunState state;
+  if (run.terminal == run.spec.steps.size()) {
+    state = run.cancel_requested ? v1::CANCELED : run.failed > 0 ? v1::FAILED : v1::SUCCEEDED;
+  } else {
+    state = run.started > 0 ? v1::RUNNING : v1::PENDING;
   }
   if (state != run.proto.state()) {
     run.proto.set_state(state);
@@ -446,7 +485,7 @@ void Scheduler::Evaluate(Run& run, size_t index) {
     const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[need]));
     if (upstream.state() == v1::FAILED || upstream.state() == v1::SKIPPED ||
         upstream.state() == v1::CANCELED) {
-      step.set_state(v1::SKIPPED);
+      run.SetState(index, v1::SKIPPED);
       step.set_message("step " + need + " did not succeed");
       step.set_end_time_ms(NowMs());
       Persist(run, index);
@@ -477,14 +516,14 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       previous.ParseFromString(**cached);
       *step.mutable_output_digests() = previous.output_digests();
       step.set_cached_from(previous.cached_from());
-      step.set_state(v1::CACHED);
+      run.SetState(index, v1::CACHED);
       step.set_start_time_ms(NowMs());
       step.set_end_time_ms(step.start_time_ms());
       Persist(run, index);
       return;
     }
   }
-  step.set_state(v1::QUEUED);
+  run.SetState(index, v1::QUEUED);
   Persist(run, index);
   admission_
       .Enqueue({StrCat(run.proto.id(), "/", spec.name), run.proto.queue(), 0, spec.resources,
@@ -504,9 +543,11 @@ void Scheduler::Launch(Run& run, size_t index) {
   std::string work =
       StrCat(options_.work_root, "/", run.proto.id(), "/", spec.name, "/", std::to_string(number));
   std::error_code ec;
-  std::filesystem::remove_all(work, ec);
-  std::filesystem::create_directories(work + "/inputs", ec);
-  std::filesystem::create_directories(work + "/outputs", ec);
+  std::filesystem::remove_all(work, ec);  // a previous life's leftovers
+  // Only the directories the step uses: each costs a file-system operation per attempt.
+  std::filesystem::create_directories(work, ec);
+  if (!spec.inputs.empty()) std::filesystem::create_directory(work + "/inputs", ec);
+  if (!spec.outputs.empty()) std::filesystem::create_directory(work + "/outputs", ec);
   // Inputs by digest; outputs to declared paths under outputs/.
   std::map<std::string, std::string> input_paths, output_paths;
   for (const auto& [name, ref] : spec.inputs) {
@@ -527,7 +568,7 @@ void Scheduler::Launch(Run& run, size_t index) {
     if (!status.ok()) {
       admission_.Release(StrCat(run.proto.id(), "/", spec.name));
       Fail(run, index, "input " + name + ": " + std::string(status.message()), v1::FAILED);
-      Advance(run);
+      Advance(run, {index}, false);
       return;
     }
   }
@@ -540,7 +581,7 @@ void Scheduler::Launch(Run& run, size_t index) {
   if (!argv.ok()) {
     admission_.Release(StrCat(run.proto.id(), "/", spec.name));
     Fail(run, index, std::string(argv.status().message()), v1::FAILED);
-    Advance(run);
+    Advance(run, {index}, false);
     return;
   }
   // Recorded before it starts.
@@ -548,9 +589,9 @@ void Scheduler::Launch(Run& run, size_t index) {
   attempt->set_number(number);
   attempt->set_start_time_ms(NowMs());
   if (step.start_time_ms() == 0) step.set_start_time_ms(attempt->start_time_ms());
-  step.set_state(v1::RUNNING);
+  run.SetState(index, v1::RUNNING);
   Persist(run, index);
-  Advance(run);
+  Advance(run, {}, false);
   LaunchSpec launch;
   launch.attempt_id = attempt_id;
   launch.argv = *argv;
@@ -617,7 +658,7 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
     }
     if (attempt.outcome() == "SUCCEEDED") {
       for (const auto& [k, v] : digests) (*step.mutable_output_digests())[k] = v;
-      step.set_state(v1::SUCCEEDED);
+      run.SetState(index, v1::SUCCEEDED);
       step.set_end_time_ms(NowMs());
       step.set_cached_from(StrCat(run.proto.id(), "/", spec.name));
       rocksdb::WriteBatch batch;
@@ -629,14 +670,14 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
     }
   }
   if (result.outcome == AttemptResult::Outcome::kCanceled || run.cancel_requested) {
-    step.set_state(v1::CANCELED);
+    run.SetState(index, v1::CANCELED);
     step.set_end_time_ms(NowMs());
     Persist(run, index);
     return;
   }
   // Retry per policy (lost attempts too), else the step fails.
   if (step.attempts_size() <= spec.retries.limit) {
-    step.set_state(v1::RETRY_WAIT);
+    run.SetState(index, v1::RETRY_WAIT);
     step.set_message(attempt.message());
     Persist(run, index);
     timers_.emplace(NowMs() + spec.retries.DelayBeforeAttempt(step.attempts_size() + 1),
@@ -647,8 +688,8 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
 }
 
 void Scheduler::Fail(Run& run, size_t index, const std::string& message, v1::RunState state) {
+  run.SetState(index, state);
   v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
-  step.set_state(state);
   step.set_message(message);
   step.set_end_time_ms(NowMs());
   Persist(run, index);

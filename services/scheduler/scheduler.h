@@ -91,7 +91,9 @@ class Scheduler {
   void Loop();
   void Post(Event event);
   // Engine-thread work.
-  void Advance(Run& run);
+  // Evaluates what may have become ready (everything, or the dependents of `changed`) and
+  // updates the run's own state.
+  void Advance(Run& run, const std::vector<size_t>& changed, bool everything);
   void Evaluate(Run& run, size_t step);
   void Launch(Run& run, size_t step);
   void Finished(Run& run, size_t step, const AttemptResult& result);

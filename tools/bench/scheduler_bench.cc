@@ -3,12 +3,17 @@
 //   mlops-bench scheduler [--json] [--steps=10000] [--concurrency=8] [--pending=100000]
 //
 //   floor_spawn_per_s     posix_spawn of `true` then waitpid, --steps times in a loop
-//   executor_steps_per_s  the local executor running --steps `true` attempts, --concurrency at a
-//                         time, each in its own work dir with captured output (the executor part
-//                         of steps_per_s; the whole scheduler's figure comes with the service)
+//   steps_per_s           a pipeline of --steps independent `true` steps submitted to a child
+//                         mlops-server through a queue of --concurrency, from submission until the
+//                         run succeeded (parse, persistence of every state change, admission,
+//                         work dirs, process start and exit, output capture)
+//   executor_steps_per_s  the local executor alone running the same attempts
 //   admissions_per_s      admission decisions with --pending steps queued across 10 queues, the
 //                         capacity freed as fast as steps are admitted
-//   admission_peak_rss_mb this process's peak RSS after queueing --pending steps
+//   scheduler_peak_rss_mb this process's peak RSS with --pending steps queued for admission
+//   (the admission structures; the server's RSS during the no-op pipeline is
+//   scheduler_server_peak_rss_mb)
+#include <grpcpp/grpcpp.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -18,7 +23,9 @@
 #include <iostream>
 #include <mutex>
 #include <string>
+#include <thread>
 
+#include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/common/metrics.h"
 #include "services/scheduler/admission.h"
 #include "services/scheduler/local_executor.h"
@@ -86,12 +93,67 @@ double ExecutorSteps(int steps, int concurrency, const std::string& work) {
   return steps / Seconds(start);
 }
 
+// The whole scheduler: a pipeline of `steps` no-op steps through a child mlops-server.
+double SchedulerSteps(const std::string& server_bin, const std::string& work, int steps,
+                      int concurrency, double* peak_rss_mb) {
+  int pid = 0;
+  int port = SpawnServer(server_bin, work + "/server", &pid);
+  auto stub = scheduler::v1::SchedulerService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  auto call = [&](auto method, const auto& request, auto* response) {
+    for (int i = 0; i < 200; ++i) {  // UNAVAILABLE while the scheduler starts
+      grpc::ClientContext context;
+      grpc::Status status = (stub.get()->*method)(&context, request, response);
+      if (status.ok()) return;
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        std::cerr << status.error_message() << "\n";
+        std::exit(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    std::exit(1);
+  };
+  scheduler::v1::Queue queue;
+  queue.set_name("bench");
+  queue.set_max_concurrency(concurrency);
+  scheduler::v1::Queue stored;
+  call(&scheduler::v1::SchedulerService::Stub::PutQueue, queue, &stored);
+  std::string yaml = "name: noop\nsteps:\n";
+  for (int i = 0; i < steps; ++i) {
+    yaml += "  - name: s" + std::to_string(i) + "\n    command: [\"true\"]\n    cache: false\n";
+  }
+  scheduler::v1::SubmitPipelineRequest submit;
+  submit.set_spec_yaml(yaml);
+  submit.set_queue("bench");
+  scheduler::v1::PipelineRun run;
+  auto start = Clock::now();
+  call(&scheduler::v1::SchedulerService::Stub::SubmitPipeline, submit, &run);
+  grpc::ClientContext context;
+  scheduler::v1::GetPipelineRunRequest watch;
+  watch.set_id(run.id());
+  auto reader = stub->WatchPipelineRun(&context, watch);
+  while (reader->Read(&run)) {
+  }
+  double seconds = Seconds(start);
+  if (!reader->Finish().ok() || run.state() != scheduler::v1::SUCCEEDED) {
+    std::cerr << "the no-op pipeline did not succeed: " << scheduler::v1::RunState_Name(run.state())
+              << "\n";
+    std::exit(1);
+  }
+  *peak_rss_mb = static_cast<double>(PeakRssBytes(pid)) / (1 << 20);
+  StopServer(pid);
+  return steps / seconds;
+}
+
 }  // namespace
 
 int RunSchedulerBench(int argc, char** argv) {
   bool json = false;
   int steps = 10000, concurrency = 8;
   int64_t pending = 100000;
+  std::string self = std::filesystem::canonical("/proc/self/exe").parent_path();
+  std::string server_bin = self + "/../server/mlops-server";
+  std::string work_parent = "/tmp";
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](const char* name) -> const char* {
@@ -106,20 +168,29 @@ int RunSchedulerBench(int argc, char** argv) {
       concurrency = std::atoi(v);
     } else if (auto v = value("--pending")) {
       pending = std::atoll(v);
+    } else if (auto v = value("--server_bin")) {
+      server_bin = v;
+    } else if (auto v = value("--work_dir")) {
+      work_parent = v;
     } else {
       std::cerr << "usage: mlops-bench scheduler [--json] [--steps=N] [--concurrency=N] "
-                   "[--pending=N]\n";
+                   "[--pending=N] [--server_bin=PATH] [--work_dir=DIR]\n";
       return 2;
     }
   }
   auto log = [&](const std::string& line) {
     if (!json) std::cerr << line << "\n";
   };
-  std::string tmpl = "/tmp/mlops-bench-scheduler-XXXXXX";
+  std::string tmpl = work_parent + "/mlops-bench-scheduler-XXXXXX";
   if (::mkdtemp(tmpl.data()) == nullptr) return 1;
   std::map<std::string, double> figures;
   log("floor: posix_spawn of true ...");
   figures["floor_spawn_per_s"] = SpawnFloor(steps);
+  log("scheduler: a pipeline of no-op steps ...");
+  double server_rss = 0;
+  figures["steps_per_s"] = SchedulerSteps(server_bin, tmpl, steps, concurrency, &server_rss);
+  figures["steps_ratio_to_floor"] = figures["steps_per_s"] / figures["floor_spawn_per_s"];
+  figures["scheduler_server_peak_rss_mb"] = server_rss;
   log("local executor: no-op steps ...");
   figures["executor_steps_per_s"] = ExecutorSteps(steps, concurrency, tmpl);
   figures["executor_ratio_to_floor"] =
@@ -142,7 +213,7 @@ int RunSchedulerBench(int argc, char** argv) {
     step.replicas = 1 + static_cast<int>(i % 3 == 0);
     if (!admission.Enqueue(step).ok()) return 1;
   }
-  figures["admission_peak_rss_mb"] = static_cast<double>(PeakRssBytes()) / (1 << 20);
+  figures["scheduler_peak_rss_mb"] = static_cast<double>(PeakRssBytes()) / (1 << 20);
   log("admission: decisions ...");
   auto start = Clock::now();
   int64_t admitted = 0;
