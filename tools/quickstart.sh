@@ -120,7 +120,33 @@ run mlops models history "$name" production
 say "   A version that an alias points at cannot be deleted"
 run mlops models delete-version "$name" 1 || true
 
-say "9. Operators: Prometheus metrics"
+say "9. Pipelines: a DAG of steps, inputs by content digest, outputs versioned, cached when unchanged"
+cat > "$data_dir/tour-pipeline.yaml" <<'YAML'
+name: tour
+params: {threshold: "5.0"}
+steps:
+  - name: validate
+    command: [/bin/sh, -c, "awk -F, 'NR > 1 && NF != 3 { bad = 1 } END { exit bad }' {{inputs.data}}/raw/iris.csv && echo schema ok"]
+    inputs: {data: "dataset:iris-tour@v1"}
+  - name: split
+    needs: [validate]
+    command: [/bin/sh, -c, "awk -F, -v t={{params.threshold}} 'NR > 1 && $1 < t' {{inputs.data}}/raw/iris.csv > {{outputs.small}}; wc -l < {{outputs.small}}"]
+    inputs: {data: "dataset:iris-tour@v1"}
+    outputs: {small: small.csv}
+  - name: count
+    command: [/bin/sh, -c, "cut -d, -f3 {{inputs.rows}} | sort | uniq -c | tee {{outputs.counts}}"]
+    inputs: {rows: split.outputs.small}
+    outputs: {counts: counts.txt}
+YAML
+run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --watch
+pipeline_run=$(mlops pipeline list --max 1 | awk 'NR == 2 { print $1 }')
+run mlops pipeline status "$pipeline_run"
+run mlops pipeline logs "$pipeline_run" count
+say "   The same pipeline again: every step is a cache hit. A new param value reruns the steps (every step sees every param as MLOPS_PARAM_*, so it is part of each fingerprint)"
+run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --watch
+run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --param threshold=6.0 --watch
+
+say "10. Operators: Prometheus metrics"
 echo "\$ curl -s localhost:$metrics_port/metrics | grep grpc_server_handled_total | head -3"
 curl -s "localhost:$metrics_port/metrics" | grep '^grpc_server_handled_total' | head -3 || true
 

@@ -47,5 +47,17 @@ TEST(BenchSmokeTest, ArtifactSuitePrintsItsFigures) {
   EXPECT_EQ(out.find("nan"), std::string::npos) << out;
 }
 
+TEST(BenchSmokeTest, SchedulerSuitePrintsItsFigures) {
+  auto result = testing::RunCommand(
+      {MLOPS_BENCH_BIN, "scheduler", "--json", "--steps=200", "--pending=2000"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string& out = result.out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line of JSON";
+  for (const char* key :
+       {"steps_per_s", "floor_spawn_per_s", "admissions_per_s", "scheduler_peak_rss_mb"}) {
+    EXPECT_NE(out.find(std::string("\"") + key + "\": "), std::string::npos) << key;
+  }
+}
+
 }  // namespace
 }  // namespace mlops

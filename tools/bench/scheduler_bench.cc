@@ -10,9 +10,9 @@
 //   executor_steps_per_s  the local executor alone running the same attempts
 //   admissions_per_s      admission decisions with --pending steps queued across 10 queues, the
 //                         capacity freed as fast as steps are admitted
-//   scheduler_peak_rss_mb this process's peak RSS with --pending steps queued for admission
-//   (the admission structures; the server's RSS during the no-op pipeline is
-//   scheduler_server_peak_rss_mb)
+//   scheduler_peak_rss_mb a child mlops-server's peak RSS holding --pending queued steps (one
+//                         pipeline of sleeping steps through a queue that runs one at a time);
+//                         scheduler_server_peak_rss_mb is its RSS during the no-op pipeline
 #include <grpcpp/grpcpp.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -145,6 +145,58 @@ double SchedulerSteps(const std::string& server_bin, const std::string& work, in
   return steps / seconds;
 }
 
+// A server holding `pending` queued steps (a pipeline of sleeping steps through a queue that runs
+// one at a time): its peak RSS, then the run is canceled.
+double PendingRss(const std::string& server_bin, const std::string& work, int64_t pending) {
+  int pid = 0;
+  int port = SpawnServer(server_bin, work + "/pending", &pid);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(256 << 20);
+  args.SetMaxSendMessageSize(256 << 20);
+  auto stub = scheduler::v1::SchedulerService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args));
+  auto call = [&](auto method, const auto& request, auto* response) {
+    for (int i = 0; i < 200; ++i) {
+      grpc::ClientContext context;
+      grpc::Status status = (stub.get()->*method)(&context, request, response);
+      if (status.ok()) return;
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        std::cerr << status.error_message() << "\n";
+        std::exit(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    std::exit(1);
+  };
+  scheduler::v1::Queue queue;
+  queue.set_name("hold");
+  queue.set_max_concurrency(1);
+  scheduler::v1::Queue stored;
+  call(&scheduler::v1::SchedulerService::Stub::PutQueue, queue, &stored);
+  std::string yaml = "name: pending\nsteps:\n";
+  for (int64_t i = 0; i < pending; ++i) {
+    yaml += "  - name: s" + std::to_string(i) + "\n    command: [sleep, \"600\"]\n";
+  }
+  scheduler::v1::SubmitPipelineRequest submit;
+  submit.set_spec_yaml(yaml);
+  submit.set_queue("hold");
+  scheduler::v1::PipelineRun run;
+  call(&scheduler::v1::SchedulerService::Stub::SubmitPipeline, submit, &run);
+  scheduler::v1::GetPipelineRunRequest get;
+  get.set_id(run.id());
+  for (int i = 0; i < 600 && run.state() != scheduler::v1::RUNNING; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    call(&scheduler::v1::SchedulerService::Stub::GetPipelineRun, get, &run);
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  double rss = static_cast<double>(PeakRssBytes(pid)) / (1 << 20);
+  scheduler::v1::CancelPipelineRunRequest cancel;
+  cancel.set_id(run.id());
+  call(&scheduler::v1::SchedulerService::Stub::CancelPipelineRun, cancel, &run);
+  StopServer(pid);
+  return rss;
+}
+
 }  // namespace
 
 int RunSchedulerBench(int argc, char** argv) {
@@ -213,7 +265,6 @@ int RunSchedulerBench(int argc, char** argv) {
     step.replicas = 1 + static_cast<int>(i % 3 == 0);
     if (!admission.Enqueue(step).ok()) return 1;
   }
-  figures["scheduler_peak_rss_mb"] = static_cast<double>(PeakRssBytes()) / (1 << 20);
   log("admission: decisions ...");
   auto start = Clock::now();
   int64_t admitted = 0;
@@ -225,6 +276,8 @@ int RunSchedulerBench(int argc, char** argv) {
   }
   figures["admissions_per_s"] = static_cast<double>(admitted) / Seconds(start);
   figures["admission_pending"] = static_cast<double>(pending);
+  log("scheduler: a server holding the pending steps ...");
+  figures["scheduler_peak_rss_mb"] = PendingRss(server_bin, tmpl, pending);
   figures["steps"] = steps;
   figures["concurrency"] = concurrency;
   std::error_code ec;
