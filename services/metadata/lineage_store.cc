@@ -616,17 +616,34 @@ absl::StatusOr<v1::Artifact> LineageStore::PutArtifact(const v1::PutArtifactRequ
       return stored;
     }
   }
-  a.set_id(NextId(v1::ARTIFACT));
-  if (a.state() == v1::Artifact::STATE_UNSPECIFIED) a.set_state(v1::Artifact::LIVE);
-  a.set_create_time_ms(now);
-  a.set_update_time_ms(now);
-  batch.Put(nodes_, NodeKey(v1::ARTIFACT, a.id()), a.SerializeAsString());
-  batch.Put(index_, StrCat(TypeIndexPrefix(v1::ARTIFACT, a.type()), Id8(a.id())), "");
-  if (!a.external_id().empty()) {
-    batch.Put(keys_, ExternalKey(v1::ARTIFACT, a.external_id()), Id8(a.id()));
-  }
+  AddNewArtifact(&a, now, &batch);
   RETURN_IF_ERROR(db_->Write(&batch));
   return a;
+}
+
+void LineageStore::AddNewArtifact(v1::Artifact* a, int64_t now, rocksdb::WriteBatch* batch) {
+  a->set_id(NextId(v1::ARTIFACT));
+  if (a->state() == v1::Artifact::STATE_UNSPECIFIED) a->set_state(v1::Artifact::LIVE);
+  a->set_create_time_ms(now);
+  a->set_update_time_ms(now);
+  batch->Put(nodes_, NodeKey(v1::ARTIFACT, a->id()), a->SerializeAsString());
+  batch->Put(index_, StrCat(TypeIndexPrefix(v1::ARTIFACT, a->type()), Id8(a->id())), "");
+  if (!a->external_id().empty()) {
+    batch->Put(keys_, ExternalKey(v1::ARTIFACT, a->external_id()), Id8(a->id()));
+  }
+}
+
+void LineageStore::AddNewContext(v1::Context* c, int64_t now, rocksdb::WriteBatch* batch) {
+  c->set_id(NextId(v1::CONTEXT));
+  if (c->name().empty()) c->set_name(c->external_id());
+  c->set_create_time_ms(now);
+  c->set_update_time_ms(now);
+  batch->Put(nodes_, NodeKey(v1::CONTEXT, c->id()), c->SerializeAsString());
+  batch->Put(index_, StrCat(TypeIndexPrefix(v1::CONTEXT, c->type()), Id8(c->id())), "");
+  batch->Put(keys_, ContextNameKey(c->type(), c->name()), Id8(c->id()));
+  if (!c->external_id().empty()) {
+    batch->Put(keys_, ExternalKey(v1::CONTEXT, c->external_id()), Id8(c->id()));
+  }
 }
 
 namespace {
@@ -941,16 +958,8 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
       if (existing > 0) {
         a.set_id(existing);
       } else {
-        a.set_id(NextId(v1::ARTIFACT));
-        if (a.state() == v1::Artifact::STATE_UNSPECIFIED) a.set_state(v1::Artifact::LIVE);
-        a.set_create_time_ms(now);
-        a.set_update_time_ms(now);
-        batch.Put(nodes_, NodeKey(v1::ARTIFACT, a.id()), a.SerializeAsString());
-        batch.Put(index_, StrCat(TypeIndexPrefix(v1::ARTIFACT, a.type()), Id8(a.id())), "");
-        if (!a.external_id().empty()) {
-          batch.Put(keys_, ExternalKey(v1::ARTIFACT, a.external_id()), Id8(a.id()));
-          new_by_external[a.external_id()] = a.id();
-        }
+        AddNewArtifact(&a, now, &batch);
+        if (!a.external_id().empty()) new_by_external[a.external_id()] = a.id();
       }
     }
     v1::Event event;
@@ -987,16 +996,7 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
       if (id) {
         c.set_id(ReadId8(*id));
       } else {
-        c.set_id(NextId(v1::CONTEXT));
-        if (c.name().empty()) c.set_name(c.external_id());
-        c.set_create_time_ms(now);
-        c.set_update_time_ms(now);
-        batch.Put(nodes_, NodeKey(v1::CONTEXT, c.id()), c.SerializeAsString());
-        batch.Put(index_, StrCat(TypeIndexPrefix(v1::CONTEXT, c.type()), Id8(c.id())), "");
-        batch.Put(keys_, ContextNameKey(c.type(), c.name()), Id8(c.id()));
-        if (!c.external_id().empty()) {
-          batch.Put(keys_, ExternalKey(v1::CONTEXT, c.external_id()), Id8(c.id()));
-        }
+        AddNewContext(&c, now, &batch);
       }
     }
     batch.Put(edges_, MemberKey(c.id(), v1::EXECUTION, execution.id()), "");
@@ -1054,16 +1054,7 @@ absl::StatusOr<v1::Context> LineageStore::PutContext(const v1::PutContextRequest
     ASSIGN_OR_RETURN(id, db_->Get(keys_, name_key));
   }
   if (id) return MustLoad<v1::Context>(*db_, nodes_, v1::CONTEXT, ReadId8(*id));
-  int64_t now = NowMs();
-  c.set_id(NextId(v1::CONTEXT));
-  c.set_create_time_ms(now);
-  c.set_update_time_ms(now);
-  batch.Put(nodes_, NodeKey(v1::CONTEXT, c.id()), c.SerializeAsString());
-  batch.Put(index_, StrCat(TypeIndexPrefix(v1::CONTEXT, c.type()), Id8(c.id())), "");
-  batch.Put(keys_, name_key, Id8(c.id()));
-  if (!c.external_id().empty()) {
-    batch.Put(keys_, ExternalKey(v1::CONTEXT, c.external_id()), Id8(c.id()));
-  }
+  AddNewContext(&c, NowMs(), &batch);
   RETURN_IF_ERROR(db_->Write(&batch));
   return c;
 }

@@ -97,6 +97,9 @@ class LineageStore {
   explicit LineageStore(Db* db);
   absl::Status Init();
   int64_t NextId(v1::NodeKind kind);
+  // Give a new node its id and times and add its record and keys to the batch.
+  void AddNewArtifact(v1::Artifact* artifact, int64_t now, rocksdb::WriteBatch* batch);
+  void AddNewContext(v1::Context* context, int64_t now, rocksdb::WriteBatch* batch);
   // Per-key striped locks for read-check-write of unique keys and node updates.
   std::mutex& Stripe(std::string_view key) const;
 

@@ -93,6 +93,24 @@ double ExecutorSteps(int steps, int concurrency, const std::string& work) {
   return steps / Seconds(start);
 }
 
+// Calls a scheduler RPC, retrying while the scheduler starts (UNAVAILABLE); exits on other errors.
+template <typename Method, typename Request, typename Response>
+void Call(scheduler::v1::SchedulerService::Stub* stub, Method method, const Request& request,
+          Response* response) {
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext context;
+    grpc::Status status = (stub->*method)(&context, request, response);
+    if (status.ok()) return;
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      std::cerr << status.error_message() << "\n";
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  std::cerr << "the scheduler did not become available\n";
+  std::exit(1);
+}
+
 // The whole scheduler: a pipeline of `steps` no-op steps through a child mlops-server.
 double SchedulerSteps(const std::string& server_bin, const std::string& work, int steps,
                       int concurrency, double* peak_rss_mb) {
@@ -101,17 +119,7 @@ double SchedulerSteps(const std::string& server_bin, const std::string& work, in
   auto stub = scheduler::v1::SchedulerService::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   auto call = [&](auto method, const auto& request, auto* response) {
-    for (int i = 0; i < 200; ++i) {  // UNAVAILABLE while the scheduler starts
-      grpc::ClientContext context;
-      grpc::Status status = (stub.get()->*method)(&context, request, response);
-      if (status.ok()) return;
-      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
-        std::cerr << status.error_message() << "\n";
-        std::exit(1);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    std::exit(1);
+    Call(stub.get(), method, request, response);
   };
   scheduler::v1::Queue queue;
   queue.set_name("bench");
@@ -156,17 +164,7 @@ double PendingRss(const std::string& server_bin, const std::string& work, int64_
   auto stub = scheduler::v1::SchedulerService::NewStub(grpc::CreateCustomChannel(
       "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials(), args));
   auto call = [&](auto method, const auto& request, auto* response) {
-    for (int i = 0; i < 200; ++i) {
-      grpc::ClientContext context;
-      grpc::Status status = (stub.get()->*method)(&context, request, response);
-      if (status.ok()) return;
-      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
-        std::cerr << status.error_message() << "\n";
-        std::exit(1);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    std::exit(1);
+    Call(stub.get(), method, request, response);
   };
   scheduler::v1::Queue queue;
   queue.set_name("hold");
