@@ -33,6 +33,8 @@ struct Scheduler::Run {
   std::map<std::string, size_t> index;
   // Dataset versions pinned when a step was evaluated: step index -> input name -> version.
   std::map<size_t, std::map<std::string, std::string>> pinned;
+  // The content each step's inputs had when it became ready (for its lineage record).
+  std::map<size_t, std::map<std::string, std::string>> input_digests;
   int64_t changes = 0;
   bool cancel_requested = false;
   // Kept current by SetState, so that a step's change costs only its dependents' evaluation.
@@ -72,10 +74,11 @@ struct Scheduler::Event {
 };
 
 Scheduler::Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts,
-                     SchedulerOptions options)
+                     SchedulerOptions options, MetadataGateway* metadata)
     : db_(db),
       executor_(executor),
       artifacts_(artifacts),
+      metadata_(metadata),
       options_(std::move(options)),
       runs_cf_(db->Cf(kRunsCf)),
       steps_cf_(db->Cf(kStepsCf)),
@@ -85,8 +88,10 @@ Scheduler::Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts,
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* executor,
                                                            ArtifactGateway* artifacts,
-                                                           SchedulerOptions options) {
-  std::unique_ptr<Scheduler> scheduler(new Scheduler(db, executor, artifacts, std::move(options)));
+                                                           SchedulerOptions options,
+                                                           MetadataGateway* metadata) {
+  std::unique_ptr<Scheduler> scheduler(
+      new Scheduler(db, executor, artifacts, std::move(options), metadata));
   RETURN_IF_ERROR(scheduler->Recover());
   scheduler->mailbox_->target = scheduler.get();
   scheduler->engine_ = std::thread([s = scheduler.get()] { s->Loop(); });
@@ -509,6 +514,7 @@ void Scheduler::Evaluate(Run& run, size_t index) {
     }
   }
   step.set_fingerprint(StepFingerprint(spec, input_digests));
+  run.input_digests[index] = input_digests;
   if (spec.cache && !run.proto.no_cache()) {
     auto cached = db_->Get(cache_cf_, step.fingerprint());
     if (cached.ok() && cached->has_value()) {
@@ -529,6 +535,21 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       .Enqueue({StrCat(run.proto.id(), "/", spec.name), run.proto.queue(), 0, spec.resources,
                 spec.replicas})
       .IgnoreError();
+}
+
+StepRecord Scheduler::Record(Run& run, size_t index) const {
+  const StepSpec& spec = run.spec.steps[index];
+  const v1::StepRun& step = run.proto.steps(static_cast<int>(index));
+  StepRecord record;
+  record.pipeline = run.proto.pipeline();
+  record.pipeline_run = run.proto.id();
+  record.step = spec.name;
+  record.attempt = step.attempts_size();
+  record.command = spec.command;
+  record.params = spec.params;
+  record.inputs = run.input_digests[index];
+  record.outputs = {step.output_digests().begin(), step.output_digests().end()};
+  return record;
 }
 
 void Scheduler::Launch(Run& run, size_t index) {
@@ -590,6 +611,18 @@ void Scheduler::Launch(Run& run, size_t index) {
   attempt->set_start_time_ms(NowMs());
   if (step.start_time_ms() == 0) step.set_start_time_ms(attempt->start_time_ms());
   run.SetState(index, v1::RUNNING);
+  if (metadata_ != nullptr) {
+    // The attempt as a tracking run (MLOPS_RUN_ID lets the step log to it).
+    auto tracking = metadata_->StartRun(Record(run, index));
+    if (tracking.ok()) {
+      step.set_tracking_run_id(*tracking);
+    } else {
+      step.clear_tracking_run_id();
+      LogWarning("tracking_run_failed", {{"run", run.proto.id()},
+                                         {"step", spec.name},
+                                         {"error", std::string(tracking.status().message())}});
+    }
+  }
   Persist(run, index);
   Advance(run, {}, false);
   LaunchSpec launch;
@@ -605,6 +638,7 @@ void Scheduler::Launch(Run& run, size_t index) {
   launch.env["MLOPS_PIPELINE_RUN_ID"] = run.proto.id();
   launch.env["MLOPS_STEP"] = spec.name;
   if (!options_.server_address.empty()) launch.env["MLOPS_SERVER"] = options_.server_address;
+  if (!step.tracking_run_id().empty()) launch.env["MLOPS_RUN_ID"] = step.tracking_run_id();
   std::string run_id = run.proto.id();
   auto handle =
       executor_->Launch(launch, [mailbox = mailbox_, run_id, index](const AttemptResult& result) {
@@ -656,8 +690,26 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
       }
       digests[name] = *digest;
     }
+    if (attempt.outcome() == "SUCCEEDED" && metadata_ != nullptr &&
+        !step.tracking_run_id().empty()) {
+      absl::Status logged =
+          metadata_->LogMetricsFile(step.tracking_run_id(), work + "/metrics.json");
+      if (!logged.ok()) {
+        attempt.set_outcome("FAILED");
+        attempt.set_message(std::string(logged.message()));
+      }
+    }
     if (attempt.outcome() == "SUCCEEDED") {
       for (const auto& [k, v] : digests) (*step.mutable_output_digests())[k] = v;
+      if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
+        absl::Status recorded =
+            metadata_->FinishRun(step.tracking_run_id(), Record(run, index), true);
+        if (!recorded.ok()) {
+          LogWarning("lineage_record_failed", {{"run", run.proto.id()},
+                                               {"step", spec.name},
+                                               {"error", std::string(recorded.message())}});
+        }
+      }
       run.SetState(index, v1::SUCCEEDED);
       step.set_end_time_ms(NowMs());
       step.set_cached_from(StrCat(run.proto.id(), "/", spec.name));
@@ -668,6 +720,9 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
       Touch(run);
       return;
     }
+  }
+  if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
+    metadata_->FinishRun(step.tracking_run_id(), Record(run, index), false).IgnoreError();
   }
   if (result.outcome == AttemptResult::Outcome::kCanceled || run.cancel_requested) {
     run.SetState(index, v1::CANCELED);

@@ -26,6 +26,7 @@
 #include "services/common/db.h"
 #include "services/scheduler/admission.h"
 #include "services/scheduler/executor.h"
+#include "services/scheduler/metadata_gateway.h"
 #include "services/scheduler/pipeline_spec.h"
 
 namespace mlops::scheduler {
@@ -60,9 +61,11 @@ struct SchedulerOptions {
 class Scheduler {
  public:
   // Opens (and recovers) the scheduler over `db`, which must hold the scheduler column families.
+  // `metadata` may be null: steps are then not recorded as tracking runs and lineage executions.
   static absl::StatusOr<std::unique_ptr<Scheduler>> Open(Db* db, Executor* executor,
                                                          ArtifactGateway* artifacts,
-                                                         SchedulerOptions options);
+                                                         SchedulerOptions options,
+                                                         MetadataGateway* metadata = nullptr);
   ~Scheduler();  // stops the engine; running attempts keep their recorded state
 
   // INVALID_ARGUMENT (spec, params), NOT_FOUND (queue), RESOURCE_EXHAUSTED (a step that can never
@@ -86,7 +89,9 @@ class Scheduler {
  private:
   struct Run;
   struct Event;
-  Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts, SchedulerOptions options);
+  Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts, SchedulerOptions options,
+            MetadataGateway* metadata);
+  StepRecord Record(Run& run, size_t step) const;
   absl::Status Recover();
   void Loop();
   void Post(Event event);
@@ -105,6 +110,7 @@ class Scheduler {
   Db* db_;
   Executor* executor_;
   ArtifactGateway* artifacts_;
+  MetadataGateway* metadata_;
   SchedulerOptions options_;
   rocksdb::ColumnFamilyHandle* runs_cf_;
   rocksdb::ColumnFamilyHandle* steps_cf_;

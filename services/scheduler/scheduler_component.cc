@@ -7,11 +7,15 @@
 #include "absl/flags/flag.h"
 #include "services/scheduler/artifact_gateway.h"
 #include "services/scheduler/local_executor.h"
+#include "services/scheduler/metadata_gateway.h"
 #include "services/scheduler/scheduler_service.h"
 
 ABSL_FLAG(std::string, artifact_address, "",
           "the artifact service (host:port) steps read inputs from and write outputs to; empty: "
           "this server");
+ABSL_FLAG(std::string, metadata_address, "",
+          "the metadata service (host:port) steps are recorded in as tracking runs and lineage "
+          "executions; empty: this server");
 ABSL_FLAG(int, scheduler_cpus, 0, "CPU cores steps may use at once; 0: this machine's");
 ABSL_FLAG(int64_t, scheduler_memory_mb, 0, "memory steps may use at once; 0: this machine's");
 ABSL_FLAG(int, scheduler_gpus, 0, "GPUs steps may use at once");
@@ -38,6 +42,11 @@ class SchedulerComponent : public Component {
     gateway_ = std::make_unique<ClientArtifactGateway>(
         address.empty() ? host.InProcessChannel()
                         : grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    std::string metadata_address = absl::GetFlag(FLAGS_metadata_address);
+    metadata_ = std::make_unique<ClientMetadataGateway>(
+        metadata_address.empty()
+            ? host.InProcessChannel()
+            : grpc::CreateChannel(metadata_address, grpc::InsecureChannelCredentials()));
     SchedulerOptions options;
     options.work_root = dir_ + "/work";
     int cpus = absl::GetFlag(FLAGS_scheduler_cpus);
@@ -49,7 +58,8 @@ class SchedulerComponent : public Component {
     options.capacity = {static_cast<int64_t>(cpus) * 1000, memory_mb << 20,
                         absl::GetFlag(FLAGS_scheduler_gpus)};
     options.server_address = "127.0.0.1:" + std::to_string(host.port());
-    auto scheduler = Scheduler::Open(db_.get(), &executor_, gateway_.get(), options);
+    auto scheduler =
+        Scheduler::Open(db_.get(), &executor_, gateway_.get(), options, metadata_.get());
     if (!scheduler.ok()) return scheduler.status();
     scheduler_ = std::move(*scheduler);
     service_.set_scheduler(scheduler_.get());
@@ -61,6 +71,7 @@ class SchedulerComponent : public Component {
   std::string dir_;
   LocalExecutor executor_;
   std::unique_ptr<ClientArtifactGateway> gateway_;
+  std::unique_ptr<ClientMetadataGateway> metadata_;
   std::unique_ptr<Scheduler> scheduler_;
   SchedulerServiceImpl service_;
 };

@@ -9,8 +9,10 @@
 
 #include "services/artifact/artifact_component.h"
 #include "services/artifact/client/artifact_client.h"
+#include "services/metadata/metadata_component.h"
 #include "services/scheduler/artifact_gateway.h"
 #include "services/scheduler/local_executor.h"
+#include "services/scheduler/metadata_gateway.h"
 #include "tests/testing/testing.h"
 
 namespace mlops::scheduler {
@@ -21,8 +23,10 @@ using ::mlops::testing::StatusIs;
 class SchedulerTest : public ::testing::Test {
  protected:
   SchedulerTest()
-      : artifact_server_({artifact::OpenArtifactComponent}, /*metrics=*/false),
+      : artifact_server_({artifact::OpenArtifactComponent, metadata::OpenMetadataComponent},
+                         /*metrics=*/false),
         gateway_(artifact_server_.NewChannel()),
+        metadata_(artifact_server_.NewChannel()),
         client_(artifact_server_.NewChannel()) {}
 
   void SetUp() override {
@@ -37,7 +41,7 @@ class SchedulerTest : public ::testing::Test {
     SchedulerOptions options;
     options.work_root = dir_.path() + "/work";
     options.capacity = {4000, int64_t{8} << 30, 0};
-    auto scheduler = Scheduler::Open(db_.get(), &executor_, &gateway_, options);
+    auto scheduler = Scheduler::Open(db_.get(), &executor_, &gateway_, options, &metadata_);
     ASSERT_OK(scheduler.status());
     scheduler_ = std::move(*scheduler);
   }
@@ -87,6 +91,7 @@ class SchedulerTest : public ::testing::Test {
   testing::TempDir dir_;
   testing::InProcessServer artifact_server_;
   ClientArtifactGateway gateway_;
+  ClientMetadataGateway metadata_;
   artifact::ArtifactClient client_;
   LocalExecutor executor_{LocalExecutor::Options{200}};
   std::unique_ptr<Db> db_;
@@ -231,6 +236,66 @@ TEST_F(SchedulerTest, TimeoutsAndCancel) {
   EXPECT_EQ(Step(canceled, "b").state(), v1::CANCELED);
   EXPECT_THAT(scheduler_->Cancel(run.id()).status(),
               StatusIs(absl::StatusCode::kFailedPrecondition, "finished"));
+}
+
+TEST_F(SchedulerTest, StepsAreRecordedAsTrackingRunsAndLineage) {
+  std::string src = dir_.path() + "/labels";
+  std::filesystem::create_directories(src);
+  std::ofstream(src + "/labels.txt") << "cat\ndog\n";
+  artifact::HashCache cache(dir_.path() + "/cache.tsv");
+  auto pushed = client_.Push(src, "labels", {}, "v1", &cache);
+  ASSERT_OK(pushed.status());
+  const std::string yaml = R"(name: recorded
+params: {lr: "0.1"}
+steps:
+  - name: train
+    command: [/bin/sh, -c, "wc -l < {{inputs.labels}}/labels.txt > {{outputs.model}}; echo $MLOPS_RUN_ID > run_id.txt; echo '{\"accuracy\": 0.93, \"loss\": 0.2}' > metrics.json"]
+    inputs: {labels: "dataset:labels"}
+    outputs: {model: model.bin}
+)";
+  v1::PipelineRun run = Wait(Submit(yaml).id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  const v1::StepRun& train = Step(run, "train");
+  ASSERT_EQ(train.tracking_run_id().size(), 32u);
+  // The step saw its tracking run id.
+  std::ifstream seen(scheduler_->AttemptDir(run.id(), "train", 1) + "/run_id.txt");
+  std::string seen_id;
+  seen >> seen_id;
+  EXPECT_EQ(seen_id, train.tracking_run_id());
+  // The tracking run: params, FINISHED, metrics from metrics.json.
+  auto tracking = metadata::v1::MetadataService::NewStub(artifact_server_.NewChannel());
+  metadata::v1::GetRunRequest get;
+  get.set_run_id(train.tracking_run_id());
+  metadata::v1::Run tracked;
+  grpc::ClientContext context;
+  ASSERT_TRUE(tracking->GetRun(&context, get, &tracked).ok());
+  EXPECT_EQ(tracked.status(), metadata::v1::FINISHED);
+  EXPECT_EQ(tracked.params().at("lr"), "0.1");
+  ASSERT_EQ(tracked.latest_metrics_size(), 2);
+  EXPECT_EQ(tracked.tags().at("mlops.pipeline_run"), run.id());
+  // Lineage: from the model, upstream to the execution and the dataset version it read.
+  auto lineage = metadata::v1::LineageService::NewStub(artifact_server_.NewChannel());
+  metadata::v1::GetNodeRequest by_external;
+  by_external.set_external_id("blob:" + train.output_digests().at("model"));
+  metadata::v1::Artifact model;
+  grpc::ClientContext get_context;
+  ASSERT_TRUE(lineage->GetArtifact(&get_context, by_external, &model).ok());
+  metadata::v1::GetLineageRequest up;
+  up.set_artifact_id(model.id());
+  metadata::v1::LineageGraph graph;
+  grpc::ClientContext lineage_context;
+  ASSERT_TRUE(lineage->GetLineage(&lineage_context, up, &graph).ok());
+  ASSERT_EQ(graph.nodes_size(), 3);
+  EXPECT_EQ(graph.nodes(1).execution().run_id(), train.tracking_run_id());
+  EXPECT_EQ(graph.nodes(2).artifact().type(), "Dataset");
+  EXPECT_EQ(graph.nodes(2).artifact().digest(), pushed->version.digest());
+  // A malformed metrics.json fails the attempt.
+  v1::PipelineRun bad =
+      Wait(Submit("name: badmetrics\nsteps:\n  - name: m\n    command: [/bin/sh, -c, \"echo "
+                  "'[1,2]' > metrics.json\"]\n")
+               .id());
+  EXPECT_EQ(bad.state(), v1::FAILED);
+  EXPECT_NE(Step(bad, "m").message().find("metrics.json"), std::string::npos);
 }
 
 TEST_F(SchedulerTest, BadSubmissionsAreRefused) {

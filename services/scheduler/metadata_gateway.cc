@@ -1,0 +1,177 @@
+#include "services/scheduler/metadata_gateway.h"
+
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "services/common/ids.h"
+#include "services/common/status.h"
+#include "services/common/strings.h"
+
+namespace mlops::scheduler {
+
+namespace mv1 = ::mlops::metadata::v1;
+
+ClientMetadataGateway::ClientMetadataGateway(std::shared_ptr<grpc::Channel> channel)
+    : tracking_(mv1::MetadataService::NewStub(channel)),
+      lineage_(mv1::LineageService::NewStub(channel)) {}
+
+absl::StatusOr<std::string> ClientMetadataGateway::ExperimentId(const std::string& pipeline) {
+  auto it = experiments_.find(pipeline);
+  if (it != experiments_.end()) return it->second;
+  std::string name = "pipeline-" + pipeline;
+  mv1::Experiment experiment;
+  {
+    grpc::ClientContext context;
+    mv1::CreateExperimentRequest request;
+    request.set_name(name);
+    request.set_description("runs of the steps of pipeline " + pipeline);
+    grpc::Status status = tracking_->CreateExperiment(&context, request, &experiment);
+    if (status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+      grpc::ClientContext get_context;
+      mv1::GetExperimentByNameRequest get;
+      get.set_name(name);
+      RETURN_IF_ERROR(
+          FromGrpcStatus(tracking_->GetExperimentByName(&get_context, get, &experiment)));
+    } else {
+      RETURN_IF_ERROR(FromGrpcStatus(status));
+    }
+  }
+  experiments_[pipeline] = experiment.id();
+  return experiment.id();
+}
+
+absl::StatusOr<std::string> ClientMetadataGateway::StartRun(const StepRecord& step) {
+  ASSIGN_OR_RETURN(std::string experiment, ExperimentId(step.pipeline));
+  mv1::CreateRunRequest request;
+  request.set_experiment_id(experiment);
+  request.set_name(StrCat(step.step, "#", std::to_string(step.attempt)));
+  for (const auto& [k, v] : step.params) (*request.mutable_params())[k] = v;
+  (*request.mutable_tags())["mlops.pipeline_run"] = step.pipeline_run;
+  (*request.mutable_tags())["mlops.step"] = step.step;
+  (*request.mutable_tags())["mlops.attempt"] = std::to_string(step.attempt);
+  for (const auto& arg : step.command) request.mutable_source()->add_command(arg);
+  for (const auto& [name, digest] : step.inputs) {
+    auto* input = request.mutable_source()->add_inputs();
+    input->set_name(name);
+    input->set_digest(digest);
+  }
+  // One tracking run per attempt, even when the call is retried.
+  request.set_request_id(
+      StrCat(step.pipeline_run, "/", step.step, "/", std::to_string(step.attempt)));
+  mv1::Run run;
+  grpc::ClientContext context;
+  RETURN_IF_ERROR(FromGrpcStatus(tracking_->CreateRun(&context, request, &run)));
+  return run.id();
+}
+
+absl::Status ClientMetadataGateway::LogMetricsFile(const std::string& run_id,
+                                                   const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::OkStatus();  // no metrics.json: nothing to log
+  std::stringstream text;
+  text << in.rdbuf();
+  google::protobuf::Value value;
+  if (!google::protobuf::util::JsonStringToMessage(text.str(), &value).ok()) {
+    return absl::InvalidArgumentError("metrics.json: not valid JSON");
+  }
+  mv1::LogBatchRequest batch;
+  batch.set_run_id(run_id);
+  int64_t now = NowMs();
+  auto add = [&](const std::string& key, double v, int64_t step) {
+    mv1::Metric* metric = batch.add_metrics();
+    metric->set_key(key);
+    metric->set_value(v);
+    metric->set_step(step);
+    metric->set_timestamp_ms(now);
+  };
+  if (value.has_struct_value()) {
+    for (const auto& [key, v] : value.struct_value().fields()) {
+      if (!v.has_number_value()) {
+        return absl::InvalidArgumentError("metrics.json: " + key + " is not a number");
+      }
+      add(key, v.number_value(), 0);
+    }
+  } else if (value.has_list_value()) {
+    for (const auto& item : value.list_value().values()) {
+      const auto& fields = item.struct_value().fields();
+      auto key = fields.find("key");
+      auto v = fields.find("value");
+      if (key == fields.end() || v == fields.end() || !v->second.has_number_value()) {
+        return absl::InvalidArgumentError(
+            "metrics.json: list items are {\"key\": ..., \"value\": number, \"step\": n}");
+      }
+      auto step = fields.find("step");
+      add(key->second.string_value(), v->second.number_value(),
+          step == fields.end() ? 0 : static_cast<int64_t>(step->second.number_value()));
+    }
+  } else {
+    return absl::InvalidArgumentError("metrics.json: a flat object or a list of points");
+  }
+  if (batch.metrics_size() == 0) return absl::OkStatus();
+  mv1::LogBatchResponse response;
+  grpc::ClientContext context;
+  return FromGrpcStatus(tracking_->LogBatch(&context, batch, &response));
+}
+
+absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const StepRecord& step,
+                                              bool succeeded) {
+  {
+    mv1::UpdateRunRequest request;
+    request.mutable_run()->set_id(run_id);
+    request.mutable_run()->set_status(succeeded ? mv1::FINISHED : mv1::FAILED);
+    request.mutable_update_mask()->add_paths("status");
+    mv1::Run run;
+    grpc::ClientContext context;
+    RETURN_IF_ERROR(FromGrpcStatus(tracking_->UpdateRun(&context, request, &run)));
+  }
+  if (!succeeded) return absl::OkStatus();
+  if (!types_registered_) {
+    for (auto [kind, name] :
+         {std::pair{mv1::EXECUTION, "PipelineStep"}, std::pair{mv1::ARTIFACT, "StepOutput"}}) {
+      mv1::PutTypeRequest request;
+      request.mutable_type()->set_kind(kind);
+      request.mutable_type()->set_name(name);
+      mv1::NodeType type;
+      grpc::ClientContext context;
+      RETURN_IF_ERROR(FromGrpcStatus(lineage_->PutType(&context, request, &type)));
+    }
+    types_registered_ = true;
+  }
+  mv1::PutExecutionRequest request;
+  mv1::Execution* execution = request.mutable_execution();
+  execution->set_type("PipelineStep");
+  execution->set_name(step.step);
+  execution->set_state(mv1::Execution::COMPLETE);
+  execution->set_run_id(run_id);
+  execution->set_external_id(
+      StrCat(step.pipeline_run, "/", step.step, "/", std::to_string(step.attempt)));
+  auto artifact = [&](const std::string& ref, mv1::Event::Type type, const std::string& path) {
+    auto* entry = request.add_artifacts();
+    entry->set_event_type(type);
+    entry->set_path(path);
+    mv1::Artifact* a = entry->mutable_artifact();
+    if (ref.rfind("dataset:", 0) == 0) {
+      a->set_type("Dataset");
+      a->set_name(ref.substr(8));
+      a->set_external_id(ref);
+      a->set_digest(ref.substr(ref.rfind('@') + 1));
+    } else {
+      a->set_type("StepOutput");
+      a->set_external_id("blob:" + ref);
+      a->set_digest(ref);
+    }
+  };
+  for (const auto& [name, ref] : step.inputs) artifact(ref, mv1::Event::INPUT, name);
+  for (const auto& [name, ref] : step.outputs) artifact(ref, mv1::Event::OUTPUT, name);
+  mv1::Context* context_node = request.add_contexts();
+  context_node->set_type("PipelineRun");
+  context_node->set_name(step.pipeline_run);
+  mv1::PutExecutionResponse response;
+  grpc::ClientContext context;
+  return FromGrpcStatus(lineage_->PutExecution(&context, request, &response));
+}
+
+}  // namespace mlops::scheduler
