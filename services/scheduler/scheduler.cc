@@ -1,5 +1,6 @@
 #include "services/scheduler/scheduler.h"
 
+#include <cctype>
 #include <filesystem>
 
 #include "services/common/encoding.h"
@@ -8,6 +9,7 @@
 #include "services/common/page_token.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
+#include "services/scheduler/cron.h"
 
 namespace mlops::scheduler {
 namespace {
@@ -84,6 +86,7 @@ Scheduler::Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts,
       steps_cf_(db->Cf(kStepsCf)),
       cache_cf_(db->Cf(kCacheCf)),
       queues_cf_(db->Cf(kQueuesCf)),
+      schedules_cf_(db->Cf(kSchedulesCf)),
       admission_(options_.capacity) {}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* executor,
@@ -127,6 +130,11 @@ absl::Status Scheduler::Recover() {
     return true;
   }));
   if (!has_default) RETURN_IF_ERROR(admission_.SetQueue({"default", 0, 0, {}}));
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(schedules_cf_, "", {}, [&](std::string_view key, std::string_view v) {
+        schedules_[std::string(key)].ParseFromArray(v.data(), static_cast<int>(v.size()));
+        return true;
+      }));
   // Runs.
   std::vector<std::string> ids;
   RETURN_IF_ERROR(db_->ScanPrefix(runs_cf_, "", {}, [&](std::string_view key, std::string_view) {
@@ -198,6 +206,12 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineReques
   ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(request.spec_yaml()));
   RETURN_IF_ERROR(ApplyParams(&spec, {request.params().begin(), request.params().end()}));
   ASSIGN_OR_RETURN(PipelineSpec expanded, ExpandSweeps(spec));
+  std::lock_guard lock(mu_);
+  return SubmitLocked(request, std::move(expanded));
+}
+
+absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipelineRequest& request,
+                                                        PipelineSpec expanded) {
   std::string queue = request.queue().empty() ? "default" : request.queue();
   auto run = std::make_unique<Run>();
   v1::PipelineRun& proto = run->proto;
@@ -209,7 +223,6 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineReques
   proto.set_create_time_ms(NowMs());
   proto.set_spec_yaml(request.spec_yaml());
   proto.set_no_cache(request.no_cache());
-  std::lock_guard lock(mu_);
   bool known_queue = false;
   for (const auto& q : admission_.Queues()) known_queue = known_queue || q.name == queue;
   if (!known_queue) return absl::NotFoundError("queue " + queue + " not found");
@@ -350,6 +363,97 @@ std::vector<v1::Queue> Scheduler::ListQueues() const {
   return out;
 }
 
+absl::StatusOr<v1::Schedule> Scheduler::CreateSchedule(const v1::Schedule& schedule) {
+  bool name_ok = !schedule.name().empty() && schedule.name().size() <= 63 &&
+                 std::isalpha(static_cast<unsigned char>(schedule.name()[0]));
+  for (char c : schedule.name()) {
+    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
+  }
+  if (!name_ok) {
+    return absl::InvalidArgumentError("schedule name '" + schedule.name() +
+                                      "' must match [A-Za-z][A-Za-z0-9_-]{0,62}");
+  }
+  ASSIGN_OR_RETURN(CronSchedule cron, CronSchedule::Parse(schedule.cron()));
+  ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(schedule.spec_yaml()));
+  RETURN_IF_ERROR(ApplyParams(&spec, {schedule.params().begin(), schedule.params().end()}));
+  RETURN_IF_ERROR(ExpandSweeps(spec).status());
+  std::lock_guard lock(mu_);
+  std::string queue = schedule.queue().empty() ? "default" : schedule.queue();
+  bool known_queue = false;
+  for (const auto& q : admission_.Queues()) known_queue = known_queue || q.name == queue;
+  if (!known_queue) return absl::NotFoundError("queue " + queue + " not found");
+  if (schedules_.contains(schedule.name())) {
+    return absl::AlreadyExistsError("schedule " + schedule.name() + " exists");
+  }
+  v1::Schedule stored = schedule;
+  stored.set_queue(queue);
+  stored.set_next_time_ms(schedule.first_time_ms() > 0 ? schedule.first_time_ms()
+                                                       : cron.NextAfter(NowMs()));
+  if (stored.next_time_ms() < 0) {
+    return absl::InvalidArgumentError("cron \"" + schedule.cron() + "\": never fires");
+  }
+  rocksdb::WriteBatch batch;
+  batch.Put(schedules_cf_, stored.name(), stored.SerializeAsString());
+  RETURN_IF_ERROR(db_->Write(&batch));
+  schedules_[stored.name()] = stored;
+  wake_.notify_all();
+  return stored;
+}
+
+std::vector<v1::Schedule> Scheduler::ListSchedules() const {
+  std::lock_guard lock(mu_);
+  std::vector<v1::Schedule> out;
+  for (const auto& [name, schedule] : schedules_) out.push_back(schedule);
+  return out;
+}
+
+absl::Status Scheduler::DeleteSchedule(const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (!schedules_.contains(name)) return absl::NotFoundError("schedule " + name + " not found");
+  rocksdb::WriteBatch batch;
+  batch.Delete(schedules_cf_, name);
+  RETURN_IF_ERROR(db_->Write(&batch));
+  schedules_.erase(name);
+  return absl::OkStatus();
+}
+
+void Scheduler::FireSchedules(int64_t now) {
+  for (auto& [name, schedule] : schedules_) {
+    if (schedule.next_time_ms() < 0 || schedule.next_time_ms() > now) continue;
+    // The next time is recorded before the run is submitted: at most one run per fire time.
+    auto cron = CronSchedule::Parse(schedule.cron());
+    schedule.set_last_time_ms(schedule.next_time_ms());
+    schedule.set_next_time_ms(cron.ok() ? cron->NextAfter(now) : -1);
+    rocksdb::WriteBatch batch;
+    batch.Put(schedules_cf_, name, schedule.SerializeAsString());
+    if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist schedule " + name);
+    v1::SubmitPipelineRequest request;
+    request.set_spec_yaml(schedule.spec_yaml());
+    *request.mutable_params() = schedule.params();
+    request.set_queue(schedule.queue());
+    request.set_no_cache(schedule.no_cache());
+    absl::StatusOr<v1::PipelineRun> run = absl::InternalError("spec");
+    auto spec = ParsePipelineSpec(schedule.spec_yaml());
+    if (spec.ok()) {
+      absl::Status applied =
+          ApplyParams(&*spec, {schedule.params().begin(), schedule.params().end()});
+      auto expanded = applied.ok() ? ExpandSweeps(*spec) : absl::StatusOr<PipelineSpec>(applied);
+      run = expanded.ok() ? SubmitLocked(request, std::move(*expanded)) : expanded.status();
+    } else {
+      run = spec.status();
+    }
+    if (run.ok()) {
+      schedule.set_last_run_id(run->id());
+      batch.Clear();
+      batch.Put(schedules_cf_, name, schedule.SerializeAsString());
+      db_->Write(&batch).IgnoreError();
+    } else {
+      LogWarning("schedule_submit_failed",
+                 {{"schedule", name}, {"error", std::string(run.status().message())}});
+    }
+  }
+}
+
 std::string Scheduler::AttemptDir(const std::string& run, const std::string& step,
                                   int attempt) const {
   return StrCat(options_.work_root, "/", run, "/", step, "/", std::to_string(attempt));
@@ -372,8 +476,9 @@ int64_t Scheduler::WaitForChange(const std::string& id, int64_t seen, int64_t ti
 void Scheduler::Loop() {
   std::unique_lock lock(mu_);
   while (!stop_) {
-    // Due retries.
     int64_t now = NowMs();
+    FireSchedules(now);
+    // Due retries.
     while (!timers_.empty() && timers_.begin()->first <= now) {
       auto [run_id, step] = timers_.begin()->second;
       timers_.erase(timers_.begin());
@@ -439,11 +544,17 @@ void Scheduler::Loop() {
       Launch(*it->second, it->second->index[p.id.substr(slash + 1)]);
     }
     if (!admitted.empty()) continue;
-    if (timers_.empty()) {
+    // Sleep until the next retry or schedule is due, or something wakes the engine.
+    int64_t next = timers_.empty() ? -1 : timers_.begin()->first;
+    for (const auto& [name, schedule] : schedules_) {
+      if (schedule.next_time_ms() >= 0 && (next < 0 || schedule.next_time_ms() < next)) {
+        next = schedule.next_time_ms();
+      }
+    }
+    if (next < 0) {
       wake_.wait(lock);
     } else {
-      wake_.wait_for(
-          lock, std::chrono::milliseconds(std::max<int64_t>(1, timers_.begin()->first - NowMs())));
+      wake_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1, next - NowMs())));
     }
   }
 }

@@ -35,6 +35,13 @@ inline constexpr char kRunsCf[] = "sched_runs";
 inline constexpr char kStepsCf[] = "sched_steps";
 inline constexpr char kCacheCf[] = "sched_cache";
 inline constexpr char kQueuesCf[] = "sched_queues";
+inline constexpr char kSchedulesCf[] = "sched_schedules";
+// Every column family Open needs.
+inline const std::vector<std::string>& SchedulerColumnFamilies() {
+  static const std::vector<std::string> names = {kRunsCf, kStepsCf, kCacheCf, kQueuesCf,
+                                                 kSchedulesCf};
+  return names;
+}
 
 // Where step inputs come from and outputs go (the artifact service).
 class ArtifactGateway {
@@ -79,6 +86,11 @@ class Scheduler {
   // NOT_FOUND; FAILED_PRECONDITION while the run is still going.
   absl::StatusOr<v1::PipelineRun> Retry(const std::string& id);
   absl::StatusOr<v1::Queue> PutQueue(const v1::Queue& queue);
+  // INVALID_ARGUMENT (name, cron, spec, params), NOT_FOUND (queue), ALREADY_EXISTS (name).
+  absl::StatusOr<v1::Schedule> CreateSchedule(const v1::Schedule& schedule);
+  std::vector<v1::Schedule> ListSchedules() const;
+  // NOT_FOUND.
+  absl::Status DeleteSchedule(const std::string& name);
   std::vector<v1::Queue> ListQueues() const;
   // Where an attempt runs (and writes stdout.log, stderr.log, outputs/).
   std::string AttemptDir(const std::string& run, const std::string& step, int attempt) const;
@@ -104,6 +116,10 @@ class Scheduler {
   void Finished(Run& run, size_t step, const AttemptResult& result);
   void Fail(Run& run, size_t step, const std::string& message, v1::RunState state);
   void Persist(Run& run, size_t step);
+  // Submission with mu_ held (the engine submits scheduled runs).
+  absl::StatusOr<v1::PipelineRun> SubmitLocked(const v1::SubmitPipelineRequest& request,
+                                               PipelineSpec expanded);
+  void FireSchedules(int64_t now);
   void PersistHeader(Run& run);
   void Touch(Run& run);
 
@@ -116,6 +132,7 @@ class Scheduler {
   rocksdb::ColumnFamilyHandle* steps_cf_;
   rocksdb::ColumnFamilyHandle* cache_cf_;
   rocksdb::ColumnFamilyHandle* queues_cf_;
+  rocksdb::ColumnFamilyHandle* schedules_cf_;
 
   mutable std::mutex mu_;  // guards everything below
   mutable std::condition_variable changed_;
@@ -124,6 +141,7 @@ class Scheduler {
   std::map<std::string, std::unique_ptr<Run>> runs_;  // runs not finished, and finished ones read
   Admission admission_;
   std::multimap<int64_t, std::pair<std::string, size_t>> timers_;  // retry time -> step
+  std::map<std::string, v1::Schedule> schedules_;
   bool stop_ = false;
   std::thread engine_;
   // Executor callbacks reach the scheduler through this, so that one arriving after the scheduler

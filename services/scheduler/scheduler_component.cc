@@ -81,7 +81,7 @@ class SchedulerComponent : public Component {
 absl::StatusOr<std::unique_ptr<Component>> OpenSchedulerComponent(const std::string& data_dir,
                                                                   const Db::Options& options) {
   std::string dir = data_dir + "/scheduler";
-  auto db = Db::Open(dir + "/db", {kRunsCf, kStepsCf, kCacheCf, kQueuesCf}, options);
+  auto db = Db::Open(dir + "/db", SchedulerColumnFamilies(), options);
   if (!db.ok()) return db.status();
   return std::unique_ptr<Component>(new SchedulerComponent(std::move(*db), dir));
 }

@@ -149,6 +149,30 @@ grpc::Status SchedulerServiceImpl::GetStepLogs(grpc::ServerContext* context,
   }
 }
 
+grpc::Status SchedulerServiceImpl::CreateSchedule(grpc::ServerContext*, const v1::Schedule* request,
+                                                  v1::Schedule* response) {
+  MLOPS_SCHEDULER_OR_RETURN(scheduler);
+  return Reply(scheduler->CreateSchedule(*request), response);
+}
+
+grpc::Status SchedulerServiceImpl::ListSchedules(grpc::ServerContext*,
+                                                 const v1::ListSchedulesRequest*,
+                                                 v1::ListSchedulesResponse* response) {
+  MLOPS_SCHEDULER_OR_RETURN(scheduler);
+  for (auto& schedule : scheduler->ListSchedules()) {
+    schedule.clear_spec_yaml();
+    *response->add_schedules() = std::move(schedule);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SchedulerServiceImpl::DeleteSchedule(grpc::ServerContext*,
+                                                  const v1::DeleteScheduleRequest* request,
+                                                  v1::DeleteScheduleResponse*) {
+  MLOPS_SCHEDULER_OR_RETURN(scheduler);
+  return ToGrpcStatus(scheduler->DeleteSchedule(request->name()));
+}
+
 grpc::Status SchedulerServiceImpl::PutQueue(grpc::ServerContext*, const v1::Queue* request,
                                             v1::Queue* response) {
   MLOPS_SCHEDULER_OR_RETURN(scheduler);

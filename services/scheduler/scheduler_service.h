@@ -28,6 +28,12 @@ class SchedulerServiceImpl final : public v1::SchedulerService::Service {
                                 grpc::ServerWriter<v1::PipelineRun>* writer) override;
   grpc::Status GetStepLogs(grpc::ServerContext* context, const v1::GetStepLogsRequest* request,
                            grpc::ServerWriter<v1::LogChunk>* writer) override;
+  grpc::Status CreateSchedule(grpc::ServerContext*, const v1::Schedule* request,
+                              v1::Schedule* response) override;
+  grpc::Status ListSchedules(grpc::ServerContext*, const v1::ListSchedulesRequest* request,
+                             v1::ListSchedulesResponse* response) override;
+  grpc::Status DeleteSchedule(grpc::ServerContext*, const v1::DeleteScheduleRequest* request,
+                              v1::DeleteScheduleResponse* response) override;
   grpc::Status PutQueue(grpc::ServerContext*, const v1::Queue* request,
                         v1::Queue* response) override;
   grpc::Status ListQueues(grpc::ServerContext*, const v1::ListQueuesRequest* request,

@@ -9,6 +9,7 @@
 
 #include "services/artifact/artifact_component.h"
 #include "services/artifact/client/artifact_client.h"
+#include "services/common/ids.h"
 #include "services/metadata/metadata_component.h"
 #include "services/scheduler/artifact_gateway.h"
 #include "services/scheduler/local_executor.h"
@@ -30,8 +31,7 @@ class SchedulerTest : public ::testing::Test {
         client_(artifact_server_.NewChannel()) {}
 
   void SetUp() override {
-    auto db = Db::Open(dir_.path() + "/scheduler", {kRunsCf, kStepsCf, kCacheCf, kQueuesCf},
-                       Db::Options());
+    auto db = Db::Open(dir_.path() + "/scheduler", SchedulerColumnFamilies(), Db::Options());
     ASSERT_OK(db.status());
     db_ = std::move(*db);
     Start();
@@ -296,6 +296,42 @@ steps:
                .id());
   EXPECT_EQ(bad.state(), v1::FAILED);
   EXPECT_NE(Step(bad, "m").message().find("metrics.json"), std::string::npos);
+}
+
+TEST_F(SchedulerTest, SchedulesSubmitRunsOnTime) {
+  v1::Schedule schedule;
+  schedule.set_name("nightly");
+  schedule.set_cron("0 3 * * *");
+  schedule.set_spec_yaml(kChain);
+  schedule.set_first_time_ms(NowMs() + 200);  // the first run soon, then at 03:00 UTC
+  auto created = scheduler_->CreateSchedule(schedule);
+  ASSERT_OK(created.status());
+  std::vector<v1::Schedule> listed;
+  for (int i = 0; i < 100; ++i) {
+    listed = scheduler_->ListSchedules();
+    if (!listed[0].last_run_id().empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(listed.size(), 1u);
+  ASSERT_FALSE(listed[0].last_run_id().empty()) << "the schedule did not fire";
+  EXPECT_EQ(Wait(listed[0].last_run_id()).state(), v1::SUCCEEDED);
+  // The next fire is the next 03:00 UTC.
+  int64_t next = listed[0].next_time_ms();
+  EXPECT_GT(next, NowMs());
+  EXPECT_EQ(next / 1000 % 86400, 3 * 3600);
+  // Restart: the schedule survives, nothing fires again before its time.
+  scheduler_.reset();
+  Start();
+  ASSERT_EQ(scheduler_->ListSchedules().size(), 1u);
+  EXPECT_EQ(scheduler_->ListSchedules()[0].last_run_id(), listed[0].last_run_id());
+  EXPECT_THAT(scheduler_->CreateSchedule(schedule).status(),
+              StatusIs(absl::StatusCode::kAlreadyExists, "nightly"));
+  schedule.set_name("bad");
+  schedule.set_cron("61 * * * *");
+  EXPECT_THAT(scheduler_->CreateSchedule(schedule).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "minute"));
+  ASSERT_OK(scheduler_->DeleteSchedule("nightly"));
+  EXPECT_THAT(scheduler_->DeleteSchedule("nightly"), StatusIs(absl::StatusCode::kNotFound, ""));
 }
 
 TEST_F(SchedulerTest, BadSubmissionsAreRefused) {

@@ -96,6 +96,8 @@ Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
   mlops pipeline logs RUN STEP [--follow] [--stderr] [--attempt N]
   mlops pipeline cancel RUN
   mlops pipeline retry RUN             reruns only what failed or did not run
+  mlops pipeline schedule FILE --name N --cron "0 3 * * *" [--param K=V]... [--queue Q]
+  mlops pipeline schedules; mlops pipeline unschedule NAME
   mlops queues list
   mlops queues put NAME [--priority P] [--max-concurrency N] [--cpu 4] [--memory 8Gi] [--gpu 1]
 

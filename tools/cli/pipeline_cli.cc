@@ -54,6 +54,28 @@ class PipelineCli {
     if (command == "list") return List(args);
     if (command == "status") return Status(args);
     if (command == "logs") return Logs(args);
+    if (command == "schedule") return Schedule(args);
+    if (command == "schedules") {
+      args.ExpectEmpty();
+      auto response =
+          Call(&sv1::SchedulerService::Stub::ListSchedules, sv1::ListSchedulesRequest());
+      if (json_) return PrintJson(response), 0;
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& s : response.schedules()) {
+        rows.push_back({s.name(), s.cron(), s.queue(), FormatTime(s.next_time_ms()),
+                        FormatTime(s.last_time_ms()), s.last_run_id()});
+      }
+      PrintTable({"SCHEDULE", "CRON (UTC)", "QUEUE", "NEXT", "LAST", "LAST RUN"}, rows);
+      return 0;
+    }
+    if (command == "unschedule") {
+      sv1::DeleteScheduleRequest request;
+      request.set_name(args.Positional("NAME"));
+      args.ExpectEmpty();
+      Call(&sv1::SchedulerService::Stub::DeleteSchedule, request);
+      std::cout << "schedule " << request.name() << " deleted\n";
+      return 0;
+    }
     if (command == "cancel" || command == "retry") {
       std::string id = args.Positional("RUN");
       args.ExpectEmpty();
@@ -142,6 +164,34 @@ class PipelineCli {
     std::cout << run.id() << "\n";
     if (!watch) return 0;
     return Watch(run.id());
+  }
+
+  int Schedule(Args& args) {
+    std::string file = args.Positional("FILE (a pipeline spec in YAML)");
+    sv1::Schedule schedule;
+    auto cron = args.Take("--cron");
+    if (!cron) throw UsageError{"pipeline schedule needs --cron \"MIN HOUR DOM MON DOW\""};
+    schedule.set_cron(*cron);
+    auto name = args.Take("--name");
+    if (!name) throw UsageError{"pipeline schedule needs --name NAME"};
+    schedule.set_name(*name);
+    for (const auto& param : args.TakeAll("--param")) {
+      auto [k, v] = SplitKeyValue(param, "--param");
+      (*schedule.mutable_params())[k] = v;
+    }
+    schedule.set_queue(args.Take("--queue").value_or(""));
+    schedule.set_no_cache(args.TakeFlag("--no-cache"));
+    args.ExpectEmpty();
+    std::ifstream in(file);
+    if (!in) throw UsageError{"cannot read " + file};
+    std::stringstream text;
+    text << in.rdbuf();
+    schedule.set_spec_yaml(text.str());
+    auto stored = Call(&sv1::SchedulerService::Stub::CreateSchedule, schedule);
+    if (json_) return PrintJson(stored), 0;
+    std::cout << "schedule " << stored.name() << " (" << stored.cron() << " UTC): next run at "
+              << FormatTime(stored.next_time_ms()) << " UTC\n";
+    return 0;
   }
 
   // Prints each step's state changes until the run finishes; exit code 0 only on success.
