@@ -166,6 +166,15 @@ absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const S
   };
   for (const auto& [name, ref] : step.inputs) artifact(ref, mv1::Event::INPUT, name);
   for (const auto& [name, ref] : step.outputs) artifact(ref, mv1::Event::OUTPUT, name);
+  for (const auto& [name, digest] : step.logs) {
+    auto* entry = request.add_artifacts();
+    entry->set_event_type(mv1::Event::OUTPUT);
+    entry->set_path("logs/" + name);
+    entry->mutable_artifact()->set_type("Logs");
+    entry->mutable_artifact()->set_name(name);
+    entry->mutable_artifact()->set_external_id("logs:" + digest);
+    entry->mutable_artifact()->set_digest(digest);
+  }
   mv1::Context* context_node = request.add_contexts();
   context_node->set_type("PipelineRun");
   context_node->set_name(step.pipeline_run);

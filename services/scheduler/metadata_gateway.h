@@ -27,6 +27,7 @@ struct StepRecord {
   // Input name -> "dataset:NAME@VERSION" or a blob digest; output name -> blob digest.
   std::map<std::string, std::string> inputs;
   std::map<std::string, std::string> outputs;
+  std::map<std::string, std::string> logs;  // "stdout" / "stderr" -> blob digest
 };
 
 class MetadataGateway {

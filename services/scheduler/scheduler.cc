@@ -660,6 +660,11 @@ StepRecord Scheduler::Record(Run& run, size_t index) const {
   record.params = spec.params;
   record.inputs = run.input_digests[index];
   record.outputs = {step.output_digests().begin(), step.output_digests().end()};
+  if (step.attempts_size() > 0) {
+    const v1::Attempt& attempt = step.attempts(step.attempts_size() - 1);
+    if (!attempt.stdout_digest().empty()) record.logs["stdout"] = attempt.stdout_digest();
+    if (!attempt.stderr_digest().empty()) record.logs["stderr"] = attempt.stderr_digest();
+  }
   return record;
 }
 
@@ -782,6 +787,14 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
   attempt.set_message(result.message);
   std::string work = StrCat(options_.work_root, "/", run.proto.id(), "/", spec.name, "/",
                             std::to_string(attempt.number()));
+  // The attempt's output streams are kept in the artifact service, whatever the outcome.
+  auto keep = [&](const std::string& file) -> std::string {
+    if (!std::filesystem::is_regular_file(file)) return "";
+    auto digest = artifacts_->UploadFile(file);
+    return digest.ok() ? *digest : "";
+  };
+  attempt.set_stdout_digest(keep(work + "/stdout.log"));
+  attempt.set_stderr_digest(keep(work + "/stderr.log"));
   if (result.outcome == AttemptResult::Outcome::kSucceeded) {
     // Declared outputs are uploaded from a finished attempt only; a missing one fails the step.
     std::map<std::string, std::string> digests;

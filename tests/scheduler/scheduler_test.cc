@@ -249,7 +249,7 @@ TEST_F(SchedulerTest, StepsAreRecordedAsTrackingRunsAndLineage) {
 params: {lr: "0.1"}
 steps:
   - name: train
-    command: [/bin/sh, -c, "wc -l < {{inputs.labels}}/labels.txt > {{outputs.model}}; echo $MLOPS_RUN_ID > run_id.txt; echo '{\"accuracy\": 0.93, \"loss\": 0.2}' > metrics.json"]
+    command: [/bin/sh, -c, "wc -l < {{inputs.labels}}/labels.txt > {{outputs.model}}; echo $MLOPS_RUN_ID > run_id.txt; echo '{\"accuracy\": 0.93, \"loss\": 0.2}' > metrics.json; echo training >&2"]
     inputs: {labels: "dataset:labels"}
     outputs: {model: model.bin}
 )";
@@ -289,6 +289,19 @@ steps:
   EXPECT_EQ(graph.nodes(1).execution().run_id(), train.tracking_run_id());
   EXPECT_EQ(graph.nodes(2).artifact().type(), "Dataset");
   EXPECT_EQ(graph.nodes(2).artifact().digest(), pushed->version.digest());
+  // The attempt's stdout and stderr are blobs, and Logs outputs of the execution.
+  ASSERT_EQ(train.attempts_size(), 1);
+  EXPECT_EQ(Download(train.attempts(0).stdout_digest()), "");
+  EXPECT_EQ(Download(train.attempts(0).stderr_digest()), "training\n");
+  metadata::v1::GetLineageRequest down;
+  down.set_execution_id(graph.nodes(1).execution().id());
+  down.set_direction(metadata::v1::GetLineageRequest::DOWNSTREAM);
+  metadata::v1::LineageGraph outputs;
+  grpc::ClientContext down_context;
+  ASSERT_TRUE(lineage->GetLineage(&down_context, down, &outputs).ok());
+  int logs = 0;
+  for (const auto& node : outputs.nodes()) logs += node.artifact().type() == "Logs";
+  EXPECT_EQ(logs, 2);
   // A malformed metrics.json fails the attempt.
   v1::PipelineRun bad =
       Wait(Submit("name: badmetrics\nsteps:\n  - name: m\n    command: [/bin/sh, -c, \"echo "
