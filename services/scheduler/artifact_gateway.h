@@ -3,6 +3,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <mutex>
+
+#include "absl/container/flat_hash_set.h"
 #include "services/artifact/client/artifact_client.h"
 #include "services/scheduler/scheduler.h"
 
@@ -20,6 +23,10 @@ class ClientArtifactGateway final : public ArtifactGateway {
 
  private:
   artifact::ArtifactClient client_;
+  // Small blobs this process stored (pinned, so never collected): the same log or output again
+  // costs a hash, not an upload (no-op steps all write the same empty logs).
+  std::mutex mu_;
+  absl::flat_hash_set<std::string> stored_;
 };
 
 }  // namespace mlops::scheduler
