@@ -97,6 +97,18 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* exe
       new Scheduler(db, executor, artifacts, std::move(options), metadata));
   RETURN_IF_ERROR(scheduler->Recover());
   scheduler->mailbox_->target = scheduler.get();
+  scheduler->recorder_ = std::thread([s = scheduler.get()] {
+    std::unique_lock lock(s->deferred_mu_);
+    for (;;) {
+      s->deferred_cv_.wait(lock, [&] { return s->deferred_stop_ || !s->deferred_.empty(); });
+      if (s->deferred_.empty()) return;  // stopping, and everything deferred is done
+      std::function<void()> job = std::move(s->deferred_.front());
+      s->deferred_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  });
   scheduler->engine_ = std::thread([s = scheduler.get()] { s->Loop(); });
   return scheduler;
 }
@@ -112,6 +124,20 @@ Scheduler::~Scheduler() {
   }
   wake_.notify_all();
   if (engine_.joinable()) engine_.join();
+  {
+    std::lock_guard lock(deferred_mu_);
+    deferred_stop_ = true;
+  }
+  deferred_cv_.notify_all();
+  if (recorder_.joinable()) recorder_.join();
+}
+
+void Scheduler::Defer(std::function<void()> job) {
+  {
+    std::lock_guard lock(deferred_mu_);
+    deferred_.push_back(std::move(job));
+  }
+  deferred_cv_.notify_one();
 }
 
 absl::Status Scheduler::Recover() {
@@ -826,13 +852,15 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
     if (attempt.outcome() == "SUCCEEDED") {
       for (const auto& [k, v] : digests) (*step.mutable_output_digests())[k] = v;
       if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
-        absl::Status recorded =
-            metadata_->FinishRun(step.tracking_run_id(), Record(run, index), true);
-        if (!recorded.ok()) {
-          LogWarning("lineage_record_failed", {{"run", run.proto.id()},
-                                               {"step", spec.name},
-                                               {"error", std::string(recorded.message())}});
-        }
+        Defer(
+            [metadata = metadata_, tracking = step.tracking_run_id(), record = Record(run, index)] {
+              absl::Status recorded = metadata->FinishRun(tracking, record, true);
+              if (!recorded.ok()) {
+                LogWarning("lineage_record_failed", {{"run", record.pipeline_run},
+                                                     {"step", record.step},
+                                                     {"error", std::string(recorded.message())}});
+              }
+            });
       }
       run.SetState(index, v1::SUCCEEDED);
       step.set_end_time_ms(NowMs());
@@ -846,7 +874,9 @@ void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
     }
   }
   if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
-    metadata_->FinishRun(step.tracking_run_id(), Record(run, index), false).IgnoreError();
+    Defer([metadata = metadata_, tracking = step.tracking_run_id(), record = Record(run, index)] {
+      metadata->FinishRun(tracking, record, false).IgnoreError();
+    });
   }
   if (result.outcome == AttemptResult::Outcome::kCanceled || run.cancel_requested) {
     run.SetState(index, v1::CANCELED);

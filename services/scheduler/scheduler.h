@@ -16,6 +16,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -146,6 +147,14 @@ class Scheduler {
   std::thread engine_;
   // Executor callbacks reach the scheduler through this, so that one arriving after the scheduler
   // is gone (its attempt outlived it) is dropped: the attempt is recovered at the next start.
+  // Ending tracking runs and recording lineage happen on this thread, off the engine's path: the
+  // step's own state is already durable; the records follow (idempotent by external id).
+  void Defer(std::function<void()> job);
+  std::mutex deferred_mu_;
+  std::condition_variable deferred_cv_;
+  std::deque<std::function<void()>> deferred_;
+  bool deferred_stop_ = false;
+  std::thread recorder_;
   struct Mailbox {
     std::mutex mu;
     Scheduler* target = nullptr;

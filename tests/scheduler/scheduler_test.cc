@@ -263,12 +263,17 @@ steps:
   seen >> seen_id;
   EXPECT_EQ(seen_id, train.tracking_run_id());
   // The tracking run: params, FINISHED, metrics from metrics.json.
+  // Recorded just after the step's own state (on the scheduler's recording thread).
   auto tracking = metadata::v1::MetadataService::NewStub(artifact_server_.NewChannel());
   metadata::v1::GetRunRequest get;
   get.set_run_id(train.tracking_run_id());
   metadata::v1::Run tracked;
-  grpc::ClientContext context;
-  ASSERT_TRUE(tracking->GetRun(&context, get, &tracked).ok());
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext context;
+    ASSERT_TRUE(tracking->GetRun(&context, get, &tracked).ok());
+    if (tracked.status() == metadata::v1::FINISHED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_EQ(tracked.status(), metadata::v1::FINISHED);
   EXPECT_EQ(tracked.params().at("lr"), "0.1");
   ASSERT_EQ(tracked.latest_metrics_size(), 2);
@@ -278,8 +283,13 @@ steps:
   metadata::v1::GetNodeRequest by_external;
   by_external.set_external_id("blob:" + train.output_digests().at("model"));
   metadata::v1::Artifact model;
-  grpc::ClientContext get_context;
-  ASSERT_TRUE(lineage->GetArtifact(&get_context, by_external, &model).ok());
+  bool found = false;
+  for (int i = 0; i < 100 && !found; ++i) {
+    grpc::ClientContext get_context;
+    found = lineage->GetArtifact(&get_context, by_external, &model).ok();
+    if (!found) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(found) << "the model never appeared in the lineage graph";
   metadata::v1::GetLineageRequest up;
   up.set_artifact_id(model.id());
   metadata::v1::LineageGraph graph;
