@@ -131,15 +131,12 @@ int Usage() {
 int RunArtifactBench(int argc, char** argv) {
   bool json = false;
   int64_t size_mb = 2048, dedup_mb = 1024, small_files = 100000;
-  std::string self = std::filesystem::canonical("/proc/self/exe").parent_path();
+  std::string self = BenchDir();
   std::string artifact_bin = self + "/../../services/artifact/mlops-artifact";
   std::string work_parent = "/tmp";
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
-    auto value = [&](const char* name) -> const char* {
-      std::string prefix = std::string(name) + "=";
-      return arg.rfind(prefix, 0) == 0 ? argv[i] + prefix.size() : nullptr;
-    };
+    auto value = [&](const char* name) { return FlagValue(argv[i], name); };
     if (arg == "--json") {
       json = true;
     } else if (auto v = value("--size_mb")) {

@@ -32,6 +32,11 @@ int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid
 // Stops a server started by SpawnServer (SIGTERM, then waits).
 void StopServer(int pid);
 
+// "--name=value" -> "value" when `arg` is that flag, else nullptr.
+const char* FlagValue(const char* arg, const char* name);
+// The directory of the mlops-bench binary (server binaries are found relative to it).
+std::string BenchDir();
+
 // Prints the figures as one flat JSON object (json) or as "key = value" lines.
 void PrintFigures(const std::map<std::string, double>& figures, bool json);
 

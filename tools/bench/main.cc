@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -51,6 +52,13 @@ int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid
   }
   return port;
 }
+
+const char* FlagValue(const char* arg, const char* name) {
+  size_t n = std::strlen(name);
+  return std::strncmp(arg, name, n) == 0 && arg[n] == '=' ? arg + n + 1 : nullptr;
+}
+
+std::string BenchDir() { return std::filesystem::canonical("/proc/self/exe").parent_path(); }
 
 void StopServer(int pid) {
   kill(pid, SIGTERM);

@@ -326,14 +326,11 @@ namespace mlops::bench {
 
 int RunMetadataBench(int argc, char** argv) {
   Options o;
-  std::string self = std::filesystem::canonical("/proc/self/exe").parent_path();
+  std::string self = mlops::bench::BenchDir();
   o.metadata_bin = self + "/../../services/metadata/mlops-metadata";
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
-    auto value = [&](const char* name) -> const char* {
-      std::string prefix = std::string(name) + "=";
-      return arg.rfind(prefix, 0) == 0 ? argv[i] + prefix.size() : nullptr;
-    };
+    auto value = [&](const char* name) { return mlops::bench::FlagValue(argv[i], name); };
     if (arg == "--json") {
       o.json = true;
     } else if (auto v = value("--runs")) {

@@ -201,15 +201,12 @@ int RunSchedulerBench(int argc, char** argv) {
   bool json = false;
   int steps = 10000, concurrency = 8;
   int64_t pending = 100000;
-  std::string self = std::filesystem::canonical("/proc/self/exe").parent_path();
+  std::string self = BenchDir();
   std::string server_bin = self + "/../server/mlops-server";
   std::string work_parent = "/tmp";
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
-    auto value = [&](const char* name) -> const char* {
-      std::string prefix = std::string(name) + "=";
-      return arg.rfind(prefix, 0) == 0 ? argv[i] + prefix.size() : nullptr;
-    };
+    auto value = [&](const char* name) { return FlagValue(argv[i], name); };
     if (arg == "--json") {
       json = true;
     } else if (auto v = value("--steps")) {
