@@ -19,8 +19,11 @@ ClientMetadataGateway::ClientMetadataGateway(std::shared_ptr<grpc::Channel> chan
       lineage_(mv1::LineageService::NewStub(channel)) {}
 
 absl::StatusOr<std::string> ClientMetadataGateway::ExperimentId(const std::string& pipeline) {
-  auto it = experiments_.find(pipeline);
-  if (it != experiments_.end()) return it->second;
+  {
+    std::lock_guard lock(mu_);
+    auto it = experiments_.find(pipeline);
+    if (it != experiments_.end()) return it->second;
+  }
   std::string name = "pipeline-" + pipeline;
   mv1::Experiment experiment;
   {
@@ -39,6 +42,7 @@ absl::StatusOr<std::string> ClientMetadataGateway::ExperimentId(const std::strin
       RETURN_IF_ERROR(FromGrpcStatus(status));
     }
   }
+  std::lock_guard lock(mu_);
   experiments_[pipeline] = experiment.id();
   return experiment.id();
 }

@@ -6,8 +6,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -56,8 +58,10 @@ class ClientMetadataGateway final : public MetadataGateway {
   absl::StatusOr<std::string> ExperimentId(const std::string& pipeline);
   std::unique_ptr<metadata::v1::MetadataService::Stub> tracking_;
   std::unique_ptr<metadata::v1::LineageService::Stub> lineage_;
-  std::map<std::string, std::string> experiments_;  // pipeline -> experiment id
-  bool types_registered_ = false;
+  // Called from the scheduler's worker threads at once.
+  std::mutex mu_;
+  std::map<std::string, std::string> experiments_;  // pipeline -> experiment id; guarded by mu_
+  std::atomic<bool> types_registered_{false};
 };
 
 }  // namespace mlops::scheduler

@@ -68,11 +68,54 @@ struct Scheduler::Run {
 };
 
 struct Scheduler::Event {
-  enum class Kind { kAdvance, kDone, kCancel };
+  enum class Kind { kAdvance, kStarted, kDone, kCancel };
   Kind kind = Kind::kAdvance;
   std::string run;
   size_t step = 0;
+  int attempt = 0;  // kStarted, kDone: the attempt's number
+  // kStarted: the executor's handle. kStarted, kDone: the attempt's tracking run.
+  std::string handle;
+  std::string tracking_run_id;
+  // kDone: how it ended (outputs already checked and stored), its logs and outputs.
   AttemptResult result;
+  std::string stdout_digest;
+  std::string stderr_digest;
+  std::map<std::string, std::string> outputs;
+
+  static Event Of(Kind kind, std::string run) {
+    Event event;
+    event.kind = kind;
+    event.run = std::move(run);
+    return event;
+  }
+  static Event Done(const std::string& run, size_t step, int attempt, AttemptResult result) {
+    Event event = Of(Kind::kDone, run);
+    event.step = step;
+    event.attempt = attempt;
+    event.result = std::move(result);
+    return event;
+  }
+};
+
+// What a worker needs to prepare, start and collect one attempt: copies, so that it never reads
+// the engine's state.
+struct Scheduler::AttemptPlan {
+  std::string run_id;
+  size_t index = 0;
+  int number = 0;
+  std::string attempt_id;
+  std::string work;  // the attempt's directory
+  StepSpec spec;
+  struct Input {
+    std::string name;
+    bool dataset = false;
+    std::string digest;     // a blob (step output)
+    std::string file_name;  // of the blob under inputs/<name>/
+    std::string version;    // a dataset version
+  };
+  std::vector<Input> inputs;
+  StepRecord record;            // for the tracking run
+  std::string tracking_run_id;  // set by Prepare before the attempt starts
 };
 
 Scheduler::Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts,
@@ -97,18 +140,13 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* exe
       new Scheduler(db, executor, artifacts, std::move(options), metadata));
   RETURN_IF_ERROR(scheduler->Recover());
   scheduler->mailbox_->target = scheduler.get();
-  scheduler->recorder_ = std::thread([s = scheduler.get()] {
-    std::unique_lock lock(s->deferred_mu_);
-    for (;;) {
-      s->deferred_cv_.wait(lock, [&] { return s->deferred_stop_ || !s->deferred_.empty(); });
-      if (s->deferred_.empty()) return;  // stopping, and everything deferred is done
-      std::function<void()> job = std::move(s->deferred_.front());
-      s->deferred_.pop_front();
-      lock.unlock();
-      job();
-      lock.lock();
-    }
-  });
+  scheduler->workers_ = std::make_unique<WorkQueue>(scheduler->options_.workers);
+  scheduler->recorder_ = std::make_unique<WorkQueue>(1);
+  for (auto& [plan, result] : scheduler->recovered_) {
+    scheduler->workers_->Post(
+        [s = scheduler.get(), plan = plan, result = result] { s->Collect(*plan, result); });
+  }
+  scheduler->recovered_.clear();
   scheduler->engine_ = std::thread([s = scheduler.get()] { s->Loop(); });
   return scheduler;
 }
@@ -124,21 +162,13 @@ Scheduler::~Scheduler() {
   }
   wake_.notify_all();
   if (engine_.joinable()) engine_.join();
-  {
-    std::lock_guard lock(deferred_mu_);
-    deferred_stop_ = true;
-  }
-  deferred_cv_.notify_all();
-  if (recorder_.joinable()) recorder_.join();
+  // Attempts being prepared or collected finish; queued ones are dropped (recovered at the next
+  // start, like the attempts still running). What was deferred is recorded.
+  if (workers_ != nullptr) workers_->Stop(/*drain=*/false);
+  if (recorder_ != nullptr) recorder_->Stop(/*drain=*/true);
 }
 
-void Scheduler::Defer(std::function<void()> job) {
-  {
-    std::lock_guard lock(deferred_mu_);
-    deferred_.push_back(std::move(job));
-  }
-  deferred_cv_.notify_one();
-}
+void Scheduler::Defer(std::function<void()> job) { recorder_->Post(std::move(job)); }
 
 absl::Status Scheduler::Recover() {
   // Queues: "default" always exists.
@@ -188,12 +218,12 @@ absl::Status Scheduler::Recover() {
         v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
         AttemptResult lost = executor_->Recover(
             StrCat(id, "/", step.name(), "/", std::to_string(attempt.number())), attempt.handle());
-        events_.push_back({Event::Kind::kDone, id, i, lost});
+        recovered_.emplace_back(Plan(*run, i), lost);
       } else if (step.state() == v1::QUEUED || step.state() == v1::RETRY_WAIT) {
         run->SetState(i, v1::PENDING);  // re-evaluated (and re-queued) by Advance
       }
     }
-    events_.push_back({Event::Kind::kAdvance, id, 0, {}});
+    events_.push_back(Event::Of(Event::Kind::kAdvance, id));
     runs_[id] = std::move(run);
   }
   return absl::OkStatus();
@@ -273,7 +303,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipeline
   batch.Put(runs_cf_, proto.id(), header.SerializeAsString());
   RETURN_IF_ERROR(db_->Write(&batch));
   v1::PipelineRun out = proto;
-  events_.push_back({Event::Kind::kAdvance, proto.id(), 0, {}});
+  events_.push_back(Event::Of(Event::Kind::kAdvance, proto.id()));
   runs_[proto.id()] = std::move(run);
   wake_.notify_all();
   return out;
@@ -333,7 +363,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Cancel(const std::string& id) {
     return absl::FailedPreconditionError("pipeline run " + id + " has finished (" +
                                          v1::RunState_Name(run.state()) + ")");
   }
-  Post({Event::Kind::kCancel, id, 0, {}});
+  Post(Event::Of(Event::Kind::kCancel, id));
   return run;
 }
 
@@ -532,8 +562,11 @@ void Scheduler::Loop() {
         case Event::Kind::kAdvance:
           everything = true;
           break;
+        case Event::Kind::kStarted:
+          Started(run, event);
+          break;
         case Event::Kind::kDone:
-          Finished(run, event.step, event.result);
+          Finished(run, event);
           changed.push_back(event.step);
           break;
         case Event::Kind::kCancel:
@@ -694,6 +727,20 @@ StepRecord Scheduler::Record(Run& run, size_t index) const {
   return record;
 }
 
+std::shared_ptr<Scheduler::AttemptPlan> Scheduler::Plan(Run& run, size_t index) const {
+  const StepSpec& spec = run.spec.steps[index];
+  const v1::StepRun& step = run.proto.steps(static_cast<int>(index));
+  auto plan = std::make_shared<AttemptPlan>();
+  plan->run_id = run.proto.id();
+  plan->index = index;
+  plan->number = step.attempts_size() > 0 ? step.attempts(step.attempts_size() - 1).number() : 0;
+  plan->attempt_id = StrCat(plan->run_id, "/", spec.name, "/", std::to_string(plan->number));
+  plan->work = AttemptDir(plan->run_id, spec.name, plan->number);
+  plan->spec = spec;
+  plan->tracking_run_id = step.tracking_run_id();
+  return plan;
+}
+
 void Scheduler::Launch(Run& run, size_t index) {
   const StepSpec& spec = run.spec.steps[index];
   v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
@@ -701,10 +748,46 @@ void Scheduler::Launch(Run& run, size_t index) {
     admission_.Release(StrCat(run.proto.id(), "/", spec.name));
     return;
   }
-  int number = step.attempts_size() + 1;
-  std::string attempt_id = StrCat(run.proto.id(), "/", spec.name, "/", std::to_string(number));
-  std::string work =
-      StrCat(options_.work_root, "/", run.proto.id(), "/", spec.name, "/", std::to_string(number));
+  // Recorded before it starts: a restart finds the attempt and stops whatever is left of it.
+  v1::Attempt* attempt = step.add_attempts();
+  attempt->set_number(step.attempts_size());
+  attempt->set_start_time_ms(NowMs());
+  if (step.start_time_ms() == 0) step.set_start_time_ms(attempt->start_time_ms());
+  step.clear_tracking_run_id();
+  run.SetState(index, v1::RUNNING);
+  Persist(run, index);
+  Advance(run, {}, false);
+  std::shared_ptr<AttemptPlan> plan = Plan(run, index);
+  for (const auto& [name, ref] : spec.inputs) {
+    AttemptPlan::Input input;
+    input.name = name;
+    if (ref.kind == InputRef::Kind::kStepOutput) {
+      const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[ref.step]));
+      const StepSpec& producer = run.spec.steps[run.index[ref.step]];
+      input.digest = upstream.output_digests().at(ref.output);
+      input.file_name = std::filesystem::path(producer.outputs.at(ref.output)).filename().string();
+    } else {
+      input.dataset = true;
+      input.version = run.pinned[index][name];
+    }
+    plan->inputs.push_back(std::move(input));
+  }
+  if (metadata_ != nullptr) plan->record = Record(run, index);
+  workers_->Post([this, plan] { Prepare(plan); });
+}
+
+void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
+  const StepSpec& spec = plan->spec;
+  auto fail = [&](const std::string& message) {
+    AttemptResult failed;
+    failed.outcome = AttemptResult::Outcome::kFailed;
+    failed.message = message;
+    failed.start_ms = failed.end_ms = NowMs();
+    Event event = Event::Done(plan->run_id, plan->index, plan->number, failed);
+    event.tracking_run_id = plan->tracking_run_id;
+    Post(std::move(event));
+  };
+  const std::string& work = plan->work;
   std::error_code ec;
   std::filesystem::remove_all(work, ec);  // a previous life's leftovers
   // Only the directories the step uses: each costs a file-system operation per attempt.
@@ -713,27 +796,20 @@ void Scheduler::Launch(Run& run, size_t index) {
   if (!spec.outputs.empty()) std::filesystem::create_directory(work + "/outputs", ec);
   // Inputs by digest; outputs to declared paths under outputs/.
   std::map<std::string, std::string> input_paths, output_paths;
-  for (const auto& [name, ref] : spec.inputs) {
-    std::string dir = work + "/inputs/" + name;
+  for (const AttemptPlan::Input& input : plan->inputs) {
+    std::string dir = work + "/inputs/" + input.name;
+    const InputRef& ref = spec.inputs.at(input.name);
     absl::Status status;
-    if (ref.kind == InputRef::Kind::kStepOutput) {
-      const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[ref.step]));
-      const StepSpec& producer = run.spec.steps[run.index[ref.step]];
-      std::string file =
-          dir + "/" + std::filesystem::path(producer.outputs.at(ref.output)).filename().string();
-      std::filesystem::create_directories(dir, ec);
-      status = artifacts_->MaterializeBlob(upstream.output_digests().at(ref.output), file);
-      input_paths[name] = file;
+    if (input.dataset) {
+      status = artifacts_->MaterializeDataset(ref.dataset, input.version, dir);
+      input_paths[input.name] = dir;
     } else {
-      status = artifacts_->MaterializeDataset(ref.dataset, run.pinned[index][name], dir);
-      input_paths[name] = dir;
+      std::string file = dir + "/" + input.file_name;
+      std::filesystem::create_directories(dir, ec);
+      status = artifacts_->MaterializeBlob(input.digest, file);
+      input_paths[input.name] = file;
     }
-    if (!status.ok()) {
-      admission_.Release(StrCat(run.proto.id(), "/", spec.name));
-      Fail(run, index, "input " + name + ": " + std::string(status.message()), v1::FAILED);
-      Advance(run, {index}, false);
-      return;
-    }
+    if (!status.ok()) return fail("input " + input.name + ": " + std::string(status.message()));
   }
   for (const auto& [name, path] : spec.outputs) {
     output_paths[name] = work + "/outputs/" + path;
@@ -741,35 +817,21 @@ void Scheduler::Launch(Run& run, size_t index) {
                                         ec);
   }
   auto argv = RenderCommand(spec, input_paths, output_paths);
-  if (!argv.ok()) {
-    admission_.Release(StrCat(run.proto.id(), "/", spec.name));
-    Fail(run, index, std::string(argv.status().message()), v1::FAILED);
-    Advance(run, {index}, false);
-    return;
-  }
-  // Recorded before it starts.
-  v1::Attempt* attempt = step.add_attempts();
-  attempt->set_number(number);
-  attempt->set_start_time_ms(NowMs());
-  if (step.start_time_ms() == 0) step.set_start_time_ms(attempt->start_time_ms());
-  run.SetState(index, v1::RUNNING);
+  if (!argv.ok()) return fail(std::string(argv.status().message()));
   if (metadata_ != nullptr) {
     // The attempt as a tracking run (MLOPS_RUN_ID lets the step log to it).
-    auto tracking = metadata_->StartRun(Record(run, index));
+    auto tracking = metadata_->StartRun(plan->record);
     if (tracking.ok()) {
-      step.set_tracking_run_id(*tracking);
+      plan->tracking_run_id = *tracking;
     } else {
-      step.clear_tracking_run_id();
-      LogWarning("tracking_run_failed", {{"run", run.proto.id()},
+      LogWarning("tracking_run_failed", {{"run", plan->run_id},
                                          {"step", spec.name},
                                          {"error", std::string(tracking.status().message())}});
     }
   }
-  Persist(run, index);
-  Advance(run, {}, false);
   LaunchSpec launch;
-  launch.attempt_id = attempt_id;
-  launch.argv = *argv;
+  launch.attempt_id = plan->attempt_id;
+  launch.argv = *std::move(argv);
   launch.work_dir = work;
   launch.image = spec.image;
   launch.resources = spec.resources;
@@ -777,101 +839,122 @@ void Scheduler::Launch(Run& run, size_t index) {
   launch.timeout_ms = spec.timeout_ms;
   launch.env = spec.env;
   for (const auto& [k, v] : spec.params) launch.env["MLOPS_PARAM_" + ToUpper(k)] = v;
-  launch.env["MLOPS_PIPELINE_RUN_ID"] = run.proto.id();
+  launch.env["MLOPS_PIPELINE_RUN_ID"] = plan->run_id;
   launch.env["MLOPS_STEP"] = spec.name;
   if (!options_.server_address.empty()) launch.env["MLOPS_SERVER"] = options_.server_address;
-  if (!step.tracking_run_id().empty()) launch.env["MLOPS_RUN_ID"] = step.tracking_run_id();
-  std::string run_id = run.proto.id();
-  auto handle =
-      executor_->Launch(launch, [mailbox = mailbox_, run_id, index](const AttemptResult& result) {
-        std::lock_guard lock(mailbox->mu);
-        if (mailbox->target != nullptr) {
-          mailbox->target->Post({Event::Kind::kDone, run_id, index, result});
-        }
-      });
-  if (!handle.ok()) {
-    AttemptResult failed;
-    failed.outcome = AttemptResult::Outcome::kFailed;
-    failed.message = std::string(handle.status().message());
-    failed.start_ms = failed.end_ms = NowMs();
-    events_.push_back({Event::Kind::kDone, run_id, index, failed});
-    return;
-  }
-  attempt->set_handle(*handle);
-  Persist(run, index);
+  if (!plan->tracking_run_id.empty()) launch.env["MLOPS_RUN_ID"] = plan->tracking_run_id;
+  auto handle = executor_->Launch(launch, [mailbox = mailbox_, plan](const AttemptResult& result) {
+    std::lock_guard lock(mailbox->mu);
+    Scheduler* target = mailbox->target;
+    if (target == nullptr) return;
+    target->workers_->Post([target, plan, result] { target->Collect(*plan, result); });
+  });
+  if (!handle.ok()) return fail(std::string(handle.status().message()));
+  Event started = Event::Of(Event::Kind::kStarted, plan->run_id);
+  started.step = plan->index;
+  started.attempt = plan->number;
+  started.handle = *handle;
+  started.tracking_run_id = plan->tracking_run_id;
+  Post(std::move(started));
 }
 
-void Scheduler::Finished(Run& run, size_t index, const AttemptResult& result) {
-  const StepSpec& spec = run.spec.steps[index];
-  v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
-  admission_.Release(StrCat(run.proto.id(), "/", spec.name));
-  if (step.attempts_size() == 0) return;
-  v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
-  attempt.set_end_time_ms(result.end_ms);
-  attempt.set_outcome(OutcomeName(result.outcome));
-  attempt.set_exit_code(result.exit_code);
-  attempt.set_message(result.message);
-  std::string work = StrCat(options_.work_root, "/", run.proto.id(), "/", spec.name, "/",
-                            std::to_string(attempt.number()));
+void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
+  Event event = Event::Done(plan.run_id, plan.index, plan.number, std::move(result));
+  event.tracking_run_id = plan.tracking_run_id;
+  AttemptResult& outcome = event.result;
   // The attempt's output streams are kept in the artifact service, whatever the outcome.
   auto keep = [&](const std::string& file) -> std::string {
     if (!std::filesystem::is_regular_file(file)) return "";
     auto digest = artifacts_->UploadFile(file);
     return digest.ok() ? *digest : "";
   };
-  attempt.set_stdout_digest(keep(work + "/stdout.log"));
-  attempt.set_stderr_digest(keep(work + "/stderr.log"));
-  if (result.outcome == AttemptResult::Outcome::kSucceeded) {
+  event.stdout_digest = keep(plan.work + "/stdout.log");
+  event.stderr_digest = keep(plan.work + "/stderr.log");
+  auto fail = [&](std::string message) {
+    outcome.outcome = AttemptResult::Outcome::kFailed;
+    outcome.message = std::move(message);
+  };
+  if (outcome.outcome == AttemptResult::Outcome::kSucceeded) {
     // Declared outputs are uploaded from a finished attempt only; a missing one fails the step.
-    std::map<std::string, std::string> digests;
-    for (const auto& [name, path] : spec.outputs) {
-      std::string file = work + "/outputs/" + path;
+    for (const auto& [name, path] : plan.spec.outputs) {
+      std::string file = plan.work + "/outputs/" + path;
       if (!std::filesystem::is_regular_file(file)) {
-        attempt.set_outcome("FAILED");
-        attempt.set_message("declared output " + name + " (" + path + ") was not written");
+        fail("declared output " + name + " (" + path + ") was not written");
         break;
       }
       auto digest = artifacts_->UploadFile(file);
       if (!digest.ok()) {
-        attempt.set_outcome("FAILED");
-        attempt.set_message("upload of output " + name + ": " +
-                            std::string(digest.status().message()));
+        fail("upload of output " + name + ": " + std::string(digest.status().message()));
         break;
       }
-      digests[name] = *digest;
+      event.outputs[name] = *digest;
     }
-    if (attempt.outcome() == "SUCCEEDED" && metadata_ != nullptr &&
-        !step.tracking_run_id().empty()) {
-      absl::Status logged =
-          metadata_->LogMetricsFile(step.tracking_run_id(), work + "/metrics.json");
-      if (!logged.ok()) {
-        attempt.set_outcome("FAILED");
-        attempt.set_message(std::string(logged.message()));
-      }
+  }
+  if (outcome.outcome == AttemptResult::Outcome::kSucceeded && metadata_ != nullptr &&
+      !plan.tracking_run_id.empty()) {
+    absl::Status logged =
+        metadata_->LogMetricsFile(plan.tracking_run_id, plan.work + "/metrics.json");
+    if (!logged.ok()) fail(std::string(logged.message()));
+  }
+  if (outcome.outcome != AttemptResult::Outcome::kSucceeded) event.outputs.clear();
+  Post(std::move(event));
+}
+
+void Scheduler::Started(Run& run, const Event& event) {
+  v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(event.step));
+  if (step.state() != v1::RUNNING || step.attempts_size() == 0) return;  // it ended already
+  v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
+  if (attempt.number() != event.attempt || attempt.end_time_ms() != 0) return;
+  attempt.set_handle(event.handle);
+  step.set_tracking_run_id(event.tracking_run_id);
+  Persist(run, event.step);
+  // A cancel that came while the attempt was being prepared reaches it now.
+  if (run.cancel_requested) {
+    executor_
+        ->Cancel(StrCat(run.proto.id(), "/", step.name(), "/", std::to_string(attempt.number())))
+        .IgnoreError();
+  }
+}
+
+void Scheduler::Finished(Run& run, const Event& event) {
+  const size_t index = event.step;
+  const AttemptResult& result = event.result;
+  const StepSpec& spec = run.spec.steps[index];
+  v1::StepRun& step = *run.proto.mutable_steps(static_cast<int>(index));
+  if (step.state() != v1::RUNNING || step.attempts_size() == 0 ||
+      step.attempts(step.attempts_size() - 1).number() != event.attempt) {
+    return;  // not the attempt that runs
+  }
+  admission_.Release(StrCat(run.proto.id(), "/", spec.name));
+  v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
+  attempt.set_end_time_ms(result.end_ms);
+  attempt.set_outcome(OutcomeName(result.outcome));
+  attempt.set_exit_code(result.exit_code);
+  attempt.set_message(result.message);
+  attempt.set_stdout_digest(event.stdout_digest);
+  attempt.set_stderr_digest(event.stderr_digest);
+  if (step.tracking_run_id().empty()) step.set_tracking_run_id(event.tracking_run_id);
+  if (result.outcome == AttemptResult::Outcome::kSucceeded) {
+    for (const auto& [k, v] : event.outputs) (*step.mutable_output_digests())[k] = v;
+    if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
+      Defer([metadata = metadata_, tracking = step.tracking_run_id(), record = Record(run, index)] {
+        absl::Status recorded = metadata->FinishRun(tracking, record, true);
+        if (!recorded.ok()) {
+          LogWarning("lineage_record_failed", {{"run", record.pipeline_run},
+                                               {"step", record.step},
+                                               {"error", std::string(recorded.message())}});
+        }
+      });
     }
-    if (attempt.outcome() == "SUCCEEDED") {
-      for (const auto& [k, v] : digests) (*step.mutable_output_digests())[k] = v;
-      if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
-        Defer(
-            [metadata = metadata_, tracking = step.tracking_run_id(), record = Record(run, index)] {
-              absl::Status recorded = metadata->FinishRun(tracking, record, true);
-              if (!recorded.ok()) {
-                LogWarning("lineage_record_failed", {{"run", record.pipeline_run},
-                                                     {"step", record.step},
-                                                     {"error", std::string(recorded.message())}});
-              }
-            });
-      }
-      run.SetState(index, v1::SUCCEEDED);
-      step.set_end_time_ms(NowMs());
-      step.set_cached_from(StrCat(run.proto.id(), "/", spec.name));
-      rocksdb::WriteBatch batch;
-      batch.Put(steps_cf_, StepKey(run.proto.id(), index), step.SerializeAsString());
-      if (spec.cache) batch.Put(cache_cf_, step.fingerprint(), step.SerializeAsString());
-      if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist a finished step");
-      Touch(run);
-      return;
-    }
+    run.SetState(index, v1::SUCCEEDED);
+    step.set_end_time_ms(NowMs());
+    step.set_cached_from(StrCat(run.proto.id(), "/", spec.name));
+    rocksdb::WriteBatch batch;
+    batch.Put(steps_cf_, StepKey(run.proto.id(), index), step.SerializeAsString());
+    if (spec.cache) batch.Put(cache_cf_, step.fingerprint(), step.SerializeAsString());
+    if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist a finished step");
+    Touch(run);
+    return;
   }
   if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
     Defer([metadata = metadata_, tracking = step.tracking_run_id(), record = Record(run, index)] {

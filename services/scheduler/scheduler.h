@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "mlops/scheduler/v1/scheduler.pb.h"
 #include "services/common/db.h"
+#include "services/common/work_queue.h"
 #include "services/scheduler/admission.h"
 #include "services/scheduler/executor.h"
 #include "services/scheduler/metadata_gateway.h"
@@ -64,6 +65,9 @@ struct SchedulerOptions {
   std::string work_root;       // attempts run in <work_root>/<run>/<step>/<attempt>
   Resources capacity;          // of this executor
   std::string server_address;  // passed to steps as MLOPS_SERVER
+  // Threads that prepare attempts (inputs, tracking run, process start) and collect them (logs,
+  // outputs, metrics): the engine thread only decides and persists.
+  int workers = 4;
 };
 
 class Scheduler {
@@ -104,6 +108,7 @@ class Scheduler {
   struct Event;
   Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts, SchedulerOptions options,
             MetadataGateway* metadata);
+  struct AttemptPlan;
   StepRecord Record(Run& run, size_t step) const;
   absl::Status Recover();
   void Loop();
@@ -113,10 +118,17 @@ class Scheduler {
   // updates the run's own state.
   void Advance(Run& run, const std::vector<size_t>& changed, bool everything);
   void Evaluate(Run& run, size_t step);
+  // Records the attempt (RUNNING) and hands it to a worker to prepare and start.
   void Launch(Run& run, size_t step);
-  void Finished(Run& run, size_t step, const AttemptResult& result);
+  std::shared_ptr<AttemptPlan> Plan(Run& run, size_t step) const;
+  // The worker started the attempt (or it finished already, when the event is stale).
+  void Started(Run& run, const Event& event);
+  void Finished(Run& run, const Event& event);
   void Fail(Run& run, size_t step, const std::string& message, v1::RunState state);
   void Persist(Run& run, size_t step);
+  // Worker-thread work: nothing here touches the runs; results come back as events.
+  void Prepare(std::shared_ptr<AttemptPlan> plan);
+  void Collect(const AttemptPlan& plan, AttemptResult result);
   // Submission with mu_ held (the engine submits scheduled runs).
   absl::StatusOr<v1::PipelineRun> SubmitLocked(const v1::SubmitPipelineRequest& request,
                                                PipelineSpec expanded);
@@ -145,16 +157,15 @@ class Scheduler {
   std::map<std::string, v1::Schedule> schedules_;
   bool stop_ = false;
   std::thread engine_;
-  // Executor callbacks reach the scheduler through this, so that one arriving after the scheduler
-  // is gone (its attempt outlived it) is dropped: the attempt is recovered at the next start.
+  // Attempts found lost by Recover, collected (their logs kept) once the workers run.
+  std::vector<std::pair<std::shared_ptr<AttemptPlan>, AttemptResult>> recovered_;
+  std::unique_ptr<WorkQueue> workers_;
   // Ending tracking runs and recording lineage happen on this thread, off the engine's path: the
   // step's own state is already durable; the records follow (idempotent by external id).
   void Defer(std::function<void()> job);
-  std::mutex deferred_mu_;
-  std::condition_variable deferred_cv_;
-  std::deque<std::function<void()>> deferred_;
-  bool deferred_stop_ = false;
-  std::thread recorder_;
+  std::unique_ptr<WorkQueue> recorder_;
+  // Executor callbacks reach the scheduler through this, so that one arriving after the scheduler
+  // is gone (its attempt outlived it) is dropped: the attempt is recovered at the next start.
   struct Mailbox {
     std::mutex mu;
     Scheduler* target = nullptr;
