@@ -1,7 +1,5 @@
 #include "services/scheduler/pipeline_spec.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -11,6 +9,7 @@
 #include "services/common/digest.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
+#include "services/scheduler/yaml_tree.h"
 
 namespace mlops::scheduler {
 namespace {
@@ -18,12 +17,12 @@ namespace {
 constexpr size_t kMaxSteps = 100000;
 constexpr size_t kMaxSweepInstances = 1000;
 
-absl::Status ErrorAt(const YAML::Mark& mark, std::string_view message) {
+absl::Status ErrorAt(const YamlMark& mark, std::string_view message) {
   return absl::InvalidArgumentError(StrCat("line ", std::to_string(mark.line + 1), ", column ",
                                            std::to_string(mark.column + 1), ": ", message));
 }
 
-absl::Status ErrorAt(const YAML::Node& node, std::string_view message) {
+absl::Status ErrorAt(const YamlNode& node, std::string_view message) {
   return ErrorAt(node.Mark(), message);
 }
 
@@ -50,46 +49,47 @@ bool ValidKey(std::string_view key) {
   return true;
 }
 
-absl::StatusOr<std::string> Scalar(const YAML::Node& node, std::string_view what) {
+absl::StatusOr<std::string> Scalar(const YamlNode& node, std::string_view what) {
   if (!node.IsScalar()) return ErrorAt(node, StrCat(what, ": expected a single value"));
   return node.Scalar();
 }
 
-absl::Status ExpectMap(const YAML::Node& node, std::string_view what) {
+absl::Status ExpectMap(const YamlNode& node, std::string_view what) {
   if (!node.IsMap()) return ErrorAt(node, StrCat(what, ": expected a mapping (key: value)"));
   return absl::OkStatus();
 }
 
 // Checks that every key of `node` is one of `allowed`.
-absl::Status OnlyKeys(const YAML::Node& node, std::string_view what,
+absl::Status OnlyKeys(const YamlNode& node, std::string_view what,
                       std::initializer_list<std::string_view> allowed) {
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    std::string key = it->first.Scalar();
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string& key = node.key(i).Scalar();
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       std::string list;
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      return ErrorAt(it->first,
+      return ErrorAt(node.key(i),
                      StrCat("unknown key '", key, "' in ", what, " (expected ", list, ")"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::map<std::string, std::string>> StringMap(const YAML::Node& node,
+absl::StatusOr<std::map<std::string, std::string>> StringMap(const YamlNode& node,
                                                              std::string_view what) {
   RETURN_IF_ERROR(ExpectMap(node, what));
   std::map<std::string, std::string> out;
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    std::string key = it->first.Scalar();
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string& key = node.key(i).Scalar();
     if (!ValidKey(key)) {
-      return ErrorAt(it->first, StrCat(what, ": key '", key, "' must match [A-Za-z0-9_.-]{1,128}"));
+      return ErrorAt(node.key(i),
+                     StrCat(what, ": key '", key, "' must match [A-Za-z0-9_.-]{1,128}"));
     }
-    ASSIGN_OR_RETURN(out[key], Scalar(it->second, StrCat(what, ".", key)));
+    ASSIGN_OR_RETURN(out[key], Scalar(node.value(i), StrCat(what, ".", key)));
   }
   return out;
 }
 
-absl::StatusOr<InputRef> ParseInputRef(const YAML::Node& node, std::string_view what) {
+absl::StatusOr<InputRef> ParseInputRef(const YamlNode& node, std::string_view what) {
   ASSIGN_OR_RETURN(std::string text, Scalar(node, what));
   InputRef ref;
   if (text.rfind("dataset:", 0) == 0) {
@@ -112,7 +112,7 @@ absl::StatusOr<InputRef> ParseInputRef(const YAML::Node& node, std::string_view 
   return ref;
 }
 
-absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
+absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
                                    const std::map<std::string, std::string>& params) {
   RETURN_IF_ERROR(ExpectMap(node, "step"));
   RETURN_IF_ERROR(OnlyKeys(node, "step",
@@ -128,62 +128,63 @@ absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
                    StrCat("step name '", step.name, "' must match [A-Za-z][A-Za-z0-9_-]{0,62}"));
   }
   std::string where = "step " + step.name;
-  if (const YAML::Node needs = node["needs"]) {
+  if (const YamlNode needs = node["needs"]) {
     if (!needs.IsSequence()) return ErrorAt(needs, where + ": needs: expected a list of steps");
-    for (const auto& n : needs) {
-      ASSIGN_OR_RETURN(std::string need, Scalar(n, where + ": needs"));
+    for (size_t i = 0; i < needs.size(); ++i) {
+      ASSIGN_OR_RETURN(std::string need, Scalar(needs[i], where + ": needs"));
       step.needs.push_back(need);
     }
   }
-  if (const YAML::Node image = node["image"]) {
+  if (const YamlNode image = node["image"]) {
     ASSIGN_OR_RETURN(step.image, Scalar(image, where + ": image"));
   }
-  const YAML::Node command = node["command"];
+  const YamlNode command = node["command"];
   if (!command) return ErrorAt(node, where + ": 'command' is required");
   if (!command.IsSequence() || command.size() == 0) {
     return ErrorAt(command, where + ": command: expected a non-empty list of arguments");
   }
-  for (const auto& arg : command) {
-    ASSIGN_OR_RETURN(std::string value, Scalar(arg, where + ": command"));
+  for (size_t i = 0; i < command.size(); ++i) {
+    ASSIGN_OR_RETURN(std::string value, Scalar(command[i], where + ": command"));
     step.command.push_back(value);
   }
-  if (const YAML::Node inputs = node["inputs"]) {
+  if (const YamlNode inputs = node["inputs"]) {
     RETURN_IF_ERROR(ExpectMap(inputs, where + ": inputs"));
-    for (auto it = inputs.begin(); it != inputs.end(); ++it) {
-      std::string key = it->first.Scalar();
-      if (!ValidKey(key)) return ErrorAt(it->first, where + ": input name '" + key + "'");
-      ASSIGN_OR_RETURN(step.inputs[key], ParseInputRef(it->second, where + ": inputs." + key));
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const std::string& key = inputs.key(i).Scalar();
+      if (!ValidKey(key)) return ErrorAt(inputs.key(i), where + ": input name '" + key + "'");
+      ASSIGN_OR_RETURN(step.inputs[key], ParseInputRef(inputs.value(i), where + ": inputs." + key));
     }
   }
-  if (const YAML::Node outputs = node["outputs"]) {
+  if (const YamlNode outputs = node["outputs"]) {
     ASSIGN_OR_RETURN(step.outputs, StringMap(outputs, where + ": outputs"));
-    for (auto it = outputs.begin(); it != outputs.end(); ++it) {
-      const std::string& path = step.outputs[it->first.Scalar()];
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      const std::string& path = step.outputs[outputs.key(i).Scalar()];
       if (path.empty() || path[0] == '/' || path.find("..") != std::string::npos) {
-        return ErrorAt(it->second, where + ": output path '" + path +
-                                       "' must be relative to the step's work dir, without '..'");
+        return ErrorAt(outputs.value(i),
+                       where + ": output path '" + path +
+                           "' must be relative to the step's work dir, without '..'");
       }
     }
   }
-  if (const YAML::Node env = node["env"]) {
+  if (const YamlNode env = node["env"]) {
     ASSIGN_OR_RETURN(step.env, StringMap(env, where + ": env"));
   }
-  if (const YAML::Node resources = node["resources"]) {
+  if (const YamlNode resources = node["resources"]) {
     RETURN_IF_ERROR(ExpectMap(resources, where + ": resources"));
     RETURN_IF_ERROR(OnlyKeys(resources, where + ": resources", {"cpu", "memory", "gpu"}));
-    if (const YAML::Node cpu = resources["cpu"]) {
+    if (const YamlNode cpu = resources["cpu"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(cpu, "cpu"));
       if (!ParseCpu(text, &step.resources.cpu_millis)) {
         return ErrorAt(cpu, where + ": cpu '" + text + "': expected cores (1, 0.5) or 500m");
       }
     }
-    if (const YAML::Node memory = resources["memory"]) {
+    if (const YamlNode memory = resources["memory"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(memory, "memory"));
       if (!ParseMemory(text, &step.resources.memory_bytes)) {
         return ErrorAt(memory, where + ": memory '" + text + "': expected bytes, 512Mi, 2Gi, 1G");
       }
     }
-    if (const YAML::Node gpu = resources["gpu"]) {
+    if (const YamlNode gpu = resources["gpu"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(gpu, "gpu"));
       char* end = nullptr;
       long long n = std::strtoll(text.c_str(), &end, 10);
@@ -193,7 +194,7 @@ absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
       step.resources.gpus = n;
     }
   }
-  if (const YAML::Node replicas = node["replicas"]) {
+  if (const YamlNode replicas = node["replicas"]) {
     ASSIGN_OR_RETURN(std::string text, Scalar(replicas, "replicas"));
     char* end = nullptr;
     long n = std::strtol(text.c_str(), &end, 10);
@@ -202,10 +203,10 @@ absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
     }
     step.replicas = static_cast<int>(n);
   }
-  if (const YAML::Node retries = node["retries"]) {
+  if (const YamlNode retries = node["retries"]) {
     RETURN_IF_ERROR(ExpectMap(retries, where + ": retries"));
     RETURN_IF_ERROR(OnlyKeys(retries, where + ": retries", {"limit", "backoff", "factor"}));
-    if (const YAML::Node limit = retries["limit"]) {
+    if (const YamlNode limit = retries["limit"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(limit, "limit"));
       char* end = nullptr;
       long n = std::strtol(text.c_str(), &end, 10);
@@ -214,14 +215,14 @@ absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
       }
       step.retries.limit = static_cast<int>(n);
     }
-    if (const YAML::Node backoff = retries["backoff"]) {
+    if (const YamlNode backoff = retries["backoff"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(backoff, "backoff"));
       if (!ParseDuration(text, &step.retries.backoff_ms)) {
         return ErrorAt(backoff, where + ": retries.backoff '" + text +
                                     "': expected a duration such as 5s, 1m30s, 250ms");
       }
     }
-    if (const YAML::Node factor = retries["factor"]) {
+    if (const YamlNode factor = retries["factor"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(factor, "factor"));
       char* end = nullptr;
       double f = std::strtod(text.c_str(), &end);
@@ -231,14 +232,14 @@ absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
       step.retries.factor = f;
     }
   }
-  if (const YAML::Node timeout = node["timeout"]) {
+  if (const YamlNode timeout = node["timeout"]) {
     ASSIGN_OR_RETURN(std::string text, Scalar(timeout, "timeout"));
     if (!ParseDuration(text, &step.timeout_ms) || step.timeout_ms <= 0) {
       return ErrorAt(timeout, where + ": timeout '" + text +
                                   "': expected a positive duration such as 30m, 2h, 90s");
     }
   }
-  if (const YAML::Node cache = node["cache"]) {
+  if (const YamlNode cache = node["cache"]) {
     ASSIGN_OR_RETURN(std::string text, Scalar(cache, "cache"));
     if (text == "true") {
       step.cache = true;
@@ -248,21 +249,20 @@ absl::StatusOr<StepSpec> ParseStep(const YAML::Node& node,
       return ErrorAt(cache, where + ": cache '" + text + "': expected true or false");
     }
   }
-  if (const YAML::Node sweep = node["sweep"]) {
+  if (const YamlNode sweep = node["sweep"]) {
     RETURN_IF_ERROR(ExpectMap(sweep, where + ": sweep"));
-    for (auto it = sweep.begin(); it != sweep.end(); ++it) {
-      std::string key = it->first.Scalar();
+    for (size_t i = 0; i < sweep.size(); ++i) {
+      const std::string& key = sweep.key(i).Scalar();
       if (!params.contains(key)) {
-        return ErrorAt(it->first, where + ": sweep over '" + key +
-                                      "', which is not a pipeline param (declare it in params)");
+        return ErrorAt(sweep.key(i), where + ": sweep over '" + key +
+                                         "', which is not a pipeline param (declare it in params)");
       }
-      // A copy: `it->second` lives in a temporary that a range-for would outlive.
-      const YAML::Node values = it->second;
+      const YamlNode values = sweep.value(i);
       if (!values.IsSequence() || values.size() == 0) {
         return ErrorAt(values, where + ": sweep." + key + ": expected a non-empty list");
       }
-      for (const auto& v : values) {
-        ASSIGN_OR_RETURN(std::string value, Scalar(v, "sweep value"));
+      for (size_t v = 0; v < values.size(); ++v) {
+        ASSIGN_OR_RETURN(std::string value, Scalar(values[v], "sweep value"));
         step.sweep[key].push_back(value);
       }
     }
@@ -351,12 +351,8 @@ bool ParseMemory(std::string_view text, int64_t* bytes) {
 }
 
 absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    return ErrorAt(e.mark, StrCat("not valid YAML: ", e.msg));
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<YamlDocument> document, YamlDocument::Parse(yaml));
+  const YamlNode root = document->root();
   if (!root.IsMap()) return ErrorAt(root, "a pipeline is a mapping with name, params and steps");
   RETURN_IF_ERROR(OnlyKeys(root, "pipeline", {"name", "params", "steps", "description"}));
   PipelineSpec spec;
@@ -366,17 +362,20 @@ absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml) {
     return ErrorAt(root["name"],
                    "pipeline name '" + spec.name + "' must match [A-Za-z][A-Za-z0-9_-]{0,62}");
   }
-  if (const YAML::Node params = root["params"]) {
+  if (const YamlNode params = root["params"]) {
     ASSIGN_OR_RETURN(spec.params, StringMap(params, "params"));
   }
-  const YAML::Node steps = root["steps"];
+  const YamlNode steps = root["steps"];
   if (!steps || !steps.IsSequence() || steps.size() == 0) {
     return ErrorAt(steps ? steps : root, "pipeline: 'steps' must be a non-empty list");
   }
   if (steps.size() > kMaxSteps) return ErrorAt(steps, "pipeline: more than 100000 steps");
   std::map<std::string, size_t> index;
-  std::vector<YAML::Node> step_nodes;
-  for (const auto& node : steps) {
+  std::vector<YamlNode> step_nodes;
+  spec.steps.reserve(steps.size());
+  step_nodes.reserve(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const YamlNode node = steps[i];
     ASSIGN_OR_RETURN(StepSpec step, ParseStep(node, spec.params));
     if (index.contains(step.name)) {
       return ErrorAt(node["name"], "step '" + step.name + "' is defined twice");
@@ -388,7 +387,7 @@ absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml) {
   // References: needs and step inputs must name existing steps and declared outputs.
   for (size_t i = 0; i < spec.steps.size(); ++i) {
     StepSpec& step = spec.steps[i];
-    const YAML::Node& node = step_nodes[i];
+    const YamlNode& node = step_nodes[i];
     std::set<std::string> needs(step.needs.begin(), step.needs.end());
     for (size_t n = 0; n < step.needs.size(); ++n) {
       if (!index.contains(step.needs[n])) {
@@ -478,12 +477,13 @@ absl::Status ApplyParams(PipelineSpec* spec, const std::map<std::string, std::st
   return absl::OkStatus();
 }
 
-absl::StatusOr<PipelineSpec> ExpandSweeps(const PipelineSpec& spec) {
+absl::StatusOr<PipelineSpec> ExpandSweeps(PipelineSpec spec) {
   PipelineSpec out;
   out.name = spec.name;
   out.params = spec.params;
+  out.steps.reserve(spec.steps.size());
   std::map<std::string, std::vector<std::string>> instances;  // swept step -> instance names
-  for (const StepSpec& step : spec.steps) {
+  for (StepSpec& step : spec.steps) {
     for (const auto& [name, ref] : step.inputs) {
       if (ref.kind == InputRef::Kind::kStepOutput && instances.contains(ref.step)) {
         return absl::InvalidArgumentError("line " + std::to_string(step.line) + ": step " +
@@ -491,7 +491,6 @@ absl::StatusOr<PipelineSpec> ExpandSweeps(const PipelineSpec& spec) {
                                           ", which is swept: list it in needs instead");
       }
     }
-    StepSpec base = step;
     std::vector<std::string> needs;
     for (const auto& need : step.needs) {
       auto it = instances.find(need);
@@ -502,11 +501,12 @@ absl::StatusOr<PipelineSpec> ExpandSweeps(const PipelineSpec& spec) {
       }
     }
     std::sort(needs.begin(), needs.end());
-    base.needs = needs;
+    step.needs = std::move(needs);
     if (step.sweep.empty()) {
-      out.steps.push_back(std::move(base));
+      out.steps.push_back(std::move(step));
       continue;
     }
+    const StepSpec& base = step;
     size_t combinations = 1;
     for (const auto& [key, values] : step.sweep) {
       combinations *= values.size();

@@ -94,7 +94,7 @@ absl::Status ApplyParams(PipelineSpec* spec, const std::map<std::string, std::st
 // Steps that needed the swept step need every instance. A step may not take inputs from a swept
 // step's outputs (INVALID_ARGUMENT: pick a result with an evaluate step that reads a dataset or
 // declares needs instead). At most 1,000 instances per step.
-absl::StatusOr<PipelineSpec> ExpandSweeps(const PipelineSpec& spec);
+absl::StatusOr<PipelineSpec> ExpandSweeps(PipelineSpec spec);
 
 // Renders a step's command: {{params.K}}, {{inputs.K}}, {{outputs.K}} and {{step.name}} replaced
 // by values; every other {{...}} is INVALID_ARGUMENT. No shell is involved: each template stays one

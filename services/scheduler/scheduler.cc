@@ -208,7 +208,7 @@ absl::Status Scheduler::Recover() {
     }));
     ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(run->proto.spec_yaml()));
     RETURN_IF_ERROR(ApplyParams(&spec, {run->proto.params().begin(), run->proto.params().end()}));
-    ASSIGN_OR_RETURN(run->spec, ExpandSweeps(spec));
+    ASSIGN_OR_RETURN(run->spec, ExpandSweeps(std::move(spec)));
     run->Index();
     // Attempts that were running when the scheduler stopped are lost: the executor stops what is
     // left of them and the retry policy decides. Queued steps queue again.
@@ -261,7 +261,7 @@ void Scheduler::Persist(Run& run, size_t step) {
 absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineRequest& request) {
   ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(request.spec_yaml()));
   RETURN_IF_ERROR(ApplyParams(&spec, {request.params().begin(), request.params().end()}));
-  ASSIGN_OR_RETURN(PipelineSpec expanded, ExpandSweeps(spec));
+  ASSIGN_OR_RETURN(PipelineSpec expanded, ExpandSweeps(std::move(spec)));
   std::lock_guard lock(mu_);
   return SubmitLocked(request, std::move(expanded));
 }
