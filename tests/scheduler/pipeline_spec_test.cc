@@ -2,6 +2,7 @@
 // without a shell, and the fingerprint that step caching keys on.
 #include "services/scheduler/pipeline_spec.h"
 
+#include "services/scheduler/yaml_tree.h"
 #include "tests/testing/testing.h"
 
 namespace mlops::scheduler {
@@ -180,6 +181,59 @@ TEST(PipelineSpecTest, DurationsAndQuantities) {
   EXPECT_TRUE(ParseMemory("1G", &v));
   EXPECT_EQ(v, 1000000000);
   EXPECT_FALSE(ParseMemory("1Gb", &v));
+}
+
+TEST(YamlTreeTest, NodesKeepKindsMarksOrderAnchorsAndNulls) {
+  auto doc = YamlDocument::Parse(R"(a: 1
+b: [x, "y z", {c: ~}]
+base: &base {k: v}
+copy: *base
+empty:
+a: again
+)");
+  ASSERT_TRUE(doc.ok()) << doc.status();
+  YamlNode root = (*doc)->root();
+  ASSERT_TRUE(root.IsMap());
+  EXPECT_EQ(root.size(), 6u);
+  EXPECT_EQ(root.key(1).Scalar(), "b");
+  EXPECT_EQ(root["a"].Scalar(), "1");  // the first of a repeated key
+  YamlNode b = root["b"];
+  ASSERT_TRUE(b.IsSequence());
+  EXPECT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[1].Scalar(), "y z");
+  EXPECT_EQ(b[1].Mark().line, 1);
+  EXPECT_EQ(b[1].Mark().column, 7);
+  EXPECT_TRUE(b[2]["c"].IsNull());
+  EXPECT_TRUE(static_cast<bool>(b[2]["c"]));  // null, but present
+  EXPECT_FALSE(static_cast<bool>(b[3]));
+  EXPECT_FALSE(static_cast<bool>(root["missing"]));
+  EXPECT_FALSE(static_cast<bool>(root["missing"]["deeper"]));
+  EXPECT_EQ(root["copy"]["k"].Scalar(), "v");
+  EXPECT_TRUE(root["empty"].IsNull());
+  EXPECT_EQ(root["a"].Scalar(), "1");
+  EXPECT_EQ(root["b"].Scalar(), "");  // not a scalar
+
+  auto empty = YamlDocument::Parse("");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE((*empty)->root().IsNull());
+  EXPECT_THAT(YamlDocument::Parse("a: [1, 2\nb: 3\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not valid YAML"));
+  EXPECT_THAT(YamlDocument::Parse("a: *nowhere\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "line 1"));
+}
+
+TEST(PipelineSpecTest, ParsesOneHundredThousandSteps) {
+  std::string yaml = "name: big\nsteps:\n";
+  for (int i = 0; i < 100000; ++i) {
+    yaml += "  - name: s" + std::to_string(i) + "\n    command: [sleep, \"600\"]\n";
+  }
+  auto spec = ParsePipelineSpec(yaml);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->steps.size(), 100000u);
+  EXPECT_EQ(spec->steps[99999].line, 2 + 2 * 99999 + 1);
+  yaml += "  - name: one_too_many\n    command: [true]\n";
+  EXPECT_THAT(ParsePipelineSpec(yaml).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "100000"));
 }
 
 }  // namespace
