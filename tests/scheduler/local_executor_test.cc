@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <sstream>
 
 #include "tests/testing/testing.h"
 
@@ -38,8 +39,9 @@ class LocalExecutorTest : public ::testing::Test {
  protected:
   // Runs argv to the end and returns the result.
   AttemptResult Run(std::vector<std::string> argv, int64_t timeout_ms = 0,
-                    std::map<std::string, std::string> env = {}) {
+                    std::map<std::string, std::string> env = {}, int replicas = 1) {
     LaunchSpec spec;
+    spec.replicas = replicas;
     spec.attempt_id = "a" + std::to_string(next_++);
     spec.argv = std::move(argv);
     spec.work_dir = dir_.path();
@@ -144,6 +146,76 @@ TEST_F(LocalExecutorTest, RecoverStopsAnOrphanedAttempt) {
   EXPECT_TRUE(WIFSIGNALED(status));
   // A handle whose process is gone (or whose pid was reused) kills nothing.
   EXPECT_NE(executor_.Recover("old", handle).message.find("gone"), std::string::npos);
+}
+
+TEST_F(LocalExecutorTest, ReplicasRunAsOneGangWithRankAndWorldSize) {
+  auto ok = Run({"/bin/sh", "-c",
+                 "echo $RANK $LOCAL_RANK $WORLD_SIZE $MASTER_ADDR $MASTER_PORT > rank_$RANK; "
+                 "echo line from $RANK"},
+                0, {}, 3);
+  EXPECT_EQ(ok.outcome, Outcome::kSucceeded) << ok.message;
+  std::string port;
+  for (int rank = 0; rank < 3; ++rank) {
+    std::istringstream fields(ReadFile(dir_.path() + "/rank_" + std::to_string(rank)));
+    std::string r, local, world, addr, p;
+    fields >> r >> local >> world >> addr >> p;
+    EXPECT_EQ(r, std::to_string(rank));
+    EXPECT_EQ(local, r);
+    EXPECT_EQ(world, "3");
+    EXPECT_EQ(addr, "127.0.0.1");
+    EXPECT_GT(std::atoi(p.c_str()), 0);
+    if (rank > 0) EXPECT_EQ(p, port);  // one rendezvous port for the gang
+    port = p;
+  }
+  std::string out = ReadFile(dir_.path() + "/stdout.log");
+  for (int rank = 0; rank < 3; ++rank) {
+    EXPECT_NE(out.find("line from " + std::to_string(rank)), std::string::npos) << out;
+  }
+}
+
+TEST_F(LocalExecutorTest, OneFailingReplicaFailsAndStopsTheGang) {
+  auto start = std::chrono::steady_clock::now();
+  auto result = Run(
+      {"/bin/sh", "-c", "if [ $RANK = 1 ]; then exit 3; fi; echo $$ > pid_$RANK; exec sleep 60"}, 0,
+      {}, 3);
+  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(result.outcome, Outcome::kFailed);
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_EQ(result.message, "replica 1 of 3: exit code 3");
+  EXPECT_LT(seconds, 10);  // the sleeping replicas did not run their 60 s
+  for (int rank : {0, 2}) {
+    std::string pid = ReadFile(dir_.path() + "/pid_" + std::to_string(rank));
+    if (!pid.empty()) EXPECT_FALSE(Alive(std::atoi(pid.c_str())));
+  }
+}
+
+TEST_F(LocalExecutorTest, RecoverFindsAnAttemptWithoutAHandleByItsId) {
+  // An attempt recorded as running whose handle was never stored: the scheduler died between
+  // starting it and recording the handle. Its environment names it.
+  pid_t pid;
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  char sh[] = "/bin/sh", c[] = "-c", body[] = "sleep 60";
+  char* argv[] = {sh, c, body, nullptr};
+  char var[] = "MLOPS_ATTEMPT_ID=run/step/7";
+  char* envp[] = {var, nullptr};
+  ASSERT_EQ(posix_spawn(&pid, "/bin/sh", nullptr, &attr, argv, envp), 0);
+  // posix_spawn returns while the kernel may still be setting up the new program's environment.
+  for (int i = 0; i < 500 && ReadFile("/proc/" + std::to_string(pid) + "/environ").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  posix_spawnattr_destroy(&attr);
+  // Another attempt's id kills nothing.
+  EXPECT_NE(executor_.Recover("run/step/70", "").message.find("gone"), std::string::npos);
+  EXPECT_TRUE(Alive(pid));
+  AttemptResult result = executor_.Recover("run/step/7", "");
+  EXPECT_EQ(result.outcome, Outcome::kLost);
+  EXPECT_NE(result.message.find("stopped"), std::string::npos);
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status));
 }
 
 }  // namespace

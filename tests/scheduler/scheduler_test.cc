@@ -374,5 +374,33 @@ TEST_F(SchedulerTest, BadSubmissionsAreRefused) {
               StatusIs(absl::StatusCode::kNotFound, ""));
 }
 
+TEST_F(SchedulerTest, MultiReplicaStepsRunEveryRank) {
+  v1::PipelineRun run = Wait(Submit(R"(name: gang
+steps:
+  - name: train
+    command: [/bin/sh, -c, "echo $RANK/$WORLD_SIZE >> {{outputs.ranks}}"]
+    outputs: {ranks: ranks.txt}
+    resources: {cpu: 1}
+    replicas: 4
+)")
+                                 .id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  std::string ranks = Download(Step(run, "train").output_digests().at("ranks"));
+  for (int rank = 0; rank < 4; ++rank) {
+    EXPECT_NE(ranks.find(std::to_string(rank) + "/4\n"), std::string::npos) << ranks;
+  }
+  // Five replicas of one CPU each never fit this scheduler's four CPUs: refused up front.
+  v1::SubmitPipelineRequest request;
+  request.set_spec_yaml(R"(name: toobig
+steps:
+  - name: train
+    command: [/bin/true]
+    resources: {cpu: 1}
+    replicas: 5
+)");
+  EXPECT_THAT(scheduler_->Submit(request).status(),
+              StatusIs(absl::StatusCode::kResourceExhausted, ""));
+}
+
 }  // namespace
 }  // namespace mlops::scheduler
