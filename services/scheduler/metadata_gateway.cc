@@ -1,11 +1,5 @@
 #include "services/scheduler/metadata_gateway.h"
 
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
-
-#include <fstream>
-#include <sstream>
-
 #include "services/common/ids.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -71,50 +65,19 @@ absl::StatusOr<std::string> ClientMetadataGateway::StartRun(const StepRecord& st
   return run.id();
 }
 
-absl::Status ClientMetadataGateway::LogMetricsFile(const std::string& run_id,
-                                                   const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::OkStatus();  // no metrics.json: nothing to log
-  std::stringstream text;
-  text << in.rdbuf();
-  google::protobuf::Value value;
-  if (!google::protobuf::util::JsonStringToMessage(text.str(), &value).ok()) {
-    return absl::InvalidArgumentError("metrics.json: not valid JSON");
-  }
+absl::Status ClientMetadataGateway::LogMetrics(const std::string& run_id,
+                                               const std::vector<MetricPoint>& points) {
+  if (points.empty()) return absl::OkStatus();
   mv1::LogBatchRequest batch;
   batch.set_run_id(run_id);
   int64_t now = NowMs();
-  auto add = [&](const std::string& key, double v, int64_t step) {
+  for (const MetricPoint& point : points) {
     mv1::Metric* metric = batch.add_metrics();
-    metric->set_key(key);
-    metric->set_value(v);
-    metric->set_step(step);
+    metric->set_key(point.key);
+    metric->set_value(point.value);
+    metric->set_step(point.step);
     metric->set_timestamp_ms(now);
-  };
-  if (value.has_struct_value()) {
-    for (const auto& [key, v] : value.struct_value().fields()) {
-      if (!v.has_number_value()) {
-        return absl::InvalidArgumentError("metrics.json: " + key + " is not a number");
-      }
-      add(key, v.number_value(), 0);
-    }
-  } else if (value.has_list_value()) {
-    for (const auto& item : value.list_value().values()) {
-      const auto& fields = item.struct_value().fields();
-      auto key = fields.find("key");
-      auto v = fields.find("value");
-      if (key == fields.end() || v == fields.end() || !v->second.has_number_value()) {
-        return absl::InvalidArgumentError(
-            "metrics.json: list items are {\"key\": ..., \"value\": number, \"step\": n}");
-      }
-      auto step = fields.find("step");
-      add(key->second.string_value(), v->second.number_value(),
-          step == fields.end() ? 0 : static_cast<int64_t>(step->second.number_value()));
-    }
-  } else {
-    return absl::InvalidArgumentError("metrics.json: a flat object or a list of points");
   }
-  if (batch.metrics_size() == 0) return absl::OkStatus();
   mv1::LogBatchResponse response;
   grpc::ClientContext context;
   return FromGrpcStatus(tracking_->LogBatch(&context, batch, &response));

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "mlops/metadata/v1/lineage.grpc.pb.h"
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "services/scheduler/metrics_file.h"
 
 namespace mlops::scheduler {
 
@@ -37,9 +38,9 @@ class MetadataGateway {
   virtual ~MetadataGateway() = default;
   // Creates the attempt's tracking run (RUNNING); returns its id.
   virtual absl::StatusOr<std::string> StartRun(const StepRecord& step) = 0;
-  // Logs `metrics.json` when the attempt wrote one (a flat object, or a list of {key, value,
-  // step}); INVALID_ARGUMENT when it is malformed (the step then fails).
-  virtual absl::Status LogMetricsFile(const std::string& run_id, const std::string& path) = 0;
+  // Logs the points of the attempt's metrics.json to its tracking run.
+  virtual absl::Status LogMetrics(const std::string& run_id,
+                                  const std::vector<MetricPoint>& points) = 0;
   // Ends the tracking run (FINISHED or FAILED) and, when it succeeded, records the lineage
   // execution with its inputs and outputs.
   virtual absl::Status FinishRun(const std::string& run_id, const StepRecord& step,
@@ -50,7 +51,8 @@ class ClientMetadataGateway final : public MetadataGateway {
  public:
   explicit ClientMetadataGateway(std::shared_ptr<grpc::Channel> channel);
   absl::StatusOr<std::string> StartRun(const StepRecord& step) override;
-  absl::Status LogMetricsFile(const std::string& run_id, const std::string& path) override;
+  absl::Status LogMetrics(const std::string& run_id,
+                          const std::vector<MetricPoint>& points) override;
   absl::Status FinishRun(const std::string& run_id, const StepRecord& step,
                          bool succeeded) override;
 

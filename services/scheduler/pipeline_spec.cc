@@ -115,9 +115,10 @@ absl::StatusOr<InputRef> ParseInputRef(const YamlNode& node, std::string_view wh
 absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
                                    const std::map<std::string, std::string>& params) {
   RETURN_IF_ERROR(ExpectMap(node, "step"));
-  RETURN_IF_ERROR(OnlyKeys(node, "step",
-                           {"name", "needs", "image", "command", "inputs", "outputs", "env",
-                            "resources", "replicas", "retries", "timeout", "cache", "sweep"}));
+  RETURN_IF_ERROR(
+      OnlyKeys(node, "step",
+               {"name", "needs", "image", "command", "inputs", "outputs", "env", "resources",
+                "replicas", "retries", "timeout", "cache", "sweep", "objective"}));
   StepSpec step;
   step.line = node.Mark().line + 1;
   step.params = params;
@@ -264,6 +265,30 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
       for (size_t v = 0; v < values.size(); ++v) {
         ASSIGN_OR_RETURN(std::string value, Scalar(values[v], "sweep value"));
         step.sweep[key].push_back(value);
+      }
+    }
+  }
+  if (const YamlNode objective = node["objective"]) {
+    RETURN_IF_ERROR(ExpectMap(objective, where + ": objective"));
+    RETURN_IF_ERROR(OnlyKeys(objective, where + ": objective", {"metric", "goal"}));
+    if (step.sweep.empty()) {
+      return ErrorAt(objective, where + ": objective: only a step with a sweep has one");
+    }
+    if (!objective["metric"])
+      return ErrorAt(objective, where + ": objective: 'metric' is required");
+    ASSIGN_OR_RETURN(step.objective_metric,
+                     Scalar(objective["metric"], where + ": objective.metric"));
+    if (!ValidKey(step.objective_metric)) {
+      return ErrorAt(objective["metric"], where + ": objective.metric: a metrics.json key");
+    }
+    if (const YamlNode goal = objective["goal"]) {
+      ASSIGN_OR_RETURN(std::string text, Scalar(goal, where + ": objective.goal"));
+      if (text == "maximize" || text == "max") {
+        step.maximize = true;
+      } else if (text == "minimize" || text == "min") {
+        step.maximize = false;
+      } else {
+        return ErrorAt(goal, where + ": objective.goal: maximize or minimize, not '" + text + "'");
       }
     }
   }
@@ -483,13 +508,18 @@ absl::StatusOr<PipelineSpec> ExpandSweeps(PipelineSpec spec) {
   out.params = spec.params;
   out.steps.reserve(spec.steps.size());
   std::map<std::string, std::vector<std::string>> instances;  // swept step -> instance names
+  std::set<std::string> with_objective;                       // swept steps that pick a best
   for (StepSpec& step : spec.steps) {
-    for (const auto& [name, ref] : step.inputs) {
-      if (ref.kind == InputRef::Kind::kStepOutput && instances.contains(ref.step)) {
-        return absl::InvalidArgumentError("line " + std::to_string(step.line) + ": step " +
-                                          step.name + " takes input " + name + " from " + ref.step +
-                                          ", which is swept: list it in needs instead");
+    for (auto& [name, ref] : step.inputs) {
+      if (ref.kind != InputRef::Kind::kStepOutput || !instances.contains(ref.step)) continue;
+      if (!with_objective.contains(ref.step)) {
+        return absl::InvalidArgumentError(
+            "line " + std::to_string(step.line) + ": step " + step.name + " takes input " + name +
+            " from " + ref.step +
+            ", which is swept without an objective: give it one to take its best instance's "
+            "output, or list it in needs");
       }
+      ref.best_of = true;
     }
     std::vector<std::string> needs;
     for (const auto& need : step.needs) {
@@ -507,6 +537,7 @@ absl::StatusOr<PipelineSpec> ExpandSweeps(PipelineSpec spec) {
       continue;
     }
     const StepSpec& base = step;
+    if (!step.objective_metric.empty()) with_objective.insert(step.name);
     size_t combinations = 1;
     for (const auto& [key, values] : step.sweep) {
       combinations *= values.size();

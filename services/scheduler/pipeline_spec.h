@@ -19,6 +19,7 @@
 //       timeout: 30m
 //       cache: true
 //       sweep: {lr: [0.01, 0.1, 1.0]}
+//       objective: {metric: accuracy, goal: maximize}   # picks the best instance of the sweep
 //
 // Every error is INVALID_ARGUMENT and starts with "line L, column C:" (1-based) of the offending
 // YAML node.
@@ -41,6 +42,9 @@ struct InputRef {
   std::string output;   // kStepOutput
   std::string dataset;  // kDataset
   std::string ref;      // kDataset: tag, digest or prefix ("" = latest)
+  // After expansion: `step` is swept with an objective; the input is the output of its best
+  // instance (all instances are needed).
+  bool best_of = false;
 };
 
 struct Resources {
@@ -73,7 +77,10 @@ struct StepSpec {
   std::map<std::string, std::vector<std::string>> sweep;
   std::map<std::string, std::string> params;  // the pipeline's params, overridden by the sweep
   std::string sweep_of;                       // after expansion: the step it was expanded from
-  int line = 0;                               // of the step in the YAML (1-based)
+  // With a sweep: the metrics.json key that picks the best instance, and which way.
+  std::string objective_metric;
+  bool maximize = true;
+  int line = 0;  // of the step in the YAML (1-based)
 };
 
 struct PipelineSpec {
@@ -91,9 +98,9 @@ absl::Status ApplyParams(PipelineSpec* spec, const std::map<std::string, std::st
 
 // Replaces each step that has a sweep by one step per combination of the swept values, named
 // "train[lr=0.01]" (several keys: "train[lr=0.01,seed=1]", keys sorted), with those params set.
-// Steps that needed the swept step need every instance. A step may not take inputs from a swept
-// step's outputs (INVALID_ARGUMENT: pick a result with an evaluate step that reads a dataset or
-// declares needs instead). At most 1,000 instances per step.
+// Steps that needed the swept step need every instance. A step may take inputs from a swept
+// step's outputs only when it has an objective: the input is then the best instance's output
+// (InputRef::best_of); otherwise INVALID_ARGUMENT. At most 1,000 instances per step.
 absl::StatusOr<PipelineSpec> ExpandSweeps(PipelineSpec spec);
 
 // Renders a step's command: {{params.K}}, {{inputs.K}}, {{outputs.K}} and {{step.name}} replaced

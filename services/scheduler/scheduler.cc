@@ -1,6 +1,7 @@
 #include "services/scheduler/scheduler.h"
 
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 
 #include "services/common/encoding.h"
@@ -10,6 +11,7 @@
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/scheduler/cron.h"
+#include "services/scheduler/metrics_file.h"
 
 namespace mlops::scheduler {
 namespace {
@@ -20,6 +22,25 @@ bool Terminal(v1::RunState state) {
 }
 
 bool Done(v1::RunState state) { return state == v1::SUCCEEDED || state == v1::CACHED; }
+
+// The instance of a swept step whose objective metric is best (ties: the first listed), or -1
+// when none succeeded with the metric reported.
+int BestInstance(const PipelineSpec& spec, const v1::PipelineRun& run,
+                 const std::vector<size_t>& instances) {
+  int best = -1;
+  double best_value = 0;
+  for (size_t i : instances) {
+    const v1::StepRun& step = run.steps(static_cast<int>(i));
+    auto it = step.metrics().find(spec.steps[i].objective_metric);
+    if (!Done(step.state()) || it == step.metrics().end() || std::isnan(it->second)) continue;
+    bool better = spec.steps[i].maximize ? it->second > best_value : it->second < best_value;
+    if (best < 0 || better) {
+      best = static_cast<int>(i);
+      best_value = it->second;
+    }
+  }
+  return best;
+}
 
 std::string StepKey(const std::string& run, size_t index) {
   std::string key = run;
@@ -44,12 +65,16 @@ struct Scheduler::Run {
   size_t terminal = 0;
   size_t failed = 0;   // FAILED or SKIPPED
   size_t started = 0;  // ever RUNNING, or finished
+  // Swept steps with an objective: the step as written -> its instances.
+  std::map<std::string, std::vector<size_t>> sweeps;
 
   void Index() {
     dependents.assign(spec.steps.size(), {});
+    sweeps.clear();
     for (size_t i = 0; i < spec.steps.size(); ++i) {
       index[spec.steps[i].name] = i;
       for (const auto& need : spec.steps[i].needs) dependents[index[need]].push_back(i);
+      if (!spec.steps[i].objective_metric.empty()) sweeps[spec.steps[i].sweep_of].push_back(i);
     }
     terminal = failed = started = 0;
     for (const auto& step : proto.steps()) Count(step.state(), +1);
@@ -81,6 +106,7 @@ struct Scheduler::Event {
   std::string stdout_digest;
   std::string stderr_digest;
   std::map<std::string, std::string> outputs;
+  std::map<std::string, double> metrics;  // final values from metrics.json
 
   static Event Of(Kind kind, std::string run) {
     Event event;
@@ -638,18 +664,53 @@ void Scheduler::Advance(Run& run, const std::vector<size_t>& changed, bool every
       for (size_t d : run.dependents[i]) work.push_back(d);
     }
   }
+  bool compared = false;
+  for (const auto& [name, instances] : run.sweeps) compared = Compare(run, name) || compared;
   v1::RunState state;
   if (run.terminal == run.spec.steps.size()) {
     state = run.cancel_requested ? v1::CANCELED : run.failed > 0 ? v1::FAILED : v1::SUCCEEDED;
   } else {
     state = run.started > 0 ? v1::RUNNING : v1::PENDING;
   }
-  if (state != run.proto.state()) {
+  if (state != run.proto.state() || compared) {
     run.proto.set_state(state);
-    if (Terminal(state)) run.proto.set_end_time_ms(NowMs());
+    if (Terminal(state) && run.proto.end_time_ms() == 0) run.proto.set_end_time_ms(NowMs());
     PersistHeader(run);
     Touch(run);
   }
+}
+
+int Scheduler::Producer(Run& run, const InputRef& ref) const {
+  if (!ref.best_of) return static_cast<int>(run.index[ref.step]);
+  return BestInstance(run.spec, run.proto, run.sweeps[ref.step]);
+}
+
+bool Scheduler::Compare(Run& run, const std::string& swept) {
+  for (const v1::SweepResult& done : run.proto.sweeps()) {
+    if (done.step() == swept) return false;
+  }
+  const std::vector<size_t>& instances = run.sweeps[swept];
+  for (size_t i : instances) {
+    if (!Terminal(run.proto.steps(static_cast<int>(i)).state())) return false;
+  }
+  const StepSpec& first = run.spec.steps[instances.front()];
+  v1::SweepResult* result = run.proto.add_sweeps();
+  result->set_step(swept);
+  result->set_metric(first.objective_metric);
+  result->set_maximize(first.maximize);
+  for (size_t i : instances) {
+    const v1::StepRun& step = run.proto.steps(static_cast<int>(i));
+    auto it = step.metrics().find(first.objective_metric);
+    if (Done(step.state()) && it != step.metrics().end()) {
+      (*result->mutable_values())[step.name()] = it->second;
+    }
+  }
+  int best = BestInstance(run.spec, run.proto, instances);
+  if (best >= 0) {
+    result->set_best(run.proto.steps(best).name());
+    result->set_best_value(run.proto.steps(best).metrics().at(first.objective_metric));
+  }
+  return true;
 }
 
 void Scheduler::Evaluate(Run& run, size_t index) {
@@ -670,7 +731,16 @@ void Scheduler::Evaluate(Run& run, size_t index) {
   }
   for (const auto& [name, ref] : spec.inputs) {
     if (ref.kind == InputRef::Kind::kStepOutput) {
-      const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[ref.step]));
+      int producer = Producer(run, ref);
+      if (producer < 0) {
+        const StepSpec& instance = run.spec.steps[run.sweeps[ref.step].front()];
+        Fail(run, index,
+             "input " + name + ": no instance of " + ref.step + " reported metric " +
+                 instance.objective_metric,
+             v1::FAILED);
+        return;
+      }
+      const v1::StepRun& upstream = run.proto.steps(producer);
       input_digests[name] = upstream.output_digests().at(ref.output);
     } else {
       auto version = artifacts_->ResolveDataset(ref.dataset, ref.ref);
@@ -691,6 +761,7 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       v1::StepRun previous;
       previous.ParseFromString(**cached);
       *step.mutable_output_digests() = previous.output_digests();
+      *step.mutable_metrics() = previous.metrics();
       step.set_cached_from(previous.cached_from());
       run.SetState(index, v1::CACHED);
       step.set_start_time_ms(NowMs());
@@ -762,8 +833,8 @@ void Scheduler::Launch(Run& run, size_t index) {
     AttemptPlan::Input input;
     input.name = name;
     if (ref.kind == InputRef::Kind::kStepOutput) {
-      const v1::StepRun& upstream = run.proto.steps(static_cast<int>(run.index[ref.step]));
-      const StepSpec& producer = run.spec.steps[run.index[ref.step]];
+      const v1::StepRun& upstream = run.proto.steps(Producer(run, ref));
+      const StepSpec& producer = run.spec.steps[static_cast<size_t>(Producer(run, ref))];
       input.digest = upstream.output_digests().at(ref.output);
       input.file_name = std::filesystem::path(producer.outputs.at(ref.output)).filename().string();
     } else {
@@ -890,13 +961,23 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
       event.outputs[name] = *digest;
     }
   }
-  if (outcome.outcome == AttemptResult::Outcome::kSucceeded && metadata_ != nullptr &&
-      !plan.tracking_run_id.empty()) {
-    absl::Status logged =
-        metadata_->LogMetricsFile(plan.tracking_run_id, plan.work + "/metrics.json");
-    if (!logged.ok()) fail(std::string(logged.message()));
+  if (outcome.outcome == AttemptResult::Outcome::kSucceeded) {
+    // What the step reports: logged to its tracking run, final values kept on the step.
+    auto points = ReadMetricsFile(plan.work + "/metrics.json");
+    if (!points.ok()) {
+      fail(std::string(points.status().message()));
+    } else {
+      event.metrics = FinalMetrics(*points);
+      if (metadata_ != nullptr && !plan.tracking_run_id.empty()) {
+        absl::Status logged = metadata_->LogMetrics(plan.tracking_run_id, *points);
+        if (!logged.ok()) fail("logging metrics: " + std::string(logged.message()));
+      }
+    }
   }
-  if (outcome.outcome != AttemptResult::Outcome::kSucceeded) event.outputs.clear();
+  if (outcome.outcome != AttemptResult::Outcome::kSucceeded) {
+    event.outputs.clear();
+    event.metrics.clear();
+  }
   Post(std::move(event));
 }
 
@@ -936,6 +1017,7 @@ void Scheduler::Finished(Run& run, const Event& event) {
   if (step.tracking_run_id().empty()) step.set_tracking_run_id(event.tracking_run_id);
   if (result.outcome == AttemptResult::Outcome::kSucceeded) {
     for (const auto& [k, v] : event.outputs) (*step.mutable_output_digests())[k] = v;
+    for (const auto& [k, v] : event.metrics) (*step.mutable_metrics())[k] = v;
     if (metadata_ != nullptr && !step.tracking_run_id().empty()) {
       Defer([metadata = metadata_, tracking = step.tracking_run_id(), record = Record(run, index)] {
         absl::Status recorded = metadata->FinishRun(tracking, record, true);

@@ -121,6 +121,12 @@ class Scheduler {
   // Records the attempt (RUNNING) and hands it to a worker to prepare and start.
   void Launch(Run& run, size_t step);
   std::shared_ptr<AttemptPlan> Plan(Run& run, size_t step) const;
+  // The step whose output an input takes: the named one, or the best instance of a swept step
+  // (-1 when none reported the objective's metric).
+  int Producer(Run& run, const InputRef& ref) const;
+  // Once every instance of swept step `swept` has finished: records how they compared in the
+  // run's header (true), unless it is there already.
+  bool Compare(Run& run, const std::string& swept);
   // The worker started the attempt (or it finished already, when the event is stale).
   void Started(Run& run, const Event& event);
   void Finished(Run& run, const Event& event);

@@ -164,7 +164,9 @@ TEST_F(LocalExecutorTest, ReplicasRunAsOneGangWithRankAndWorldSize) {
     EXPECT_EQ(world, "3");
     EXPECT_EQ(addr, "127.0.0.1");
     EXPECT_GT(std::atoi(p.c_str()), 0);
-    if (rank > 0) EXPECT_EQ(p, port);  // one rendezvous port for the gang
+    if (rank > 0) {
+      EXPECT_EQ(p, port);  // one rendezvous port for the gang
+    }
     port = p;
   }
   std::string out = ReadFile(dir_.path() + "/stdout.log");
@@ -185,7 +187,9 @@ TEST_F(LocalExecutorTest, OneFailingReplicaFailsAndStopsTheGang) {
   EXPECT_LT(seconds, 10);  // the sleeping replicas did not run their 60 s
   for (int rank : {0, 2}) {
     std::string pid = ReadFile(dir_.path() + "/pid_" + std::to_string(rank));
-    if (!pid.empty()) EXPECT_FALSE(Alive(std::atoi(pid.c_str())));
+    if (!pid.empty()) {
+      EXPECT_FALSE(Alive(std::atoi(pid.c_str())));
+    }
   }
 }
 

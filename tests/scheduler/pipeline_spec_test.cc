@@ -83,6 +83,14 @@ TEST(PipelineSpecTest, ErrorsNameTheLineAndColumn) {
             "line 6, column 13: step a: sweep over 'momentum', which is not a pipeline param"},
            {head + "  - name: a\n    command: [x]\n    outputs: {m: ../escape}\n", "without '..'"},
            {head + "  - name: a\n", "line 4, column 5: step a: 'command' is required"},
+           {head + "  - name: a\n    command: [x]\n    objective: {metric: acc}\n",
+            "line 6, column 16: step a: objective: only a step with a sweep has one"},
+           {head + "  - name: a\n    command: [x]\n    sweep: {lr: [1, 2]}\n"
+                   "    objective: {metric: acc, goal: best}\n",
+            "line 7, column 36: step a: objective.goal: maximize or minimize, not 'best'"},
+           {head + "  - name: a\n    command: [x]\n    sweep: {lr: [1, 2]}\n"
+                   "    objective: {goal: min}\n",
+            "line 7, column 16: step a: objective: 'metric' is required"},
            {"name: p\nsteps: [\n", "not valid YAML"},
            {"name: p\nsteps: []\n", "'steps' must be a non-empty list"},
        }) {
@@ -105,6 +113,38 @@ TEST(PipelineSpecTest, SweepsExpandIntoOneStepPerValue) {
   EXPECT_EQ(expanded->steps[3].sweep_of, "train");
   EXPECT_THAT(expanded->steps[4].needs,
               ElementsAre("train[lr=0.01]", "train[lr=0.1]", "train[lr=1.0]"));
+}
+
+TEST(PipelineSpecTest, OnlySweepsWithAnObjectiveFeedTheirOutputsOn) {
+  const std::string head = R"(name: tune
+params: {lr: 0.1}
+steps:
+  - name: train
+    command: [x, "{{outputs.model}}"]
+    outputs: {model: model.bin}
+    sweep: {lr: [0.01, 0.1]}
+)";
+  const std::string consumer = R"(  - name: register
+    command: [y, "{{inputs.model}}"]
+    inputs: {model: train.outputs.model}
+)";
+  auto without = ParsePipelineSpec(head + consumer);
+  ASSERT_OK(without.status());
+  EXPECT_THAT(ExpandSweeps(*without).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "line 8: step register takes input model from train, which is swept without "
+                       "an objective"));
+  auto with = ParsePipelineSpec(head + "    objective: {metric: accuracy, goal: min}\n" + consumer);
+  ASSERT_OK(with.status());
+  auto expanded = ExpandSweeps(*with);
+  ASSERT_OK(expanded.status());
+  ASSERT_EQ(expanded->steps.size(), 3u);
+  EXPECT_EQ(expanded->steps[0].objective_metric, "accuracy");
+  EXPECT_FALSE(expanded->steps[1].maximize);
+  const InputRef& ref = expanded->steps[2].inputs.at("model");
+  EXPECT_TRUE(ref.best_of);
+  EXPECT_EQ(ref.step, "train");
+  EXPECT_THAT(expanded->steps[2].needs, ElementsAre("train[lr=0.01]", "train[lr=0.1]"));
 }
 
 TEST(PipelineSpecTest, CommandsRenderWithoutAShell) {

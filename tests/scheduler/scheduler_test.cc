@@ -402,5 +402,79 @@ steps:
               StatusIs(absl::StatusCode::kResourceExhausted, ""));
 }
 
+// A sweep whose instances report accuracy 0.5, 0.9 and 0.2 (and, with `broken`, none).
+std::string TuneSpec(const std::string& goal, bool broken = false) {
+  return R"(name: tune
+params: {lr: "0.1"}
+steps:
+  - name: train
+    command:
+      - /bin/sh
+      - -c
+      - |
+        case {{params.lr}} in 0.01) a=0.5;; 0.1) a=0.9;; *) a=0.2;; esac
+        )" +
+         std::string(
+             broken
+                 ? ""
+                 : R"(echo "[{\"key\": \"accuracy\", \"value\": 0, \"step\": 1}, {\"key\": \"accuracy\", \"value\": $a, \"step\": 2}]" > metrics.json)") +
+         R"(
+        echo model-{{params.lr}} > {{outputs.model}}
+    outputs: {model: model.bin}
+    sweep: {lr: ["0.01", "0.1", "1.0"]}
+    objective: {metric: accuracy, goal: )" +
+         goal + R"(}
+  - name: register
+    command: [/bin/sh, -c, "cp {{inputs.model}} {{outputs.chosen}}"]
+    inputs: {model: train.outputs.model}
+    outputs: {chosen: chosen.bin}
+)";
+}
+
+TEST_F(SchedulerTest, SweepsCompareTheirInstancesAndPassTheBestOn) {
+  v1::PipelineRun run = Wait(Submit(TuneSpec("maximize")).id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  ASSERT_EQ(run.sweeps_size(), 1);
+  const v1::SweepResult& sweep = run.sweeps(0);
+  EXPECT_EQ(sweep.step(), "train");
+  EXPECT_EQ(sweep.metric(), "accuracy");
+  EXPECT_TRUE(sweep.maximize());
+  EXPECT_EQ(sweep.best(), "train[lr=0.1]");
+  EXPECT_DOUBLE_EQ(sweep.best_value(), 0.9);
+  EXPECT_EQ(sweep.values_size(), 3);
+  EXPECT_DOUBLE_EQ(sweep.values().at("train[lr=0.01]"), 0.5);
+  // The final value (highest step) is the one compared and kept on the step.
+  EXPECT_DOUBLE_EQ(Step(run, "train[lr=1.0]").metrics().at("accuracy"), 0.2);
+  EXPECT_EQ(Download(Step(run, "register").output_digests().at("chosen")), "model-0.1\n");
+
+  // Minimizing picks the other end; the instances themselves are reused from the cache, metrics
+  // included.
+  v1::PipelineRun low = Wait(Submit(TuneSpec("minimize")).id());
+  ASSERT_EQ(low.state(), v1::SUCCEEDED) << low.DebugString();
+  EXPECT_EQ(Step(low, "train[lr=1.0]").state(), v1::CACHED);
+  ASSERT_EQ(low.sweeps_size(), 1);
+  EXPECT_EQ(low.sweeps(0).best(), "train[lr=1.0]");
+  EXPECT_EQ(Download(Step(low, "register").output_digests().at("chosen")), "model-1.0\n");
+  // Read back from storage after a restart, the comparison is still there.
+  scheduler_.reset();
+  Start();
+  auto stored = scheduler_->Get(low.id());
+  ASSERT_OK(stored.status());
+  ASSERT_EQ(stored->sweeps_size(), 1);
+  EXPECT_EQ(stored->sweeps(0).best(), "train[lr=1.0]");
+}
+
+TEST_F(SchedulerTest, ASweepWhereNoInstanceReportsTheMetricFailsItsConsumer) {
+  v1::PipelineRun run = Wait(Submit(TuneSpec("maximize", /*broken=*/true)).id());
+  ASSERT_EQ(run.state(), v1::FAILED) << run.DebugString();
+  EXPECT_EQ(Step(run, "train[lr=0.1]").state(), v1::SUCCEEDED);
+  EXPECT_EQ(Step(run, "register").state(), v1::FAILED);
+  EXPECT_THAT(Step(run, "register").message(),
+              ::testing::HasSubstr("no instance of train reported metric accuracy"));
+  ASSERT_EQ(run.sweeps_size(), 1);
+  EXPECT_EQ(run.sweeps(0).best(), "");
+  EXPECT_EQ(run.sweeps(0).values_size(), 0);
+}
+
 }  // namespace
 }  // namespace mlops::scheduler
