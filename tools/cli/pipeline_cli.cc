@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
+#include "services/common/strings.h"
 #include "services/scheduler/pipeline_spec.h"
 
 namespace mlops::cli {
@@ -261,12 +262,31 @@ class PipelineCli {
       std::string needs;
       for (const auto& n : s.needs()) needs += (needs.empty() ? "<- " : ", ") + n;
       std::string detail = s.state() == sv1::CACHED ? "cache hit: " + s.cached_from() : s.message();
+      std::string metrics;
+      for (const auto& [k, v] :
+           std::map<std::string, double>(s.metrics().begin(), s.metrics().end())) {
+        metrics += (metrics.empty() ? "" : " ") + k + "=" + mlops::FormatDouble(v);
+      }
       rows.push_back({s.name(), sv1::RunState_Name(s.state()),
                       Duration(s.start_time_ms(), s.end_time_ms()),
-                      std::to_string(s.attempts_size()), needs, detail});
+                      std::to_string(s.attempts_size()), needs, metrics, detail});
     }
     std::cout << "\n";
-    PrintTable({"STEP", "STATE", "DURATION", "ATTEMPTS", "NEEDS", "DETAIL"}, rows);
+    PrintTable({"STEP", "STATE", "DURATION", "ATTEMPTS", "NEEDS", "METRICS", "DETAIL"}, rows);
+    // How each swept step's instances compared on its objective.
+    for (const auto& sweep : run.sweeps()) {
+      std::cout << "\nsweep " << sweep.step() << ": "
+                << (sweep.maximize() ? "maximize " : "minimize ") << sweep.metric() << ", best "
+                << (sweep.best().empty() ? "(none reported it)" : sweep.best()) << "\n";
+      std::vector<std::vector<std::string>> trials;
+      for (const auto& s : run.steps()) {
+        auto it = sweep.values().find(s.name());
+        if (it == sweep.values().end()) continue;
+        trials.push_back(
+            {s.name(), mlops::FormatDouble(it->second), s.name() == sweep.best() ? "*" : ""});
+      }
+      PrintTable({"INSTANCE", sweep.metric(), "BEST"}, trials);
+    }
     return 0;
   }
 
