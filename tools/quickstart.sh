@@ -120,7 +120,8 @@ run mlops models history "$name" production
 say "   A version that an alias points at cannot be deleted"
 run mlops models delete-version "$name" 1 || true
 
-say "9. Pipelines: a DAG of steps, inputs by content digest, outputs versioned, cached when unchanged"
+say "9. Pipelines: a DAG of steps, inputs by content digest, outputs versioned, cached when unchanged;"
+say "   a sweep compared on the metric its instances report, the best one's output passed on"
 cat > "$data_dir/tour-pipeline.yaml" <<'YAML'
 name: tour
 params: {threshold: "5.0"}
@@ -137,11 +138,28 @@ steps:
     command: [/bin/sh, -c, "cut -d, -f3 {{inputs.rows}} | sort | uniq -c | tee {{outputs.counts}}"]
     inputs: {rows: split.outputs.small}
     outputs: {counts: counts.txt}
+  - name: tune
+    needs: [validate]
+    command:
+      - /bin/sh
+      - -c
+      - |
+        n=$(awk -F, -v t={{params.threshold}} 'NR > 1 && $1 < t' {{inputs.data}}/raw/iris.csv | wc -l)
+        echo "{\"kept\": $n}" > metrics.json
+        echo "threshold {{params.threshold}} keeps $n rows" | tee {{outputs.report}}
+    inputs: {data: "dataset:iris-tour@v1"}
+    outputs: {report: report.txt}
+    sweep: {threshold: ["4.8", "5.0", "5.5"]}
+    objective: {metric: kept, goal: maximize}
+  - name: pick
+    command: [cat, "{{inputs.report}}"]
+    inputs: {report: tune.outputs.report}
 YAML
 run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --watch
 pipeline_run=$(mlops pipeline list --max 1 | awk 'NR == 2 { print $1 }')
 run mlops pipeline status "$pipeline_run"
 run mlops pipeline logs "$pipeline_run" count
+run mlops pipeline logs "$pipeline_run" pick
 say "   The same pipeline again: every step is a cache hit. A new param value reruns the steps (every step sees every param as MLOPS_PARAM_*, so it is part of each fingerprint)"
 run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --watch
 run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --param threshold=6.0 --watch
