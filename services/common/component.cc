@@ -5,7 +5,31 @@
 #include "absl/flags/flag.h"
 #include "services/common/logging.h"
 
+ABSL_FLAG(std::string, artifact_address, "",
+          "the artifact service (host:port) this server's components call; empty: this server");
+ABSL_FLAG(std::string, metadata_address, "",
+          "the metadata service (host:port) this server's components call; empty: this server");
+ABSL_FLAG(std::string, scheduler_address, "",
+          "the scheduler service (host:port) this server's components call; empty: this server");
+
 namespace mlops {
+
+std::shared_ptr<grpc::Channel> PeerChannel(ServiceHost& host, Peer peer) {
+  std::string address;
+  switch (peer) {
+    case Peer::kArtifact:
+      address = absl::GetFlag(FLAGS_artifact_address);
+      break;
+    case Peer::kMetadata:
+      address = absl::GetFlag(FLAGS_metadata_address);
+      break;
+    case Peer::kScheduler:
+      address = absl::GetFlag(FLAGS_scheduler_address);
+      break;
+  }
+  if (address.empty()) return host.InProcessChannel();
+  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+}
 
 int RunServerMain(const std::string& program, const std::vector<ComponentFactory>& factories) {
   std::string data_dir = absl::GetFlag(FLAGS_data_dir);

@@ -28,6 +28,12 @@ class Component {
   }
 };
 
+// The other services a component calls: --artifact_address, --metadata_address and
+// --scheduler_address, each a channel to that host:port, or (empty, the default) to this server
+// itself in process.
+enum class Peer { kArtifact, kMetadata, kScheduler };
+std::shared_ptr<grpc::Channel> PeerChannel(ServiceHost& host, Peer peer);
+
 // Opens a component with its storage in `dir` (data_dir/<name>).
 using ComponentFactory = std::function<absl::StatusOr<std::unique_ptr<Component>>(
     const std::string& data_dir, const Db::Options& options)>;

@@ -10,12 +10,6 @@
 #include "services/scheduler/metadata_gateway.h"
 #include "services/scheduler/scheduler_service.h"
 
-ABSL_FLAG(std::string, artifact_address, "",
-          "the artifact service (host:port) steps read inputs from and write outputs to; empty: "
-          "this server");
-ABSL_FLAG(std::string, metadata_address, "",
-          "the metadata service (host:port) steps are recorded in as tracking runs and lineage "
-          "executions; empty: this server");
 ABSL_FLAG(int, scheduler_cpus, 0, "CPU cores steps may use at once; 0: this machine's");
 ABSL_FLAG(int64_t, scheduler_memory_mb, 0, "memory steps may use at once; 0: this machine's");
 ABSL_FLAG(int, scheduler_gpus, 0, "GPUs steps may use at once");
@@ -38,15 +32,10 @@ class SchedulerComponent : public Component {
   }
 
   absl::Status Started(ServiceHost& host) override {
-    std::string address = absl::GetFlag(FLAGS_artifact_address);
-    gateway_ = std::make_unique<ClientArtifactGateway>(
-        address.empty() ? host.InProcessChannel()
-                        : grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-    std::string metadata_address = absl::GetFlag(FLAGS_metadata_address);
-    metadata_ = std::make_unique<ClientMetadataGateway>(
-        metadata_address.empty()
-            ? host.InProcessChannel()
-            : grpc::CreateChannel(metadata_address, grpc::InsecureChannelCredentials()));
+    // Steps read inputs from and write outputs to the artifact service, and are recorded in the
+    // metadata service as tracking runs and lineage executions.
+    gateway_ = std::make_unique<ClientArtifactGateway>(PeerChannel(host, Peer::kArtifact));
+    metadata_ = std::make_unique<ClientMetadataGateway>(PeerChannel(host, Peer::kMetadata));
     SchedulerOptions options;
     options.work_root = dir_ + "/work";
     int cpus = absl::GetFlag(FLAGS_scheduler_cpus);

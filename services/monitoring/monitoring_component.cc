@@ -1,0 +1,47 @@
+#include "services/monitoring/monitoring_component.h"
+
+#include <filesystem>
+
+#include "services/monitoring/monitoring_service.h"
+
+namespace mlops::monitoring {
+namespace {
+
+class MonitoringComponent : public Component {
+ public:
+  MonitoringComponent(std::unique_ptr<Db> db, std::string dir)
+      : db_(std::move(db)), dir_(std::move(dir)) {}
+  std::string name() const override { return "monitoring"; }
+
+  void Register(ServiceHost& host) override {
+    service_ = std::make_unique<MonitoringServiceImpl>(db_.get(), dir_ + "/work", host.registry());
+    host.AddService(service_.get());
+    host.rocksdb_collector().Add("monitoring", db_.get());
+  }
+
+  absl::Status Started(ServiceHost& host) override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_ + "/work", ec);  // datasets a previous life was reading
+    std::filesystem::create_directories(dir_ + "/work", ec);
+    service_->SetPeers(PeerChannel(host, Peer::kArtifact), PeerChannel(host, Peer::kMetadata),
+                       PeerChannel(host, Peer::kScheduler));
+    return service_->Load();
+  }
+
+ private:
+  std::unique_ptr<Db> db_;
+  std::string dir_;
+  std::unique_ptr<MonitoringServiceImpl> service_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Component>> OpenMonitoringComponent(const std::string& data_dir,
+                                                                   const Db::Options& options) {
+  std::string dir = data_dir + "/monitoring";
+  auto db = Db::Open(dir + "/db", MonitoringColumnFamilies(), options);
+  if (!db.ok()) return db.status();
+  return std::unique_ptr<Component>(new MonitoringComponent(std::move(*db), dir));
+}
+
+}  // namespace mlops::monitoring
