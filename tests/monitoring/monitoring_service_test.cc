@@ -1,0 +1,345 @@
+// The monitoring service over gRPC, in a server that also hosts the metadata, artifact and
+// scheduler services: profiles from samples and from dataset versions (CSV and .mlcol), windows
+// closed by rows, drift found where the data moved and nowhere else, performance from delayed
+// labels, alerts with acknowledgement, retraining submitted once per cooldown, and bad input
+// refused without touching what is stored.
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "mlops/monitoring/v1/monitoring.grpc.pb.h"
+#include "mlops/scheduler/v1/scheduler.grpc.pb.h"
+#include "services/artifact/artifact_component.h"
+#include "services/artifact/client/artifact_client.h"
+#include "services/common/status.h"
+#include "services/metadata/metadata_component.h"
+#include "services/monitoring/monitoring_component.h"
+#include "services/monitoring/table.h"
+#include "services/scheduler/scheduler_component.h"
+#include "tests/testing/testing.h"
+
+namespace mlops::monitoring {
+namespace {
+
+using ::mlops::testing::GrpcStatusIs;
+
+class MonitoringServiceTest : public ::testing::Test {
+ protected:
+  MonitoringServiceTest()
+      : server_({metadata::OpenMetadataComponent, artifact::OpenArtifactComponent,
+                 scheduler::OpenSchedulerComponent, OpenMonitoringComponent},
+                /*metrics=*/false),
+        stub_(v1::MonitoringService::NewStub(server_.NewChannel())) {}
+
+  // Rows of (x ~ N(mean, 1), colour from `colours`), numeric row-major.
+  v1::SampleBatch Rows(const std::string& monitor, int n, double mean,
+                       std::vector<std::string> colours, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> normal(mean, 1);
+    v1::SampleBatch batch;
+    batch.set_monitor(monitor);
+    batch.add_numeric_columns("x");
+    batch.add_categorical_columns("colour");
+    for (int i = 0; i < n; ++i) {
+      batch.add_numeric(normal(rng));
+      batch.add_categorical(colours[rng() % colours.size()]);
+    }
+    return batch;
+  }
+
+  v1::Profile CreateProfile(const std::string& name, v1::SampleBatch samples) {
+    v1::CreateProfileRequest request;
+    request.set_name(name);
+    *request.mutable_samples() = std::move(samples);
+    v1::Profile profile;
+    grpc::ClientContext context;
+    EXPECT_OK(::mlops::FromGrpcStatus(stub_->CreateProfile(&context, request, &profile)));
+    return profile;
+  }
+
+  grpc::Status CreateMonitor(const v1::Monitor& monitor, v1::Monitor* created = nullptr) {
+    v1::Monitor out;
+    grpc::ClientContext context;
+    grpc::Status status = stub_->CreateMonitor(&context, monitor, &out);
+    if (created != nullptr) *created = out;
+    return status;
+  }
+
+  grpc::Status Ingest(const std::vector<v1::SampleBatch>& batches,
+                      v1::IngestSamplesResponse* response) {
+    grpc::ClientContext context;
+    auto writer = stub_->IngestSamples(&context, response);
+    for (const auto& batch : batches) {
+      if (!writer->Write(batch)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  std::vector<v1::Alert> Alerts(const std::string& monitor) {
+    v1::ListAlertsRequest request;
+    request.set_monitor(monitor);
+    v1::ListAlertsResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub_->ListAlerts(&context, request, &response).ok());
+    return {response.alerts().begin(), response.alerts().end()};
+  }
+
+  testing::InProcessServer server_;
+  std::unique_ptr<v1::MonitoringService::Stub> stub_;
+};
+
+TEST_F(MonitoringServiceTest, WindowsCloseIntoReportsAndDriftRaisesOneAlert) {
+  v1::Profile profile = CreateProfile("train", Rows("", 5000, 0, {"red", "green", "blue"}, 1));
+  EXPECT_EQ(profile.version(), 1);
+  EXPECT_EQ(profile.rows(), 5000u);
+  ASSERT_EQ(profile.features_size(), 2);
+  EXPECT_EQ(profile.features(0).kind(), v1::NUMERIC);
+  EXPECT_EQ(profile.features(1).kind(), v1::CATEGORICAL);
+  EXPECT_EQ(CreateProfile("train", Rows("", 100, 0, {"red"}, 2)).version(), 2);
+
+  v1::Monitor monitor;
+  monitor.set_name("churn");
+  monitor.set_profile("train");
+  monitor.set_profile_version(1);
+  monitor.set_window_rows(1000);
+  v1::Monitor created;
+  ASSERT_TRUE(CreateMonitor(monitor, &created).ok());
+  EXPECT_EQ(created.features_size(), 2);  // every feature of the profile
+  EXPECT_EQ(created.drift_share_threshold(), 0.5);
+  EXPECT_THAT(CreateMonitor(monitor), GrpcStatusIs(grpc::StatusCode::ALREADY_EXISTS, "churn"));
+
+  // 2,500 stable rows in three batches: two windows close, neither drifted.
+  v1::IngestSamplesResponse response;
+  ASSERT_TRUE(Ingest({Rows("churn", 1200, 0, {"red", "green", "blue"}, 3),
+                      Rows("", 800, 0, {"red", "green", "blue"}, 4),
+                      Rows("", 500, 0, {"red", "green", "blue"}, 5)},
+                     &response)
+                  .ok());
+  EXPECT_EQ(response.rows(), 2500u);
+  ASSERT_EQ(response.closed_size(), 2);
+  for (const auto& report : response.closed()) {
+    EXPECT_EQ(report.rows(), 1000u);
+    EXPECT_FALSE(report.drifted()) << report.DebugString();
+    EXPECT_EQ(report.features_size(), 2);
+  }
+  EXPECT_TRUE(Alerts("churn").empty());
+
+  // x moves by 1.5 and a colour never seen appears: the next window drifts, on both features.
+  ASSERT_TRUE(Ingest({Rows("churn", 500, 1.5, {"purple", "red"}, 6)}, &response).ok());
+  ASSERT_EQ(response.closed_size(), 1);  // the 500 rows left open plus these 500
+  const v1::DriftReport& drifted = response.closed(0);
+  EXPECT_TRUE(drifted.drifted());
+  EXPECT_EQ(drifted.drift_share(), 1.0);
+  for (const auto& feature : drifted.features()) EXPECT_TRUE(feature.drifted()) << feature.name();
+  auto alerts = Alerts("churn");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0].report_id(), drifted.id());
+  EXPECT_THAT(alerts[0].reason(), ::testing::HasSubstr("drift share 1 >= 0.5"));
+
+  v1::ListReportsRequest list;
+  list.set_monitor("churn");
+  v1::ListReportsResponse reports;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->ListReports(&context, list, &reports).ok());
+  ASSERT_EQ(reports.reports_size(), 3);
+  EXPECT_EQ(reports.reports(0).id(), drifted.id());  // newest first
+
+  v1::AcknowledgeAlertRequest ack;
+  ack.set_id(alerts[0].id());
+  ack.set_by("oncall");
+  v1::Alert acked;
+  grpc::ClientContext ack_context;
+  ASSERT_TRUE(stub_->AcknowledgeAlert(&ack_context, ack, &acked).ok());
+  EXPECT_TRUE(acked.acknowledged());
+  EXPECT_EQ(acked.acknowledged_by(), "oncall");
+  v1::ListAlertsRequest open;
+  open.set_unacknowledged_only(true);
+  v1::ListAlertsResponse none;
+  grpc::ClientContext open_context;
+  ASSERT_TRUE(stub_->ListAlerts(&open_context, open, &none).ok());
+  EXPECT_EQ(none.alerts_size(), 0);
+}
+
+TEST_F(MonitoringServiceTest, DatasetsProfileAndEvaluateInBothFormats) {
+  testing::TempDir dir;
+  // Reference: a CSV; production: a .mlcol file where only `b` moved.
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> normal(0, 1);
+  std::filesystem::create_directories(dir.path() + "/ref");
+  {
+    std::ofstream csv(dir.path() + "/ref/part.csv");
+    csv << "a,b,city\n";
+    for (int i = 0; i < 4000; ++i) {
+      csv << normal(rng) << "," << normal(rng) << "," << (i % 3 == 0 ? "paris" : "oslo") << "\n";
+    }
+  }
+  std::filesystem::create_directories(dir.path() + "/prod");
+  {
+    std::vector<Column> columns(3);
+    columns[0].name = "a";
+    columns[1].name = "b";
+    columns[2].name = "city";
+    columns[2].numeric = false;
+    for (int i = 0; i < 3000; ++i) {
+      columns[0].owned.push_back(normal(rng));
+      columns[1].owned.push_back(normal(rng) * 3 + 2);
+      columns[2].strings.push_back(i % 3 == 0 ? "paris" : "oslo");
+    }
+    columns[0].values = columns[0].owned.data();
+    columns[1].values = columns[1].owned.data();
+    ASSERT_OK(WriteColumnar(dir.path() + "/prod/part.mlcol", columns, 3000));
+  }
+  artifact::ArtifactClient client(server_.NewChannel());
+  ASSERT_OK(client.Push(dir.path() + "/ref", "reference", {"v1"}, "", nullptr).status());
+  ASSERT_OK(client.Push(dir.path() + "/prod", "production", {"v1"}, "", nullptr).status());
+
+  v1::CreateProfileRequest request;
+  request.set_name("ref");
+  request.set_dataset("reference@v1");
+  v1::Profile profile;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->CreateProfile(&context, request, &profile).ok());
+  EXPECT_EQ(profile.rows(), 4000u);
+  EXPECT_THAT(profile.source(), ::testing::StartsWith("dataset reference@"));
+  ASSERT_EQ(profile.features_size(), 3);
+  EXPECT_EQ(profile.features(2).kind(), v1::CATEGORICAL);
+
+  v1::Monitor monitor;
+  monitor.set_name("m");
+  monitor.set_profile("ref");
+  monitor.add_tests()->set_kind(v1::DriftTest::KS);
+  monitor.add_tests()->set_kind(v1::DriftTest::JENSEN_SHANNON);
+  ASSERT_TRUE(CreateMonitor(monitor).ok());
+  v1::EvaluateDatasetRequest evaluate;
+  evaluate.set_monitor("m");
+  evaluate.set_dataset("production@v1");
+  v1::DriftReport report;
+  grpc::ClientContext evaluate_context;
+  ASSERT_TRUE(stub_->EvaluateDataset(&evaluate_context, evaluate, &report).ok());
+  EXPECT_EQ(report.rows(), 3000u);
+  ASSERT_EQ(report.features_size(), 3);
+  EXPECT_FALSE(report.features(0).drifted()) << report.features(0).DebugString();
+  EXPECT_TRUE(report.features(1).drifted());
+  EXPECT_FALSE(report.features(2).drifted()) << report.features(2).DebugString();
+  EXPECT_EQ(report.features(2).tests_size(), 1);  // JS only: KS does not apply to categories
+  EXPECT_NEAR(report.drift_share(), 1.0 / 3, 1e-12);
+  EXPECT_FALSE(report.drifted());  // under the default share of 0.5
+
+  grpc::ClientContext missing_context;
+  evaluate.set_dataset("nowhere@v1");
+  EXPECT_THAT(stub_->EvaluateDataset(&missing_context, evaluate, &report),
+              GrpcStatusIs(grpc::StatusCode::NOT_FOUND, ""));
+}
+
+TEST_F(MonitoringServiceTest, LabelsGiveAccuracyAndADegradedModelRetrainsOncePerCooldown) {
+  CreateProfile("p", Rows("", 2000, 0, {"a", "b"}, 11));
+  v1::Monitor monitor;
+  monitor.set_name("fraud");
+  monitor.set_profile("p");
+  monitor.set_window_rows(100);
+  monitor.set_task("classification");
+  monitor.set_baseline(0.9);
+  monitor.set_max_degradation(0.05);
+  monitor.set_retrain_pipeline_yaml("name: retrain\nsteps:\n  - name: fit\n    command: [true]\n");
+  monitor.set_cooldown_ms(3600 * 1000);
+  ASSERT_TRUE(CreateMonitor(monitor).ok());
+  // Two windows of stable features whose predictions turn out 70% right.
+  for (int window = 0; window < 2; ++window) {
+    v1::SampleBatch batch = Rows("fraud", 99, 0, {"a", "b"}, 20 + window);
+    for (int i = 0; i < 99; ++i) {
+      batch.add_request_ids("w" + std::to_string(window) + "-" + std::to_string(i));
+      batch.add_predictions(1);
+    }
+    v1::IngestSamplesResponse ingested;
+    ASSERT_TRUE(Ingest({batch}, &ingested).ok());
+    EXPECT_EQ(ingested.closed_size(), 0);
+    v1::FeedbackBatch feedback;
+    feedback.set_monitor("fraud");
+    for (int i = 0; i < 99; ++i) {
+      feedback.add_request_ids("w" + std::to_string(window) + "-" + std::to_string(i));
+      feedback.add_labels(i % 10 < 7 ? 1 : 0);
+    }
+    feedback.add_request_ids("never-seen");
+    feedback.add_labels(1);
+    v1::IngestFeedbackResponse matched;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->IngestFeedback(&context, feedback, &matched).ok());
+    EXPECT_EQ(matched.matched(), 99u);
+    EXPECT_EQ(matched.unmatched(), 1u);
+    // The 100th row closes the window.
+    ASSERT_TRUE(Ingest({Rows("fraud", 1, 0, {"a"}, 30 + window)}, &ingested).ok());
+    ASSERT_EQ(ingested.closed_size(), 1);
+    const v1::DriftReport& report = ingested.closed(0);
+    EXPECT_EQ(report.labeled(), 99u);
+    EXPECT_NEAR(report.accuracy(), 70.0 / 99, 1e-12);
+    EXPECT_TRUE(report.degraded());
+  }
+  auto alerts = Alerts("fraud");
+  ASSERT_EQ(alerts.size(), 2u);
+  EXPECT_THAT(alerts[1].reason(), ::testing::HasSubstr("below baseline 0.9 - 0.05"));
+  // The first alert submitted a retraining run; the second fell in its cooldown.
+  EXPECT_EQ(alerts[0].pipeline_run_id(), "");
+  ASSERT_NE(alerts[1].pipeline_run_id(), "");
+  auto scheduler = scheduler::v1::SchedulerService::NewStub(server_.NewChannel());
+  scheduler::v1::GetPipelineRunRequest get;
+  get.set_id(alerts[1].pipeline_run_id());
+  scheduler::v1::PipelineRun run;
+  grpc::ClientContext context;
+  ASSERT_TRUE(scheduler->GetPipelineRun(&context, get, &run).ok());
+  EXPECT_EQ(run.pipeline(), "retrain");
+}
+
+TEST_F(MonitoringServiceTest, BadInputIsRefusedAndLeavesTheWindowAlone) {
+  CreateProfile("p", Rows("", 500, 0, {"a"}, 1));
+  v1::Monitor monitor;
+  monitor.set_name("m");
+  monitor.set_profile("p");
+  monitor.set_window_rows(1000);
+  ASSERT_TRUE(CreateMonitor(monitor).ok());
+
+  v1::Monitor bad = monitor;
+  bad.set_name("bad name!");
+  EXPECT_THAT(CreateMonitor(bad), GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "name"));
+  bad.set_name("other");
+  bad.set_profile("nope");
+  EXPECT_THAT(CreateMonitor(bad), GrpcStatusIs(grpc::StatusCode::NOT_FOUND, "profile nope"));
+  bad.set_profile("p");
+  bad.add_features("height");
+  EXPECT_THAT(CreateMonitor(bad), GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "height"));
+  bad.clear_features();
+  bad.set_task("ranking");
+  EXPECT_THAT(CreateMonitor(bad), GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "task"));
+  bad.set_task("");
+  bad.set_model("no-such-model");
+  EXPECT_THAT(CreateMonitor(bad), GrpcStatusIs(grpc::StatusCode::NOT_FOUND, "model"));
+
+  v1::IngestSamplesResponse response;
+  EXPECT_THAT(Ingest({Rows("ghost", 10, 0, {"a"}, 2)}, &response),
+              GrpcStatusIs(grpc::StatusCode::NOT_FOUND, "monitor ghost"));
+  v1::SampleBatch ragged = Rows("m", 10, 0, {"a"}, 3);
+  ragged.add_numeric(1.0);  // 11 numeric values for 10 rows
+  EXPECT_THAT(Ingest({ragged}, &response),
+              GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "rows x columns"));
+  v1::SampleBatch missing;
+  missing.set_monitor("m");
+  missing.add_numeric_columns("x");
+  missing.add_numeric(1.0);
+  EXPECT_THAT(Ingest({missing}, &response),
+              GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "feature colour is missing"));
+  v1::CreateProfileRequest empty;
+  empty.set_name("e");
+  v1::Profile profile;
+  grpc::ClientContext context;
+  EXPECT_THAT(stub_->CreateProfile(&context, empty, &profile),
+              GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "source"));
+  // None of that counted: 999 good rows leave the window open, the 1,000th closes it.
+  ASSERT_TRUE(Ingest({Rows("m", 999, 0, {"a"}, 4)}, &response).ok());
+  EXPECT_EQ(response.closed_size(), 0);
+  ASSERT_TRUE(Ingest({Rows("m", 1, 0, {"a"}, 5)}, &response).ok());
+  ASSERT_EQ(response.closed_size(), 1);
+  EXPECT_EQ(response.closed(0).rows(), 1000u);
+}
+
+}  // namespace
+}  // namespace mlops::monitoring
