@@ -109,7 +109,21 @@ v1::FeatureProfile CategoricalProfile(const std::string& name,
 FeatureWindow::FeatureWindow(const v1::FeatureProfile* profile)
     : profile_(profile), numeric_(profile->kind() == v1::NUMERIC) {
   if (numeric_) {
-    buckets_.assign(2 * static_cast<size_t>(profile->points_size()) + 1, 0);
+    const size_t size = static_cast<size_t>(profile->points_size());
+    buckets_.assign(2 * size + 1, 0);
+    if (size >= 2 && profile->points(0) < profile->points(static_cast<int>(size) - 1)) {
+      lo_ = profile->points(0);
+      hi_ = profile->points(static_cast<int>(size) - 1);
+      const size_t cells = 4 * size;
+      cells_per_unit_ = static_cast<double>(cells) / (hi_ - lo_);
+      cell_start_.resize(cells + 1);
+      size_t i = 0;
+      for (size_t c = 0; c <= cells; ++c) {
+        double start = lo_ + static_cast<double>(c) / cells_per_unit_;
+        while (i < size && profile->points(static_cast<int>(i)) < start) ++i;
+        cell_start_[c] = static_cast<uint32_t>(i);
+      }
+    }
   } else {
     for (int i = 0; i < profile->categories_size(); ++i) index_[profile->categories(i)] = i;
     categories_.assign(static_cast<size_t>(profile->categories_size()) + 1, 0);
@@ -131,15 +145,23 @@ void FeatureWindow::AddNumeric(const double* values, size_t n, size_t stride) {
       continue;
     }
     sum += v;
-    // Branch-free lower bound: the first point >= v.
-    const double* base = points;
-    size_t len = size;
-    while (len > 1) {
-      size_t half = len / 2;
-      base = base[half - 1] < v ? base + half : base;
-      len -= half;
+    // The first point >= v: a guess from the cell table, corrected by short scans (which also
+    // make it exact whatever rounding put v in a neighbouring cell).
+    size_t i;
+    if (!cell_start_.empty()) {
+      if (v <= lo_) {
+        i = 0;
+      } else if (v > hi_) {
+        i = size;
+      } else {
+        size_t cell = static_cast<size_t>((v - lo_) * cells_per_unit_);
+        i = cell_start_[std::min(cell, cell_start_.size() - 1)];
+        while (i < size && points[i] < v) ++i;
+        while (i > 0 && points[i - 1] >= v) --i;
+      }
+    } else {
+      i = static_cast<size_t>(std::lower_bound(points, points + size, v) - points);
     }
-    size_t i = static_cast<size_t>(base - points) + (size > 0 && *base < v ? 1 : 0);
     ++buckets[2 * i + (i < size && points[i] == v ? 1 : 0)];
   }
   nulls_ += nulls;

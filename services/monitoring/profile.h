@@ -62,6 +62,10 @@ class FeatureWindow {
   // NUMERIC: buckets[2i] counts values strictly between points i-1 and i, buckets[2i+1] values
   // equal to point i; the last bucket counts values above the last point.
   std::vector<uint64_t> buckets_;
+  // A lookup table over [first point, last point] in equal-width cells: the first point at or
+  // above each cell's start, so that finding a value's place is a multiply and a short scan.
+  std::vector<uint32_t> cell_start_;
+  double lo_ = 0, hi_ = 0, cells_per_unit_ = 0;
   // CATEGORICAL: category -> index; index categories_size() is "other".
   absl::flat_hash_map<std::string, int> index_;
   std::vector<uint64_t> categories_;

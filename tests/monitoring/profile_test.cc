@@ -78,6 +78,19 @@ TEST(ProfileTest, KsEqualsBruteForceWithTiesAndApproximatesItForLargeReferences)
     double ks = Find(window.Evaluate({Kind(v1::DriftTest::KS)}), v1::DriftTest::KS)->statistic();
     EXPECT_NEAR(ks, BruteForceKs(ref, cur), 1e-12) << "round " << round;
   }
+  // Continuous values, 800 in the reference (all of them points: exact), current ones anywhere,
+  // including exactly on points and beyond both ends.
+  std::normal_distribution<double> wide(0.2, 2);
+  for (int round = 0; round < 10; ++round) {
+    std::vector<double> ref(800), cur(3000);
+    for (double& v : ref) v = std::normal_distribution<double>(0, 1)(rng);
+    for (size_t k = 0; k < cur.size(); ++k) cur[k] = k % 7 == 0 ? ref[k % ref.size()] : wide(rng);
+    v1::FeatureProfile profile = NumericProfile("x", ref);
+    FeatureWindow window(&profile);
+    window.AddNumeric(cur.data(), cur.size());
+    double ks = Find(window.Evaluate({Kind(v1::DriftTest::KS)}), v1::DriftTest::KS)->statistic();
+    EXPECT_NEAR(ks, BruteForceKs(ref, cur), 1e-12) << "round " << round;
+  }
   // 200,000 continuous values: at most 1,001 points, so within 1/1000 of the exact statistic.
   std::normal_distribution<double> normal(0, 1), shifted(0.05, 1.1);
   std::vector<double> ref(200000), cur(50000);

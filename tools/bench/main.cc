@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
   if (suite == "metadata") return mlops::bench::RunMetadataBench(argc, argv);
   if (suite == "artifact") return mlops::bench::RunArtifactBench(argc, argv);
   if (suite == "scheduler") return mlops::bench::RunSchedulerBench(argc, argv);
-  std::cerr << "usage: mlops-bench metadata|artifact|scheduler [--json] [suite flags]\n"
+  if (suite == "monitoring") return mlops::bench::RunMonitoringBench(argc, argv);
+  std::cerr << "usage: mlops-bench metadata|artifact|scheduler|monitoring [--json] [suite flags]\n"
                "  (mlops-bench <suite> --help lists a suite's flags)\n";
   return 2;
 }
