@@ -39,6 +39,13 @@ std::string VersionKey(const std::string& name, int64_t version) {
   return key;
 }
 
+// Four significant digits, for messages.
+std::string Short(double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.4g", value);
+  return buf;
+}
+
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
@@ -515,16 +522,25 @@ v1::DriftReport MonitoringServiceImpl::CloseWindow(State& state, int64_t now) {
   return report;
 }
 
-void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
-  const v1::Monitor& monitor = state.monitor;
-  report->set_id(NewId());
-  report->set_monitor(monitor.name());
+void MonitoringServiceImpl::Judge(const State& state, v1::DriftReport* report) {
   int evaluated = 0, drifted = 0;
-  const std::string model = monitor.model().empty() ? monitor.name() : monitor.model();
   for (const auto& feature : report->features()) {
     if (feature.tests_size() == 0) continue;
     ++evaluated;
     drifted += feature.drifted();
+  }
+  report->set_drift_share(evaluated == 0 ? 0 : static_cast<double>(drifted) / evaluated);
+  report->set_drifted(evaluated > 0 &&
+                      report->drift_share() >= state.monitor.drift_share_threshold());
+}
+
+void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
+  const v1::Monitor& monitor = state.monitor;
+  report->set_id(NewId());
+  report->set_monitor(monitor.name());
+  Judge(state, report);
+  const std::string model = monitor.model().empty() ? monitor.name() : monitor.model();
+  for (const auto& feature : report->features()) {
     std::map<std::string, std::string> labels = {
         {"model", model}, {"monitor", monitor.name()}, {"feature", feature.name()}};
     for (const auto& test : feature.tests()) {
@@ -546,8 +562,6 @@ void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
       }
     }
   }
-  report->set_drift_share(evaluated == 0 ? 0 : static_cast<double>(drifted) / evaluated);
-  report->set_drifted(evaluated > 0 && report->drift_share() >= monitor.drift_share_threshold());
   std::map<std::string, std::string> model_labels = {{"model", model}, {"monitor", monitor.name()}};
   drift_share_.Add(model_labels).Set(report->drift_share());
   reports_.Add({{"monitor", monitor.name()}}).Increment();
@@ -566,18 +580,18 @@ void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
       gauge("accuracy", report->accuracy());
       report->set_degraded(report->accuracy() < monitor.baseline() - monitor.max_degradation());
       if (report->degraded()) {
-        reason += StrCat(reason.empty() ? "" : "; ", "accuracy ", FormatDouble(report->accuracy()),
-                         " below baseline ", FormatDouble(monitor.baseline()), " - ",
-                         FormatDouble(monitor.max_degradation()));
+        reason += StrCat(reason.empty() ? "" : "; ", "accuracy ", Short(report->accuracy()),
+                         " below baseline ", Short(monitor.baseline()), " - ",
+                         Short(monitor.max_degradation()));
       }
     } else {
       gauge("rmse", report->rmse());
       gauge("mae", report->mae());
       report->set_degraded(report->rmse() > monitor.baseline() + monitor.max_degradation());
       if (report->degraded()) {
-        reason += StrCat(reason.empty() ? "" : "; ", "rmse ", FormatDouble(report->rmse()),
-                         " above baseline ", FormatDouble(monitor.baseline()), " + ",
-                         FormatDouble(monitor.max_degradation()));
+        reason +=
+            StrCat(reason.empty() ? "" : "; ", "rmse ", Short(report->rmse()), " above baseline ",
+                   Short(monitor.baseline()), " + ", Short(monitor.max_degradation()));
       }
     }
   }
@@ -771,9 +785,25 @@ grpc::Status MonitoringServiceImpl::IngestFeedback(grpc::ServerContext*,
 grpc::Status MonitoringServiceImpl::EvaluateDataset(grpc::ServerContext*,
                                                     const v1::EvaluateDatasetRequest* request,
                                                     v1::DriftReport* response) {
-  auto found = Find(request->monitor());
-  if (!found.ok()) return ToGrpcStatus(found.status());
-  State& state = **found;
+  std::shared_ptr<State> found;
+  if (!request->monitor().empty()) {
+    auto monitor = Find(request->monitor());
+    if (!monitor.ok()) return ToGrpcStatus(monitor.status());
+    found = *monitor;
+  } else if (!request->profile().empty()) {
+    // A one-off comparison: every feature of the profile, the requested tests.
+    found = std::make_shared<State>();
+    auto profile = ReadProfile(request->profile(), request->profile_version());
+    if (!profile.ok()) return ToGrpcStatus(profile.status());
+    found->profile = std::move(*profile);
+    for (int i = 0; i < found->profile.features_size(); ++i) found->features.push_back(i);
+    found->tests.assign(request->tests().begin(), request->tests().end());
+    found->monitor.set_name("profile " + found->profile.name());
+    found->monitor.set_drift_share_threshold(0.5);
+  } else {
+    return Invalid("monitor or profile: what to compare the dataset against");
+  }
+  State& state = *found;
   std::string resolved;
   auto tables = ReadDataset(request->dataset(), &resolved);
   if (!tables.ok()) return ToGrpcStatus(tables.status());
@@ -818,6 +848,11 @@ grpc::Status MonitoringServiceImpl::EvaluateDataset(grpc::ServerContext*,
   std::vector<v1::FeatureDrift> drifts(windows.size());
   ParallelFor(windows.size(), [&](size_t f) { drifts[f] = windows[f]->Evaluate(state.tests); });
   for (auto& d : drifts) *report.add_features() = std::move(d);
+  if (request->monitor().empty()) {
+    Judge(state, &report);
+    *response = std::move(report);
+    return grpc::Status::OK;
+  }
   std::lock_guard lock(state.mu);
   Publish(state, &report);
   *response = std::move(report);

@@ -78,6 +78,8 @@ class MonitoringServiceImpl final : public v1::MonitoringService::Service {
                                                                         std::string* resolved);
   // Closes the window of `state` (held locked): its report is stored, exported and judged.
   v1::DriftReport CloseWindow(State& state, int64_t now);
+  // Sets the report's drift share and verdict.
+  static void Judge(const State& state, v1::DriftReport* report);
   // Stores a report (and its alert, retraining) and updates the gauges. `state` held locked.
   void Publish(State& state, v1::DriftReport* report);
   void PersistWindow(State& state, rocksdb::WriteBatch* batch);

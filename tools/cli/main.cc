@@ -20,6 +20,7 @@
 #include "tools/cli/cli_util.h"
 #include "tools/cli/data_cli.h"
 #include "tools/cli/lineage_cli.h"
+#include "tools/cli/monitoring_cli.h"
 #include "tools/cli/pipeline_cli.h"
 
 namespace v1 = mlops::metadata::v1;
@@ -101,6 +102,19 @@ Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
   mlops queues list
   mlops queues put NAME [--priority P] [--max-concurrency N] [--cpu 4] [--memory 8Gi] [--gpu 1]
 
+Monitoring (drift of production data against the training data):
+  mlops profile create NAME --dataset DATASET@VERSION [--categorical a,b] [--max-categories N]
+  mlops profile show NAME[@VERSION]; mlops profile list
+  mlops drift DATASET@VERSION --against PROFILE[@VERSION] [--test ks,psi:0.1,chi2,js]
+                                       a table per feature; exit 3 when the dataset drifted
+  mlops drift DATASET@VERSION --monitor NAME      stored as the monitor's report
+  mlops monitor create NAME --profile P[@V] [--model M[@VERSION|ALIAS]] [--features a,b]
+        [--test ks,psi] [--window-rows N | --window 10m] [--drift-share 0.5]
+        [--task classification|regression --baseline B --max-degradation D]
+        [--retrain FILE [--retrain-param K=V]... [--queue Q] [--cooldown 1h]]
+  mlops monitor list; mlops monitor report NAME [--max N]
+  mlops monitor alerts [NAME] [--open]; mlops monitor ack ALERT [--by USER]
+
 Filters: metrics.acc > 0.9 and params.opt = "adam" and tags.team != "x" and status = "FINISHED"
          (and, or, parentheses, = != < <= > >= in (...) like ilike; see docs/api.md)
 )";
@@ -116,7 +130,8 @@ class Cli {
     }
     if (group == "runs" || group == "run") return Runs(command, args);
     throw UsageError{"unknown group '" + group +
-                     "' (experiments, runs, data, artifact, lineage, models, pipeline, queues)"};
+                     "' (experiments, runs, data, artifact, lineage, models, pipeline, queues, "
+                     "profile, monitor, drift)"};
   }
 
  private:
@@ -492,13 +507,21 @@ int main(int argc, char** argv) {
       throw UsageError{"--output must be table, json or dot"};
     }
     std::string group = args.Positional(
-        "group (experiments, runs, data, artifact, lineage, models, pipeline, queues)");
+        "group (experiments, runs, data, artifact, lineage, models, pipeline, queues, profile, "
+        "monitor, drift)");
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
-    std::string command = group == "lineage" ? "" : args.Positional("command");
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(64 << 20);
     auto channel =
         grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
+    if (group == "profile" || group == "profiles" || group == "monitor" || group == "monitors" ||
+        group == "drift") {
+      return RunMonitoringCommand(group.rfind("profile", 0) == 0   ? "profile"
+                                  : group.rfind("monitor", 0) == 0 ? "monitor"
+                                                                   : "drift",
+                                  args, channel, output == "json");
+    }
+    std::string command = group == "lineage" ? "" : args.Positional("command");
     if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
       return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
                                 channel, output == "json");
