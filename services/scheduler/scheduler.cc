@@ -440,6 +440,9 @@ std::vector<v1::Queue> Scheduler::ListQueues() const {
     queue.set_cpu_millis(q.quota.cpu_millis);
     queue.set_memory_bytes(q.quota.memory_bytes);
     queue.set_gpus(q.quota.gpus);
+    Admission::QueueStats stats = admission_.Stats(q.name);
+    queue.set_pending(static_cast<int64_t>(stats.pending));
+    queue.set_running(static_cast<int64_t>(stats.running));
     out.push_back(queue);
   }
   return out;

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "services/common/metrics.h"
 #include "services/scheduler/artifact_gateway.h"
 #include "services/scheduler/local_executor.h"
 #include "services/scheduler/metadata_gateway.h"
@@ -17,11 +18,38 @@ ABSL_FLAG(int, scheduler_gpus, 0, "GPUs steps may use at once");
 namespace mlops::scheduler {
 namespace {
 
+// mlops_scheduler_queue_pending{queue} and mlops_scheduler_queue_running{queue}, read at each
+// scrape (nothing before the scheduler has started).
+class QueueCollector : public prometheus::Collectable {
+ public:
+  void Set(Scheduler* scheduler) {
+    std::lock_guard lock(mu_);
+    scheduler_ = scheduler;
+  }
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::lock_guard lock(mu_);
+    if (scheduler_ == nullptr) return {};
+    auto pending =
+        GaugeFamily("mlops_scheduler_queue_pending", "Steps of a queue waiting for admission");
+    auto running = GaugeFamily("mlops_scheduler_queue_running", "Steps of a queue running now");
+    for (const auto& queue : scheduler_->ListQueues()) {
+      AddSample(&pending, static_cast<double>(queue.pending()), {{"queue", queue.name()}});
+      AddSample(&running, static_cast<double>(queue.running()), {{"queue", queue.name()}});
+    }
+    return {pending, running};
+  }
+
+ private:
+  mutable std::mutex mu_;
+  Scheduler* scheduler_ = nullptr;
+};
+
 class SchedulerComponent : public Component {
  public:
   SchedulerComponent(std::unique_ptr<Db> db, std::string dir)
       : db_(std::move(db)), dir_(std::move(dir)) {}
   ~SchedulerComponent() override {
+    queues_->Set(nullptr);
     scheduler_.reset();  // the engine stops before the executor and the gateway go
   }
   std::string name() const override { return "scheduler"; }
@@ -29,6 +57,7 @@ class SchedulerComponent : public Component {
   void Register(ServiceHost& host) override {
     host.AddService(&service_);
     host.rocksdb_collector().Add("scheduler", db_.get());
+    host.http().AddCollectable(queues_);
   }
 
   absl::Status Started(ServiceHost& host) override {
@@ -52,6 +81,7 @@ class SchedulerComponent : public Component {
     if (!scheduler.ok()) return scheduler.status();
     scheduler_ = std::move(*scheduler);
     service_.set_scheduler(scheduler_.get());
+    queues_->Set(scheduler_.get());
     return absl::OkStatus();
   }
 
@@ -63,6 +93,7 @@ class SchedulerComponent : public Component {
   std::unique_ptr<ClientMetadataGateway> metadata_;
   std::unique_ptr<Scheduler> scheduler_;
   SchedulerServiceImpl service_;
+  std::shared_ptr<QueueCollector> queues_ = std::make_shared<QueueCollector>();
 };
 
 }  // namespace

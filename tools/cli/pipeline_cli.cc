@@ -111,9 +111,11 @@ class PipelineCli {
         };
         rows.push_back({q.name(), std::to_string(q.priority()), limit(q.max_concurrency(), ""),
                         limit(q.cpu_millis(), "m"), limit(q.memory_bytes() >> 20, "Mi"),
-                        limit(q.gpus(), "")});
+                        limit(q.gpus(), ""), std::to_string(q.pending()),
+                        std::to_string(q.running())});
       }
-      PrintTable({"QUEUE", "PRIORITY", "MAX RUNNING", "CPU", "MEMORY", "GPU"}, rows);
+      PrintTable({"QUEUE", "PRIORITY", "MAX RUNNING", "CPU", "MEMORY", "GPU", "PENDING", "RUNNING"},
+                 rows);
       return 0;
     }
     if (command == "put") {
