@@ -59,7 +59,9 @@ int RunServerMain(const std::string& program, const std::vector<ComponentFactory
   for (const auto& component : components) {
     if (absl::Status status = component->Started(host); !status.ok()) {
       LogError("start_failed", {{"component", component->name()}, {"error", status.ToString()}});
+      for (const auto& started : components) started->Stop();
       host.Shutdown(absl::ZeroDuration());
+      components.clear();
       return 1;
     }
   }
@@ -78,6 +80,7 @@ int RunServerMain(const std::string& program, const std::vector<ComponentFactory
                       {"data_dir", data_dir}});
   int sig = WaitForShutdownSignal();
   LogInfo("shutting_down", {{"signal", std::to_string(sig)}});
+  for (const auto& component : components) component->Stop();
   host.Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_s)));
   components.clear();
   LogInfo("stopped", {{"program", program}});

@@ -26,6 +26,10 @@ class Component {
     (void)host;
     return absl::OkStatus();
   }
+  // Called when the server is about to shut down, before the host stops serving: ends the
+  // component's own threads, which may call services in this process (an in-process channel must
+  // not be used once the host has shut down).
+  virtual void Stop() {}
 };
 
 // The other services a component calls: --artifact_address, --metadata_address and

@@ -177,7 +177,9 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* exe
   return scheduler;
 }
 
-Scheduler::~Scheduler() {
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Stop() {
   {
     std::lock_guard lock(mailbox_->mu);
     mailbox_->target = nullptr;

@@ -78,7 +78,11 @@ class Scheduler {
                                                          ArtifactGateway* artifacts,
                                                          SchedulerOptions options,
                                                          MetadataGateway* metadata = nullptr);
-  ~Scheduler();  // stops the engine; running attempts keep their recorded state
+  ~Scheduler();  // Stop()
+  // Stops the engine and the workers (what they are doing finishes; queued work is dropped and
+  // recovered at the next start) and records what was deferred. Running attempts keep their
+  // recorded state. Idempotent; the scheduler still answers reads afterwards.
+  void Stop();
 
   // INVALID_ARGUMENT (spec, params), NOT_FOUND (queue), RESOURCE_EXHAUSTED (a step that can never
   // fit the capacity or its queue's quota).

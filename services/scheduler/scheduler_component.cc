@@ -53,6 +53,9 @@ class SchedulerComponent : public Component {
     scheduler_.reset();  // the engine stops before the executor and the gateway go
   }
   std::string name() const override { return "scheduler"; }
+  void Stop() override {
+    if (scheduler_ != nullptr) scheduler_->Stop();
+  }
 
   void Register(ServiceHost& host) override {
     host.AddService(&service_);

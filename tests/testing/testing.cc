@@ -63,9 +63,12 @@ InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories,
 }
 
 InProcessServer::~InProcessServer() {
+  // As RunServerMain: the components stop their own threads (which may call the in-process
+  // channel), then the server stops serving.
+  for (const auto& component : components_) component->Stop();
   host_->Shutdown(absl::Seconds(1));
-  host_.reset();
   components_.clear();
+  host_.reset();
 }
 
 std::shared_ptr<grpc::Channel> InProcessServer::NewChannel() const {
