@@ -59,5 +59,23 @@ TEST(BenchSmokeTest, SchedulerSuitePrintsItsFigures) {
   }
 }
 
+TEST(BenchSmokeTest, MonitoringSuitePrintsItsFigures) {
+  auto result =
+      testing::RunCommand({MLOPS_BENCH_BIN, "monitoring", "--json", "--rows=20000", "--features=12",
+                           "--reference_rows=5000", "--stream_seconds=0.5", "--clients=2"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string& out = result.out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line of JSON";
+  for (const char* key : {"batch_drift_seconds", "batch_floor_seconds", "stream_values_per_s",
+                          "batch_compute_seconds", "profile_seconds"}) {
+    EXPECT_NE(out.find(std::string("\"") + key + "\": "), std::string::npos) << key;
+  }
+  // Features 0..9 moved, and were found; the other two did not move (a false positive at the 5%
+  // level is possible, so they are not asserted).
+  size_t at = out.find("\"batch_drifted_features\": ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GE(std::atoi(out.c_str() + at + 26), 10) << out;
+}
+
 }  // namespace
 }  // namespace mlops
