@@ -164,7 +164,25 @@ say "   The same pipeline again: every step is a cache hit. A new param value re
 run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --watch
 run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --param threshold=6.0 --watch
 
-say "10. Operators: Prometheus metrics"
+say "10. Monitoring: production data compared with the training data (PSI, KS, chi-squared)"
+run mlops profile create iris-train --dataset iris-tour@v1
+run mlops profile show iris-train
+# Production data: the same flowers measured with sepals 1.5 cm longer and 0.8 cm wider.
+prod_data="$data_dir/tour-production"
+mkdir -p "$prod_data"
+awk -F, 'NR == 1 { print; next } { printf "%.2f,%.2f,%s\n", $1 + 1.5, $2 + 0.8, $3 }' \
+  "$tour_data/raw/iris.csv" > "$prod_data/iris.csv"
+run mlops data push "$prod_data" --dataset iris-production --tag today
+say "   Exit code 3 means the dataset drifted"
+run mlops drift iris-production@today --against iris-train || true
+run mlops monitor create "$name" --profile iris-train --window-rows 100 --test ks,psi,chi2
+run mlops drift iris-production@today --monitor "$name" > /dev/null || true
+run mlops monitor alerts "$name"
+
+say "11. Operators: Prometheus metrics (drift gauges, queue depths, RPCs, storage)"
+echo "\$ curl -s localhost:$metrics_port/metrics | grep -E '^(mlops_model_drift_share|mlops_feature_drift_psi|mlops_scheduler_queue)'"
+curl -s "localhost:$metrics_port/metrics" |
+  grep -E '^(mlops_model_drift_share|mlops_feature_drift_psi|mlops_scheduler_queue)' || true
 echo "\$ curl -s localhost:$metrics_port/metrics | grep grpc_server_handled_total | head -3"
 curl -s "localhost:$metrics_port/metrics" | grep '^grpc_server_handled_total' | head -3 || true
 
@@ -175,6 +193,8 @@ Done. The server keeps running in the background.
   JSON:      $bin/tools/cli/mlops --output json runs search --experiment $name
   datasets:  $bin/tools/cli/mlops data list; mlops data show iris-tour --files
   models:    $bin/tools/cli/mlops models list; mlops models show $name@production
-  benchmark: $bin/tools/bench/mlops-bench metadata --json; mlops-bench artifact --json
+  monitoring: $bin/tools/cli/mlops monitor list; mlops monitor report $name
+  alerting:  charts/mlops/files/prometheus-rules.yaml, charts/mlops/files/grafana-dashboard.json
+  benchmark: $bin/tools/bench/mlops-bench metadata --json   (suites: metadata, artifact, scheduler, monitoring)
   stop:      kill \$(cat $data_dir/server.pid)       (data stays in $data_dir)
 MSG

@@ -567,8 +567,8 @@ void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
   reports_.Add({{"monitor", monitor.name()}}).Increment();
   std::string reason;
   if (report->drifted()) {
-    reason = StrCat("drift share ", FormatDouble(report->drift_share()),
-                    " >= ", FormatDouble(monitor.drift_share_threshold()));
+    reason = StrCat("drift share ", Short(report->drift_share()),
+                    " >= ", Short(monitor.drift_share_threshold()));
   }
   if (report->labeled() > 0 && !monitor.task().empty()) {
     auto gauge = [&](const char* metric, double value) {
