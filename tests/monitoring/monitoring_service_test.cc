@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
+#include "mlops/metadata/v1/registry.grpc.pb.h"
 #include "mlops/monitoring/v1/monitoring.grpc.pb.h"
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/artifact/artifact_component.h"
@@ -339,6 +341,83 @@ TEST_F(MonitoringServiceTest, BadInputIsRefusedAndLeavesTheWindowAlone) {
   ASSERT_TRUE(Ingest({Rows("m", 1, 0, {"a"}, 5)}, &response).ok());
   ASSERT_EQ(response.closed_size(), 1);
   EXPECT_EQ(response.closed(0).rows(), 1000u);
+}
+
+TEST_F(MonitoringServiceTest, TimeWindowsRegressionErrorsAndModelsFromTheRegistry) {
+  CreateProfile("p", Rows("", 1000, 0, {"a"}, 1));
+  // A model whose alias names version 2.
+  auto registry = metadata::v1::ModelRegistry::NewStub(server_.NewChannel());
+  {
+    metadata::v1::CreateRegisteredModelRequest create;
+    create.set_name("pricing");
+    metadata::v1::RegisteredModel model;
+    grpc::ClientContext context;
+    ASSERT_TRUE(registry->CreateRegisteredModel(&context, create, &model).ok());
+    for (int i = 0; i < 2; ++i) {
+      metadata::v1::CreateModelVersionRequest version;
+      version.set_name("pricing");
+      version.set_artifact_digest(std::string(64, i == 0 ? 'a' : 'b'));
+      metadata::v1::ModelVersion created;
+      grpc::ClientContext version_context;
+      ASSERT_TRUE(registry->CreateModelVersion(&version_context, version, &created).ok());
+    }
+    metadata::v1::SetAliasRequest alias;
+    alias.set_name("pricing");
+    alias.set_alias("production");
+    alias.set_version(2);
+    metadata::v1::AliasMove move;
+    grpc::ClientContext alias_context;
+    ASSERT_TRUE(registry->SetAlias(&alias_context, alias, &move).ok());
+  }
+  v1::Monitor monitor;
+  monitor.set_name("prices");
+  monitor.set_profile("p");
+  monitor.set_model("pricing");
+  monitor.set_model_version("production");
+  monitor.set_window_rows(0);
+  monitor.set_window_ms(300);
+  monitor.set_task("regression");
+  monitor.set_baseline(0.5);
+  monitor.set_max_degradation(0.1);
+  v1::Monitor created;
+  ASSERT_TRUE(CreateMonitor(monitor, &created).ok());
+  EXPECT_EQ(created.resolved_version(), 2);
+  // Ten rows with predictions 1 and labels 0 / 2 (errors of 1): RMSE and MAE 1, worse than 0.5 +
+  // 0.1. The window closes at the first ingestion after 300 ms, before that ingestion's rows.
+  v1::SampleBatch batch = Rows("prices", 10, 0, {"a"}, 2);
+  v1::FeedbackBatch feedback;
+  feedback.set_monitor("prices");
+  for (int i = 0; i < 10; ++i) {
+    batch.add_request_ids("q" + std::to_string(i));
+    batch.add_predictions(1);
+    feedback.add_request_ids("q" + std::to_string(i));
+    feedback.add_labels(i % 2 == 0 ? 0 : 2);
+  }
+  v1::IngestSamplesResponse response;
+  ASSERT_TRUE(Ingest({batch}, &response).ok());
+  EXPECT_EQ(response.closed_size(), 0);
+  v1::IngestFeedbackResponse matched;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->IngestFeedback(&context, feedback, &matched).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  ASSERT_TRUE(Ingest({Rows("prices", 3, 0, {"a"}, 3)}, &response).ok());
+  ASSERT_EQ(response.closed_size(), 1);
+  const v1::DriftReport& report = response.closed(0);
+  EXPECT_EQ(report.rows(), 10u);
+  EXPECT_GE(report.end_time_ms() - report.start_time_ms(), 300);
+  EXPECT_EQ(report.labeled(), 10u);
+  EXPECT_NEAR(report.rmse(), 1.0, 1e-12);
+  EXPECT_NEAR(report.mae(), 1.0, 1e-12);
+  EXPECT_TRUE(report.degraded());
+  auto alerts = Alerts("prices");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_THAT(alerts[0].reason(), ::testing::HasSubstr("rmse 1 above baseline 0.5 + 0.1"));
+  // The 3 rows went into the next window.
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  ASSERT_TRUE(Ingest({Rows("prices", 1, 0, {"a"}, 4)}, &response).ok());
+  ASSERT_EQ(response.closed_size(), 1);
+  EXPECT_EQ(response.closed(0).rows(), 3u);
+  EXPECT_EQ(response.closed(0).labeled(), 0u);
 }
 
 }  // namespace
