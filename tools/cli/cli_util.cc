@@ -65,6 +65,17 @@ std::string Args::Positional(const std::string& what) {
   return *value;
 }
 
+std::vector<std::string> Args::Rest() {
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args_.size(); ++i) {
+    if (args_[i] != "--") continue;
+    rest.assign(args_.begin() + static_cast<long>(i) + 1, args_.end());
+    args_.erase(args_.begin() + static_cast<long>(i), args_.end());
+    break;
+  }
+  return rest;
+}
+
 void Args::ExpectEmpty() {
   if (!args_.empty()) throw UsageError{"unexpected argument '" + args_[0] + "'"};
 }

@@ -27,6 +27,8 @@ class Args {
   std::string Positional(const std::string& what);
   // The next positional argument, if any.
   std::optional<std::string> OptionalPositional();
+  // Everything after "--" (removed with it); empty when there is no "--".
+  std::vector<std::string> Rest();
   void ExpectEmpty();
 
  private:

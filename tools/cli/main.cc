@@ -22,6 +22,7 @@
 #include "tools/cli/lineage_cli.h"
 #include "tools/cli/monitoring_cli.h"
 #include "tools/cli/pipeline_cli.h"
+#include "tools/cli/run_cli.h"
 
 namespace v1 = mlops::metadata::v1;
 using mlops::StrCat;
@@ -36,6 +37,15 @@ Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
 
   --server    the mlops server (default $MLOPS_SERVER, else localhost:50051)
   --output    table (default), json, or dot (lineage)
+
+Runs of your own code (recorded: git commit + uncommitted diff, command, environment, lockfiles,
+params, input dataset versions; then logs, outputs, metrics.json, exit code):
+  mlops run [--experiment E] [--name N] [--param K=V]... [--input NAME=DATASET@VERSION]...
+            [--output PATH]... [--tag K=V]... -- COMMAND ARGS...
+  mlops reproduce RUN [--tolerance 1e-6] [--keep]
+                       reruns RUN from its recorded commit, diff, inputs and params; exit 0 only
+                       when every output digest and metric matches
+  mlops runs compare RUN RUN...        params, inputs and code that differ; metrics side by side
 
 Experiments:
   mlops experiments create NAME [--description TEXT] [--tag K=V]...
@@ -128,7 +138,7 @@ class Cli {
     if (group == "experiments" || group == "experiment" || group == "exp") {
       return Experiments(command, args);
     }
-    if (group == "runs" || group == "run") return Runs(command, args);
+    if (group == "runs") return Runs(command, args);
     throw UsageError{"unknown group '" + group +
                      "' (experiments, runs, data, artifact, lineage, models, pipeline, queues, "
                      "profile, monitor, drift)"};
@@ -499,21 +509,40 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return raw.empty() ? 2 : 0;
     }
+    // `mlops run` passes its own flags (--output PATH among them) and the command's: there the
+    // global flags are only those before the word "run".
+    Args prefix({});
+    Args* globals = &args;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == "--server" || raw[i] == "--output") {
+        ++i;
+        continue;
+      }
+      if (raw[i].rfind("--", 0) == 0) continue;
+      if (raw[i] == "run" || raw[i] == "reproduce") {
+        prefix = Args({raw.begin(), raw.begin() + static_cast<long>(i)});
+        args = Args({raw.begin() + static_cast<long>(i), raw.end()});
+        globals = &prefix;
+      }
+      break;
+    }
     const char* env = std::getenv("MLOPS_SERVER");
     std::string server =
-        args.Take("--server").value_or(env != nullptr && *env ? env : "localhost:50051");
-    std::string output = args.Take("--output").value_or("table");
+        globals->Take("--server").value_or(env != nullptr && *env ? env : "localhost:50051");
+    std::string output = globals->Take("--output").value_or("table");
     if (output != "table" && output != "json" && output != "dot") {
       throw UsageError{"--output must be table, json or dot"};
     }
     std::string group = args.Positional(
-        "group (experiments, runs, data, artifact, lineage, models, pipeline, queues, profile, "
-        "monitor, drift)");
+        "group (run, reproduce, experiments, runs, data, artifact, lineage, models, pipeline, "
+        "queues, profile, monitor, drift)");
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(64 << 20);
     auto channel =
         grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
+    if (group == "run") return RunCommandLine(args, channel, server, output == "json");
+    if (group == "reproduce") return ReproduceCommandLine(args, channel, server, output == "json");
     if (group == "profile" || group == "profiles" || group == "monitor" || group == "monitors" ||
         group == "drift") {
       return RunMonitoringCommand(group.rfind("profile", 0) == 0   ? "profile"
@@ -522,6 +551,9 @@ int main(int argc, char** argv) {
                                   args, channel, output == "json");
     }
     std::string command = group == "lineage" ? "" : args.Positional("command");
+    if ((group == "runs") && command == "compare") {
+      return CompareRunsCommandLine(args, channel, output == "json");
+    }
     if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
       return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
                                 channel, output == "json");
