@@ -235,6 +235,11 @@ TEST(MonitoringTest, CommandLine) {
   auto create = mlops({"monitor", "create", "users", "--profile", "users-train", "--window-rows",
                        "500", "--test", "ks,psi:0.1"});
   ASSERT_EQ(create.exit_code, 0) << create.err;
+  auto streamed = mlops(
+      {"monitor", "ingest", "users", "--file", dir.path() + "/new/data.csv", "--batch", "300"});
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
+  EXPECT_THAT(streamed.out, HasSubstr("ingested 2000 rows into users; 4 window(s) closed"));
+  EXPECT_THAT(streamed.out, HasSubstr("(DRIFTED)"));
   auto stored = mlops({"drift", "users@v2", "--monitor", "users"});
   EXPECT_EQ(stored.exit_code, 3);
   auto report = mlops({"monitor", "report", "users"});

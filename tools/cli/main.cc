@@ -123,6 +123,7 @@ Monitoring (drift of production data against the training data):
         [--task classification|regression --baseline B --max-degradation D]
         [--retrain FILE [--retrain-param K=V]... [--queue Q] [--cooldown 1h]]
   mlops monitor list; mlops monitor report NAME [--max N]
+  mlops monitor ingest NAME --file ROWS.csv [--batch 1000]    stream production rows
   mlops monitor alerts [NAME] [--open]; mlops monitor ack ALERT [--by USER]
 
 Filters: metrics.acc > 0.9 and params.opt = "adam" and tags.team != "x" and status = "FINISHED"

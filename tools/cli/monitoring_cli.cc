@@ -1,8 +1,10 @@
 #include "tools/cli/monitoring_cli.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "mlops/monitoring/v1/monitoring.grpc.pb.h"
@@ -222,6 +224,7 @@ class MonitoringCli {
       PrintTable({"ALERT", "MONITOR", "TIME", "REASON", "RETRAINING RUN", "ACKED"}, rows);
       return 0;
     }
+    if (command == "ingest") return Ingest(args);
     if (command == "ack") {
       mv1::AcknowledgeAlertRequest request;
       request.set_id(args.Positional("ALERT"));
@@ -234,6 +237,106 @@ class MonitoringCli {
       return 0;
     }
     throw UsageError{"unknown command 'monitor " + command + "'"};
+  }
+
+  // Streams the rows of a CSV file (a header row; columns the profile calls categorical are sent
+  // as categories, the rest as numbers) to a monitor, in batches.
+  int Ingest(Args& args) {
+    std::string monitor = args.Positional("MONITOR");
+    auto file = args.Take("--file");
+    if (!file) throw UsageError{"monitor ingest needs --file DATA.csv"};
+    int64_t batch_rows = ParseInt(args.Take("--batch").value_or("1000"), "--batch");
+    if (batch_rows <= 0) throw UsageError{"--batch: at least 1"};
+    args.ExpectEmpty();
+    mv1::GetMonitorRequest get;
+    get.set_name(monitor);
+    auto m = Call(&mv1::MonitoringService::Stub::GetMonitor, get);
+    mv1::GetProfileRequest get_profile;
+    get_profile.set_name(m.profile());
+    get_profile.set_version(m.profile_version());
+    auto profile = Call(&mv1::MonitoringService::Stub::GetProfile, get_profile);
+    std::set<std::string> categorical;
+    for (const auto& f : profile.features()) {
+      if (f.kind() == mv1::CATEGORICAL) categorical.insert(f.name());
+    }
+    std::ifstream in(*file);
+    if (!in) throw UsageError{"cannot read " + *file};
+    auto split = [](const std::string& line) {
+      std::vector<std::string> fields;
+      std::stringstream row(line);
+      std::string field;
+      while (std::getline(row, field, ',')) fields.push_back(field);
+      if (!line.empty() && line.back() == ',') fields.push_back("");
+      return fields;
+    };
+    std::string line;
+    if (!std::getline(in, line)) throw UsageError{*file + " is empty"};
+    std::vector<std::string> header = split(line);
+    mv1::SampleBatch batch;
+    batch.set_monitor(monitor);
+    std::vector<bool> is_categorical;
+    for (const auto& name : header) {
+      is_categorical.push_back(categorical.contains(name));
+      if (is_categorical.back()) {
+        batch.add_categorical_columns(name);
+      } else {
+        batch.add_numeric_columns(name);
+      }
+    }
+    grpc::ClientContext context;
+    mv1::IngestSamplesResponse response;
+    auto writer = stub_->IngestSamples(&context, &response);
+    int64_t rows = 0, in_batch = 0;
+    auto flush = [&] {
+      if (in_batch == 0) return;
+      if (!writer->Write(batch)) return;
+      batch.clear_numeric();
+      batch.clear_categorical();
+      batch.clear_numeric_columns();
+      batch.clear_categorical_columns();
+      batch.clear_monitor();
+      // Later batches repeat the columns (the server maps them once per change).
+      for (size_t c = 0; c < header.size(); ++c) {
+        if (is_categorical[c]) {
+          batch.add_categorical_columns(header[c]);
+        } else {
+          batch.add_numeric_columns(header[c]);
+        }
+      }
+      in_batch = 0;
+    };
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      std::vector<std::string> fields = split(line);
+      if (fields.size() != header.size()) {
+        throw UsageError{*file + ": row " + std::to_string(rows + 2) + " has " +
+                         std::to_string(fields.size()) + " fields, the header " +
+                         std::to_string(header.size())};
+      }
+      for (size_t c = 0; c < fields.size(); ++c) {
+        if (is_categorical[c]) {
+          batch.add_categorical(fields[c]);
+        } else {
+          char* end = nullptr;
+          double value = std::strtod(fields[c].c_str(), &end);
+          batch.add_numeric(fields[c].empty() || *end != '\0' ? std::nan("") : value);
+        }
+      }
+      ++rows;
+      if (++in_batch >= batch_rows) flush();
+    }
+    flush();
+    writer->WritesDone();
+    grpc::Status status = writer->Finish();
+    if (!status.ok()) FailRpc(status);
+    if (json_) return PrintJson(response), 0;
+    std::cout << "ingested " << response.rows() << " rows into " << monitor << "; "
+              << response.closed_size() << " window(s) closed\n";
+    for (const auto& report : response.closed()) {
+      std::cout << "  window of " << report.rows() << " rows: drift share "
+                << Fixed(report.drift_share(), 2) << (report.drifted() ? " (DRIFTED)" : "") << "\n";
+    }
+    return 0;
   }
 
   int CreateMonitor(Args& args) {
