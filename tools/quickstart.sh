@@ -1,30 +1,23 @@
 #!/usr/bin/env bash
 # README command 1: installs what is missing, builds, starts mlops-server (the embedded default) in
-# the background and takes a short guided tour of experiment tracking through the `mlops` CLI.
+# the background, runs the end-to-end demo (examples/demo.sh), then a short tour of each service
+# through the `mlops` CLI.
 #   tools/quickstart.sh             build, start the server on :50051 (metrics :9464), run the tour
 #   MLOPS_PORT=6000 tools/quickstart.sh   use another gRPC port (metrics: MLOPS_METRICS_PORT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# Prints the command as one would type it (arguments with spaces or quotes in single quotes), then
-# runs it.
-run() {
-  local line="$" arg
-  for arg in "$@"; do
-    if [[ "$arg" =~ [[:space:]\"\'\>\<\|\&] ]]; then line+=" '${arg//\'/\'\\\'\'}'"; else line+=" $arg"; fi
-  done
-  printf '%s\n' "$line"
-  "$@"
-}
+# shellcheck source=tools/lib.sh
+source tools/lib.sh
 
 say "Installing build dependencies (Debian packages; needs root or sudo)"
 tools/bootstrap.sh
 
 say "Building (cmake --preset default, -j2)"
 cmake --preset default >/dev/null
-cmake --build --preset default -j2 --target mlops-server mlops mlops-metadata mlops-bench
+cmake --build --preset default -j2 --target mlops-server mlops mlops-metadata mlops-bench \
+  mlops-example
 
 bin="$root/build/default"
 port=${MLOPS_PORT:-50051}
@@ -53,6 +46,11 @@ else
   echo "mlops-server pid $(cat "$data_dir/server.pid"): gRPC on :$port, metrics on :$metrics_port"
 fi
 
+say "The end-to-end demo (examples/demo.sh): a pipeline from data to a registered model, the cache,"
+say "drift in production triggering retraining, and a run reproduced bit for bit"
+examples/demo.sh "$bin"
+
+say "A tour of the rest, feature by feature"
 say "1. An experiment groups the runs of one modelling question"
 name="iris-quickstart-$(date +%Y%m%d-%H%M%S)"
 run mlops experiments create "$name" --description "Iris classifier, quickstart tour" --tag team=tour

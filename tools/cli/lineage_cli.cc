@@ -328,15 +328,20 @@ class LineageCli {
         request->set_artifact_id(version.artifact_id());
         return;
       }
-      // Find the Model artifact by its content digest.
+      // Find the artifact by its content digest: a Model artifact, else whatever recorded those
+      // bytes (a pipeline step's output, a run's output).
       mv1::ListNodesRequest list;
       list.set_type("Model");
       list.set_filter("digest = '" + version.artifact_digest() + "'");
       list.set_page_size(1);
       auto found = Call(lineage_.get(), &mv1::LineageService::Stub::ListArtifacts, list);
       if (found.artifacts_size() == 0) {
+        list.clear_type();
+        found = Call(lineage_.get(), &mv1::LineageService::Stub::ListArtifacts, list);
+      }
+      if (found.artifacts_size() == 0) {
         std::cerr << "error: NOT_FOUND: model " << version.name() << " version "
-                  << version.version() << " has no Model artifact in the lineage graph\n";
+                  << version.version() << " has no artifact with its digest in the lineage graph\n";
         std::exit(1);
       }
       request->set_artifact_id(found.artifacts(0).id());

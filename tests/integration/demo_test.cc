@@ -1,0 +1,38 @@
+// The end-to-end demo of README command 1 (examples/demo.sh) against a child mlops-server: every
+// stage must succeed and say what it did, within the 3 minutes the demo is allowed.
+#include <chrono>
+
+#include "tests/testing/testing.h"
+
+namespace mlops {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(DemoTest, RunsEndToEnd) {
+  testing::TempDir dir;
+  testing::ChildServer server(MLOPS_SERVER_BIN, dir.path() + "/data");
+  server.Start();
+  auto start = std::chrono::steady_clock::now();
+  auto result = testing::RunCommand(
+      {"/bin/bash", std::string(MLOPS_SOURCE_DIR) + "/examples/demo.sh", MLOPS_BUILD_DIR},
+      {"MLOPS_SERVER=" + server.address()});
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(result.exit_code, 0) << result.out.substr(
+                                        result.out.size() > 6000 ? result.out.size() - 6000 : 0)
+                                 << result.err;
+  EXPECT_LT(seconds, 180);
+  const std::string& out = result.out;
+  EXPECT_THAT(out, HasSubstr("rows=50000"));  // validate's metric
+  EXPECT_THAT(out, HasSubstr("sweep train: maximize val_accuracy, best train[lr="));
+  EXPECT_THAT(out, HasSubstr("aliases:  production"));
+  EXPECT_THAT(out, HasSubstr("Dataset demo-data@"));  // the model's lineage reaches the data
+  EXPECT_THAT(out, HasSubstr("cached steps: 7 of 7"));
+  EXPECT_THAT(out, HasSubstr("(DRIFTED)"));
+  EXPECT_THAT(out, HasSubstr("retraining pipeline run: "));
+  EXPECT_THAT(out, HasSubstr("2        READY   production"));
+  EXPECT_THAT(out, HasSubstr("identical (bit for bit)"));
+}
+
+}  // namespace
+}  // namespace mlops
