@@ -23,18 +23,8 @@ void WriteRandom(const std::string& path, size_t bytes, uint64_t seed) {
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(data.data(), data.size());
 }
 
-class ArtifactCliTest : public ::testing::Test {
+class ArtifactCliTest : public testing::ServerSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
-    server_->Start();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-
   std::vector<std::string> Env() { return {"MLOPS_CACHE_DIR=" + dir_->path() + "/cache"}; }
 
   testing::CommandResult Mlops(std::vector<std::string> args) {
@@ -50,13 +40,7 @@ class ArtifactCliTest : public ::testing::Test {
     EXPECT_EQ(result.exit_code, 0) << result.err;
     return result.out;
   }
-
-  static testing::TempDir* dir_;
-  static testing::ChildServer* server_;
 };
-
-testing::TempDir* ArtifactCliTest::dir_ = nullptr;
-testing::ChildServer* ArtifactCliTest::server_ = nullptr;
 
 TEST_F(ArtifactCliTest, PushPullDiffLogRoundTripMatchesSha256sum) {
   std::string src = dir_->path() + "/src";

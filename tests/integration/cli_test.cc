@@ -7,29 +7,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class CliTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
-    server_->Start();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-
-  testing::CommandResult Mlops(std::vector<std::string> args) {
-    args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", server_->address()});
-    return testing::RunCommand(args);
-  }
-
-  static testing::TempDir* dir_;
-  static testing::ChildServer* server_;
-};
-
-testing::TempDir* CliTest::dir_ = nullptr;
-testing::ChildServer* CliTest::server_ = nullptr;
+class CliTest : public testing::ServerSuite {};
 
 TEST_F(CliTest, TrackSearchAndHistory) {
   auto created = Mlops({"experiments", "create", "cli-iris", "--description", "flowers"});

@@ -11,29 +11,12 @@ namespace {
 namespace v1 = ::mlops::metadata::v1;
 using ::testing::HasSubstr;
 
-class LineageCliTest : public ::testing::Test {
+class LineageCliTest : public testing::ServerSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
-    server_->Start();
+  static testing::CommandResult Mlops(std::vector<std::string> args) {
+    return ServerSuite::Mlops(std::move(args), {"USER=carol"});
   }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-
-  testing::CommandResult Mlops(std::vector<std::string> args) {
-    args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", server_->address()});
-    return testing::RunCommand(args, {"USER=carol"});
-  }
-
-  static testing::TempDir* dir_;
-  static testing::ChildServer* server_;
 };
-
-testing::TempDir* LineageCliTest::dir_ = nullptr;
-testing::ChildServer* LineageCliTest::server_ = nullptr;
 
 TEST_F(LineageCliTest, ModelsAndTheirLineageFromTheCommandLine) {
   auto stub = v1::LineageService::NewStub(

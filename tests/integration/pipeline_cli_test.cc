@@ -10,35 +10,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class PipelineCliTest : public ::testing::Test {
+class PipelineCliTest : public testing::ServerSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
-    server_->Start();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-
-  testing::CommandResult Mlops(std::vector<std::string> args) {
-    args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", server_->address()});
-    return testing::RunCommand(args);
-  }
-
   std::string Write(const std::string& name, const std::string& text) {
     std::string path = dir_->path() + "/" + name;
     std::ofstream(path) << text;
     return path;
   }
-
-  static testing::TempDir* dir_;
-  static testing::ChildServer* server_;
 };
-
-testing::TempDir* PipelineCliTest::dir_ = nullptr;
-testing::ChildServer* PipelineCliTest::server_ = nullptr;
 
 constexpr char kTune[] = R"(name: tune
 params: {lr: "0.1", greeting: hello}

@@ -15,18 +15,8 @@ namespace {
 namespace v1 = ::mlops::metadata::v1;
 using ::testing::HasSubstr;
 
-class RunCliTest : public ::testing::Test {
+class RunCliTest : public testing::ServerSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    server_ = new testing::ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
-    server_->Start();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-
   void SetUp() override {
     repo_ =
         dir_->path() + "/repo-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
@@ -93,13 +83,8 @@ class RunCliTest : public ::testing::Test {
                                                                                   : "";
   }
 
-  static testing::TempDir* dir_;
-  static testing::ChildServer* server_;
   std::string repo_;
 };
-
-testing::TempDir* RunCliTest::dir_ = nullptr;
-testing::ChildServer* RunCliTest::server_ = nullptr;
 
 TEST_F(RunCliTest, RecordsEverythingAndReproducesADirtyTreeBitForBit) {
   // Uncommitted changes that matter: an edited script and an untracked file it reads.

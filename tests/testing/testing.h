@@ -79,6 +79,34 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::vector<std::string>& env = {});
 
+#if defined(MLOPS_SERVER_BIN) && defined(MLOPS_CLI_BIN)
+// A child mlops-server shared by the tests of one suite, and the built CLI pointed at it (each
+// integration test binary holds one such suite).
+class ServerSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    server_ = new ChildServer(MLOPS_SERVER_BIN, dir_->path() + "/data");
+    server_->Start();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete dir_;
+    server_ = nullptr;
+    dir_ = nullptr;
+  }
+  // `mlops --server <the child> args...`
+  static CommandResult Mlops(std::vector<std::string> args,
+                             const std::vector<std::string>& env = {}) {
+    args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", server_->address()});
+    return RunCommand(args, env);
+  }
+
+  static inline TempDir* dir_ = nullptr;
+  static inline ChildServer* server_ = nullptr;
+};
+#endif
+
 // HTTP GET on 127.0.0.1:port; returns the status code and body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
 

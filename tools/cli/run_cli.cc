@@ -56,6 +56,28 @@ struct Captured {
   std::string out;
 };
 
+// argv and envp for posix_spawn: `args`, and this process's environment plus `extra_env`.
+class SpawnArgs {
+ public:
+  SpawnArgs(std::vector<std::string> args, const std::vector<std::string>& extra_env)
+      : args_(std::move(args)) {
+    for (char** e = environ; *e != nullptr; ++e) env_.emplace_back(*e);
+    env_.insert(env_.end(), extra_env.begin(), extra_env.end());
+    for (auto& a : args_) argv_.push_back(a.data());
+    argv_.push_back(nullptr);
+    for (auto& e : env_) envp_.push_back(e.data());
+    envp_.push_back(nullptr);
+  }
+  SpawnArgs(const SpawnArgs&) = delete;
+  SpawnArgs& operator=(const SpawnArgs&) = delete;
+  char* const* argv() { return argv_.data(); }
+  char* const* envp() { return envp_.data(); }
+
+ private:
+  std::vector<std::string> args_, env_;
+  std::vector<char*> argv_, envp_;
+};
+
 // Runs argv (no shell) in `dir` with extra environment entries; returns its exit code and stdout
 // (stderr is discarded). -1 when it cannot start.
 Captured Capture(const std::vector<std::string>& argv, const std::string& dir,
@@ -69,17 +91,9 @@ Captured Capture(const std::vector<std::string>& argv, const std::string& dir,
   posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   if (!dir.empty()) posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
-  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> envp, args;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> copy = argv;
-  for (auto& a : copy) args.push_back(a.data());
-  args.push_back(nullptr);
+  SpawnArgs spawn(argv, extra_env);
   pid_t pid;
-  int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  int rc = posix_spawnp(&pid, spawn.argv()[0], &actions, nullptr, spawn.argv(), spawn.envp());
   posix_spawn_file_actions_destroy(&actions);
   ::close(pipe_fds[1]);
   if (rc != 0) {
@@ -698,19 +712,11 @@ class RunCli {
     sigaddset(&defaults, SIGTERM);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
-    env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
-    std::vector<char*> envp, argv;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> args = command;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    SpawnArgs spawn(command, extra_env);
     auto previous_int = ::signal(SIGINT, SIG_IGN);
     auto previous_term = ::signal(SIGTERM, SIG_IGN);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+    int rc = posix_spawnp(&pid, spawn.argv()[0], &actions, &attr, spawn.argv(), spawn.envp());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     ::close(out_pipe[1]);
