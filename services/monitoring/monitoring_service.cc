@@ -71,8 +71,8 @@ void ParallelFor(size_t n, F f) {
 }  // namespace
 
 const std::vector<std::string>& MonitoringColumnFamilies() {
-  static const std::vector<std::string> names = {kProfilesCf, kMonitorsCf, kWindowsCf,
-                                                 kReportsCf,  kAlertsCf,   kPredictionsCf};
+  static const std::vector<std::string> names = {
+      kProfilesCf, kMonitorsCf, kWindowsCf, kReportsCf, kAlertsCf, kPredictionsCf, kExpiryCf};
   return names;
 }
 
@@ -105,6 +105,7 @@ MonitoringServiceImpl::MonitoringServiceImpl(Db* db, std::string work_dir,
       reports_cf_(db->Cf(kReportsCf)),
       alerts_cf_(db->Cf(kAlertsCf)),
       predictions_cf_(db->Cf(kPredictionsCf)),
+      expiry_cf_(db->Cf(kExpiryCf)),
       psi_(prometheus::BuildGauge()
                .Name("mlops_feature_drift_psi")
                .Help("PSI of a feature in the last closed window against the reference profile")
@@ -434,6 +435,8 @@ grpc::Status MonitoringServiceImpl::CreateMonitor(grpc::ServerContext*, const v1
     return Invalid("task: classification or regression");
   }
   if (monitor.cooldown_ms() == 0) monitor.set_cooldown_ms(3600 * 1000);
+  if (monitor.label_ttl_ms() < 0) return Invalid("label_ttl_ms: not negative");
+  if (monitor.label_ttl_ms() == 0) monitor.set_label_ttl_ms(int64_t{7} * 24 * 3600 * 1000);
   if (!monitor.model().empty() && metadata_ != nullptr) {
     // The model version now behind the name or alias.
     auto registry = metadata::v1::ModelRegistry::NewStub(metadata_);
@@ -501,6 +504,33 @@ void MonitoringServiceImpl::PersistWindow(State& state, rocksdb::WriteBatch* bat
     saved.add_features()->mutable_counts()->Add(counts.begin(), counts.end());
   }
   batch->Put(windows_cf_, state.monitor.name(), saved.SerializeAsString());
+}
+
+void MonitoringServiceImpl::DropExpiredPredictions(const State& state, int64_t now,
+                                                   rocksdb::WriteBatch* batch) {
+  const std::string prefix = state.monitor.name() + '\0';
+  size_t dropped = 0;
+  db_->ScanPrefix(
+         expiry_cf_, prefix, {},
+         [&](std::string_view key, std::string_view) {
+           if (key.size() < prefix.size() + 8) return true;
+           const int64_t expires =
+               static_cast<int64_t>(ReadBigEndian64(key.substr(prefix.size(), 8)));
+           if (expires >= now || dropped >= 100000) return false;
+           batch->Delete(expiry_cf_, key);
+           // The prediction goes only if it is the one this entry was made for (a request id that
+           // came again has a later expiry).
+           std::string prediction_key = prefix + std::string(key.substr(prefix.size() + 8));
+           auto value = db_->Get(predictions_cf_, prediction_key);
+           if (value.ok() && value->has_value() && (*value)->size() == 2 * sizeof(double)) {
+             int64_t stored = 0;
+             std::memcpy(&stored, (*value)->data() + sizeof(double), sizeof(stored));
+             if (stored == expires) batch->Delete(predictions_cf_, prediction_key);
+           }
+           ++dropped;
+           return true;
+         })
+      .IgnoreError();
 }
 
 v1::DriftReport MonitoringServiceImpl::CloseWindow(State& state, int64_t now) {
@@ -719,13 +749,18 @@ grpc::Status MonitoringServiceImpl::IngestSamples(grpc::ServerContext*,
           }
         }
       }
+      const int64_t expires = NowMs() + monitor.label_ttl_ms();
       for (size_t r = done; r < done + take && batch.request_ids_size() > 0; ++r) {
         if (batch.predictions_size() == 0) break;
         double prediction = batch.predictions(static_cast<int>(r));
-        std::string value(sizeof(prediction), '\0');
+        const std::string& request_id = batch.request_ids(static_cast<int>(r));
+        std::string value(sizeof(prediction) + sizeof(expires), '\0');
         std::memcpy(value.data(), &prediction, sizeof(prediction));
-        predictions.Put(predictions_cf_,
-                        monitor.name() + '\0' + batch.request_ids(static_cast<int>(r)), value);
+        std::memcpy(value.data() + sizeof(prediction), &expires, sizeof(expires));
+        predictions.Put(predictions_cf_, monitor.name() + '\0' + request_id, value);
+        std::string expiry = monitor.name() + '\0';
+        AppendBigEndian64(&expiry, static_cast<uint64_t>(expires));
+        predictions.Put(expiry_cf_, expiry + request_id, "");
       }
       state->window.set_rows(state->window.rows() + take);
       done += take;
@@ -741,6 +776,13 @@ grpc::Status MonitoringServiceImpl::IngestSamples(grpc::ServerContext*,
   response->set_rows(rows_total);
   // Acknowledged means durable: the open window (and the predictions) reach the disk now.
   std::lock_guard lock(state->mu);
+  // Expired predictions go first, so that a request id that came again keeps its new one.
+  rocksdb::WriteBatch expired;
+  DropExpiredPredictions(*state, NowMs(), &expired);
+  if (expired.Count() > 0) {
+    absl::Status dropped = db_->Write(&expired);
+    if (!dropped.ok()) return ToGrpcStatus(dropped);
+  }
   PersistWindow(*state, &predictions);
   absl::Status written = db_->WriteSync(&predictions);
   if (!written.ok()) return ToGrpcStatus(written);
@@ -761,12 +803,22 @@ grpc::Status MonitoringServiceImpl::IngestFeedback(grpc::ServerContext*,
   for (int i = 0; i < request->request_ids_size(); ++i) {
     std::string key = state.monitor.name() + '\0' + request->request_ids(i);
     auto value = db_->Get(predictions_cf_, key);
-    if (!value.ok() || !value->has_value() || (*value)->size() != sizeof(double)) {
+    if (!value.ok() || !value->has_value() ||
+        ((*value)->size() != sizeof(double) && (*value)->size() != 2 * sizeof(double))) {
       response->set_unmatched(response->unmatched() + 1);
       continue;
     }
     double prediction;
     std::memcpy(&prediction, (*value)->data(), sizeof(prediction));
+    int64_t expires = 0;
+    if ((*value)->size() == 2 * sizeof(double)) {
+      std::memcpy(&expires, (*value)->data() + sizeof(prediction), sizeof(expires));
+    }
+    if (expires != 0 && expires < NowMs()) {  // too late: as if it had been dropped
+      batch.Delete(predictions_cf_, key);
+      response->set_unmatched(response->unmatched() + 1);
+      continue;
+    }
     double label = request->labels(i);
     state.window.set_labeled(state.window.labeled() + 1);
     state.window.set_correct(state.window.correct() + (prediction == label ? 1 : 0));

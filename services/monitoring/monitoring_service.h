@@ -8,7 +8,10 @@
 //                    an IngestSamples or IngestFeedback call is acknowledged)
 //   mon_reports      monitor + \0 + end time (8 bytes BE) + id -> DriftReport
 //   mon_alerts       id -> Alert
-//   mon_predictions  monitor + \0 + request id -> prediction (8 bytes), for labels that come later
+//   mon_predictions  monitor + \0 + request id -> prediction (8 bytes) + expiry time (8 bytes), for
+//                    labels that come later
+//   mon_prediction_expiry  monitor + \0 + expiry time (8 bytes BE) + request id -> "": what to
+//                    drop when predictions outlive the monitor's label_ttl_ms
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -33,6 +36,7 @@ inline constexpr char kWindowsCf[] = "mon_windows";
 inline constexpr char kReportsCf[] = "mon_reports";
 inline constexpr char kAlertsCf[] = "mon_alerts";
 inline constexpr char kPredictionsCf[] = "mon_predictions";
+inline constexpr char kExpiryCf[] = "mon_prediction_expiry";
 const std::vector<std::string>& MonitoringColumnFamilies();
 
 class MonitoringServiceImpl final : public v1::MonitoringService::Service {
@@ -83,6 +87,9 @@ class MonitoringServiceImpl final : public v1::MonitoringService::Service {
   // Stores a report (and its alert, retraining) and updates the gauges. `state` held locked.
   void Publish(State& state, v1::DriftReport* report);
   void PersistWindow(State& state, rocksdb::WriteBatch* batch);
+  // Adds to `batch` the deletion of predictions whose label did not come in time (at most 100,000
+  // a call, oldest first).
+  void DropExpiredPredictions(const State& state, int64_t now, rocksdb::WriteBatch* batch);
 
   Db* db_;
   std::string work_dir_;
@@ -93,6 +100,7 @@ class MonitoringServiceImpl final : public v1::MonitoringService::Service {
   rocksdb::ColumnFamilyHandle* reports_cf_;
   rocksdb::ColumnFamilyHandle* alerts_cf_;
   rocksdb::ColumnFamilyHandle* predictions_cf_;
+  rocksdb::ColumnFamilyHandle* expiry_cf_;
 
   mutable std::mutex mu_;  // guards states_ and profile version assignment
   std::map<std::string, std::shared_ptr<State>> states_;

@@ -420,5 +420,57 @@ TEST_F(MonitoringServiceTest, TimeWindowsRegressionErrorsAndModelsFromTheRegistr
   EXPECT_EQ(response.closed(0).labeled(), 0u);
 }
 
+TEST_F(MonitoringServiceTest, PredictionsWaitForTheirLabelsOnlySoLong) {
+  CreateProfile("p", Rows("", 500, 0, {"a"}, 1));
+  v1::Monitor monitor;
+  monitor.set_name("late");
+  monitor.set_profile("p");
+  monitor.set_window_rows(1000);
+  monitor.set_task("classification");
+  monitor.set_label_ttl_ms(200);
+  v1::Monitor created;
+  ASSERT_TRUE(CreateMonitor(monitor, &created).ok());
+  auto ingest = [&](const std::string& prefix, uint64_t seed) {
+    v1::SampleBatch batch = Rows("late", 5, 0, {"a"}, seed);
+    for (int i = 0; i < 5; ++i) {
+      batch.add_request_ids(prefix + std::to_string(i));
+      batch.add_predictions(1);
+    }
+    v1::IngestSamplesResponse response;
+    ASSERT_TRUE(Ingest({batch}, &response).ok());
+  };
+  auto feedback = [&](const std::string& prefix) {
+    v1::FeedbackBatch labels;
+    labels.set_monitor("late");
+    for (int i = 0; i < 5; ++i) {
+      labels.add_request_ids(prefix + std::to_string(i));
+      labels.add_labels(1);
+    }
+    v1::IngestFeedbackResponse matched;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub_->IngestFeedback(&context, labels, &matched).ok());
+    return matched.matched();
+  };
+  ingest("old-", 2);
+  ingest("fresh-", 3);
+  EXPECT_EQ(feedback("fresh-"), 5u);  // in time
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(feedback("old-"), 0u);  // too late
+  // A request id that comes again is a new prediction, even while its expired one has not been
+  // dropped yet (ingestion drops what expired before it stores what came).
+  ingest("gone-", 4);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ingest("gone-", 5);
+  EXPECT_EQ(feedback("gone-"), 5u);
+  ingest("old-", 6);
+  EXPECT_EQ(feedback("old-"), 5u);
+  EXPECT_EQ(created.label_ttl_ms(), 200);
+  v1::Monitor defaults = monitor;
+  defaults.set_name("defaults");
+  defaults.set_label_ttl_ms(0);
+  ASSERT_TRUE(CreateMonitor(defaults, &created).ok());
+  EXPECT_EQ(created.label_ttl_ms(), int64_t{7} * 24 * 3600 * 1000);
+}
+
 }  // namespace
 }  // namespace mlops::monitoring
