@@ -191,7 +191,9 @@ Done. The server keeps running in the background.
   JSON:      $bin/tools/cli/mlops --output json runs search --experiment $name
   datasets:  $bin/tools/cli/mlops data list; mlops data show iris-tour --files
   models:    $bin/tools/cli/mlops models list; mlops models show $name@production
+  demo:      $bin/tools/cli/mlops pipeline list; mlops models versions demo; mlops monitor alerts demo
   monitoring: $bin/tools/cli/mlops monitor list; mlops monitor report $name
+  metrics:   http://localhost:$metrics_port/metrics   (also /healthz, /readyz)
   alerting:  charts/mlops/files/prometheus-rules.yaml, charts/mlops/files/grafana-dashboard.json
   benchmark: $bin/tools/bench/mlops-bench metadata --json   (suites: metadata, artifact, scheduler, monitoring)
   stop:      kill \$(cat $data_dir/server.pid)       (data stays in $data_dir)
