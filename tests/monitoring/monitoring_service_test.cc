@@ -427,7 +427,7 @@ TEST_F(MonitoringServiceTest, PredictionsWaitForTheirLabelsOnlySoLong) {
   monitor.set_profile("p");
   monitor.set_window_rows(1000);
   monitor.set_task("classification");
-  monitor.set_label_ttl_ms(200);
+  monitor.set_label_ttl_ms(1000);  // long enough for slow (sanitizer) builds
   v1::Monitor created;
   ASSERT_TRUE(CreateMonitor(monitor, &created).ok());
   auto ingest = [&](const std::string& prefix, uint64_t seed) {
@@ -454,17 +454,17 @@ TEST_F(MonitoringServiceTest, PredictionsWaitForTheirLabelsOnlySoLong) {
   ingest("old-", 2);
   ingest("fresh-", 3);
   EXPECT_EQ(feedback("fresh-"), 5u);  // in time
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   EXPECT_EQ(feedback("old-"), 0u);  // too late
   // A request id that comes again is a new prediction, even while its expired one has not been
   // dropped yet (ingestion drops what expired before it stores what came).
   ingest("gone-", 4);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   ingest("gone-", 5);
   EXPECT_EQ(feedback("gone-"), 5u);
   ingest("old-", 6);
   EXPECT_EQ(feedback("old-"), 5u);
-  EXPECT_EQ(created.label_ttl_ms(), 200);
+  EXPECT_EQ(created.label_ttl_ms(), 1000);
   v1::Monitor defaults = monitor;
   defaults.set_name("defaults");
   defaults.set_label_ttl_ms(0);
