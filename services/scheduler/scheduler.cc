@@ -3,6 +3,8 @@
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <set>
+#include <tuple>
 
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
@@ -311,12 +313,19 @@ absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipeline
   for (const auto& q : admission_.Queues()) known_queue = known_queue || q.name == queue;
   if (!known_queue) return absl::NotFoundError("queue " + queue + " not found");
   rocksdb::WriteBatch batch;
+  // A step that could never be admitted is refused now rather than left pending forever; each
+  // distinct request is checked once.
+  Admission probe(options_.capacity);
+  for (const auto& q : admission_.Queues()) probe.SetQueue(q).IgnoreError();
+  std::set<std::tuple<int64_t, int64_t, int64_t, int>> checked;
   for (size_t i = 0; i < expanded.steps.size(); ++i) {
     const StepSpec& s = expanded.steps[i];
-    // A step that could never be admitted is refused now rather than left pending forever.
-    Admission probe(options_.capacity);
-    for (const auto& q : admission_.Queues()) probe.SetQueue(q).IgnoreError();
-    RETURN_IF_ERROR(probe.Enqueue({"probe", queue, 0, s.resources, s.replicas}));
+    if (checked
+            .emplace(s.resources.cpu_millis, s.resources.memory_bytes, s.resources.gpus, s.replicas)
+            .second) {
+      RETURN_IF_ERROR(
+          probe.Enqueue({"probe/" + std::to_string(i), queue, 0, s.resources, s.replicas}));
+    }
     v1::StepRun* step = proto.add_steps();
     step->set_name(s.name);
     step->set_state(v1::PENDING);

@@ -66,12 +66,23 @@ void CreateChurnMonitor(v1::MonitoringService::Stub* stub) {
   ASSERT_TRUE(stub->CreateMonitor(&c2, monitor, &out).ok());
 }
 
-TEST(MonitoringTest, DriftIsExportedAndEveryDashboardMetricExists) {
+// A child mlops-server with profile "train" and monitor "churn" (windows of 1,000 rows).
+struct ChurnServer {
+  ChurnServer() {
+    server.Start();
+    stub = Connect(server);
+    CreateChurnMonitor(stub.get());
+  }
   testing::TempDir dir;
-  testing::ChildServer server(MLOPS_SERVER_BIN, dir.path() + "/data");
-  server.Start();
-  auto stub = Connect(server);
-  CreateChurnMonitor(stub.get());
+  testing::ChildServer server{MLOPS_SERVER_BIN, dir.path() + "/data"};
+  std::unique_ptr<v1::MonitoringService::Stub> stub;
+};
+
+TEST(MonitoringTest, DriftIsExportedAndEveryDashboardMetricExists) {
+  ChurnServer churn;
+  testing::TempDir& dir = churn.dir;
+  testing::ChildServer& server = churn.server;
+  auto& stub = churn.stub;
   v1::IngestSamplesResponse response;
   ASSERT_TRUE(Ingest(stub.get(), Rows("churn", 1000, 2.0, 2), &response).ok());
   ASSERT_EQ(response.closed_size(), 1);
@@ -173,11 +184,9 @@ TEST(MonitoringTest, AlertingRulesPassPromtool) {
 }
 
 TEST(MonitoringTest, AnAcknowledgedWindowSurvivesKill9) {
-  testing::TempDir dir;
-  testing::ChildServer server(MLOPS_SERVER_BIN, dir.path() + "/data");
-  server.Start();
-  auto stub = Connect(server);
-  CreateChurnMonitor(stub.get());
+  ChurnServer churn;
+  testing::ChildServer& server = churn.server;
+  auto& stub = churn.stub;
   v1::IngestSamplesResponse response;
   ASSERT_TRUE(Ingest(stub.get(), Rows("churn", 600, 0, 3), &response).ok());
   EXPECT_EQ(response.closed_size(), 0);

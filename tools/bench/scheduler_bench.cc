@@ -111,6 +111,29 @@ void Call(scheduler::v1::SchedulerService::Stub* stub, Method method, const Requ
   std::exit(1);
 }
 
+// A queue running `concurrency` steps at a time, and a pipeline of `steps` independent steps that
+// each run `command` (a YAML flow list, optionally followed by more step keys) submitted to it.
+scheduler::v1::PipelineRun SubmitThroughQueue(scheduler::v1::SchedulerService::Stub* stub,
+                                              const std::string& queue_name, int concurrency,
+                                              const std::string& pipeline, int64_t steps,
+                                              const std::string& command) {
+  scheduler::v1::Queue queue;
+  queue.set_name(queue_name);
+  queue.set_max_concurrency(concurrency);
+  scheduler::v1::Queue stored;
+  Call(stub, &scheduler::v1::SchedulerService::Stub::PutQueue, queue, &stored);
+  std::string yaml = "name: " + pipeline + "\nsteps:\n";
+  for (int64_t i = 0; i < steps; ++i) {
+    yaml += "  - name: s" + std::to_string(i) + "\n    command: " + command + "\n";
+  }
+  scheduler::v1::SubmitPipelineRequest submit;
+  submit.set_spec_yaml(yaml);
+  submit.set_queue(queue_name);
+  scheduler::v1::PipelineRun run;
+  Call(stub, &scheduler::v1::SchedulerService::Stub::SubmitPipeline, submit, &run);
+  return run;
+}
+
 // The whole scheduler: a pipeline of `steps` no-op steps through a child mlops-server.
 double SchedulerSteps(const std::string& server_bin, const std::string& work, int steps,
                       int concurrency, double* peak_rss_mb) {
@@ -118,24 +141,9 @@ double SchedulerSteps(const std::string& server_bin, const std::string& work, in
   int port = SpawnServer(server_bin, work + "/server", &pid);
   auto stub = scheduler::v1::SchedulerService::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
-  auto call = [&](auto method, const auto& request, auto* response) {
-    Call(stub.get(), method, request, response);
-  };
-  scheduler::v1::Queue queue;
-  queue.set_name("bench");
-  queue.set_max_concurrency(concurrency);
-  scheduler::v1::Queue stored;
-  call(&scheduler::v1::SchedulerService::Stub::PutQueue, queue, &stored);
-  std::string yaml = "name: noop\nsteps:\n";
-  for (int i = 0; i < steps; ++i) {
-    yaml += "  - name: s" + std::to_string(i) + "\n    command: [\"true\"]\n    cache: false\n";
-  }
-  scheduler::v1::SubmitPipelineRequest submit;
-  submit.set_spec_yaml(yaml);
-  submit.set_queue("bench");
-  scheduler::v1::PipelineRun run;
   auto start = Clock::now();
-  call(&scheduler::v1::SchedulerService::Stub::SubmitPipeline, submit, &run);
+  scheduler::v1::PipelineRun run = SubmitThroughQueue(stub.get(), "bench", concurrency, "noop",
+                                                      steps, "[\"true\"]\n    cache: false");
   grpc::ClientContext context;
   scheduler::v1::GetPipelineRunRequest watch;
   watch.set_id(run.id());
@@ -166,20 +174,8 @@ double PendingRss(const std::string& server_bin, const std::string& work, int64_
   auto call = [&](auto method, const auto& request, auto* response) {
     Call(stub.get(), method, request, response);
   };
-  scheduler::v1::Queue queue;
-  queue.set_name("hold");
-  queue.set_max_concurrency(1);
-  scheduler::v1::Queue stored;
-  call(&scheduler::v1::SchedulerService::Stub::PutQueue, queue, &stored);
-  std::string yaml = "name: pending\nsteps:\n";
-  for (int64_t i = 0; i < pending; ++i) {
-    yaml += "  - name: s" + std::to_string(i) + "\n    command: [sleep, \"600\"]\n";
-  }
-  scheduler::v1::SubmitPipelineRequest submit;
-  submit.set_spec_yaml(yaml);
-  submit.set_queue("hold");
-  scheduler::v1::PipelineRun run;
-  call(&scheduler::v1::SchedulerService::Stub::SubmitPipeline, submit, &run);
+  scheduler::v1::PipelineRun run =
+      SubmitThroughQueue(stub.get(), "hold", 1, "pending", pending, "[sleep, \"600\"]");
   scheduler::v1::GetPipelineRunRequest get;
   get.set_id(run.id());
   for (int i = 0; i < 600 && run.state() != scheduler::v1::RUNNING; ++i) {
