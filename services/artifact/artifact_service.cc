@@ -1,5 +1,6 @@
 #include "services/artifact/artifact_service.h"
 
+#include "services/common/request_errors.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -220,6 +221,8 @@ grpc::Status ArtifactServiceImpl::CreateVersion(
     }
     for (auto& entry : *request.mutable_entries()) entries.push_back(std::move(entry));
   }
+  // A message that did not parse ends the reads too: never store the entries before it.
+  if (auto error = TakeParseError()) return ToGrpcStatus(absl::InvalidArgumentError(*error));
   if (!have_header) {
     return ToGrpcStatus(absl::InvalidArgumentError("header: required in the first message"));
   }

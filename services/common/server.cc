@@ -14,6 +14,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "services/common/logging.h"
+#include "services/common/request_errors.h"
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address the gRPC server binds to.");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
@@ -102,6 +103,9 @@ absl::Status ServiceHost::Start() {
   builder.SetMaxSendMessageSize(config_.max_message_bytes);
   for (grpc::Service* service : services_) builder.RegisterService(service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
+  // Send-side hooks run in this order: the status is corrected before metrics record it.
+  InstallParseErrorCapture();
+  factories.push_back(MakeBadRequestInterceptorFactory());
   factories.push_back(MakeRpcMetricsInterceptorFactory(rpc_metrics_.get()));
   builder.experimental().SetInterceptorCreators(std::move(factories));
   server_ = builder.BuildAndStart();

@@ -1,5 +1,6 @@
 #include "services/metadata/metadata_service.h"
 
+#include "services/common/request_errors.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -104,6 +105,10 @@ grpc::Status MetadataServiceImpl::LogStream(grpc::ServerContext*,
     }
     response->set_batches(response->batches() + 1);
     response->set_metrics(response->metrics() + request.metrics_size());
+  }
+  if (auto error = TakeParseError()) {
+    return ToGrpcStatus(
+        absl::InvalidArgumentError(StrCat("message ", response->batches() + 1, ": ", *error)));
   }
   return grpc::Status::OK;
 }

@@ -13,6 +13,7 @@
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/request_errors.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/monitoring/table.h"
@@ -771,7 +772,15 @@ grpc::Status MonitoringServiceImpl::IngestSamples(grpc::ServerContext*,
     }
     rows_total += rows;
   }
-  if (state == nullptr) return grpc::Status::OK;
+  // A batch that did not parse ends the reads: what came before it is kept (as for any failing
+  // batch), and the call says where it stopped.
+  std::optional<std::string> parse_error = TakeParseError();
+  auto finish = [&]() {
+    if (!parse_error) return grpc::Status::OK;
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        StrCat("after ", std::to_string(rows_total), " rows: ", *parse_error)));
+  };
+  if (state == nullptr) return finish();
   samples_.Add({{"monitor", state->monitor.name()}}).Increment(static_cast<double>(rows_total));
   response->set_rows(rows_total);
   // Acknowledged means durable: the open window (and the predictions) reach the disk now.
@@ -786,7 +795,7 @@ grpc::Status MonitoringServiceImpl::IngestSamples(grpc::ServerContext*,
   PersistWindow(*state, &predictions);
   absl::Status written = db_->WriteSync(&predictions);
   if (!written.ok()) return ToGrpcStatus(written);
-  return grpc::Status::OK;
+  return finish();
 }
 
 grpc::Status MonitoringServiceImpl::IngestFeedback(grpc::ServerContext*,

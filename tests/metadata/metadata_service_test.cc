@@ -166,33 +166,84 @@ TEST_F(MetadataServiceTest, LogStreamAppliesEveryMessageInOrder) {
 }
 
 TEST_F(MetadataServiceTest, HealthServiceReportsServing) {
-  grpc::ClientContext context;
-  auto channel = server_->NewChannel();
   // grpc.health.v1.Health/Check with an empty request (the overall server status).
-  grpc::GenericStub generic(channel);
-  grpc::ByteBuffer request_buffer;
-  grpc::Slice empty("");
-  request_buffer = grpc::ByteBuffer(&empty, 1);
-  grpc::ByteBuffer response_buffer;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  grpc::Status status;
-  generic.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request_buffer,
-                    &response_buffer, [&](grpc::Status s) {
-                      std::lock_guard<std::mutex> lock(mu);
-                      status = s;
-                      done = true;
-                      cv.notify_all();
-                    });
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return done; });
+  auto [status, bytes] =
+      testing::RawUnaryCall(server_->NewChannel(), "/grpc.health.v1.Health/Check", "");
   ASSERT_TRUE(status.ok()) << status.error_message();
-  std::vector<grpc::Slice> slices;
-  ASSERT_TRUE(response_buffer.Dump(&slices).ok());
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
+}
+
+TEST_F(MetadataServiceTest, RequestsThatDoNotParseAreInvalidArgumentNamingTheField) {
+  auto channel = server_->NewChannel();
+  auto count = [&] {
+    grpc::ClientContext context;
+    v1::ListExperimentsRequest request;
+    request.set_page_size(1000);
+    v1::ListExperimentsResponse response;
+    EXPECT_TRUE(stub_->ListExperiments(&context, request, &response).ok());
+    return response.experiments_size();
+  };
+  int before = count();
+  // CreateExperimentRequest.name (field 1) holding the bytes ff fe: not UTF-8.
+  auto [bad_utf8, unused1] = testing::RawUnaryCall(
+      channel, "/mlops.metadata.v1.MetadataService/CreateExperiment", "\x0a\x02\xff\xfe");
+  EXPECT_THAT(bad_utf8, GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
+                                     "field mlops.metadata.v1.CreateExperimentRequest.name: "
+                                     "invalid UTF-8"));
+  // A length prefix of 5 with 2 bytes after it: truncated.
+  auto [truncated, unused2] =
+      testing::RawUnaryCall(channel, "/mlops.metadata.v1.MetadataService/CreateExperiment",
+                            "\x0a\x05"
+                            "ab");
+  EXPECT_THAT(truncated,
+              GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
+                           "not a valid mlops.metadata.v1.CreateExperimentRequest (truncated"));
+  EXPECT_EQ(count(), before);
+  // Through a generated stub too (the client serialises invalid UTF-8 with only a warning): a
+  // map value, and a filter.
+  v1::Run run = CreateRun(CreateExperiment("utf8").id());
+  {
+    grpc::ClientContext context;
+    v1::LogBatchRequest request;
+    request.set_run_id(run.id());
+    (*request.mutable_tags())["team"] = "caf\xc3";
+    v1::LogBatchResponse response;
+    EXPECT_THAT(stub_->LogBatch(&context, request, &response),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "invalid UTF-8"));
+  }
+  {
+    grpc::ClientContext context;
+    v1::SearchRunsRequest request;
+    request.add_experiment_ids(run.experiment_id());
+    request.set_filter("tags.team = '\xe2\x82'");
+    v1::SearchRunsResponse response;
+    EXPECT_THAT(stub_->SearchRuns(&context, request, &response),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
+                             "mlops.metadata.v1.SearchRunsRequest.filter"));
+  }
+  // In a stream: the earlier message stays applied, the call names the one that did not parse.
+  {
+    grpc::ClientContext context;
+    v1::LogStreamResponse response;
+    auto writer = stub_->LogStream(&context, &response);
+    v1::LogBatchRequest ok;
+    ok.set_run_id(run.id());
+    (*ok.mutable_tags())["stage"] = "one";
+    ASSERT_TRUE(writer->Write(ok));
+    v1::LogBatchRequest bad = ok;
+    (*bad.mutable_tags())["stage"] = "\xff";
+    writer->Write(bad);
+    writer->WritesDone();
+    EXPECT_THAT(writer->Finish(),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "message 2: field"));
+  }
+  grpc::ClientContext context;
+  v1::GetRunRequest get;
+  get.set_run_id(run.id());
+  v1::Run fetched;
+  ASSERT_TRUE(stub_->GetRun(&context, get, &fetched).ok());
+  EXPECT_EQ(fetched.tags().at("stage"), "one");
+  EXPECT_EQ(fetched.tags().count("team"), 0u);
 }
 
 }  // namespace

@@ -110,6 +110,12 @@ class ServerSuite : public ::testing::Test {
 // HTTP GET on 127.0.0.1:port; returns the status code and body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
 
+// A unary call of `method` ("/pkg.Service/Method") with `request` as the raw bytes on the wire,
+// for requests no generated stub would send. Returns the status and the raw response bytes.
+std::pair<grpc::Status, std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
+                                                  const std::string& method,
+                                                  const std::string& request);
+
 MATCHER_P2(StatusIs, code, substring, "") {
   const absl::Status& status = arg;
   if (status.code() != code) {
