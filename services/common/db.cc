@@ -4,8 +4,11 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
+#include <sys/random.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "services/common/logging.h"
@@ -84,7 +87,34 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
   db->db_.reset(raw);
   db->names_.push_back(rocksdb::kDefaultColumnFamilyName);
   for (const auto& name : column_families) db->names_.push_back(name);
+  if (options.create_if_missing) RETURN_IF_ERROR(db->LoadPageTokenKey());
   return db;
+}
+
+absl::Status Db::LoadPageTokenKey() {
+  // Kept in the default column family, which no core uses for anything else.
+  static constexpr char kKey[] = "mlops.page_token_key";
+  rocksdb::ColumnFamilyHandle* cf = handles_[0];
+  ASSIGN_OR_RETURN(auto stored, Get(cf, kKey));
+  if (stored && stored->size() == 32) {
+    page_token_key_ = std::move(*stored);
+    return absl::OkStatus();
+  }
+  std::string key(32, '\0');
+  size_t done = 0;
+  while (done < key.size()) {
+    ssize_t n = ::getrandom(key.data() + done, key.size() - done, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::InternalError(std::string("getrandom: ") + std::strerror(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  rocksdb::WriteBatch batch;
+  batch.Put(cf, kKey, key);
+  RETURN_IF_ERROR(WriteSync(&batch));
+  page_token_key_ = std::move(key);
+  return absl::OkStatus();
 }
 
 Db::~Db() {

@@ -77,17 +77,23 @@ class Db {
   // Compacts every column family to the bottom level (after a bulk load).
   absl::Status CompactAll();
 
+  // The secret that authenticates this database's page tokens (see page_token.h): 32 random
+  // bytes made at the first open and kept in the database, so tokens survive restarts.
+  const std::string& page_token_key() const { return page_token_key_; }
+
   rocksdb::DB* raw() const { return db_.get(); }
   const std::string& path() const { return path_; }
 
  private:
   Db() = default;
+  absl::Status LoadPageTokenKey();
 
   std::string path_;
   rocksdb::WriteOptions write_options_;
   std::vector<std::string> names_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<rocksdb::DB> db_;
+  std::string page_token_key_;
 };
 
 // The smallest string greater than every string that starts with `prefix` (empty when none is).

@@ -1,25 +1,56 @@
 #include "services/common/page_token.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "mlops/common/v1/page_token.pb.h"
 
 namespace mlops {
 
-std::string EncodePageToken(const PageCursor& cursor) {
+namespace {
+
+constexpr size_t kMacBytes = 16;
+
+std::string Mac(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &length);
+  return std::string(reinterpret_cast<const char*>(out), kMacBytes);
+}
+
+}  // namespace
+
+std::string EncodePageToken(std::string_view key, const PageCursor& cursor) {
   mlops::common::v1::PageToken token;
   token.set_request_fingerprint(cursor.fingerprint);
   token.set_after(cursor.after);
+  std::string bytes = token.SerializeAsString();
+  bytes += Mac(key, bytes);
   std::string out;
-  absl::WebSafeBase64Escape(token.SerializeAsString(), &out);
+  absl::WebSafeBase64Escape(bytes, &out);
   return out;
 }
 
-absl::StatusOr<PageCursor> DecodePageToken(std::string_view token, uint64_t fingerprint) {
+absl::StatusOr<PageCursor> DecodePageToken(std::string_view key, std::string_view token,
+                                           uint64_t fingerprint) {
   std::string bytes;
-  mlops::common::v1::PageToken parsed;
   if (!absl::WebSafeBase64Unescape(absl::string_view(token.data(), token.size()), &bytes) ||
-      !parsed.ParseFromString(bytes)) {
+      bytes.size() < kMacBytes) {
+    return absl::InvalidArgumentError("page_token: malformed token");
+  }
+  std::string_view body = std::string_view(bytes).substr(0, bytes.size() - kMacBytes);
+  std::string expected = Mac(key, body);
+  if (CRYPTO_memcmp(expected.data(), bytes.data() + body.size(), kMacBytes) != 0) {
+    return absl::InvalidArgumentError(
+        "page_token: not a token this service issued (altered, or from another server); start "
+        "again without a page_token");
+  }
+  mlops::common::v1::PageToken parsed;
+  if (!parsed.ParseFromArray(body.data(), static_cast<int>(body.size()))) {
     return absl::InvalidArgumentError("page_token: malformed token");
   }
   if (parsed.request_fingerprint() != fingerprint) {

@@ -1,9 +1,11 @@
 #include "services/metadata/filter.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 
+#include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace mlops::metadata {
@@ -14,7 +16,7 @@ struct Token {
   Kind kind = Kind::kEnd;
   std::string text;  // words as written, strings unescaped, operators
   double number = 0;
-  size_t pos = 0;  // 0-based offset in the input
+  size_t pos = 0;  // 0-based position in the input, in characters once tokenized
 };
 
 bool IsKeyChar(char c) {
@@ -26,7 +28,32 @@ class Lexer {
  public:
   explicit Lexer(std::string_view text) : text_(text) {}
 
+  // Tokens with their positions counted in characters (UTF-8 code points), as errors report them.
   absl::StatusOr<std::vector<Token>> Tokenize() {
+    ASSIGN_OR_RETURN(std::vector<Token> tokens, TokenizeBytes());
+    size_t byte = 0, chars = 0;
+    for (Token& token : tokens) {  // in input order
+      for (; byte < token.pos && byte < text_.size(); ++byte) chars += IsLeadByte(text_[byte]);
+      token.pos = chars;
+    }
+    return tokens;
+  }
+
+  // Errors name the 1-based character position.
+  static absl::Status Error(size_t pos, std::string_view message) {
+    return absl::InvalidArgumentError(StrCat("filter: at position ", pos + 1, ": ", message));
+  }
+
+ private:
+  static bool IsLeadByte(char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }
+
+  absl::Status ErrorAtByte(size_t byte, std::string_view message) const {
+    size_t chars = 0;
+    for (size_t i = 0; i < byte && i < text_.size(); ++i) chars += IsLeadByte(text_[i]);
+    return Error(chars, message);
+  }
+
+  absl::StatusOr<std::vector<Token>> TokenizeBytes() {
     std::vector<Token> tokens;
     while (true) {
       while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
@@ -57,14 +84,15 @@ class Lexer {
             token.text += d;
           }
         }
-        if (!closed) return Error(token.pos, StrCat("unterminated quote ", std::string(1, c)));
+        if (!closed)
+          return ErrorAtByte(token.pos, StrCat("unterminated quote ", std::string(1, c)));
       } else if (c == '=' || c == '!' || c == '<' || c == '>') {
         token.kind = Token::Kind::kOp;
         if (pos_ + 1 < text_.size() && text_[pos_ + 1] == '=') {
           token.text = std::string(text_.substr(pos_, 2));
           pos_ += 2;
         } else if (c == '!') {
-          return Error(pos_, "expected != ");
+          return ErrorAtByte(pos_, "expected != ");
         } else {
           token.text = std::string(1, c);
           ++pos_;
@@ -81,7 +109,7 @@ class Lexer {
         size_t used = static_cast<size_t>(end - copy.c_str());
         if (used == 0 || (pos_ + used < text_.size() && IsKeyChar(begin[used]) &&
                           begin[used] != '-' && begin[used] != '.')) {
-          return Error(pos_, "malformed number");
+          return ErrorAtByte(pos_, "malformed number");
         }
         token.kind = Token::Kind::kNumber;
         token.text = std::string(text_.substr(pos_, used));
@@ -103,21 +131,16 @@ class Lexer {
             }
             key += d;
           }
-          if (!closed) return Error(token.pos, "unterminated quoted key");
+          if (!closed) return ErrorAtByte(token.pos, "unterminated quoted key");
           token.text += '\x01' + key;  // marks a quoted key part
         }
       } else {
-        return Error(pos_, StrCat("unexpected character '", std::string(1, c), "'"));
+        return ErrorAtByte(pos_, StrCat("unexpected character '", std::string(1, c), "'"));
       }
       tokens.push_back(std::move(token));
     }
   }
 
-  static absl::Status Error(size_t pos, std::string_view message) {
-    return absl::InvalidArgumentError(StrCat("filter: at position ", pos + 1, ": ", message));
-  }
-
- private:
   std::string_view text_;
   size_t pos_ = 0;
 };
@@ -523,8 +546,24 @@ absl::StatusOr<OrderBy> ParseOrderBy(std::string_view text) {
   return order;
 }
 
+namespace {
+
+// Bytes in the UTF-8 character that starts at text[i] (1 for ASCII and for a stray byte).
+size_t CharLength(std::string_view text, size_t i) {
+  unsigned char c = static_cast<unsigned char>(text[i]);
+  size_t n = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+  size_t end = std::min(text.size(), i + n);
+  for (size_t j = i + 1; j < end; ++j) {
+    if ((static_cast<unsigned char>(text[j]) & 0xC0) != 0x80) return j - i;
+  }
+  return end - i;
+}
+
+}  // namespace
+
 bool LikeMatch(std::string_view text, std::string_view pattern, bool ignore_case) {
-  // Iterative wildcard matching with backtracking to the last '%'.
+  // Iterative wildcard matching with backtracking to the last '%', a character (UTF-8 code
+  // point) at a time.
   size_t t = 0, p = 0, star_p = std::string_view::npos, star_t = 0;
   auto eq = [ignore_case](char a, char b) {
     return ignore_case ? std::tolower(static_cast<unsigned char>(a)) ==
@@ -538,18 +577,30 @@ bool LikeMatch(std::string_view text, std::string_view pattern, bool ignore_case
       continue;
     }
     if (p < pattern.size()) {
-      char pc = pattern[p];
-      bool escaped = pc == '\\' && p + 1 < pattern.size();
-      if (escaped) pc = pattern[p + 1];
-      if ((!escaped && pc == '_') || eq(pc, text[t])) {
-        p += escaped ? 2 : 1;
-        ++t;
+      bool escaped = pattern[p] == '\\' && p + 1 < pattern.size();
+      size_t pattern_char = escaped ? p + 1 : p;
+      size_t pattern_len = CharLength(pattern, pattern_char);
+      size_t text_len = CharLength(text, t);
+      if (!escaped && pattern[p] == '_') {
+        p += 1;
+        t += text_len;
         continue;
+      }
+      if (pattern_len == text_len) {
+        bool same = true;
+        for (size_t k = 0; k < text_len && same; ++k)
+          same = eq(pattern[pattern_char + k], text[t + k]);
+        if (same) {
+          p = pattern_char + pattern_len;
+          t += text_len;
+          continue;
+        }
       }
     }
     if (star_p == std::string_view::npos) return false;
     p = star_p + 1;
-    t = ++star_t;
+    star_t += CharLength(text, star_t);
+    t = star_t;
   }
   while (p < pattern.size() && pattern[p] == '%') ++p;
   return p == pattern.size();

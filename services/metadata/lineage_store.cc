@@ -703,7 +703,8 @@ absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* no
       Fingerprint({"nodes", std::string(1, KindByte(kind)), request.type(), request.filter()});
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db.page_token_key(), request.page_token(), fingerprint));
     after = cursor.after;
   }
   Response response;
@@ -750,7 +751,7 @@ absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* no
         }));
   }
   RETURN_IF_ERROR(status);
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more) response.set_next_page_token(EncodePageToken(db.page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -1109,7 +1110,8 @@ absl::StatusOr<v1::GetContextMembersResponse> LineageStore::GetContextMembers(
   std::string prefix = StrCat("C", Id8(request.context_id()));
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = StrCat(prefix, cursor.after);
   }
   v1::GetContextMembersResponse response;
@@ -1151,7 +1153,8 @@ absl::StatusOr<v1::GetContextMembersResponse> LineageStore::GetContextMembers(
                                       return true;
                                     }));
   }
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -1217,7 +1220,8 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
                                       std::to_string(hops), request.stop_filter()});
   size_t offset = 0;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     offset = static_cast<size_t>(std::strtoull(cursor.after.c_str(), nullptr, 10));
   }
 
@@ -1323,7 +1327,8 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
     *graph.add_edges() = std::move(event);
   }
   if (end < order.size()) {
-    graph.set_next_page_token(EncodePageToken({fingerprint, std::to_string(end)}));
+    graph.set_next_page_token(
+        EncodePageToken(db_->page_token_key(), {fingerprint, std::to_string(end)}));
   }
   return graph;
 }

@@ -238,7 +238,8 @@ absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
   uint64_t fingerprint = Fingerprint({"experiments", v1::ViewType_Name(request.view())});
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(auto cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = cursor.after;
   }
   v1::ListExperimentsResponse response;
@@ -265,7 +266,8 @@ absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
         return true;
       }));
   RETURN_IF_ERROR(parse_error);
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -408,6 +410,7 @@ absl::StatusOr<v1::Run> MetadataStore::UpdateRun(const v1::UpdateRunRequest& req
   RETURN_IF_ERROR(ValidateId("run.id", update.id()));
   std::lock_guard<std::mutex> lock(RunLock(update.id()));
   ASSIGN_OR_RETURN(v1::Run run, LoadRun(update.id()));
+  RETURN_IF_ERROR(CheckWritable(run, "updating it"));
   const v1::Run old = run;
   bool end_time_set = false;
   for (const std::string& path : request.update_mask().paths()) {
@@ -452,6 +455,14 @@ absl::StatusOr<v1::Run> MetadataStore::SetRunLifecycle(std::string_view id,
     return absl::FailedPreconditionError(
         StrCat("run ", id, " is already ", v1::LifecycleStage_Name(stage)));
   }
+  if (stage == v1::ACTIVE) {
+    ASSIGN_OR_RETURN(v1::Experiment experiment, LoadExperiment(run.experiment_id()));
+    if (experiment.lifecycle_stage() == v1::DELETED) {
+      return absl::FailedPreconditionError(
+          StrCat("run ", id, " is in experiment ", experiment.id(),
+                 ", which is deleted; restore the experiment first"));
+    }
+  }
   const v1::Run old = run;
   run.set_lifecycle_stage(stage);
   run.set_update_time_ms(NowMs());
@@ -459,6 +470,22 @@ absl::StatusOr<v1::Run> MetadataStore::SetRunLifecycle(std::string_view id,
   PutRun(&old, run, &batch);
   RETURN_IF_ERROR(db_->Write(&batch));
   return run;
+}
+
+absl::Status MetadataStore::CheckWritable(const v1::Run& run, std::string_view action) const {
+  if (run.lifecycle_stage() == v1::DELETED) {
+    return absl::FailedPreconditionError(
+        StrCat("run ", run.id(), " is deleted; restore it before ", action));
+  }
+  ASSIGN_OR_RETURN(v1::Experiment experiment, LoadExperiment(run.experiment_id()));
+  if (experiment.lifecycle_stage() == v1::DELETED) {
+    return absl::FailedPreconditionError(StrCat("run ", run.id(), " is in experiment ",
+                                                experiment.id(),
+                                                ", which is deleted; restore the "
+                                                "experiment before ",
+                                                action));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
@@ -473,20 +500,17 @@ absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
   RETURN_IF_ERROR(ValidateStringMap("tag", request.tags(), StoreLimits::kMaxTagValueLength,
                                     StoreLimits::kMaxTagsPerBatch));
   // Validate every metric key once per distinct key (batches repeat a few keys many times).
-  std::string_view last_key;
+  const std::string* last_key = nullptr;
   for (const v1::Metric& metric : request.metrics()) {
-    if (metric.key() == last_key) continue;
+    if (last_key != nullptr && metric.key() == *last_key) continue;
     RETURN_IF_ERROR(ValidateKey("metric", metric.key()));
-    last_key = metric.key();
+    last_key = &metric.key();
   }
   int64_t now = NowMs();
 
   std::lock_guard<std::mutex> lock(RunLock(request.run_id()));
   ASSIGN_OR_RETURN(v1::Run run, LoadRun(request.run_id()));
-  if (run.lifecycle_stage() == v1::DELETED) {
-    return absl::FailedPreconditionError(
-        StrCat("run ", run.id(), " is deleted; restore it before logging"));
-  }
+  RETURN_IF_ERROR(CheckWritable(run, "logging"));
   const v1::Run old = run;
   for (const auto& [key, value] : request.params()) {
     auto it = run.params().find(key);
@@ -554,6 +578,7 @@ absl::Status MetadataStore::DeleteTag(std::string_view run_id, std::string_view 
   RETURN_IF_ERROR(ValidateKey("tag", key));
   std::lock_guard<std::mutex> lock(RunLock(run_id));
   ASSIGN_OR_RETURN(v1::Run run, LoadRun(run_id));
+  RETURN_IF_ERROR(CheckWritable(run, "deleting its tags"));
   const v1::Run old = run;
   if (run.mutable_tags()->erase(std::string(key)) == 0) {
     return absl::NotFoundError(StrCat("run ", run_id, " has no tag '", key, "'"));
@@ -629,7 +654,8 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
   uint64_t fingerprint = Fingerprint({"history", request.run_id(), request.key()});
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(auto cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = prefix + cursor.after;
   }
   std::string last;
@@ -646,7 +672,8 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
         last = std::string(key.substr(prefix.size()));
         return true;
       }));
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 

@@ -82,16 +82,22 @@ class MetadataStore {
 
   // NOT_FOUND for an unknown experiment; FAILED_PRECONDITION when it is deleted.
   absl::StatusOr<v1::Run> CreateRun(const v1::CreateRunRequest& request);
+  // NOT_FOUND; INVALID_ARGUMENT for a malformed id.
   absl::StatusOr<v1::Run> GetRun(std::string_view id) const;
-  // update_mask paths: status, end_time_ms, name.
+  // update_mask paths: status, end_time_ms, name. INVALID_ARGUMENT (mask, values), NOT_FOUND,
+  // FAILED_PRECONDITION when the run or its experiment is deleted.
   absl::StatusOr<v1::Run> UpdateRun(const v1::UpdateRunRequest& request);
+  // Soft delete and restore. NOT_FOUND; FAILED_PRECONDITION when already in that stage, or when
+  // restoring a run whose experiment is deleted.
   absl::StatusOr<v1::Run> SetRunLifecycle(std::string_view id, v1::LifecycleStage stage);
 
   // Atomic: either every param, tag and point is stored or none. FAILED_PRECONDITION when a param
   // already has a different value, when a new param is logged to a run in a terminal status, or
-  // when the run is deleted; NOT_FOUND for an unknown run.
+  // when the run or its experiment is deleted; NOT_FOUND for an unknown run; INVALID_ARGUMENT for
+  // a bad key (empty metric keys included) or value, or a batch over the limits.
   absl::Status LogBatch(const v1::LogBatchRequest& request);
-  // NOT_FOUND when the run or the tag is absent.
+  // NOT_FOUND when the run or the tag is absent; FAILED_PRECONDITION when the run or its
+  // experiment is deleted.
   absl::Status DeleteTag(std::string_view run_id, std::string_view key);
 
   // Points in step order, then timestamp. A point logged again with the same step and timestamp
@@ -110,6 +116,8 @@ class MetadataStore {
   std::mutex& RunLock(std::string_view run_id);
   absl::StatusOr<v1::Run> LoadRun(std::string_view id) const;
   absl::StatusOr<v1::Experiment> LoadExperiment(std::string_view id) const;
+  // FAILED_PRECONDITION when the run, or its experiment, is deleted ("... before <action>").
+  absl::Status CheckWritable(const v1::Run& run, std::string_view action) const;
   // Writes `run` (and the index diff from `old`, which is null for a new run) into `batch`.
   void PutRun(const v1::Run* old, const v1::Run& run, rocksdb::WriteBatch* batch) const;
   absl::StatusOr<std::optional<std::string>> LookupRequestId(std::string_view kind,

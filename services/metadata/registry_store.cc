@@ -162,7 +162,8 @@ absl::StatusOr<v1::ListRegisteredModelsResponse> RegistryStore::ListRegisteredMo
   uint64_t fingerprint = Fingerprint({"models"});
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = cursor.after;
   }
   v1::ListRegisteredModelsResponse response;
@@ -176,8 +177,8 @@ absl::StatusOr<v1::ListRegisteredModelsResponse> RegistryStore::ListRegisteredMo
     return true;
   }));
   if (more) {
-    response.set_next_page_token(
-        EncodePageToken({fingerprint, response.models(response.models_size() - 1).name()}));
+    response.set_next_page_token(EncodePageToken(
+        db_->page_token_key(), {fingerprint, response.models(response.models_size() - 1).name()}));
   }
   return response;
 }
@@ -303,7 +304,8 @@ absl::StatusOr<v1::ListModelVersionsResponse> RegistryStore::ListModelVersions(
   std::string prefix = NamePrefix(request.name());
   std::string before;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     before = StrCat(prefix, cursor.after);
   }
   v1::ListModelVersionsResponse response;
@@ -324,7 +326,8 @@ absl::StatusOr<v1::ListModelVersionsResponse> RegistryStore::ListModelVersions(
         last = std::string(key.substr(prefix.size()));
         return true;
       }));
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -478,7 +481,8 @@ absl::StatusOr<v1::GetAliasHistoryResponse> RegistryStore::GetAliasHistory(
   }
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = StrCat(prefix, cursor.after);
   }
   bool more = false;
@@ -497,7 +501,8 @@ absl::StatusOr<v1::GetAliasHistoryResponse> RegistryStore::GetAliasHistory(
     return absl::NotFoundError(
         StrCat("model ", request.name(), " has no history for alias ", request.alias()));
   }
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 

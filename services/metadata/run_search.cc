@@ -409,7 +409,8 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
                    order.descending ? "desc" : "asc", v1::ViewType_Name(view)});
   std::optional<Position> cursor;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto decoded, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(auto decoded,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     if (decoded.after.empty() || (decoded.after[0] != '0' && decoded.after[0] != '1')) {
       return absl::InvalidArgumentError("page_token: malformed token");
     }
@@ -602,7 +603,8 @@ absl::StatusOr<v1::SearchRunsResponse> MetadataStore::SearchRuns(
     }
   }
   if (more && last)
-    response.set_next_page_token(EncodePageToken({fingerprint, EncodePosition(*last)}));
+    response.set_next_page_token(
+        EncodePageToken(db_->page_token_key(), {fingerprint, EncodePosition(*last)}));
   return response;
 }
 

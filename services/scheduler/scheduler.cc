@@ -370,7 +370,8 @@ absl::StatusOr<v1::ListPipelineRunsResponse> Scheduler::List(
   uint64_t fingerprint = Fingerprint({"pipeline_runs"});
   std::string before;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     before = cursor.after;
   }
   v1::ListPipelineRunsResponse response;
@@ -390,7 +391,8 @@ absl::StatusOr<v1::ListPipelineRunsResponse> Scheduler::List(
     run.clear_spec_yaml();
     *response.add_runs() = std::move(run);
   }
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, ids.back()}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, ids.back()}));
   return response;
 }
 

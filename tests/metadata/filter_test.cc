@@ -88,7 +88,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadFilter{"params.x in 'a'", "expected '(' after in"},
         BadFilter{"params.x in ('a' 'b')", "expected ',' or ')'"},
         BadFilter{"params.x not = 'a'", "expected in, like or ilike after 'not'"},
-        BadFilter{"metrics. > 1", "missing key"}, BadFilter{"params.x ! 'a'", "expected !="}));
+        BadFilter{"metrics. > 1", "missing key"}, BadFilter{"params.x ! 'a'", "expected !="},
+        // Positions count characters, not bytes: "é" and "日本" are 2 and 6 bytes.
+        BadFilter{"params.x = 'é' and", "at position 19: expected a field"},
+        BadFilter{"params.x = '日本' ~", "at position 17: unexpected character '~'"},
+        BadFilter{"params.x = '日本' and params.y = 'ü", "at position 32: unterminated quote"}));
 
 TEST(OrderByTest, ParsesFieldAndDirection) {
   auto order = ParseOrderBy("metrics.acc DESC");
@@ -114,6 +118,22 @@ TEST(LikeTest, MatchesSqlPatterns) {
   EXPECT_TRUE(LikeMatch("100%", "100\\%", false));
   EXPECT_FALSE(LikeMatch("1000", "100\\%", false));
   EXPECT_TRUE(LikeMatch("abcabc", "%abc", false));
+}
+
+TEST(LikeTest, UnderscoreIsOneCharacterOfUtf8Text) {
+  EXPECT_TRUE(LikeMatch("café", "caf_", false));  // é is two bytes
+  EXPECT_FALSE(LikeMatch("café", "caf__", false));
+  EXPECT_TRUE(LikeMatch("日本語", "___", false));  // three bytes each
+  EXPECT_FALSE(LikeMatch("日本語", "__", false));
+  EXPECT_TRUE(LikeMatch("日本語", "%語", false));
+  EXPECT_TRUE(LikeMatch("日本語", "_本_", false));
+  EXPECT_FALSE(LikeMatch("日本語", "_日%", false));
+  EXPECT_TRUE(LikeMatch("x🙂y", "x_y", false));            // four bytes
+  EXPECT_TRUE(LikeMatch("ÉCOLE", "École", false) == false);  // ilike folds ASCII only
+  EXPECT_TRUE(LikeMatch("école", "%cole", true));
+  // '%' then '_' after a multi-byte character: backtracking moves a character at a time.
+  EXPECT_TRUE(LikeMatch("aébc", "a%_c", false));
+  EXPECT_FALSE(LikeMatch("aé", "a_%_", false));
 }
 
 }  // namespace

@@ -326,5 +326,63 @@ TEST_F(MetadataStoreTest, DeletedRunsAreHiddenFromSearchUntilRestored) {
   EXPECT_THAT(store_->DeleteTag(a.id(), "x"), StatusIs(absl::StatusCode::kNotFound, "no tag"));
 }
 
+TEST_F(MetadataStoreTest, RunsOfADeletedExperimentTakeNoWrites) {
+  v1::Experiment experiment = MakeExperiment("doomed");
+  v1::Run run = MakeRun(experiment.id(), {{"lr", "0.1"}});
+  v1::LogBatchRequest tag;
+  tag.set_run_id(run.id());
+  (*tag.mutable_tags())["team"] = "a";
+  ASSERT_OK(store_->LogBatch(tag));
+  ASSERT_OK(store_->SetExperimentLifecycle(experiment.id(), v1::DELETED).status());
+
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  (*batch.mutable_params())["seed"] = "7";
+  *batch.add_metrics() = Point("loss", 1.0, 0);
+  EXPECT_THAT(store_->LogBatch(batch),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "which is deleted"));
+  v1::UpdateRunRequest finish;
+  finish.mutable_run()->set_id(run.id());
+  finish.mutable_run()->set_status(v1::FINISHED);
+  finish.mutable_update_mask()->add_paths("status");
+  EXPECT_THAT(store_->UpdateRun(finish).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "restore the experiment"));
+  EXPECT_THAT(store_->DeleteTag(run.id(), "team"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, experiment.id()));
+  // Nothing of it was stored.
+  auto stored = store_->GetRun(run.id());
+  ASSERT_OK(stored.status());
+  EXPECT_EQ(stored->status(), v1::RUNNING);
+  EXPECT_EQ(stored->params().size(), 1u);
+  EXPECT_EQ(stored->tags().at("team"), "a");
+  EXPECT_EQ(stored->latest_metrics_size(), 0);
+  // A deleted run cannot be restored into a deleted experiment; after restoring it, writes work.
+  ASSERT_OK(store_->SetRunLifecycle(run.id(), v1::DELETED).status());
+  EXPECT_THAT(store_->SetRunLifecycle(run.id(), v1::ACTIVE).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "restore the experiment first"));
+  ASSERT_OK(store_->SetExperimentLifecycle(experiment.id(), v1::ACTIVE).status());
+  EXPECT_THAT(store_->LogBatch(batch),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "run " + run.id() + " is deleted"));
+  ASSERT_OK(store_->SetRunLifecycle(run.id(), v1::ACTIVE).status());
+  ASSERT_OK(store_->LogBatch(batch));
+  ASSERT_OK(store_->UpdateRun(finish).status());
+  ASSERT_OK(store_->DeleteTag(run.id(), "team"));
+}
+
+TEST_F(MetadataStoreTest, AnEmptyMetricKeyIsRejectedAnywhereInTheBatch) {
+  v1::Run run = MakeRun(MakeExperiment("keys").id());
+  for (int where = 0; where < 2; ++where) {
+    v1::LogBatchRequest batch;
+    batch.set_run_id(run.id());
+    if (where == 1) *batch.add_metrics() = Point("ok", 1.0, 0);
+    *batch.add_metrics() = Point("", 2.0, 0);
+    EXPECT_THAT(store_->LogBatch(batch),
+                StatusIs(absl::StatusCode::kInvalidArgument, "metric key: must not be empty"));
+  }
+  auto stored = store_->GetRun(run.id());
+  ASSERT_OK(stored.status());
+  EXPECT_EQ(stored->latest_metrics_size(), 0);
+}
+
 }  // namespace
 }  // namespace mlops::metadata
