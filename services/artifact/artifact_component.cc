@@ -37,10 +37,13 @@ class ArtifactCollector : public prometheus::Collectable {
             c.bytes_downloaded.load());
     counter("mlops_artifact_scrub_runs_total", "Scrub runs.", c.scrub_runs.load());
     counter("mlops_artifact_scrub_corrupt_chunks_total",
-            "Chunks whose stored bytes no longer match their digest, found by scrub.",
+            "Chunks found corrupt (stored bytes that no longer match their digest) by a scrub or "
+            "a download; each counted once until an upload heals it.",
             c.scrub_corrupt_chunks.load());
     counter("mlops_artifact_scrub_missing_chunks_total",
-            "Chunks whose stored bytes are gone, found by scrub.", c.scrub_missing_chunks.load());
+            "Chunks found with their stored bytes gone by a scrub or a download; each counted once "
+            "until an upload heals it.",
+            c.scrub_missing_chunks.load());
     counter("mlops_artifact_gc_runs_total", "Garbage collections.", c.gc_runs.load());
     counter("mlops_artifact_gc_chunks_deleted_total", "Chunks deleted by garbage collection.",
             c.gc_chunks_deleted.load());
@@ -51,6 +54,9 @@ class ArtifactCollector : public prometheus::Collectable {
     gauge("mlops_artifact_blobs", "Committed blobs (estimate).", stats.blobs);
     gauge("mlops_artifact_upload_sessions", "Upload sessions not finished (estimate).",
           stats.open_sessions);
+    gauge("mlops_artifact_damaged_chunks",
+          "Chunks marked damaged (corrupt or missing) and not yet healed by an upload.",
+          store_->DamagedChunks());
     return out;
   }
 

@@ -35,6 +35,7 @@ constexpr char kVersionLogCf[] = "version_log";
 constexpr char kManifestsCf[] = "manifests";
 constexpr char kEntriesCf[] = "entries";
 constexpr char kTagsCf[] = "tags";
+constexpr char kDamagedCf[] = "damaged";
 
 constexpr int64_t kDefaultSessionTtlMs = 24LL * 3600 * 1000;
 constexpr int64_t kDefaultGraceMs = 3600LL * 1000;
@@ -139,9 +140,16 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::st
   ASSIGN_OR_RETURN(auto db, Db::Open(dir + "/db",
                                      {kChunksCf, kChunkDataCf, kBlobsCf, kSessionsCf,
                                       kSessionPinsCf, kChunkPinsCf, kDatasetsCf, kVersionsCf,
-                                      kVersionLogCf, kManifestsCf, kEntriesCf, kTagsCf},
+                                      kVersionLogCf, kManifestsCf, kEntriesCf, kTagsCf, kDamagedCf},
                                      options));
-  return std::unique_ptr<ArtifactStore>(new ArtifactStore(dir, std::move(db)));
+  auto store = std::unique_ptr<ArtifactStore>(new ArtifactStore(dir, std::move(db)));
+  RETURN_IF_ERROR(
+      store->db_->ScanPrefix(store->damaged_, "", {}, [&](std::string_view key, std::string_view) {
+        store->damaged_set_.emplace(key);
+        return true;
+      }));
+  store->damaged_count_.store(static_cast<int64_t>(store->damaged_set_.size()));
+  return store;
 }
 
 ArtifactStore::ArtifactStore(std::string dir, std::unique_ptr<Db> db)
@@ -158,7 +166,8 @@ ArtifactStore::ArtifactStore(std::string dir, std::unique_ptr<Db> db)
       version_log_(db_->Cf(kVersionLogCf)),
       manifests_(db_->Cf(kManifestsCf)),
       entries_(db_->Cf(kEntriesCf)),
-      tags_(db_->Cf(kTagsCf)) {}
+      tags_(db_->Cf(kTagsCf)),
+      damaged_(db_->Cf(kDamagedCf)) {}
 
 ArtifactStore::~ArtifactStore() = default;
 
@@ -261,7 +270,7 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingChunks(
   std::vector<int> missing;
   for (size_t i = 0; i < digests.size(); ++i) {
     ASSIGN_OR_RETURN(auto record, GetChunk(digests[i]));
-    if (!record) {
+    if (!record || IsDamaged(DigestBytes(digests[i]))) {
       missing.push_back(static_cast<int>(i));
       continue;
     }
@@ -344,14 +353,21 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
   std::set<std::string> synced_dirs;
   std::vector<PendingFile> pending;
   absl::flat_hash_set<std::string> new_in_call;
+  std::vector<std::string> healed;
   for (const ChunkInput& chunk : chunks) {
     std::string_view key = DigestBytes(chunk.digest);
     batch.Put(session_pins_, StrCat(session_id, key), "");
     batch.Put(chunk_pins_, StrCat(key, session_id), "");
     ASSIGN_OR_RETURN(auto existing, GetChunk(chunk.digest));
-    if (existing || !new_in_call.insert(std::string(key)).second) {
+    bool heal = IsDamaged(key);
+    if ((existing && !heal) || !new_in_call.insert(std::string(key)).second) {
       ++result.already_present;
       continue;
+    }
+    if (heal) {
+      // The stored bytes were found damaged: these verified bytes replace them.
+      batch.Delete(damaged_, key);
+      healed.emplace_back(key);
     }
     bool inline_data = chunk.data.size() <= kInlineChunkBytes;
     if (inline_data) {
@@ -381,6 +397,7 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
   }
   for (const std::string& dir : synced_dirs) RETURN_IF_ERROR(FsyncPath(dir));
   RETURN_IF_ERROR(db_->Write(&batch));
+  if (!healed.empty()) ForgetDamaged(healed);
   counters_.chunks_stored.fetch_add(result.stored);
   counters_.bytes_stored.fetch_add(result.bytes_stored);
   counters_.chunks_deduplicated.fetch_add(result.already_present);
@@ -503,6 +520,7 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
     batch.Put(chunk_pins_, StrCat(DigestBytes(digest), request.session_id()), "");
     ASSIGN_OR_RETURN(auto existing, GetBlob(digest));
     if (existing) {
+      RETURN_IF_ERROR(CheckNotDamaged(digest, *existing));
       existing->set_touch_time_ms(now);
       if (request.pin()) existing->set_pinned(true);
       batch.Put(blobs_, DigestBytes(digest), existing->SerializeAsString());
@@ -522,6 +540,11 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
         return absl::FailedPreconditionError(StrCat("blob ", DigestHex(digest), ": chunk ",
                                                     DigestHex(chunk),
                                                     " is not stored; upload it first"));
+      }
+      if (IsDamaged(DigestBytes(chunk))) {
+        return absl::FailedPreconditionError(StrCat("blob ", DigestHex(digest), ": chunk ",
+                                                    DigestHex(chunk),
+                                                    " is damaged; upload its content again"));
       }
       if (record->size != manifest.chunks(static_cast<int>(j)).size()) {
         return absl::InvalidArgumentError(
@@ -579,11 +602,19 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
   db_->raw()->MultiGet(rocksdb::ReadOptions(), blobs_, keys.size(), keys.data(), values.data(),
                        statuses.data());
   std::vector<int> missing;
+  bool any_damaged = damaged_count_.load(std::memory_order_acquire) > 0;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (statuses[i].IsNotFound()) {
       missing.push_back(static_cast<int>(i));
     } else if (!statuses[i].ok()) {
       return FromRocksStatus(statuses[i], "find blobs");
+    } else if (any_damaged) {
+      // A blob with a damaged chunk is missing until an upload of its content heals it.
+      internal::StoredBlob blob;
+      if (!blob.ParseFromArray(values[i].data(), static_cast<int>(values[i].size()))) {
+        return absl::DataLossError(StrCat("blob record ", DigestHex(digests[i]), ": malformed"));
+      }
+      if (!CheckNotDamaged(digests[i], blob).ok()) missing.push_back(static_cast<int>(i));
     }
   }
   return missing;
@@ -610,7 +641,8 @@ absl::StatusOr<v1::ListBlobsResponse> ArtifactStore::ListBlobs(
   uint64_t fingerprint = Fingerprint({"blobs"});
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = cursor.after;
   }
   v1::ListBlobsResponse response;
@@ -629,7 +661,8 @@ absl::StatusOr<v1::ListBlobsResponse> ArtifactStore::ListBlobs(
         last = std::string(key);
         return true;
       }));
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -668,16 +701,32 @@ absl::Status ArtifactStore::ReadBlob(const RawDigest& digest, int64_t offset, in
           std::string_view(stored->chunk_digests()).substr(static_cast<size_t>(i) * 32, 32));
       ASSIGN_OR_RETURN(auto record, GetChunk(chunk));
       if (!record) {
+        RETURN_IF_ERROR(MarkDamaged(chunk, /*missing=*/true));
         return absl::DataLossError(
             StrCat("blob ", DigestHex(digest), ": chunk ", DigestHex(chunk), " is gone"));
+      }
+      // Every chunk is verified whole before any of its bytes are sent, for ranges too.
+      auto data = ReadChunk(chunk, *record, 0, record->size);
+      if (!data.ok()) {
+        if (data.status().code() != absl::StatusCode::kDataLoss) return data.status();
+        RETURN_IF_ERROR(MarkDamaged(chunk, /*missing=*/true));
+        return absl::DataLossError(
+            StrCat("blob ", DigestHex(digest), ": ", data.status().message()));
+      }
+      if (RawDigest actual = Sha256Of(*data); actual != chunk) {
+        RETURN_IF_ERROR(MarkDamaged(chunk, /*missing=*/false));
+        return absl::DataLossError(StrCat("blob ", DigestHex(digest), ": chunk ", DigestHex(chunk),
+                                          " is corrupt (its stored bytes hash to ",
+                                          DigestHex(actual), ")"));
       }
       int64_t from = std::max(offset, chunk_start) - chunk_start;
       int64_t to = std::min(end, chunk_end) - chunk_start;
       while (from < to) {
         int64_t piece = std::min(kReadPieceBytes, to - from);
-        ASSIGN_OR_RETURN(std::string data, ReadChunk(chunk, *record, from, piece));
         counters_.bytes_downloaded.fetch_add(piece);
-        if (!sink(chunk_start + from, data)) return absl::OkStatus();
+        std::string_view bytes =
+            std::string_view(*data).substr(static_cast<size_t>(from), static_cast<size_t>(piece));
+        if (!sink(chunk_start + from, bytes)) return absl::OkStatus();
         from += piece;
       }
     }
@@ -738,7 +787,8 @@ absl::StatusOr<v1::ListDatasetsResponse> ArtifactStore::ListDatasets(
   uint64_t fingerprint = Fingerprint({"datasets"});
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = cursor.after;
   }
   v1::ListDatasetsResponse response;
@@ -756,7 +806,9 @@ absl::StatusOr<v1::ListDatasetsResponse> ArtifactStore::ListDatasets(
   for (const std::string& name : names) {
     ASSIGN_OR_RETURN(*response.add_datasets(), GetDataset(name));
   }
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, names.back()}));
+  if (more)
+    response.set_next_page_token(
+        EncodePageToken(db_->page_token_key(), {fingerprint, names.back()}));
   return response;
 }
 
@@ -861,8 +913,14 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
     if (entry.size() < 0) {
       return absl::InvalidArgumentError(StrCat("entry ", entry.path(), ": negative size"));
     }
-    if (entry.mode() > 07777) {
-      return absl::InvalidArgumentError(StrCat("entry ", entry.path(), ": mode beyond 07777"));
+    if (entry.mode() > 0777) {
+      // Only permission bits are kept: a version must never make a setuid, setgid or sticky
+      // file on the machine that pulls it.
+      char mode[16];
+      std::snprintf(mode, sizeof(mode), "%04o", entry.mode());
+      return absl::InvalidArgumentError(StrCat("entry ", entry.path(), ": mode ", mode,
+                                               " has bits beyond the permission bits 0777 "
+                                               "(setuid, setgid and sticky are not stored)"));
     }
     m.path = std::move(*entry.mutable_path());
     m.size = entry.size();
@@ -970,7 +1028,8 @@ absl::StatusOr<v1::ListVersionsResponse> ArtifactStore::ListVersions(
   std::string prefix = DatasetPrefix(request.dataset());
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = StrCat(prefix, cursor.after);
   }
   std::vector<RawDigest> digests;
@@ -990,7 +1049,8 @@ absl::StatusOr<v1::ListVersionsResponse> ArtifactStore::ListVersions(
   for (const RawDigest& digest : digests) {
     ASSIGN_OR_RETURN(*response.add_versions(), LoadVersion(request.dataset(), digest));
   }
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -1014,7 +1074,8 @@ absl::StatusOr<v1::ListVersionEntriesResponse> ArtifactStore::ListVersionEntries
       Fingerprint({"entries", request.dataset(), DigestBytes(digest), request.path_prefix()});
   std::string after;
   if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = cursor.after;
   }
   v1::ListVersionEntriesResponse response;
@@ -1031,7 +1092,8 @@ absl::StatusOr<v1::ListVersionEntriesResponse> ArtifactStore::ListVersionEntries
                                 last = std::string(path);
                                 return true;
                               }));
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -1046,7 +1108,8 @@ absl::StatusOr<v1::DiffVersionsResponse> ArtifactStore::DiffVersions(
   std::string after;
   bool first_page = request.page_token().empty();
   if (!first_page) {
-    ASSIGN_OR_RETURN(PageCursor cursor, DecodePageToken(request.page_token(), fingerprint));
+    ASSIGN_OR_RETURN(PageCursor cursor,
+                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
     after = cursor.after;
   }
   v1::DiffVersionsResponse response;
@@ -1135,7 +1198,8 @@ absl::StatusOr<v1::DiffVersionsResponse> ArtifactStore::DiffVersions(
   RETURN_IF_ERROR(FromRocksStatus(a->status(), "diff"));
   RETURN_IF_ERROR(FromRocksStatus(b->status(), "diff"));
   if (first_page) *response.mutable_summary() = summary;
-  if (more) response.set_next_page_token(EncodePageToken({fingerprint, last}));
+  if (more)
+    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
 }
 
@@ -1168,7 +1232,8 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::TagVersion(const v1::TagVersio
 absl::StatusOr<v1::ScrubResponse> ArtifactStore::Scrub(bool repair) {
   int64_t start = NowMs();
   v1::ScrubResponse response;
-  std::vector<std::pair<RawDigest, ChunkRecord>> bad;
+  std::vector<std::pair<RawDigest, ChunkRecord>> corrupt;
+  std::vector<std::string> restored;  // marked damaged before, readable again
   auto it = db_->NewIterator(chunks_);
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     RawDigest digest = DigestFromBytes(it->key().ToStringView());
@@ -1178,38 +1243,119 @@ absl::StatusOr<v1::ScrubResponse> ArtifactStore::Scrub(bool repair) {
     response.set_chunks_checked(response.chunks_checked() + 1);
     if (!data.ok()) {
       if (data.status().code() != absl::StatusCode::kDataLoss) return data.status();
-      counters_.scrub_missing_chunks.fetch_add(1);
+      RETURN_IF_ERROR(MarkDamaged(digest, /*missing=*/true));
       if (response.missing_size() < static_cast<int>(kMaxReportedDigests)) {
         response.add_missing(DigestHex(digest));
       }
-      bad.emplace_back(digest, *record);
       continue;
     }
     response.set_bytes_checked(response.bytes_checked() + record->size);
     if (Sha256Of(*data) != digest) {
-      counters_.scrub_corrupt_chunks.fetch_add(1);
+      RETURN_IF_ERROR(MarkDamaged(digest, /*missing=*/false));
       if (response.corrupt_size() < static_cast<int>(kMaxReportedDigests)) {
         response.add_corrupt(DigestHex(digest));
       }
-      bad.emplace_back(digest, *record);
+      corrupt.emplace_back(digest, *record);
+    } else if (IsDamaged(DigestBytes(digest))) {
+      restored.emplace_back(DigestBytes(digest));
     }
   }
   RETURN_IF_ERROR(FromRocksStatus(it->status(), "scrub"));
-  if (repair && !bad.empty()) {
+  if (!restored.empty()) {
+    rocksdb::WriteBatch batch;
+    for (const std::string& key : restored) batch.Delete(damaged_, key);
+    RETURN_IF_ERROR(db_->Write(&batch));
+    ForgetDamaged(restored);
+  }
+  // Blobs that cannot be read whole: a chunk damaged, or its record gone.
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key, std::string_view value) {
+        internal::StoredBlob blob;
+        if (!blob.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+        std::string_view digests = blob.chunk_digests();
+        bool damaged = false;
+        for (size_t i = 0; i + 32 <= digests.size() && !damaged; i += 32) {
+          std::string_view chunk = digests.substr(i, 32);
+          damaged = IsDamaged(chunk);
+          if (damaged) break;
+          auto record = db_->Get(chunks_, chunk);
+          if (record.ok() && !record->has_value()) {
+            damaged = MarkDamaged(DigestFromBytes(chunk), /*missing=*/true).ok();
+            if (response.missing_size() < static_cast<int>(kMaxReportedDigests)) {
+              response.add_missing(DigestHex(DigestFromBytes(chunk)));
+            }
+          }
+        }
+        if (damaged) {
+          response.set_damaged_blob_count(response.damaged_blob_count() + 1);
+          if (response.damaged_blobs_size() < static_cast<int>(kMaxReportedDigests)) {
+            response.add_damaged_blobs(DigestHex(DigestFromBytes(key)));
+          }
+        }
+        return true;
+      }));
+  if (repair && !corrupt.empty()) {
+    // The wrong bytes go; the records stay, marked damaged, so that later scrubs still report
+    // the chunks (as missing) until an upload of the same content heals them.
     std::unique_lock lock(gc_mu_);
     rocksdb::WriteBatch batch;
-    for (const auto& [digest, record] : bad) {
-      batch.Delete(chunks_, DigestBytes(digest));
-      batch.Delete(chunk_data_, DigestBytes(digest));
+    for (const auto& [digest, record] : corrupt) {
+      if (record.inline_data) batch.Delete(chunk_data_, DigestBytes(digest));
     }
     RETURN_IF_ERROR(db_->WriteSync(&batch));
-    for (const auto& [digest, record] : bad) {
+    for (const auto& [digest, record] : corrupt) {
       if (!record.inline_data) ::unlink(ChunkPath(digest).c_str());
     }
+    response.set_chunks_repaired(static_cast<int64_t>(corrupt.size()));
   }
   counters_.scrub_runs.fetch_add(1);
   response.set_duration_ms(NowMs() - start);
   return response;
+}
+
+bool ArtifactStore::IsDamaged(std::string_view raw_digest) const {
+  if (damaged_count_.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(damaged_mu_);
+  return damaged_set_.contains(absl::string_view(raw_digest.data(), raw_digest.size()));
+}
+
+absl::Status ArtifactStore::MarkDamaged(const RawDigest& digest, bool missing) {
+  std::string key(DigestBytes(digest));
+  {
+    std::lock_guard lock(damaged_mu_);
+    if (!damaged_set_.insert(key).second) return absl::OkStatus();
+    damaged_count_.store(static_cast<int64_t>(damaged_set_.size()), std::memory_order_release);
+  }
+  (missing ? counters_.scrub_missing_chunks : counters_.scrub_corrupt_chunks).fetch_add(1);
+  std::string value(1, missing ? 'm' : 'c');
+  AppendBigEndian64(&value, static_cast<uint64_t>(NowMs()));
+  rocksdb::WriteBatch batch;
+  batch.Put(damaged_, key, value);
+  return db_->Write(&batch);
+}
+
+void ArtifactStore::ForgetDamaged(const std::vector<std::string>& raw_digests) {
+  std::lock_guard lock(damaged_mu_);
+  for (const std::string& key : raw_digests) damaged_set_.erase(key);
+  damaged_count_.store(static_cast<int64_t>(damaged_set_.size()), std::memory_order_release);
+}
+
+absl::Status ArtifactStore::CheckNotDamaged(const RawDigest& digest,
+                                            const internal::StoredBlob& blob) const {
+  if (damaged_count_.load(std::memory_order_acquire) == 0) return absl::OkStatus();
+  std::string_view digests = blob.chunk_digests();
+  for (size_t i = 0; i + 32 <= digests.size(); i += 32) {
+    if (IsDamaged(digests.substr(i, 32))) {
+      return absl::FailedPreconditionError(StrCat("blob ", DigestHex(digest), ": chunk ",
+                                                  DigestHex(DigestFromBytes(digests.substr(i, 32))),
+                                                  " is damaged; upload its content again"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int64_t ArtifactStore::DamagedChunks() const {
+  return damaged_count_.load(std::memory_order_acquire);
 }
 
 absl::StatusOr<bool> ArtifactStore::PinnedBySession(std::string_view digest) const {
@@ -1340,6 +1486,7 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
     std::unique_lock lock(gc_mu_);
     rocksdb::WriteBatch batch;
     std::vector<std::string> files;
+    std::vector<std::string> forgotten;
     for (size_t i = from; i < to; ++i) {
       RawDigest digest = DigestFromBytes(dead_chunks[i]);
       ASSIGN_OR_RETURN(auto record, GetChunk(digest));
@@ -1352,6 +1499,10 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
         continue;
       }
       batch.Delete(chunks_, dead_chunks[i]);
+      if (IsDamaged(dead_chunks[i])) {
+        batch.Delete(damaged_, dead_chunks[i]);
+        forgotten.push_back(dead_chunks[i]);
+      }
       if (record->inline_data) {
         batch.Delete(chunk_data_, dead_chunks[i]);
       } else {
@@ -1361,6 +1512,7 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
       response.set_bytes_freed(response.bytes_freed() + record->size);
     }
     RETURN_IF_ERROR(db_->WriteSync(&batch));
+    if (!forgotten.empty()) ForgetDamaged(forgotten);
     // Still under the lock: an upload of the same content must not see its new file unlinked.
     for (const std::string& file : files) ::unlink(file.c_str());
     return absl::OkStatus();

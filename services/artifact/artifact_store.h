@@ -1,17 +1,25 @@
 // The core of the artifact service: a content-addressed chunk store with blob manifests, upload
 // sessions, datasets with immutable versions, scrub and garbage collection. Knows nothing of gRPC.
 //
-// Storage (one RocksDB under <dir>/db, chunk files under <dir>/chunks):
-//   chunks          digest -> flags, size, touch time          one record per stored chunk
-//   chunk_data      digest -> bytes                            chunks up to 64 KiB, inline
-//   blobs           digest -> StoredBlob                       manifests of committed blobs
-//   sessions        id -> StoredSession
-//   session_pins    id + digest -> ""        chunks an open session sent or found, blobs it
-//   committed chunk_pins      digest + id -> ""        the same, by digest (GC checks it) datasets
-//   name -> StoredDataset versions        ordered(name) + digest -> StoredVersion version_log
-//   ordered(name) + ~sequence + digest -> ""   newest first manifests       version digest -> count
-//   entries already written entries         version digest + path -> StoredEntry       shared by
-//   every dataset with it tags            ordered(name) + tag -> version digest
+// Storage (one RocksDB under <dir>/db, chunk files under <dir>/chunks), column families:
+//   chunks        digest -> flags, size, touch time        one record per stored chunk
+//   chunk_data    digest -> bytes                          chunks up to 64 KiB, inline
+//   blobs         digest -> StoredBlob                     manifests of committed blobs
+//   sessions      id -> StoredSession
+//   session_pins  id + digest -> ""                        chunks an open session sent or found,
+//                                                          blobs it committed
+//   chunk_pins    digest + id -> ""                        the same, by digest (GC checks it)
+//   datasets      name -> StoredDataset
+//   versions      ordered(name) + digest -> StoredVersion
+//   version_log   ordered(name) + ~sequence + digest -> "" newest first
+//   manifests     version digest -> count of entries already written
+//   entries       version digest + path -> StoredEntry     shared by every dataset with it
+//   tags          ordered(name) + tag -> version digest
+//   damaged       digest -> kind ('c' corrupt, 'm' missing) + time found
+//                 chunks whose stored bytes failed a check (scrub or a download); kept in memory
+//                 too. A damaged chunk counts as missing for FindMissingChunks, and a blob with
+//                 one as missing for FindMissingBlobs, so that uploading the content again
+//                 replaces the bytes and clears the mark.
 // Chunks larger than 64 KiB are files chunks/<2 hex>/<64 hex>, written to chunks/tmp, fdatasynced
 // and renamed into place before their record is written, so a record always names complete bytes.
 // Commits of blobs and versions fsync the write-ahead log before they return.
@@ -25,10 +33,12 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "mlops/artifact/internal/storage.pb.h"
@@ -82,7 +92,8 @@ class ArtifactStore {
   absl::StatusOr<v1::UploadSession> StartUpload(int64_t ttl_seconds);
   // NOT_FOUND for an unknown or expired session. Releases the session's pins.
   absl::Status FinishUpload(std::string_view session_id);
-  // Indices (into `digests`) of the chunks not stored; pins the others to the session.
+  // Indices (into `digests`) of the chunks not stored or marked damaged; pins the others to the
+  // session.
   // NOT_FOUND (session), RESOURCE_EXHAUSTED (more than 10,000 digests).
   absl::StatusOr<std::vector<int>> FindMissingChunks(std::string_view session_id,
                                                      const std::vector<RawDigest>& digests);
@@ -95,20 +106,22 @@ class ArtifactStore {
     int64_t bytes_stored = 0;
     int64_t already_present = 0;
   };
-  // Verifies every chunk's bytes against its digest, then stores the new ones durably (files are
-  // fdatasynced) and pins all to the session. A mismatching chunk is INVALID_ARGUMENT naming it and
-  // nothing of the call is stored; a chunk over 32 MiB is RESOURCE_EXHAUSTED; NOT_FOUND (session).
+  // Verifies every chunk's bytes against its digest, then stores the new ones, and those marked
+  // damaged (clearing the mark), durably (files are fdatasynced) and pins all to the session. A
+  // mismatching chunk is INVALID_ARGUMENT naming it and nothing of the call is stored; a chunk over
+  // 32 MiB is RESOURCE_EXHAUSTED; NOT_FOUND (session).
   absl::StatusOr<PutChunksResult> PutChunks(std::string_view session_id,
                                             const std::vector<ChunkInput>& chunks);
   // Makes blobs visible after checking that every chunk is stored with the stated size and that the
   // chunks, in order, hash to the blob digest and add up to its size. INVALID_ARGUMENT (malformed
   // digest, sizes that disagree, content that does not hash to the digest), FAILED_PRECONDITION
-  // (a chunk is not stored: upload it first), NOT_FOUND (session), RESOURCE_EXHAUSTED (bounds).
+  // (a chunk is not stored, or damaged: upload it first), NOT_FOUND (session), RESOURCE_EXHAUSTED
+  // (bounds).
   // Committing a blob that exists is a no-op (it is touched, and pinned when `pin`).
   absl::StatusOr<std::vector<v1::Blob>> CommitBlobs(const v1::CommitBlobsRequest& request);
 
   // --- Blobs ---
-  // Indices of the blobs not stored. RESOURCE_EXHAUSTED over 10,000.
+  // Indices of the blobs not stored or with a damaged chunk. RESOURCE_EXHAUSTED over 10,000.
   absl::StatusOr<std::vector<int>> FindMissingBlobs(const std::vector<RawDigest>& digests);
   // NOT_FOUND.
   absl::StatusOr<v1::Blob> StatBlob(const RawDigest& digest, bool include_chunks = false);
@@ -116,8 +129,10 @@ class ArtifactStore {
   // NOT_FOUND.
   absl::StatusOr<v1::Blob> SetBlobPinned(const RawDigest& digest, bool pinned);
   // Calls sink(offset, bytes) for consecutive pieces (at most 1 MiB) of [offset, offset+length)
-  // (length 0: to the end); sink returns false to stop. Sets *blob_size first. NOT_FOUND (blob),
-  // OUT_OF_RANGE (offset beyond the end), DATA_LOSS (a chunk's bytes are gone).
+  // (length 0: to the end); sink returns false to stop. Sets *blob_size first. Each chunk is read
+  // whole and checked against its digest before any of it is passed on. NOT_FOUND (blob),
+  // OUT_OF_RANGE (offset beyond the end), INVALID_ARGUMENT (negative length), DATA_LOSS naming
+  // the chunk when its bytes are gone or corrupt (the chunk is then marked damaged).
   absl::Status ReadBlob(const RawDigest& digest, int64_t offset, int64_t length, int64_t* blob_size,
                         absl::FunctionRef<bool(int64_t, std::string_view)> sink);
 
@@ -144,11 +159,17 @@ class ArtifactStore {
   absl::StatusOr<v1::DatasetVersion> TagVersion(const v1::TagVersionRequest& request);
 
   // --- Maintenance ---
+  // Reads every chunk and checks its bytes against its digest; marks the bad ones damaged (see
+  // above) and lists them, and the blobs they make unreadable. With `repair`, deletes the bytes
+  // of corrupt chunks (the marks stay: later scrubs report them as missing until healed). A chunk
+  // marked damaged that reads correctly again loses its mark.
   absl::StatusOr<v1::ScrubResponse> Scrub(bool repair);
   absl::StatusOr<v1::GarbageCollectResponse> GarbageCollect(
       const v1::GarbageCollectRequest& request);
 
   const ArtifactCounters& counters() const { return counters_; }
+  // Chunks marked damaged now.
+  int64_t DamagedChunks() const;
   StoreStats Stats() const;
   Db& db() { return *db_; }
   const std::string& dir() const { return dir_; }
@@ -168,6 +189,13 @@ class ArtifactStore {
   // True when an open upload session sent, found or committed this chunk or blob digest.
   absl::StatusOr<bool> PinnedBySession(std::string_view raw_digest) const;
   absl::StatusOr<std::optional<ChunkRecord>> GetChunk(const RawDigest& digest) const;
+  bool IsDamaged(std::string_view raw_digest) const;
+  // Records that a chunk's bytes failed a check (counted once per chunk until healed).
+  absl::Status MarkDamaged(const RawDigest& digest, bool missing);
+  // Drops the in-memory marks of chunks whose `damaged` records a written batch deleted.
+  void ForgetDamaged(const std::vector<std::string>& raw_digests);
+  // FAILED_PRECONDITION naming the first damaged chunk of the blob.
+  absl::Status CheckNotDamaged(const RawDigest& digest, const internal::StoredBlob& blob) const;
   // Reads a whole chunk; DATA_LOSS when its bytes are gone.
   absl::StatusOr<std::string> ReadChunk(const RawDigest& digest, const ChunkRecord& record,
                                         int64_t offset, int64_t length) const;
@@ -205,6 +233,11 @@ class ArtifactStore {
   rocksdb::ColumnFamilyHandle* manifests_;
   rocksdb::ColumnFamilyHandle* entries_;
   rocksdb::ColumnFamilyHandle* tags_;
+  rocksdb::ColumnFamilyHandle* damaged_;
+
+  mutable std::mutex damaged_mu_;
+  absl::flat_hash_set<std::string> damaged_set_;  // raw digests, guarded by damaged_mu_
+  std::atomic<int64_t> damaged_count_{0};         // its size, read without the lock
 
   // Writers hold it shared; garbage collection deletes under it exclusively.
   mutable std::shared_mutex gc_mu_;

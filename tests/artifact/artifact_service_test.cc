@@ -87,6 +87,87 @@ TEST_F(ArtifactServiceTest, ConcurrentUploadsOfTheSameContentAgree) {
   EXPECT_EQ(report.corrupt_size() + report.missing_size(), 0);
 }
 
+TEST_F(ArtifactServiceTest, DownloadEndsWithDataLossAtACorruptChunkForWholeBlobsAndRanges) {
+  ArtifactClient client(server_.NewChannel());  // 512 KiB chunks: stored as files
+  std::string data = RandomBytes(3 << 20, 5);
+  auto blob = client.UploadBytes(data, true, nullptr);
+  ASSERT_OK(blob.status());
+  v1::StatBlobRequest stat;
+  stat.set_digest(blob->digest());
+  stat.set_include_chunks(true);
+  v1::Blob stored;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(client.stub().StatBlob(&context, stat, &stored).ok());
+  }
+  ASSERT_GE(stored.chunks_size(), 3);
+  const std::string& chunk = stored.chunks(1).digest();
+  int64_t chunk_offset = stored.chunks(0).size();
+  std::string file = server_.data_dir() + "/artifact/chunks/" + chunk.substr(0, 2) + "/" + chunk;
+  ASSERT_TRUE(std::filesystem::exists(file)) << file;
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(7);
+    f.put(static_cast<char>(data[static_cast<size_t>(chunk_offset) + 7] ^ 0x20));
+  }
+  for (auto [offset, length] : {std::pair<int64_t, int64_t>{0, 0}, {chunk_offset + 100, 10}}) {
+    v1::DownloadRequest request;
+    request.set_digest(blob->digest());
+    request.set_offset(offset);
+    request.set_length(length);
+    grpc::ClientContext context;
+    auto reader = client.stub().Download(&context, request);
+    v1::DownloadResponse piece;
+    std::string got;
+    while (reader->Read(&piece)) got += piece.data();
+    EXPECT_THAT(reader->Finish(),
+                GrpcStatusIs(grpc::StatusCode::DATA_LOSS, "chunk " + chunk + " is corrupt"));
+    // Nothing of the corrupt chunk was sent: only the intact bytes before it.
+    EXPECT_EQ(got, offset == 0 ? data.substr(0, static_cast<size_t>(chunk_offset)) : "");
+  }
+  // The client's own download fails too, and leaves no file behind.
+  std::string out = files_.path() + "/corrupt.out";
+  EXPECT_THAT(client.DownloadToFile(blob->digest(), out, nullptr),
+              StatusIs(absl::StatusCode::kDataLoss, chunk));
+  EXPECT_FALSE(std::filesystem::exists(out));
+  // Uploading the same bytes again heals it.
+  TransferStats again;
+  ASSERT_OK(client.UploadBytes(data, true, &again).status());
+  EXPECT_EQ(again.chunks_sent, 1);
+  EXPECT_EQ(*client.DownloadBytes(blob->digest()), data);
+}
+
+TEST_F(ArtifactServiceTest, AVersionEntryThatDoesNotParseStoresNoVersion) {
+  ArtifactClient client(server_.NewChannel());
+  auto blob = client.UploadBytes("content", true, nullptr);
+  ASSERT_OK(blob.status());
+  grpc::ClientContext context;
+  v1::DatasetVersion version;
+  auto writer = client.stub().CreateVersion(&context, &version);
+  v1::CreateVersionRequest first;
+  first.mutable_header()->set_dataset("utf8");
+  first.mutable_header()->set_create_dataset(true);
+  v1::VersionEntry* good = first.add_entries();
+  good->set_path("a.txt");
+  good->set_digest(blob->digest());
+  good->set_size(7);
+  good->set_mode(0644);
+  ASSERT_TRUE(writer->Write(first));
+  v1::CreateVersionRequest second;
+  *second.add_entries() = *good;
+  second.mutable_entries(0)->set_path("b\xff.txt");  // not UTF-8
+  writer->Write(second);
+  writer->WritesDone();
+  EXPECT_THAT(writer->Finish(), GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT,
+                                             "mlops.artifact.v1.VersionEntry.path"));
+  grpc::ClientContext get_context;
+  v1::GetDatasetRequest get;
+  get.set_name("utf8");
+  v1::Dataset dataset;
+  EXPECT_THAT(client.stub().GetDataset(&get_context, get, &dataset),
+              GrpcStatusIs(grpc::StatusCode::NOT_FOUND, ""));
+}
+
 TEST_F(ArtifactServiceTest, ABadChunkInTheStreamIsRejectedAndNothingOfItIsStored) {
   ArtifactClient client(server_.NewChannel());
   auto& stub = client.stub();

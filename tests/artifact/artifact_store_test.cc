@@ -290,12 +290,18 @@ TEST_F(ArtifactStoreTest, BadVersionsAreRejectedAndLeaveNothingBehind) {
 
 TEST_F(ArtifactStoreTest, ScrubFindsCorruptAndMissingChunksAndRepairHeals) {
   std::string big = RandomBytes(200 << 10, 8), other = RandomBytes(300 << 10, 9);
-  std::string digest = PutBlob({big});
-  PutBlob({other});
+  std::string small = RandomBytes(100, 20);
+  std::string digest = PutBlob({big, small});
+  std::string other_digest = PutBlob({other});
+  RawDigest raw, other_raw;
+  ASSERT_TRUE(ParseDigestHex(digest, &raw));
+  ASSERT_TRUE(ParseDigestHex(other_digest, &other_raw));
   auto clean = store_->Scrub(false);
   ASSERT_OK(clean.status());
-  EXPECT_EQ(clean->chunks_checked(), 2);
+  EXPECT_EQ(clean->chunks_checked(), 3);
   EXPECT_EQ(clean->corrupt_size(), 0);
+  EXPECT_EQ(clean->damaged_blob_count(), 0);
+  EXPECT_THAT(*store_->FindMissingBlobs({raw, other_raw}), ElementsAre());
   {  // flip a byte in place
     std::fstream f(store_->ChunkPath(Sha256Of(big)),
                    std::ios::in | std::ios::out | std::ios::binary);
@@ -307,12 +313,90 @@ TEST_F(ArtifactStoreTest, ScrubFindsCorruptAndMissingChunksAndRepairHeals) {
   ASSERT_OK(dirty.status());
   EXPECT_THAT(dirty->corrupt(), ElementsAre(DigestHex(Sha256Of(big))));
   EXPECT_THAT(dirty->missing(), ElementsAre(DigestHex(Sha256Of(other))));
+  EXPECT_EQ(dirty->damaged_blob_count(), 2);
+  EXPECT_EQ(dirty->chunks_repaired(), 1);
   EXPECT_EQ(store_->counters().scrub_corrupt_chunks.load(), 1);
-  // Repaired: the chunk is missing again, so the next upload of that content heals the blob.
-  EXPECT_THAT(*store_->FindMissingChunks(session_, {Sha256Of(big)}), ElementsAre(0));
-  ASSERT_OK(store_->PutChunks(session_, {{Sha256Of(big), big}}).status());
-  EXPECT_EQ(Read(digest), big);
-  EXPECT_EQ(store_->Scrub(false)->corrupt_size(), 0);
+  EXPECT_EQ(store_->counters().scrub_missing_chunks.load(), 1);
+  EXPECT_EQ(store_->DamagedChunks(), 2);
+  // After the repair a scrub still reports what cannot be read, and the blobs stay unreadable.
+  auto after = store_->Scrub(false);
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->corrupt_size(), 0);
+  EXPECT_EQ(after->missing_size(), 2);
+  EXPECT_EQ(after->damaged_blob_count(), 2);
+  EXPECT_EQ(store_->counters().scrub_corrupt_chunks.load(), 1);  // counted once per chunk
+  int64_t size = 0;
+  EXPECT_THAT(store_->ReadBlob(raw, 0, 0, &size, [](int64_t, std::string_view) { return true; }),
+              StatusIs(absl::StatusCode::kDataLoss, DigestHex(Sha256Of(big))));
+  // An uploader learns that the blobs and the damaged chunks are missing, and only those.
+  EXPECT_THAT(*store_->FindMissingBlobs({raw, other_raw}), ElementsAre(0, 1));
+  EXPECT_THAT(*store_->FindMissingChunks(session_, {Sha256Of(big), Sha256Of(small)}),
+              ElementsAre(0));
+  // Re-committing without re-sending is refused: the bytes are still damaged.
+  EXPECT_THAT(store_->CommitBlobs(CommitOf(session_, {big, small})).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "damaged"));
+  // Uploading the content again heals both blobs; the downloads return the original bytes.
+  EXPECT_EQ(PutBlob({big, small}), digest);
+  EXPECT_EQ(PutBlob({other}), other_digest);
+  EXPECT_EQ(Read(digest), big + small);
+  EXPECT_EQ(Read(other_digest), other);
+  EXPECT_EQ(store_->DamagedChunks(), 0);
+  EXPECT_THAT(*store_->FindMissingBlobs({raw, other_raw}), ElementsAre());
+  auto healed = store_->Scrub(false);
+  ASSERT_OK(healed.status());
+  EXPECT_EQ(healed->corrupt_size() + healed->missing_size() + healed->damaged_blob_count(), 0);
+}
+
+TEST_F(ArtifactStoreTest, DownloadVerifiesEveryChunkAndMarksABadOneDamaged) {
+  std::string a = RandomBytes(300 << 10, 21), b = RandomBytes(300 << 10, 22);
+  std::string small = RandomBytes(1000, 23);
+  std::string digest = PutBlob({a, b, small});
+  RawDigest raw;
+  ASSERT_TRUE(ParseDigestHex(digest, &raw));
+  {
+    std::fstream f(store_->ChunkPath(Sha256Of(b)), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.put(static_cast<char>(b[10] ^ 0x01));
+  }
+  // A range inside the intact first chunk still reads; one touching the corrupt chunk fails
+  // before any of its bytes is passed on, naming the chunk.
+  EXPECT_EQ(Read(digest, 100, 1000), a.substr(100, 1000));
+  for (int64_t offset : {int64_t{0}, int64_t{(300 << 10) + 5000}}) {
+    std::string got;
+    int64_t size = 0;
+    absl::Status status = store_->ReadBlob(raw, offset, 0, &size, [&](int64_t, std::string_view d) {
+      got.append(d);
+      return true;
+    });
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kDataLoss,
+                                 "chunk " + DigestHex(Sha256Of(b)) + " is corrupt"));
+    EXPECT_EQ(got, offset == 0 ? a : "");
+  }
+  EXPECT_EQ(store_->counters().scrub_corrupt_chunks.load(), 1);
+  EXPECT_EQ(store_->DamagedChunks(), 1);
+  EXPECT_THAT(*store_->FindMissingBlobs({raw}), ElementsAre(0));
+  // The mark survives a restart.
+  store_.reset();
+  auto reopened = ArtifactStore::Open(dir_.path() + "/artifact", Db::Options());
+  ASSERT_OK(reopened.status());
+  store_ = std::move(*reopened);
+  EXPECT_EQ(store_->DamagedChunks(), 1);
+  auto session = store_->StartUpload(0);
+  ASSERT_OK(session.status());
+  session_ = session->id();
+  EXPECT_THAT(*store_->FindMissingChunks(session_, {Sha256Of(a), Sha256Of(b)}), ElementsAre(1));
+  EXPECT_EQ(PutBlob({a, b, small}), digest);
+  EXPECT_EQ(Read(digest), a + b + small);
+  // An inline chunk (small) that is corrupted in RocksDB is caught the same way.
+  ASSERT_TRUE(store_->db()
+                  .raw()
+                  ->Put(rocksdb::WriteOptions(), store_->db().Cf("chunk_data"),
+                        std::string(DigestBytes(Sha256Of(small))), std::string(1000, 'x'))
+                  .ok());
+  int64_t size = 0;
+  EXPECT_THAT(store_->ReadBlob(raw, (600 << 10) + 1, 10, &size,
+                               [](int64_t, std::string_view) { return true; }),
+              StatusIs(absl::StatusCode::kDataLoss, DigestHex(Sha256Of(small))));
 }
 
 TEST_F(ArtifactStoreTest, GarbageCollectionKeepsRootsAndSweepsTheRest) {

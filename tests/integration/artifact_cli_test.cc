@@ -1,7 +1,9 @@
 // `mlops data` and `mlops artifact` (the built CLI) against a real mlops-server child process:
 // round trips checked with sha256sum, no-op re-push, a killed upload resumed, scrub and metrics.
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <filesystem>
@@ -119,8 +121,140 @@ TEST_F(ArtifactCliTest, SparseGigabyteFileRoundTrips) {
   auto get = Mlops({"artifact", "get", digest, out});
   ASSERT_EQ(get.exit_code, 0) << get.err;
   EXPECT_EQ(testing::RunCommand({"/usr/bin/sha256sum", out}).out.substr(0, 64), digest);
+  // It comes back sparse: the zeros are holes, not 1 GiB of allocated blocks.
+  struct stat st;
+  ASSERT_EQ(::stat(out.c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 1LL << 30);
+  EXPECT_LT(static_cast<int64_t>(st.st_blocks) * 512, 1 << 20);
   std::filesystem::remove(path);
   std::filesystem::remove(out);
+}
+
+TEST_F(ArtifactCliTest, LinksFifosDirectoriesAndEmptyDirectoriesAreReportedNotSilent) {
+  std::string base = dir_->path() + "/odd";
+  std::filesystem::create_directories(base + "/tree/empty");
+  std::filesystem::create_directories(base + "/tree/sub");
+  std::ofstream(base + "/real.txt") << "real content\n";
+  std::ofstream(base + "/tree/sub/a.txt") << "a\n";
+  std::filesystem::create_symlink(base + "/real.txt", base + "/link.txt");
+  std::filesystem::create_symlink(base + "/real.txt", base + "/tree/link.txt");
+  std::filesystem::create_directory_symlink(base + "/tree/sub", base + "/tree/dirlink");
+  std::filesystem::create_directory_symlink(base + "/tree", base + "/tree/sub/loop");
+  ASSERT_EQ(::mkfifo((base + "/fifo").c_str(), 0644), 0);
+  ASSERT_EQ(::mkfifo((base + "/tree/fifo").c_str(), 0644), 0);
+
+  // A link named on the command line is followed: its content, under the link's name.
+  auto link = Mlops({"data", "push", base + "/link.txt", "--dataset", "linked"});
+  ASSERT_EQ(link.exit_code, 0) << link.err;
+  auto show = Mlops({"data", "show", "linked", "--files"});
+  EXPECT_THAT(show.out, HasSubstr("files:    1"));
+  EXPECT_THAT(show.out, HasSubstr("link.txt"));
+  auto put_link = Mlops({"artifact", "put", base + "/link.txt"});
+  ASSERT_EQ(put_link.exit_code, 0) << put_link.err;
+  EXPECT_EQ(put_link.out.substr(0, 64),
+            testing::RunCommand({"/usr/bin/sha256sum", base + "/real.txt"}).out.substr(0, 64));
+  // A directory or a fifo given to put is a clear local error at once (the fifo never blocks).
+  auto put_dir = Mlops({"artifact", "put", base + "/tree"});
+  EXPECT_EQ(put_dir.exit_code, 1);
+  EXPECT_THAT(put_dir.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(put_dir.err, HasSubstr("a directory"));
+  EXPECT_THAT(put_dir.err, ::testing::Not(HasSubstr("is the server running")));
+  auto put_fifo = Mlops({"artifact", "put", base + "/fifo"});
+  EXPECT_EQ(put_fifo.exit_code, 1);
+  EXPECT_THAT(put_fifo.err, HasSubstr("a fifo"));
+  auto push_fifo = Mlops({"data", "push", base + "/fifo", "--dataset", "fifo"});
+  EXPECT_EQ(push_fifo.exit_code, 1);
+  EXPECT_THAT(push_fifo.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(push_fifo.err, HasSubstr("a fifo"));
+  auto missing = Mlops({"artifact", "put", base + "/nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+
+  // Inside a tree: links and the fifo skipped and counted, the empty directory counted.
+  auto tree = Mlops({"data", "push", base + "/tree", "--dataset", "tree"});
+  ASSERT_EQ(tree.exit_code, 0) << tree.err;
+  EXPECT_THAT(tree.out, HasSubstr("1 files"));
+  EXPECT_THAT(tree.out, HasSubstr("skipped 3 symbolic links"));
+  EXPECT_THAT(tree.out, HasSubstr("--follow-symlinks"));
+  EXPECT_THAT(tree.out, HasSubstr("skipped 1 fifos"));
+  EXPECT_THAT(tree.out, HasSubstr("1 empty directories not recorded"));
+  // Followed: the file link and the directory link add files; the links back up the tree
+  // (sub/loop, and dirlink/loop through the followed dirlink) are skipped.
+  auto followed = Mlops({"data", "push", base + "/tree", "--dataset", "tree", "--follow-symlinks"});
+  ASSERT_EQ(followed.exit_code, 0) << followed.err;
+  EXPECT_THAT(followed.out, HasSubstr("3 files"));  // sub/a.txt, link.txt, dirlink/a.txt
+  EXPECT_THAT(followed.out, HasSubstr("skipped 2 symbolic links"));
+  auto files = Mlops({"data", "show", "tree", "--files"});
+  EXPECT_THAT(files.out, HasSubstr("dirlink/a.txt"));
+  EXPECT_THAT(files.out, HasSubstr("link.txt"));
+}
+
+TEST_F(ArtifactCliTest, PullVerifiesOrSaysItTrustedTheCache) {
+  std::string src = dir_->path() + "/verify-src";
+  std::filesystem::create_directories(src);
+  std::ofstream(src + "/data.csv") << "x,y\n1,2\n";
+  ASSERT_EQ(Mlops({"data", "push", src, "--dataset", "verify"}).exit_code, 0);
+  std::string dest = dir_->path() + "/verify-dest";
+  ASSERT_EQ(Mlops({"data", "pull", "verify", dest}).exit_code, 0);
+  // A same-size edit with the mtime put back: the cache cannot see it.
+  std::string file = dest + "/data.csv";
+  struct stat before;
+  ASSERT_EQ(::stat(file.c_str(), &before), 0);
+  {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(0);
+    f.write("z", 1);
+  }
+  struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, file.c_str(), times, 0), 0);
+  auto trusted = Mlops({"data", "pull", "verify", dest});
+  ASSERT_EQ(trusted.exit_code, 0) << trusted.err;
+  EXPECT_THAT(trusted.out, HasSubstr("1 trusted from the hash cache"));
+  EXPECT_THAT(trusted.out, HasSubstr("--verify re-hashes them"));
+  auto verified = Mlops({"data", "pull", "verify", dest, "--verify"});
+  ASSERT_EQ(verified.exit_code, 0) << verified.err;
+  EXPECT_THAT(verified.out, HasSubstr("1 files written"));
+  EXPECT_THAT(verified.out, ::testing::Not(HasSubstr("trusted")));
+  EXPECT_EQ(Sums(src), Sums(dest));
+}
+
+TEST_F(ArtifactCliTest, PullNeverWritesThroughALinkAndKeepsOnlyPermissionBits) {
+  std::string src = dir_->path() + "/safe-src";
+  std::filesystem::create_directories(src + "/sub");
+  std::ofstream(src + "/sub/f.txt") << "inside\n";
+  std::ofstream(src + "/tool.sh") << "#!/bin/sh\n";
+  ASSERT_EQ(::chmod((src + "/tool.sh").c_str(), 06777), 0);
+  auto push = Mlops({"data", "push", src, "--dataset", "safe"});
+  ASSERT_EQ(push.exit_code, 0) << push.err;
+  auto show = Mlops({"data", "show", "safe", "--files"});
+  EXPECT_THAT(show.out, HasSubstr("0777  "));  // setuid and setgid were not stored
+  // A target whose `sub` is a link to somewhere else: nothing is written there.
+  std::string elsewhere = dir_->path() + "/elsewhere";
+  std::filesystem::create_directories(elsewhere);
+  std::string dest = dir_->path() + "/safe-dest";
+  std::filesystem::create_directories(dest);
+  std::filesystem::create_directory_symlink(elsewhere, dest + "/sub");
+  auto pull =
+      testing::RunCommand({"/bin/sh", "-c",
+                           "umask 027 && exec " + std::string(MLOPS_CLI_BIN) + " --server " +
+                               server_->address() + " data pull safe " + dest},
+                          Env());
+  EXPECT_EQ(pull.exit_code, 1);
+  EXPECT_THAT(pull.err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(pull.err, HasSubstr("is a symbolic link"));
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere));
+  // Into a clean target: the mode is the permission bits less the umask, never setuid.
+  std::filesystem::remove(dest + "/sub");
+  pull = testing::RunCommand({"/bin/sh", "-c",
+                              "umask 027 && exec " + std::string(MLOPS_CLI_BIN) + " --server " +
+                                  server_->address() + " data pull safe " + dest},
+                             Env());
+  ASSERT_EQ(pull.exit_code, 0) << pull.err;
+  struct stat st;
+  ASSERT_EQ(::stat((dest + "/tool.sh").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  ASSERT_EQ(::stat((dest + "/sub/f.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
 }
 
 TEST_F(ArtifactCliTest, AKilledUploadResumesWhereItStopped) {
@@ -205,10 +339,21 @@ TEST_F(ArtifactCliTest, ScrubReportsCorruptionAndCountsItAsAMetric) {
   EXPECT_EQ(get.exit_code, 1);
   EXPECT_THAT(get.err, HasSubstr("DATA_LOSS"));
   EXPECT_FALSE(std::filesystem::exists(dir_->path() + "/scrub.out"));
-  // Repair, then a re-upload heals it.
+  EXPECT_THAT(get.err, HasSubstr("chunk " + chunk + " is corrupt"));
+  // Repair; a scrub after it still reports the chunk and the blob it makes unreadable.
   EXPECT_EQ(Mlops({"artifact", "scrub", "--repair"}).exit_code, 1);
-  ASSERT_EQ(Mlops({"artifact", "put", path}).exit_code, 0);
+  auto after = Mlops({"artifact", "scrub"});
+  EXPECT_EQ(after.exit_code, 1);
+  EXPECT_THAT(after.out, HasSubstr("missing " + chunk));
+  EXPECT_THAT(after.out, HasSubstr("unreadable blob " + put.out.substr(0, 64)));
+  // A re-upload sends the damaged chunk (and only it) and heals the blob.
+  auto reput = Mlops({"artifact", "put", path});
+  ASSERT_EQ(reput.exit_code, 0) << reput.err;
+  EXPECT_THAT(reput.err, HasSubstr(" in 1 of "));
   EXPECT_EQ(Mlops({"artifact", "scrub"}).exit_code, 0);
+  auto healed = Mlops({"artifact", "get", put.out.substr(0, 64), dir_->path() + "/healed.out"});
+  ASSERT_EQ(healed.exit_code, 0) << healed.err;
+  EXPECT_EQ(testing::RunCommand({"/usr/bin/cmp", path, dir_->path() + "/healed.out"}).exit_code, 0);
 }
 
 }  // namespace

@@ -146,11 +146,14 @@ class DataCli {
     if (!dataset) throw UsageError{"data push needs --dataset NAME"};
     std::vector<std::string> tags = args.TakeAll("--tag");
     std::string message = args.Take("--message").value_or(args.Take("-m").value_or(""));
+    artifact::PushOptions push_options;
+    push_options.follow_symlinks = args.TakeFlag("--follow-symlinks");
     args.ExpectEmpty();
     artifact::HashCache cache(artifact::HashCache::DefaultPath());
     Check(cache.Load());
     auto start = std::chrono::steady_clock::now();
-    artifact::PushResult result = Check(client_.Push(source, *dataset, tags, message, &cache));
+    artifact::PushResult result =
+        Check(client_.Push(source, *dataset, tags, message, &cache, push_options));
     Check(cache.Save());
     double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -175,27 +178,49 @@ class DataCli {
       std::cout << (i ? ", " : "") << result.version.tags(i);
     }
     std::cout << "\n";
+    if (result.symlinks_skipped > 0) {
+      std::cout << "  skipped " << result.symlinks_skipped
+                << " symbolic links (not followed; --follow-symlinks follows them)\n";
+    }
+    if (result.special_skipped > 0) {
+      std::cout << "  skipped " << result.special_skipped
+                << " fifos, sockets or devices (no content to version)\n";
+    }
+    if (result.empty_dirs > 0) {
+      std::cout << "  " << result.empty_dirs
+                << " empty directories not recorded (a version lists files only)\n";
+    }
     return 0;
   }
 
   int Pull(Args& args) {
     std::string spec = args.Positional("NAME[@VERSION|TAG]");
     std::string dest = args.Positional("DIR");
+    artifact::PullOptions pull_options;
+    pull_options.verify = args.TakeFlag("--verify");
     args.ExpectEmpty();
     std::string dataset, ref;
     artifact::SplitDatasetRef(spec, &dataset, &ref);
     artifact::HashCache cache(artifact::HashCache::DefaultPath());
     Check(cache.Load());
-    artifact::PullResult result = Check(client_.Pull(dataset, ref, dest, &cache));
+    artifact::PullResult result = Check(client_.Pull(dataset, ref, dest, &cache, pull_options));
     Check(cache.Save());
     if (json_) {
       PrintJson(result.version);
       return 0;
     }
+    int64_t rehashed = result.files_already_present - result.files_trusted;
     std::cout << "pulled " << dataset << "@" << result.version.digest() << " into " << dest << ": "
               << result.files_written << " files written ("
-              << HumanBytes(static_cast<double>(result.stats.bytes_sent)) << ", verified), "
-              << result.files_already_present << " already present\n";
+              << HumanBytes(static_cast<double>(result.stats.bytes_sent))
+              << ", each verified against its digest), " << result.files_already_present
+              << " already present (" << rehashed << " re-hashed and verified";
+    if (result.files_trusted > 0) {
+      std::cout << ", " << result.files_trusted
+                << " trusted from the hash cache: size, mtime and inode unchanged since last "
+                   "hashed; --verify re-hashes them";
+    }
+    std::cout << ")\n";
     return 0;
   }
 
@@ -471,11 +496,23 @@ class DataCli {
       std::cout << "checked " << response.chunks_checked() << " chunks ("
                 << HumanBytes(static_cast<double>(response.bytes_checked())) << ") in "
                 << response.duration_ms() << " ms: " << response.corrupt_size() << " corrupt, "
-                << response.missing_size() << " missing\n";
+                << response.missing_size() << " missing; " << response.damaged_blob_count()
+                << " blobs unreadable";
+      if (response.chunks_repaired() > 0) {
+        std::cout << "; the bytes of " << response.chunks_repaired() << " corrupt chunks deleted";
+      }
+      std::cout << "\n";
       for (const auto& d : response.corrupt()) std::cout << "corrupt " << d << "\n";
       for (const auto& d : response.missing()) std::cout << "missing " << d << "\n";
+      for (const auto& d : response.damaged_blobs()) std::cout << "unreadable blob " << d << "\n";
+      if (response.damaged_blob_count() > 0) {
+        std::cout << "to heal: upload the same content again (mlops artifact put FILE, or mlops "
+                     "data push of the dataset)\n";
+      }
     }
-    return response.corrupt_size() + response.missing_size() > 0 ? 1 : 0;
+    return response.corrupt_size() + response.missing_size() + response.damaged_blob_count() > 0
+               ? 1
+               : 0;
   }
 
   bool json_;

@@ -70,7 +70,8 @@ Runs (EXPERIMENT is a name or an id; RUN is a run id):
 
 Datasets (versions are content digests; REF is a tag, a digest or a digest prefix):
   mlops data push DIR|FILE --dataset NAME [--tag T]... [-m MESSAGE] [--chunk-size BYTES]
-  mlops data pull NAME[@REF] DIR
+                  [--follow-symlinks]
+  mlops data pull NAME[@REF] DIR [--verify]
   mlops data diff NAME@REF NAME@REF|REF [--max N]
   mlops data log NAME [--max N]
   mlops data list

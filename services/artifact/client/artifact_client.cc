@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "services/artifact/manifest.h"
@@ -24,12 +26,59 @@ constexpr size_t kParallelHashBytes = 8 << 20;
 constexpr size_t kBatch = 10000;                   // digests per Find call, blobs per commit
 constexpr int64_t kGroupBytes = int64_t{1} << 30;  // content mapped at once while uploading
 constexpr size_t kGroupFiles = 4096;
+constexpr size_t kSparseBlock = 64 << 10;  // downloads leave all-zero blocks of this size as holes
 
+// Local file-system errors. Never UNAVAILABLE: that code means "the server is away, retry".
 absl::Status ErrnoError(std::string_view what, const std::string& path) {
   std::string message = StrCat(what, " ", path, ": ", std::strerror(errno));
-  if (errno == ENOENT) return absl::NotFoundError(message);
-  if (errno == EACCES || errno == EPERM) return absl::PermissionDeniedError(message);
-  return absl::UnavailableError(message);
+  switch (errno) {
+    case ENOENT:
+      return absl::NotFoundError(message);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(message);
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(message);
+    case EISDIR:
+    case ENOTDIR:
+    case ENODEV:
+    case ELOOP:
+      return absl::InvalidArgumentError(message);
+    default:
+      return absl::FailedPreconditionError(message);
+  }
+}
+
+const char* FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a fifo";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a regular file";
+}
+
+// The process's umask, read without changing it (umask(2) would, racing other threads).
+mode_t CurrentUmask() {
+  std::FILE* f = std::fopen("/proc/self/status", "re");
+  mode_t mask = 022;
+  if (f == nullptr) return mask;
+  char line[256];
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned value = 0;
+    if (std::sscanf(line, "Umask: %o", &value) == 1) {
+      mask = static_cast<mode_t>(value);
+      break;
+    }
+  }
+  std::fclose(f);
+  return mask;
+}
+
+bool AllZero(const char* data, size_t size) {
+  return size == 0 || (data[0] == 0 && std::memcmp(data, data + 1, size - 1) == 0);
 }
 
 bool Retryable(const grpc::Status& status) {
@@ -38,24 +87,36 @@ bool Retryable(const grpc::Status& status) {
          status.error_code() == grpc::StatusCode::CANCELLED;
 }
 
-// A read-only mapping of a whole file (nothing mapped for an empty one).
+// A read-only mapping of a whole regular file (nothing mapped for an empty one). Opens with
+// O_NONBLOCK so that a fifo given by mistake is refused instead of blocking.
 class Mapping {
  public:
   static absl::StatusOr<std::unique_ptr<Mapping>> Open(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoError("open", path);
+    return OpenAt(AT_FDCWD, path, path, /*follow=*/true);
+  }
+  // `name` relative to `dirfd`; `display` is the path named in errors.
+  static absl::StatusOr<std::unique_ptr<Mapping>> OpenAt(int dirfd, const std::string& name,
+                                                         const std::string& display, bool follow) {
+    int fd = ::openat(dirfd, name.c_str(),
+                      O_RDONLY | O_CLOEXEC | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW));
+    if (fd < 0) return ErrnoError("open", display);
     struct stat st;
     if (::fstat(fd, &st) != 0) {
-      absl::Status status = ErrnoError("stat", path);
+      absl::Status status = ErrnoError("stat", display);
       ::close(fd);
       return status;
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return absl::InvalidArgumentError(
+          StrCat(display, ": ", FileKind(st.st_mode), ", not a regular file"));
     }
     auto mapping = std::unique_ptr<Mapping>(new Mapping());
     mapping->size_ = static_cast<size_t>(st.st_size);
     if (mapping->size_ > 0) {
       void* data = ::mmap(nullptr, mapping->size_, PROT_READ, MAP_PRIVATE, fd, 0);
       if (data == MAP_FAILED) {
-        absl::Status status = ErrnoError("mmap", path);
+        absl::Status status = ErrnoError("mmap", display);
         ::close(fd);
         return status;
       }
@@ -76,6 +137,73 @@ class Mapping {
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// A directory fd that closes itself.
+class DirFd {
+ public:
+  DirFd() = default;
+  explicit DirFd(int fd) : fd_(fd) {}
+  DirFd(DirFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  DirFd& operator=(DirFd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~DirFd() { Reset(); }
+  int get() const { return fd_; }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Opens (creating) the directory `rel` (slash-separated, already validated) under `root_fd`,
+// one component at a time, never following a symbolic link.
+absl::StatusOr<DirFd> OpenDirNoFollow(int root_fd, const std::string& root, std::string_view rel) {
+  DirFd current(::dup(root_fd));
+  if (current.get() < 0) return ErrnoError("dup", root);
+  std::string shown = root;
+  while (!rel.empty()) {
+    size_t slash = rel.find('/');
+    std::string part(rel.substr(0, slash));
+    rel = slash == std::string_view::npos ? std::string_view() : rel.substr(slash + 1);
+    shown += "/" + part;
+    int fd = ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+      if (::mkdirat(current.get(), part.c_str(), 0777) != 0 && errno != EEXIST) {
+        return ErrnoError("mkdir", shown);
+      }
+      fd = ::openat(current.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) {
+      struct stat st;
+      if ((errno == ELOOP || errno == ENOTDIR) &&
+          ::fstatat(current.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISLNK(st.st_mode)) {
+          return absl::FailedPreconditionError(
+              StrCat(shown,
+                     " is a symbolic link: pull never writes through a link inside its target "
+                     "(remove it, or pull into another directory)"));
+        }
+        return absl::FailedPreconditionError(
+            StrCat(shown, " is ", FileKind(st.st_mode), " where the version has a directory"));
+      }
+      return ErrnoError("open", shown);
+    }
+    current = DirFd(fd);
+  }
+  return current;
+}
+
+FileIdentity IdentityOf(const struct stat& st) {
+  return {st.st_size, static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+          static_cast<uint64_t>(st.st_ino)};
+}
 
 std::string Hex(const RawDigest& digest) { return DigestHex(digest); }
 
@@ -355,18 +483,28 @@ absl::StatusOr<v1::Blob> ArtifactClient::UploadBytes(std::string_view data, bool
 
 absl::Status ArtifactClient::DownloadToFile(const std::string& digest, const std::string& path,
                                             TransferStats* stats) {
+  std::filesystem::path target(path);
+  std::string parent = target.parent_path().empty() ? "." : target.parent_path().string();
+  DirFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.get() < 0) return ErrnoError("open", parent);
+  return DownloadAt(dir.get(), target.filename().string(), path, digest, 0666, stats);
+}
+
+absl::Status ArtifactClient::DownloadAt(int dirfd, const std::string& name,
+                                        const std::string& display, const std::string& digest,
+                                        uint32_t mode, TransferStats* stats) {
   RawDigest expected;
   if (!ParseDigestHex(digest, &expected)) {
     return absl::InvalidArgumentError(StrCat("digest \"", digest, "\": not a SHA-256 digest"));
   }
-  std::filesystem::path target(path);
-  std::string tmp = StrCat(target.parent_path().empty() ? "." : target.parent_path().string(), "/.",
-                           target.filename().string(), ".mlops-tmp-", NewId().substr(20));
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoError("create", tmp);
+  std::string tmp = StrCat(".", name, ".mlops-tmp-", NewId().substr(20));
+  // The umask applies to `mode` here, as for any file a program creates.
+  int fd = ::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    static_cast<mode_t>(mode & 0777));
+  if (fd < 0) return ErrnoError("create", display);
   auto fail = [&](absl::Status status) {
     ::close(fd);
-    ::unlink(tmp.c_str());
+    ::unlinkat(dirfd, tmp.c_str(), 0);
     return status;
   };
   Sha256 hash;
@@ -389,15 +527,23 @@ absl::Status ArtifactClient::DownloadToFile(const std::string& digest, const std
       }
       const std::string& data = response.data();
       hash.Update(data);
-      size_t done = 0;
-      while (done < data.size()) {
-        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          context.TryCancel();
-          return fail(ErrnoError("write", tmp));
+      // Zero blocks are not written: they stay holes, so a sparse file comes back sparse (the
+      // size is set at the end).
+      for (size_t block = 0; block < data.size(); block += kSparseBlock) {
+        size_t length = std::min(kSparseBlock, data.size() - block);
+        const char* bytes = data.data() + block;
+        if (AllZero(bytes, length)) continue;
+        size_t done = 0;
+        while (done < length) {
+          ssize_t n = ::pwrite(fd, bytes + done, length - done,
+                               static_cast<off_t>(received + static_cast<int64_t>(block + done)));
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) {
+            context.TryCancel();
+            return fail(ErrnoError("write", display));
+          }
+          done += static_cast<size_t>(n);
         }
-        done += static_cast<size_t>(n);
       }
       received += static_cast<int64_t>(data.size());
       if (stats) stats->bytes_sent += static_cast<int64_t>(data.size());
@@ -412,18 +558,22 @@ absl::Status ArtifactClient::DownloadToFile(const std::string& digest, const std
     if (stats) stats->retries += 1;  // resume from `received`
     std::this_thread::sleep_for(std::chrono::milliseconds(100 << std::min(attempt, 5)));
   }
+  if (::ftruncate(fd, static_cast<off_t>(received)) != 0) {
+    return fail(ErrnoError("truncate", display));
+  }
   RawDigest actual = hash.Final();
   if (actual != expected) {
     return fail(absl::DataLossError(
         StrCat("blob ", digest, ": the bytes received hash to ", DigestHex(actual))));
   }
   if (options_.sync_downloads && !in_pull_ && ::fdatasync(fd) != 0) {
-    return fail(ErrnoError("fdatasync", tmp));
+    return fail(ErrnoError("fdatasync", display));
   }
   ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status status = ErrnoError("rename", path);
-    ::unlink(tmp.c_str());
+  // rename replaces whatever is at `name`, a symbolic link included, and never follows it.
+  if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) {
+    absl::Status status = ErrnoError("rename", display);
+    ::unlinkat(dirfd, tmp.c_str(), 0);
     return status;
   }
   return absl::OkStatus();
@@ -448,40 +598,72 @@ absl::StatusOr<std::string> ArtifactClient::DownloadBytes(const std::string& dig
 absl::StatusOr<PushResult> ArtifactClient::Push(const std::string& source,
                                                 const std::string& dataset,
                                                 const std::vector<std::string>& tags,
-                                                const std::string& message, HashCache* cache) {
+                                                const std::string& message, HashCache* cache,
+                                                const PushOptions& push_options) {
   PushResult result;
   TransferStats& stats = result.stats;
   std::error_code ec;
   std::filesystem::path root = std::filesystem::absolute(source, ec);
   if (ec) return absl::InvalidArgumentError(StrCat(source, ": ", ec.message()));
-  struct stat root_stat;
-  if (::stat(root.c_str(), &root_stat) != 0) return ErrnoError("stat", root.string());
+  struct stat root_stat;  // follows a symbolic link named on the command line
+  if (::stat(root.c_str(), &root_stat) != 0) return ErrnoError("stat", source);
   std::vector<LocalFile> files;
-  auto add = [&](const std::filesystem::path& path, std::string rel) -> absl::Status {
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0) return ErrnoError("stat", path.string());
-    if (!S_ISREG(st.st_mode)) return absl::OkStatus();  // symlinks, devices: not content
+  auto add = [&](const std::filesystem::path& path, std::string rel,
+                 const struct stat& st) -> absl::Status {
     RETURN_IF_ERROR(ValidatePath(rel));
     LocalFile file;
     file.path = path.string();
     file.rel_path = std::move(rel);
     file.size = st.st_size;
-    file.mode = st.st_mode & 07777;
-    file.identity = {st.st_size,
-                     static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-                     static_cast<uint64_t>(st.st_ino)};
+    file.mode = st.st_mode & 0777;  // permission bits only: never setuid, setgid or sticky
+    file.identity = IdentityOf(st);
     files.push_back(std::move(file));
     return absl::OkStatus();
   };
-  if (S_ISDIR(root_stat.st_mode)) {
-    for (auto it = std::filesystem::recursive_directory_iterator(root, ec);
+  if (S_ISREG(root_stat.st_mode)) {
+    RETURN_IF_ERROR(add(root, root.filename().string(), root_stat));
+  } else if (S_ISDIR(root_stat.st_mode)) {
+    auto options = push_options.follow_symlinks
+                       ? std::filesystem::directory_options::follow_directory_symlink
+                       : std::filesystem::directory_options::none;
+    // The directories from the root down to the current entry, so that a link to one of them
+    // (a loop) is not followed forever. A directory reached by two paths is pushed under both.
+    std::vector<std::pair<dev_t, ino_t>> ancestors{{root_stat.st_dev, root_stat.st_ino}};
+    for (auto it = std::filesystem::recursive_directory_iterator(root, options, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_regular_file(ec) || it->is_symlink(ec)) continue;
-      RETURN_IF_ERROR(add(it->path(), it->path().lexically_relative(root).generic_string()));
+      const std::filesystem::path& path = it->path();
+      std::string rel = path.lexically_relative(root).generic_string();
+      struct stat st;
+      if (::lstat(path.c_str(), &st) != 0) return ErrnoError("stat", path.string());
+      if (S_ISLNK(st.st_mode)) {
+        if (!push_options.follow_symlinks || ::stat(path.c_str(), &st) != 0) {
+          ++result.symlinks_skipped;  // not followed, or dangling
+          continue;
+        }
+      }
+      if (S_ISDIR(st.st_mode)) {
+        ancestors.resize(static_cast<size_t>(it.depth()) + 1);
+        if (std::find(ancestors.begin(), ancestors.end(), std::make_pair(st.st_dev, st.st_ino)) !=
+            ancestors.end()) {
+          it.disable_recursion_pending();
+          ++result.symlinks_skipped;  // a link back up the tree
+          continue;
+        }
+        ancestors.emplace_back(st.st_dev, st.st_ino);
+        std::error_code empty_ec;
+        if (std::filesystem::is_empty(path, empty_ec) && !empty_ec) ++result.empty_dirs;
+        continue;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        ++result.special_skipped;  // fifos, sockets, devices: no content to version
+        continue;
+      }
+      RETURN_IF_ERROR(add(path, std::move(rel), st));
     }
-    if (ec) return absl::UnavailableError(StrCat(root.string(), ": ", ec.message()));
+    if (ec) return ErrnoError("read directory", root.string());
   } else {
-    RETURN_IF_ERROR(add(root, root.filename().string()));
+    return absl::InvalidArgumentError(StrCat(source, ": ", FileKind(root_stat.st_mode),
+                                             "; push takes a directory or a regular file"));
   }
   // Digests: from the cache when the file is unchanged, otherwise hashed.
   for (LocalFile& file : files) {
@@ -514,6 +696,8 @@ absl::StatusOr<PushResult> ArtifactClient::Push(const std::string& source,
     grpc::Status status = stub_->GetVersion(&context, request, &result.version);
     if (status.ok()) {
       result.unchanged = true;
+      // Nothing new, but blobs the server found damaged since are sent again (healing them).
+      RETURN_IF_ERROR(UploadFiles(files, /*pin=*/false, &stats));
       std::vector<std::string> move = tags;
       move.push_back("latest");
       for (const std::string& tag : move) {
@@ -565,13 +749,18 @@ absl::StatusOr<PushResult> ArtifactClient::Push(const std::string& source,
 }
 
 absl::StatusOr<PullResult> ArtifactClient::Pull(const std::string& dataset, const std::string& ref,
-                                                const std::string& dest, HashCache* cache) {
+                                                const std::string& dest, HashCache* cache,
+                                                const PullOptions& pull_options) {
   PullResult result;
   std::error_code ec;
   std::filesystem::create_directories(dest, ec);
-  if (ec) return absl::UnavailableError(StrCat("create ", dest, ": ", ec.message()));
+  if (ec) return absl::FailedPreconditionError(StrCat("create ", dest, ": ", ec.message()));
   std::string root = std::filesystem::absolute(dest).lexically_normal().string();
   if (root.size() > 1 && root.back() == '/') root.pop_back();
+  // The target itself may be a link the user named; nothing inside it is followed.
+  DirFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (root_fd.get() < 0) return ErrnoError("open", root);
+  const mode_t umask = CurrentUmask();
   {
     // Resolve the ref once, so that every page lists the same version even if a tag moves.
     v1::GetVersionRequest request;
@@ -588,6 +777,9 @@ absl::StatusOr<PullResult> ArtifactClient::Pull(const std::string& dataset, cons
     bool* flag;
     ~Reset() { *flag = false; }
   } reset{&in_pull_};
+  // Entries come in path order: the parent directory of the last file is kept open.
+  std::string parent_rel;
+  DirFd parent;
   std::string token;
   bool first = true;
   while (first || !token.empty()) {
@@ -604,52 +796,50 @@ absl::StatusOr<PullResult> ArtifactClient::Pull(const std::string& dataset, cons
     for (const v1::VersionEntry& entry : response.entries()) {
       // Never trust a path from the wire with the file system.
       RETURN_IF_ERROR(ValidatePath(entry.path()));
+      size_t slash = entry.path().rfind('/');
+      std::string dir_rel = slash == std::string::npos ? "" : entry.path().substr(0, slash);
+      std::string name = slash == std::string::npos ? entry.path() : entry.path().substr(slash + 1);
+      if (parent.get() < 0 || dir_rel != parent_rel) {
+        ASSIGN_OR_RETURN(parent, OpenDirNoFollow(root_fd.get(), root, dir_rel));
+        parent_rel = dir_rel;
+      }
       std::string path = StrCat(root, "/", entry.path());
+      // Permission bits only (older versions may list more), and the umask applies.
+      const mode_t wanted = static_cast<mode_t>(entry.mode() & 0777) & ~umask;
       result.stats.files += 1;
       result.stats.bytes_total += entry.size();
       struct stat st;
-      if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == entry.size()) {
-        FileIdentity identity{
-            st.st_size, static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-            static_cast<uint64_t>(st.st_ino)};
+      if (::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISREG(st.st_mode) && st.st_size == entry.size()) {
         RawDigest have;
-        bool known = cache && cache->Lookup(path, identity, &have);
-        if (!known) {
-          ASSIGN_OR_RETURN(auto mapping, Mapping::Open(path));
+        bool trusted = !pull_options.verify && cache && cache->Lookup(path, IdentityOf(st), &have);
+        if (trusted) {
+          result.files_trusted += 1;
+        } else {
+          ASSIGN_OR_RETURN(auto mapping, Mapping::OpenAt(parent.get(), name, path, false));
           have = Sha256Of(mapping->data(), mapping->size());
           result.stats.files_hashed += 1;
+          if (cache) cache->Put(path, IdentityOf(st), have);
         }
         if (DigestHex(have) == entry.digest()) {
-          if ((st.st_mode & 07777) != entry.mode()) ::chmod(path.c_str(), entry.mode());
+          if ((st.st_mode & 07777) != wanted) ::fchmodat(parent.get(), name.c_str(), wanted, 0);
           result.files_already_present += 1;
           progress_done_ += entry.size();
           continue;
         }
       }
-      std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-      if (ec) return absl::UnavailableError(StrCat("create ", path, ": ", ec.message()));
-      RETURN_IF_ERROR(DownloadToFile(entry.digest(), path, &result.stats));
-      ::chmod(path.c_str(), entry.mode());
+      RETURN_IF_ERROR(
+          DownloadAt(parent.get(), name, path, entry.digest(), entry.mode() & 0777, &result.stats));
       result.files_written += 1;
-      if (cache && ::stat(path.c_str(), &st) == 0) {
+      if (cache && ::fstatat(parent.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         RawDigest digest;
         ParseDigestHex(entry.digest(), &digest);
-        cache->Put(
-            path,
-            {st.st_size, static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-             static_cast<uint64_t>(st.st_ino)},
-            digest);
+        cache->Put(path, IdentityOf(st), digest);
       }
     }
   }
-  if (options_.sync_downloads && result.files_written > 0) {
-    int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || ::syncfs(fd) != 0) {
-      absl::Status status = ErrnoError("syncfs", root);
-      if (fd >= 0) ::close(fd);
-      return status;
-    }
-    ::close(fd);
+  if (options_.sync_downloads && result.files_written > 0 && ::syncfs(root_fd.get()) != 0) {
+    return ErrnoError("syncfs", root);
   }
   return result;
 }

@@ -56,16 +56,33 @@ struct ClientOptions {
   bool sync_downloads = true;
 };
 
+struct PushOptions {
+  // Inside a pushed directory, follow symbolic links (to files and directories; a link to a
+  // directory above it, a loop, is skipped and counted). Off: links are skipped and counted. A link
+  // named as the source itself is always followed.
+  bool follow_symlinks = false;
+};
+
 struct PushResult {
   v1::DatasetVersion version;
   bool unchanged = false;  // the content already was a version: nothing uploaded
   TransferStats stats;
+  int64_t symlinks_skipped = 0;  // not followed (or dangling, or a loop)
+  int64_t special_skipped = 0;   // fifos, sockets, devices
+  int64_t empty_dirs = 0;        // a version lists files only: empty directories are not kept
+};
+
+struct PullOptions {
+  // Re-hash every file already in the target instead of trusting the hash cache for files whose
+  // size, mtime and inode are unchanged since they were last hashed or written.
+  bool verify = false;
 };
 
 struct PullResult {
   v1::DatasetVersion version;
-  int64_t files_written = 0;
-  int64_t files_already_present = 0;
+  int64_t files_written = 0;          // downloaded, each verified against its digest
+  int64_t files_already_present = 0;  // already in the target with the right content
+  int64_t files_trusted = 0;          // of those, known from the hash cache (not re-hashed)
   TransferStats stats;
 };
 
@@ -74,7 +91,8 @@ class ArtifactClient {
   ArtifactClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options = {});
 
   // Uploads one file (or bytes) as a blob; pinned blobs survive garbage collection without a
-  // dataset version naming them.
+  // dataset version naming them. A symbolic link is followed; INVALID_ARGUMENT for a directory,
+  // a fifo or a device.
   absl::StatusOr<v1::Blob> UploadFile(const std::string& path, bool pin, TransferStats* stats);
   absl::StatusOr<v1::Blob> UploadBytes(std::string_view data, bool pin, TransferStats* stats);
 
@@ -84,15 +102,22 @@ class ArtifactClient {
                               TransferStats* stats);
   absl::StatusOr<std::string> DownloadBytes(const std::string& digest);
 
-  // Pushes a directory (every regular file under it) or a single file as a new version of
-  // `dataset` (created when missing). Unchanged content uploads nothing.
+  // Pushes a directory (every regular file under it) or a single file (a symbolic link to one is
+  // followed) as a new version of `dataset` (created when missing); file modes are kept as their
+  // permission bits (0777). Unchanged content uploads nothing, except blobs the server reports
+  // damaged, which are sent again. INVALID_ARGUMENT when the source is neither a directory nor a
+  // regular file; NOT_FOUND / PERMISSION_DENIED / FAILED_PRECONDITION for local file errors.
   absl::StatusOr<PushResult> Push(const std::string& source, const std::string& dataset,
                                   const std::vector<std::string>& tags, const std::string& message,
-                                  HashCache* cache);
+                                  HashCache* cache, const PushOptions& push_options = {});
   // Writes every file of dataset@ref under `dest`, skipping files already there with the right
-  // digest, verifying every download.
+  // digest (re-hashed, or trusted from the hash cache unless `verify`), verifying every download.
+  // Never follows a symbolic link inside `dest` (FAILED_PRECONDITION when a directory of the
+  // version is a link there); files get the version's permission bits less the umask; runs of
+  // zeros are left as holes.
   absl::StatusOr<PullResult> Pull(const std::string& dataset, const std::string& ref,
-                                  const std::string& dest, HashCache* cache);
+                                  const std::string& dest, HashCache* cache,
+                                  const PullOptions& pull_options = {});
 
   v1::ArtifactService::Stub& stub() { return *stub_; }
 
@@ -106,6 +131,10 @@ class ArtifactClient {
     FileIdentity identity;
     std::shared_ptr<const FileChunks> chunks;  // when already computed
   };
+  // Downloads a blob into `name` under the directory `dirfd` through a temporary file renamed
+  // into place (never following a link at `name`), created with `mode` less the umask.
+  absl::Status DownloadAt(int dirfd, const std::string& name, const std::string& display,
+                          const std::string& digest, uint32_t mode, TransferStats* stats);
   // Uploads whichever of `files` the server lacks (their digests are known) in one session.
   absl::Status UploadFiles(const std::vector<LocalFile>& files, bool pin, TransferStats* stats);
 
