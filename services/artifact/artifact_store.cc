@@ -1268,6 +1268,7 @@ absl::StatusOr<v1::ScrubResponse> ArtifactStore::Scrub(bool repair) {
     ForgetDamaged(restored);
   }
   // Blobs that cannot be read whole: a chunk damaged, or its record gone.
+  absl::Status scan_error = absl::OkStatus();
   RETURN_IF_ERROR(
       db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key, std::string_view value) {
         internal::StoredBlob blob;
@@ -1277,10 +1278,16 @@ absl::StatusOr<v1::ScrubResponse> ArtifactStore::Scrub(bool repair) {
         for (size_t i = 0; i + 32 <= digests.size() && !damaged; i += 32) {
           std::string_view chunk = digests.substr(i, 32);
           damaged = IsDamaged(chunk);
-          if (damaged) break;
+          if (damaged) continue;
           auto record = db_->Get(chunks_, chunk);
-          if (record.ok() && !record->has_value()) {
-            damaged = MarkDamaged(DigestFromBytes(chunk), /*missing=*/true).ok();
+          if (!record.ok()) {
+            scan_error = record.status();
+            return false;
+          }
+          if (!record->has_value()) {  // no record at all (a data dir from before the marks)
+            damaged = true;
+            scan_error = MarkDamaged(DigestFromBytes(chunk), /*missing=*/true);
+            if (!scan_error.ok()) return false;
             if (response.missing_size() < static_cast<int>(kMaxReportedDigests)) {
               response.add_missing(DigestHex(DigestFromBytes(chunk)));
             }
@@ -1294,6 +1301,7 @@ absl::StatusOr<v1::ScrubResponse> ArtifactStore::Scrub(bool repair) {
         }
         return true;
       }));
+  RETURN_IF_ERROR(scan_error);
   if (repair && !corrupt.empty()) {
     // The wrong bytes go; the records stay, marked damaged, so that later scrubs still report
     // the chunks (as missing) until an upload of the same content heals them.
