@@ -52,8 +52,14 @@ total=$(mlops --output json pipeline status "$second" | grep -c '"state": "' || 
 echo "cached steps: $cached of $((total - 1))"
 
 say "Demo 7. Deploy and monitor: production data drifts, an alert fires, retraining registers a new model"
+# A demo run again on the same server gets a monitor of its own (a monitor retrains once per
+# cooldown, and its name is taken by the earlier run).
+monitor=demo
+if mlops monitor list | awk 'NR > 1 { print $1 }' | grep -qx demo; then
+  monitor="demo-$(date +%Y%m%d-%H%M%S)"
+fi
 run mlops profile create demo-train --dataset demo-data@v1
-run mlops monitor create demo --profile demo-train --model demo@production \
+run mlops monitor create "$monitor" --profile demo-train --model demo@production \
   --features f1,f2,f3,f4,segment --window-rows 5000 --drift-share 0.3 \
   --retrain examples/pipeline.yaml \
   --retrain-param "bin=$bin/examples" --retrain-param "cli=$cli" \
@@ -62,10 +68,10 @@ mkdir -p "$work/production"
 run "$example" generate --rows 20000 --seed 8 --shift 1.5 --out "$work/production/customers.csv"
 # What production saw becomes the next version of the data the retraining trains on.
 run mlops data push "$work/production" --dataset demo-data --tag production -m "production data"
-run mlops monitor ingest demo --file "$work/production/customers.csv" --batch 2000
-run mlops monitor report demo
-run mlops monitor alerts demo
-retrain=$(mlops --output json monitor alerts demo | sed -n 's/.*"pipeline_run_id": "\([0-9a-f]*\)".*/\1/p' | tail -1)
+run mlops monitor ingest "$monitor" --file "$work/production/customers.csv" --batch 2000
+run mlops monitor report "$monitor"
+run mlops monitor alerts "$monitor"
+retrain=$(mlops --output json monitor alerts "$monitor" | sed -n 's/.*"pipeline_run_id": "\([0-9a-f]*\)".*/\1/p' | tail -1)
 [ -n "$retrain" ] || { echo "the drift alert submitted no retraining" >&2; exit 1; }
 echo "retraining pipeline run: $retrain"
 finish "$retrain"

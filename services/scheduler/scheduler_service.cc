@@ -91,28 +91,52 @@ grpc::Status SchedulerServiceImpl::GetStepLogs(grpc::ServerContext* context,
                                                const v1::GetStepLogsRequest* request,
                                                grpc::ServerWriter<v1::LogChunk>* writer) {
   MLOPS_SCHEDULER_OR_RETURN(scheduler);
-  auto run = scheduler->Get(request->run_id());
-  if (!run.ok()) return ToGrpcStatus(run.status());
-  const v1::StepRun* step = nullptr;
-  for (const auto& s : run->steps()) {
-    if (s.name() == request->step()) step = &s;
+  // A CACHED step has no attempt of its own: follow cached_from ("run id/step") to the run whose
+  // attempt produced the outputs (a few hops at most: a cache hit names the producer).
+  std::string run_id = request->run_id(), step_name = request->step(), produced_by;
+  v1::StepRun step;
+  for (int hop = 0;; ++hop) {
+    auto run = scheduler->Get(run_id);
+    if (!run.ok()) return ToGrpcStatus(run.status());
+    bool found = false;
+    for (const auto& s : run->steps()) {
+      if (s.name() == step_name) {
+        step = s;
+        found = true;
+      }
+    }
+    if (!found) {
+      return ToGrpcStatus(absl::NotFoundError("run " + run_id + " has no step " + step_name));
+    }
+    if (step.attempts_size() > 0 || step.state() != v1::CACHED || hop == 8) break;
+    size_t slash = step.cached_from().rfind('/');
+    if (slash == std::string::npos) break;
+    run_id = step.cached_from().substr(0, slash);
+    step_name = step.cached_from().substr(slash + 1);
+    produced_by = step.cached_from();
   }
-  if (step == nullptr) {
-    return ToGrpcStatus(
-        absl::NotFoundError("run " + request->run_id() + " has no step " + request->step()));
-  }
-  if (step->attempts_size() == 0) {
+  if (step.attempts_size() == 0) {
     return ToGrpcStatus(absl::FailedPreconditionError(
         "step " + request->step() + " has not run" +
-        (step->state() == v1::CACHED ? " (cached from " + step->cached_from() + ")" : "")));
+        (produced_by.empty() ? "" : " (cached from " + produced_by + ", which has no logs)")));
   }
-  int attempt = request->attempt() == 0 ? step->attempts(step->attempts_size() - 1).number()
+  if (!produced_by.empty() && request->attempt() != 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        "attempt: step " + request->step() + " was CACHED from " + produced_by +
+        " and has no attempts of its own; ask that run for its attempts"));
+  }
+  int attempt = request->attempt() == 0 ? step.attempts(step.attempts_size() - 1).number()
                                         : request->attempt();
-  if (attempt < 1 || attempt > step->attempts_size()) {
+  if (attempt < 1 || attempt > step.attempts_size()) {
     return ToGrpcStatus(absl::NotFoundError("step " + request->step() + " has no attempt " +
                                             std::to_string(request->attempt())));
   }
-  std::string path = scheduler->AttemptDir(request->run_id(), request->step(), attempt) +
+  if (!produced_by.empty()) {
+    v1::LogChunk note;
+    note.set_produced_by(run_id + "/" + step_name + "/" + std::to_string(attempt));
+    if (!writer->Write(note)) return grpc::Status::OK;
+  }
+  std::string path = scheduler->AttemptDir(run_id, step_name, attempt) +
                      (request->stderr() ? "/stderr.log" : "/stdout.log");
   std::ifstream in(path, std::ios::binary);
   std::string buffer(64 << 10, '\0');
@@ -127,11 +151,11 @@ grpc::Status SchedulerServiceImpl::GetStepLogs(grpc::ServerContext* context,
     }
     if (!request->follow() || context->IsCancelled()) return grpc::Status::OK;
     // Follow: stop once this attempt has ended and everything it wrote was sent.
-    auto now = scheduler->Get(request->run_id());
+    auto now = scheduler->Get(run_id);
     bool ended = !now.ok();
     if (now.ok()) {
       for (const auto& s : now->steps()) {
-        if (s.name() == request->step()) {
+        if (s.name() == step_name) {
           ended = s.attempts_size() >= attempt && s.attempts(attempt - 1).end_time_ms() != 0;
         }
       }

@@ -70,6 +70,15 @@ TEST_F(PipelineCliTest, SubmitWatchStatusLogsListAndCacheHits) {
   auto cached = Mlops({"pipeline", "status", again_id});
   EXPECT_THAT(cached.out, HasSubstr("cache hit: " + id + "/prepare"));
   EXPECT_THAT(cached.out, HasSubstr("sweep train: maximize accuracy, best train[lr=0.1]"));
+  // The logs of a cached step are those of the attempt that produced it, and it says so.
+  auto cached_logs = Mlops({"pipeline", "logs", again_id, "prepare"});
+  ASSERT_EQ(cached_logs.exit_code, 0) << cached_logs.err;
+  EXPECT_EQ(cached_logs.out, "bonjour\n");
+  EXPECT_THAT(cached_logs.err, HasSubstr("was CACHED"));
+  EXPECT_THAT(cached_logs.err, HasSubstr(id + "/prepare/1"));
+  auto cached_attempt = Mlops({"pipeline", "logs", again_id, "prepare", "--attempt", "1"});
+  EXPECT_EQ(cached_attempt.exit_code, 1);
+  EXPECT_THAT(cached_attempt.err, HasSubstr("no attempts of its own"));
 
   auto list = Mlops({"pipeline", "list"});
   ASSERT_EQ(list.exit_code, 0) << list.err;

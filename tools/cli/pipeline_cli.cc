@@ -306,6 +306,11 @@ class PipelineCli {
     auto reader = stub_->GetStepLogs(&context, request);
     sv1::LogChunk chunk;
     while (reader->Read(&chunk)) {
+      if (!chunk.produced_by().empty()) {
+        std::cerr << "(step " << request.step()
+                  << " was CACHED: these are the logs of the attempt that produced its outputs, "
+                  << chunk.produced_by() << ")\n";
+      }
       std::cout.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
       std::cout.flush();
     }
