@@ -24,7 +24,19 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    {
+      echo "bootstrap: ${#missing[@]} Debian packages are missing and installing them needs root."
+      echo "Run this as root, then run the command again:"
+      echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+      echo "(or run tools/bootstrap.sh as root: su -c tools/bootstrap.sh)"
+    } >&2
+    exit 1
+  fi
+fi
 echo "bootstrap: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

@@ -4,6 +4,10 @@
 # through the `mlops` CLI.
 #   tools/quickstart.sh             build, start the server on :50051 (metrics :9464), run the tour
 #   MLOPS_PORT=6000 tools/quickstart.sh   use another gRPC port (metrics: MLOPS_METRICS_PORT)
+#   MLOPS_PREFIX=/opt/mlops tools/quickstart.sh   install mlops and mlops-server there (default
+#                                                 ~/.local: they land in ~/.local/bin)
+# Safe to run again: it reuses the server it started (or any that answers on the port), and the
+# demo and the tour run again on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -14,25 +18,29 @@ source tools/lib.sh
 say "Installing build dependencies (Debian packages; needs root or sudo)"
 tools/bootstrap.sh
 
-say "Building (cmake --preset default, -j2)"
+say "Building (cmake --preset default, -j2): the server, the CLI and the demo's program"
 cmake --preset default >/dev/null
-cmake --build --preset default -j2 --target mlops-server mlops mlops-metadata mlops-bench \
-  mlops-example
+cmake --build --preset default -j2 --target mlops-server mlops mlops-example
 
 bin="$root/build/default"
+prefix=${MLOPS_PREFIX:-$HOME/.local}
+say "Installing mlops and mlops-server into $prefix/bin"
+cmake --install build/default --prefix "$prefix" --component cli >/dev/null
+cmake --install build/default --prefix "$prefix" --component server >/dev/null
+on_path=yes
+case ":$PATH:" in *":$prefix/bin:"*) ;; *) on_path=no; export PATH="$prefix/bin:$PATH" ;; esac
 port=${MLOPS_PORT:-50051}
 metrics_port=${MLOPS_METRICS_PORT:-9464}
 data_dir="$root/.mlops"
 export MLOPS_SERVER="localhost:$port"
-mlops() { "$bin/tools/cli/mlops" "$@"; }
 
-if "$bin/tools/cli/mlops" experiments list >/dev/null 2>&1; then
+if mlops experiments list >/dev/null 2>&1; then
   say "An mlops server already answers on $MLOPS_SERVER: using it"
 else
   say "Starting mlops-server in the background (data in $data_dir, log in $data_dir/server.log)"
   mkdir -p "$data_dir"
   rm -f "$data_dir/server.ports"
-  nohup "$bin/tools/server/mlops-server" --port="$port" --metrics_port="$metrics_port" \
+  nohup mlops-server --port="$port" --metrics_port="$metrics_port" \
     --data_dir="$data_dir" --port_file="$data_dir/server.ports" >>"$data_dir/server.log" 2>&1 &
   echo $! > "$data_dir/server.pid"
   for _ in $(seq 1 100); do
@@ -184,17 +192,28 @@ curl -s "localhost:$metrics_port/metrics" |
 echo "\$ curl -s localhost:$metrics_port/metrics | grep grpc_server_handled_total | head -3"
 curl -s "localhost:$metrics_port/metrics" | grep '^grpc_server_handled_total' | head -3 || true
 
+shell_lines=""
+[ "$on_path" = no ] && shell_lines+="  export PATH=\"$prefix/bin:\$PATH\"
+"
+[ "$port" != 50051 ] && shell_lines+="  export MLOPS_SERVER=$MLOPS_SERVER
+"
+path_hint=""
+[ -n "$shell_lines" ] && path_hint="First, in your shell (and in ~/.profile to keep it):
+$shell_lines"
 cat <<MSG
 
-Done. The server keeps running in the background.
-  more:      $bin/tools/cli/mlops --help      (export MLOPS_SERVER=$MLOPS_SERVER)
-  JSON:      $bin/tools/cli/mlops --output json runs search --experiment $name
-  datasets:  $bin/tools/cli/mlops data list; mlops data show iris-tour --files
-  models:    $bin/tools/cli/mlops models list; mlops models show $name@production
-  demo:      $bin/tools/cli/mlops pipeline list; mlops models versions demo; mlops monitor alerts demo
-  monitoring: $bin/tools/cli/mlops monitor list; mlops monitor report $name
-  metrics:   http://localhost:$metrics_port/metrics   (also /healthz, /readyz)
+Done. The server keeps running in the background; mlops and mlops-server are in $prefix/bin.
+${path_hint}Then, for example (the CLI finds the server through MLOPS_SERVER, default localhost:50051):
+  mlops --help
+  mlops --output json runs search --experiment $name
+  mlops data list; mlops data show iris-tour --files
+  mlops models list; mlops models show $name@production
+  mlops pipeline list; mlops models versions demo; mlops monitor list
+  mlops monitor report $name
+  metrics:   curl -s http://localhost:$metrics_port/metrics   (also /healthz, /readyz)
   alerting:  charts/mlops/files/prometheus-rules.yaml, charts/mlops/files/grafana-dashboard.json
-  benchmark: $bin/tools/bench/mlops-bench metadata --json   (suites: metadata, artifact, scheduler, monitoring)
+  benchmark: cmake --build --preset default --target mlops-bench &&
+             build/default/tools/bench/mlops-bench metadata --json
   stop:      kill \$(cat $data_dir/server.pid)       (data stays in $data_dir)
+  again:     tools/quickstart.sh                      (reuses the running server)
 MSG

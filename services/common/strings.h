@@ -40,5 +40,8 @@ std::string ToUpper(std::string_view text);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 // Shortest text that parses back to the same double ("0.1", "1e+300", "nan", "inf").
 std::string FormatDouble(double value);
+// Milliseconds since the epoch as RFC 3339 in UTC, as people write times in messages:
+// "2026-11-27T12:00:00Z", with ".123" only when the milliseconds are not zero.
+std::string FormatRfc3339(int64_t ms);
 
 }  // namespace mlops

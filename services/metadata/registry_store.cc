@@ -194,8 +194,9 @@ absl::StatusOr<v1::RegisteredModel> RegistryStore::UpdateRegisteredModel(
   if (request.expected_update_time_ms() != 0 &&
       request.expected_update_time_ms() != model.update_time_ms()) {
     return absl::AbortedError(StrCat("registered model ", request.name(), " was updated at ",
+                                     FormatRfc3339(model.update_time_ms()), " (update_time_ms ",
                                      std::to_string(model.update_time_ms()),
-                                     "; read it again and retry"));
+                                     "); read it again and retry"));
   }
   model.set_description(request.description());
   *model.mutable_tags() = request.tags();
@@ -344,7 +345,8 @@ absl::StatusOr<v1::ModelVersion> RegistryStore::UpdateModelVersion(
       request.expected_update_time_ms() != version.update_time_ms()) {
     return absl::AbortedError(StrCat(
         "model ", request.name(), " version ", std::to_string(request.version()),
-        " was updated at ", std::to_string(version.update_time_ms()), "; read it again and retry"));
+        " was updated at ", FormatRfc3339(version.update_time_ms()), " (update_time_ms ",
+        std::to_string(version.update_time_ms()), "); read it again and retry"));
   }
   if (request.status() != v1::ModelVersion::STATUS_UNSPECIFIED) {
     version.set_status(request.status());
@@ -475,7 +477,7 @@ absl::StatusOr<v1::GetAliasHistoryResponse> RegistryStore::GetAliasHistory(
     if (response.moves_size() == 0) {
       return absl::NotFoundError(StrCat("alias ", request.alias(), " of ", request.name(),
                                         " pointed at nothing at ",
-                                        std::to_string(request.at_time_ms())));
+                                        FormatRfc3339(request.at_time_ms())));
     }
     return response;
   }

@@ -110,6 +110,13 @@ TEST(IdsTest, IdsAreUniqueValidAndIncreasing) {
   EXPECT_FALSE(IsValidId(std::string(32, 'G')));
 }
 
+TEST(StringsTest, FormatsTimesAsRfc3339) {
+  EXPECT_EQ(FormatRfc3339(0), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(FormatRfc3339(1795780800000), "2026-11-27T12:00:00Z");
+  EXPECT_EQ(FormatRfc3339(1795780800999), "2026-11-27T12:00:00.999Z");
+  EXPECT_EQ(FormatRfc3339(-1), "1969-12-31T23:59:59.999Z");
+}
+
 TEST(PageTokenTest, RoundTripsAndRejectsForeignTokens) {
   const std::string key(32, 'k');
   uint64_t fp = Fingerprint({"a", "b"});

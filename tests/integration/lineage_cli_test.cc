@@ -69,7 +69,11 @@ TEST_F(LineageCliTest, ModelsAndTheirLineageFromTheCommandLine) {
   EXPECT_THAT(history.out, HasSubstr("v1    v2"));
   auto at = Mlops({"models", "history", "iris", "production", "--at", "2099-01-01"});
   ASSERT_EQ(at.exit_code, 0) << at.err;
-  EXPECT_THAT(at.out, HasSubstr("version 2"));
+  EXPECT_THAT(at.out, HasSubstr("iris@production at 2099-01-01: version 2"));
+  // Before the first move: the time is said as it was written, not in milliseconds.
+  auto before = Mlops({"models", "history", "iris", "production", "--at", "2020-01-01T00:00:00Z"});
+  EXPECT_EQ(before.exit_code, 1);
+  EXPECT_THAT(before.err, HasSubstr("pointed at nothing at 2020-01-01T00:00:00Z\n"));
   auto del = Mlops({"models", "delete-version", "iris", "2"});
   EXPECT_EQ(del.exit_code, 1);
   EXPECT_THAT(del.err, HasSubstr("FAILED_PRECONDITION: alias production points at version 2"));
@@ -106,6 +110,25 @@ TEST_F(LineageCliTest, ModelsAndTheirLineageFromTheCommandLine) {
   auto missing = Mlops({"lineage", "artifact:99999"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
+  // A model registered from a file gets a lineage node of its own (none recorded those bytes).
+  std::string file = dir_->path() + "/model.bin";
+  std::ofstream(file) << "weights";
+  auto from_file = Mlops({"models", "register", "fresh", "--file", file});
+  ASSERT_EQ(from_file.exit_code, 0) << from_file.err;
+  ASSERT_EQ(Mlops({"models", "alias", "fresh", "production", "1"}).exit_code, 0);
+  auto fresh = Mlops({"lineage", "model:fresh@production"});
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.err;
+  EXPECT_THAT(fresh.out, HasSubstr("Model fresh"));
+  // The same file again: the same node, a new version.
+  auto again = Mlops({"models", "register", "fresh", "--file", file});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  auto versions_json = Mlops({"--output", "json", "models", "versions", "fresh"});
+  EXPECT_THAT(versions_json.out, HasSubstr("\"artifact_id\""));
+  // By digest alone, with nothing recorded: the error says what to do.
+  ASSERT_EQ(Mlops({"models", "register", "bare", "--digest", std::string(64, 'e')}).exit_code, 0);
+  auto bare = Mlops({"lineage", "model:bare@1"});
+  EXPECT_EQ(bare.exit_code, 1);
+  EXPECT_THAT(bare.err, HasSubstr("register the file with --file"));
   auto bad = Mlops({"--output", "dot", "models", "list"});
   EXPECT_EQ(bad.exit_code, 2);
 }

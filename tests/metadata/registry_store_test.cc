@@ -127,6 +127,11 @@ TEST_F(RegistryStoreTest, AliasesMoveWithHistoryAndAnswerWhatWasInProductionWhen
   history.set_at_time_ms(m1->time_ms() - 1);
   EXPECT_THAT(registry_->GetAliasHistory(history).status(),
               StatusIs(absl::StatusCode::kNotFound, "pointed at nothing"));
+  // Times in messages are RFC 3339, not milliseconds (this one is before the first move).
+  ASSERT_GT(m1->time_ms(), 1795780800000);
+  history.set_at_time_ms(1795780800000);
+  EXPECT_THAT(registry_->GetAliasHistory(history).status(),
+              StatusIs(absl::StatusCode::kNotFound, "pointed at nothing at 2026-11-27T12:00:00Z"));
 }
 
 TEST_F(RegistryStoreTest, AVersionWithAnAliasCannotBeDeleted) {

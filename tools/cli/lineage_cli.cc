@@ -6,9 +6,11 @@
 #include <ctime>
 #include <iostream>
 #include <map>
+#include <optional>
 
 #include "mlops/metadata/v1/lineage.grpc.pb.h"
 #include "mlops/metadata/v1/registry.grpc.pb.h"
+#include "services/artifact/client/artifact_client.h"
 #include "services/common/ids.h"
 #include "services/common/strings.h"
 
@@ -70,7 +72,8 @@ std::string ValueText(const mv1::Value& v) {
 class LineageCli {
  public:
   LineageCli(std::shared_ptr<grpc::Channel> channel, const std::string& output)
-      : lineage_(mv1::LineageService::NewStub(channel)),
+      : channel_(channel),
+        lineage_(mv1::LineageService::NewStub(channel)),
         registry_(mv1::ModelRegistry::NewStub(channel)),
         output_(output) {}
 
@@ -172,7 +175,16 @@ class LineageCli {
         (*request.mutable_tags())[k] = v;
       }
       request.set_create_model(true);
+      std::optional<std::string> file = args.Take("--file");
       args.ExpectEmpty();
+      if (file) {
+        if (!request.artifact_digest().empty()) {
+          throw UsageError{"models register: give --file or --digest, not both"};
+        }
+        auto [digest, artifact_id] = UploadModelFile(*file, request.name());
+        request.set_artifact_digest(digest);
+        if (request.artifact_id() == 0) request.set_artifact_id(artifact_id);
+      }
       PrintVersion(Call(registry_.get(), &mv1::ModelRegistry::Stub::CreateModelVersion, request));
       return 0;
     }
@@ -252,19 +264,34 @@ class LineageCli {
       mv1::GetAliasHistoryRequest request;
       request.set_name(args.Positional("NAME"));
       request.set_alias(args.Positional("ALIAS"));
-      if (auto at = args.Take("--at")) request.set_at_time_ms(ParseTime(*at));
+      std::optional<std::string> at = args.Take("--at");
+      if (at) request.set_at_time_ms(ParseTime(*at));
       args.ExpectEmpty();
       mv1::GetAliasHistoryResponse all;
-      do {
+      if (at) {
+        // Say the time as the user wrote it (the request asks for the end of that second).
+        grpc::ClientContext context;
+        grpc::Status status = registry_->GetAliasHistory(&context, request, &all);
+        if (status.error_code() == grpc::StatusCode::NOT_FOUND &&
+            status.error_message().find("pointed at nothing") != std::string::npos) {
+          std::cerr << "error: NOT_FOUND: alias " << request.alias() << " of " << request.name()
+                    << " pointed at nothing at " << *at << "\n";
+          std::exit(1);
+        }
+        if (!status.ok()) FailRpc(status);
+        request.set_page_token(all.next_page_token());
+      }
+      while (!at || !request.page_token().empty()) {
         auto page = Call(registry_.get(), &mv1::ModelRegistry::Stub::GetAliasHistory, request);
         for (auto& m : *page.mutable_moves()) *all.add_moves() = std::move(m);
         request.set_page_token(page.next_page_token());
-      } while (!request.page_token().empty());
+        if (request.page_token().empty()) break;
+      }
       if (output_ == "json") return PrintJson(all), 0;
-      if (request.at_time_ms() != 0) {
+      if (at) {
         const auto& m = all.moves(0);
-        std::cout << request.name() << "@" << request.alias() << " at "
-                  << FormatTime(request.at_time_ms()) << ": version " << m.to_version()
+        std::cout << request.name() << "@" << request.alias() << " at " << *at << ": version "
+                  << m.to_version()
                   << " (since " << FormatTime(m.time_ms()) << ", moved by " << m.actor() << ")\n";
         return 0;
       }
@@ -330,21 +357,16 @@ class LineageCli {
       }
       // Find the artifact by its content digest: a Model artifact, else whatever recorded those
       // bytes (a pipeline step's output, a run's output).
-      mv1::ListNodesRequest list;
-      list.set_type("Model");
-      list.set_filter("digest = '" + version.artifact_digest() + "'");
-      list.set_page_size(1);
-      auto found = Call(lineage_.get(), &mv1::LineageService::Stub::ListArtifacts, list);
-      if (found.artifacts_size() == 0) {
-        list.clear_type();
-        found = Call(lineage_.get(), &mv1::LineageService::Stub::ListArtifacts, list);
-      }
-      if (found.artifacts_size() == 0) {
+      int64_t id = FindArtifactByDigest(version.artifact_digest());
+      if (id == 0) {
         std::cerr << "error: NOT_FOUND: model " << version.name() << " version "
-                  << version.version() << " has no artifact with its digest in the lineage graph\n";
+                  << version.version()
+                  << " has no artifact with its digest in the lineage graph (it was registered "
+                     "by --digest and nothing recorded those bytes; register the file with "
+                     "--file, or produce it with mlops run or a pipeline)\n";
         std::exit(1);
       }
-      request->set_artifact_id(found.artifacts(0).id());
+      request->set_artifact_id(id);
     } else {
       throw UsageError{"REF '" + ref +
                        "': artifact:ID, execution:ID, run:RUN_ID or model:NAME@ALIAS"};
@@ -438,6 +460,48 @@ class LineageCli {
     std::cout << "\n";
   }
 
+  // The lineage artifact with this content digest (a Model first, else whatever recorded those
+  // bytes), or 0.
+  int64_t FindArtifactByDigest(const std::string& digest) {
+    mv1::ListNodesRequest list;
+    list.set_type("Model");
+    list.set_filter("digest = '" + digest + "'");
+    list.set_page_size(1);
+    auto found = Call(lineage_.get(), &mv1::LineageService::Stub::ListArtifacts, list);
+    if (found.artifacts_size() == 0) {
+      list.clear_type();
+      found = Call(lineage_.get(), &mv1::LineageService::Stub::ListArtifacts, list);
+    }
+    return found.artifacts_size() == 0 ? 0 : found.artifacts(0).id();
+  }
+
+  // Uploads a model file (pinned) and returns its digest and the lineage node for it: the one that
+  // already records those bytes (a run's or a step's output), else a new Model artifact.
+  std::pair<std::string, int64_t> UploadModelFile(const std::string& path,
+                                                  const std::string& model) {
+    artifact::ArtifactClient client(channel_);
+    auto blob = client.UploadFile(path, /*pin=*/true, nullptr);
+    if (!blob.ok()) {
+      FailRpc(grpc::Status(static_cast<grpc::StatusCode>(blob.status().code()),
+                           std::string(blob.status().message())));
+    }
+    int64_t id = FindArtifactByDigest(blob->digest());
+    if (id == 0) {
+      mv1::PutArtifactRequest put;
+      mv1::Artifact* a = put.mutable_artifact();
+      a->set_type("Model");
+      a->set_name(model);
+      a->set_uri("mlops://blobs/" + blob->digest());
+      a->set_digest(blob->digest());
+      a->set_size(blob->size());
+      a->set_state(mv1::Artifact::LIVE);
+      a->set_external_id("model-file:" + blob->digest());  // the same file again: the same node
+      id = Call(lineage_.get(), &mv1::LineageService::Stub::PutArtifact, put).id();
+    }
+    return {blob->digest(), id};
+  }
+
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<mv1::LineageService::Stub> lineage_;
   std::unique_ptr<mv1::ModelRegistry::Stub> registry_;
   std::string output_;

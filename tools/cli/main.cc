@@ -88,11 +88,12 @@ Artifacts (blobs addressed by the SHA-256 that sha256sum prints):
 
 Lineage (REF: artifact:ID, execution:ID, run:RUN_ID or model:NAME@ALIAS|VERSION):
   mlops lineage REF [--upstream | --downstream | --both] [--depth N] [--stop FILTER]
-                [--output table|json|dot]           (dot renders with Graphviz: | dot -Tsvg)
+                [--output table|json|dot]           (dot renders with Graphviz: dot -Tsvg)
 
 Model registry:
   mlops models create NAME [--description TEXT] [--tag K=V]...
-  mlops models register NAME --digest SHA256 [--run RUN] [--artifact-id ID] [--request-id ID]
+  mlops models register NAME --file MODEL_FILE | --digest SHA256 [--run RUN] [--artifact-id ID]
+                       [--request-id ID]     --file uploads it and gives it a lineage node
   mlops models list
   mlops models versions NAME [--max N]
   mlops models show NAME[@ALIAS|VERSION]
