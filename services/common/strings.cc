@@ -52,7 +52,8 @@ std::string FormatRfc3339(int64_t ms) {
   gmtime_r(&t, &tm);
   char buf[48];
   size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (millis != 0) n += static_cast<size_t>(std::snprintf(buf + n, sizeof(buf) - n, ".%03d", millis));
+  if (millis != 0)
+    n += static_cast<size_t>(std::snprintf(buf + n, sizeof(buf) - n, ".%03d", millis));
   std::snprintf(buf + n, sizeof(buf) - n, "Z");
   return buf;
 }

@@ -343,10 +343,10 @@ absl::StatusOr<v1::ModelVersion> RegistryStore::UpdateModelVersion(
   ASSIGN_OR_RETURN(v1::ModelVersion version, LoadVersion(model, request.version()));
   if (request.expected_update_time_ms() != 0 &&
       request.expected_update_time_ms() != version.update_time_ms()) {
-    return absl::AbortedError(StrCat(
-        "model ", request.name(), " version ", std::to_string(request.version()),
-        " was updated at ", FormatRfc3339(version.update_time_ms()), " (update_time_ms ",
-        std::to_string(version.update_time_ms()), "); read it again and retry"));
+    return absl::AbortedError(
+        StrCat("model ", request.name(), " version ", std::to_string(request.version()),
+               " was updated at ", FormatRfc3339(version.update_time_ms()), " (update_time_ms ",
+               std::to_string(version.update_time_ms()), "); read it again and retry"));
   }
   if (request.status() != v1::ModelVersion::STATUS_UNSPECIFIED) {
     version.set_status(request.status());

@@ -76,6 +76,34 @@ TEST_F(CliTest, ErrorsAreClearAndExitNonZero) {
   EXPECT_THAT(missing.err, HasSubstr("NOT_FOUND"));
 }
 
+TEST_F(CliTest, UnknownWordsListTheValidOnesAndVersionAndCompletionWork) {
+  auto bogus = Mlops({"runs", "bogus"});
+  EXPECT_EQ(bogus.exit_code, 2);
+  EXPECT_THAT(bogus.err, HasSubstr("unknown command 'runs bogus'; runs commands: create, search"));
+  auto none = Mlops({"data"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_THAT(none.err, HasSubstr("missing command; data commands: push, pull"));
+  auto group = Mlops({"frobnicate"});
+  EXPECT_EQ(group.exit_code, 2);
+  EXPECT_THAT(group.err, HasSubstr("unknown command group 'frobnicate'; groups: run, reproduce"));
+  auto monitor = Mlops({"monitor", "nope"});
+  EXPECT_EQ(monitor.exit_code, 2);
+  EXPECT_THAT(monitor.err, HasSubstr("monitor commands: create, list"));
+  auto version = testing::RunCommand({MLOPS_CLI_BIN, "--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_THAT(version.out,
+              ::testing::MatchesRegex("mlops [0-9.]+ \\(commit [0-9a-f]+(-dirty)?\\)\n"));
+  // The completion script, run by bash: groups, then a group's commands.
+  auto completion = testing::RunCommand(
+      {"/bin/bash", "-c",
+       "source <(\"$0\" completion bash) && COMP_WORDS=(mlops ru) && COMP_CWORD=1 && _mlops && "
+       "echo \"${COMPREPLY[*]}\" && COMP_WORDS=(mlops --server x models a) && COMP_CWORD=4 && "
+       "_mlops && echo \"${COMPREPLY[*]}\"",
+       MLOPS_CLI_BIN});
+  ASSERT_EQ(completion.exit_code, 0) << completion.err;
+  EXPECT_EQ(completion.out, "run runs\nalias\n");
+}
+
 TEST_F(CliTest, UnreachableServerSaysSo) {
   auto result =
       testing::RunCommand({MLOPS_CLI_BIN, "experiments", "list"}, {"MLOPS_SERVER=127.0.0.1:1"});

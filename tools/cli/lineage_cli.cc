@@ -291,8 +291,8 @@ class LineageCli {
       if (at) {
         const auto& m = all.moves(0);
         std::cout << request.name() << "@" << request.alias() << " at " << *at << ": version "
-                  << m.to_version()
-                  << " (since " << FormatTime(m.time_ms()) << ", moved by " << m.actor() << ")\n";
+                  << m.to_version() << " (since " << FormatTime(m.time_ms()) << ", moved by "
+                  << m.actor() << ")\n";
         return 0;
       }
       std::vector<std::vector<std::string>> rows;

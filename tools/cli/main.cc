@@ -14,10 +14,12 @@
 #include <vector>
 
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "mlops_version.h"
 #include "services/common/ids.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "tools/cli/cli_util.h"
+#include "tools/cli/commands.h"
 #include "tools/cli/data_cli.h"
 #include "tools/cli/lineage_cli.h"
 #include "tools/cli/monitoring_cli.h"
@@ -37,6 +39,8 @@ Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
 
   --server    the mlops server (default $MLOPS_SERVER, else localhost:50051)
   --output    table (default), json, or dot (lineage)
+  mlops --version                   the version and the commit it was built from
+  mlops completion bash             tab completion: source <(mlops completion bash)
 
 Runs of your own code (recorded: git commit + uncommitted diff, command, environment, lockfiles,
 params, input dataset versions; then logs, outputs, metrics.json, exit code):
@@ -512,6 +516,10 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return raw.empty() ? 2 : 0;
     }
+    if (raw.size() == 1 && (raw[0] == "--version" || raw[0] == "version")) {
+      std::cout << "mlops " << MLOPS_VERSION << " (commit " << MLOPS_COMMIT << ")\n";
+      return 0;
+    }
     // `mlops run` passes its own flags (--output PATH among them) and the command's: there the
     // global flags are only those before the word "run".
     Args prefix({});
@@ -536,9 +544,19 @@ int main(int argc, char** argv) {
     if (output != "table" && output != "json" && output != "dot") {
       throw UsageError{"--output must be table, json or dot"};
     }
-    std::string group = args.Positional(
-        "group (run, reproduce, experiments, runs, data, artifact, lineage, models, pipeline, "
-        "queues, profile, monitor, drift)");
+    std::optional<std::string> word = args.OptionalPositional();
+    if (!word) throw UsageError{"missing command group; groups: " + ValidWords("")};
+    const CommandGroup* found = FindGroup(*word);
+    if (found == nullptr) {
+      throw UsageError{"unknown command group '" + *word + "'; groups: " + ValidWords("")};
+    }
+    std::string group = *word;
+    if (found->name == "completion") {
+      TakeCommand("completion", args);
+      args.ExpectEmpty();
+      std::cout << BashCompletion();
+      return 0;
+    }
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(64 << 20);
@@ -553,7 +571,7 @@ int main(int argc, char** argv) {
                                                                    : "drift",
                                   args, channel, output == "json");
     }
-    std::string command = group == "lineage" ? "" : args.Positional("command");
+    std::string command = group == "lineage" ? "" : TakeCommand(found->name, args);
     if ((group == "runs") && command == "compare") {
       return CompareRunsCommandLine(args, channel, output == "json");
     }

@@ -10,6 +10,7 @@
 #include "mlops/monitoring/v1/monitoring.grpc.pb.h"
 #include "services/common/strings.h"
 #include "services/scheduler/pipeline_spec.h"
+#include "tools/cli/commands.h"
 
 namespace mlops::cli {
 namespace {
@@ -509,7 +510,7 @@ int RunMonitoringCommand(const std::string& group, Args& args,
                          std::shared_ptr<grpc::Channel> channel, bool json) {
   MonitoringCli cli(std::move(channel), json);
   if (group == "drift") return cli.Drift(args);
-  std::string command = args.Positional("command");
+  std::string command = TakeCommand(group, args);
   return group == "profile" ? cli.Profile(command, args) : cli.Monitor(command, args);
 }
 
