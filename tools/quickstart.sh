@@ -24,9 +24,10 @@ cmake --build --preset default -j2 --target mlops-server mlops mlops-example
 
 bin="$root/build/default"
 prefix=${MLOPS_PREFIX:-$HOME/.local}
-say "Installing mlops and mlops-server into $prefix/bin"
-cmake --install build/default --prefix "$prefix" --component cli >/dev/null
-cmake --install build/default --prefix "$prefix" --component server >/dev/null
+say "Installing mlops, mlops-server and mlops-example (the demo's program) into $prefix/bin"
+for component in cli server examples; do
+  cmake --install build/default --prefix "$prefix" --component "$component" >/dev/null
+done
 on_path=yes
 case ":$PATH:" in *":$prefix/bin:"*) ;; *) on_path=no; export PATH="$prefix/bin:$PATH" ;; esac
 port=${MLOPS_PORT:-50051}
@@ -202,7 +203,8 @@ path_hint=""
 $shell_lines"
 cat <<MSG
 
-Done. The server keeps running in the background; mlops and mlops-server are in $prefix/bin.
+Done. The server keeps running in the background; mlops, mlops-server and mlops-example are in
+$prefix/bin. The README's commands run as they are from here.
 ${path_hint}Then, for example (the CLI finds the server through MLOPS_SERVER, default localhost:50051):
   mlops --help
   mlops --output json runs search --experiment $name
