@@ -167,7 +167,7 @@ pipeline_run=$(mlops pipeline list --max 1 | awk 'NR == 2 { print $1 }')
 run mlops pipeline status "$pipeline_run"
 run mlops pipeline logs "$pipeline_run" count
 run mlops pipeline logs "$pipeline_run" pick
-say "   The same pipeline again: every step is a cache hit. A new param value reruns the steps (every step sees every param as MLOPS_PARAM_*, so it is part of each fingerprint)"
+say "   The same pipeline again: every step is a cache hit. A new threshold reruns only the steps that use it (a step sees, and its fingerprint covers, only the params it names or declares)"
 run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --watch
 run mlops pipeline submit "$data_dir/tour-pipeline.yaml" --param threshold=6.0 --watch
 

@@ -118,7 +118,7 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
   RETURN_IF_ERROR(
       OnlyKeys(node, "step",
                {"name", "needs", "image", "command", "inputs", "outputs", "env", "resources",
-                "replicas", "retries", "timeout", "cache", "sweep", "objective"}));
+                "replicas", "retries", "timeout", "cache", "sweep", "objective", "params"}));
   StepSpec step;
   step.line = node.Mark().line + 1;
   step.params = params;
@@ -292,6 +292,61 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
       }
     }
   }
+  // Every placeholder is checked now, at submission, and the step keeps only the params it uses:
+  // those its command names, those it declares (`params: [seed]`, read from MLOPS_PARAM_SEED) and
+  // those it sweeps. Its environment and its fingerprint hold exactly these.
+  std::set<std::string> used;
+  for (size_t i = 0; i < step.command.size(); ++i) {
+    const std::string& arg = step.command[i];
+    for (size_t pos = arg.find("{{"); pos != std::string::npos; pos = arg.find("{{", pos)) {
+      size_t close = arg.find("}}", pos + 2);
+      if (close == std::string::npos) {
+        return ErrorAt(command[i], where + ": unclosed '{{' in '" + arg + "'");
+      }
+      std::string name = arg.substr(pos + 2, close - pos - 2);
+      name.erase(0, name.find_first_not_of(' '));
+      name.erase(name.find_last_not_of(' ') + 1);
+      pos = close + 2;
+      if (name.rfind("params.", 0) == 0) {
+        std::string key = name.substr(7);
+        if (!params.contains(key)) {
+          return ErrorAt(command[i], where + ": {{" + name + "}}: '" + key +
+                                         "' is not a pipeline param (declare it in params)");
+        }
+        used.insert(key);
+      } else if (name.rfind("inputs.", 0) == 0) {
+        if (!step.inputs.contains(name.substr(7))) {
+          return ErrorAt(command[i], where + ": {{" + name + "}}: the step has no input '" +
+                                         name.substr(7) + "'");
+        }
+      } else if (name.rfind("outputs.", 0) == 0) {
+        if (!step.outputs.contains(name.substr(8))) {
+          return ErrorAt(command[i], where + ": {{" + name + "}}: the step has no output '" +
+                                         name.substr(8) + "'");
+        }
+      } else if (name != "step.name") {
+        return ErrorAt(command[i], where + ": unknown placeholder {{" + name +
+                                       "}} (params.K, inputs.K, outputs.K, step.name)");
+      }
+    }
+  }
+  if (const YamlNode declared = node["params"]) {
+    if (!declared.IsSequence()) {
+      return ErrorAt(declared, where + ": params: expected a list of pipeline param names");
+    }
+    for (size_t i = 0; i < declared.size(); ++i) {
+      ASSIGN_OR_RETURN(std::string key, Scalar(declared[i], where + ": params"));
+      if (!params.contains(key)) {
+        return ErrorAt(declared[i], where + ": params: '" + key +
+                                        "' is not a pipeline param (declare it in params)");
+      }
+      used.insert(key);
+    }
+  }
+  for (const auto& [key, values] : step.sweep) used.insert(key);
+  std::map<std::string, std::string> visible;
+  for (const std::string& key : used) visible[key] = params.at(key);
+  step.params = std::move(visible);
   return step;
 }
 
@@ -497,7 +552,9 @@ absl::Status ApplyParams(PipelineSpec* spec, const std::map<std::string, std::st
     spec->params[key] = value;
   }
   for (StepSpec& step : spec->steps) {
-    for (const auto& [key, value] : params) step.params[key] = value;
+    for (const auto& [key, value] : params) {
+      if (step.params.contains(key)) step.params[key] = value;  // a step sees only what it uses
+    }
   }
   return absl::OkStatus();
 }
@@ -620,6 +677,39 @@ absl::StatusOr<std::vector<std::string>> RenderCommand(
   return out;
 }
 
+namespace {
+
+// `arg` with {{params.K}} and {{step.name}} replaced by their values; {{inputs.K}} and
+// {{outputs.K}} kept (normalised) for what they stand for.
+std::string CanonicalArgument(const StepSpec& step, const std::string& arg) {
+  std::string out;
+  size_t pos = 0;
+  while (true) {
+    size_t open = arg.find("{{", pos);
+    size_t close = open == std::string::npos ? open : arg.find("}}", open + 2);
+    if (close == std::string::npos) {
+      out.append(arg, pos, std::string::npos);
+      return out;
+    }
+    out.append(arg, pos, open - pos);
+    std::string name = arg.substr(open + 2, close - open - 2);
+    name.erase(0, name.find_first_not_of(' '));
+    name.erase(name.find_last_not_of(' ') + 1);
+    auto param =
+        name.rfind("params.", 0) == 0 ? step.params.find(name.substr(7)) : step.params.end();
+    if (param != step.params.end()) {
+      out += param->second;
+    } else if (name == "step.name") {
+      out += step.name;
+    } else {
+      out += "{{" + name + "}}";
+    }
+    pos = close + 2;
+  }
+}
+
+}  // namespace
+
 std::string StepFingerprint(const StepSpec& step,
                             const std::map<std::string, std::string>& input_digests) {
   Sha256 hash;
@@ -636,10 +726,13 @@ std::string StepFingerprint(const StepSpec& step,
       put(v);
     }
   };
-  put("mlops-step-v1");
+  // v2: the command as rendered (params and the step name substituted; input and output
+  // placeholders stay, as their paths differ per attempt while their digests and names are below),
+  // and only the params the step uses.
+  put("mlops-step-v2");
   put("command");
   put(std::to_string(step.command.size()));
-  for (const auto& arg : step.command) put(arg);
+  for (const auto& arg : step.command) put(CanonicalArgument(step, arg));
   put("image");
   put(step.image);
   put_map("env", step.env);

@@ -19,6 +19,8 @@
 //       timeout: 30m
 //       cache: true
 //       sweep: {lr: [0.01, 0.1, 1.0]}
+//       params: [seed]      # params read from the environment (MLOPS_PARAM_SEED) rather than
+//                           # named in the command; a step sees no other pipeline param
 //       objective: {metric: accuracy, goal: maximize}   # picks the best instance of the sweep
 //
 // Every error is INVALID_ARGUMENT and starts with "line L, column C:" (1-based) of the offending
@@ -75,8 +77,11 @@ struct StepSpec {
   int64_t timeout_ms = 0;  // 0: none
   bool cache = true;
   std::map<std::string, std::vector<std::string>> sweep;
-  std::map<std::string, std::string> params;  // the pipeline's params, overridden by the sweep
-  std::string sweep_of;                       // after expansion: the step it was expanded from
+  // The params this step uses, with their values (the sweep's for a swept key): those its command
+  // names ({{params.K}}), those it declares (`params: [seed]`) and those it sweeps. Only these
+  // reach its environment (MLOPS_PARAM_<K>) and its fingerprint.
+  std::map<std::string, std::string> params;
+  std::string sweep_of;  // after expansion: the step it was expanded from
   // With a sweep: the metrics.json key that picks the best instance, and which way.
   std::string objective_metric;
   bool maximize = true;
@@ -111,7 +116,8 @@ absl::StatusOr<std::vector<std::string>> RenderCommand(
     const std::map<std::string, std::string>& output_paths);
 
 // The cache key of a step: SHA-256 (hex) over a canonical, length-prefixed encoding of its command
-// templates, image, env, params, replicas, declared outputs and the content digests of its inputs
+// as rendered (params and the step name substituted; input and output placeholders kept), image,
+// env, the params it uses, replicas, declared outputs and the content digests of its inputs
 // (input name -> digest). Equal fingerprints mean the step would compute the same thing.
 std::string StepFingerprint(const StepSpec& step,
                             const std::map<std::string, std::string>& input_digests);

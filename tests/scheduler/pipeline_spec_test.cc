@@ -201,6 +201,88 @@ TEST(PipelineSpecTest, FingerprintsChangeWithContentAndNothingElse) {
   EXPECT_NE(StepFingerprint(other, inputs), StepFingerprint(split, inputs));
 }
 
+TEST(PipelineSpecTest, TheStepNameInACommandIsPartOfTheFingerprint) {
+  auto spec = ParsePipelineSpec(R"(name: names
+steps:
+  - name: a
+    command: [echo, "{{step.name}}"]
+  - name: b
+    command: [echo, "{{ step.name }}"]
+)");
+  ASSERT_OK(spec.status());
+  ASSERT_EQ(spec->steps.size(), 2u);
+  EXPECT_NE(StepFingerprint(spec->steps[0], {}), StepFingerprint(spec->steps[1], {}));
+  // Input and output placeholders stand for their content, not their per-attempt paths.
+  StepSpec same = spec->steps[0];
+  same.command = {"cat", "{{inputs.x}}"};
+  StepSpec spaced = same;
+  spaced.command = {"cat", "{{ inputs.x }}"};
+  EXPECT_EQ(StepFingerprint(same, {{"x", std::string(64, 'a')}}),
+            StepFingerprint(spaced, {{"x", std::string(64, 'a')}}));
+}
+
+TEST(PipelineSpecTest, AStepSeesAndIsKeyedOnOnlyTheParamsItUses) {
+  constexpr char kSpec[] = R"(name: narrow
+params: {lr: "0.1", seed: "7", unused: "x", batch: "32"}
+steps:
+  - name: prep
+    command: [prep]
+  - name: train
+    command: [train, --lr, "{{params.lr}}"]
+    params: [seed]
+  - name: tune
+    command: [tune]
+    sweep: {batch: ["16", "32"]}
+)";
+  auto parsed = ParsePipelineSpec(kSpec);
+  ASSERT_OK(parsed.status());
+  auto by_name = [](const PipelineSpec& spec, const std::string& name) {
+    for (const StepSpec& s : spec.steps) {
+      if (s.name == name) return s;
+    }
+    return StepSpec();
+  };
+  EXPECT_TRUE(by_name(*parsed, "prep").params.empty());
+  EXPECT_EQ(by_name(*parsed, "train").params,
+            (std::map<std::string, std::string>{{"lr", "0.1"}, {"seed", "7"}}));
+  EXPECT_EQ(by_name(*parsed, "tune").params, (std::map<std::string, std::string>{{"batch", "32"}}));
+  std::string prep = StepFingerprint(by_name(*parsed, "prep"), {});
+  std::string train = StepFingerprint(by_name(*parsed, "train"), {});
+  // A new value of a param only train uses changes train's fingerprint, not prep's.
+  auto changed = ParsePipelineSpec(kSpec);
+  ASSERT_OK(changed.status());
+  ASSERT_OK(ApplyParams(&*changed, {{"seed", "8"}, {"unused", "y"}}));
+  EXPECT_EQ(StepFingerprint(by_name(*changed, "prep"), {}), prep);
+  EXPECT_NE(StepFingerprint(by_name(*changed, "train"), {}), train);
+  EXPECT_EQ(by_name(*changed, "train").params.at("seed"), "8");
+  EXPECT_FALSE(by_name(*changed, "prep").params.contains("unused"));
+}
+
+TEST(PipelineSpecTest, PlaceholdersAreCheckedAtSubmission) {
+  struct Case {
+    const char* yaml;
+    const char* error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"name: p\nsteps:\n  - name: a\n    command: [echo, \"{{params.nope}}\"]\n",
+            "line 4, column 21: step a: {{params.nope}}: 'nope' is not a pipeline param"},
+           {"name: p\nsteps:\n  - name: a\n    command: [echo, \"{{params.x\"]\n",
+            "line 4, column 21: step a: unclosed '{{'"},
+           {"name: p\nsteps:\n  - name: a\n    command: [cat, \"{{inputs.data}}\"]\n",
+            "step a: {{inputs.data}}: the step has no input 'data'"},
+           {"name: p\nsteps:\n  - name: a\n    command: [cp, x, \"{{outputs.o}}\"]\n",
+            "step a: {{outputs.o}}: the step has no output 'o'"},
+           {"name: p\nsteps:\n  - name: a\n    command: [echo, \"{{secrets.t}}\"]\n",
+            "unknown placeholder {{secrets.t}}"},
+           {"name: p\nparams: {a: 1}\nsteps:\n  - name: s\n    command: [x]\n    params: [b]\n",
+            "line 6, column 14: step s: params: 'b' is not a pipeline param"},
+       }) {
+    EXPECT_THAT(ParsePipelineSpec(c.yaml).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.error))
+        << c.yaml;
+  }
+}
+
 TEST(PipelineSpecTest, DurationsAndQuantities) {
   int64_t v = 0;
   EXPECT_TRUE(ParseDuration("1h30m", &v));

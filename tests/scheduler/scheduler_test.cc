@@ -246,12 +246,13 @@ TEST_F(SchedulerTest, StepsAreRecordedAsTrackingRunsAndLineage) {
   auto pushed = client_.Push(src, "labels", {}, "v1", &cache);
   ASSERT_OK(pushed.status());
   const std::string yaml = R"(name: recorded
-params: {lr: "0.1"}
+params: {lr: "0.1", other: "not used by train"}
 steps:
   - name: train
     command: [/bin/sh, -c, "wc -l < {{inputs.labels}}/labels.txt > {{outputs.model}}; echo $MLOPS_RUN_ID > run_id.txt; echo '{\"accuracy\": 0.93, \"loss\": 0.2}' > metrics.json; echo training >&2"]
     inputs: {labels: "dataset:labels"}
     outputs: {model: model.bin}
+    params: [lr]
 )";
   v1::PipelineRun run = Wait(Submit(yaml).id());
   ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
@@ -276,6 +277,7 @@ steps:
   }
   EXPECT_EQ(tracked.status(), metadata::v1::FINISHED);
   EXPECT_EQ(tracked.params().at("lr"), "0.1");
+  EXPECT_EQ(tracked.params().count("other"), 0u);  // a step sees only the params it uses
   ASSERT_EQ(tracked.latest_metrics_size(), 2);
   EXPECT_EQ(tracked.tags().at("mlops.pipeline_run"), run.id());
   // Lineage: from the model, upstream to the execution and the dataset version it read.
