@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
+#include "services/common/strings.h"
 #include "services/monitoring/stats.h"
 
 namespace mlops::monitoring {
@@ -74,6 +76,23 @@ v1::FeatureProfile NumericProfile(const std::string& name, std::vector<double> v
   return profile;
 }
 
+namespace {
+bool LooksNumeric(std::string_view value) {
+  if (value.empty()) return false;
+  char c = value[0];
+  return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.';
+}
+}  // namespace
+
+std::string CanonicalCategory(std::string_view value) {
+  if (!LooksNumeric(value)) return std::string(value);
+  std::string text(value);
+  char* end = nullptr;
+  double number = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || !std::isfinite(number)) return text;
+  return FormatDouble(number == 0 ? 0.0 : number);  // -0 and 0 are one category
+}
+
 v1::FeatureProfile CategoricalProfile(const std::string& name,
                                       const std::vector<std::string>& values, int max_categories) {
   v1::FeatureProfile profile;
@@ -85,7 +104,7 @@ v1::FeatureProfile CategoricalProfile(const std::string& name,
     if (v.empty()) {
       ++nulls;
     } else {
-      ++counts[v];
+      ++counts[CanonicalCategory(v)];
     }
   }
   profile.set_nulls(nulls);
@@ -176,6 +195,11 @@ void FeatureWindow::AddCategory(std::string_view value) {
   }
   ++count_;
   auto it = index_.find(absl::string_view(value.data(), value.size()));
+  if (it == index_.end() && LooksNumeric(value)) {
+    // "1.0" and "1" are one category on every path (profiles store the canonical form).
+    std::string canonical = CanonicalCategory(value);
+    it = index_.find(absl::string_view(canonical.data(), canonical.size()));
+  }
   ++categories_[it == index_.end() ? categories_.size() - 1 : static_cast<size_t>(it->second)];
 }
 
@@ -268,7 +292,9 @@ v1::FeatureDrift FeatureWindow::Evaluate(const std::vector<v1::DriftTest>& tests
         result->set_drifted(result->statistic() >= result->threshold());
         break;
       case v1::DriftTest::CHI_SQUARED: {
-        ChiSquared chi = ChiSquaredTest(reference, counts);
+        std::vector<double> reference_counts = reference;
+        for (double& c : reference_counts) c *= static_cast<double>(profile_->count());
+        ChiSquared chi = ChiSquaredHomogeneity(reference_counts, counts);
         result->set_statistic(chi.statistic);
         result->set_p_value(chi.p_value);
         result->set_drifted(chi.p_value < result->threshold());

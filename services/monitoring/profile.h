@@ -74,6 +74,11 @@ class FeatureWindow {
   double sum_ = 0;
 };
 
+// The one form of a category value on every path (profiles, datasets, streamed samples): a value
+// that is a finite number in full ("1.0", "01", "1e0") becomes its shortest form ("1"); any other
+// text is kept as it is.
+std::string CanonicalCategory(std::string_view value);
+
 // The test's threshold, or its default.
 double Threshold(const v1::DriftTest& test);
 

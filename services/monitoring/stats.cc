@@ -8,10 +8,12 @@
 namespace mlops::monitoring {
 namespace {
 
-// Proportions with empty bins raised to kEpsilon.
+// Proportions with empty bins (and only those) set to kEpsilon.
 std::vector<double> Smoothed(const std::vector<double>& values) {
   std::vector<double> out = Proportions(values);
-  for (double& v : out) v = std::max(v, kEpsilon);
+  for (double& v : out) {
+    if (v == 0) v = kEpsilon;
+  }
   return out;
 }
 
@@ -46,20 +48,31 @@ double JensenShannonDistance(const std::vector<double>& reference,
   return std::sqrt(std::max(0.0, divergence));
 }
 
-ChiSquared ChiSquaredTest(const std::vector<double>& reference_proportions,
-                          const std::vector<double>& observed) {
+ChiSquared ChiSquaredHomogeneity(const std::vector<double>& reference_counts,
+                                 const std::vector<double>& current_counts) {
   ChiSquared result;
-  double total = std::accumulate(observed.begin(), observed.end(), 0.0);
-  size_t bins = std::min(reference_proportions.size(), observed.size());
-  if (total <= 0 || bins < 2) return result;
-  std::vector<double> expected(bins);
-  for (size_t i = 0; i < bins; ++i) expected[i] = std::max(reference_proportions[i], kEpsilon);
-  double sum = std::accumulate(expected.begin(), expected.end(), 0.0);
+  size_t bins = std::min(reference_counts.size(), current_counts.size());
+  std::vector<size_t> used;  // bins with mass in either sample
+  double ref_total = 0, cur_total = 0;
   for (size_t i = 0; i < bins; ++i) {
-    double e = expected[i] / sum * total;
-    result.statistic += (observed[i] - e) * (observed[i] - e) / e;
+    ref_total += reference_counts[i];
+    cur_total += current_counts[i];
+    if (reference_counts[i] + current_counts[i] > 0) used.push_back(i);
   }
-  result.dof = static_cast<int>(bins) - 1;
+  if (ref_total <= 0 || cur_total <= 0 || used.size() < 2) return result;
+  double total = ref_total + cur_total;
+  result.dof = static_cast<int>(used.size()) - 1;
+  for (size_t i : used) {
+    double column = reference_counts[i] + current_counts[i];
+    for (auto [observed, row] :
+         {std::pair{reference_counts[i], ref_total}, std::pair{current_counts[i], cur_total}}) {
+      double expected = row * column / total;
+      double diff = observed - expected;
+      // Yates' continuity correction for a 2 x 2 table, as chi2_contingency applies by default.
+      if (result.dof == 1) diff = std::copysign(std::max(0.0, std::fabs(diff) - 0.5), diff);
+      result.statistic += diff * diff / expected;
+    }
+  }
   result.p_value = ChiSquaredSurvival(result.statistic, result.dof);
   return result;
 }

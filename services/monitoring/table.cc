@@ -104,7 +104,9 @@ absl::StatusOr<std::unique_ptr<Table>> Table::ParseCsv(
   std::vector<std::vector<std::string>> cells(header.size());
   uint64_t rows = 0;
   while (NextRecord(text, &pos, &fields)) {
-    if (fields.size() == 1 && fields[0].empty()) continue;  // a blank line
+    // A blank line between rows of several columns is skipped; with one column it is an empty
+    // cell (a null), like "" (RFC 4180: every line is a record).
+    if (fields.size() == 1 && fields[0].empty() && header.size() > 1) continue;
     if (fields.size() != header.size()) {
       return absl::InvalidArgumentError(
           StrCat("CSV: row ", std::to_string(rows + 2), " has ", std::to_string(fields.size()),

@@ -241,6 +241,13 @@ TEST(MonitoringTest, CommandLine) {
   EXPECT_EQ(moved.exit_code, 3) << moved.out << moved.err;
   EXPECT_THAT(moved.out, HasSubstr("DRIFT"));
   EXPECT_THAT(moved.out, HasSubstr("ref "));
+  // The exit code says "drifted" whatever the output format.
+  auto moved_json = mlops(
+      {"--output", "json", "drift", "users@v2", "--against", "users-train", "--test", "ks,psi"});
+  EXPECT_EQ(moved_json.exit_code, 3) << moved_json.err;
+  EXPECT_THAT(moved_json.out, HasSubstr("\"drifted\": true"));
+  EXPECT_EQ(mlops({"--output", "json", "drift", "users@v1", "--against", "users-train"}).exit_code,
+            0);
   auto create = mlops({"monitor", "create", "users", "--profile", "users-train", "--window-rows",
                        "500", "--test", "ks,psi:0.1"});
   ASSERT_EQ(create.exit_code, 0) << create.err;

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "services/monitoring/stats.h"
+#include "services/monitoring/table.h"
 #include "tests/testing/testing.h"
 
 namespace mlops::monitoring {
@@ -199,8 +200,9 @@ TEST(ProfileTest, CategoricalFeaturesCountUnseenValuesAsOther) {
   for (int i = 0; i < 50; ++i) unseen.AddCategory("red");
   v1::FeatureDrift moved = unseen.Evaluate({});
   EXPECT_NEAR(moved.proportions(2), 0.5, 1e-12);
-  // By hand: expected 60, 30, 10 for observed 50, 0, 50: 100/60 + 900/30 + 1600/10 = 191.67.
-  EXPECT_NEAR(Find(moved, v1::DriftTest::CHI_SQUARED)->statistic(), 100.0 / 60 + 30 + 160, 1e-9);
+  // A test of homogeneity of the reference counts (600, 300, 100) and these (50, 0, 50):
+  // scipy.stats.chi2_contingency gives 138.20512820512818.
+  EXPECT_NEAR(Find(moved, v1::DriftTest::CHI_SQUARED)->statistic(), 138.20512820512818, 1e-9);
   EXPECT_TRUE(moved.drifted());
 }
 
@@ -227,6 +229,60 @@ TEST(ProfileTest, WindowsMergeAndSurviveASaveAndLoad) {
   direct.clear_mean();
   EXPECT_EQ(merged.DebugString(), direct.DebugString());
   EXPECT_FALSE(restored.Load({1, 2}));  // the wrong shape is refused
+}
+
+TEST(ProfileTest, NumericCodedCategoriesHaveOneFormOnEveryPath) {
+  EXPECT_EQ(CanonicalCategory("1.0"), "1");
+  EXPECT_EQ(CanonicalCategory("01"), "1");
+  EXPECT_EQ(CanonicalCategory("1e1"), "10");
+  EXPECT_EQ(CanonicalCategory("-0"), "0");
+  EXPECT_EQ(CanonicalCategory("2.50"), "2.5");
+  EXPECT_EQ(CanonicalCategory("1.0x"), "1.0x");
+  EXPECT_EQ(CanonicalCategory("nan"), "nan");
+  EXPECT_EQ(CanonicalCategory(" 1"), " 1");
+  EXPECT_EQ(CanonicalCategory("red"), "red");
+  // A profile built from "1.0"/"2.0" text and a window fed "1"/"2" (or the reverse) agree.
+  std::vector<std::string> ref;
+  for (int i = 0; i < 700; ++i) ref.push_back("1.0");
+  for (int i = 0; i < 300; ++i) ref.push_back("2.0");
+  v1::FeatureProfile profile = CategoricalProfile("code", ref, 10);
+  ASSERT_EQ(profile.categories_size(), 2);
+  EXPECT_EQ(profile.categories(0), "1");
+  FeatureWindow window(&profile);
+  for (int i = 0; i < 70; ++i) window.AddCategory(i % 2 == 0 ? "1" : "1.00");
+  for (int i = 0; i < 30; ++i) window.AddCategory("2");
+  v1::FeatureDrift drift = window.Evaluate({Kind(v1::DriftTest::PSI)});
+  EXPECT_NEAR(drift.proportions(profile.categories_size()), 0, 1e-12);  // nothing is "other"
+  EXPECT_NEAR(Find(drift, v1::DriftTest::PSI)->statistic(), 0, 1e-9);
+  EXPECT_FALSE(drift.drifted());
+}
+
+TEST(ProfileTest, AConstantCategoryAgainstItselfIsNotDrift) {
+  std::vector<std::string> sevens(50000, "7");
+  v1::FeatureProfile profile = CategoricalProfile("code", sevens, 10);
+  FeatureWindow window(&profile);
+  for (const std::string& v : sevens) window.AddCategory(v);
+  v1::FeatureDrift drift = window.Evaluate({});  // chi-squared and PSI
+  EXPECT_FALSE(drift.drifted());
+  EXPECT_EQ(Find(drift, v1::DriftTest::CHI_SQUARED)->p_value(), 1);
+  EXPECT_NEAR(Find(drift, v1::DriftTest::PSI)->statistic(), 0, 1e-12);
+}
+
+TEST(TableTest, AOneColumnCsvKeepsEmptyCellsAsNulls) {
+  // Rows: x (header), "" (quoted empty), an empty line, 1.5.
+  auto table = Table::ParseCsv("x\n\"\"\n\n1.5\n", {});
+  ASSERT_OK(table.status());
+  EXPECT_EQ((*table)->rows(), 3u);
+  const Column* x = (*table)->Find("x");
+  ASSERT_NE(x, nullptr);
+  ASSERT_TRUE(x->numeric);
+  EXPECT_TRUE(std::isnan(x->values[0]));
+  EXPECT_TRUE(std::isnan(x->values[1]));
+  EXPECT_EQ(x->values[2], 1.5);
+  // With several columns a blank line is still skipped.
+  auto two = Table::ParseCsv("a,b\n1,2\n\n3,4\n", {});
+  ASSERT_OK(two.status());
+  EXPECT_EQ((*two)->rows(), 2u);
 }
 
 }  // namespace

@@ -7,7 +7,9 @@
 #include "services/monitoring/stats.h"
 
 #include <cmath>
+#include <iostream>
 #include <limits>
+#include <random>
 
 #include "tests/testing/testing.h"
 
@@ -37,18 +39,61 @@ TEST(StatsTest, ChiSquaredSurvivalAndGammaMatchScipy) {
   EXPECT_EQ(ChiSquaredSurvival(0, 3), 1);
 }
 
-TEST(StatsTest, ChiSquaredTestMatchesScipyChisquare) {
-  ChiSquared result = ChiSquaredTest({0.2, 0.1, 0.2, 0.2, 0.2, 0.1}, {30, 14, 34, 45, 57, 20});
-  EXPECT_NEAR(result.statistic, 13.05, 1e-9);
-  EXPECT_EQ(result.dof, 5);
-  EXPECT_NEAR(result.p_value, 0.022914692327237363, 1e-12);
-  // Nothing observed, or one bin: no evidence either way.
-  EXPECT_EQ(ChiSquaredTest({0.5, 0.5}, {0, 0}).p_value, 1);
-  EXPECT_EQ(ChiSquaredTest({1.0}, {10}).p_value, 1);
-  // An unseen category (reference proportion 0) is smoothed, not a division by zero.
-  ChiSquared unseen = ChiSquaredTest({0.5, 0.5, 0.0}, {10, 10, 5});
+TEST(StatsTest, ChiSquaredHomogeneityMatchesScipyChi2Contingency) {
+  // scipy.stats.chi2_contingency (SciPy 1.10.1) of [[reference], [current]]:
+  ChiSquared six = ChiSquaredHomogeneity({30, 14, 34, 45, 57, 20}, {25, 20, 30, 40, 60, 25});
+  EXPECT_NEAR(six.statistic, 2.689965263494675, 1e-9);
+  EXPECT_EQ(six.dof, 5);
+  EXPECT_NEAR(six.p_value, 0.7476527729450477, 1e-9);
+  ChiSquared shifted = ChiSquaredHomogeneity({60, 30, 10}, {50, 0, 50});
+  EXPECT_NEAR(shifted.statistic, 57.57575757575758, 1e-9);
+  EXPECT_NEAR(shifted.p_value, 3.1447280664105496e-13, 1e-20);
+  // Two bins: Yates' correction, as chi2_contingency applies by default.
+  ChiSquared two = ChiSquaredHomogeneity({700, 300}, {65, 35});
+  EXPECT_EQ(two.dof, 1);
+  EXPECT_NEAR(two.statistic, 0.8499756121354018, 1e-9);
+  EXPECT_NEAR(two.p_value, 0.3565592370665731, 1e-9);
+  EXPECT_NEAR(ChiSquaredHomogeneity({5000, 5000}, {2600, 2400}).p_value, 0.021889241089732666,
+              1e-9);
+  // Nothing observed, or one bin with mass: no evidence either way.
+  EXPECT_EQ(ChiSquaredHomogeneity({5, 5}, {0, 0}).p_value, 1);
+  EXPECT_EQ(ChiSquaredHomogeneity({10}, {10}).p_value, 1);
+  // Bins empty on both sides add nothing (the constant 7 against itself is not drift).
+  ChiSquared constant = ChiSquaredHomogeneity({50000, 0, 0}, {50000, 0, 0});
+  EXPECT_EQ(constant.statistic, 0);
+  EXPECT_EQ(constant.p_value, 1);
+  EXPECT_EQ(ChiSquaredHomogeneity({600, 300, 100, 0}, {60, 30, 10, 0}).statistic, 0);
+  // A category only the current sample has is finite and significant.
+  ChiSquared unseen = ChiSquaredHomogeneity({50, 50, 0}, {10, 10, 5});
   EXPECT_TRUE(std::isfinite(unseen.statistic));
-  EXPECT_LT(unseen.p_value, 1e-6);
+  EXPECT_LT(unseen.p_value, 1e-3);
+}
+
+TEST(StatsTest, ChiSquaredFalseAlarmsStayNearAlphaAndARealShiftIsFound) {
+  // Many pairs of samples from one categorical distribution (10,000 reference rows, 5,000
+  // current): at alpha 0.05 about 5% are flagged. Then a shift of 3% of the mass: nearly all.
+  std::mt19937_64 rng(20261201);
+  std::discrete_distribution<int> same({40, 25, 15, 10, 6, 4});
+  std::discrete_distribution<int> moved({37, 25, 15, 10, 6, 7});
+  auto sample = [&](std::discrete_distribution<int>& d, int n) {
+    std::vector<double> counts(6, 0);
+    for (int i = 0; i < n; ++i) counts[static_cast<size_t>(d(rng))] += 1;
+    return counts;
+  };
+  const int kTrials = 400;
+  int false_alarms = 0, found = 0;
+  for (int t = 0; t < kTrials; ++t) {
+    std::vector<double> reference = sample(same, 10000);
+    if (ChiSquaredHomogeneity(reference, sample(same, 5000)).p_value < 0.05) ++false_alarms;
+    if (ChiSquaredHomogeneity(reference, sample(moved, 5000)).p_value < 0.05) ++found;
+  }
+  double rate = static_cast<double>(false_alarms) / kTrials;
+  std::cout << "chi-squared at alpha 0.05: " << false_alarms << " of " << kTrials
+            << " same-distribution pairs flagged, " << found << " of " << kTrials
+            << " shifted ones\n";
+  EXPECT_LE(rate, 0.06) << false_alarms << " of " << kTrials;
+  EXPECT_GE(rate, 0.02) << false_alarms << " of " << kTrials;  // a test that never fires is no test
+  EXPECT_GE(static_cast<double>(found) / kTrials, 0.9) << found << " of " << kTrials;
 }
 
 TEST(StatsTest, JensenShannonDistanceMatchesScipy) {
@@ -66,6 +111,11 @@ TEST(StatsTest, PsiOfAWorkedExample) {
   double psi = Psi({0.5, 0.5}, {1.0, 0.0});
   EXPECT_TRUE(std::isfinite(psi));
   EXPECT_GT(psi, 2);
+  // Only empty bins are smoothed: a bin at 5e-5 keeps its value (the documented formula).
+  double small = Psi({0.5, 0.49995, 0.00005}, {0.5, 0.4, 0.1});
+  double by_hand =
+      (0.4 - 0.49995) * std::log(0.4 / 0.49995) + (0.1 - 0.00005) * std::log(0.1 / 0.00005);
+  EXPECT_NEAR(small, by_hand, 1e-12);
 }
 
 TEST(StatsTest, KsPValueIsTheAsymptoticOne) {

@@ -424,7 +424,7 @@ class MonitoringCli {
     for (const auto& test : Tests(args)) *request.add_tests() = test;
     args.ExpectEmpty();
     auto report = Call(&mv1::MonitoringService::Stub::EvaluateDataset, request);
-    if (json_) return PrintJson(report), 0;
+    if (json_) return PrintJson(report), report.drifted() ? 3 : 0;  // exit 3 either way
     mv1::Profile profile;
     {
       mv1::GetProfileRequest get;
