@@ -16,6 +16,7 @@ namespace {
 
 constexpr size_t kMaxSteps = 100000;
 constexpr size_t kMaxSweepInstances = 1000;
+constexpr double kMaxMemoryBytes = 1125899906842624.0;  // 1 Pi
 
 absl::Status ErrorAt(const YamlMark& mark, std::string_view message) {
   return absl::InvalidArgumentError(StrCat("line ", std::to_string(mark.line + 1), ", column ",
@@ -176,13 +177,15 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
     if (const YamlNode cpu = resources["cpu"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(cpu, "cpu"));
       if (!ParseCpu(text, &step.resources.cpu_millis)) {
-        return ErrorAt(cpu, where + ": cpu '" + text + "': expected cores (1, 0.5) or 500m");
+        return ErrorAt(cpu, where + ": cpu '" + text +
+                                "': expected cores (1, 0.5) or 500m, at most 1024 cores");
       }
     }
     if (const YamlNode memory = resources["memory"]) {
       ASSIGN_OR_RETURN(std::string text, Scalar(memory, "memory"));
       if (!ParseMemory(text, &step.resources.memory_bytes)) {
-        return ErrorAt(memory, where + ": memory '" + text + "': expected bytes, 512Mi, 2Gi, 1G");
+        return ErrorAt(memory, where + ": memory '" + text +
+                                   "': expected bytes, 512Mi, 2Gi, 1G (decimal, at most 1Pi)");
       }
     }
     if (const YamlNode gpu = resources["gpu"]) {
@@ -264,7 +267,19 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
       }
       for (size_t v = 0; v < values.size(); ++v) {
         ASSIGN_OR_RETURN(std::string value, Scalar(values[v], "sweep value"));
-        step.sweep[key].push_back(value);
+        std::vector<std::string>& list = step.sweep[key];
+        if (std::find(list.begin(), list.end(), value) != list.end()) {
+          return ErrorAt(values[v], where + ": sweep." + key + ": the value '" + value +
+                                        "' is listed twice (each value makes one step)");
+        }
+        list.push_back(value);
+      }
+    }
+    size_t combinations = 1;
+    for (const auto& [key, values] : step.sweep) {
+      combinations *= values.size();
+      if (combinations > kMaxSweepInstances) {
+        return ErrorAt(sweep, where + ": the sweep makes more than 1000 steps");
       }
     }
   }
@@ -395,19 +410,31 @@ bool ParseDuration(std::string_view text, int64_t* ms) {
   return true;
 }
 
+namespace {
+// Plain decimal: digits, optionally a point and more digits (no sign, exponent, hex, inf or nan).
+bool IsPlainDecimal(std::string_view text) {
+  size_t digits = 0, points = 0;
+  for (char c : text) {
+    if (c >= '0' && c <= '9') {
+      ++digits;
+    } else if (c == '.' && points == 0) {
+      ++points;
+    } else {
+      return false;
+    }
+  }
+  return digits > 0 && digits <= 30;
+}
+}  // namespace
+
 bool ParseCpu(std::string_view text, int64_t* millis) {
   if (text.empty()) return false;
-  std::string s(text);
-  char* end = nullptr;
-  if (s.back() == 'm') {
-    long long n = std::strtoll(s.c_str(), &end, 10);
-    if (*end != 'm' || end + 1 != s.c_str() + s.size() || n < 0) return false;
-    *millis = n;
-    return true;
-  }
-  double cores = std::strtod(s.c_str(), &end);
-  if (*end != '\0' || !(cores >= 0) || cores > 1024) return false;
-  *millis = static_cast<int64_t>(std::llround(cores * 1000));
+  bool milli = text.back() == 'm';
+  std::string number(milli ? text.substr(0, text.size() - 1) : text);
+  if (!IsPlainDecimal(number) || (milli && number.find('.') != std::string::npos)) return false;
+  double value = std::strtod(number.c_str(), nullptr) * (milli ? 1 : 1000);
+  if (!(value <= 1024.0 * 1000)) return false;  // at most 1,024 cores
+  *millis = static_cast<int64_t>(std::llround(value));
   return true;
 }
 
@@ -421,10 +448,10 @@ bool ParseMemory(std::string_view text, int64_t* bytes) {
     size_t n = std::strlen(unit);
     if (s.size() <= n || s.compare(s.size() - n, n, unit) != 0) continue;
     std::string number = s.substr(0, s.size() - n);
-    char* end = nullptr;
-    double value = std::strtod(number.c_str(), &end);
-    if (number.empty() || *end != '\0' || !(value >= 0)) return false;
-    *bytes = static_cast<int64_t>(value * factor);
+    if (!IsPlainDecimal(number)) return false;
+    double value = std::strtod(number.c_str(), nullptr) * factor;
+    if (!(value <= kMaxMemoryBytes)) return false;  // also keeps the cast below defined
+    *bytes = static_cast<int64_t>(value);
     return true;
   }
   return false;

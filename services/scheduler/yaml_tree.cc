@@ -7,6 +7,7 @@
 
 #include <map>
 #include <sstream>
+#include <unordered_map>
 
 #include "services/common/strings.h"
 
@@ -67,6 +68,24 @@ class YamlBuilder final : public YAML::EventHandler {
   void Close() {
     Open done = std::move(open_.back());
     open_.pop_back();
+    if (doc_->nodes_[done.index].kind == YamlDocument::kMap) {
+      // YAML says keys are unique; yaml-cpp keeps the first silently. A spec says it once.
+      std::unordered_map<std::string_view, uint32_t> seen;
+      for (size_t i = 0; i + 1 < done.children.size(); i += 2) {
+        const YamlDocument::Node& key = doc_->nodes_[done.children[i]];
+        if (key.kind != YamlDocument::kScalar) continue;
+        std::string_view text = doc_->scalars_[key.first];
+        auto [it, fresh] = seen.emplace(text, done.children[i]);
+        if (!fresh) {
+          YAML::Mark mark;
+          mark.line = key.line;
+          mark.column = key.column;
+          throw YAML::ParserException(
+              mark, StrCat("duplicate key '", text, "' (first at line ",
+                           std::to_string(doc_->nodes_[it->second].line + 1), ")"));
+        }
+      }
+    }
     YamlDocument::Node& node = doc_->nodes_[done.index];
     node.first = static_cast<uint32_t>(doc_->children_.size());
     node.count = static_cast<uint32_t>(done.children.size());
@@ -91,6 +110,17 @@ absl::StatusOr<std::unique_ptr<YamlDocument>> YamlDocument::Parse(std::string_vi
     YAML::Parser parser(in);
     YamlBuilder builder(doc.get());
     parser.HandleNextDocument(builder);
+    // One document: a second one would be ignored, so it is an error.
+    YamlDocument rest;
+    rest.nodes_.push_back({kNull, 0, 0, 0, 0});
+    YamlBuilder rest_builder(&rest);
+    if (parser.HandleNextDocument(rest_builder)) {
+      YAML::Mark mark;
+      mark.line = rest.nodes_[rest.root_].line;
+      mark.column = rest.nodes_[rest.root_].column;
+      throw YAML::ParserException(
+          mark, "a second YAML document ('---'): a pipeline spec is one document");
+    }
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(StrCat("line ", std::to_string(e.mark.line + 1), ", column ",
                                              std::to_string(e.mark.column + 1),

@@ -93,6 +93,44 @@ TEST(PipelineSpecTest, ErrorsNameTheLineAndColumn) {
             "line 7, column 16: step a: objective: 'metric' is required"},
            {"name: p\nsteps: [\n", "not valid YAML"},
            {"name: p\nsteps: []\n", "'steps' must be a non-empty list"},
+           // Duplicate keys, anywhere; a second document.
+           {head + "  - name: a\n    command: [x]\nsteps:\n  - name: b\n    command: [y]\n",
+            "line 6, column 1: not valid YAML: duplicate key 'steps' (first at line 3)"},
+           {head + "  - name: a\n    command: [x]\n    command: [y]\n",
+            "line 6, column 5: not valid YAML: duplicate key 'command' (first at line 5)"},
+           {head + "  - name: a\n    command: [x]\n---\nname: q\n",
+            "line 7, column 1: not valid YAML: a second YAML document"},
+           // Quantities that do not fit, or are not plain decimals.
+           {head +
+                "  - name: a\n    command: [x]\n    resources: {memory: 9223372036854775807Gi}\n",
+            "line 6, column 25: step a: memory '9223372036854775807Gi'"},
+           {head + "  - name: a\n    command: [x]\n    resources: {memory: 1e308Gi}\n",
+            "memory '1e308Gi'"},
+           {head + "  - name: a\n    command: [x]\n    resources: {memory: 0x7fffffffffffffff}\n",
+            "memory '0x7fffffffffffffff'"},
+           {head + "  - name: a\n    command: [x]\n    resources: {memory: "
+                   "99999999999999999999999999}\n",
+            "memory '99999999999999999999999999'"},
+           {head + "  - name: a\n    command: [x]\n    resources: {cpu: 99999999999999999999m}\n",
+            "cpu '99999999999999999999m'"},
+           // A sweep value listed twice would make two steps of one name.
+           {head + "  - name: a\n    command: [x]\n    sweep: {lr: [1, 2, 1]}\n",
+            "line 6, column 24: step a: sweep.lr: the value '1' is listed twice"},
+           {"name: p\nparams: {a: 1, b: 1}\nsteps:\n  - name: s\n    command: [x]\n"
+            "    sweep: {a: [" +
+                [] {
+                  std::string v;
+                  for (int i = 0; i < 40; ++i) v += (i ? "," : "") + std::to_string(i);
+                  return v;
+                }() +
+                "], b: [" +
+                [] {
+                  std::string v;
+                  for (int i = 0; i < 30; ++i) v += (i ? "," : "") + std::to_string(i);
+                  return v;
+                }() +
+                "]}\n",
+            "line 6, column 12: step s: the sweep makes more than 1000 steps"},
        }) {
     EXPECT_THAT(ParsePipelineSpec(c.yaml).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, c.message))
@@ -311,14 +349,13 @@ b: [x, "y z", {c: ~}]
 base: &base {k: v}
 copy: *base
 empty:
-a: again
 )");
   ASSERT_TRUE(doc.ok()) << doc.status();
   YamlNode root = (*doc)->root();
   ASSERT_TRUE(root.IsMap());
-  EXPECT_EQ(root.size(), 6u);
+  EXPECT_EQ(root.size(), 5u);
   EXPECT_EQ(root.key(1).Scalar(), "b");
-  EXPECT_EQ(root["a"].Scalar(), "1");  // the first of a repeated key
+  EXPECT_EQ(root["a"].Scalar(), "1");
   YamlNode b = root["b"];
   ASSERT_TRUE(b.IsSequence());
   EXPECT_EQ(b.size(), 3u);
@@ -342,6 +379,16 @@ a: again
               StatusIs(absl::StatusCode::kInvalidArgument, "not valid YAML"));
   EXPECT_THAT(YamlDocument::Parse("a: *nowhere\n").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, "line 1"));
+  // A repeated key is an error (yaml-cpp alone keeps the first), in nested maps too; so is a
+  // second document.
+  EXPECT_THAT(YamlDocument::Parse("a: 1\nb: 2\na: again\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "line 3, column 1: not valid YAML: duplicate key 'a' (first at line 1)"));
+  EXPECT_THAT(YamlDocument::Parse("m: {x: 1, x: 2}\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "duplicate key 'x'"));
+  EXPECT_THAT(YamlDocument::Parse("a: 1\n---\nb: 2\n").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "a second YAML document"));
+  EXPECT_TRUE(YamlDocument::Parse("---\na: 1\n...\n").ok());  // one document, marked
 }
 
 TEST(PipelineSpecTest, ParsesOneHundredThousandSteps) {
