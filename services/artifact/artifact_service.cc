@@ -120,6 +120,7 @@ grpc::Status ArtifactServiceImpl::FindMissingBlobs(grpc::ServerContext*,
   auto missing = store_->FindMissingBlobs(*digests);
   if (!missing.ok()) return ToGrpcStatus(missing.status());
   for (int i : *missing) response->add_missing(request->digests(i));
+  response->set_damaged_chunks(store_->DamagedChunks());
   return grpc::Status::OK;
 }
 

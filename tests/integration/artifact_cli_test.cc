@@ -130,6 +130,32 @@ TEST_F(ArtifactCliTest, SparseGigabyteFileRoundTrips) {
   std::filesystem::remove(out);
 }
 
+TEST_F(ArtifactCliTest, PushingAnUnchangedDatasetAgainHealsItsDamagedBlobs) {
+  std::string src = dir_->path() + "/heal-src";
+  std::filesystem::create_directories(src);
+  WriteRandom(src + "/big.bin", 2 << 20, 31);
+  auto push = Mlops({"data", "push", src, "--dataset", "heal"});
+  ASSERT_EQ(push.exit_code, 0) << push.err;
+  auto stat =
+      Mlops({"artifact", "stat",
+             testing::RunCommand({"/usr/bin/sha256sum", src + "/big.bin"}).out.substr(0, 64),
+             "--chunks"});
+  ASSERT_EQ(stat.exit_code, 0) << stat.err;
+  std::string chunk = stat.out.substr(stat.out.find("\n  ") + 3, 64);
+  std::string file = dir_->path() + "/data/artifact/chunks/" + chunk.substr(0, 2) + "/" + chunk;
+  ASSERT_TRUE(std::filesystem::exists(file)) << file;
+  std::filesystem::remove(file);
+  EXPECT_EQ(Mlops({"artifact", "scrub"}).exit_code, 1);
+  // The content is already a version: nothing new, yet the missing chunk is sent again.
+  auto again = Mlops({"data", "push", src, "--dataset", "heal"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("unchanged"));
+  EXPECT_EQ(Mlops({"artifact", "scrub"}).exit_code, 0);
+  std::string dest = dir_->path() + "/heal-dest";
+  ASSERT_EQ(Mlops({"data", "pull", "heal", dest}).exit_code, 0);
+  EXPECT_EQ(Sums(src), Sums(dest));
+}
+
 TEST_F(ArtifactCliTest, LinksFifosDirectoriesAndEmptyDirectoriesAreReportedNotSilent) {
   std::string base = dir_->path() + "/odd";
   std::filesystem::create_directories(base + "/tree/empty");

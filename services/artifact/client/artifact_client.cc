@@ -697,7 +697,11 @@ absl::StatusOr<PushResult> ArtifactClient::Push(const std::string& source,
     if (status.ok()) {
       result.unchanged = true;
       // Nothing new, but blobs the server found damaged since are sent again (healing them).
-      RETURN_IF_ERROR(UploadFiles(files, /*pin=*/false, &stats));
+      // One cheap call says whether there is anything damaged at all.
+      v1::FindMissingBlobsResponse damage;
+      grpc::ClientContext damage_context;
+      RETURN_IF_ERROR(FromGrpcStatus(stub_->FindMissingBlobs(&damage_context, {}, &damage)));
+      if (damage.damaged_chunks() > 0) RETURN_IF_ERROR(UploadFiles(files, /*pin=*/false, &stats));
       std::vector<std::string> move = tags;
       move.push_back("latest");
       for (const std::string& tag : move) {
