@@ -10,6 +10,13 @@ namespace mlops {
 namespace {
 
 thread_local std::optional<std::string> t_parse_error;
+
+// The message cut at a UTF-8 character boundary, with how much was left out.
+std::string BoundedMessage(const std::string& message) {
+  size_t cut = kMaxErrorMessageBytes - 64;
+  while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
+  return message.substr(0, cut) + "... (" + std::to_string(message.size() - cut) + " more bytes)";
+}
 google::protobuf::LogHandler* g_previous_handler = nullptr;
 
 // protobuf logs "String field 'pkg.Message.field' contains invalid UTF-8 data when parsing a
@@ -62,6 +69,13 @@ class BadRequestInterceptor : public grpc::experimental::Interceptor {
       }
     }
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      // Every error message is bounded: gRPC sends it in the trailing metadata, and a longer one
+      // than the peer accepts (8 KiB by default) arrives as RESOURCE_EXHAUSTED instead.
+      grpc::Status sent = methods->GetSendStatus();
+      if (sent.error_message().size() > kMaxErrorMessageBytes) {
+        methods->ModifySendStatus(grpc::Status(
+            sent.error_code(), BoundedMessage(sent.error_message()), sent.error_details()));
+      }
       // A stream handler that took the error itself has said more (which message it was).
       if (!error_.empty() &&
           methods->GetSendStatus().error_code() != grpc::StatusCode::INVALID_ARGUMENT) {

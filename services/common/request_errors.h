@@ -21,8 +21,13 @@ void InstallParseErrorCapture();
 // of the stream (a truncated message in a stream cannot be told apart from the end).
 std::optional<std::string> TakeParseError();
 
+// Error messages longer than this are cut (at a character boundary, saying how much was left out)
+// before they are sent, in every service.
+inline constexpr size_t kMaxErrorMessageBytes = 2048;
+
 // Server interceptor: a request that did not parse becomes INVALID_ARGUMENT with a message naming
-// the field (invalid UTF-8) or the expected message type (truncated or malformed bytes).
+// the field (invalid UTF-8) or the expected message type (truncated or malformed bytes); every
+// error message is bounded to kMaxErrorMessageBytes.
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 MakeBadRequestInterceptorFactory();
 

@@ -559,9 +559,16 @@ absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml) {
         }
       }
     }
+    // Named in full when short; a long cycle is named by its first steps and its length, so that
+    // the message stays small (it travels in gRPC metadata).
+    constexpr size_t kNamed = 10;
+    size_t length = path.size() - seen[at];
     std::string cycle;
-    for (size_t k = seen[at]; k < path.size(); ++k) cycle += spec.steps[path[k]].name + " -> ";
-    cycle += spec.steps[at].name;
+    for (size_t k = seen[at]; k < path.size() && k - seen[at] < kNamed; ++k) {
+      cycle += spec.steps[path[k]].name + " -> ";
+    }
+    cycle +=
+        length > kNamed ? "... (" + std::to_string(length) + " steps in all)" : spec.steps[at].name;
     return ErrorAt(step_nodes[at], "the steps form a cycle: " + cycle + " (each needs the next)");
   }
   std::vector<StepSpec> sorted;

@@ -173,6 +173,22 @@ TEST_F(MetadataServiceTest, HealthServiceReportsServing) {
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // status: SERVING
 }
 
+TEST_F(MetadataServiceTest, ErrorMessagesAreBoundedWhateverTheRequestHolds) {
+  // A 15,000-character attribute name is echoed by the filter error; unbounded, the message would
+  // exceed gRPC's metadata limit and reach the client as RESOURCE_EXHAUSTED.
+  v1::Experiment experiment = CreateExperiment("bounded");
+  grpc::ClientContext context;
+  v1::SearchRunsRequest request;
+  request.add_experiment_ids(experiment.id());
+  request.set_filter(std::string(15000, 'x') + " = 1");
+  v1::SearchRunsResponse response;
+  grpc::Status status = stub_->SearchRuns(&context, request, &response);
+  EXPECT_THAT(status, GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "more bytes)"));
+  EXPECT_LE(status.error_message().size(), 2048u);
+  EXPECT_THAT(status.error_message(),
+              ::testing::StartsWith("filter: at position 1: unknown attribute"));
+}
+
 TEST_F(MetadataServiceTest, RequestsThatDoNotParseAreInvalidArgumentNamingTheField) {
   auto channel = server_->NewChannel();
   auto count = [&] {

@@ -239,6 +239,18 @@ TEST(PipelineSpecTest, FingerprintsChangeWithContentAndNothingElse) {
   EXPECT_NE(StepFingerprint(other, inputs), StepFingerprint(split, inputs));
 }
 
+TEST(PipelineSpecTest, ALongCycleIsNamedByItsFirstStepsAndItsLength) {
+  std::string yaml = "name: ring\nsteps:\n";
+  const int kSteps = 2000;
+  for (int i = 0; i < kSteps; ++i) {
+    yaml += "  - name: s" + std::to_string(i) + "\n    needs: [s" +
+            std::to_string((i + 1) % kSteps) + "]\n    command: [x]\n";
+  }
+  absl::Status status = ParsePipelineSpec(yaml).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument, "(2000 steps in all)"));
+  EXPECT_LT(status.message().size(), 300u);
+}
+
 TEST(PipelineSpecTest, TheStepNameInACommandIsPartOfTheFingerprint) {
   auto spec = ParsePipelineSpec(R"(name: names
 steps:
