@@ -25,7 +25,7 @@ class ArtifactCollector : public prometheus::Collectable {
       out.push_back(std::move(family));
     };
     counter("mlops_artifact_chunks_stored_total", "Chunks newly stored.", c.chunks_stored.load());
-    counter("mlops_artifact_bytes_stored_total", "Bytes of newly stored chunks.",
+    counter("mlops_artifact_stored_bytes_total", "Bytes of newly stored chunks.",
             c.bytes_stored.load());
     counter("mlops_artifact_chunks_deduplicated_total", "Chunks sent that were already stored.",
             c.chunks_deduplicated.load());
@@ -33,7 +33,7 @@ class ArtifactCollector : public prometheus::Collectable {
             "Chunks rejected because their bytes did not match their digest.",
             c.chunks_rejected.load());
     counter("mlops_artifact_blobs_committed_total", "Blobs committed.", c.blobs_committed.load());
-    counter("mlops_artifact_bytes_downloaded_total", "Bytes served by Download.",
+    counter("mlops_artifact_downloaded_bytes_total", "Bytes served by Download.",
             c.bytes_downloaded.load());
     counter("mlops_artifact_scrub_runs_total", "Scrub runs.", c.scrub_runs.load());
     counter("mlops_artifact_scrub_corrupt_chunks_total",
@@ -47,7 +47,7 @@ class ArtifactCollector : public prometheus::Collectable {
     counter("mlops_artifact_gc_runs_total", "Garbage collections.", c.gc_runs.load());
     counter("mlops_artifact_gc_chunks_deleted_total", "Chunks deleted by garbage collection.",
             c.gc_chunks_deleted.load());
-    counter("mlops_artifact_gc_bytes_freed_total", "Bytes freed by garbage collection.",
+    counter("mlops_artifact_gc_freed_bytes_total", "Bytes freed by garbage collection.",
             c.gc_bytes_freed.load());
     StoreStats stats = store_->Stats();
     gauge("mlops_artifact_chunks", "Stored chunks (estimate).", stats.chunks);

@@ -25,8 +25,9 @@ const std::vector<double>& LatencyBuckets() {
 
 class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
  public:
-  RpcMetricsInterceptor(const char* method, RpcMetrics* metrics)
+  RpcMetricsInterceptor(const char* method, const char* type, RpcMetrics* metrics)
       : method_(method == nullptr ? "" : method),
+        type_(type),
         metrics_(metrics),
         start_(std::chrono::steady_clock::now()) {}
 
@@ -42,7 +43,7 @@ class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
       double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       grpc::Status status = methods->GetSendStatus();
-      metrics_->Record(method_, status.error_code(), seconds);
+      metrics_->Record(method_, type_, status.error_code(), seconds);
       if (metrics_->log_rpcs()) {
         LogFields fields = {{"method", method_},
                             {"code", StatusCodeName(status.error_code())},
@@ -58,6 +59,7 @@ class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
  private:
   std::string request_id_;
   std::string method_;
+  const char* type_;
   RpcMetrics* metrics_;
   std::chrono::steady_clock::time_point start_;
 };
@@ -67,7 +69,12 @@ class RpcMetricsInterceptorFactory : public grpc::experimental::ServerIntercepto
   explicit RpcMetricsInterceptorFactory(RpcMetrics* metrics) : metrics_(metrics) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new RpcMetricsInterceptor(info->method(), metrics_);
+    using Type = grpc::experimental::ServerRpcInfo::Type;
+    const char* type = info->type() == Type::UNARY              ? "unary"
+                       : info->type() == Type::CLIENT_STREAMING ? "client_stream"
+                       : info->type() == Type::SERVER_STREAMING ? "server_stream"
+                                                                : "bidi_stream";
+    return new RpcMetricsInterceptor(info->method(), type, metrics_);
   }
 
  private:
@@ -158,7 +165,8 @@ RpcMetrics::RpcMetrics(prometheus::Registry& registry)
                    .Help("Time from the start of an RPC to its status, in seconds.")
                    .Register(registry)) {}
 
-void RpcMetrics::Record(std::string_view full_method, int code, double seconds) {
+void RpcMetrics::Record(std::string_view full_method, std::string_view type, int code,
+                        double seconds) {
   std::string_view service, method;
   if (!full_method.empty() && full_method[0] == '/') full_method.remove_prefix(1);
   size_t slash = full_method.find('/');
@@ -168,7 +176,8 @@ void RpcMetrics::Record(std::string_view full_method, int code, double seconds) 
     service = full_method.substr(0, slash);
     method = full_method.substr(slash + 1);
   }
-  std::map<std::string, std::string> labels = {{"grpc_service", std::string(service)},
+  std::map<std::string, std::string> labels = {{"grpc_type", std::string(type)},
+                                               {"grpc_service", std::string(service)},
                                                {"grpc_method", std::string(method)}};
   latency_.Add(labels, LatencyBuckets()).Observe(seconds);
   labels["grpc_code"] = StatusCodeName(code);

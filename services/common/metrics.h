@@ -2,8 +2,10 @@
 // gRPC server interceptor, process gauges and RocksDB gauges computed at scrape time.
 //
 // Exposed families:
-//   grpc_server_handled_total{grpc_service,grpc_method,grpc_code}   counter
-//   grpc_server_handling_seconds{grpc_service,grpc_method}          histogram
+//   grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}   counter
+//   grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}          histogram
+// grpc_type is unary, client_stream, server_stream or bidi_stream (as go-grpc-prometheus labels
+// them): a streaming call's "handling time" is its whole life, so latency alerts look at unary.
 //   process_resident_memory_bytes, process_virtual_memory_bytes, process_cpu_seconds_total,
 //   process_open_fds, process_threads, process_start_time_seconds   gauges / counter
 //   mlops_rocksdb_estimate_num_keys{db}, mlops_rocksdb_live_sst_bytes{db},
@@ -32,8 +34,8 @@ class Db;
 class RpcMetrics {
  public:
   explicit RpcMetrics(prometheus::Registry& registry);
-  // `full_method` is gRPC's "/package.Service/Method".
-  void Record(std::string_view full_method, int code, double seconds);
+  // `full_method` is gRPC's "/package.Service/Method"; `type` one of the grpc_type values.
+  void Record(std::string_view full_method, std::string_view type, int code, double seconds);
   // When on, every finished RPC is also logged: method, code, milliseconds, the client's
   // x-request-id metadata when it sent one, and the error message.
   void set_log_rpcs(bool on) { log_rpcs_ = on; }

@@ -127,10 +127,29 @@ MonitoringServiceImpl::MonitoringServiceImpl(Db* db, std::string work_dir,
                        .Name("mlops_model_drift_share")
                        .Help("Share of a monitor's features that drifted in the last window")
                        .Register(registry)),
-      performance_(prometheus::BuildGauge()
-                       .Name("mlops_model_performance")
-                       .Help("Performance from labels in the last window (accuracy, rmse, mae)")
-                       .Register(registry)),
+      drift_share_threshold_(prometheus::BuildGauge()
+                                 .Name("mlops_model_drift_share_threshold")
+                                 .Help("The monitor's drift_share_threshold: a window whose "
+                                       "drift share reaches it is drifted")
+                                 .Register(registry)),
+      drifted_(prometheus::BuildGauge()
+                   .Name("mlops_model_drifted")
+                   .Help("1 when the monitor's last window drifted (by its own threshold), else 0")
+                   .Register(registry)),
+      accuracy_(prometheus::BuildGauge()
+                    .Name("mlops_model_accuracy_ratio")
+                    .Help("Accuracy from labels in the last window (classification), 0 to 1")
+                    .Register(registry)),
+      rmse_(prometheus::BuildGauge()
+                .Name("mlops_model_rmse")
+                .Help("Root mean squared error from labels in the last window (regression), in "
+                      "the label's unit")
+                .Register(registry)),
+      mae_(prometheus::BuildGauge()
+               .Name("mlops_model_mae")
+               .Help("Mean absolute error from labels in the last window (regression), in the "
+                     "label's unit")
+               .Register(registry)),
       samples_(prometheus::BuildCounter()
                    .Name("mlops_monitoring_samples_total")
                    .Help("Production rows ingested, per monitor")
@@ -204,6 +223,16 @@ absl::Status MonitoringServiceImpl::Load() {
       }
       state->window.clear_features();
     }
+    // The gauges come back from the last stored report (a restart does not blank a dashboard).
+    InitSeries(monitor);
+    v1::DriftReport last;
+    bool have_last = false;
+    RETURN_IF_ERROR(db_->ScanPrefixReverse(
+        reports_cf_, monitor.name() + '\0', {}, [&](std::string_view, std::string_view v) {
+          have_last = last.ParseFromArray(v.data(), static_cast<int>(v.size()));
+          return false;
+        }));
+    if (have_last) ExportGauges(monitor, last);
     states_[monitor.name()] = std::move(state);
   }
   return absl::OkStatus();
@@ -472,6 +501,7 @@ grpc::Status MonitoringServiceImpl::CreateMonitor(grpc::ServerContext*, const v1
   absl::Status written = db_->WriteSync(&batch);
   if (!written.ok()) return ToGrpcStatus(written);
   states_[monitor.name()] = state;
+  InitSeries(monitor);
   *response = monitor;
   return grpc::Status::OK;
 }
@@ -565,13 +595,28 @@ void MonitoringServiceImpl::Judge(const State& state, v1::DriftReport* report) {
                       report->drift_share() >= state.monitor.drift_share_threshold());
 }
 
-void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
-  const v1::Monitor& monitor = state.monitor;
-  report->set_id(NewId());
-  report->set_monitor(monitor.name());
-  Judge(state, report);
-  const std::string model = monitor.model().empty() ? monitor.name() : monitor.model();
-  for (const auto& feature : report->features()) {
+namespace {
+std::string ModelLabel(const v1::Monitor& monitor) {
+  return monitor.model().empty() ? monitor.name() : monitor.model();
+}
+}  // namespace
+
+void MonitoringServiceImpl::InitSeries(const v1::Monitor& monitor) {
+  // Every series exists from the start at 0, so that increase() sees a monitor's first alert.
+  std::map<std::string, std::string> by_monitor = {{"monitor", monitor.name()}};
+  samples_.Add(by_monitor);
+  alerts_.Add(by_monitor);
+  reports_.Add(by_monitor);
+  std::map<std::string, std::string> labels = {{"model", ModelLabel(monitor)},
+                                               {"monitor", monitor.name()}};
+  drift_share_threshold_.Add(labels).Set(monitor.drift_share_threshold());
+  drifted_.Add(labels);
+}
+
+void MonitoringServiceImpl::ExportGauges(const v1::Monitor& monitor,
+                                         const v1::DriftReport& report) {
+  const std::string model = ModelLabel(monitor);
+  for (const auto& feature : report.features()) {
     std::map<std::string, std::string> labels = {
         {"model", model}, {"monitor", monitor.name()}, {"feature", feature.name()}};
     for (const auto& test : feature.tests()) {
@@ -593,8 +638,23 @@ void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
       }
     }
   }
-  std::map<std::string, std::string> model_labels = {{"model", model}, {"monitor", monitor.name()}};
-  drift_share_.Add(model_labels).Set(report->drift_share());
+  std::map<std::string, std::string> labels = {{"model", model}, {"monitor", monitor.name()}};
+  drift_share_.Add(labels).Set(report.drift_share());
+  drifted_.Add(labels).Set(report.drifted() ? 1 : 0);
+  if (report.labeled() > 0 && monitor.task() == "classification") {
+    accuracy_.Add(labels).Set(report.accuracy());
+  } else if (report.labeled() > 0 && !monitor.task().empty()) {
+    rmse_.Add(labels).Set(report.rmse());
+    mae_.Add(labels).Set(report.mae());
+  }
+}
+
+void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
+  const v1::Monitor& monitor = state.monitor;
+  report->set_id(NewId());
+  report->set_monitor(monitor.name());
+  Judge(state, report);
+  ExportGauges(monitor, *report);
   reports_.Add({{"monitor", monitor.name()}}).Increment();
   std::string reason;
   if (report->drifted()) {
@@ -602,13 +662,7 @@ void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
                     " >= ", Short(monitor.drift_share_threshold()));
   }
   if (report->labeled() > 0 && !monitor.task().empty()) {
-    auto gauge = [&](const char* metric, double value) {
-      auto labels = model_labels;
-      labels["metric"] = metric;
-      performance_.Add(labels).Set(value);
-    };
     if (monitor.task() == "classification") {
-      gauge("accuracy", report->accuracy());
       report->set_degraded(report->accuracy() < monitor.baseline() - monitor.max_degradation());
       if (report->degraded()) {
         reason += StrCat(reason.empty() ? "" : "; ", "accuracy ", Short(report->accuracy()),
@@ -616,8 +670,6 @@ void MonitoringServiceImpl::Publish(State& state, v1::DriftReport* report) {
                          Short(monitor.max_degradation()));
       }
     } else {
-      gauge("rmse", report->rmse());
-      gauge("mae", report->mae());
       report->set_degraded(report->rmse() > monitor.baseline() + monitor.max_degradation());
       if (report->degraded()) {
         reason +=

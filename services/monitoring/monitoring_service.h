@@ -106,12 +106,22 @@ class MonitoringServiceImpl final : public v1::MonitoringService::Service {
   std::map<std::string, std::shared_ptr<State>> states_;
   std::mutex alerts_mu_;  // alert read-modify-write
 
+  // Creates every per-monitor series at 0 (and the threshold gauge).
+  void InitSeries(const v1::Monitor& monitor);
+  // Sets the drift and performance gauges from a report.
+  void ExportGauges(const v1::Monitor& monitor, const v1::DriftReport& report);
+
   prometheus::Family<prometheus::Gauge>& psi_;
   prometheus::Family<prometheus::Gauge>& ks_;
   prometheus::Family<prometheus::Gauge>& js_;
   prometheus::Family<prometheus::Gauge>& chi2_p_;
   prometheus::Family<prometheus::Gauge>& drift_share_;
-  prometheus::Family<prometheus::Gauge>& performance_;
+  prometheus::Family<prometheus::Gauge>& drift_share_threshold_;
+  prometheus::Family<prometheus::Gauge>& drifted_;
+  // One family per unit: accuracy is a ratio, RMSE and MAE are in the label's unit.
+  prometheus::Family<prometheus::Gauge>& accuracy_;
+  prometheus::Family<prometheus::Gauge>& rmse_;
+  prometheus::Family<prometheus::Gauge>& mae_;
   prometheus::Family<prometheus::Counter>& samples_;
   prometheus::Family<prometheus::Counter>& alerts_;
   prometheus::Family<prometheus::Counter>& reports_;

@@ -64,7 +64,7 @@ TEST_F(MetricsTest, ExposesRpcProcessAndRocksDbMetrics) {
   ASSERT_EQ(code, 200);
   EXPECT_THAT(body, HasSubstr("grpc_server_handled_total{grpc_code=\"OK\",grpc_method="
                               "\"CreateExperiment\",grpc_service=\"mlops.metadata.v1."
-                              "MetadataService\"} 1"));
+                              "MetadataService\",grpc_type=\"unary\"} 1"));
   EXPECT_THAT(body, HasSubstr("grpc_code=\"ALREADY_EXISTS\",grpc_method=\"CreateExperiment\""));
   EXPECT_THAT(body, HasSubstr("grpc_server_handling_seconds_bucket{"));
   EXPECT_THAT(body, HasSubstr("process_resident_memory_bytes "));

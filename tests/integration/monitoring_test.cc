@@ -14,6 +14,7 @@
 
 #include "mlops/monitoring/v1/monitoring.grpc.pb.h"
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
+#include "services/common/strings.h"
 #include "tests/testing/testing.h"
 
 namespace mlops {
@@ -115,6 +116,40 @@ TEST(MonitoringTest, DriftIsExportedAndEveryDashboardMetricExists) {
     ASSERT_EQ(response.closed_size(), 1);
     EXPECT_NEAR(response.closed(0).accuracy(), 4.0 / 9, 1e-12);
   }
+  // A regression monitor with labels (RMSE and MAE), and one that has seen nothing yet.
+  {
+    v1::Monitor price;
+    price.set_name("price");
+    price.set_profile("train");
+    price.set_window_rows(4);
+    price.set_task("regression");
+    price.set_baseline(1.0);
+    v1::Monitor out;
+    grpc::ClientContext c1;
+    ASSERT_TRUE(stub->CreateMonitor(&c1, price, &out).ok());
+    v1::SampleBatch batch = Rows("price", 3, 0, 9);
+    v1::FeedbackBatch feedback;
+    feedback.set_monitor("price");
+    for (int i = 0; i < 3; ++i) {
+      batch.add_request_ids("p" + std::to_string(i));
+      batch.add_predictions(10.0);
+      feedback.add_request_ids("p" + std::to_string(i));
+      feedback.add_labels(12.0);
+    }
+    ASSERT_TRUE(Ingest(stub.get(), batch, &response).ok());
+    v1::IngestFeedbackResponse matched;
+    grpc::ClientContext c2;
+    ASSERT_TRUE(stub->IngestFeedback(&c2, feedback, &matched).ok());
+    ASSERT_TRUE(Ingest(stub.get(), Rows("price", 1, 0, 10), &response).ok());
+    ASSERT_EQ(response.closed_size(), 1);
+    v1::Monitor quiet;
+    quiet.set_name("quiet");
+    quiet.set_profile("train");
+    quiet.set_drift_share_threshold(0.3);
+    quiet.set_window_rows(100);
+    grpc::ClientContext c3;
+    ASSERT_TRUE(stub->CreateMonitor(&c3, quiet, &out).ok());
+  }
   // Some scheduler traffic, so that its RPC and queue series exist.
   auto scheduler = scheduler::v1::SchedulerService::NewStub(
       grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
@@ -138,8 +173,26 @@ TEST(MonitoringTest, DriftIsExportedAndEveryDashboardMetricExists) {
   EXPECT_TRUE(exported("mlops_monitoring_samples_total{monitor=\"churn\"} 1000\n"));
   EXPECT_TRUE(exported("mlops_monitoring_alerts_total{monitor=\"churn\"} 1\n"));
   EXPECT_TRUE(exported("mlops_scheduler_queue_pending{queue=\"default\"}"));
-  EXPECT_TRUE(exported(
-      "mlops_model_performance{metric=\"accuracy\",model=\"fraud\",monitor=\"fraud\"} 0.444"));
+  EXPECT_TRUE(exported("mlops_model_accuracy_ratio{model=\"fraud\",monitor=\"fraud\"} 0.444"));
+  EXPECT_TRUE(exported("mlops_model_rmse{model=\"price\",monitor=\"price\"} 2\n"));
+  EXPECT_TRUE(exported("mlops_model_mae{model=\"price\",monitor=\"price\"} 2\n"));
+  // Drifted by the monitor's own threshold, exported beside it.
+  EXPECT_TRUE(exported("mlops_model_drifted{model=\"churn\",monitor=\"churn\"} 1\n"));
+  EXPECT_TRUE(
+      exported("mlops_model_drift_share_threshold{model=\"churn\",monitor=\"churn\"} 0.5\n"));
+  // A monitor's series exist at 0 from its creation, so that increase() sees its first alert.
+  EXPECT_TRUE(exported("mlops_monitoring_alerts_total{monitor=\"quiet\"} 0\n"));
+  EXPECT_TRUE(exported("mlops_monitoring_samples_total{monitor=\"quiet\"} 0\n"));
+  EXPECT_TRUE(exported("mlops_monitoring_reports_total{monitor=\"quiet\"} 0\n"));
+  EXPECT_TRUE(exported("mlops_model_drifted{model=\"quiet\",monitor=\"quiet\"} 0\n"));
+  EXPECT_TRUE(
+      exported("mlops_model_drift_share_threshold{model=\"quiet\",monitor=\"quiet\"} 0.3\n"));
+  // RPC latency is labelled by the kind of call.
+  EXPECT_TRUE(
+      exported("grpc_server_handling_seconds_bucket{grpc_method=\"IngestSamples\","
+               "grpc_service=\"mlops.monitoring.v1.MonitoringService\","
+               "grpc_type=\"client_stream\""));
+  EXPECT_TRUE(exported("grpc_type=\"unary\""));
   std::string file = dir.path() + "/metrics.txt";
   std::ofstream(file) << body;
   auto check = testing::RunCommand({"/bin/sh", "-c", "promtool check metrics < " + file});
@@ -200,6 +253,15 @@ TEST(MonitoringTest, AnAcknowledgedWindowSurvivesKill9) {
   ASSERT_EQ(response.closed_size(), 1);
   EXPECT_EQ(response.closed(0).rows(), 1000u);
   EXPECT_EQ(response.closed(0).features(0).count(), 1000u);
+  // After another restart the drift gauges come back from the last stored report.
+  std::string share = "mlops_model_drift_share{model=\"churn\",monitor=\"churn\"} " +
+                      FormatDouble(response.closed(0).drift_share()) + "\n";
+  server.Kill();
+  server.Start();
+  auto [code, body] = testing::HttpGet(server.metrics_port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  EXPECT_THAT(body, HasSubstr(share));
+  EXPECT_THAT(body, HasSubstr("mlops_feature_drift_psi{feature=\"x\",model=\"churn\""));
 }
 
 TEST(MonitoringTest, CommandLine) {
