@@ -196,6 +196,12 @@ absl::StatusOr<v1::Profile> MonitoringServiceImpl::ReadProfile(const std::string
 }
 
 absl::Status MonitoringServiceImpl::Load() {
+  std::map<std::string, double> alert_counts;  // per monitor, from the stored alerts
+  RETURN_IF_ERROR(db_->ScanPrefix(alerts_cf_, "", {}, [&](std::string_view, std::string_view v) {
+    v1::Alert alert;
+    if (alert.ParseFromArray(v.data(), static_cast<int>(v.size()))) ++alert_counts[alert.monitor()];
+    return true;
+  }));
   std::vector<v1::Monitor> monitors;
   RETURN_IF_ERROR(db_->ScanPrefix(monitors_cf_, "", {}, [&](std::string_view, std::string_view v) {
     monitors.emplace_back().ParseFromArray(v.data(), static_cast<int>(v.size()));
@@ -233,6 +239,15 @@ absl::Status MonitoringServiceImpl::Load() {
           return false;
         }));
     if (have_last) ExportGauges(monitor, last);
+    // Alerts and reports are kept: their counters go on from what is stored, across restarts.
+    double stored_reports = 0;
+    RETURN_IF_ERROR(db_->ScanPrefix(reports_cf_, monitor.name() + '\0', {},
+                                    [&](std::string_view, std::string_view) {
+                                      ++stored_reports;
+                                      return true;
+                                    }));
+    alerts_.Add({{"monitor", monitor.name()}}).Increment(alert_counts[monitor.name()]);
+    reports_.Add({{"monitor", monitor.name()}}).Increment(stored_reports);
     states_[monitor.name()] = std::move(state);
   }
   return absl::OkStatus();

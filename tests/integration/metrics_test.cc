@@ -19,18 +19,6 @@ namespace {
 namespace v1 = ::mlops::metadata::v1;
 using ::testing::HasSubstr;
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class MetricsTest : public ::testing::Test {
  protected:
   // One server for the suite: civetweb takes seconds to stop once it has served a request.
@@ -87,41 +75,13 @@ TEST_F(MetricsTest, HealthAndReadiness) {
 }
 
 TEST_F(MetricsTest, RealPrometheusScrapesTheServer) {
-  std::string config = dir_->path() + "/prometheus.yml";
-  std::ofstream(config) << "global:\n  scrape_interval: 1s\nscrape_configs:\n"
-                        << "  - job_name: mlops\n    static_configs:\n"
-                        << "      - targets: ['127.0.0.1:" << server_->metrics_port() << "']\n";
-  auto check = testing::RunCommand({"/usr/bin/promtool", "check", "config", config});
+  testing::PrometheusServer prometheus(dir_->path(), {server_->metrics_port()});
+  auto check = testing::RunCommand(
+      {"/usr/bin/promtool", "check", "config", dir_->path() + "/prometheus.yml"});
   ASSERT_EQ(check.exit_code, 0) << check.out << check.err;
-  int port = FreePort();
-  pid_t pid = fork();
-  if (pid == 0) {
-    int null_fd = open("/dev/null", O_WRONLY);
-    dup2(null_fd, 1);
-    dup2(null_fd, 2);
-    std::string storage = "--storage.tsdb.path=" + dir_->path() + "/tsdb";
-    std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port);
-    std::string config_flag = "--config.file=" + config;
-    execl("/usr/bin/prometheus", "prometheus", config_flag.c_str(), storage.c_str(), listen.c_str(),
-          static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  ASSERT_GT(pid, 0);
-  std::string body;
-  bool scraped = false;
-  for (int i = 0; i < 300 && !scraped; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto response = testing::HttpGet(
-        port,
-        "/api/v1/query?query=grpc_server_handled_total%7Bgrpc_method%3D%22CreateExperiment"
-        "%22%2Cgrpc_code%3D%22OK%22%7D");
-    body = response.second;
-    scraped = response.first == 200 && body.find("\"value\"") != std::string::npos;
-  }
-  kill(pid, SIGTERM);
-  int status;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(scraped) << body;
+  std::string body = prometheus.WaitFor(
+      "grpc_server_handled_total{grpc_method=\"CreateExperiment\",grpc_code=\"OK\"}");
+  ASSERT_THAT(body, HasSubstr("\"value\"")) << body;
   EXPECT_THAT(body, HasSubstr("\"job\":\"mlops\""));
   EXPECT_THAT(body, HasSubstr(",\"1\"]"));  // the counter's value as Prometheus stored it
 }

@@ -1,10 +1,13 @@
 #include "tests/testing/testing.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,6 +218,71 @@ std::string RandomBytes(size_t n, uint64_t seed) {
   }
   for (; i < n; ++i) out[i] = static_cast<char>(rng());
   return out;
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+PrometheusServer::PrometheusServer(const std::string& dir, const std::vector<int>& metrics_ports) {
+  std::string config = dir + "/prometheus.yml";
+  {
+    std::ofstream out(config);
+    out << "global:\n  scrape_interval: 1s\nscrape_configs:\n"
+        << "  - job_name: mlops\n    static_configs:\n      - targets: [";
+    for (size_t i = 0; i < metrics_ports.size(); ++i) {
+      out << (i ? ", " : "") << "'127.0.0.1:" << metrics_ports[i] << "'";
+    }
+    out << "]\n";
+  }
+  port_ = FreePort();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, 1);
+    ::dup2(null_fd, 2);
+    std::string storage = "--storage.tsdb.path=" + dir + "/tsdb";
+    std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
+    std::string config_flag = "--config.file=" + config;
+    ::execl("/usr/bin/prometheus", "prometheus", config_flag.c_str(), storage.c_str(),
+            listen.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+}
+
+PrometheusServer::~PrometheusServer() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+}
+
+std::string PrometheusServer::Query(const std::string& expr) const {
+  CURL* curl = curl_easy_init();
+  char* escaped = curl_easy_escape(curl, expr.c_str(), static_cast<int>(expr.size()));
+  std::string path = std::string("/api/v1/query?query=") + escaped;
+  curl_free(escaped);
+  curl_easy_cleanup(curl);
+  auto [code, body] = HttpGet(port_, path);
+  return code == 200 ? body : "";
+}
+
+std::string PrometheusServer::WaitFor(const std::string& expr, int seconds) const {
+  std::string body;
+  for (int i = 0; i < seconds * 10; ++i) {
+    body = Query(expr);
+    if (body.find("\"value\"") != std::string::npos) return body;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return body;
 }
 
 std::pair<grpc::Status, std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,

@@ -110,6 +110,26 @@ class ServerSuite : public ::testing::Test {
 // HTTP GET on 127.0.0.1:port; returns the status code and body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
 
+// A free TCP port on 127.0.0.1 (bound and released: for programs that cannot bind port 0).
+int FreePort();
+
+// The real Prometheus server (Debian's /usr/bin/prometheus) as a child process, scraping the given
+// /metrics ports on 127.0.0.1 every second, its data in `dir`. Stopped (SIGTERM) when destroyed.
+class PrometheusServer {
+ public:
+  PrometheusServer(const std::string& dir, const std::vector<int>& metrics_ports);
+  ~PrometheusServer();
+  int port() const { return port_; }
+  // The JSON answer of /api/v1/query for `expr` (URL-encoded here); empty on an HTTP error.
+  std::string Query(const std::string& expr) const;
+  // Waits (up to `seconds`) until `expr` returns at least one sample; the last answer.
+  std::string WaitFor(const std::string& expr, int seconds = 30) const;
+
+ private:
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
 // A unary call of `method` ("/pkg.Service/Method") with `request` as the raw bytes on the wire,
 // for requests no generated stub would send. Returns the status and the raw response bytes.
 std::pair<grpc::Status, std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
