@@ -15,6 +15,8 @@ namespace mlops::scheduler {
 namespace {
 
 constexpr size_t kMaxSteps = 100000;
+constexpr size_t kMaxSpecBytes = 32 << 20;
+constexpr size_t kMaxParams = 10000;
 constexpr size_t kMaxSweepInstances = 1000;
 constexpr double kMaxMemoryBytes = 1125899906842624.0;  // 1 Pi
 
@@ -122,7 +124,6 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
                 "replicas", "retries", "timeout", "cache", "sweep", "objective", "params"}));
   StepSpec step;
   step.line = node.Mark().line + 1;
-  step.params = params;
   if (!node["name"]) return ErrorAt(node, "step: 'name' is required");
   ASSIGN_OR_RETURN(step.name, Scalar(node["name"], "name"));
   if (!ValidStepName(step.name)) {
@@ -458,6 +459,11 @@ bool ParseMemory(std::string_view text, int64_t* bytes) {
 }
 
 absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml) {
+  // Bounded before any parsing: the work of a parse grows with the text.
+  if (yaml.size() > kMaxSpecBytes) {
+    return absl::InvalidArgumentError("spec: " + std::to_string(yaml.size()) +
+                                      " bytes, at most 33554432 (32 MiB)");
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<YamlDocument> document, YamlDocument::Parse(yaml));
   const YamlNode root = document->root();
   if (!root.IsMap()) return ErrorAt(root, "a pipeline is a mapping with name, params and steps");
@@ -470,6 +476,10 @@ absl::StatusOr<PipelineSpec> ParsePipelineSpec(std::string_view yaml) {
                    "pipeline name '" + spec.name + "' must match [A-Za-z][A-Za-z0-9_-]{0,62}");
   }
   if (const YamlNode params = root["params"]) {
+    if (params.size() > kMaxParams) {
+      return ErrorAt(params, "params: " + std::to_string(params.size()) +
+                                 " given, at most 10000 per pipeline");
+    }
     ASSIGN_OR_RETURN(spec.params, StringMap(params, "params"));
   }
   const YamlNode steps = root["steps"];
@@ -585,9 +595,11 @@ absl::Status ApplyParams(PipelineSpec* spec, const std::map<std::string, std::st
     }
     spec->params[key] = value;
   }
+  // Per step, only the few params it uses are looked up: linear in the steps, not steps x params.
   for (StepSpec& step : spec->steps) {
-    for (const auto& [key, value] : params) {
-      if (step.params.contains(key)) step.params[key] = value;  // a step sees only what it uses
+    for (auto& [key, value] : step.params) {
+      auto given = params.find(key);
+      if (given != params.end()) value = given->second;
     }
   }
   return absl::OkStatus();

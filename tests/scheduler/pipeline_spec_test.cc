@@ -239,6 +239,18 @@ TEST(PipelineSpecTest, FingerprintsChangeWithContentAndNothingElse) {
   EXPECT_NE(StepFingerprint(other, inputs), StepFingerprint(split, inputs));
 }
 
+TEST(PipelineSpecTest, SpecsAreBoundedInBytesAndParams) {
+  std::string params = "name: many\nparams:\n";
+  for (int i = 0; i < 10001; ++i) params += "  p" + std::to_string(i) + ": x\n";
+  params += "steps:\n  - name: s\n    command: [x]\n";
+  EXPECT_THAT(ParsePipelineSpec(params).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "line 3, column 3: params: 10001 given, at most 10000 per pipeline"));
+  std::string huge = "name: huge\ndescription: \"" + std::string(33 << 20, 'x') + "\"\n";
+  EXPECT_THAT(ParsePipelineSpec(huge).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "at most 33554432 (32 MiB)"));
+}
+
 TEST(PipelineSpecTest, ALongCycleIsNamedByItsFirstStepsAndItsLength) {
   std::string yaml = "name: ring\nsteps:\n";
   const int kSteps = 2000;
