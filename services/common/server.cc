@@ -8,8 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/internal/program_name.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
@@ -45,6 +48,19 @@ std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
   absl::SetProgramUsageMessage(usage);
+  // --help lists this binary's own flags (absl's default matches only the file of main(), which
+  // defines none here), and exits 0.
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-help" || arg == "-h") {
+      absl::flags_internal::SetProgramInvocationName(argv[0]);
+      absl::flags_internal::FlagsHelp(std::cout, "/services/",
+                                      absl::flags_internal::HelpFormat::kHumanReadable, usage);
+      std::cout << "\nEvery flag can also be set as MLOPS_<FLAG> in the environment "
+                   "(MLOPS_DATA_DIR=...); the command line wins.\n";
+      std::exit(0);
+    }
+  }
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     std::string env = "MLOPS_";
     for (char c : name) env += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));

@@ -86,6 +86,21 @@ TEST_F(MetricsTest, RealPrometheusScrapesTheServer) {
   EXPECT_THAT(body, HasSubstr(",\"1\"]"));  // the counter's value as Prometheus stored it
 }
 
+TEST(ServerFlagsTest, HelpListsEachBinarysFlagsAndExitsZero) {
+  for (const char* binary : {MLOPS_SERVER_BIN, MLOPS_METADATA_BIN, MLOPS_ARTIFACT_BIN}) {
+    auto help = testing::RunCommand({binary, "--help"});
+    EXPECT_EQ(help.exit_code, 0) << binary << help.err;
+    EXPECT_THAT(help.out, HasSubstr("--port"));
+    EXPECT_THAT(help.out, HasSubstr("--data_dir"));
+    EXPECT_THAT(help.out, HasSubstr("MLOPS_<FLAG>"));
+    EXPECT_THAT(help.out, ::testing::Not(HasSubstr("No flags matched")));
+  }
+  // The all-in-one server runs the scheduler: its capacity flags are listed there.
+  EXPECT_THAT(testing::RunCommand({MLOPS_SERVER_BIN, "--help"}).out, HasSubstr("--scheduler_cpus"));
+  EXPECT_THAT(testing::RunCommand({MLOPS_METADATA_BIN, "--help"}).out,
+              ::testing::Not(HasSubstr("--scheduler_cpus")));
+}
+
 TEST(RpcLogTest, LogsEveryRpcWithTheClientsRequestId) {
   testing::TempDir dir;
   testing::ChildServer server(MLOPS_SERVER_BIN, dir.path() + "/data",
