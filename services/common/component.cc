@@ -11,22 +11,34 @@ ABSL_FLAG(std::string, metadata_address, "",
           "the metadata service (host:port) this server's components call; empty: this server");
 ABSL_FLAG(std::string, scheduler_address, "",
           "the scheduler service (host:port) this server's components call; empty: this server");
+ABSL_FLAG(std::string, monitoring_address, "",
+          "the monitoring service (host:port) that pipeline steps are told of; empty: this server");
 
 namespace mlops {
 
-std::shared_ptr<grpc::Channel> PeerChannel(ServiceHost& host, Peer peer) {
-  std::string address;
+namespace {
+std::string PeerFlag(Peer peer) {
   switch (peer) {
     case Peer::kArtifact:
-      address = absl::GetFlag(FLAGS_artifact_address);
-      break;
+      return absl::GetFlag(FLAGS_artifact_address);
     case Peer::kMetadata:
-      address = absl::GetFlag(FLAGS_metadata_address);
-      break;
+      return absl::GetFlag(FLAGS_metadata_address);
     case Peer::kScheduler:
-      address = absl::GetFlag(FLAGS_scheduler_address);
-      break;
+      return absl::GetFlag(FLAGS_scheduler_address);
+    case Peer::kMonitoring:
+      return absl::GetFlag(FLAGS_monitoring_address);
   }
+  return "";
+}
+}  // namespace
+
+std::string PeerAddress(const ServiceHost& host, Peer peer) {
+  std::string address = PeerFlag(peer);
+  return address.empty() ? host.ReachableAddress() : address;
+}
+
+std::shared_ptr<grpc::Channel> PeerChannel(ServiceHost& host, Peer peer) {
+  std::string address = PeerFlag(peer);
   if (address.empty()) return host.InProcessChannel();
   return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
 }

@@ -35,8 +35,11 @@ class Component {
 // The other services a component calls: --artifact_address, --metadata_address and
 // --scheduler_address, each a channel to that host:port, or (empty, the default) to this server
 // itself in process.
-enum class Peer { kArtifact, kMetadata, kScheduler };
+enum class Peer { kArtifact, kMetadata, kScheduler, kMonitoring };
 std::shared_ptr<grpc::Channel> PeerChannel(ServiceHost& host, Peer peer);
+// The host:port of a peer as a child process (a pipeline step) reaches it: the flag's value, or
+// this server's reachable address when the flag is empty.
+std::string PeerAddress(const ServiceHost& host, Peer peer);
 
 // Opens a component with its storage in `dir` (data_dir/<name>).
 using ComponentFactory = std::function<absl::StatusOr<std::unique_ptr<Component>>(

@@ -40,6 +40,12 @@ ABSL_FLAG(bool, log_rpcs, false,
 
 namespace mlops {
 
+std::string ServiceHost::ReachableAddress() const {
+  const std::string& host = config_.host;
+  bool any = host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]";
+  return (any ? std::string("127.0.0.1") : host) + ":" + std::to_string(port_);
+}
+
 std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage) {
   sigset_t set;
   sigemptyset(&set);

@@ -60,6 +60,9 @@ class ServiceHost {
   // Builds and starts the gRPC server, then the HTTP endpoint. UNAVAILABLE when a port is taken.
   absl::Status Start();
   int port() const { return port_; }
+  // Where other processes on this machine reach this server: its --host (127.0.0.1 when it binds
+  // every interface) and bound port.
+  std::string ReachableAddress() const;
   int metrics_port() const { return http_.port(); }
   // A channel to this server that stays inside the process.
   std::shared_ptr<grpc::Channel> InProcessChannel();

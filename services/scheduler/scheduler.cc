@@ -928,7 +928,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   for (const auto& [k, v] : spec.params) launch.env["MLOPS_PARAM_" + ToUpper(k)] = v;
   launch.env["MLOPS_PIPELINE_RUN_ID"] = plan->run_id;
   launch.env["MLOPS_STEP"] = spec.name;
-  if (!options_.server_address.empty()) launch.env["MLOPS_SERVER"] = options_.server_address;
+  for (const auto& [k, v] : options_.step_env) launch.env[k] = v;
   if (!plan->tracking_run_id.empty()) launch.env["MLOPS_RUN_ID"] = plan->tracking_run_id;
   auto handle = executor_->Launch(launch, [mailbox = mailbox_, plan](const AttemptResult& result) {
     std::lock_guard lock(mailbox->mu);

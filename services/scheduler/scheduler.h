@@ -62,9 +62,11 @@ class ArtifactGateway {
 };
 
 struct SchedulerOptions {
-  std::string work_root;       // attempts run in <work_root>/<run>/<step>/<attempt>
-  Resources capacity;          // of this executor
-  std::string server_address;  // passed to steps as MLOPS_SERVER
+  std::string work_root;  // attempts run in <work_root>/<run>/<step>/<attempt>
+  Resources capacity;     // of this executor
+  // Added to every step's environment: where each service is (MLOPS_SERVER,
+  // MLOPS_METADATA_SERVER, MLOPS_ARTIFACT_SERVER, MLOPS_SCHEDULER_SERVER, MLOPS_MONITORING_SERVER).
+  std::map<std::string, std::string> step_env;
   // Threads that prepare attempts (inputs, tracking run, process start) and collect them (logs,
   // outputs, metrics): the engine thread only decides and persists.
   int workers = 4;

@@ -78,7 +78,15 @@ class SchedulerComponent : public Component {
     }
     options.capacity = {static_cast<int64_t>(cpus) * 1000, memory_mb << 20,
                         absl::GetFlag(FLAGS_scheduler_gpus)};
-    options.server_address = "127.0.0.1:" + std::to_string(host.port());
+    // Steps call the services where this scheduler does (a split deployment passes the peers'
+    // addresses; the all-in-one server is all of them), never a hard-coded port.
+    options.step_env = {
+        {"MLOPS_SERVER", host.ReachableAddress()},
+        {"MLOPS_SCHEDULER_SERVER", PeerAddress(host, Peer::kScheduler)},
+        {"MLOPS_METADATA_SERVER", PeerAddress(host, Peer::kMetadata)},
+        {"MLOPS_ARTIFACT_SERVER", PeerAddress(host, Peer::kArtifact)},
+        {"MLOPS_MONITORING_SERVER", PeerAddress(host, Peer::kMonitoring)},
+    };
     auto scheduler =
         Scheduler::Open(db_.get(), &executor_, gateway_.get(), options, metadata_.get());
     if (!scheduler.ok()) return scheduler.status();

@@ -128,5 +128,46 @@ TEST(DemoTest, EveryDashboardPanelShowsTheTruthAfterTheDemo) {
   EXPECT_FALSE(ValueFor(answers["Queue depth"][0], "\"queue\":\"default\"").empty());
 }
 
+TEST(DemoTest, RunsWithEachServiceInItsOwnProcess) {
+  // As on Kubernetes: four servers on loopback, each told where the others are; steps and the
+  // CLI reach every service at its own address.
+  testing::TempDir dir;
+  testing::ChildServer metadata(MLOPS_METADATA_BIN, dir.path() + "/metadata");
+  testing::ChildServer artifact(MLOPS_ARTIFACT_BIN, dir.path() + "/artifact");
+  metadata.Start();
+  artifact.Start();
+  testing::ChildServer scheduler(
+      MLOPS_SCHEDULER_BIN, dir.path() + "/scheduler",
+      {"--metadata_address=" + metadata.address(), "--artifact_address=" + artifact.address()});
+  scheduler.Start();
+  testing::ChildServer monitoring(
+      MLOPS_MONITORING_BIN, dir.path() + "/monitoring",
+      {"--metadata_address=" + metadata.address(), "--artifact_address=" + artifact.address(),
+       "--scheduler_address=" + scheduler.address()});
+  monitoring.Start();
+  std::vector<std::string> env = {"MLOPS_SERVER=" + metadata.address(),
+                                  "MLOPS_METADATA_SERVER=" + metadata.address(),
+                                  "MLOPS_ARTIFACT_SERVER=" + artifact.address(),
+                                  "MLOPS_SCHEDULER_SERVER=" + scheduler.address(),
+                                  "MLOPS_MONITORING_SERVER=" + monitoring.address()};
+  auto result = testing::RunCommand(
+      {"/bin/bash", std::string(MLOPS_SOURCE_DIR) + "/examples/demo.sh", MLOPS_BUILD_DIR}, env);
+  ASSERT_EQ(result.exit_code, 0) << result.out.substr(
+                                        result.out.size() > 6000 ? result.out.size() - 6000 : 0)
+                                 << result.err;
+  EXPECT_THAT(result.out, HasSubstr("aliases:  production"));
+  EXPECT_THAT(result.out, HasSubstr("cached steps: 7 of 7"));
+  EXPECT_THAT(result.out, HasSubstr("retraining pipeline run: "));
+  EXPECT_THAT(result.out, HasSubstr("2        READY   production"));
+  EXPECT_THAT(result.out, HasSubstr("identical (bit for bit)"));
+  // The CLI pointed at a server that lacks a service says which flag to set.
+  auto wrong = testing::RunCommand({MLOPS_CLI_BIN, "--server", artifact.address(), "runs", "search",
+                                    "--experiment", "demo-fit"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err, HasSubstr("the server at " + artifact.address() +
+                                   " does not serve mlops.metadata.v1.MetadataService; set "
+                                   "--metadata_server (or MLOPS_METADATA_SERVER)"));
+}
+
 }  // namespace
 }  // namespace mlops

@@ -1,11 +1,14 @@
 #include "tools/cli/cli_util.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/support/client_interceptor.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <optional>
 
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -158,6 +161,85 @@ void FailRpc(const grpc::Status& status) {
                  "MLOPS_SERVER)\n";
   }
   std::exit(1);
+}
+
+Endpoints TakeEndpoints(Args& args) {
+  auto env = [](const char* name) -> std::optional<std::string> {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') return std::nullopt;
+    return std::string(value);
+  };
+  std::optional<std::string> server = args.Take("--server");
+  auto pick = [&](const char* flag, const char* variable) {
+    if (auto given = args.Take(flag)) return *given;
+    if (server) return *server;
+    if (auto from_env = env(variable)) return *from_env;
+    return env("MLOPS_SERVER").value_or("localhost:50051");
+  };
+  Endpoints out;
+  out.metadata = pick("--metadata_server", "MLOPS_METADATA_SERVER");
+  out.artifact = pick("--artifact_server", "MLOPS_ARTIFACT_SERVER");
+  out.scheduler = pick("--scheduler_server", "MLOPS_SCHEDULER_SERVER");
+  out.monitoring = pick("--monitoring_server", "MLOPS_MONITORING_SERVER");
+  return out;
+}
+
+namespace {
+
+// Rewrites UNIMPLEMENTED from a server that lacks the whole service into a message naming it.
+class MissingServiceInterceptor : public grpc::experimental::Interceptor {
+ public:
+  MissingServiceInterceptor(std::string address, std::string method)
+      : address_(std::move(address)), method_(std::move(method)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_STATUS)) {
+      grpc::Status* status = methods->GetRecvStatus();
+      if (status != nullptr && status->error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        // "/mlops.artifact.v1.ArtifactService/Push" -> the service and its flag.
+        std::string service = method_.substr(1, method_.rfind('/') - 1);
+        std::string short_name = service.substr(6, service.find('.', 6) - 6);  // "artifact"
+        std::string upper;
+        for (char c : short_name) upper += static_cast<char>(std::toupper(c));
+        *status = grpc::Status(
+            grpc::StatusCode::UNIMPLEMENTED,
+            "the server at " + address_ + " does not serve " + service + "; set --" + short_name +
+                "_server (or MLOPS_" + upper + "_SERVER) to where it runs" +
+                (status->error_message().empty() ? std::string()
+                                                 : " (" + status->error_message() + ")"));
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  std::string address_, method_;
+};
+
+class MissingServiceInterceptorFactory
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit MissingServiceInterceptorFactory(std::string address) : address_(std::move(address)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    std::string method = info->method() == nullptr ? "" : info->method();
+    if (method.rfind("/mlops.", 0) != 0) return nullptr;  // health checks and the like
+    return new MissingServiceInterceptor(address_, method);
+  }
+
+ private:
+  std::string address_;
+};
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(std::make_unique<MissingServiceInterceptorFactory>(address));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(
+      address, grpc::InsecureChannelCredentials(), args, std::move(factories));
 }
 
 }  // namespace mlops::cli

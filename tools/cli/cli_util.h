@@ -2,6 +2,7 @@
 #pragma once
 
 #include <google/protobuf/message.h>
+#include <grpcpp/grpcpp.h>
 #include <grpcpp/support/status.h>
 
 #include <cstdint>
@@ -44,5 +45,17 @@ void PrintTable(const std::vector<std::string>& header,
 void PrintJson(const google::protobuf::Message& message);
 // Prints a failed RPC's code and message (with a hint when the server is unreachable); exits 1.
 [[noreturn]] void FailRpc(const grpc::Status& status);
+
+// Where each service is: --metadata_server, --artifact_server, --scheduler_server and
+// --monitoring_server, each defaulting to --server; then MLOPS_METADATA_SERVER ... in the
+// environment; then MLOPS_SERVER; then localhost:50051. Flags are taken from `args`.
+struct Endpoints {
+  std::string metadata, artifact, scheduler, monitoring;
+};
+Endpoints TakeEndpoints(Args& args);
+
+// A channel to `address` on which a call that the server answers UNIMPLEMENTED (it does not host
+// that service: a split deployment) fails with a message that says so and names the flag to set.
+std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address);
 
 }  // namespace mlops::cli

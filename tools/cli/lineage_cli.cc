@@ -71,10 +71,11 @@ std::string ValueText(const mv1::Value& v) {
 
 class LineageCli {
  public:
-  LineageCli(std::shared_ptr<grpc::Channel> channel, const std::string& output)
-      : channel_(channel),
-        lineage_(mv1::LineageService::NewStub(channel)),
-        registry_(mv1::ModelRegistry::NewStub(channel)),
+  LineageCli(std::shared_ptr<grpc::Channel> metadata, std::shared_ptr<grpc::Channel> artifact,
+             const std::string& output)
+      : artifact_channel_(artifact),
+        lineage_(mv1::LineageService::NewStub(metadata)),
+        registry_(mv1::ModelRegistry::NewStub(metadata)),
         output_(output) {}
 
   template <typename Stub, typename Request, typename Response>
@@ -479,7 +480,7 @@ class LineageCli {
   // already records those bytes (a run's or a step's output), else a new Model artifact.
   std::pair<std::string, int64_t> UploadModelFile(const std::string& path,
                                                   const std::string& model) {
-    artifact::ArtifactClient client(channel_);
+    artifact::ArtifactClient client(artifact_channel_);
     auto blob = client.UploadFile(path, /*pin=*/true, nullptr);
     if (!blob.ok()) {
       FailRpc(grpc::Status(static_cast<grpc::StatusCode>(blob.status().code()),
@@ -501,7 +502,7 @@ class LineageCli {
     return {blob->digest(), id};
   }
 
-  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<grpc::Channel> artifact_channel_;
   std::unique_ptr<mv1::LineageService::Stub> lineage_;
   std::unique_ptr<mv1::ModelRegistry::Stub> registry_;
   std::string output_;
@@ -510,8 +511,9 @@ class LineageCli {
 }  // namespace
 
 int RunLineageCommand(const std::string& group, const std::string& command, Args& args,
-                      std::shared_ptr<grpc::Channel> channel, const std::string& output) {
-  LineageCli cli(channel, output);
+                      std::shared_ptr<grpc::Channel> metadata,
+                      std::shared_ptr<grpc::Channel> artifact, const std::string& output) {
+  LineageCli cli(metadata, artifact, output);
   if (group == "lineage") return cli.Lineage(args);
   return cli.Models(command, args);
 }

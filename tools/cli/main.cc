@@ -38,6 +38,9 @@ constexpr char kUsage[] = R"(mlops: reproducible machine learning, from the comm
 Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
 
   --server    the mlops server (default $MLOPS_SERVER, else localhost:50051)
+  --metadata_server, --artifact_server, --scheduler_server, --monitoring_server
+              where each service runs when they are apart (default --server, then
+              $MLOPS_METADATA_SERVER, ... then $MLOPS_SERVER)
   --output    table (default), json, or dot (lineage)
   mlops --version                   the version and the commit it was built from
   mlops completion bash             tab completion: source <(mlops completion bash)
@@ -525,7 +528,9 @@ int main(int argc, char** argv) {
     Args prefix({});
     Args* globals = &args;
     for (size_t i = 0; i < raw.size(); ++i) {
-      if (raw[i] == "--server" || raw[i] == "--output") {
+      if (raw[i] == "--server" || raw[i] == "--output" || raw[i] == "--metadata_server" ||
+          raw[i] == "--artifact_server" || raw[i] == "--scheduler_server" ||
+          raw[i] == "--monitoring_server") {
         ++i;
         continue;
       }
@@ -537,9 +542,7 @@ int main(int argc, char** argv) {
       }
       break;
     }
-    const char* env = std::getenv("MLOPS_SERVER");
-    std::string server =
-        globals->Take("--server").value_or(env != nullptr && *env ? env : "localhost:50051");
+    Endpoints endpoints = TakeEndpoints(*globals);
     std::string output = globals->Take("--output").value_or("table");
     if (output != "table" && output != "json" && output != "dot") {
       throw UsageError{"--output must be table, json or dot"};
@@ -558,34 +561,38 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
-    grpc::ChannelArguments channel_args;
-    channel_args.SetMaxReceiveMessageSize(64 << 20);
-    auto channel =
-        grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), channel_args);
-    if (group == "run") return RunCommandLine(args, channel, server, output == "json");
-    if (group == "reproduce") return ReproduceCommandLine(args, channel, server, output == "json");
+    auto metadata = ServiceChannel(endpoints.metadata);
+    auto artifact =
+        endpoints.artifact == endpoints.metadata ? metadata : ServiceChannel(endpoints.artifact);
+    if (group == "run") {
+      return RunCommandLine(args, metadata, artifact, endpoints, output == "json");
+    }
+    if (group == "reproduce") {
+      return ReproduceCommandLine(args, metadata, artifact, endpoints, output == "json");
+    }
     if (group == "profile" || group == "profiles" || group == "monitor" || group == "monitors" ||
         group == "drift") {
       return RunMonitoringCommand(group.rfind("profile", 0) == 0   ? "profile"
                                   : group.rfind("monitor", 0) == 0 ? "monitor"
                                                                    : "drift",
-                                  args, channel, output == "json");
+                                  args, ServiceChannel(endpoints.monitoring), output == "json");
     }
     std::string command = group == "lineage" ? "" : TakeCommand(found->name, args);
     if ((group == "runs") && command == "compare") {
-      return CompareRunsCommandLine(args, channel, output == "json");
+      return CompareRunsCommandLine(args, metadata, artifact, output == "json");
     }
     if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
       return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
-                                channel, output == "json");
+                                ServiceChannel(endpoints.scheduler), output == "json");
     }
     if (group == "lineage" || group == "models" || group == "model") {
-      return RunLineageCommand(group == "model" ? "models" : group, command, args, channel, output);
+      return RunLineageCommand(group == "model" ? "models" : group, command, args, metadata,
+                               artifact, output);
     }
     if (group == "data" || group == "artifact" || group == "artifacts") {
-      return RunDataCommand(group, command, args, channel, output == "json");
+      return RunDataCommand(group, command, args, artifact, output == "json");
     }
-    Cli cli(channel, output == "json");
+    Cli cli(metadata, output == "json");
     return cli.Run(group, command, args);
   } catch (const UsageError& e) {
     std::cerr << "mlops: " << e.message << "\n(see mlops --help)\n";

@@ -166,11 +166,12 @@ std::map<std::string, std::string> Environment() {
 
 class RunCli {
  public:
-  RunCli(std::shared_ptr<grpc::Channel> channel, std::string server, bool json)
-      : metadata_(mv1::MetadataService::NewStub(channel)),
-        lineage_(mv1::LineageService::NewStub(channel)),
-        artifacts_(channel),
-        server_(std::move(server)),
+  RunCli(std::shared_ptr<grpc::Channel> metadata, std::shared_ptr<grpc::Channel> artifact,
+         Endpoints endpoints, bool json)
+      : metadata_(mv1::MetadataService::NewStub(metadata)),
+        lineage_(mv1::LineageService::NewStub(metadata)),
+        artifacts_(artifact),
+        endpoints_(std::move(endpoints)),
         json_(json) {}
 
   template <typename Stub, typename Request, typename Response>
@@ -260,7 +261,13 @@ class RunCli {
     std::cerr << "mlops: run " << run_id << " (experiment " << plan.experiment << ")\n";
 
     // The command, with MLOPS_* in its environment, its output shown and kept.
-    std::vector<std::string> env = {"MLOPS_RUN_ID=" + run_id, "MLOPS_SERVER=" + server_,
+    // The command reaches each service where this CLI did (MLOPS_SERVER: the metadata service).
+    std::vector<std::string> env = {"MLOPS_RUN_ID=" + run_id,
+                                    "MLOPS_SERVER=" + endpoints_.metadata,
+                                    "MLOPS_METADATA_SERVER=" + endpoints_.metadata,
+                                    "MLOPS_ARTIFACT_SERVER=" + endpoints_.artifact,
+                                    "MLOPS_SCHEDULER_SERVER=" + endpoints_.scheduler,
+                                    "MLOPS_MONITORING_SERVER=" + endpoints_.monitoring,
                                     "MLOPS_EXPERIMENT_ID=" + result.run.experiment_id()};
     for (const auto& [k, v] : plan.params) env.push_back("MLOPS_PARAM_" + Upper(k) + "=" + v);
     for (const auto& [k, v] : input_paths) env.push_back("MLOPS_INPUT_" + Upper(k) + "=" + v);
@@ -764,26 +771,28 @@ class RunCli {
   std::unique_ptr<mv1::MetadataService::Stub> metadata_;
   std::unique_ptr<mv1::LineageService::Stub> lineage_;
   artifact::ArtifactClient artifacts_;
-  std::string server_;
+  Endpoints endpoints_;
   bool json_;
 };
 
 }  // namespace
 
-int RunCommandLine(Args& args, std::shared_ptr<grpc::Channel> channel, const std::string& server,
-                   bool json) {
-  RunCli cli(std::move(channel), server, json);
+int RunCommandLine(Args& args, std::shared_ptr<grpc::Channel> metadata,
+                   std::shared_ptr<grpc::Channel> artifact, const Endpoints& endpoints, bool json) {
+  RunCli cli(std::move(metadata), std::move(artifact), endpoints, json);
   return cli.Run(args);
 }
 
-int ReproduceCommandLine(Args& args, std::shared_ptr<grpc::Channel> channel,
-                         const std::string& server, bool json) {
-  RunCli cli(std::move(channel), server, json);
+int ReproduceCommandLine(Args& args, std::shared_ptr<grpc::Channel> metadata,
+                         std::shared_ptr<grpc::Channel> artifact, const Endpoints& endpoints,
+                         bool json) {
+  RunCli cli(std::move(metadata), std::move(artifact), endpoints, json);
   return cli.Reproduce(args);
 }
 
-int CompareRunsCommandLine(Args& args, std::shared_ptr<grpc::Channel> channel, bool json) {
-  RunCli cli(std::move(channel), "", json);
+int CompareRunsCommandLine(Args& args, std::shared_ptr<grpc::Channel> metadata,
+                           std::shared_ptr<grpc::Channel> artifact, bool json) {
+  RunCli cli(std::move(metadata), std::move(artifact), {}, json);
   return cli.Compare(args);
 }
 

@@ -13,11 +13,14 @@
 
 namespace mlops::cli {
 
-// `server` is passed to the command as MLOPS_SERVER.
-int RunCommandLine(Args& args, std::shared_ptr<grpc::Channel> channel, const std::string& server,
-                   bool json);
-int ReproduceCommandLine(Args& args, std::shared_ptr<grpc::Channel> channel,
-                         const std::string& server, bool json);
-int CompareRunsCommandLine(Args& args, std::shared_ptr<grpc::Channel> channel, bool json);
+// The endpoints reach the command as MLOPS_METADATA_SERVER, MLOPS_ARTIFACT_SERVER, ... and
+// MLOPS_SERVER (the metadata service).
+int RunCommandLine(Args& args, std::shared_ptr<grpc::Channel> metadata,
+                   std::shared_ptr<grpc::Channel> artifact, const Endpoints& endpoints, bool json);
+int ReproduceCommandLine(Args& args, std::shared_ptr<grpc::Channel> metadata,
+                         std::shared_ptr<grpc::Channel> artifact, const Endpoints& endpoints,
+                         bool json);
+int CompareRunsCommandLine(Args& args, std::shared_ptr<grpc::Channel> metadata,
+                           std::shared_ptr<grpc::Channel> artifact, bool json);
 
 }  // namespace mlops::cli
