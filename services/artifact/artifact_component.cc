@@ -73,6 +73,7 @@ class ArtifactComponent : public Component {
   std::string name() const override { return "artifact"; }
   void Register(ServiceHost& host) override {
     host.AddService(&service_);
+    host.DeclareServes("artifact");
     host.rocksdb_collector().Add("artifact", &store_->db());
     host.http().AddCollectable(collector_);
   }

@@ -32,15 +32,39 @@ std::string PeerFlag(Peer peer) {
 }
 }  // namespace
 
+static const char* PeerName(Peer peer) {
+  switch (peer) {
+    case Peer::kArtifact:
+      return "artifact";
+    case Peer::kMetadata:
+      return "metadata";
+    case Peer::kScheduler:
+      return "scheduler";
+    case Peer::kMonitoring:
+      return "monitoring";
+  }
+  return "";
+}
+
 std::string PeerAddress(const ServiceHost& host, Peer peer) {
   std::string address = PeerFlag(peer);
   return address.empty() ? host.ReachableAddress() : address;
 }
 
-std::shared_ptr<grpc::Channel> PeerChannel(ServiceHost& host, Peer peer) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Peer peer) {
   std::string address = PeerFlag(peer);
-  if (address.empty()) return host.InProcessChannel();
-  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  std::string name = PeerName(peer);
+  if (address.empty()) {
+    if (!host.Serves(name)) {
+      return absl::FailedPreconditionError("this server calls the " + name +
+                                           " service, which does not run in this process: set --" +
+                                           name + "_address=HOST:PORT");
+    }
+    return host.InProcessChannel();
+  }
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  host.WatchPeer(name, address, channel);
+  return channel;
 }
 
 int RunServerMain(const std::string& program, const std::vector<ComponentFactory>& factories) {

@@ -36,7 +36,11 @@ class Component {
 // --scheduler_address, each a channel to that host:port, or (empty, the default) to this server
 // itself in process.
 enum class Peer { kArtifact, kMetadata, kScheduler, kMonitoring };
-std::shared_ptr<grpc::Channel> PeerChannel(ServiceHost& host, Peer peer);
+// FAILED_PRECONDITION when the flag is empty and this process does not host the peer (a service
+// run on its own must be told where its peers are). A configured peer is watched: its state is
+// exported as mlops_peer_up{peer} and shown on /statusz; a peer that is down does not make this
+// server unready (services call each other: readiness must not deadlock).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Peer peer);
 // The host:port of a peer as a child process (a pipeline step) reaches it: the flag's value, or
 // this server's reachable address when the flag is empty.
 std::string PeerAddress(const ServiceHost& host, Peer peer);

@@ -49,6 +49,7 @@ absl::Status HttpServer::Start(const std::string& host, int port) {
   mg_set_request_handler(ctx_, "/metrics$", &HttpServer::HandleMetrics, this);
   mg_set_request_handler(ctx_, "/healthz$", &HttpServer::HandleHealth, this);
   mg_set_request_handler(ctx_, "/readyz$", &HttpServer::HandleReady, this);
+  mg_set_request_handler(ctx_, "/statusz$", &HttpServer::HandleStatus, this);
   return absl::OkStatus();
 }
 
@@ -96,6 +97,22 @@ int HttpServer::HandleReady(mg_connection* conn, void* self) {
   }
   Reply(conn, ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n");
   return ready ? 200 : 503;
+}
+
+void HttpServer::SetStatusPage(std::function<std::string()> status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  status_ = std::move(status);
+}
+
+int HttpServer::HandleStatus(mg_connection* conn, void* self) {
+  auto* server = static_cast<HttpServer*>(self);
+  std::string text;
+  {
+    std::lock_guard<std::mutex> lock(server->mu_);
+    if (server->status_) text = server->status_();
+  }
+  Reply(conn, 200, "text/plain", text);
+  return 200;
 }
 
 }  // namespace mlops

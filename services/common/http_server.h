@@ -30,6 +30,8 @@ class HttpServer {
   void AddCollectable(std::weak_ptr<prometheus::Collectable> collectable);
   // /readyz answers 200 only while `ready` returns true (default: always).
   void SetReadiness(std::function<bool()> ready);
+  // /statusz answers the text `status` returns (the state of the peers).
+  void SetStatusPage(std::function<std::string()> status);
 
   // Listens on host:port (port 0 picks a free one). UNAVAILABLE when the port is taken.
   absl::Status Start(const std::string& host, int port);
@@ -43,10 +45,12 @@ class HttpServer {
   static int HandleMetrics(mg_connection* conn, void* self);
   static int HandleHealth(mg_connection* conn, void* self);
   static int HandleReady(mg_connection* conn, void* self);
+  static int HandleStatus(mg_connection* conn, void* self);
 
   mutable std::mutex mu_;
   std::vector<std::weak_ptr<prometheus::Collectable>> collectables_;
   std::function<bool()> ready_;
+  std::function<std::string()> status_;
   mg_context* ctx_ = nullptr;
   int port_ = 0;
 };

@@ -99,16 +99,76 @@ ServerConfig ServerConfig::FromFlags() {
   return config;
 }
 
+// mlops_peer_up{peer,address} for every watched peer, and the /statusz text.
+class PeerCollector : public prometheus::Collectable {
+ public:
+  void Add(std::string name, std::string address, std::shared_ptr<grpc::Channel> channel) {
+    std::lock_guard lock(mu_);
+    peers_.push_back({std::move(name), std::move(address), std::move(channel), -1});
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    prometheus::MetricFamily family;
+    family.name = "mlops_peer_up";
+    family.help = "1 when a peer service's channel is connected or connecting, 0 when it fails";
+    family.type = prometheus::MetricType::Gauge;
+    std::lock_guard lock(mu_);
+    for (Peer& peer : peers_) {
+      int up = Up(peer);
+      if (up != peer.last_up) {
+        LogInfo(up ? "peer_up" : "peer_down", {{"peer", peer.name}, {"address", peer.address}});
+        peer.last_up = up;
+      }
+      prometheus::ClientMetric metric;
+      metric.label = {{"address", peer.address}, {"peer", peer.name}};
+      metric.gauge.value = up;
+      family.metric.push_back(std::move(metric));
+    }
+    if (family.metric.empty()) return {};
+    return {std::move(family)};
+  }
+
+  std::string Status() const {
+    std::lock_guard lock(mu_);
+    std::string out;
+    for (const Peer& peer : peers_) {
+      out += "peer " + peer.name + " " + peer.address + ": " + (Up(peer) ? "up" : "DOWN") + "\n";
+    }
+    return out.empty() ? "no remote peers (every service this server calls runs in it)\n" : out;
+  }
+
+ private:
+  struct Peer {
+    std::string name, address;
+    std::shared_ptr<grpc::Channel> channel;
+    int last_up;
+  };
+  static int Up(const Peer& peer) {
+    grpc_connectivity_state state = peer.channel->GetState(/*try_to_connect=*/true);
+    return state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN ? 0 : 1;
+  }
+  mutable std::mutex mu_;
+  mutable std::vector<Peer> peers_;
+};
+
 ServiceHost::ServiceHost(ServerConfig config)
     : config_(std::move(config)),
       registry_(std::make_shared<prometheus::Registry>()),
       process_(MakeProcessCollector()),
       rocksdb_(std::make_shared<RocksDbCollector>()),
+      peers_(std::make_shared<PeerCollector>()),
       rpc_metrics_(std::make_unique<RpcMetrics>(*registry_)) {
   rpc_metrics_->set_log_rpcs(config_.log_rpcs);
   http_.AddCollectable(registry_);
   http_.AddCollectable(process_);
   http_.AddCollectable(rocksdb_);
+  http_.AddCollectable(peers_);
+  http_.SetStatusPage([peers = peers_]() { return peers->Status(); });
+}
+
+void ServiceHost::WatchPeer(const std::string& name, const std::string& address,
+                            std::shared_ptr<grpc::Channel> channel) {
+  peers_->Add(name, address, std::move(channel));
 }
 
 ServiceHost::~ServiceHost() { Shutdown(absl::ZeroDuration()); }

@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,10 @@ class ServiceHost {
 
   // Services must outlive the host; register them before Start.
   void AddService(grpc::Service* service);
+  // Which of mlops' services ("metadata", "artifact", "scheduler", "monitoring") this process
+  // hosts: a peer it hosts is reached in-process.
+  void DeclareServes(const std::string& name) { serves_.insert(name); }
+  bool Serves(const std::string& name) const { return serves_.contains(name); }
   prometheus::Registry& registry() { return *registry_; }
   RocksDbCollector& rocksdb_collector() { return *rocksdb_; }
   HttpServer& http() { return http_; }
@@ -66,14 +71,21 @@ class ServiceHost {
   int metrics_port() const { return http_.port(); }
   // A channel to this server that stays inside the process.
   std::shared_ptr<grpc::Channel> InProcessChannel();
+  // Watches a peer service's channel: mlops_peer_up{peer,address} (1 unless the channel is in
+  // TRANSIENT_FAILURE or shut down, read at each scrape, which also asks it to connect), a log
+  // line when that changes, and a line on /statusz.
+  void WatchPeer(const std::string& name, const std::string& address,
+                 std::shared_ptr<grpc::Channel> channel);
   // Stops accepting RPCs, lets running ones finish until `grace`, then cancels the rest.
   void Shutdown(absl::Duration grace);
 
  private:
   ServerConfig config_;
+  std::set<std::string> serves_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<prometheus::Collectable> process_;
   std::shared_ptr<RocksDbCollector> rocksdb_;
+  std::shared_ptr<class PeerCollector> peers_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::vector<grpc::Service*> services_;
   std::unique_ptr<grpc::Server> server_;

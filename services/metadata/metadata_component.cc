@@ -21,6 +21,7 @@ class MetadataComponent : public Component {
   std::string name() const override { return "metadata"; }
   void Register(ServiceHost& host) override {
     host.AddService(&service_);
+    host.DeclareServes("metadata");
     host.AddService(&lineage_service_);
     host.AddService(&registry_service_);
     host.rocksdb_collector().Add("metadata", &store_->db());

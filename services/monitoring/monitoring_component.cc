@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "services/common/status.h"
 #include "services/monitoring/monitoring_service.h"
 
 namespace mlops::monitoring {
@@ -16,6 +17,7 @@ class MonitoringComponent : public Component {
   void Register(ServiceHost& host) override {
     service_ = std::make_unique<MonitoringServiceImpl>(db_.get(), dir_ + "/work", host.registry());
     host.AddService(service_.get());
+    host.DeclareServes("monitoring");
     host.rocksdb_collector().Add("monitoring", db_.get());
   }
 
@@ -23,8 +25,10 @@ class MonitoringComponent : public Component {
     std::error_code ec;
     std::filesystem::remove_all(dir_ + "/work", ec);  // datasets a previous life was reading
     std::filesystem::create_directories(dir_ + "/work", ec);
-    service_->SetPeers(PeerChannel(host, Peer::kArtifact), PeerChannel(host, Peer::kMetadata),
-                       PeerChannel(host, Peer::kScheduler));
+    ASSIGN_OR_RETURN(auto artifact, PeerChannel(host, Peer::kArtifact));
+    ASSIGN_OR_RETURN(auto metadata, PeerChannel(host, Peer::kMetadata));
+    ASSIGN_OR_RETURN(auto scheduler, PeerChannel(host, Peer::kScheduler));
+    service_->SetPeers(artifact, metadata, scheduler);
     return service_->Load();
   }
 

@@ -6,6 +6,7 @@
 
 #include "absl/flags/flag.h"
 #include "services/common/metrics.h"
+#include "services/common/status.h"
 #include "services/scheduler/artifact_gateway.h"
 #include "services/scheduler/local_executor.h"
 #include "services/scheduler/metadata_gateway.h"
@@ -59,6 +60,7 @@ class SchedulerComponent : public Component {
 
   void Register(ServiceHost& host) override {
     host.AddService(&service_);
+    host.DeclareServes("scheduler");
     host.rocksdb_collector().Add("scheduler", db_.get());
     host.http().AddCollectable(queues_);
   }
@@ -66,8 +68,10 @@ class SchedulerComponent : public Component {
   absl::Status Started(ServiceHost& host) override {
     // Steps read inputs from and write outputs to the artifact service, and are recorded in the
     // metadata service as tracking runs and lineage executions.
-    gateway_ = std::make_unique<ClientArtifactGateway>(PeerChannel(host, Peer::kArtifact));
-    metadata_ = std::make_unique<ClientMetadataGateway>(PeerChannel(host, Peer::kMetadata));
+    ASSIGN_OR_RETURN(auto artifact, PeerChannel(host, Peer::kArtifact));
+    ASSIGN_OR_RETURN(auto metadata, PeerChannel(host, Peer::kMetadata));
+    gateway_ = std::make_unique<ClientArtifactGateway>(artifact);
+    metadata_ = std::make_unique<ClientMetadataGateway>(metadata);
     SchedulerOptions options;
     options.work_root = dir_ + "/work";
     int cpus = absl::GetFlag(FLAGS_scheduler_cpus);

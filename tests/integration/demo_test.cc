@@ -167,6 +167,36 @@ TEST(DemoTest, RunsWithEachServiceInItsOwnProcess) {
   EXPECT_THAT(wrong.err, HasSubstr("the server at " + artifact.address() +
                                    " does not serve mlops.metadata.v1.MetadataService; set "
                                    "--metadata_server (or MLOPS_METADATA_SERVER)"));
+
+  // The scheduler watches its peers: up on /metrics and /statusz; a peer that goes away shows as
+  // down there, and the scheduler stays ready (its own storage is fine).
+  auto metrics = testing::HttpGet(scheduler.metrics_port(), "/metrics").second;
+  EXPECT_THAT(metrics, HasSubstr("mlops_peer_up{address=\"" + metadata.address() +
+                                 "\",peer=\"metadata\"} 1"));
+  EXPECT_THAT(testing::HttpGet(scheduler.metrics_port(), "/statusz").second,
+              HasSubstr("peer artifact " + artifact.address() + ": up"));
+  artifact.Kill();
+  std::string down = "mlops_peer_up{address=\"" + artifact.address() + "\",peer=\"artifact\"} 0";
+  bool seen_down = false;
+  for (int i = 0; i < 100 && !seen_down; ++i) {
+    seen_down = testing::HttpGet(scheduler.metrics_port(), "/metrics").second.find(down) !=
+                std::string::npos;
+    if (!seen_down) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(seen_down);
+  EXPECT_THAT(testing::HttpGet(scheduler.metrics_port(), "/statusz").second,
+              HasSubstr("peer artifact " + artifact.address() + ": DOWN"));
+  EXPECT_EQ(testing::HttpGet(scheduler.metrics_port(), "/readyz").first, 200);
+}
+
+TEST(DemoTest, AServiceWithoutItsPeersRefusesToStartAndSaysWhichFlag) {
+  testing::TempDir dir;
+  auto alone = testing::RunCommand({MLOPS_MONITORING_BIN, "--port=0", "--metrics_port=0",
+                                    "--data_dir=" + dir.path() + "/monitoring"});
+  EXPECT_EQ(alone.exit_code, 1);
+  EXPECT_THAT(alone.err + alone.out,
+              HasSubstr("calls the artifact service, which does not run in this process: set "
+                        "--artifact_address=HOST:PORT"));
 }
 
 }  // namespace
