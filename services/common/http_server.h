@@ -1,5 +1,6 @@
-// The HTTP side of every service: Prometheus text exposition on /metrics, liveness on /healthz and
-// readiness on /readyz, served by civetweb. (prometheus-cpp's Exposer serves only metrics paths, so
+// The HTTP side of every service: Prometheus text exposition on /metrics, liveness on /healthz,
+// readiness on /readyz (the service's own storage) and /statusz (storage and peers), served by
+// civetweb. (prometheus-cpp's Exposer serves only metrics paths, so
 // we drive civetweb directly and serialize the registry with prometheus-cpp's TextSerializer.)
 #pragma once
 

@@ -198,6 +198,18 @@ void RocksDbCollector::Add(std::string name, const Db* db) {
   dbs_.emplace_back(std::move(name), db);
 }
 
+std::vector<std::string> RocksDbCollector::Unusable() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [name, db] : dbs_) {
+    uint64_t errors = 0;
+    if (!db->raw()->GetIntProperty("rocksdb.background-errors", &errors) || errors > 0) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
 std::vector<prometheus::MetricFamily> RocksDbCollector::Collect() const {
   struct Spec {
     const char* name;

@@ -60,6 +60,9 @@ class RocksDbCollector : public prometheus::Collectable {
  public:
   void Add(std::string name, const Db* db);
   std::vector<prometheus::MetricFamily> Collect() const override;
+  // The databases whose storage is not usable now (RocksDB reports a background error, as after a
+  // failed write to a full disk), by name; empty when all are.
+  std::vector<std::string> Unusable() const;
 
  private:
   mutable std::mutex mu_;

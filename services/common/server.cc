@@ -163,7 +163,15 @@ ServiceHost::ServiceHost(ServerConfig config)
   http_.AddCollectable(process_);
   http_.AddCollectable(rocksdb_);
   http_.AddCollectable(peers_);
-  http_.SetStatusPage([peers = peers_]() { return peers->Status(); });
+  // Ready while this server's own storage is usable; peers do not count (see WatchPeer).
+  http_.SetReadiness([rocksdb = rocksdb_]() { return rocksdb->Unusable().empty(); });
+  http_.SetStatusPage([peers = peers_, rocksdb = rocksdb_]() {
+    std::string storage = "storage: ";
+    std::vector<std::string> bad = rocksdb->Unusable();
+    if (bad.empty()) storage += "ok";
+    for (const std::string& name : bad) storage += name + " UNUSABLE ";
+    return storage + "\n" + peers->Status();
+  });
 }
 
 void ServiceHost::WatchPeer(const std::string& name, const std::string& address,

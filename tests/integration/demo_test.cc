@@ -173,8 +173,9 @@ TEST(DemoTest, RunsWithEachServiceInItsOwnProcess) {
   auto metrics = testing::HttpGet(scheduler.metrics_port(), "/metrics").second;
   EXPECT_THAT(metrics, HasSubstr("mlops_peer_up{address=\"" + metadata.address() +
                                  "\",peer=\"metadata\"} 1"));
-  EXPECT_THAT(testing::HttpGet(scheduler.metrics_port(), "/statusz").second,
-              HasSubstr("peer artifact " + artifact.address() + ": up"));
+  std::string status = testing::HttpGet(scheduler.metrics_port(), "/statusz").second;
+  EXPECT_THAT(status, HasSubstr("storage: ok\n"));
+  EXPECT_THAT(status, HasSubstr("peer artifact " + artifact.address() + ": up"));
   artifact.Kill();
   std::string down = "mlops_peer_up{address=\"" + artifact.address() + "\",peer=\"artifact\"} 0";
   bool seen_down = false;
