@@ -19,18 +19,26 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// Runs the demo (examples/demo.sh) with `env`.
+testing::CommandResult RunDemo(const std::vector<std::string>& env) {
+  return testing::RunCommand(
+      {"/bin/bash", std::string(MLOPS_SOURCE_DIR) + "/examples/demo.sh", MLOPS_BUILD_DIR}, env);
+}
+
+// The end of what a run printed, for a failure message.
+std::string Tail(const testing::CommandResult& result) {
+  return result.out.substr(result.out.size() > 6000 ? result.out.size() - 6000 : 0) + "\n" +
+         result.err;
+}
+
 TEST(DemoTest, RunsEndToEnd) {
   testing::TempDir dir;
   testing::ChildServer server(MLOPS_SERVER_BIN, dir.path() + "/data");
   server.Start();
   auto start = std::chrono::steady_clock::now();
-  auto result = testing::RunCommand(
-      {"/bin/bash", std::string(MLOPS_SOURCE_DIR) + "/examples/demo.sh", MLOPS_BUILD_DIR},
-      {"MLOPS_SERVER=" + server.address()});
+  auto result = RunDemo({"MLOPS_SERVER=" + server.address()});
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ASSERT_EQ(result.exit_code, 0) << result.out.substr(
-                                        result.out.size() > 6000 ? result.out.size() - 6000 : 0)
-                                 << result.err;
+  ASSERT_EQ(result.exit_code, 0) << Tail(result);
   EXPECT_LT(seconds, 180);
   const std::string& out = result.out;
   EXPECT_THAT(out, HasSubstr("rows=50000"));  // validate's metric
@@ -45,12 +53,8 @@ TEST(DemoTest, RunsEndToEnd) {
 
   // The quickstart can be run again on the same server: the demo reruns cleanly (the logs of a
   // cached step come from the attempt that produced it; the monitor is a new one).
-  auto again = testing::RunCommand(
-      {"/bin/bash", std::string(MLOPS_SOURCE_DIR) + "/examples/demo.sh", MLOPS_BUILD_DIR},
-      {"MLOPS_SERVER=" + server.address()});
-  ASSERT_EQ(again.exit_code, 0) << again.out.substr(
-                                       again.out.size() > 6000 ? again.out.size() - 6000 : 0)
-                                << again.err;
+  auto again = RunDemo({"MLOPS_SERVER=" + server.address()});
+  ASSERT_EQ(again.exit_code, 0) << Tail(again);
   EXPECT_THAT(again.err, HasSubstr("was CACHED: these are the logs of the attempt"));
   EXPECT_THAT(again.out, HasSubstr("cached steps: 7 of 7"));
   EXPECT_THAT(again.out, HasSubstr("mlops monitor create demo-"));
@@ -70,10 +74,8 @@ TEST(DemoTest, EveryDashboardPanelShowsTheTruthAfterTheDemo) {
   server.Start();
   testing::PrometheusServer prometheus(dir.path(), {server.metrics_port()});
   ASSERT_THAT(prometheus.WaitFor("up{job=\"mlops\"} == 1"), HasSubstr("\"value\""));
-  auto demo = testing::RunCommand(
-      {"/bin/bash", std::string(MLOPS_SOURCE_DIR) + "/examples/demo.sh", MLOPS_BUILD_DIR},
-      {"MLOPS_SERVER=" + server.address()});
-  ASSERT_EQ(demo.exit_code, 0) << demo.err;
+  auto demo = RunDemo({"MLOPS_SERVER=" + server.address()});
+  ASSERT_EQ(demo.exit_code, 0) << Tail(demo);
   // What the server says now, and Prometheus once it has scraped that (and twice more, for rates).
   auto [code, metrics] = testing::HttpGet(server.metrics_port(), "/metrics");
   ASSERT_EQ(code, 200);
@@ -150,11 +152,8 @@ TEST(DemoTest, RunsWithEachServiceInItsOwnProcess) {
                                   "MLOPS_ARTIFACT_SERVER=" + artifact.address(),
                                   "MLOPS_SCHEDULER_SERVER=" + scheduler.address(),
                                   "MLOPS_MONITORING_SERVER=" + monitoring.address()};
-  auto result = testing::RunCommand(
-      {"/bin/bash", std::string(MLOPS_SOURCE_DIR) + "/examples/demo.sh", MLOPS_BUILD_DIR}, env);
-  ASSERT_EQ(result.exit_code, 0) << result.out.substr(
-                                        result.out.size() > 6000 ? result.out.size() - 6000 : 0)
-                                 << result.err;
+  auto result = RunDemo(env);
+  ASSERT_EQ(result.exit_code, 0) << Tail(result);
   EXPECT_THAT(result.out, HasSubstr("aliases:  production"));
   EXPECT_THAT(result.out, HasSubstr("cached steps: 7 of 7"));
   EXPECT_THAT(result.out, HasSubstr("retraining pipeline run: "));
