@@ -6,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "services/common/digest.h"
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
@@ -16,6 +17,17 @@
 #include "services/scheduler/metrics_file.h"
 
 namespace mlops::scheduler {
+namespace {
+
+// Lost attempts (the scheduler stopped while they ran) retried beyond the step's own limit.
+constexpr int kMaxLostAttempts = 3;
+
+}  // namespace
+
+std::string StepKeyOf(std::string_view run_id, std::string_view step) {
+  return DigestHex(Sha256Of(StrCat("mlops-step-key:", run_id, "/", step))).substr(0, 32);
+}
+
 namespace {
 
 bool Terminal(v1::RunState state) {
@@ -928,6 +940,9 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   for (const auto& [k, v] : spec.params) launch.env["MLOPS_PARAM_" + ToUpper(k)] = v;
   launch.env["MLOPS_PIPELINE_RUN_ID"] = plan->run_id;
   launch.env["MLOPS_STEP"] = spec.name;
+  // The same for every attempt of this step in this run: what the step writes (runs, model
+  // versions) uses it as the request id, so that a retried attempt repeats no visible effect.
+  launch.env["MLOPS_STEP_KEY"] = StepKeyOf(plan->run_id, spec.name);
   for (const auto& [k, v] : options_.step_env) launch.env[k] = v;
   if (!plan->tracking_run_id.empty()) launch.env["MLOPS_RUN_ID"] = plan->tracking_run_id;
   auto handle = executor_->Launch(launch, [mailbox = mailbox_, plan](const AttemptResult& result) {
@@ -1065,8 +1080,15 @@ void Scheduler::Finished(Run& run, const Event& event) {
     Persist(run, index);
     return;
   }
-  // Retry per policy (lost attempts too), else the step fails.
-  if (step.attempts_size() <= spec.retries.limit) {
+  // Retry per policy, else the step fails. An attempt lost because the scheduler itself stopped
+  // (kill -9, a node gone) is not the step's failure: it is retried without counting against the
+  // step's limit, at most kMaxLostAttempts times (as Kubernetes treats a lost node).
+  int lost = 0;
+  for (const v1::Attempt& a : step.attempts()) lost += a.outcome() == "LOST";
+  int counted = step.attempts_size() - lost;
+  bool retry = result.outcome == AttemptResult::Outcome::kLost ? lost <= kMaxLostAttempts
+                                                               : counted <= spec.retries.limit;
+  if (retry) {
     run.SetState(index, v1::RETRY_WAIT);
     step.set_message(attempt.message());
     Persist(run, index);

@@ -72,6 +72,10 @@ struct SchedulerOptions {
   int workers = 4;
 };
 
+// The stable key of a step of a pipeline run (32 hex characters), passed to every attempt as
+// MLOPS_STEP_KEY.
+std::string StepKeyOf(std::string_view run_id, std::string_view step);
+
 class Scheduler {
  public:
   // Opens (and recovers) the scheduler over `db`, which must hold the scheduler column families.

@@ -129,6 +129,14 @@ TEST_F(LineageCliTest, ModelsAndTheirLineageFromTheCommandLine) {
   auto bare = Mlops({"lineage", "model:bare@1"});
   EXPECT_EQ(bare.exit_code, 1);
   EXPECT_THAT(bare.err, HasSubstr("register the file with --file"));
+  // Inside a pipeline step (MLOPS_STEP_KEY), a retried attempt's registration is the same version.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto registered = testing::ServerSuite::Mlops(
+        {"models", "register", "stepped", "--digest", std::string(64, 'f')},
+        {"MLOPS_STEP_KEY=0123456789abcdef0123456789abcdef"});
+    ASSERT_EQ(registered.exit_code, 0) << registered.err;
+    EXPECT_THAT(registered.out, HasSubstr("version:  1"));
+  }
   auto bad = Mlops({"--output", "dot", "models", "list"});
   EXPECT_EQ(bad.exit_code, 2);
 }

@@ -43,7 +43,8 @@ TEST(SchedulerRecoveryTest, Kill9MidRunLosesNothingAndRepeatsNothing) {
   std::string marks = dir.path() + "/marks";
   std::filesystem::create_directories(marks);
   // `first` counts its runs; `slow` sleeps on its first attempt (recording its pid) and succeeds at
-  // once on the next.
+  // once on the next. `slow` has no retries of its own: an attempt lost to the scheduler's death
+  // is retried without counting against them. Each attempt notes its MLOPS_STEP_KEY.
   std::string yaml =
       "name: recover\nsteps:\n"
       "  - name: first\n"
@@ -53,9 +54,8 @@ TEST(SchedulerRecoveryTest, Kill9MidRunLosesNothingAndRepeatsNothing) {
       "    outputs: {x: x.txt}\n"
       "  - name: slow\n"
       "    inputs: {x: first.outputs.x}\n"
-      "    retries: {limit: 2, backoff: 100ms}\n"
-      "    command: [/bin/sh, -c, \"if [ -e " +
-      marks +
+      "    command: [/bin/sh, -c, \"echo $MLOPS_STEP_KEY >> " +
+      marks + "/keys; if [ -e " + marks +
       "/slow ]; then exit 0; fi; "
       "echo $$ > " +
       marks + "/slow; exec sleep 60\"]\n";
@@ -95,6 +95,13 @@ TEST(SchedulerRecoveryTest, Kill9MidRunLosesNothingAndRepeatsNothing) {
   ASSERT_EQ(slow.attempts_size(), 2);
   EXPECT_EQ(slow.attempts(0).outcome(), "LOST");
   EXPECT_EQ(slow.attempts(1).outcome(), "SUCCEEDED");
+  // Both attempts saw the same, non-empty step key: what they write can be made idempotent.
+  std::string keys = Read(marks + "/keys");
+  size_t newline = keys.find('\n');
+  ASSERT_NE(newline, std::string::npos) << keys;
+  std::string key = keys.substr(0, newline);
+  EXPECT_EQ(key.size(), 32u);
+  EXPECT_EQ(keys, key + "\n" + key + "\n");
   // The interrupted attempt's process was stopped by the restarted scheduler.
   std::string stat = Read("/proc/" + std::to_string(orphan) + "/stat");
   bool alive = !stat.empty() && stat[stat.rfind(')') + 2] != 'Z';

@@ -163,6 +163,12 @@ void FailRpc(const grpc::Status& status) {
   std::exit(1);
 }
 
+std::string StepRequestId(const std::string& what) {
+  const char* key = std::getenv("MLOPS_STEP_KEY");
+  if (key == nullptr || *key == '\0') return "";
+  return std::string(key) + ":" + what;
+}
+
 Endpoints TakeEndpoints(Args& args) {
   auto env = [](const char* name) -> std::optional<std::string> {
     const char* value = std::getenv(name);

@@ -46,6 +46,10 @@ void PrintJson(const google::protobuf::Message& message);
 // Prints a failed RPC's code and message (with a hint when the server is unreachable); exits 1.
 [[noreturn]] void FailRpc(const grpc::Status& status);
 
+// Inside a pipeline step (MLOPS_STEP_KEY set by the scheduler, the same for every attempt of the
+// step): "<key>:<what>", the request id that makes a retried attempt's write a no-op; else "".
+std::string StepRequestId(const std::string& what);
+
 // Where each service is: --metadata_server, --artifact_server, --scheduler_server and
 // --monitoring_server, each defaulting to --server; then MLOPS_METADATA_SERVER ... in the
 // environment; then MLOPS_SERVER; then localhost:50051. Flags are taken from `args`.

@@ -170,7 +170,9 @@ class LineageCli {
       if (auto id = args.Take("--artifact-id"))
         request.set_artifact_id(ParseInt(*id, "--artifact-id"));
       request.set_description(args.Take("--description").value_or(""));
-      request.set_request_id(args.Take("--request-id").value_or(""));
+      // In a pipeline step, one version per model per step: a retried attempt gets the same.
+      request.set_request_id(
+          args.Take("--request-id").value_or(StepRequestId("models/" + request.name())));
       for (const auto& tag : args.TakeAll("--tag")) {
         auto [k, v] = SplitKeyValue(tag, "--tag");
         (*request.mutable_tags())[k] = v;

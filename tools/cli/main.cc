@@ -321,7 +321,10 @@ class Cli {
       auto experiment = args.Take("--experiment");
       if (!experiment) throw UsageError{"runs create needs --experiment"};
       if (auto name = args.Take("--name")) request.set_name(*name);
-      if (auto id = args.Take("--request-id")) request.set_request_id(*id);
+      // In a pipeline step, one run per experiment and name per step (retries get the same).
+      request.set_request_id(
+          args.Take("--request-id")
+              .value_or(StepRequestId("runs/" + *experiment + "/" + request.name())));
       for (const auto& p : args.TakeAll("--param")) {
         auto [k, v] = SplitKeyValue(p, "--param");
         (*request.mutable_params())[k] = v;
