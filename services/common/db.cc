@@ -1,5 +1,6 @@
 #include "services/common/db.h"
 
+#include <google/protobuf/message_lite.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
@@ -11,8 +12,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "services/common/logging.h"
 #include "services/common/status.h"
+#include "services/common/strings.h"
 
 namespace mlops {
 
@@ -153,6 +156,18 @@ absl::Status Db::WriteSync(rocksdb::WriteBatch* batch) {
 
 std::unique_ptr<rocksdb::Iterator> Db::NewIterator(rocksdb::ColumnFamilyHandle* cf) const {
   return std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(rocksdb::ReadOptions(), cf));
+}
+
+absl::Status Db::ParseRecord(rocksdb::ColumnFamilyHandle* cf, std::string_view key,
+                             std::string_view value, google::protobuf::MessageLite* out) const {
+  if (out->ParseFromArray(value.data(), static_cast<int>(value.size()))) return absl::OkStatus();
+  // Keys are often binary: shown escaped, and only their start when long.
+  std::string shown =
+      absl::CHexEscape(absl::string_view(key.data(), std::min<size_t>(key.size(), 96)));
+  if (key.size() > 96) shown += "...";
+  return absl::DataLossError(StrCat(path_, ": column family ", cf->GetName(), ", key \"", shown,
+                                    "\": stored ", out->GetTypeName(), " does not parse (",
+                                    std::to_string(value.size()), " bytes)"));
 }
 
 absl::Status Db::ScanPrefix(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,

@@ -19,7 +19,12 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+
+namespace google::protobuf {
+class MessageLite;
+}
 
 namespace mlops {
 
@@ -70,6 +75,56 @@ class Db {
   absl::Status ScanPrefixReverse(
       rocksdb::ColumnFamilyHandle* cf, std::string_view prefix, std::string_view before,
       absl::FunctionRef<bool(std::string_view, std::string_view)> fn) const;
+
+  // Typed records. Every stored protobuf record is read through these: a value that does not
+  // parse is DATA_LOSS naming the column family and the key, never an empty message.
+  //
+  // Parses `value`, read from `key` of `cf`, into `out`.
+  absl::Status ParseRecord(rocksdb::ColumnFamilyHandle* cf, std::string_view key,
+                           std::string_view value, google::protobuf::MessageLite* out) const;
+  // The record at `key` (nullopt when absent); DATA_LOSS when it does not parse.
+  template <typename T>
+  absl::StatusOr<std::optional<T>> GetProto(rocksdb::ColumnFamilyHandle* cf,
+                                            std::string_view key) const {
+    auto value = Get(cf, key);
+    if (!value.ok()) return value.status();
+    if (!value->has_value()) return std::optional<T>();
+    T out;
+    absl::Status parsed = ParseRecord(cf, key, **value, &out);
+    if (!parsed.ok()) return parsed;
+    return std::optional<T>(std::move(out));
+  }
+  // ScanPrefix over records: fn(key, record) for each, in key order; the scan stops at the first
+  // record that does not parse and returns DATA_LOSS.
+  template <typename T>
+  absl::Status ScanProto(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
+                         std::string_view after,
+                         absl::FunctionRef<bool(std::string_view, T&)> fn) const {
+    absl::Status bad;
+    T record;
+    absl::Status scanned =
+        ScanPrefix(cf, prefix, after, [&](std::string_view k, std::string_view v) {
+          record.Clear();
+          bad = ParseRecord(cf, k, v, &record);
+          return bad.ok() && fn(k, record);
+        });
+    return bad.ok() ? scanned : bad;
+  }
+  // The same in reverse key order (ScanPrefixReverse).
+  template <typename T>
+  absl::Status ScanProtoReverse(rocksdb::ColumnFamilyHandle* cf, std::string_view prefix,
+                                std::string_view before,
+                                absl::FunctionRef<bool(std::string_view, T&)> fn) const {
+    absl::Status bad;
+    T record;
+    absl::Status scanned =
+        ScanPrefixReverse(cf, prefix, before, [&](std::string_view k, std::string_view v) {
+          record.Clear();
+          bad = ParseRecord(cf, k, v, &record);
+          return bad.ok() && fn(k, record);
+        });
+    return bad.ok() ? scanned : bad;
+  }
 
   // Sum of an integer property (e.g. "rocksdb.estimate-num-keys") over every column family.
   uint64_t IntProperty(const std::string& name) const;

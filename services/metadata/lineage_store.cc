@@ -472,11 +472,10 @@ absl::StatusOr<v1::NodeType> LineageStore::PutType(const v1::NodeType& type) {
   }
   std::lock_guard lock(types_mu_);
   std::string key = TypeKey(type.kind(), type.name());
-  ASSIGN_OR_RETURN(auto stored_value, db_->Get(types_, key));
+  ASSIGN_OR_RETURN(auto stored_value, db_->GetProto<v1::NodeType>(types_, key));
   v1::NodeType merged = type;
   if (stored_value) {
-    v1::NodeType stored;
-    stored.ParseFromString(*stored_value);
+    const v1::NodeType& stored = *stored_value;
     merged = stored;
     for (const auto& [name, t] : type.properties()) {
       auto it = stored.properties().find(name);
@@ -498,23 +497,23 @@ absl::StatusOr<v1::NodeType> LineageStore::PutType(const v1::NodeType& type) {
 }
 
 absl::StatusOr<v1::NodeType> LineageStore::GetType(v1::NodeKind kind, std::string_view name) const {
-  ASSIGN_OR_RETURN(auto value, db_->Get(types_, TypeKey(kind, name)));
-  v1::NodeType type;
-  if (!value || !type.ParseFromString(*value)) {
+  ASSIGN_OR_RETURN(auto type, db_->GetProto<v1::NodeType>(types_, TypeKey(kind, name)));
+  if (!type) {
     return absl::NotFoundError(StrCat(KindName(kind), " type \"", name.substr(0, 200),
                                       "\" not found (register it with PutType)"));
   }
-  return type;
+  return *std::move(type);
 }
 
 absl::StatusOr<std::vector<v1::NodeType>> LineageStore::ListTypes(v1::NodeKind kind) const {
   std::vector<v1::NodeType> out;
   std::string prefix =
       kind == v1::NODE_KIND_UNSPECIFIED ? std::string() : std::string(1, KindByte(kind));
-  RETURN_IF_ERROR(db_->ScanPrefix(types_, prefix, {}, [&](std::string_view, std::string_view v) {
-    out.emplace_back().ParseFromArray(v.data(), static_cast<int>(v.size()));
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanProto<v1::NodeType>(types_, prefix, {}, [&](std::string_view, v1::NodeType& type) {
+        out.push_back(std::move(type));
+        return true;
+      }));
   return out;
 }
 
@@ -526,13 +525,7 @@ namespace {
 template <typename Node>
 absl::StatusOr<std::optional<Node>> LoadNode(const Db& db, rocksdb::ColumnFamilyHandle* cf,
                                              v1::NodeKind kind, int64_t id) {
-  ASSIGN_OR_RETURN(auto value, db.Get(cf, NodeKey(kind, id)));
-  if (!value) return std::optional<Node>();
-  Node node;
-  if (!node.ParseFromString(*value)) {
-    return absl::DataLossError(StrCat(KindName(kind), " ", std::to_string(id), ": malformed"));
-  }
-  return std::optional<Node>(std::move(node));
+  return db.GetProto<Node>(cf, NodeKey(kind, id));
 }
 
 template <typename Node>
@@ -857,9 +850,10 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
 
   v1::PutExecutionResponse response;
   if (!in.external_id().empty()) {
-    ASSIGN_OR_RETURN(auto recorded, db_->Get(keys_, ResultKey(in.external_id())));
+    ASSIGN_OR_RETURN(auto recorded,
+                     db_->GetProto<v1::PutExecutionResponse>(keys_, ResultKey(in.external_id())));
     if (recorded) {
-      response.ParseFromString(*recorded);
+      response = *std::move(recorded);
       ASSIGN_OR_RETURN(v1::Execution stored, MustLoad<v1::Execution>(*db_, nodes_, v1::EXECUTION,
                                                                      response.execution_id()));
       if (stored.type() != in.type()) {
@@ -926,8 +920,9 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   // Artifacts and events.
   internal::ExecutionEvents execution_events;
   if (in.id() > 0) {
-    ASSIGN_OR_RETURN(auto stored_events, db_->Get(edges_, ExecutionEventsKey(execution.id())));
-    if (stored_events) execution_events.ParseFromString(*stored_events);
+    ASSIGN_OR_RETURN(auto stored_events, db_->GetProto<internal::ExecutionEvents>(
+                                             edges_, ExecutionEventsKey(execution.id())));
+    if (stored_events) execution_events = *std::move(stored_events);
   }
   absl::flat_hash_map<std::string, int64_t> new_by_external;  // repeated in one request
   for (const auto& entry : request.artifacts()) {
@@ -1264,13 +1259,11 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
       }
       if (hop == hops) continue;
       auto follow = [&](const std::string& prefix, bool from_artifact) -> absl::Status {
-        return db_->ScanPrefix(
-            edges_, prefix, {}, [&](std::string_view key, std::string_view value) {
+        return db_->ScanProto<v1::Event>(
+            edges_, prefix, {}, [&](std::string_view key, v1::Event& event) {
               int64_t other = ReadId8(key.substr(key.size() - 8));
               uint64_t neighbor = pack(from_artifact ? v1::EXECUTION : v1::ARTIFACT, other);
               if (hop_of.try_emplace(neighbor, hop + 1).second) next.push_back(neighbor);
-              v1::Event event;
-              event.ParseFromArray(value.data(), static_cast<int>(value.size()));
               edges.push_back(std::move(event));
               return true;
             });
@@ -1280,10 +1273,10 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
         if (up) RETURN_IF_ERROR(follow(ArtifactEdgePrefix(id, v1::Event::OUTPUT), true));
         if (down) RETURN_IF_ERROR(follow(ArtifactEdgePrefix(id, v1::Event::INPUT), true));
       } else {
-        ASSIGN_OR_RETURN(auto stored, db_->Get(edges_, ExecutionEventsKey(id)));
+        ASSIGN_OR_RETURN(auto stored,
+                         db_->GetProto<internal::ExecutionEvents>(edges_, ExecutionEventsKey(id)));
         if (!stored) continue;
-        internal::ExecutionEvents events;
-        events.ParseFromString(*stored);
+        internal::ExecutionEvents& events = *stored;
         for (v1::Event& event : *events.mutable_events()) {
           if (event.type() == v1::Event::INPUT ? !up : !down) continue;
           uint64_t neighbor = pack(v1::ARTIFACT, event.artifact_id());

@@ -178,13 +178,9 @@ absl::StatusOr<std::optional<std::string>> MetadataStore::LookupRequestId(
 
 absl::StatusOr<v1::Experiment> MetadataStore::LoadExperiment(std::string_view id) const {
   RETURN_IF_ERROR(ValidateId("experiment_id", id));
-  ASSIGN_OR_RETURN(auto bytes, db_->Get(experiments_, id));
-  if (!bytes) return absl::NotFoundError(StrCat("experiment ", id, " not found"));
-  v1::Experiment experiment;
-  if (!experiment.ParseFromString(*bytes)) {
-    return absl::DataLossError(StrCat("experiment ", id, ": stored record is corrupt"));
-  }
-  return experiment;
+  ASSIGN_OR_RETURN(auto experiment, db_->GetProto<v1::Experiment>(experiments_, id));
+  if (!experiment) return absl::NotFoundError(StrCat("experiment ", id, " not found"));
+  return *std::move(experiment);
 }
 
 absl::StatusOr<v1::Experiment> MetadataStore::CreateExperiment(
@@ -245,14 +241,8 @@ absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
   v1::ListExperimentsResponse response;
   std::string last;
   bool more = false;
-  absl::Status parse_error;
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(experiments_, "", after, [&](std::string_view key, std::string_view value) {
-        v1::Experiment experiment;
-        if (!experiment.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-          parse_error = absl::DataLossError(StrCat("experiment ", key, " is corrupt"));
-          return false;
-        }
+  RETURN_IF_ERROR(db_->ScanProto<v1::Experiment>(
+      experiments_, "", after, [&](std::string_view key, v1::Experiment& experiment) {
         bool deleted = experiment.lifecycle_stage() == v1::DELETED;
         bool wanted =
             request.view() == v1::ALL || (request.view() == v1::DELETED_ONLY ? deleted : !deleted);
@@ -265,7 +255,6 @@ absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
         last = std::string(key);
         return true;
       }));
-  RETURN_IF_ERROR(parse_error);
   if (more)
     response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
   return response;
@@ -334,13 +323,9 @@ absl::StatusOr<v1::Experiment> MetadataStore::SetExperimentLifecycle(std::string
 
 absl::StatusOr<v1::Run> MetadataStore::LoadRun(std::string_view id) const {
   RETURN_IF_ERROR(ValidateId("run_id", id));
-  ASSIGN_OR_RETURN(auto bytes, db_->Get(runs_, id));
-  if (!bytes) return absl::NotFoundError(StrCat("run ", id, " not found"));
-  v1::Run run;
-  if (!run.ParseFromString(*bytes)) {
-    return absl::DataLossError(StrCat("run ", id, ": stored record is corrupt"));
-  }
-  return run;
+  ASSIGN_OR_RETURN(auto run, db_->GetProto<v1::Run>(runs_, id));
+  if (!run) return absl::NotFoundError(StrCat("run ", id, " not found"));
+  return *std::move(run);
 }
 
 void MetadataStore::PutRun(const v1::Run* old, const v1::Run& run,

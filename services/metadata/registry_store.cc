@@ -104,23 +104,20 @@ std::mutex& RegistryStore::ModelLock(std::string_view name) {
 
 absl::StatusOr<v1::RegisteredModel> RegistryStore::LoadModel(std::string_view name) const {
   RETURN_IF_ERROR(ValidateModelName(name));
-  ASSIGN_OR_RETURN(auto value, db_->Get(models_, name));
-  v1::RegisteredModel model;
-  if (!value) return absl::NotFoundError(StrCat("registered model ", name, " not found"));
-  if (!model.ParseFromString(*value)) {
-    return absl::DataLossError(StrCat("registered model ", name, ": malformed"));
-  }
-  return model;
+  ASSIGN_OR_RETURN(auto model, db_->GetProto<v1::RegisteredModel>(models_, name));
+  if (!model) return absl::NotFoundError(StrCat("registered model ", name, " not found"));
+  return *std::move(model);
 }
 
 absl::StatusOr<v1::ModelVersion> RegistryStore::LoadVersion(const v1::RegisteredModel& model,
                                                             int64_t version) const {
-  ASSIGN_OR_RETURN(auto value, db_->Get(versions_, VersionKey(model.name(), version)));
-  v1::ModelVersion out;
-  if (!value || !out.ParseFromString(*value)) {
+  ASSIGN_OR_RETURN(auto value,
+                   db_->GetProto<v1::ModelVersion>(versions_, VersionKey(model.name(), version)));
+  if (!value) {
     return absl::NotFoundError(
         StrCat("model ", model.name(), " has no version ", std::to_string(version)));
   }
+  v1::ModelVersion out = *std::move(value);
   for (const auto& [alias, v] : model.aliases()) {
     if (v == version) out.add_aliases(alias);
   }
@@ -168,14 +165,15 @@ absl::StatusOr<v1::ListRegisteredModelsResponse> RegistryStore::ListRegisteredMo
   }
   v1::ListRegisteredModelsResponse response;
   bool more = false;
-  RETURN_IF_ERROR(db_->ScanPrefix(models_, "", after, [&](std::string_view, std::string_view v) {
-    if (response.models_size() == page_size) {
-      more = true;
-      return false;
-    }
-    response.add_models()->ParseFromArray(v.data(), static_cast<int>(v.size()));
-    return true;
-  }));
+  RETURN_IF_ERROR(db_->ScanProto<v1::RegisteredModel>(
+      models_, "", after, [&](std::string_view, v1::RegisteredModel& model) {
+        if (response.models_size() == page_size) {
+          more = true;
+          return false;
+        }
+        *response.add_models() = std::move(model);
+        return true;
+      }));
   if (more) {
     response.set_next_page_token(EncodePageToken(
         db_->page_token_key(), {fingerprint, response.models(response.models_size() - 1).name()}));
@@ -312,14 +310,14 @@ absl::StatusOr<v1::ListModelVersionsResponse> RegistryStore::ListModelVersions(
   v1::ListModelVersionsResponse response;
   bool more = false;
   std::string last;
-  RETURN_IF_ERROR(db_->ScanPrefixReverse(
-      versions_, prefix, before, [&](std::string_view key, std::string_view v) {
+  RETURN_IF_ERROR(db_->ScanProtoReverse<v1::ModelVersion>(
+      versions_, prefix, before, [&](std::string_view key, v1::ModelVersion& stored) {
         if (response.versions_size() == page_size) {
           more = true;
           return false;
         }
         v1::ModelVersion* version = response.add_versions();
-        version->ParseFromArray(v.data(), static_cast<int>(v.size()));
+        *version = std::move(stored);
         for (const auto& [alias, n] : model.aliases()) {
           if (n == version->version()) version->add_aliases(alias);
         }
@@ -397,14 +395,12 @@ absl::StatusOr<v1::AliasMove> RegistryStore::RecordMove(
   move.set_reason(reason);
   int64_t last_sequence = 0;
   int64_t last_time = 0;
-  RETURN_IF_ERROR(db_->ScanPrefix(history_, HistoryPrefix(model.name(), alias), {},
-                                  [&](std::string_view, std::string_view v) {
-                                    v1::AliasMove previous;
-                                    previous.ParseFromArray(v.data(), static_cast<int>(v.size()));
-                                    last_sequence = previous.sequence();
-                                    last_time = previous.time_ms();
-                                    return false;
-                                  }));
+  RETURN_IF_ERROR(db_->ScanProto<v1::AliasMove>(history_, HistoryPrefix(model.name(), alias), {},
+                                                [&](std::string_view, v1::AliasMove& previous) {
+                                                  last_sequence = previous.sequence();
+                                                  last_time = previous.time_ms();
+                                                  return false;
+                                                }));
   move.set_sequence(last_sequence + 1);
   // Strictly increasing times per alias, so "where did it point at time T" has one answer.
   move.set_time_ms(NextTime(last_time));
@@ -466,14 +462,14 @@ absl::StatusOr<v1::GetAliasHistoryResponse> RegistryStore::GetAliasHistory(
   v1::GetAliasHistoryResponse response;
   if (request.at_time_ms() != 0) {
     // The newest move at or before the time; the alias did not exist if it was a deletion.
-    RETURN_IF_ERROR(
-        db_->ScanPrefix(history_, prefix, {}, [&](std::string_view, std::string_view v) {
-          v1::AliasMove move;
-          move.ParseFromArray(v.data(), static_cast<int>(v.size()));
-          if (move.time_ms() > request.at_time_ms()) return true;
-          if (move.to_version() != 0) *response.add_moves() = std::move(move);
-          return false;
-        }));
+    RETURN_IF_ERROR(db_->ScanProto<v1::AliasMove>(history_, prefix, {},
+                                                  [&](std::string_view, v1::AliasMove& move) {
+                                                    if (move.time_ms() > request.at_time_ms())
+                                                      return true;
+                                                    if (move.to_version() != 0)
+                                                      *response.add_moves() = std::move(move);
+                                                    return false;
+                                                  }));
     if (response.moves_size() == 0) {
       return absl::NotFoundError(StrCat("alias ", request.alias(), " of ", request.name(),
                                         " pointed at nothing at ",
@@ -489,16 +485,16 @@ absl::StatusOr<v1::GetAliasHistoryResponse> RegistryStore::GetAliasHistory(
   }
   bool more = false;
   std::string last;
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(history_, prefix, after, [&](std::string_view key, std::string_view v) {
-        if (response.moves_size() == page_size) {
-          more = true;
-          return false;
-        }
-        response.add_moves()->ParseFromArray(v.data(), static_cast<int>(v.size()));
-        last = std::string(key.substr(prefix.size()));
-        return true;
-      }));
+  RETURN_IF_ERROR(db_->ScanProto<v1::AliasMove>(history_, prefix, after,
+                                                [&](std::string_view key, v1::AliasMove& move) {
+                                                  if (response.moves_size() == page_size) {
+                                                    more = true;
+                                                    return false;
+                                                  }
+                                                  *response.add_moves() = std::move(move);
+                                                  last = std::string(key.substr(prefix.size()));
+                                                  return true;
+                                                }));
   if (response.moves_size() == 0 && request.page_token().empty()) {
     return absl::NotFoundError(
         StrCat("model ", request.name(), " has no history for alias ", request.alias()));

@@ -241,13 +241,7 @@ class Searcher {
   absl::StatusOr<std::optional<v1::Run>> LoadRun(std::string_view binary_id) {
     ++work_;
     std::string id = BinaryToHexId(binary_id);
-    ASSIGN_OR_RETURN(auto bytes, db_.Get(runs_, id));
-    if (!bytes) return std::nullopt;  // deleted concurrently: skip
-    v1::Run run;
-    if (!run.ParseFromString(*bytes)) {
-      return absl::DataLossError(StrCat("run ", id, ": stored record is corrupt"));
-    }
-    return run;
+    return db_.GetProto<v1::Run>(runs_, id);  // nullopt: deleted concurrently, skipped
   }
 
   size_t work() const { return work_; }

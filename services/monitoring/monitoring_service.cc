@@ -178,14 +178,19 @@ absl::StatusOr<v1::Profile> MonitoringServiceImpl::ReadProfile(const std::string
   v1::Profile profile;
   bool found = false;
   if (version > 0) {
-    ASSIGN_OR_RETURN(auto value, db_->Get(profiles_cf_, VersionKey(name, version)));
-    if (value.has_value()) found = profile.ParseFromString(*value);
+    ASSIGN_OR_RETURN(auto value,
+                     db_->GetProto<v1::Profile>(profiles_cf_, VersionKey(name, version)));
+    if (value.has_value()) {
+      profile = *std::move(value);
+      found = true;
+    }
   } else {
-    RETURN_IF_ERROR(db_->ScanPrefixReverse(
-        profiles_cf_, name + '\0', {}, [&](std::string_view, std::string_view v) {
-          found = profile.ParseFromArray(v.data(), static_cast<int>(v.size()));
-          return false;
-        }));
+    RETURN_IF_ERROR(db_->ScanProtoReverse<v1::Profile>(profiles_cf_, name + '\0', {},
+                                                       [&](std::string_view, v1::Profile& stored) {
+                                                         profile = std::move(stored);
+                                                         found = true;
+                                                         return false;
+                                                       }));
   }
   if (!found) {
     return absl::NotFoundError(
@@ -197,16 +202,17 @@ absl::StatusOr<v1::Profile> MonitoringServiceImpl::ReadProfile(const std::string
 
 absl::Status MonitoringServiceImpl::Load() {
   std::map<std::string, double> alert_counts;  // per monitor, from the stored alerts
-  RETURN_IF_ERROR(db_->ScanPrefix(alerts_cf_, "", {}, [&](std::string_view, std::string_view v) {
-    v1::Alert alert;
-    if (alert.ParseFromArray(v.data(), static_cast<int>(v.size()))) ++alert_counts[alert.monitor()];
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanProto<v1::Alert>(alerts_cf_, "", {}, [&](std::string_view, v1::Alert& alert) {
+        ++alert_counts[alert.monitor()];
+        return true;
+      }));
   std::vector<v1::Monitor> monitors;
-  RETURN_IF_ERROR(db_->ScanPrefix(monitors_cf_, "", {}, [&](std::string_view, std::string_view v) {
-    monitors.emplace_back().ParseFromArray(v.data(), static_cast<int>(v.size()));
-    return true;
-  }));
+  RETURN_IF_ERROR(
+      db_->ScanProto<v1::Monitor>(monitors_cf_, "", {}, [&](std::string_view, v1::Monitor& m) {
+        monitors.push_back(std::move(m));
+        return true;
+      }));
   for (const v1::Monitor& monitor : monitors) {
     auto state = std::make_shared<State>();
     state->monitor = monitor;
@@ -219,8 +225,9 @@ absl::Status MonitoringServiceImpl::Load() {
     for (int f : state->features) state->windows.emplace_back(&state->profile.features(f));
     state->tests.assign(monitor.tests().begin(), monitor.tests().end());
     state->Reset(NowMs());
-    ASSIGN_OR_RETURN(auto saved, db_->Get(windows_cf_, monitor.name()));
-    if (saved.has_value() && state->window.ParseFromString(*saved)) {
+    ASSIGN_OR_RETURN(auto saved, db_->GetProto<internal::WindowState>(windows_cf_, monitor.name()));
+    if (saved.has_value()) {
+      state->window = *std::move(saved);
       for (size_t i = 0;
            i < state->windows.size() && i < static_cast<size_t>(state->window.features_size());
            ++i) {
@@ -233,9 +240,10 @@ absl::Status MonitoringServiceImpl::Load() {
     InitSeries(monitor);
     v1::DriftReport last;
     bool have_last = false;
-    RETURN_IF_ERROR(db_->ScanPrefixReverse(
-        reports_cf_, monitor.name() + '\0', {}, [&](std::string_view, std::string_view v) {
-          have_last = last.ParseFromArray(v.data(), static_cast<int>(v.size()));
+    RETURN_IF_ERROR(db_->ScanProtoReverse<v1::DriftReport>(
+        reports_cf_, monitor.name() + '\0', {}, [&](std::string_view, v1::DriftReport& report) {
+          last = std::move(report);
+          have_last = true;
           return false;
         }));
     if (have_last) ExportGauges(monitor, last);
@@ -426,10 +434,8 @@ grpc::Status MonitoringServiceImpl::ListProfiles(grpc::ServerContext*,
                                                  const v1::ListProfilesRequest*,
                                                  v1::ListProfilesResponse* response) {
   std::map<std::string, v1::Profile> latest;
-  absl::Status status =
-      db_->ScanPrefix(profiles_cf_, "", {}, [&](std::string_view, std::string_view v) {
-        v1::Profile profile;
-        profile.ParseFromArray(v.data(), static_cast<int>(v.size()));
+  absl::Status status = db_->ScanProto<v1::Profile>(
+      profiles_cf_, "", {}, [&](std::string_view, v1::Profile& profile) {
         profile.clear_features();
         latest[profile.name()] = std::move(profile);  // versions ascend: the last one stays
         return true;
@@ -993,9 +999,9 @@ grpc::Status MonitoringServiceImpl::ListReports(grpc::ServerContext*,
   auto found = Find(request->monitor());
   if (!found.ok()) return ToGrpcStatus(found.status());
   int limit = request->page_size() > 0 ? std::min(request->page_size(), 1000) : 20;
-  absl::Status status = db_->ScanPrefixReverse(
-      reports_cf_, request->monitor() + '\0', {}, [&](std::string_view, std::string_view v) {
-        response->add_reports()->ParseFromArray(v.data(), static_cast<int>(v.size()));
+  absl::Status status = db_->ScanProtoReverse<v1::DriftReport>(
+      reports_cf_, request->monitor() + '\0', {}, [&](std::string_view, v1::DriftReport& report) {
+        *response->add_reports() = std::move(report);
         return response->reports_size() < limit;
       });
   return ToGrpcStatus(status);
@@ -1006,9 +1012,7 @@ grpc::Status MonitoringServiceImpl::ListAlerts(grpc::ServerContext*,
                                                v1::ListAlertsResponse* response) {
   std::vector<v1::Alert> alerts;
   absl::Status status =
-      db_->ScanPrefix(alerts_cf_, "", {}, [&](std::string_view, std::string_view v) {
-        v1::Alert alert;
-        alert.ParseFromArray(v.data(), static_cast<int>(v.size()));
+      db_->ScanProto<v1::Alert>(alerts_cf_, "", {}, [&](std::string_view, v1::Alert& alert) {
         if ((request->monitor().empty() || alert.monitor() == request->monitor()) &&
             !(request->unacknowledged_only() && alert.acknowledged())) {
           alerts.push_back(std::move(alert));
@@ -1025,13 +1029,12 @@ grpc::Status MonitoringServiceImpl::AcknowledgeAlert(grpc::ServerContext*,
                                                      const v1::AcknowledgeAlertRequest* request,
                                                      v1::Alert* response) {
   std::lock_guard lock(alerts_mu_);
-  auto value = db_->Get(alerts_cf_, request->id());
+  auto value = db_->GetProto<v1::Alert>(alerts_cf_, request->id());
   if (!value.ok()) return ToGrpcStatus(value.status());
   if (!value->has_value()) {
     return grpc::Status(grpc::StatusCode::NOT_FOUND, "alert " + request->id() + " not found");
   }
-  v1::Alert alert;
-  alert.ParseFromString(**value);
+  v1::Alert alert = **value;
   if (!alert.acknowledged()) {
     alert.set_acknowledged(true);
     alert.set_acknowledged_by(request->by());

@@ -384,5 +384,14 @@ TEST_F(MetadataStoreTest, AnEmptyMetricKeyIsRejectedAnywhereInTheBatch) {
   EXPECT_EQ(stored->latest_metrics_size(), 0);
 }
 
+TEST_F(MetadataStoreTest, ACorruptRecordIsDataLossNamingWhereNotAnEmptyRun) {
+  v1::Run run = MakeRun(MakeExperiment("corrupt").id());
+  store_.reset();
+  testing::CorruptRecord(dir_.path() + "/metadata", "runs", run.id());
+  Reopen();
+  EXPECT_THAT(store_->GetRun(run.id()).status(),
+              StatusIs(absl::StatusCode::kDataLoss, "column family runs, key \"" + run.id()));
+}
+
 }  // namespace
 }  // namespace mlops::metadata

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <netinet/in.h>
+#include <rocksdb/db.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -304,6 +305,25 @@ std::pair<grpc::Status, std::string> RawUnaryCall(const std::shared_ptr<grpc::Ch
     for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   return {status, bytes};
+}
+
+void CorruptRecord(const std::string& db_path, const std::string& cf, const std::string& key) {
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_path, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), db_path, descriptors, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  rocksdb::ColumnFamilyHandle* target = nullptr;
+  for (auto* handle : handles) {
+    if (handle->GetName() == cf) target = handle;
+  }
+  ASSERT_NE(target, nullptr) << "no column family " << cf;
+  // A truncated varint tag: no message parses from it.
+  EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), target, key, std::string("\xff\xff\xff", 3)).ok());
+  for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
 }
 
 }  // namespace mlops::testing
