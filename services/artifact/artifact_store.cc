@@ -31,6 +31,7 @@ constexpr char kSessionPinsCf[] = "session_pins";
 constexpr char kChunkPinsCf[] = "chunk_pins";
 constexpr char kDatasetsCf[] = "datasets";
 constexpr char kVersionsCf[] = "versions";
+constexpr char kVersionRequestsCf[] = "version_requests";  // dataset \0 request id -> digest
 constexpr char kVersionLogCf[] = "version_log";
 constexpr char kManifestsCf[] = "manifests";
 constexpr char kEntriesCf[] = "entries";
@@ -119,9 +120,13 @@ absl::Status FsyncPath(const std::string& path) {
   return absl::OkStatus();
 }
 
-v1::VersionEntry EntryFromStored(std::string_view path, std::string_view value) {
+// An entry record (key: version digest + path) as the API's VersionEntry; DATA_LOSS when the record
+// does not parse.
+absl::StatusOr<v1::VersionEntry> EntryFromStored(const Db& db, rocksdb::ColumnFamilyHandle* cf,
+                                                 std::string_view key, std::string_view value) {
   internal::StoredEntry stored;
-  stored.ParseFromArray(value.data(), static_cast<int>(value.size()));
+  RETURN_IF_ERROR(db.ParseRecord(cf, key, value, &stored));
+  std::string_view path = key.substr(32);
   v1::VersionEntry entry;
   entry.set_path(std::string(path));
   entry.set_digest(DigestHex(DigestFromBytes(stored.digest())));
@@ -137,11 +142,12 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::st
   std::error_code ec;
   std::filesystem::create_directories(dir + "/chunks/tmp", ec);
   if (ec) return absl::UnavailableError(StrCat("create ", dir, "/chunks: ", ec.message()));
-  ASSIGN_OR_RETURN(auto db, Db::Open(dir + "/db",
-                                     {kChunksCf, kChunkDataCf, kBlobsCf, kSessionsCf,
-                                      kSessionPinsCf, kChunkPinsCf, kDatasetsCf, kVersionsCf,
-                                      kVersionLogCf, kManifestsCf, kEntriesCf, kTagsCf, kDamagedCf},
-                                     options));
+  ASSIGN_OR_RETURN(auto db,
+                   Db::Open(dir + "/db",
+                            {kChunksCf, kChunkDataCf, kBlobsCf, kSessionsCf, kSessionPinsCf,
+                             kChunkPinsCf, kDatasetsCf, kVersionsCf, kVersionLogCf, kManifestsCf,
+                             kEntriesCf, kTagsCf, kDamagedCf, kVersionRequestsCf},
+                            options));
   auto store = std::unique_ptr<ArtifactStore>(new ArtifactStore(dir, std::move(db)));
   RETURN_IF_ERROR(
       store->db_->ScanPrefix(store->damaged_, "", {}, [&](std::string_view key, std::string_view) {
@@ -163,6 +169,7 @@ ArtifactStore::ArtifactStore(std::string dir, std::unique_ptr<Db> db)
       chunk_pins_(db_->Cf(kChunkPinsCf)),
       datasets_(db_->Cf(kDatasetsCf)),
       versions_(db_->Cf(kVersionsCf)),
+      version_requests_(db_->Cf(kVersionRequestsCf)),
       version_log_(db_->Cf(kVersionLogCf)),
       manifests_(db_->Cf(kManifestsCf)),
       entries_(db_->Cf(kEntriesCf)),
@@ -214,11 +221,11 @@ absl::StatusOr<v1::UploadSession> ArtifactStore::StartUpload(int64_t ttl_seconds
 absl::StatusOr<internal::StoredSession> ArtifactStore::TouchSession(std::string_view session_id,
                                                                     rocksdb::WriteBatch* batch) {
   if (session_id.empty()) return absl::InvalidArgumentError("session_id: required");
-  ASSIGN_OR_RETURN(auto value, db_->Get(sessions_, session_id));
-  internal::StoredSession session;
-  if (!value || !session.ParseFromString(*value)) {
+  ASSIGN_OR_RETURN(auto value, db_->GetProto<internal::StoredSession>(sessions_, session_id));
+  if (!value) {
     return absl::NotFoundError(StrCat("upload session ", session_id.substr(0, 64), " not found"));
   }
+  internal::StoredSession session = *std::move(value);
   int64_t now = NowMs();
   if (session.expire_time_ms() < now) {
     return absl::NotFoundError(StrCat("upload session ", session_id, " expired"));
@@ -444,13 +451,7 @@ absl::StatusOr<std::string> ArtifactStore::ReadChunk(const RawDigest& digest,
 
 absl::StatusOr<std::optional<internal::StoredBlob>> ArtifactStore::GetBlob(
     const RawDigest& digest) const {
-  ASSIGN_OR_RETURN(auto value, db_->Get(blobs_, DigestBytes(digest)));
-  if (!value) return std::nullopt;
-  internal::StoredBlob blob;
-  if (!blob.ParseFromString(*value)) {
-    return absl::DataLossError(StrCat("blob record ", DigestHex(digest), ": malformed"));
-  }
-  return blob;
+  return db_->GetProto<internal::StoredBlob>(blobs_, DigestBytes(digest));
 }
 
 namespace {
@@ -611,9 +612,7 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
     } else if (any_damaged) {
       // A blob with a damaged chunk is missing until an upload of its content heals it.
       internal::StoredBlob blob;
-      if (!blob.ParseFromArray(values[i].data(), static_cast<int>(values[i].size()))) {
-        return absl::DataLossError(StrCat("blob record ", DigestHex(digests[i]), ": malformed"));
-      }
+      RETURN_IF_ERROR(db_->ParseRecord(blobs_, DigestBytes(digests[i]), values[i].ToStringView(), &blob));
       if (!CheckNotDamaged(digests[i], blob).ok()) missing.push_back(static_cast<int>(i));
     }
   }
@@ -649,14 +648,12 @@ absl::StatusOr<v1::ListBlobsResponse> ArtifactStore::ListBlobs(
   std::string last;
   bool more = false;
   absl::Status parse = absl::OkStatus();
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(blobs_, "", after, [&](std::string_view key, std::string_view value) {
+  RETURN_IF_ERROR(db_->ScanProto<internal::StoredBlob>(
+      blobs_, "", after, [&](std::string_view key, internal::StoredBlob& stored) {
         if (response.blobs_size() == page_size) {
           more = true;
           return false;
         }
-        internal::StoredBlob stored;
-        stored.ParseFromArray(value.data(), static_cast<int>(value.size()));
         *response.add_blobs() = BlobFromStored(DigestFromBytes(key), stored);
         last = std::string(key);
         return true;
@@ -770,12 +767,9 @@ absl::StatusOr<v1::Dataset> ArtifactStore::CreateDataset(const v1::CreateDataset
 
 absl::StatusOr<v1::Dataset> ArtifactStore::GetDataset(std::string_view name) {
   RETURN_IF_ERROR(ValidateName("name", name));
-  ASSIGN_OR_RETURN(auto value, db_->Get(datasets_, name));
-  internal::StoredDataset stored;
-  if (!value || !stored.ParseFromString(*value)) {
-    return absl::NotFoundError(StrCat("dataset ", name, " not found"));
-  }
-  v1::Dataset dataset = DatasetFromStored(name, stored);
+  ASSIGN_OR_RETURN(auto stored, db_->GetProto<internal::StoredDataset>(datasets_, name));
+  if (!stored) return absl::NotFoundError(StrCat("dataset ", name, " not found"));
+  v1::Dataset dataset = DatasetFromStored(name, *stored);
   ASSIGN_OR_RETURN(auto latest, db_->Get(tags_, TagKey(name, kLatestTag)));
   if (latest) dataset.set_latest_digest(DigestHex(DigestFromBytes(*latest)));
   return dataset;
@@ -826,12 +820,13 @@ absl::StatusOr<std::vector<std::string>> ArtifactStore::TagsOf(std::string_view 
 
 absl::StatusOr<v1::DatasetVersion> ArtifactStore::LoadVersion(std::string_view dataset,
                                                               const RawDigest& digest) const {
-  ASSIGN_OR_RETURN(auto value, db_->Get(versions_, VersionKey(dataset, digest)));
-  internal::StoredVersion stored;
-  if (!value || !stored.ParseFromString(*value)) {
+  ASSIGN_OR_RETURN(auto value,
+                   db_->GetProto<internal::StoredVersion>(versions_, VersionKey(dataset, digest)));
+  if (!value) {
     return absl::NotFoundError(
         StrCat("version ", DigestHex(digest), " of dataset ", dataset, " not found"));
   }
+  const internal::StoredVersion& stored = *value;
   v1::DatasetVersion version;
   version.set_dataset(std::string(dataset));
   version.set_digest(DigestHex(digest));
@@ -935,14 +930,28 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
                                              ": the entries hash to ", DigestHex(digest)));
   }
 
+  if (header.request_id().size() > 128) {
+    return absl::InvalidArgumentError("request_id: longer than 128 bytes");
+  }
+
   std::shared_lock gc_lock(gc_mu_);
   std::lock_guard lock(dataset_mu_);
   const std::string& name = header.dataset();
-  ASSIGN_OR_RETURN(auto dataset_value, db_->Get(datasets_, name));
+  const std::string request_key =
+      header.request_id().empty() ? "" : StrCat(name, std::string(1, '\0'), header.request_id());
+  if (!request_key.empty()) {
+    ASSIGN_OR_RETURN(auto earlier, db_->Get(version_requests_, request_key));
+    if (earlier) {
+      ASSIGN_OR_RETURN(v1::DatasetVersion out, LoadVersion(name, DigestFromBytes(*earlier)));
+      out.set_already_existed(true);
+      return out;
+    }
+  }
+  ASSIGN_OR_RETURN(auto dataset_value, db_->GetProto<internal::StoredDataset>(datasets_, name));
   internal::StoredDataset dataset;
   int64_t now = NowMs();
   if (dataset_value) {
-    dataset.ParseFromString(*dataset_value);
+    dataset = *dataset_value;
   } else if (header.create_dataset()) {
     dataset.set_create_time_ms(now);
   } else {
@@ -1004,6 +1013,7 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
     batch.Put(version_log_, VersionLogKey(name, dataset.version_count(), digest), "");
   }
   batch.Put(datasets_, name, dataset.SerializeAsString());
+  if (!request_key.empty()) batch.Put(version_requests_, request_key, DigestBytes(digest));
   batch.Put(tags_, TagKey(name, kLatestTag), DigestBytes(digest));
   for (const std::string& tag : header.tags()) {
     batch.Put(tags_, TagKey(name, tag), DigestBytes(digest));
@@ -1059,11 +1069,17 @@ absl::Status ArtifactStore::ScanEntries(
     absl::FunctionRef<bool(std::string_view, const v1::VersionEntry&)> fn) const {
   std::string key_prefix = EntryKey(version, prefix);
   std::string after_key = after.empty() ? std::string() : EntryKey(version, after);
-  return db_->ScanPrefix(entries_, key_prefix, after_key,
-                         [&](std::string_view key, std::string_view value) {
-                           std::string_view path = key.substr(32);
-                           return fn(path, EntryFromStored(path, value));
-                         });
+  absl::Status bad;
+  absl::Status scanned = db_->ScanPrefix(entries_, key_prefix, after_key,
+                                         [&](std::string_view key, std::string_view value) {
+                                           auto entry = EntryFromStored(*db_, entries_, key, value);
+                                           if (!entry.ok()) {
+                                             bad = entry.status();
+                                             return false;
+                                           }
+                                           return fn(key.substr(32), *entry);
+                                         });
+  return bad.ok() ? scanned : bad;
 }
 
 absl::StatusOr<v1::ListVersionEntriesResponse> ArtifactStore::ListVersionEntries(
@@ -1176,17 +1192,25 @@ absl::StatusOr<v1::DiffVersionsResponse> ArtifactStore::DiffVersions(
     std::string_view path_a = has_a ? a->key().ToStringView().substr(32) : std::string_view();
     std::string_view path_b = has_b ? b->key().ToStringView().substr(32) : std::string_view();
     if (has_a && (!has_b || path_a < path_b)) {
-      v1::VersionEntry old_entry = EntryFromStored(path_a, a->value().ToStringView());
+      ASSIGN_OR_RETURN(
+          v1::VersionEntry old_entry,
+          EntryFromStored(*db_, entries_, a->key().ToStringView(), a->value().ToStringView()));
       go = emit(v1::FileChange::REMOVED, &old_entry, nullptr);
       a->Next();
     } else if (has_b && (!has_a || path_b < path_a)) {
-      v1::VersionEntry new_entry = EntryFromStored(path_b, b->value().ToStringView());
+      ASSIGN_OR_RETURN(
+          v1::VersionEntry new_entry,
+          EntryFromStored(*db_, entries_, b->key().ToStringView(), b->value().ToStringView()));
       go = emit(v1::FileChange::ADDED, nullptr, &new_entry);
       b->Next();
     } else {
       if (a->value() != b->value()) {
-        v1::VersionEntry old_entry = EntryFromStored(path_a, a->value().ToStringView());
-        v1::VersionEntry new_entry = EntryFromStored(path_b, b->value().ToStringView());
+        ASSIGN_OR_RETURN(
+            v1::VersionEntry old_entry,
+            EntryFromStored(*db_, entries_, a->key().ToStringView(), a->value().ToStringView()));
+        ASSIGN_OR_RETURN(
+            v1::VersionEntry new_entry,
+            EntryFromStored(*db_, entries_, b->key().ToStringView(), b->value().ToStringView()));
         go = emit(v1::FileChange::MODIFIED, &old_entry, &new_entry);
       } else {
         summary.set_unchanged(summary.unchanged() + 1);
@@ -1269,10 +1293,8 @@ absl::StatusOr<v1::ScrubResponse> ArtifactStore::Scrub(bool repair) {
   }
   // Blobs that cannot be read whole: a chunk damaged, or its record gone.
   absl::Status scan_error = absl::OkStatus();
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key, std::string_view value) {
-        internal::StoredBlob blob;
-        if (!blob.ParseFromArray(value.data(), static_cast<int>(value.size()))) return true;
+  RETURN_IF_ERROR(db_->ScanProto<internal::StoredBlob>(
+      blobs_, "", {}, [&](std::string_view key, internal::StoredBlob& blob) {
         std::string_view digests = blob.chunk_digests();
         bool damaged = false;
         for (size_t i = 0; i + 32 <= digests.size() && !damaged; i += 32) {
@@ -1391,10 +1413,8 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
   // 1. Expired sessions release their pins.
   {
     std::vector<std::string> expired;
-    RETURN_IF_ERROR(
-        db_->ScanPrefix(sessions_, "", {}, [&](std::string_view key, std::string_view value) {
-          internal::StoredSession session;
-          session.ParseFromArray(value.data(), static_cast<int>(value.size()));
+    RETURN_IF_ERROR(db_->ScanProto<internal::StoredSession>(
+        sessions_, "", {}, [&](std::string_view key, internal::StoredSession& session) {
           if (session.expire_time_ms() < start) expired.emplace_back(key);
           return true;
         }));
@@ -1402,9 +1422,8 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
       std::unique_lock lock(gc_mu_);
       rocksdb::WriteBatch batch;
       for (const std::string& id : expired) {
-        ASSIGN_OR_RETURN(auto value, db_->Get(sessions_, id));
-        internal::StoredSession session;
-        if (!value || !session.ParseFromString(*value) || session.expire_time_ms() >= start) {
+        ASSIGN_OR_RETURN(auto session, db_->GetProto<internal::StoredSession>(sessions_, id));
+        if (!session || session->expire_time_ms() >= start) {
           continue;  // finished or used again meanwhile
         }
         batch.Delete(sessions_, id);
@@ -1422,19 +1441,16 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
 
   // 2. Mark: blobs reachable from pins and from every dataset version.
   absl::flat_hash_set<std::string> live_blobs;
-  RETURN_IF_ERROR(db_->ScanPrefix(entries_, "", {}, [&](std::string_view, std::string_view value) {
-    internal::StoredEntry entry;
-    entry.ParseFromArray(value.data(), static_cast<int>(value.size()));
-    live_blobs.insert(entry.digest());
-    return true;
-  }));
+  RETURN_IF_ERROR(db_->ScanProto<internal::StoredEntry>(
+      entries_, "", {}, [&](std::string_view, internal::StoredEntry& entry) {
+        live_blobs.insert(entry.digest());
+        return true;
+      }));
 
   // 3. Sweep blobs, re-checking each under the exclusive lock.
   std::vector<std::string> dead_blobs;
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key, std::string_view value) {
-        internal::StoredBlob blob;
-        blob.ParseFromArray(value.data(), static_cast<int>(value.size()));
+  RETURN_IF_ERROR(db_->ScanProto<internal::StoredBlob>(
+      blobs_, "", {}, [&](std::string_view key, internal::StoredBlob& blob) {
         if (blob.pinned() || live_blobs.contains(absl::string_view(key.data(), key.size())) ||
             blob.touch_time_ms() >= cutoff)
           return true;
@@ -1465,13 +1481,11 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
 
   // 4. Mark chunks of the blobs that remain.
   absl::flat_hash_set<std::string> live_chunks;
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(blobs_, "", {}, [&](std::string_view key, std::string_view value) {
+  RETURN_IF_ERROR(db_->ScanProto<internal::StoredBlob>(
+      blobs_, "", {}, [&](std::string_view key, internal::StoredBlob& blob) {
         if (request.dry_run() && dead_blob_set.contains(absl::string_view(key.data(), key.size())))
           return true;
         response.set_blobs_live(response.blobs_live() + 1);
-        internal::StoredBlob blob;
-        blob.ParseFromArray(value.data(), static_cast<int>(value.size()));
         std::string_view digests = blob.chunk_digests();
         for (size_t i = 0; i + 32 <= digests.size(); i += 32) {
           live_chunks.emplace(digests.substr(i, 32));

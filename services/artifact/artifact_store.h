@@ -11,6 +11,7 @@
 //   chunk_pins    digest + id -> ""                        the same, by digest (GC checks it)
 //   datasets      name -> StoredDataset
 //   versions      ordered(name) + digest -> StoredVersion
+//   version_requests  name + \0 + request id -> version digest   CreateVersion's idempotency keys
 //   version_log   ordered(name) + ~sequence + digest -> "" newest first
 //   manifests     version digest -> count of entries already written
 //   entries       version digest + path -> StoredEntry     shared by every dataset with it
@@ -229,6 +230,7 @@ class ArtifactStore {
   rocksdb::ColumnFamilyHandle* chunk_pins_;
   rocksdb::ColumnFamilyHandle* datasets_;
   rocksdb::ColumnFamilyHandle* versions_;
+  rocksdb::ColumnFamilyHandle* version_requests_;
   rocksdb::ColumnFamilyHandle* version_log_;
   rocksdb::ColumnFamilyHandle* manifests_;
   rocksdb::ColumnFamilyHandle* entries_;

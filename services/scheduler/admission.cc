@@ -162,6 +162,18 @@ std::vector<PendingStep> Admission::Admit(size_t max) {
   return admitted;
 }
 
+void Admission::Restore(const PendingStep& step) {
+  if (running_.contains(step.id)) return;
+  Resources total = step.Total();
+  auto queue = queues_.find(step.queue);
+  if (queue != queues_.end()) {
+    queue->second.used = Add(queue->second.used, total);
+    queue->second.running += 1;
+  }
+  used_ = Add(used_, total);
+  running_[step.id] = step;
+}
+
 void Admission::Release(const std::string& id) {
   auto it = running_.find(id);
   if (it == running_.end()) return;

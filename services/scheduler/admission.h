@@ -52,6 +52,9 @@ class Admission {
   // Admits what fits now, at most `max` steps, in admission order; their resources count as used
   // until Release.
   std::vector<PendingStep> Admit(size_t max = SIZE_MAX);
+  // A step that runs already (re-attached after a restart) counts as admitted, whatever is free:
+  // its resources count as used until Release.
+  void Restore(const PendingStep& step);
   // A running step ended: its resources and concurrency slot are free again.
   void Release(const std::string& id);
 

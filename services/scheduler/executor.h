@@ -35,6 +35,15 @@ struct AttemptResult {
   int64_t end_ms = 0;
 };
 
+// An attempt recorded as running by a scheduler that stopped.
+struct RecoverSpec {
+  std::string attempt_id;
+  std::string handle;    // what Launch returned; empty when the scheduler stopped before storing it
+  std::string work_dir;  // the attempt's, as launched
+  int64_t start_ms = 0;  // when the attempt started
+  int64_t timeout_ms = 0;  // the step's (0: none), counted from start_ms
+};
+
 const char* OutcomeName(AttemptResult::Outcome outcome);
 
 class Executor {
@@ -50,9 +59,12 @@ class Executor {
                                              std::function<void(const AttemptResult&)> done) = 0;
   // Ends a running attempt (its `done` reports kCanceled). NOT_FOUND when it is not running.
   virtual absl::Status Cancel(const std::string& attempt_id) = 0;
-  // After a restart of the scheduler, for an attempt recorded as running with `handle`: whatever
-  // is left of it is stopped and the attempt reported kLost, so that the retry policy decides.
-  virtual AttemptResult Recover(const std::string& attempt_id, const std::string& handle) = 0;
+  // After a restart of the scheduler, for an attempt recorded as running: when it is still
+  // running, re-attaches to it (it runs on, Cancel and its timeout reach it, and `done` reports how
+  // it ends, as for Launch); when it ended while the scheduler was down and the executor can tell
+  // how, `done` reports that; otherwise whatever is left of it is stopped and `done` reports kLost,
+  // so that the retry policy decides. `done` is called exactly once, possibly before this returns.
+  virtual void Recover(const RecoverSpec& spec, std::function<void(const AttemptResult&)> done) = 0;
   // Attempts running now.
   virtual int running() const = 0;
 };

@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -65,9 +67,13 @@ uint64_t StartTicks(pid_t pid) {
 
 struct LocalExecutor::Attempt {
   std::string id;
+  std::string program;      // argv[0] of the step, for messages
+  std::string work_dir;     // where the waiters write .mlops-exit.<rank>
+  bool waited = false;      // the replicas run under mlops-step-waiter
+  bool adopted = false;     // found by Recover: the waiters are not our children
   pid_t pgid = -1;          // replica 0's pid; every replica is in its group
   std::vector<pid_t> pids;  // by rank
-  std::vector<int> pidfds;  // by rank; -1 once reaped
+  std::vector<int> pidfds;  // by rank; -1 once reaped (or, adopted, already gone)
   int wake_fd = -1;         // eventfd: Cancel wakes the watcher
   int64_t start_ms = 0;
   int64_t deadline_ms = 0;  // 0: none
@@ -76,6 +82,8 @@ struct LocalExecutor::Attempt {
 };
 
 namespace {
+
+constexpr char kWaitedPrefix[] = "w:";
 
 // A port nobody listens on now, for the replicas' rendezvous (MASTER_PORT).
 int FreePort() {
@@ -102,6 +110,54 @@ std::string Describe(int status) {
 
 bool Succeeded(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 
+std::string ExitFile(const std::string& work_dir, size_t rank) {
+  return work_dir + "/.mlops-exit." + std::to_string(rank);
+}
+
+// What a waiter wrote: how its step ended, as a wait status, and the errno when it could not be
+// started. False when there is no file (the waiter was killed, or never ran).
+bool ReadExitFile(const std::string& path, int* status, int* spawn_error) {
+  std::ifstream in(path);
+  std::string word;
+  int value = 0;
+  if (!(in >> word >> value)) return false;
+  *spawn_error = 0;
+  if (word == "exit") {
+    *status = (value & 0xff) << 8;
+  } else if (word == "signal") {
+    *status = value & 0x7f;
+  } else if (word == "spawn-error") {
+    *status = 127 << 8;
+    *spawn_error = value;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// 0 when posix_spawnp could start `program` from `cwd` with this PATH, else the errno it would
+// fail with: checked before the waiter starts, so that a missing program is an error of Launch.
+int CheckProgram(const std::string& program, const std::string& cwd, const std::string& path) {
+  auto check = [](const std::string& file) {
+    struct stat st;
+    if (::stat(file.c_str(), &st) != 0) return errno;
+    if (!S_ISREG(st.st_mode)) return EACCES;
+    return ::access(file.c_str(), X_OK) == 0 ? 0 : errno;
+  };
+  if (program.find('/') != std::string::npos) {
+    return check(program[0] == '/' ? program : cwd + "/" + program);
+  }
+  int error = ENOENT;
+  std::vector<std::string> dirs = absl::StrSplit(path, ':');
+  for (const std::string& dir : dirs) {
+    const std::string& base = dir.empty() ? cwd : dir;
+    int rc = check(base + "/" + program);
+    if (rc == 0) return 0;
+    if (rc == EACCES) error = EACCES;
+  }
+  return error;
+}
+
 // Processes whose environment carries MLOPS_ATTEMPT_ID=<attempt_id> (an attempt recorded before its
 // handle was), as (pid, process group) pairs.
 std::vector<std::pair<pid_t, pid_t>> FindByAttemptEnv(const std::string& attempt_id) {
@@ -124,10 +180,68 @@ std::vector<std::pair<pid_t, pid_t>> FindByAttemptEnv(const std::string& attempt
   return found;
 }
 
+// A handle's parts: the process group and each replica's (pid, start ticks), by rank.
+struct Handle {
+  bool waited = false;
+  pid_t pgid = 0;
+  std::vector<std::pair<pid_t, uint64_t>> replicas;
+};
+
+std::optional<Handle> ParseHandle(std::string_view text) {
+  Handle handle;
+  if (text.substr(0, 2) == kWaitedPrefix) {
+    handle.waited = true;
+    text.remove_prefix(2);
+  }
+  std::string first(text.substr(0, text.find(',')));
+  long long pid = 0, pgid = 0;
+  unsigned long long ticks = 0;
+  if (std::sscanf(first.c_str(), "%lld:%lld:%llu", &pid, &pgid, &ticks) != 3 || pid <= 0 ||
+      pgid <= 0) {
+    return std::nullopt;
+  }
+  handle.pgid = static_cast<pid_t>(pgid);
+  handle.replicas.emplace_back(static_cast<pid_t>(pid), ticks);
+  if (text.find(',') == std::string_view::npos) return handle;
+  std::vector<std::string> replicas =
+      absl::StrSplit(std::string(text.substr(text.find(',') + 1)), ',', absl::SkipEmpty());
+  for (const std::string& replica : replicas) {
+    long long rpid = 0;
+    unsigned long long rticks = 0;
+    if (std::sscanf(replica.c_str(), "%lld:%llu", &rpid, &rticks) != 2 || rpid <= 0) {
+      return std::nullopt;
+    }
+    handle.replicas.emplace_back(static_cast<pid_t>(rpid), rticks);
+  }
+  return handle;
+}
+
+int PidfdOpen(pid_t pid) {
+  // Through syscall(): Debian 12's <sys/pidfd.h> lacks C linkage for C++.
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
+
 }  // namespace
 
+std::string FindStepWaiter() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto beside = self.parent_path() / "mlops-step-waiter";
+    if (::access(beside.c_str(), X_OK) == 0) return beside.string();
+  }
+  const char* path = std::getenv("PATH");
+  if (path == nullptr) return "";
+  std::vector<std::string> dirs = absl::StrSplit(path, ':', absl::SkipEmpty());
+  for (const std::string& dir : dirs) {
+    std::string candidate = dir + "/mlops-step-waiter";
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
 LocalExecutor::LocalExecutor() : LocalExecutor(Options()) {}
-LocalExecutor::LocalExecutor(Options options) : options_(options) {}
+LocalExecutor::LocalExecutor(Options options) : options_(std::move(options)) {}
 
 LocalExecutor::~LocalExecutor() {
   std::vector<std::string> ids;
@@ -139,20 +253,35 @@ LocalExecutor::~LocalExecutor() {
   while (running_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
 }
 
+absl::Status LocalExecutor::Start(std::shared_ptr<Attempt> attempt) {
+  attempt->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  std::lock_guard lock(mu_);
+  if (attempts_.contains(attempt->id)) {
+    ::close(attempt->wake_fd);
+    return absl::AlreadyExistsError("attempt " + attempt->id + " is running");
+  }
+  attempts_[attempt->id] = attempt;
+  running_.fetch_add(1);
+  std::thread([this, attempt] { Watch(attempt); }).detach();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> LocalExecutor::Launch(const LaunchSpec& spec,
                                                   std::function<void(const AttemptResult&)> done) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("argv: empty command");
   if (spec.replicas < 1) return absl::InvalidArgumentError("replicas: at least 1");
-  auto attempt = std::make_shared<Attempt>();
-  attempt->id = spec.attempt_id;
-  attempt->done = std::move(done);
   {
     std::lock_guard lock(mu_);
     if (attempts_.contains(spec.attempt_id)) {
       return absl::AlreadyExistsError("attempt " + spec.attempt_id + " is running");
     }
-    attempts_[spec.attempt_id] = attempt;
   }
+  auto attempt = std::make_shared<Attempt>();
+  attempt->id = spec.attempt_id;
+  attempt->program = spec.argv[0];
+  attempt->work_dir = spec.work_dir;
+  attempt->waited = !options_.waiter.empty();
+  attempt->done = std::move(done);
   // Environment: PATH and HOME from the scheduler, then the step's, then the replica's place in
   // the gang (the names torch.distributed and most launchers read).
   std::map<std::string, std::string> env;
@@ -167,10 +296,20 @@ absl::StatusOr<std::string> LocalExecutor::Launch(const LaunchSpec& spec,
     env["MASTER_ADDR"] = "127.0.0.1";
     env["MASTER_PORT"] = std::to_string(FreePort());
   }
-  std::vector<std::string> args = spec.argv;
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
+  auto fail_to_start = [&](int rc) -> absl::Status {
+    if (rc == ENOENT || rc == EACCES || rc == ENOEXEC) {
+      return absl::FailedPreconditionError(
+          StrCat("cannot start '", spec.argv[0], "': ", std::strerror(rc)));
+    }
+    return absl::UnavailableError(StrCat("posix_spawn '", spec.argv[0], "': ", std::strerror(rc)));
+  };
+  if (attempt->waited) {
+    // The waiter starts the step; what posix_spawnp would say of it is said here, at Launch.
+    if (int rc = CheckProgram(spec.argv[0], spec.work_dir, env.count("PATH") ? env["PATH"] : "");
+        rc != 0) {
+      return fail_to_start(rc);
+    }
+  }
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -189,6 +328,14 @@ absl::StatusOr<std::string> LocalExecutor::Launch(const LaunchSpec& spec,
   sigaddset(&defaults, SIGPIPE);
   int rc = 0;
   for (int rank = 0; rank < spec.replicas && rc == 0; ++rank) {
+    std::vector<std::string> args;
+    if (attempt->waited) {
+      args = {options_.waiter, ExitFile(spec.work_dir, static_cast<size_t>(rank))};
+    }
+    args.insert(args.end(), spec.argv.begin(), spec.argv.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     env["RANK"] = env["LOCAL_RANK"] = std::to_string(rank);
     std::vector<std::string> env_strings;
     for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
@@ -210,8 +357,7 @@ absl::StatusOr<std::string> LocalExecutor::Launch(const LaunchSpec& spec,
     if (rc != 0) break;
     if (rank == 0) attempt->pgid = pid;
     attempt->pids.push_back(pid);
-    // pidfd_open through syscall(): Debian 12's <sys/pidfd.h> lacks C linkage for C++.
-    attempt->pidfds.push_back(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    attempt->pidfds.push_back(PidfdOpen(pid));
   }
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
@@ -222,28 +368,28 @@ absl::StatusOr<std::string> LocalExecutor::Launch(const LaunchSpec& spec,
       }
       ::close(attempt->pidfds[i]);
     }
-    {
-      std::lock_guard lock(mu_);
-      attempts_.erase(spec.attempt_id);
-    }
-    if (rc == ENOENT || rc == EACCES || rc == ENOEXEC) {
-      return absl::FailedPreconditionError(
-          StrCat("cannot start '", spec.argv[0], "': ", std::strerror(rc)));
-    }
-    return absl::UnavailableError(StrCat("posix_spawn '", spec.argv[0], "': ", std::strerror(rc)));
+    return fail_to_start(rc);
   }
-  attempt->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   attempt->start_ms = NowMs();
   attempt->deadline_ms = spec.timeout_ms > 0 ? attempt->start_ms + spec.timeout_ms : 0;
-  // pid:pgid:start ticks of replica 0, then ,pid:start ticks of each other replica.
-  std::string handle = StrCat(std::to_string(attempt->pids[0]), ":", std::to_string(attempt->pgid),
-                              ":", std::to_string(StartTicks(attempt->pids[0])));
+  // [w:]pid:pgid:start ticks of replica 0, then ,pid:start ticks of each other replica.
+  std::string handle =
+      StrCat(attempt->waited ? kWaitedPrefix : "", std::to_string(attempt->pids[0]), ":",
+             std::to_string(attempt->pgid), ":", std::to_string(StartTicks(attempt->pids[0])));
   for (size_t i = 1; i < attempt->pids.size(); ++i) {
     handle += StrCat(",", std::to_string(attempt->pids[i]), ":",
                      std::to_string(StartTicks(attempt->pids[i])));
   }
-  running_.fetch_add(1);
-  std::thread([this, attempt] { Watch(attempt); }).detach();
+  if (absl::Status started = Start(attempt); !started.ok()) {
+    // Launched twice at once under one id: this one goes.
+    ::kill(-attempt->pgid, SIGKILL);
+    for (size_t i = 0; i < attempt->pids.size(); ++i) {
+      while (::waitpid(attempt->pids[i], nullptr, 0) < 0 && errno == EINTR) {
+      }
+      ::close(attempt->pidfds[i]);
+    }
+    return started;
+  }
   return handle;
 }
 
@@ -251,6 +397,7 @@ void LocalExecutor::Watch(std::shared_ptr<Attempt> attempt) {
   AttemptResult result;
   result.start_ms = attempt->start_ms;
   bool timed_out = false;
+  bool lost = false;    // adopted: a waiter ended without saying how its step did
   int64_t kill_at = 0;  // SIGKILL time once SIGTERM was sent
   auto terminate = [&](int64_t now) {
     if (kill_at == 0) {
@@ -260,8 +407,36 @@ void LocalExecutor::Watch(std::shared_ptr<Attempt> attempt) {
   };
   const size_t replicas = attempt->pids.size();
   std::vector<int> statuses(replicas, 0);
+  std::vector<int> spawn_errors(replicas, 0);
   size_t left = replicas;
   int failed_rank = -1;  // the first replica that did not succeed: the gang fails with it
+  // A replica ended: how, from waitpid (our child) or from its waiter's file (adopted).
+  auto ended = [&](size_t r) {
+    if (attempt->adopted) {
+      if (!ReadExitFile(ExitFile(attempt->work_dir, r), &statuses[r], &spawn_errors[r])) {
+        lost = true;
+        statuses[r] = SIGKILL;
+      }
+    } else {
+      while (::waitpid(attempt->pids[r], &statuses[r], 0) < 0 && errno == EINTR) {
+      }
+      if (attempt->waited && WIFEXITED(statuses[r]) && WEXITSTATUS(statuses[r]) == 127) {
+        int status = 0;
+        ReadExitFile(ExitFile(attempt->work_dir, r), &status, &spawn_errors[r]);
+      }
+    }
+    if (attempt->pidfds[r] >= 0) ::close(attempt->pidfds[r]);
+    attempt->pidfds[r] = -1;
+    --left;
+    if ((lost || !Succeeded(statuses[r])) && failed_rank < 0) {
+      failed_rank = static_cast<int>(r);
+      if (left > 0) terminate(NowMs());
+    }
+  };
+  // Adopted replicas that were gone before the watch began.
+  for (size_t r = 0; r < replicas; ++r) {
+    if (attempt->pidfds[r] < 0) ended(r);
+  }
   while (left > 0) {
     int64_t now = NowMs();
     if (attempt->cancel.load()) terminate(now);
@@ -293,40 +468,38 @@ void LocalExecutor::Watch(std::shared_ptr<Attempt> attempt) {
       (void)!::read(attempt->wake_fd, &value, sizeof(value));
     }
     for (size_t i = 0; i < ranks.size(); ++i) {
-      if (!(fds[i].revents & POLLIN)) continue;
-      size_t r = ranks[i];
-      while (::waitpid(attempt->pids[r], &statuses[r], 0) < 0 && errno == EINTR) {
-      }
-      ::close(attempt->pidfds[r]);
-      attempt->pidfds[r] = -1;
-      --left;
-      if (!Succeeded(statuses[r]) && failed_rank < 0) {
-        failed_rank = static_cast<int>(r);
-        if (left > 0) terminate(NowMs());
-      }
+      if (fds[i].revents & POLLIN) ended(ranks[i]);
     }
   }
   ::kill(-attempt->pgid, SIGKILL);  // whatever the step left behind in its group
   result.end_ms = NowMs();
-  int status = statuses[failed_rank >= 0 ? failed_rank : 0];
+  size_t shown = static_cast<size_t>(failed_rank >= 0 ? failed_rank : 0);
+  int status = statuses[shown];
   if (WIFEXITED(status)) {
     result.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {
     result.signal = WTERMSIG(status);
   }
+  std::string how = spawn_errors[shown] != 0 ? StrCat("cannot start '", attempt->program,
+                                                      "': ", std::strerror(spawn_errors[shown]))
+                                             : Describe(status);
   if (attempt->cancel.load()) {
     result.outcome = AttemptResult::Outcome::kCanceled;
     result.message = "canceled";
   } else if (timed_out) {
     result.outcome = AttemptResult::Outcome::kTimedOut;
     result.message = "timed out after " + std::to_string(result.end_ms - result.start_ms) + " ms";
+  } else if (lost) {
+    result.outcome = AttemptResult::Outcome::kLost;
+    result.message = "the scheduler restarted while attempt " + attempt->id +
+                     " ran; its waiter ended without recording how the step ended";
   } else if (failed_rank < 0) {
     result.outcome = AttemptResult::Outcome::kSucceeded;
   } else {
     result.outcome = AttemptResult::Outcome::kFailed;
     result.message = replicas > 1 ? StrCat("replica ", std::to_string(failed_rank), " of ",
-                                           std::to_string(replicas), ": ", Describe(status))
-                                  : Describe(status);
+                                           std::to_string(replicas), ": ", how)
+                                  : how;
   }
   {
     std::lock_guard lock(mu_);  // after this no Cancel can reach the descriptors
@@ -353,39 +526,50 @@ absl::Status LocalExecutor::Cancel(const std::string& attempt_id) {
   return absl::OkStatus();
 }
 
-AttemptResult LocalExecutor::Recover(const std::string& attempt_id, const std::string& handle) {
+void LocalExecutor::Recover(const RecoverSpec& spec,
+                            std::function<void(const AttemptResult&)> done) {
+  std::optional<Handle> handle = ParseHandle(spec.handle);
+  if (handle && handle->waited) {
+    // Re-attach: each waiter still running is watched through a pidfd (a reused pid has another
+    // start time and counts as gone); a gone one left its step's end in its file.
+    auto attempt = std::make_shared<Attempt>();
+    attempt->id = spec.attempt_id;
+    attempt->work_dir = spec.work_dir;
+    attempt->waited = attempt->adopted = true;
+    attempt->pgid = handle->pgid;
+    attempt->start_ms = spec.start_ms;
+    attempt->deadline_ms = spec.timeout_ms > 0 ? spec.start_ms + spec.timeout_ms : 0;
+    attempt->done = std::move(done);
+    for (const auto& [pid, ticks] : handle->replicas) {
+      attempt->pids.push_back(pid);
+      attempt->pidfds.push_back(StartTicks(pid) == ticks ? PidfdOpen(pid) : -1);
+    }
+    absl::Status started = Start(attempt);
+    if (started.ok()) return;
+    done = std::move(attempt->done);
+  }
   AttemptResult result;
   result.outcome = AttemptResult::Outcome::kLost;
+  result.start_ms = spec.start_ms;
   result.end_ms = NowMs();
   // Process groups still running from the attempt: by the handle's pids and start times (a reused
   // pid does not match), or, with no handle recorded yet, by the attempt id in the environment.
   std::set<pid_t> groups;
-  long long pid = 0, pgid = 0;
-  unsigned long long ticks = 0;
-  int consumed = 0;
-  if (std::sscanf(handle.c_str(), "%lld:%lld:%llu%n", &pid, &pgid, &ticks, &consumed) == 3 &&
-      pid > 0 && pgid > 0) {
-    bool alive = StartTicks(static_cast<pid_t>(pid)) == ticks;
-    std::vector<std::string> replicas =
-        absl::StrSplit(handle.substr(consumed), ',', absl::SkipEmpty());
-    for (const std::string& replica : replicas) {
-      long long rpid = 0;
-      unsigned long long rticks = 0;
-      if (std::sscanf(replica.c_str(), "%lld:%llu", &rpid, &rticks) == 2 && rpid > 0) {
-        alive = alive || StartTicks(static_cast<pid_t>(rpid)) == rticks;
-      }
-    }
-    if (alive) groups.insert(static_cast<pid_t>(pgid));
-  } else if (handle.empty()) {
-    for (const auto& [found, group] : FindByAttemptEnv(attempt_id)) {
+  if (handle) {
+    bool alive = false;
+    for (const auto& [pid, ticks] : handle->replicas) alive = alive || StartTicks(pid) == ticks;
+    if (alive) groups.insert(handle->pgid);
+  } else if (spec.handle.empty()) {
+    for (const auto& [found, group] : FindByAttemptEnv(spec.attempt_id)) {
       if (group > 1 && group != ::getpgrp()) groups.insert(group);
     }
   }
   for (pid_t group : groups) ::kill(-group, SIGKILL);
-  // Orphaned by the old scheduler: stopped; its outputs are never collected.
-  result.message = "the scheduler restarted while attempt " + attempt_id + " ran; " +
+  // Orphaned by the old scheduler with no way to learn how it ends: stopped; its outputs are
+  // never collected.
+  result.message = "the scheduler restarted while attempt " + spec.attempt_id + " ran; " +
                    (groups.empty() ? "its process is gone" : "it was stopped");
-  return result;
+  done(result);
 }
 
 }  // namespace mlops::scheduler

@@ -182,9 +182,9 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* exe
   scheduler->mailbox_->target = scheduler.get();
   scheduler->workers_ = std::make_unique<WorkQueue>(scheduler->options_.workers);
   scheduler->recorder_ = std::make_unique<WorkQueue>(1);
-  for (auto& [plan, result] : scheduler->recovered_) {
-    scheduler->workers_->Post(
-        [s = scheduler.get(), plan = plan, result = result] { s->Collect(*plan, result); });
+  // Attempts that were running: re-attached, or collected as they ended or were lost.
+  for (auto& [plan, spec] : scheduler->recovered_) {
+    scheduler->executor_->Recover(spec, scheduler->WhenDone(plan));
   }
   scheduler->recovered_.clear();
   scheduler->engine_ = std::thread([s = scheduler.get()] { s->Loop(); });
@@ -215,24 +215,23 @@ void Scheduler::Defer(std::function<void()> job) { recorder_->Post(std::move(job
 absl::Status Scheduler::Recover() {
   // Queues: "default" always exists.
   bool has_default = false;
-  RETURN_IF_ERROR(db_->ScanPrefix(queues_cf_, "", {}, [&](std::string_view, std::string_view v) {
-    v1::Queue q;
-    q.ParseFromArray(v.data(), static_cast<int>(v.size()));
-    admission_
-        .SetQueue({q.name(),
-                   q.priority(),
-                   q.max_concurrency(),
-                   {q.cpu_millis(), q.memory_bytes(), q.gpus()}})
-        .IgnoreError();
-    has_default = has_default || q.name() == "default";
-    return true;
-  }));
-  if (!has_default) RETURN_IF_ERROR(admission_.SetQueue({"default", 0, 0, {}}));
   RETURN_IF_ERROR(
-      db_->ScanPrefix(schedules_cf_, "", {}, [&](std::string_view key, std::string_view v) {
-        schedules_[std::string(key)].ParseFromArray(v.data(), static_cast<int>(v.size()));
+      db_->ScanProto<v1::Queue>(queues_cf_, "", {}, [&](std::string_view, v1::Queue& q) {
+        admission_
+            .SetQueue({q.name(),
+                       q.priority(),
+                       q.max_concurrency(),
+                       {q.cpu_millis(), q.memory_bytes(), q.gpus()}})
+            .IgnoreError();
+        has_default = has_default || q.name() == "default";
         return true;
       }));
+  if (!has_default) RETURN_IF_ERROR(admission_.SetQueue({"default", 0, 0, {}}));
+  RETURN_IF_ERROR(db_->ScanProto<v1::Schedule>(schedules_cf_, "", {},
+                                               [&](std::string_view key, v1::Schedule& schedule) {
+                                                 schedules_[std::string(key)] = std::move(schedule);
+                                                 return true;
+                                               }));
   // Runs.
   std::vector<std::string> ids;
   RETURN_IF_ERROR(db_->ScanPrefix(runs_cf_, "", {}, [&](std::string_view key, std::string_view) {
@@ -241,26 +240,36 @@ absl::Status Scheduler::Recover() {
   }));
   for (const std::string& id : ids) {
     auto run = std::make_unique<Run>();
-    ASSIGN_OR_RETURN(auto header, db_->Get(runs_cf_, id));
-    run->proto.ParseFromString(*header);
+    ASSIGN_OR_RETURN(auto header, db_->GetProto<v1::PipelineRun>(runs_cf_, id));
+    if (!header) continue;  // scanned a moment ago: nothing deletes runs
+    run->proto = *std::move(header);
     if (Terminal(run->proto.state())) continue;  // finished runs are read from storage
-    RETURN_IF_ERROR(db_->ScanPrefix(steps_cf_, id, {}, [&](std::string_view, std::string_view v) {
-      run->proto.add_steps()->ParseFromArray(v.data(), static_cast<int>(v.size()));
-      return true;
-    }));
+    RETURN_IF_ERROR(
+        db_->ScanProto<v1::StepRun>(steps_cf_, id, {}, [&](std::string_view, v1::StepRun& step) {
+          *run->proto.add_steps() = std::move(step);
+          return true;
+        }));
     ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(run->proto.spec_yaml()));
     RETURN_IF_ERROR(ApplyParams(&spec, {run->proto.params().begin(), run->proto.params().end()}));
     ASSIGN_OR_RETURN(run->spec, ExpandSweeps(std::move(spec)));
     run->Index();
-    // Attempts that were running when the scheduler stopped are lost: the executor stops what is
-    // left of them and the retry policy decides. Queued steps queue again.
+    // Attempts that were running when the scheduler stopped go back to the executor (Open), which
+    // re-attaches to those still running; they keep their resources meanwhile. Queued steps queue
+    // again.
     for (size_t i = 0; i < static_cast<size_t>(run->proto.steps_size()); ++i) {
       v1::StepRun& step = *run->proto.mutable_steps(static_cast<int>(i));
       if (step.state() == v1::RUNNING && step.attempts_size() > 0) {
-        v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
-        AttemptResult lost = executor_->Recover(
-            StrCat(id, "/", step.name(), "/", std::to_string(attempt.number())), attempt.handle());
-        recovered_.emplace_back(Plan(*run, i), lost);
+        const v1::Attempt& attempt = step.attempts(step.attempts_size() - 1);
+        std::shared_ptr<AttemptPlan> plan = Plan(*run, i);
+        RecoverSpec spec;
+        spec.attempt_id = plan->attempt_id;
+        spec.handle = attempt.handle();
+        spec.work_dir = plan->work;
+        spec.start_ms = attempt.start_time_ms();
+        spec.timeout_ms = plan->spec.timeout_ms;
+        admission_.Restore({StrCat(id, "/", plan->spec.name), run->proto.queue(), 0,
+                            plan->spec.resources, plan->spec.replicas});
+        recovered_.emplace_back(std::move(plan), std::move(spec));
       } else if (step.state() == v1::QUEUED || step.state() == v1::RETRY_WAIT) {
         run->SetState(i, v1::PENDING);  // re-evaluated (and re-queued) by Advance
       }
@@ -365,14 +374,14 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Get(const std::string& id) const {
     if (it != runs_.end()) return it->second->proto;
   }
   if (!IsValidId(id)) return absl::InvalidArgumentError("id \"" + id + "\": not a run id");
-  ASSIGN_OR_RETURN(auto header, db_->Get(runs_cf_, id));
+  ASSIGN_OR_RETURN(auto header, db_->GetProto<v1::PipelineRun>(runs_cf_, id));
   if (!header) return absl::NotFoundError("pipeline run " + id + " not found");
-  v1::PipelineRun run;
-  run.ParseFromString(*header);
-  RETURN_IF_ERROR(db_->ScanPrefix(steps_cf_, id, {}, [&](std::string_view, std::string_view v) {
-    run.add_steps()->ParseFromArray(v.data(), static_cast<int>(v.size()));
-    return true;
-  }));
+  v1::PipelineRun run = *std::move(header);
+  RETURN_IF_ERROR(
+      db_->ScanProto<v1::StepRun>(steps_cf_, id, {}, [&](std::string_view, v1::StepRun& step) {
+        *run.add_steps() = std::move(step);
+        return true;
+      }));
   return run;
 }
 
@@ -784,10 +793,15 @@ void Scheduler::Evaluate(Run& run, size_t index) {
   step.set_fingerprint(StepFingerprint(spec, input_digests));
   run.input_digests[index] = input_digests;
   if (spec.cache && !run.proto.no_cache()) {
-    auto cached = db_->Get(cache_cf_, step.fingerprint());
+    // A cache record that cannot be read is a miss (logged): the step runs and rewrites it.
+    auto cached = db_->GetProto<v1::StepRun>(cache_cf_, step.fingerprint());
+    if (!cached.ok()) {
+      LogWarning("cache_record_unreadable", {{"run", run.proto.id()},
+                                             {"step", spec.name},
+                                             {"error", std::string(cached.status().message())}});
+    }
     if (cached.ok() && cached->has_value()) {
-      v1::StepRun previous;
-      previous.ParseFromString(**cached);
+      const v1::StepRun& previous = **cached;
       *step.mutable_output_digests() = previous.output_digests();
       *step.mutable_metrics() = previous.metrics();
       step.set_cached_from(previous.cached_from());
@@ -945,12 +959,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   launch.env["MLOPS_STEP_KEY"] = StepKeyOf(plan->run_id, spec.name);
   for (const auto& [k, v] : options_.step_env) launch.env[k] = v;
   if (!plan->tracking_run_id.empty()) launch.env["MLOPS_RUN_ID"] = plan->tracking_run_id;
-  auto handle = executor_->Launch(launch, [mailbox = mailbox_, plan](const AttemptResult& result) {
-    std::lock_guard lock(mailbox->mu);
-    Scheduler* target = mailbox->target;
-    if (target == nullptr) return;
-    target->workers_->Post([target, plan, result] { target->Collect(*plan, result); });
-  });
+  auto handle = executor_->Launch(launch, WhenDone(plan));
   if (!handle.ok()) return fail(std::string(handle.status().message()));
   Event started = Event::Of(Event::Kind::kStarted, plan->run_id);
   started.step = plan->index;
@@ -958,6 +967,15 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   started.handle = *handle;
   started.tracking_run_id = plan->tracking_run_id;
   Post(std::move(started));
+}
+
+std::function<void(const AttemptResult&)> Scheduler::WhenDone(std::shared_ptr<AttemptPlan> plan) {
+  return [mailbox = mailbox_, plan = std::move(plan)](const AttemptResult& result) {
+    std::lock_guard lock(mailbox->mu);
+    Scheduler* target = mailbox->target;
+    if (target == nullptr) return;
+    target->workers_->Post([target, plan, result] { target->Collect(*plan, result); });
+  };
 }
 
 void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {

@@ -2,7 +2,9 @@
 // thread. Every state change is written to RocksDB before it is acted on (a step is recorded as
 // RUNNING with its attempt before the process starts; its outputs are uploaded, then it is recorded
 // SUCCEEDED), so a restarted scheduler finds every run where it stood: attempts that were running
-// are recovered through the executor and retried per policy, succeeded steps never run again.
+// go back to the executor, which re-attaches to those still running and reports how the others
+// ended (or that they were lost: retried, at most kMaxLostAttempts times without counting against
+// the step's retries); succeeded steps never run again.
 //
 // Storage (column families of the scheduler's database):
 //   sched_runs    run id -> PipelineRun without steps
@@ -145,6 +147,9 @@ class Scheduler {
   // Worker-thread work: nothing here touches the runs; results come back as events.
   void Prepare(std::shared_ptr<AttemptPlan> plan);
   void Collect(const AttemptPlan& plan, AttemptResult result);
+  // The executor's `done` for an attempt: hands the result to a worker to collect (dropped once
+  // the scheduler is gone: the attempt is recovered at the next start).
+  std::function<void(const AttemptResult&)> WhenDone(std::shared_ptr<AttemptPlan> plan);
   // Submission with mu_ held (the engine submits scheduled runs).
   absl::StatusOr<v1::PipelineRun> SubmitLocked(const v1::SubmitPipelineRequest& request,
                                                PipelineSpec expanded);
@@ -173,8 +178,8 @@ class Scheduler {
   std::map<std::string, v1::Schedule> schedules_;
   bool stop_ = false;
   std::thread engine_;
-  // Attempts found lost by Recover, collected (their logs kept) once the workers run.
-  std::vector<std::pair<std::shared_ptr<AttemptPlan>, AttemptResult>> recovered_;
+  // Attempts found running by Recover, handed back to the executor once the workers run.
+  std::vector<std::pair<std::shared_ptr<AttemptPlan>, RecoverSpec>> recovered_;
   std::unique_ptr<WorkQueue> workers_;
   // Ending tracking runs and recording lineage happen on this thread, off the engine's path: the
   // step's own state is already durable; the records follow (idempotent by external id).

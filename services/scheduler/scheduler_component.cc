@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/common/status.h"
 #include "services/scheduler/artifact_gateway.h"
@@ -15,6 +16,9 @@
 ABSL_FLAG(int, scheduler_cpus, 0, "CPU cores steps may use at once; 0: this machine's");
 ABSL_FLAG(int64_t, scheduler_memory_mb, 0, "memory steps may use at once; 0: this machine's");
 ABSL_FLAG(int, scheduler_gpus, 0, "GPUs steps may use at once");
+ABSL_FLAG(std::string, step_waiter, "",
+          "The mlops-step-waiter program that steps run under (so that a restarted scheduler "
+          "re-attaches to them); empty: the one beside this binary, else on PATH");
 
 namespace mlops::scheduler {
 namespace {
@@ -47,8 +51,15 @@ class QueueCollector : public prometheus::Collectable {
 
 class SchedulerComponent : public Component {
  public:
-  SchedulerComponent(std::unique_ptr<Db> db, std::string dir)
-      : db_(std::move(db)), dir_(std::move(dir)) {}
+  SchedulerComponent(std::unique_ptr<Db> db, std::string dir, std::string waiter)
+      : db_(std::move(db)), dir_(std::move(dir)), executor_(LocalExecutor::Options{2000, waiter}) {
+    if (waiter.empty()) {
+      LogWarning("step_waiter_missing",
+                 {{"detail",
+                   "mlops-step-waiter is neither beside this binary nor on PATH (--step_waiter): "
+                   "steps a restart interrupts are stopped and retried, not re-attached"}});
+    }
+  }
   ~SchedulerComponent() override {
     queues_->Set(nullptr);
     scheduler_.reset();  // the engine stops before the executor and the gateway go
@@ -118,7 +129,9 @@ absl::StatusOr<std::unique_ptr<Component>> OpenSchedulerComponent(const std::str
   std::string dir = data_dir + "/scheduler";
   auto db = Db::Open(dir + "/db", SchedulerColumnFamilies(), options);
   if (!db.ok()) return db.status();
-  return std::unique_ptr<Component>(new SchedulerComponent(std::move(*db), dir));
+  std::string waiter = absl::GetFlag(FLAGS_step_waiter);
+  if (waiter.empty()) waiter = FindStepWaiter();
+  return std::unique_ptr<Component>(new SchedulerComponent(std::move(*db), dir, waiter));
 }
 
 }  // namespace mlops::scheduler

@@ -288,6 +288,44 @@ TEST_F(ArtifactStoreTest, BadVersionsAreRejectedAndLeaveNothingBehind) {
   EXPECT_EQ(store_->GetVersion("d", "")->digest(), ok->digest());
 }
 
+TEST_F(ArtifactStoreTest, ARequestIdMakesCreateVersionIdempotentWhateverTheEntries) {
+  // A retried pipeline step pushes again under the same request id: it gets the first version,
+  // even when its output differs, and the dataset gains no version.
+  v1::CreateVersionRequest::Header header;
+  header.set_dataset("d");
+  header.set_create_dataset(true);
+  header.set_request_id("stepkey:datasets/d");
+  auto first = store_->CreateVersion(header, {Entry("a", "attempt 1")});
+  ASSERT_OK(first.status());
+  EXPECT_FALSE(first->already_existed());
+  auto again = store_->CreateVersion(header, {Entry("a", "attempt 2, other bytes")});
+  ASSERT_OK(again.status());
+  EXPECT_TRUE(again->already_existed());
+  EXPECT_EQ(again->digest(), first->digest());
+  EXPECT_EQ(store_->GetDataset("d")->version_count(), 1);
+  // Another id, or another dataset under the same id, is a new version.
+  header.set_request_id("stepkey:other");
+  auto other = store_->CreateVersion(header, {Entry("a", "attempt 2, other bytes")});
+  ASSERT_OK(other.status());
+  EXPECT_NE(other->digest(), first->digest());
+  header.set_dataset("e");
+  header.set_request_id("stepkey:datasets/d");
+  EXPECT_FALSE(store_->CreateVersion(header, {Entry("a", "x")})->already_existed());
+  // Too long: refused, nothing stored; the id survives a reopen.
+  header.set_request_id(std::string(129, 'k'));
+  EXPECT_THAT(store_->CreateVersion(header, {Entry("b", "y")}).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "request_id"));
+  EXPECT_EQ(store_->GetDataset("e")->version_count(), 1);
+  v1::VersionEntry late = Entry("c", "z");
+  store_.reset();
+  auto reopened = ArtifactStore::Open(dir_.path() + "/artifact", Db::Options());
+  ASSERT_OK(reopened.status());
+  store_ = std::move(*reopened);
+  header.set_dataset("d");
+  header.set_request_id("stepkey:datasets/d");
+  EXPECT_EQ(store_->CreateVersion(header, {late})->digest(), first->digest());
+}
+
 TEST_F(ArtifactStoreTest, ScrubFindsCorruptAndMissingChunksAndRepairHeals) {
   std::string big = RandomBytes(200 << 10, 8), other = RandomBytes(300 << 10, 9);
   std::string small = RandomBytes(100, 20);
@@ -529,6 +567,23 @@ TEST_F(ArtifactStoreTest, DataSurvivesReopen) {
   v1::ListVersionEntriesRequest list;
   list.set_dataset("persist");
   EXPECT_EQ(Read(store_->ListVersionEntries(list)->entries(0).digest()), content);
+}
+
+TEST_F(ArtifactStoreTest, ACorruptRecordIsDataLossNotAnEmptyDataset) {
+  ASSERT_OK(NewVersion("broken", {Entry("a", "1")}).status());
+  store_.reset();
+  testing::CorruptRecord(dir_.path() + "/artifact/db", "datasets", "broken");
+  auto reopened = ArtifactStore::Open(dir_.path() + "/artifact", Db::Options());
+  ASSERT_OK(reopened.status());
+  store_ = std::move(*reopened);
+  EXPECT_THAT(store_->GetDataset("broken").status(),
+              StatusIs(absl::StatusCode::kDataLoss, "column family datasets, key \"broken\""));
+  // A version of it cannot be written over the damage either.
+  auto session = store_->StartUpload(0);
+  ASSERT_OK(session.status());
+  session_ = session->id();
+  EXPECT_THAT(NewVersion("broken", {Entry("b", "2")}).status(),
+              StatusIs(absl::StatusCode::kDataLoss, "datasets"));
 }
 
 }  // namespace

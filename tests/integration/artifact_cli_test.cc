@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <thread>
 
 #include "tests/testing/testing.h"
@@ -102,6 +103,35 @@ TEST_F(ArtifactCliTest, PushPullDiffLogRoundTripMatchesSha256sum) {
   auto bad = Mlops({"data", "push", src, "--dataset", "../evil"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.err, HasSubstr("INVALID_ARGUMENT"));
+}
+
+TEST_F(ArtifactCliTest, ARetriedPipelineStepPushesNoSecondVersion) {
+  // Inside a step (MLOPS_STEP_KEY), a push is keyed on the step: an attempt retried after the
+  // first one pushed finds its version, even when its output differs.
+  std::string src = dir_->path() + "/stepped";
+  std::filesystem::create_directories(src);
+  std::vector<std::string> env = Env();
+  env.push_back("MLOPS_STEP_KEY=00112233445566778899aabbccddeeff");
+  std::string first_version;
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    std::ofstream(src + "/out.txt") << "attempt " << attempt << "\n";
+    auto push = testing::RunCommand({MLOPS_CLI_BIN, "--server", server_->address(), "--output",
+                                     "json", "data", "push", src, "--dataset", "stepped"},
+                                    env);
+    ASSERT_EQ(push.exit_code, 0) << push.err;
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(push.out, match, std::regex("\"digest\": *\"([0-9a-f]{64})\"")))
+        << push.out;
+    if (attempt == 1) first_version = match[1];
+    EXPECT_EQ(match[1], first_version);
+  }
+  auto log = Mlops({"data", "log", "stepped"});
+  EXPECT_EQ(log.exit_code, 0) << log.err;
+  EXPECT_EQ(std::count(log.out.begin(), log.out.end(), '\n'), 2) << log.out;  // header + 1
+  // Outside a step, the changed content is a new version.
+  EXPECT_EQ(Mlops({"data", "push", src, "--dataset", "stepped"}).exit_code, 0);
+  log = Mlops({"data", "log", "stepped"});
+  EXPECT_EQ(std::count(log.out.begin(), log.out.end(), '\n'), 3) << log.out;
 }
 
 TEST_F(ArtifactCliTest, SparseGigabyteFileRoundTrips) {

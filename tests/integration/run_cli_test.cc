@@ -149,6 +149,26 @@ TEST_F(RunCliTest, RecordsEverythingAndReproducesADirtyTreeBitForBit) {
   EXPECT_THAT(compare.out, HasSubstr("metric"));
 }
 
+TEST_F(RunCliTest, InsideAPipelineStepARetriedAttemptFindsItsRun) {
+  // MLOPS_STEP_KEY is the same for every attempt of a step: `mlops run` of the same command under
+  // it is the same run; another command is another run.
+  auto run_in_step = [&](const std::string& command) {
+    std::string line = "cd '" + repo_ + "' && MLOPS_STEP_KEY=ffeeddccbbaa99887766554433221100 " +
+                       std::string(MLOPS_CLI_BIN) + " --server " + server_->address() +
+                       " run --experiment stepped -- " + command;
+    auto result = testing::RunCommand({"/bin/sh", "-c", line});
+    EXPECT_EQ(result.exit_code, 0) << result.err;
+    return RunId(result.err);
+  };
+  std::string first = run_in_step("true");
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(run_in_step("true"), first);
+  std::string other = run_in_step("echo other");
+  EXPECT_FALSE(other.empty());
+  EXPECT_NE(other, first);
+  EXPECT_EQ(GetRun(first).status(), v1::FINISHED);
+}
+
 TEST_F(RunCliTest, NondeterminismFailuresAndBadUsage) {
   Write(repo_ + "/noisy.sh",
         "#!/bin/sh\nhead -c 16 /dev/urandom > model.bin\n"

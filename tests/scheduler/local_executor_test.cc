@@ -12,6 +12,7 @@
 #include <future>
 #include <sstream>
 
+#include "services/common/ids.h"
 #include "tests/testing/testing.h"
 
 extern char** environ;
@@ -21,6 +22,41 @@ namespace {
 
 using ::mlops::testing::StatusIs;
 using Outcome = AttemptResult::Outcome;
+
+// Field 22 of /proc/<pid>/stat: the start time in clock ticks, as handles record it.
+std::string StartTicks(pid_t pid) {
+  std::string stat;
+  {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::getline(in, stat);
+  }
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  for (int i = 3; i <= 22; ++i) fields >> field;
+  return field;
+}
+
+// Starts `script` under mlops-step-waiter in a process group of its own, as a killed scheduler
+// would have left it, and returns the waiter's pid and the handle Launch would have returned.
+std::pair<pid_t, std::string> StartWaited(const std::string& work_dir, const std::string& script) {
+  std::string exit_file = work_dir + "/.mlops-exit.0";
+  std::vector<std::string> args = {MLOPS_STEP_WAITER_BIN, exit_file, "/bin/sh", "-c", script};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addchdir_np(&actions, work_dir.c_str());
+  pid_t pid = -1;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  return {pid, "w:" + std::to_string(pid) + ":" + std::to_string(pid) + ":" + StartTicks(pid)};
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -53,8 +89,27 @@ class LocalExecutorTest : public ::testing::Test {
     return promise.get_future().get();
   }
 
+  // Recover, waiting for its result.
+  AttemptResult RecoverNow(const std::string& attempt_id, const std::string& handle,
+                           int64_t start_ms = 0, int64_t timeout_ms = 0) {
+    std::promise<AttemptResult> promise;
+    executor_.Recover(Spec(attempt_id, handle, start_ms, timeout_ms),
+                      [&](const AttemptResult& r) { promise.set_value(r); });
+    return promise.get_future().get();
+  }
+  RecoverSpec Spec(const std::string& attempt_id, const std::string& handle, int64_t start_ms = 0,
+                   int64_t timeout_ms = 0) {
+    RecoverSpec spec;
+    spec.attempt_id = attempt_id;
+    spec.handle = handle;
+    spec.work_dir = dir_.path();
+    spec.start_ms = start_ms;
+    spec.timeout_ms = timeout_ms;
+    return spec;
+  }
+
   testing::TempDir dir_;
-  LocalExecutor executor_{LocalExecutor::Options{200}};
+  LocalExecutor executor_{LocalExecutor::Options{200, MLOPS_STEP_WAITER_BIN}};
   int next_ = 0;
 };
 
@@ -121,8 +176,9 @@ TEST_F(LocalExecutorTest, ProgramsThatCannotStartAreRejected) {
   EXPECT_EQ(executor_.running(), 0);
 }
 
-TEST_F(LocalExecutorTest, RecoverStopsAnOrphanedAttempt) {
-  // Stands in for an attempt started by a scheduler that was killed: a process group of its own.
+TEST_F(LocalExecutorTest, RecoverStopsAnOrphanedAttemptThatHasNoWaiter) {
+  // Stands in for an attempt started, without mlops-step-waiter, by a scheduler that was killed: a
+  // process group of its own. Nothing can tell how it would end: it is stopped and lost.
   pid_t pid;
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -138,14 +194,14 @@ TEST_F(LocalExecutorTest, RecoverStopsAnOrphanedAttempt) {
   std::string field;
   for (int i = 3; i <= 22; ++i) fields >> field;
   std::string handle = std::to_string(pid) + ":" + std::to_string(pid) + ":" + field;
-  AttemptResult result = executor_.Recover("old", handle);
+  AttemptResult result = RecoverNow("old", handle);
   EXPECT_EQ(result.outcome, Outcome::kLost);
   EXPECT_NE(result.message.find("stopped"), std::string::npos);
   int status;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFSIGNALED(status));
   // A handle whose process is gone (or whose pid was reused) kills nothing.
-  EXPECT_NE(executor_.Recover("old", handle).message.find("gone"), std::string::npos);
+  EXPECT_NE(RecoverNow("old", handle).message.find("gone"), std::string::npos);
 }
 
 TEST_F(LocalExecutorTest, ReplicasRunAsOneGangWithRankAndWorldSize) {
@@ -212,14 +268,92 @@ TEST_F(LocalExecutorTest, RecoverFindsAnAttemptWithoutAHandleByItsId) {
   }
   posix_spawnattr_destroy(&attr);
   // Another attempt's id kills nothing.
-  EXPECT_NE(executor_.Recover("run/step/70", "").message.find("gone"), std::string::npos);
+  EXPECT_NE(RecoverNow("run/step/70", "").message.find("gone"), std::string::npos);
   EXPECT_TRUE(Alive(pid));
-  AttemptResult result = executor_.Recover("run/step/7", "");
+  AttemptResult result = RecoverNow("run/step/7", "");
   EXPECT_EQ(result.outcome, Outcome::kLost);
   EXPECT_NE(result.message.find("stopped"), std::string::npos);
   int status;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFSIGNALED(status));
+}
+
+TEST_F(LocalExecutorTest, RecoverReattachesToARunningAttemptAndCollectsHowItEnds) {
+  // The scheduler died; the attempt runs on under its waiter. Recovered, it is watched again: the
+  // result is the step's own (exit code 3), reported when it ends, not before.
+  auto [waiter, handle] =
+      StartWaited(dir_.path(), "while [ ! -e go ]; do sleep 0.02; done; exit 3");
+  int64_t start = NowMs();
+  std::promise<AttemptResult> promise;
+  auto future = promise.get_future();
+  executor_.Recover(Spec("run/s/1", handle, start),
+                    [&](const AttemptResult& r) { promise.set_value(r); });
+  EXPECT_EQ(future.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  EXPECT_EQ(executor_.running(), 1);
+  std::ofstream(dir_.path() + "/go") << "";
+  AttemptResult result = future.get();
+  EXPECT_EQ(result.outcome, Outcome::kFailed);
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_EQ(result.message, "exit code 3");
+  EXPECT_EQ(result.start_ms, start);
+  int status;
+  ASSERT_EQ(waitpid(waiter, &status, 0), waiter);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3) << "the waiter ends as its step did";
+}
+
+TEST_F(LocalExecutorTest, RecoverReportsAnAttemptThatEndedWhileTheSchedulerWasDown) {
+  auto [waiter, handle] = StartWaited(dir_.path(), "echo done > out.txt");
+  int status;
+  ASSERT_EQ(waitpid(waiter, &status, 0), waiter);
+  AttemptResult result = RecoverNow("run/s/1", handle);
+  EXPECT_EQ(result.outcome, Outcome::kSucceeded) << result.message;
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(ReadFile(dir_.path() + "/out.txt"), "done\n");
+}
+
+TEST_F(LocalExecutorTest, RecoverCountsAnAttemptWhoseWaiterDiedUnheardAsLost) {
+  auto [waiter, handle] = StartWaited(dir_.path(), "exec sleep 60");
+  ::kill(waiter, SIGKILL);  // the waiter goes before it can say how its step ended
+  int status;
+  ASSERT_EQ(waitpid(waiter, &status, 0), waiter);
+  AttemptResult result = RecoverNow("run/s/1", handle);
+  EXPECT_EQ(result.outcome, Outcome::kLost);
+  EXPECT_NE(result.message.find("without recording"), std::string::npos) << result.message;
+}
+
+TEST_F(LocalExecutorTest, ARecoveredAttemptCanBeCanceledAndTimesOut) {
+  auto [waiter, handle] = StartWaited(dir_.path(), "echo $$ > pid; exec sleep 60");
+  std::promise<AttemptResult> promise;
+  executor_.Recover(Spec("run/s/1", handle, NowMs()),
+                    [&](const AttemptResult& r) { promise.set_value(r); });
+  EXPECT_OK(executor_.Cancel("run/s/1"));
+  AttemptResult canceled = promise.get_future().get();
+  EXPECT_EQ(canceled.outcome, Outcome::kCanceled);
+  int status;
+  ASSERT_EQ(waitpid(waiter, &status, 0), waiter);
+  std::string step_pid = ReadFile(dir_.path() + "/pid");
+  if (!step_pid.empty()) {
+    EXPECT_FALSE(Alive(std::atoi(step_pid.c_str())));
+  }
+  // The step's timeout counts from its recorded start: one long past ends it at once.
+  auto [waiter2, handle2] = StartWaited(dir_.path(), "exec sleep 60");
+  AttemptResult timed_out = RecoverNow("run/s/2", handle2, NowMs() - 10'000, 1'000);
+  EXPECT_EQ(timed_out.outcome, Outcome::kTimedOut);
+  ASSERT_EQ(waitpid(waiter2, &status, 0), waiter2);
+}
+
+TEST_F(LocalExecutorTest, AProgramTheWaiterCannotStartFailsNamingIt) {
+  // Executable, but no program: the waiter's posix_spawnp fails (ENOEXEC), and says so.
+  std::string bogus = dir_.path() + "/bogus";
+  std::ofstream(bogus) << "\x7f"
+                          "ELF not really";
+  std::filesystem::permissions(bogus, std::filesystem::perms::owner_all);
+  AttemptResult result = Run({bogus});
+  EXPECT_EQ(result.outcome, Outcome::kFailed);
+  EXPECT_EQ(result.exit_code, 127);
+  EXPECT_NE(result.message.find("cannot start '" + bogus + "'"), std::string::npos)
+      << result.message;
 }
 
 }  // namespace

@@ -93,7 +93,7 @@ class SchedulerTest : public ::testing::Test {
   ClientArtifactGateway gateway_;
   ClientMetadataGateway metadata_;
   artifact::ArtifactClient client_;
-  LocalExecutor executor_{LocalExecutor::Options{200}};
+  LocalExecutor executor_{LocalExecutor::Options{200, MLOPS_STEP_WAITER_BIN}};
   std::unique_ptr<Db> db_;
   std::unique_ptr<Scheduler> scheduler_;
 };
@@ -476,6 +476,23 @@ TEST_F(SchedulerTest, ASweepWhereNoInstanceReportsTheMetricFailsItsConsumer) {
   ASSERT_EQ(run.sweeps_size(), 1);
   EXPECT_EQ(run.sweeps(0).best(), "");
   EXPECT_EQ(run.sweeps(0).values_size(), 0);
+}
+
+TEST_F(SchedulerTest, ACorruptRecordIsDataLossNamingWhere) {
+  v1::PipelineRun run =
+      Wait(Submit("name: c\nsteps:\n  - name: a\n    command: [/bin/true]\n").id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED);
+  scheduler_.reset();
+  db_.reset();
+  testing::CorruptRecord(dir_.path() + "/scheduler", kRunsCf, run.id());
+  auto db = Db::Open(dir_.path() + "/scheduler", SchedulerColumnFamilies(), Db::Options());
+  ASSERT_OK(db.status());
+  db_ = std::move(*db);
+  // Refuses to start on a run it cannot read, saying which, rather than forgetting the run.
+  SchedulerOptions options;
+  options.work_root = dir_.path() + "/work";
+  EXPECT_THAT(Scheduler::Open(db_.get(), &executor_, &gateway_, options, &metadata_).status(),
+              StatusIs(absl::StatusCode::kDataLoss, "column family sched_runs, key \"" + run.id()));
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// The scheduler suite of mlops-bench, as far as the scheduler is built (issue 5 is in progress):
+// The scheduler suite of mlops-bench (steps run under mlops-step-waiter, as in the server):
 //
 //   mlops-bench scheduler [--json] [--steps=10000] [--concurrency=8] [--pending=100000]
 //
@@ -56,7 +56,7 @@ double SpawnFloor(int steps) {
 }
 
 double ExecutorSteps(int steps, int concurrency, const std::string& work) {
-  scheduler::LocalExecutor executor;
+  scheduler::LocalExecutor executor({2000, scheduler::FindStepWaiter()});
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0, finished = 0, failed = 0;

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <optional>
 
+#include "services/common/digest.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -166,7 +167,10 @@ void FailRpc(const grpc::Status& status) {
 std::string StepRequestId(const std::string& what) {
   const char* key = std::getenv("MLOPS_STEP_KEY");
   if (key == nullptr || *key == '\0') return "";
-  return std::string(key) + ":" + what;
+  std::string id = std::string(key) + ":" + what;
+  // Request ids are at most 128 bytes: a long one is named by its digest.
+  if (id.size() > 128) id = std::string(key) + ":" + DigestHex(Sha256Of(what)).substr(0, 40);
+  return id;
 }
 
 Endpoints TakeEndpoints(Args& args) {

@@ -47,7 +47,8 @@ void PrintJson(const google::protobuf::Message& message);
 [[noreturn]] void FailRpc(const grpc::Status& status);
 
 // Inside a pipeline step (MLOPS_STEP_KEY set by the scheduler, the same for every attempt of the
-// step): "<key>:<what>", the request id that makes a retried attempt's write a no-op; else "".
+// step): "<key>:<what>" (what by its digest when that is over 128 bytes), the request id that
+// makes a retried attempt's write a no-op; else "".
 std::string StepRequestId(const std::string& what);
 
 // Where each service is: --metadata_server, --artifact_server, --scheduler_server and

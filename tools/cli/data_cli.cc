@@ -148,6 +148,9 @@ class DataCli {
     std::string message = args.Take("--message").value_or(args.Take("-m").value_or(""));
     artifact::PushOptions push_options;
     push_options.follow_symlinks = args.TakeFlag("--follow-symlinks");
+    // In a pipeline step, one version per dataset per step: a retried attempt gets the same.
+    push_options.request_id =
+        args.Take("--request-id").value_or(StepRequestId("datasets/" + *dataset));
     args.ExpectEmpty();
     artifact::HashCache cache(artifact::HashCache::DefaultPath());
     Check(cache.Load());

@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/str_join.h"
 #include "mlops/metadata/v1/lineage.grpc.pb.h"
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
 #include "services/artifact/client/artifact_client.h"
@@ -211,6 +212,11 @@ class RunCli {
     mv1::CreateRunRequest create;
     create.set_experiment_id(ExperimentId(plan.experiment));
     create.set_name(plan.name);
+    // In a pipeline step, a retried attempt finds the run its first attempt made for the same
+    // command (and a reproduction the one for the same original run) instead of making another.
+    create.set_request_id(
+        StepRequestId(StrCat(plan.recorded != nullptr ? "reproduce/" : "run/", plan.experiment, "/",
+                             plan.name, "/", absl::StrJoin(plan.command, std::string(1, '\0')))));
     for (const auto& [k, v] : plan.params) (*create.mutable_params())[k] = v;
     for (const auto& [k, v] : plan.tags) (*create.mutable_tags())[k] = v;
     mv1::RunSource* source = create.mutable_source();

@@ -735,6 +735,7 @@ absl::StatusOr<PushResult> ArtifactClient::Push(const std::string& source,
   for (const std::string& tag : tags) header->add_tags(tag);
   header->set_expected_digest(version_hex);
   header->set_create_dataset(true);
+  header->set_request_id(push_options.request_id);
   for (size_t i = 0; i < manifest.size(); ++i) {
     v1::VersionEntry* entry = request.add_entries();
     entry->set_path(manifest[i].path);

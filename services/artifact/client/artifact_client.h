@@ -61,6 +61,8 @@ struct PushOptions {
   // directory above it, a loop, is skipped and counted). Off: links are skipped and counted. A link
   // named as the source itself is always followed.
   bool follow_symlinks = false;
+  // CreateVersion's idempotency key (empty: none): pushing again under it adds no version.
+  std::string request_id;
 };
 
 struct PushResult {
