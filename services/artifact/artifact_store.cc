@@ -612,7 +612,8 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
     } else if (any_damaged) {
       // A blob with a damaged chunk is missing until an upload of its content heals it.
       internal::StoredBlob blob;
-      RETURN_IF_ERROR(db_->ParseRecord(blobs_, DigestBytes(digests[i]), values[i].ToStringView(), &blob));
+      RETURN_IF_ERROR(
+          db_->ParseRecord(blobs_, DigestBytes(digests[i]), values[i].ToStringView(), &blob));
       if (!CheckNotDamaged(digests[i], blob).ok()) missing.push_back(static_cast<int>(i));
     }
   }
