@@ -7,7 +7,10 @@
 //                         mlops-server through a queue of --concurrency, from submission until the
 //                         run succeeded (parse, persistence of every state change, admission,
 //                         work dirs, process start and exit, output capture)
-//   executor_steps_per_s  the local executor alone running the same attempts
+//   executor_steps_per_s  the local executor alone running the same attempts (under the
+//                         step waiter, as the server runs them); executor_unwaited_steps_per_s
+//                         the same spawned directly; executor_waiter_cost_ratio the first over
+//                         the second (what re-attaching after a restart costs)
 //   admissions_per_s      admission decisions with --pending steps queued across 10 queues, the
 //                         capacity freed as fast as steps are admitted
 //   scheduler_peak_rss_mb a child mlops-server's peak RSS holding --pending queued steps (one
@@ -55,8 +58,9 @@ double SpawnFloor(int steps) {
   return steps / Seconds(start);
 }
 
-double ExecutorSteps(int steps, int concurrency, const std::string& work) {
-  scheduler::LocalExecutor executor({2000, scheduler::FindStepWaiter()});
+double ExecutorSteps(int steps, int concurrency, const std::string& work,
+                     const std::string& waiter) {
+  scheduler::LocalExecutor executor({2000, waiter});
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0, finished = 0, failed = 0;
@@ -235,9 +239,14 @@ int RunSchedulerBench(int argc, char** argv) {
   figures["steps_ratio_to_floor"] = figures["steps_per_s"] / figures["floor_spawn_per_s"];
   figures["scheduler_server_peak_rss_mb"] = server_rss;
   log("local executor: no-op steps ...");
-  figures["executor_steps_per_s"] = ExecutorSteps(steps, concurrency, tmpl);
+  figures["executor_steps_per_s"] =
+      ExecutorSteps(steps, concurrency, tmpl, scheduler::FindStepWaiter());
   figures["executor_ratio_to_floor"] =
       figures["executor_steps_per_s"] / figures["floor_spawn_per_s"];
+  log("local executor without mlops-step-waiter: no-op steps ...");
+  figures["executor_unwaited_steps_per_s"] = ExecutorSteps(steps, concurrency, tmpl, "");
+  figures["executor_waiter_cost_ratio"] =
+      figures["executor_steps_per_s"] / figures["executor_unwaited_steps_per_s"];
 
   log("admission: queueing pending steps ...");
   scheduler::Admission admission({static_cast<int64_t>(concurrency) * 1000, int64_t{1} << 40, 0});
