@@ -1,19 +1,12 @@
 #include "services/artifact/artifact_service.h"
 
+#include "services/common/grpc_status.h"
 #include "services/common/request_errors.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace mlops::artifact {
 namespace {
-
-// Sets *out from a StatusOr, or returns the mapped error.
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* out) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *out = std::move(*result);
-  return grpc::Status::OK;
-}
 
 absl::StatusOr<std::vector<RawDigest>> ParseDigests(
     const google::protobuf::RepeatedPtrField<std::string>& hex) {

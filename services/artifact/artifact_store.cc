@@ -142,12 +142,14 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::st
   std::error_code ec;
   std::filesystem::create_directories(dir + "/chunks/tmp", ec);
   if (ec) return absl::UnavailableError(StrCat("create ", dir, "/chunks: ", ec.message()));
+  // On-disk formats: 1 (issue 15) records the format; version_requests came with it.
+  Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
   ASSIGN_OR_RETURN(auto db,
                    Db::Open(dir + "/db",
                             {kChunksCf, kChunkDataCf, kBlobsCf, kSessionsCf, kSessionPinsCf,
                              kChunkPinsCf, kDatasetsCf, kVersionsCf, kVersionLogCf, kManifestsCf,
                              kEntriesCf, kTagsCf, kDamagedCf, kVersionRequestsCf},
-                            options));
+                            versioned));
   auto store = std::unique_ptr<ArtifactStore>(new ArtifactStore(dir, std::move(db)));
   RETURN_IF_ERROR(
       store->db_->ScanPrefix(store->damaged_, "", {}, [&](std::string_view key, std::string_view) {

@@ -4,20 +4,62 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/status.h>
 #include <rocksdb/table.h>
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "services/common/logging.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace mlops {
+
+absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context) {
+  if (status.ok()) return absl::OkStatus();
+  std::string message =
+      context.empty() ? status.ToString() : std::string(context) + ": " + status.ToString();
+  switch (status.code()) {
+    case rocksdb::Status::kOk:
+      return absl::OkStatus();
+    case rocksdb::Status::kNotFound:
+      return absl::NotFoundError(message);
+    case rocksdb::Status::kCorruption:
+      return absl::DataLossError(message);
+    case rocksdb::Status::kInvalidArgument:
+      return absl::InvalidArgumentError(message);
+    case rocksdb::Status::kNotSupported:
+      return absl::UnimplementedError(message);
+    case rocksdb::Status::kBusy:
+    case rocksdb::Status::kTimedOut:
+    case rocksdb::Status::kTryAgain:
+      return absl::UnavailableError(message);
+    case rocksdb::Status::kAborted:
+      return absl::AbortedError(message);
+    case rocksdb::Status::kIncomplete:
+    case rocksdb::Status::kShutdownInProgress:
+      return absl::UnavailableError(message);
+    case rocksdb::Status::kIOError:
+      if (status.subcode() == rocksdb::Status::kNoSpace)
+        return absl::ResourceExhaustedError(message);
+      return absl::UnavailableError(
+          message);  // I/O errors may pass (disk, NFS): let clients retry.
+    case rocksdb::Status::kMergeInProgress:
+    case rocksdb::Status::kExpired:
+    case rocksdb::Status::kCompactionTooLarge:
+    case rocksdb::Status::kColumnFamilyDropped:
+    case rocksdb::Status::kMaxCode:
+      return absl::InternalError(message);
+  }
+  return absl::UnknownError(message);
+}
 
 std::string PrefixSuccessor(std::string_view prefix) {
   std::string out(prefix);
@@ -74,6 +116,7 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
     std::filesystem::create_directories(path, ec);
     if (ec) return absl::InternalError("create " + path + ": " + ec.message());
   }
+  const bool existed = std::filesystem::exists(path + "/CURRENT");
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
   db->write_options_.sync = options.sync_writes;
@@ -91,7 +134,56 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
   db->names_.push_back(rocksdb::kDefaultColumnFamilyName);
   for (const auto& name : column_families) db->names_.push_back(name);
   if (options.create_if_missing) RETURN_IF_ERROR(db->LoadPageTokenKey());
+  if (options.format_version > 0) RETURN_IF_ERROR(db->Migrate(existed, options));
   return db;
+}
+
+namespace {
+// In the default column family, which no core uses for its own records.
+constexpr char kFormatKey[] = "mlops.format_version";
+}  // namespace
+
+absl::StatusOr<int> Db::StoredFormatVersion() const {
+  ASSIGN_OR_RETURN(auto stored, Get(handles_[0], kFormatKey));
+  if (!stored) return 0;
+  int version = 0;
+  if (!absl::SimpleAtoi(*stored, &version) || version < 1) {
+    return absl::DataLossError(
+        StrCat(path_, ": recorded format version \"", *stored, "\" is not a positive number"));
+  }
+  return version;
+}
+
+absl::Status Db::Migrate(bool existed, const Options& options) {
+  const int current = options.format_version;
+  auto record = [&](int version) {
+    rocksdb::WriteBatch batch;
+    batch.Put(handles_[0], kFormatKey, std::to_string(version));
+    return WriteSync(&batch);
+  };
+  ASSIGN_OR_RETURN(int stored, StoredFormatVersion());
+  if (stored == 0 && !existed) return record(current);  // a new database
+  if (stored > current) {
+    return absl::FailedPreconditionError(
+        StrCat(path_, ": written by a newer mlops (on-disk format ", std::to_string(stored),
+               "; this binary reads formats up to ", std::to_string(current),
+               "): run that version or a newer one"));
+  }
+  for (int next = stored + 1; next <= current; ++next) {
+    auto step = std::find_if(options.migrations.begin(), options.migrations.end(),
+                             [&](const Migration& m) { return m.version == next; });
+    if (step == options.migrations.end()) {
+      return absl::FailedPreconditionError(
+          StrCat(path_, ": no migration to on-disk format ", std::to_string(next)));
+    }
+    if (step->apply) RETURN_IF_ERROR(step->apply(*this));
+    RETURN_IF_ERROR(record(next));
+    LogInfo("storage_migrated", {{"db", path_},
+                                 {"from", std::to_string(next - 1)},
+                                 {"to", std::to_string(next)},
+                                 {"what", step->what}});
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Db::LoadPageTokenKey() {

@@ -28,6 +28,21 @@ class MessageLite;
 
 namespace mlops {
 
+// One step of a database's on-disk format: brings a database of format `version - 1` to `version`.
+struct Migration {
+  int version = 0;
+  std::string what;  // said in the log line
+  // Rewrites what the new format stores differently; empty when only new column families or
+  // fields came (RocksDB creates missing column families, proto3 readers skip unknown fields).
+  std::function<absl::Status(class Db&)> apply;
+};
+
+// Format 1 of every service's database: the layout of the databases written before formats were
+// recorded (format 0), with the format now recorded. A service's later formats add their steps.
+inline Migration RecordFormatMigration() {
+  return {1, "on-disk format recorded (layout unchanged)", nullptr};
+}
+
 class Db {
  public:
   struct Options {
@@ -41,10 +56,19 @@ class Db {
     // writes); see docs/performance.md for what it buys.
     std::vector<std::pair<std::string, std::shared_ptr<const rocksdb::SliceTransform>>>
         insert_hint_prefixes;
+    // The on-disk format this code writes (0: not versioned, nothing checked) and one migration
+    // to each format from 1 up to it. Open records the format of a new database; an older one is
+    // migrated step by step (each step recorded as it completes, so an interrupted migration
+    // resumes); a newer one is refused with FAILED_PRECONDITION. A database written before
+    // formats were recorded counts as format 0.
+    int format_version = 0;
+    std::vector<Migration> migrations;
   };
 
   // Opens (creating when missing) the database at `path` with every listed column family, plus
-  // "default". Returns UNAVAILABLE when another process holds the lock, DATA_LOSS on corruption.
+  // "default", and brings it to options.format_version. Returns UNAVAILABLE when another process
+  // holds the lock, DATA_LOSS on corruption, FAILED_PRECONDITION for a database of a newer format
+  // (or a missing migration step), and what a failed migration step returned.
   static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path,
                                                   const std::vector<std::string>& column_families,
                                                   const Options& options);
@@ -136,12 +160,16 @@ class Db {
   // bytes made at the first open and kept in the database, so tokens survive restarts.
   const std::string& page_token_key() const { return page_token_key_; }
 
+  // The on-disk format recorded in the database (0: none recorded).
+  absl::StatusOr<int> StoredFormatVersion() const;
+
   rocksdb::DB* raw() const { return db_.get(); }
   const std::string& path() const { return path_; }
 
  private:
   Db() = default;
   absl::Status LoadPageTokenKey();
+  absl::Status Migrate(bool existed, const Options& options);
 
   std::string path_;
   rocksdb::WriteOptions write_options_;
@@ -150,6 +178,20 @@ class Db {
   std::unique_ptr<rocksdb::DB> db_;
   std::string page_token_key_;
 };
+
+// Explicit switch over RocksDB codes: NotFound -> NOT_FOUND, Busy/TimedOut/TryAgain -> UNAVAILABLE
+// (retryable), Corruption -> DATA_LOSS, InvalidArgument -> INVALID_ARGUMENT, IOError -> UNAVAILABLE
+// (RESOURCE_EXHAUSTED when the disk is full), anything else INTERNAL. `context` prefixes the
+// message, e.g. "put run".
+absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context = {});
+
+// `options` with the database's on-disk format and the migrations to it (Options::format_version).
+inline Db::Options Versioned(Db::Options options, int format_version,
+                             std::vector<Migration> migrations) {
+  options.format_version = format_version;
+  options.migrations = std::move(migrations);
+  return options;
+}
 
 // The smallest string greater than every string that starts with `prefix` (empty when none is).
 std::string PrefixSuccessor(std::string_view prefix);

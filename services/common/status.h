@@ -1,28 +1,12 @@
-// Status plumbing shared by every service: conversions between absl::Status (what cores return),
-// grpc::Status (what the wire carries) and rocksdb::Status (what storage returns), and the
-// RETURN_IF_ERROR / ASSIGN_OR_RETURN macros that Debian's abseil (20220623) lacks.
+// Status plumbing every core uses, with abseil alone: the canonical code names and the
+// RETURN_IF_ERROR / ASSIGN_OR_RETURN macros that Debian's abseil (20220623) lacks. Conversions to
+// and from the wire are in grpc_status.h (transport only), from RocksDB in db.h (storage).
 #pragma once
-
-#include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace rocksdb {
-class Status;
-}
-
 namespace mlops {
-
-// Maps canonical codes one to one and keeps the message.
-grpc::Status ToGrpcStatus(const absl::Status& status);
-absl::Status FromGrpcStatus(const grpc::Status& status);
-
-// Explicit switch over RocksDB codes: NotFound -> NOT_FOUND, Busy/TimedOut/TryAgain -> UNAVAILABLE
-// (retryable), Corruption -> DATA_LOSS, InvalidArgument -> INVALID_ARGUMENT, IOError -> UNAVAILABLE
-// (RESOURCE_EXHAUSTED when the disk is full), anything else INTERNAL. `context` prefixes the
-// message, e.g. "put run".
-absl::Status FromRocksStatus(const rocksdb::Status& status, std::string_view context = {});
 
 // The canonical name of a gRPC/absl status code ("NOT_FOUND"); "UNKNOWN" outside 0..16.
 const char* StatusCodeName(int code);

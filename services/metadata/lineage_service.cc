@@ -3,20 +3,10 @@
 #include <deque>
 #include <mutex>
 
+#include "services/common/grpc_status.h"
 #include "services/common/status.h"
 
 namespace mlops::metadata {
-namespace {
-
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* out) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *out = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 grpc::Status LineageServiceImpl::PutType(grpc::ServerContext*, const v1::PutTypeRequest* request,
                                          v1::NodeType* response) {
   return Reply(store_->PutType(request->type()), response);

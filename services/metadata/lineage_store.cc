@@ -405,10 +405,12 @@ class StripeLocks {
 
 absl::StatusOr<std::unique_ptr<Db>> LineageStore::OpenDb(const std::string& path,
                                                          const Db::Options& options) {
+  // On-disk formats: 1 (issue 15) records the format.
+  Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
   return Db::Open(path,
                   {kLineageTypesCf, kLineageNodesCf, kLineageKeysCf, kLineageEdgesCf,
                    kLineageIndexCf, kModelsCf, kModelVersionsCf, kAliasHistoryCf, "request_ids"},
-                  options);
+                  versioned);
 }
 
 LineageStore::LineageStore(Db* db)

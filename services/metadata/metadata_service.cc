@@ -1,22 +1,11 @@
 #include "services/metadata/metadata_service.h"
 
+#include "services/common/grpc_status.h"
 #include "services/common/request_errors.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace mlops::metadata {
-namespace {
-
-// Copies a StatusOr's value into the response and maps its status.
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* response) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *response = std::move(*result);
-  return grpc::Status::OK;
-}
-
-}  // namespace
-
 grpc::Status MetadataServiceImpl::CreateExperiment(grpc::ServerContext*,
                                                    const v1::CreateExperimentRequest* request,
                                                    v1::Experiment* response) {

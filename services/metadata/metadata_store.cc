@@ -143,7 +143,8 @@ std::shared_ptr<const rocksdb::SliceTransform> MetricSeriesPrefixExtractor() {
 
 absl::StatusOr<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path,
                                                                    const Db::Options& options) {
-  Db::Options db_options = options;
+  // On-disk formats: 1 (issue 15) records the format.
+  Db::Options db_options = Versioned(options, 1, {RecordFormatMigration()});
   db_options.insert_hint_prefixes.emplace_back(kMetricsCf, MetricSeriesPrefixExtractor());
   ASSIGN_OR_RETURN(auto db, Db::Open(path,
                                      {kExperimentsCf, kExperimentNamesCf, kRunsCf, kMetricsCf,

@@ -43,7 +43,9 @@ class MonitoringComponent : public Component {
 absl::StatusOr<std::unique_ptr<Component>> OpenMonitoringComponent(const std::string& data_dir,
                                                                    const Db::Options& options) {
   std::string dir = data_dir + "/monitoring";
-  auto db = Db::Open(dir + "/db", MonitoringColumnFamilies(), options);
+  // On-disk formats: 1 (issue 15) records the format.
+  Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
+  auto db = Db::Open(dir + "/db", MonitoringColumnFamilies(), versioned);
   if (!db.ok()) return db.status();
   return std::unique_ptr<Component>(new MonitoringComponent(std::move(*db), dir));
 }

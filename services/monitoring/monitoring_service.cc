@@ -11,6 +11,7 @@
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/artifact/client/artifact_client.h"
 #include "services/common/encoding.h"
+#include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/request_errors.h"

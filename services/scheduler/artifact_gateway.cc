@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "services/common/digest.h"
+#include "services/common/grpc_status.h"
 #include "services/common/status.h"
 
 namespace mlops::scheduler {

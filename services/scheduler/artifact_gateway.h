@@ -7,7 +7,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "services/artifact/client/artifact_client.h"
-#include "services/scheduler/scheduler.h"
+#include "services/scheduler/gateways.h"
 
 namespace mlops::scheduler {
 

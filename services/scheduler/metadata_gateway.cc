@@ -1,5 +1,6 @@
 #include "services/scheduler/metadata_gateway.h"
 
+#include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"

@@ -70,6 +70,8 @@ struct Scheduler::Run {
   std::map<std::string, size_t> index;
   // Dataset versions pinned when a step was evaluated: step index -> input name -> version.
   std::map<size_t, std::map<std::string, std::string>> pinned;
+  // Steps whose dataset refs a worker is resolving now (the engine never calls out itself).
+  std::set<size_t> resolving;
   // The content each step's inputs had when it became ready (for its lineage record).
   std::map<size_t, std::map<std::string, std::string>> input_digests;
   int64_t changes = 0;
@@ -107,7 +109,7 @@ struct Scheduler::Run {
 };
 
 struct Scheduler::Event {
-  enum class Kind { kAdvance, kStarted, kDone, kCancel };
+  enum class Kind { kAdvance, kStarted, kDone, kCancel, kResolved };
   Kind kind = Kind::kAdvance;
   std::string run;
   size_t step = 0;
@@ -115,7 +117,8 @@ struct Scheduler::Event {
   // kStarted: the executor's handle. kStarted, kDone: the attempt's tracking run.
   std::string handle;
   std::string tracking_run_id;
-  // kDone: how it ended (outputs already checked and stored), its logs and outputs.
+  // kDone: how it ended (outputs already checked and stored), its logs and outputs. kResolved:
+  // outputs holds input name -> dataset version, or result.message what failed.
   AttemptResult result;
   std::string stdout_digest;
   std::string stderr_digest;
@@ -632,6 +635,9 @@ void Scheduler::Loop() {
           Finished(run, event);
           changed.push_back(event.step);
           break;
+        case Event::Kind::kResolved:
+          if (Resolved(run, event)) changed.push_back(event.step);
+          break;
         case Event::Kind::kCancel:
           run.cancel_requested = true;
           for (int i = 0; i < run.proto.steps_size(); ++i) {
@@ -780,14 +786,13 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       const v1::StepRun& upstream = run.proto.steps(producer);
       input_digests[name] = upstream.output_digests().at(ref.output);
     } else {
-      auto version = artifacts_->ResolveDataset(ref.dataset, ref.ref);
-      if (!version.ok()) {
-        Fail(run, index, "input " + name + ": " + std::string(version.status().message()),
-             v1::FAILED);
+      // Dataset refs are resolved (and pinned) by a worker: a remote call never runs here.
+      auto pinned = run.pinned[index].find(name);
+      if (pinned == run.pinned[index].end()) {
+        Resolve(run, index);
         return;
       }
-      input_digests[name] = "dataset:" + ref.dataset + "@" + *version;
-      run.pinned[index][name] = *version;
+      input_digests[name] = "dataset:" + ref.dataset + "@" + pinned->second;
     }
   }
   step.set_fingerprint(StepFingerprint(spec, input_digests));
@@ -818,6 +823,39 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       .Enqueue({StrCat(run.proto.id(), "/", spec.name), run.proto.queue(), 0, spec.resources,
                 spec.replicas})
       .IgnoreError();
+}
+
+void Scheduler::Resolve(Run& run, size_t index) {
+  if (!run.resolving.insert(index).second) return;  // on its way
+  std::vector<std::pair<std::string, InputRef>> refs;
+  for (const auto& [name, ref] : run.spec.steps[index].inputs) {
+    if (ref.kind == InputRef::Kind::kDataset) refs.emplace_back(name, ref);
+  }
+  workers_->Post([this, run_id = run.proto.id(), index, refs = std::move(refs)] {
+    Event event = Event::Of(Event::Kind::kResolved, run_id);
+    event.step = index;
+    for (const auto& [name, ref] : refs) {
+      auto version = artifacts_->ResolveDataset(ref.dataset, ref.ref);
+      if (!version.ok()) {
+        event.result.message = "input " + name + ": " + std::string(version.status().message());
+        break;
+      }
+      event.outputs[name] = *version;
+    }
+    Post(std::move(event));
+  });
+}
+
+bool Scheduler::Resolved(Run& run, const Event& event) {
+  run.resolving.erase(event.step);
+  if (run.proto.steps(static_cast<int>(event.step)).state() != v1::PENDING) return false;
+  if (!event.result.message.empty()) {
+    Fail(run, event.step, event.result.message, v1::FAILED);
+    return true;
+  }
+  run.pinned[event.step] = event.outputs;
+  Evaluate(run, event.step);
+  return Terminal(run.proto.steps(static_cast<int>(event.step)).state());
 }
 
 StepRecord Scheduler::Record(Run& run, size_t index) const {

@@ -12,8 +12,9 @@
 //   sched_cache   step fingerprint -> StepRun of the attempt that produced the outputs
 //   sched_queues  queue name -> Queue
 //
-// Steps get inputs and put outputs through ArtifactGateway (the artifact service); they run through
-// an Executor (local processes here, Kubernetes Jobs later): nothing in this file assumes either.
+// Steps get inputs and put outputs through ArtifactGateway and are recorded through MetadataGateway
+// (gateways.h: interfaces; their gRPC clients live in the adapter library); they run through an
+// Executor (local processes here, Kubernetes Jobs later): nothing in this file assumes either.
 #pragma once
 
 #include <condition_variable>
@@ -30,7 +31,7 @@
 #include "services/common/work_queue.h"
 #include "services/scheduler/admission.h"
 #include "services/scheduler/executor.h"
-#include "services/scheduler/metadata_gateway.h"
+#include "services/scheduler/gateways.h"
 #include "services/scheduler/pipeline_spec.h"
 
 namespace mlops::scheduler {
@@ -46,22 +47,6 @@ inline const std::vector<std::string>& SchedulerColumnFamilies() {
                                                  kSchedulesCf};
   return names;
 }
-
-// Where step inputs come from and outputs go (the artifact service).
-class ArtifactGateway {
- public:
-  virtual ~ArtifactGateway() = default;
-  // The version digest a dataset ref names now (pins the input for the fingerprint).
-  virtual absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
-                                                     const std::string& ref) = 0;
-  // Writes the files of dataset@version under `dir`.
-  virtual absl::Status MaterializeDataset(const std::string& dataset, const std::string& version,
-                                          const std::string& dir) = 0;
-  // Writes blob `digest` to `path`.
-  virtual absl::Status MaterializeBlob(const std::string& digest, const std::string& path) = 0;
-  // Stores a file; returns its digest.
-  virtual absl::StatusOr<std::string> UploadFile(const std::string& path) = 0;
-};
 
 struct SchedulerOptions {
   std::string work_root;  // attempts run in <work_root>/<run>/<step>/<attempt>
@@ -130,6 +115,10 @@ class Scheduler {
   // updates the run's own state.
   void Advance(Run& run, const std::vector<size_t>& changed, bool everything);
   void Evaluate(Run& run, size_t step);
+  // Hands the step's dataset refs to a worker to resolve; its kResolved event pins the versions
+  // (or fails the step) and evaluates the step again (Resolved: true when it then finished).
+  void Resolve(Run& run, size_t step);
+  bool Resolved(Run& run, const Event& event);
   // Records the attempt (RUNNING) and hands it to a worker to prepare and start.
   void Launch(Run& run, size_t step);
   std::shared_ptr<AttemptPlan> Plan(Run& run, size_t step) const;

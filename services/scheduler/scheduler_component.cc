@@ -127,7 +127,9 @@ class SchedulerComponent : public Component {
 absl::StatusOr<std::unique_ptr<Component>> OpenSchedulerComponent(const std::string& data_dir,
                                                                   const Db::Options& options) {
   std::string dir = data_dir + "/scheduler";
-  auto db = Db::Open(dir + "/db", SchedulerColumnFamilies(), options);
+  // On-disk formats: 1 (issue 15) records the format.
+  Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
+  auto db = Db::Open(dir + "/db", SchedulerColumnFamilies(), versioned);
   if (!db.ok()) return db.status();
   std::string waiter = absl::GetFlag(FLAGS_step_waiter);
   if (waiter.empty()) waiter = FindStepWaiter();

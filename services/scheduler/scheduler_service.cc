@@ -3,17 +3,11 @@
 #include <fstream>
 #include <thread>
 
+#include "services/common/grpc_status.h"
 #include "services/common/status.h"
 
 namespace mlops::scheduler {
 namespace {
-
-template <typename T>
-grpc::Status Reply(absl::StatusOr<T> result, T* out) {
-  if (!result.ok()) return ToGrpcStatus(result.status());
-  *out = std::move(*result);
-  return grpc::Status::OK;
-}
 
 bool Finished(v1::RunState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CANCELED;

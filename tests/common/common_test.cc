@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "services/common/db.h"
 #include "services/common/encoding.h"
+#include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"

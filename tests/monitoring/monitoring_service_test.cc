@@ -13,6 +13,7 @@
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/artifact/artifact_component.h"
 #include "services/artifact/client/artifact_client.h"
+#include "services/common/grpc_status.h"
 #include "services/common/status.h"
 #include "services/metadata/metadata_component.h"
 #include "services/monitoring/monitoring_component.h"

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 
 #include "services/artifact/artifact_component.h"
 #include "services/artifact/client/artifact_client.h"
@@ -20,6 +21,36 @@ namespace mlops::scheduler {
 namespace {
 
 using ::mlops::testing::StatusIs;
+
+// The real gateway, except that resolving the dataset "held" waits until `release` is set: a
+// remote call that hangs.
+class HoldingGateway final : public ArtifactGateway {
+ public:
+  explicit HoldingGateway(ArtifactGateway* real) : real_(real) {}
+  absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
+                                             const std::string& ref) override {
+    if (dataset == "held") {
+      entered.set_value();
+      release.get_future().wait();
+    }
+    return real_->ResolveDataset(dataset, ref);
+  }
+  absl::Status MaterializeDataset(const std::string& dataset, const std::string& version,
+                                  const std::string& dir) override {
+    return real_->MaterializeDataset(dataset, version, dir);
+  }
+  absl::Status MaterializeBlob(const std::string& digest, const std::string& path) override {
+    return real_->MaterializeBlob(digest, path);
+  }
+  absl::StatusOr<std::string> UploadFile(const std::string& path) override {
+    return real_->UploadFile(path);
+  }
+  std::promise<void> entered;
+  std::promise<void> release;
+
+ private:
+  ArtifactGateway* real_;
+};
 
 class SchedulerTest : public ::testing::Test {
  protected:
@@ -493,6 +524,35 @@ TEST_F(SchedulerTest, ACorruptRecordIsDataLossNamingWhere) {
   options.work_root = dir_.path() + "/work";
   EXPECT_THAT(Scheduler::Open(db_.get(), &executor_, &gateway_, options, &metadata_).status(),
               StatusIs(absl::StatusCode::kDataLoss, "column family sched_runs, key \"" + run.id()));
+}
+
+TEST_F(SchedulerTest, AHangingDatasetLookupHoldsUpNothingElse) {
+  // The engine never calls another service itself: while a worker waits on one run's dataset
+  // lookup, other runs are admitted, run and finish.
+  HoldingGateway holding(&gateway_);
+  scheduler_.reset();
+  SchedulerOptions options;
+  options.work_root = dir_.path() + "/work";
+  options.capacity = {4000, int64_t{8} << 30, 0};
+  auto opened = Scheduler::Open(db_.get(), &executor_, &holding, options, &metadata_);
+  ASSERT_OK(opened.status());
+  scheduler_ = std::move(*opened);
+  v1::PipelineRun held = Submit(
+      "name: held\nsteps:\n  - name: read\n    inputs: {rows: \"dataset:held\"}\n"
+      "    command: [/bin/true]\n");
+  holding.entered.get_future().wait();
+  v1::PipelineRun other = Wait(Submit("name: other\nsteps:\n  - name: a\n    command: [/bin/true]\n"
+                                      "  - name: b\n    needs: [a]\n    command: [/bin/true]\n")
+                                   .id());
+  EXPECT_EQ(other.state(), v1::SUCCEEDED);
+  EXPECT_EQ(scheduler_->Get(held.id())->steps(0).state(), v1::PENDING);
+  holding.release.set_value();
+  // The lookup's answer reaches the step: the dataset does not exist, so it fails naming it.
+  v1::PipelineRun ended = Wait(held.id());
+  EXPECT_EQ(ended.state(), v1::FAILED);
+  EXPECT_NE(ended.steps(0).message().find("input rows"), std::string::npos)
+      << ended.steps(0).message();
+  scheduler_.reset();  // before `holding` goes
 }
 
 }  // namespace

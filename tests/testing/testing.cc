@@ -307,7 +307,8 @@ std::pair<grpc::Status, std::string> RawUnaryCall(const std::shared_ptr<grpc::Ch
   return {status, bytes};
 }
 
-void CorruptRecord(const std::string& db_path, const std::string& cf, const std::string& key) {
+void SetRecord(const std::string& db_path, const std::string& cf, const std::string& key,
+               const std::string& value) {
   std::vector<std::string> names;
   ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), db_path, &names).ok());
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -320,10 +321,14 @@ void CorruptRecord(const std::string& db_path, const std::string& cf, const std:
   for (auto* handle : handles) {
     if (handle->GetName() == cf) target = handle;
   }
-  ASSERT_NE(target, nullptr) << "no column family " << cf;
-  // A truncated varint tag: no message parses from it.
-  EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), target, key, std::string("\xff\xff\xff", 3)).ok());
+  EXPECT_NE(target, nullptr) << "no column family " << cf;
+  if (target != nullptr) EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), target, key, value).ok());
   for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
+}
+
+void CorruptRecord(const std::string& db_path, const std::string& cf, const std::string& key) {
+  // A truncated varint tag: no message parses from it.
+  SetRecord(db_path, cf, key, std::string("\xff\xff\xff", 3));
 }
 
 }  // namespace mlops::testing

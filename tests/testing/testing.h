@@ -32,6 +32,9 @@ class TempDir {
 // Overwrites the record at `key` of column family `cf` in the (closed) RocksDB at `db_path` with
 // bytes that parse as no protobuf message, as a damaged disk or a bug might leave them.
 void CorruptRecord(const std::string& db_path, const std::string& cf, const std::string& key);
+// Writes `value` at `key` of column family `cf` in the (closed) RocksDB at `db_path`.
+void SetRecord(const std::string& db_path, const std::string& cf, const std::string& key,
+               const std::string& value);
 
 // Components served in this process on loopback port 0, with a metrics port (also 0).
 class InProcessServer {

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "services/artifact/manifest.h"
+#include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"

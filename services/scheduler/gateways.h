@@ -1,0 +1,60 @@
+// The scheduler core's gateways to other services, as interfaces: where step inputs come from and
+// outputs go (the artifact service), and how steps are recorded (the metadata service). Their gRPC
+// clients (artifact_gateway.h, metadata_gateway.h) belong to the adapter library; tests and other
+// executors may bring their own.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "services/scheduler/metrics_file.h"
+
+namespace mlops::scheduler {
+
+// Where step inputs come from and outputs go (the artifact service).
+class ArtifactGateway {
+ public:
+  virtual ~ArtifactGateway() = default;
+  // The version digest a dataset ref names now (pins the input for the fingerprint).
+  virtual absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
+                                                     const std::string& ref) = 0;
+  // Writes the files of dataset@version under `dir`.
+  virtual absl::Status MaterializeDataset(const std::string& dataset, const std::string& version,
+                                          const std::string& dir) = 0;
+  // Writes blob `digest` to `path`.
+  virtual absl::Status MaterializeBlob(const std::string& digest, const std::string& path) = 0;
+  // Stores a file; returns its digest.
+  virtual absl::StatusOr<std::string> UploadFile(const std::string& path) = 0;
+};
+
+struct StepRecord {
+  std::string pipeline;
+  std::string pipeline_run;
+  std::string step;
+  int attempt = 1;
+  std::vector<std::string> command;
+  std::map<std::string, std::string> params;
+  // Input name -> "dataset:NAME@VERSION" or a blob digest; output name -> blob digest.
+  std::map<std::string, std::string> inputs;
+  std::map<std::string, std::string> outputs;
+  std::map<std::string, std::string> logs;  // "stdout" / "stderr" -> blob digest
+};
+
+class MetadataGateway {
+ public:
+  virtual ~MetadataGateway() = default;
+  // Creates the attempt's tracking run (RUNNING); returns its id.
+  virtual absl::StatusOr<std::string> StartRun(const StepRecord& step) = 0;
+  // Logs the points of the attempt's metrics.json to its tracking run.
+  virtual absl::Status LogMetrics(const std::string& run_id,
+                                  const std::vector<MetricPoint>& points) = 0;
+  // Ends the tracking run (FINISHED or FAILED) and, when it succeeded, records the lineage
+  // execution with its inputs and outputs.
+  virtual absl::Status FinishRun(const std::string& run_id, const StepRecord& step,
+                                 bool succeeded) = 0;
+};
+
+}  // namespace mlops::scheduler

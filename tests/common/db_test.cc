@@ -1,0 +1,105 @@
+// The storage wrapper's on-disk formats: a new database records its format, an older one is
+// migrated step by step (each step once, resumed after a failure), a newer one is refused.
+#include "services/common/db.h"
+
+#include <vector>
+
+#include "tests/testing/testing.h"
+
+namespace mlops {
+namespace {
+
+using ::mlops::testing::StatusIs;
+
+class DbFormatTest : public ::testing::Test {
+ protected:
+  // Opens the database at format `version` with steps 1..version that note when they run; step
+  // `failing` fails once.
+  absl::StatusOr<std::unique_ptr<Db>> OpenAt(int version, int failing = 0) {
+    std::vector<Migration> steps;
+    for (int v = 1; v <= version; ++v) {
+      steps.push_back({v, "step " + std::to_string(v), [this, v, failing](Db& db) {
+                         if (v == failing && !failed_) {
+                           failed_ = true;
+                           return absl::InternalError("step failed");
+                         }
+                         ran_.push_back(v);
+                         rocksdb::WriteBatch batch;
+                         batch.Put(db.Cf("records"), "migrated" + std::to_string(v), "yes");
+                         return db.Write(&batch);
+                       }});
+    }
+    return Db::Open(dir_.path() + "/db", {"records"}, Versioned(Db::Options(), version, steps));
+  }
+
+  testing::TempDir dir_;
+  std::vector<int> ran_;
+  bool failed_ = false;
+};
+
+TEST_F(DbFormatTest, ANewDatabaseRecordsItsFormatAndRunsNoMigration) {
+  auto db = OpenAt(3);
+  ASSERT_OK(db.status());
+  EXPECT_EQ(*(*db)->StoredFormatVersion(), 3);
+  EXPECT_TRUE(ran_.empty());
+}
+
+TEST_F(DbFormatTest, AnOlderDatabaseIsMigratedStepByStepOnce) {
+  {
+    // Written before formats were recorded: format 0, with a record.
+    auto old = Db::Open(dir_.path() + "/db", {"records"}, Db::Options());
+    ASSERT_OK(old.status());
+    rocksdb::WriteBatch batch;
+    batch.Put((*old)->Cf("records"), "kept", "1");
+    ASSERT_OK((*old)->Write(&batch));
+    EXPECT_EQ(*(*old)->StoredFormatVersion(), 0);
+  }
+  {
+    auto db = OpenAt(2);
+    ASSERT_OK(db.status());
+    EXPECT_EQ(ran_, (std::vector<int>{1, 2}));
+    EXPECT_EQ(*(*db)->StoredFormatVersion(), 2);
+    EXPECT_EQ(*(*db)->Get((*db)->Cf("records"), "kept"), "1");
+    EXPECT_EQ(*(*db)->Get((*db)->Cf("records"), "migrated2"), "yes");
+  }
+  ran_.clear();
+  {
+    auto db = OpenAt(3);  // a later binary: only the new step
+    ASSERT_OK(db.status());
+    EXPECT_EQ(ran_, (std::vector<int>{3}));
+  }
+  ran_.clear();
+  ASSERT_OK(OpenAt(3).status());
+  EXPECT_TRUE(ran_.empty());
+}
+
+TEST_F(DbFormatTest, ANewerDatabaseIsRefusedAndLeftAlone) {
+  ASSERT_OK(OpenAt(4).status());
+  EXPECT_THAT(OpenAt(2).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "written by a newer mlops (on-disk format 4; this binary reads formats up "
+                       "to 2)"));
+  auto db = OpenAt(4);
+  ASSERT_OK(db.status());
+  EXPECT_EQ(*(*db)->StoredFormatVersion(), 4);
+}
+
+TEST_F(DbFormatTest, AFailedStepIsReturnedAndTheMigrationResumesThere) {
+  ASSERT_OK(Db::Open(dir_.path() + "/db", {"records"}, Db::Options()).status());
+  EXPECT_THAT(OpenAt(3, /*failing=*/2).status(),
+              StatusIs(absl::StatusCode::kInternal, "step failed"));
+  EXPECT_EQ(ran_, (std::vector<int>{1}));  // step 1 done and recorded
+  ran_.clear();
+  auto db = OpenAt(3, /*failing=*/2);
+  ASSERT_OK(db.status());
+  EXPECT_EQ(ran_, (std::vector<int>{2, 3}));
+  // A step missing from the list is refused rather than skipped.
+  db->reset();
+  EXPECT_THAT(Db::Open(dir_.path() + "/db", {"records"},
+                       Versioned(Db::Options(), 5, {{4, "four", nullptr}}))
+                  .status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "no migration to on-disk format 5"));
+}
+
+}  // namespace
+}  // namespace mlops
