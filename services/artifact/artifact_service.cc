@@ -11,7 +11,7 @@ namespace {
 absl::StatusOr<std::vector<RawDigest>> ParseDigests(
     const google::protobuf::RepeatedPtrField<std::string>& hex) {
   if (static_cast<size_t>(hex.size()) > kMaxDigestsPerCall) {
-    return absl::ResourceExhaustedError(
+    return absl::InvalidArgumentError(
         StrCat("digests: ", std::to_string(hex.size()), " given, at most 10000 per call"));
   }
   std::vector<RawDigest> out(static_cast<size_t>(hex.size()));
@@ -211,7 +211,7 @@ grpc::Status ArtifactServiceImpl::CreateVersion(
     }
     if (entries.size() + static_cast<size_t>(request.entries_size()) > kMaxVersionEntries) {
       return ToGrpcStatus(
-          absl::ResourceExhaustedError("entries: more than 2000000 in one version"));
+          absl::InvalidArgumentError("entries: more than 2000000 in one version"));
     }
     for (auto& entry : *request.mutable_entries()) entries.push_back(std::move(entry));
   }

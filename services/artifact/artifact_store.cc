@@ -270,7 +270,7 @@ absl::StatusOr<std::optional<ArtifactStore::ChunkRecord>> ArtifactStore::GetChun
 absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingChunks(
     std::string_view session_id, const std::vector<RawDigest>& digests) {
   if (digests.size() > kMaxDigestsPerCall) {
-    return absl::ResourceExhaustedError(
+    return absl::InvalidArgumentError(
         StrCat("digests: ", std::to_string(digests.size()), " given, at most 10000 per call"));
   }
   std::shared_lock lock(gc_mu_);
@@ -343,7 +343,7 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
     std::string_view session_id, const std::vector<ChunkInput>& chunks) {
   for (const ChunkInput& chunk : chunks) {
     if (static_cast<int64_t>(chunk.data.size()) > kMaxChunkBytes) {
-      return absl::ResourceExhaustedError(StrCat("chunk ", DigestHex(chunk.digest), ": ",
+      return absl::InvalidArgumentError(StrCat("chunk ", DigestHex(chunk.digest), ": ",
                                                  std::to_string(chunk.data.size()),
                                                  " bytes, at most 33554432 per chunk"));
     }
@@ -471,13 +471,13 @@ v1::Blob BlobFromStored(const RawDigest& digest, const internal::StoredBlob& sto
 absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
     const v1::CommitBlobsRequest& request) {
   if (static_cast<size_t>(request.blobs_size()) > kMaxBlobsPerCommit) {
-    return absl::ResourceExhaustedError(
+    return absl::InvalidArgumentError(
         StrCat("blobs: ", std::to_string(request.blobs_size()), " given, at most 10000 per call"));
   }
   size_t refs = 0;
   for (const auto& blob : request.blobs()) refs += static_cast<size_t>(blob.chunks_size());
   if (refs > kMaxChunkRefsPerCommit) {
-    return absl::ResourceExhaustedError(
+    return absl::InvalidArgumentError(
         StrCat("blobs: ", std::to_string(refs), " chunk references, at most 1000000 per call"));
   }
   // Parse and check shapes before touching storage.
@@ -592,7 +592,7 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
 absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
     const std::vector<RawDigest>& digests) {
   if (digests.size() > kMaxDigestsPerCall) {
-    return absl::ResourceExhaustedError(
+    return absl::InvalidArgumentError(
         StrCat("digests: ", std::to_string(digests.size()), " given, at most 10000 per call"));
   }
   std::vector<rocksdb::Slice> keys;
@@ -892,12 +892,12 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
     return absl::InvalidArgumentError("message: longer than 65536 bytes");
   }
   if (static_cast<size_t>(header.tags_size()) > kMaxTagsPerVersion) {
-    return absl::ResourceExhaustedError(
+    return absl::InvalidArgumentError(
         StrCat("tags: ", std::to_string(header.tags_size()), " given, at most 32"));
   }
   for (const std::string& tag : header.tags()) RETURN_IF_ERROR(ValidateTag(tag));
   if (entries.size() > kMaxVersionEntries) {
-    return absl::ResourceExhaustedError(
+    return absl::InvalidArgumentError(
         StrCat("entries: ", std::to_string(entries.size()), " given, at most 2000000 per version"));
   }
   std::vector<ManifestEntry> manifest;

@@ -49,7 +49,7 @@
 
 namespace mlops::artifact {
 
-// Bounds on requests (RESOURCE_EXHAUSTED with the limit in the message).
+// Bounds on requests (INVALID_ARGUMENT with the limit in the message).
 inline constexpr size_t kMaxDigestsPerCall = 10000;
 inline constexpr size_t kMaxBlobsPerCommit = 10000;
 inline constexpr size_t kMaxChunkRefsPerCommit = 1000000;
@@ -95,7 +95,7 @@ class ArtifactStore {
   absl::Status FinishUpload(std::string_view session_id);
   // Indices (into `digests`) of the chunks not stored or marked damaged; pins the others to the
   // session.
-  // NOT_FOUND (session), RESOURCE_EXHAUSTED (more than 10,000 digests).
+  // NOT_FOUND (session), INVALID_ARGUMENT (more than 10,000 digests).
   absl::StatusOr<std::vector<int>> FindMissingChunks(std::string_view session_id,
                                                      const std::vector<RawDigest>& digests);
   struct ChunkInput {
@@ -110,19 +110,19 @@ class ArtifactStore {
   // Verifies every chunk's bytes against its digest, then stores the new ones, and those marked
   // damaged (clearing the mark), durably (files are fdatasynced) and pins all to the session. A
   // mismatching chunk is INVALID_ARGUMENT naming it and nothing of the call is stored; a chunk over
-  // 32 MiB is RESOURCE_EXHAUSTED; NOT_FOUND (session).
+  // 32 MiB is INVALID_ARGUMENT; NOT_FOUND (session).
   absl::StatusOr<PutChunksResult> PutChunks(std::string_view session_id,
                                             const std::vector<ChunkInput>& chunks);
   // Makes blobs visible after checking that every chunk is stored with the stated size and that the
   // chunks, in order, hash to the blob digest and add up to its size. INVALID_ARGUMENT (malformed
   // digest, sizes that disagree, content that does not hash to the digest), FAILED_PRECONDITION
-  // (a chunk is not stored, or damaged: upload it first), NOT_FOUND (session), RESOURCE_EXHAUSTED
+  // (a chunk is not stored, or damaged: upload it first), NOT_FOUND (session), INVALID_ARGUMENT
   // (bounds).
   // Committing a blob that exists is a no-op (it is touched, and pinned when `pin`).
   absl::StatusOr<std::vector<v1::Blob>> CommitBlobs(const v1::CommitBlobsRequest& request);
 
   // --- Blobs ---
-  // Indices of the blobs not stored or with a damaged chunk. RESOURCE_EXHAUSTED over 10,000.
+  // Indices of the blobs not stored or with a damaged chunk. INVALID_ARGUMENT over 10,000.
   absl::StatusOr<std::vector<int>> FindMissingBlobs(const std::vector<RawDigest>& digests);
   // NOT_FOUND.
   absl::StatusOr<v1::Blob> StatBlob(const RawDigest& digest, bool include_chunks = false);
@@ -146,7 +146,7 @@ class ArtifactStore {
   // moves its tags and "latest" to it. NOT_FOUND (dataset, unless header.create_dataset; parent),
   // INVALID_ARGUMENT (paths, duplicate paths, malformed digests, expected_digest mismatch, tags),
   // FAILED_PRECONDITION (an entry's blob is not stored, or its size differs from the blob's),
-  // RESOURCE_EXHAUSTED (over 2,000,000 entries or 32 tags).
+  // INVALID_ARGUMENT (over 2,000,000 entries or 32 tags).
   absl::StatusOr<v1::DatasetVersion> CreateVersion(const v1::CreateVersionRequest::Header& header,
                                                    std::vector<v1::VersionEntry> entries);
   // `ref`: a tag, a digest, or a unique digest prefix of at least 8 hex characters; empty means

@@ -160,7 +160,7 @@ bool ValueHasType(const v1::Value& value, v1::PropertyType type) {
 absl::Status CheckProperties(const v1::NodeType& type, const Map<std::string, v1::Value>& props,
                              const Map<std::string, v1::Value>& custom) {
   if (props.size() + custom.size() > static_cast<size_t>(kMaxProperties)) {
-    return absl::ResourceExhaustedError("properties: more than 1000");
+    return absl::InvalidArgumentError("properties: more than 1000");
   }
   for (const auto& [key, value] : props) {
     auto it = type.properties().find(key);
@@ -462,7 +462,7 @@ absl::StatusOr<v1::NodeType> LineageStore::PutType(const v1::NodeType& type) {
   RETURN_IF_ERROR(ValidateTypeName("type.name", type.name()));
   RETURN_IF_ERROR(CheckLength("type.description", type.description(), 64 << 10));
   if (type.properties_size() > kMaxProperties) {
-    return absl::ResourceExhaustedError("type.properties: more than 1000");
+    return absl::InvalidArgumentError("type.properties: more than 1000");
   }
   for (const auto& [key, t] : type.properties()) {
     if (key.empty() || key.size() > 250) {
@@ -780,10 +780,10 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
     const v1::PutExecutionRequest& request) {
   const v1::Execution& in = request.execution();
   if (request.artifacts_size() > kMaxArtifactsPerExecution) {
-    return absl::ResourceExhaustedError("artifacts: more than 10000 in one call");
+    return absl::InvalidArgumentError("artifacts: more than 10000 in one call");
   }
   if (request.contexts_size() > kMaxContextsPerExecution) {
-    return absl::ResourceExhaustedError("contexts: more than 100 in one call");
+    return absl::InvalidArgumentError("contexts: more than 100 in one call");
   }
   RETURN_IF_ERROR(CheckLength("execution.name", in.name(), kMaxNameBytes));
   RETURN_IF_ERROR(CheckLength("execution.external_id", in.external_id(), kMaxExternalIdBytes));
@@ -1234,7 +1234,7 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
     std::sort(frontier.begin(), frontier.end());
     for (uint64_t n : frontier) order.push_back(n);
     if (order.size() > kMaxLineageNodes) {
-      return absl::ResourceExhaustedError(StrCat("lineage: more than 1000000 nodes within ",
+      return absl::InvalidArgumentError(StrCat("lineage: more than 1000000 nodes within ",
                                                  std::to_string(hops),
                                                  " hops; use fewer hops or a stop_filter"));
     }

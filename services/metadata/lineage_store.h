@@ -39,7 +39,7 @@ inline constexpr char kLineageKeysCf[] = "lineage_keys";
 inline constexpr char kLineageEdgesCf[] = "lineage_edges";
 inline constexpr char kLineageIndexCf[] = "lineage_index";
 
-// Bounds (RESOURCE_EXHAUSTED with the limit in the message).
+// Bounds (INVALID_ARGUMENT with the limit in the message).
 inline constexpr int kMaxArtifactsPerExecution = 10000;
 inline constexpr int kMaxContextsPerExecution = 100;
 inline constexpr int kMaxProperties = 1000;
@@ -89,7 +89,7 @@ class LineageStore {
       const v1::GetContextMembersRequest& request) const;
 
   // Breadth-first subgraph around the start node. NOT_FOUND (start), INVALID_ARGUMENT (no start,
-  // hops, filter, token), RESOURCE_EXHAUSTED (more than 1,000,000 nodes: use fewer hops or a stop
+  // hops, filter, token), INVALID_ARGUMENT (more than 1,000,000 nodes: use fewer hops or a stop
   // filter).
   absl::StatusOr<v1::LineageGraph> GetLineage(const v1::GetLineageRequest& request) const;
 

@@ -45,7 +45,7 @@ absl::Status ValidateAlias(std::string_view alias) {
 template <typename TagMap>
 absl::Status ValidateTags(const TagMap& tags) {
   if (tags.size() > static_cast<size_t>(kMaxTags)) {
-    return absl::ResourceExhaustedError("tags: more than 1000");
+    return absl::InvalidArgumentError("tags: more than 1000");
   }
   for (const auto& [k, v] : tags) {
     if (k.empty() || k.size() > 250)

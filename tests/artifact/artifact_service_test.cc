@@ -233,7 +233,7 @@ TEST_F(ArtifactServiceTest, MalformedRequestsGetSpecificCodes) {
     for (int i = 0; i < 10001; ++i) request.add_digests(DigestHex(Sha256Of(std::to_string(i))));
     v1::FindMissingBlobsResponse response;
     EXPECT_THAT(stub.FindMissingBlobs(&context, request, &response),
-                GrpcStatusIs(grpc::StatusCode::RESOURCE_EXHAUSTED, "10000"));
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "10000"));
   }
   {  // CreateVersion without a header.
     grpc::ClientContext context;

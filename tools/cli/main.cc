@@ -1,4 +1,4 @@
-// mlops: the command-line client. See `mlops help` and docs/cli.md.
+// mlops: the command-line client. See `mlops help` and the README (commands, exit codes).
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
