@@ -104,7 +104,7 @@ bool IsHex(std::string_view s) {
 }
 
 absl::Status ValidateTag(std::string_view tag) {
-  RETURN_IF_ERROR(ValidateName("tag", tag));
+  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "tag", tag));
   if (tag.size() == 64 && IsHex(tag)) {
     return absl::InvalidArgumentError(StrCat("tag \"", tag, "\": looks like a digest"));
   }
@@ -344,8 +344,8 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
   for (const ChunkInput& chunk : chunks) {
     if (static_cast<int64_t>(chunk.data.size()) > kMaxChunkBytes) {
       return absl::InvalidArgumentError(StrCat("chunk ", DigestHex(chunk.digest), ": ",
-                                                 std::to_string(chunk.data.size()),
-                                                 " bytes, at most 33554432 per chunk"));
+                                               std::to_string(chunk.data.size()),
+                                               " bytes, at most 33554432 per chunk"));
     }
     if (Sha256Of(chunk.data) != chunk.digest) {
       counters_.chunks_rejected.fetch_add(1);
@@ -750,7 +750,7 @@ v1::Dataset DatasetFromStored(std::string_view name, const internal::StoredDatas
 }  // namespace
 
 absl::StatusOr<v1::Dataset> ArtifactStore::CreateDataset(const v1::CreateDatasetRequest& request) {
-  RETURN_IF_ERROR(ValidateName("name", request.name()));
+  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "name", request.name()));
   if (request.description().size() > kMaxMessageBytes) {
     return absl::InvalidArgumentError("description: longer than 65536 bytes");
   }
@@ -769,7 +769,7 @@ absl::StatusOr<v1::Dataset> ArtifactStore::CreateDataset(const v1::CreateDataset
 }
 
 absl::StatusOr<v1::Dataset> ArtifactStore::GetDataset(std::string_view name) {
-  RETURN_IF_ERROR(ValidateName("name", name));
+  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "name", name));
   ASSIGN_OR_RETURN(auto stored, db_->GetProto<internal::StoredDataset>(datasets_, name));
   if (!stored) return absl::NotFoundError(StrCat("dataset ", name, " not found"));
   v1::Dataset dataset = DatasetFromStored(name, *stored);
@@ -847,9 +847,9 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::LoadVersion(std::string_view d
 
 absl::StatusOr<RawDigest> ArtifactStore::ResolveRef(std::string_view dataset,
                                                     std::string_view ref) const {
-  RETURN_IF_ERROR(ValidateName("dataset", dataset));
+  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "dataset", dataset));
   if (ref.empty()) ref = kLatestTag;
-  if (ValidateName("ref", ref).ok()) {
+  if (ValidateName(NameKind::kIdentifier, "ref", ref).ok()) {
     ASSIGN_OR_RETURN(auto tagged, db_->Get(tags_, TagKey(dataset, ref)));
     if (tagged) return DigestFromBytes(*tagged);
   }
@@ -887,7 +887,7 @@ absl::StatusOr<RawDigest> ArtifactStore::ResolveRef(std::string_view dataset,
 
 absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
     const v1::CreateVersionRequest::Header& header, std::vector<v1::VersionEntry> entries) {
-  RETURN_IF_ERROR(ValidateName("dataset", header.dataset()));
+  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "dataset", header.dataset()));
   if (header.message().size() > kMaxMessageBytes) {
     return absl::InvalidArgumentError("message: longer than 65536 bytes");
   }

@@ -7,48 +7,6 @@
 
 namespace mlops::artifact {
 
-absl::Status ValidateName(std::string_view field, std::string_view name) {
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  bool ok = !name.empty() && name.size() <= 128 && alnum(name[0]);
-  for (char c : name) ok = ok && (alnum(c) || c == '.' || c == '_' || c == '-');
-  if (!ok) {
-    return absl::InvalidArgumentError(StrCat(field, " \"", name.substr(0, 200),
-                                             "\": must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidatePath(std::string_view path) {
-  auto bad = [&](std::string_view why) {
-    std::string shown(path.substr(0, 200));
-    for (char& c : shown) {
-      if (static_cast<unsigned char>(c) < 0x20) c = '?';
-    }
-    return absl::InvalidArgumentError(StrCat("path \"", shown, "\": ", why));
-  };
-  if (path.empty()) return bad("empty");
-  if (path.size() > kMaxPathBytes) return bad("longer than 4096 bytes");
-  if (path[0] == '/') return bad("absolute paths are not allowed");
-  for (char c : path) {
-    if (c == '\0') return bad("contains NUL");
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      return bad("contains a control character");
-  }
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    std::string_view part = path.substr(start, end - start);
-    if (part.empty()) return bad("empty component");
-    if (part == "." || part == "..") return bad("'.' and '..' components are not allowed");
-    if (part.size() > kMaxPathComponentBytes) return bad("a component is longer than 255 bytes");
-    start = end + 1;
-  }
-  return absl::OkStatus();
-}
-
 namespace {
 
 struct Frame {

@@ -1,4 +1,5 @@
-// Dataset manifests: validation of names and paths, and the Merkle digest of a version, shared by
+// Dataset manifests: the Merkle digest of a version (names and paths follow services/common/
+// names.h), shared by
 // the server (which computes it when storing a version) and the client (which computes it before
 // uploading anything, so an unchanged directory costs one lookup).
 //
@@ -15,11 +16,9 @@
 
 #include "absl/status/statusor.h"
 #include "services/common/digest.h"
+#include "services/common/names.h"
 
 namespace mlops::artifact {
-
-inline constexpr size_t kMaxPathBytes = 4096;
-inline constexpr size_t kMaxPathComponentBytes = 255;
 
 struct ManifestEntry {
   std::string path;
@@ -27,12 +26,6 @@ struct ManifestEntry {
   int64_t size = 0;
   uint32_t mode = 0644;
 };
-
-// INVALID_ARGUMENT naming `field` unless `name` matches [A-Za-z0-9][A-Za-z0-9._-]{0,127}.
-absl::Status ValidateName(std::string_view field, std::string_view name);
-// INVALID_ARGUMENT unless `path` is relative, '/'-separated, with no empty, "." or ".."
-// component, no NUL or other control character, at most 4096 bytes and 255 a component.
-absl::Status ValidatePath(std::string_view path);
 
 // Sorts entries by path and computes the version digest. INVALID_ARGUMENT on a duplicate path or a
 // path that is both a file and a directory ("a" and "a/b").

@@ -11,6 +11,7 @@
 #include "mlops/metadata/internal/lineage_storage.pb.h"
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
+#include "services/common/names.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -102,17 +103,7 @@ std::string MembershipKey(v1::NodeKind kind, int64_t node, int64_t context) {
 }
 
 absl::Status ValidateTypeName(std::string_view what, std::string_view name) {
-  bool ok = !name.empty() && name.size() <= 128 &&
-            ((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z'));
-  for (char c : name) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '_' || c == '.' || c == '-');
-  }
-  if (!ok) {
-    return absl::InvalidArgumentError(
-        StrCat(what, " \"", name.substr(0, 200), "\": must match [A-Za-z][A-Za-z0-9_.-]{0,127}"));
-  }
-  return absl::OkStatus();
+  return ValidateName(NameKind::kType, what, name);
 }
 
 absl::Status CheckLength(std::string_view what, std::string_view value, size_t max) {
@@ -1235,8 +1226,8 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
     for (uint64_t n : frontier) order.push_back(n);
     if (order.size() > kMaxLineageNodes) {
       return absl::InvalidArgumentError(StrCat("lineage: more than 1000000 nodes within ",
-                                                 std::to_string(hops),
-                                                 " hops; use fewer hops or a stop_filter"));
+                                               std::to_string(hops),
+                                               " hops; use fewer hops or a stop_filter"));
     }
     std::vector<uint64_t> next;
     for (uint64_t n : frontier) {

@@ -8,6 +8,7 @@
 
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
+#include "services/common/names.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -54,16 +55,7 @@ absl::Status ValidateName(std::string_view what, std::string_view name, bool req
   if (name.empty()) {
     return required ? absl::InvalidArgumentError(StrCat(what, ": required")) : absl::OkStatus();
   }
-  if (name.size() > StoreLimits::kMaxNameLength) {
-    return absl::InvalidArgumentError(
-        StrCat(what, ": longer than ", StoreLimits::kMaxNameLength, " bytes"));
-  }
-  for (char c : name) {
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      return absl::InvalidArgumentError(StrCat(what, ": control characters not allowed"));
-    }
-  }
-  return absl::OkStatus();
+  return ValidateName(NameKind::kDisplay, what, name);
 }
 
 absl::Status ValidateStringMap(std::string_view what,

@@ -4,6 +4,7 @@
 
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
+#include "services/common/names.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -16,30 +17,11 @@ constexpr size_t kMaxDescriptionBytes = 64 << 10;
 constexpr int kMaxTags = 1000;
 
 absl::Status ValidateModelName(std::string_view name) {
-  auto alnum = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-  };
-  bool ok = !name.empty() && name.size() <= 128 && alnum(name[0]);
-  for (char c : name) ok = ok && (alnum(c) || c == '.' || c == '_' || c == '-');
-  if (!ok) {
-    return absl::InvalidArgumentError(
-        StrCat("name \"", name.substr(0, 200), "\": must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}"));
-  }
-  return absl::OkStatus();
+  return ValidateName(NameKind::kIdentifier, "name", name);
 }
 
 absl::Status ValidateAlias(std::string_view alias) {
-  bool ok = !alias.empty() && alias.size() <= 64 &&
-            ((alias[0] >= 'a' && alias[0] <= 'z') || (alias[0] >= 'A' && alias[0] <= 'Z'));
-  for (char c : alias) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '.' || c == '_' || c == '-');
-  }
-  if (!ok) {
-    return absl::InvalidArgumentError(
-        StrCat("alias \"", alias.substr(0, 100), "\": must match [A-Za-z][A-Za-z0-9._-]{0,63}"));
-  }
-  return absl::OkStatus();
+  return ValidateName(NameKind::kAlias, "alias", alias);
 }
 
 template <typename TagMap>

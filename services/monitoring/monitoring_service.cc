@@ -14,6 +14,7 @@
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/names.h"
 #include "services/common/request_errors.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -23,17 +24,6 @@ namespace mlops::monitoring {
 namespace {
 
 namespace internal = ::mlops::monitoring::internal;
-
-bool ValidName(std::string_view name) {
-  if (name.empty() || name.size() > 128) return false;
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-' || c == '.')) {
-      return false;
-    }
-  }
-  return true;
-}
 
 std::string VersionKey(const std::string& name, int64_t version) {
   std::string key = name + '\0';
@@ -318,7 +308,10 @@ absl::StatusOr<std::vector<std::unique_ptr<Table>>> MonitoringServiceImpl::ReadD
 grpc::Status MonitoringServiceImpl::CreateProfile(grpc::ServerContext*,
                                                   const v1::CreateProfileRequest* request,
                                                   v1::Profile* response) {
-  if (!ValidName(request->name())) return Invalid("name: [A-Za-z0-9_.-]{1,128}");
+  if (absl::Status name = ValidateName(NameKind::kIdentifier, "name", request->name());
+      !name.ok()) {
+    return ToGrpcStatus(name);
+  }
   std::vector<std::unique_ptr<Table>> tables;
   std::string source;
   if (request->has_samples()) {
@@ -452,7 +445,9 @@ grpc::Status MonitoringServiceImpl::ListProfiles(grpc::ServerContext*,
 grpc::Status MonitoringServiceImpl::CreateMonitor(grpc::ServerContext*, const v1::Monitor* request,
                                                   v1::Monitor* response) {
   v1::Monitor monitor = *request;
-  if (!ValidName(monitor.name())) return Invalid("name: [A-Za-z0-9_.-]{1,128}");
+  if (absl::Status name = ValidateName(NameKind::kIdentifier, "name", monitor.name()); !name.ok()) {
+    return ToGrpcStatus(name);
+  }
   auto profile = ReadProfile(monitor.profile(), monitor.profile_version());
   if (!profile.ok()) return ToGrpcStatus(profile.status());
   monitor.set_profile_version(profile->version());

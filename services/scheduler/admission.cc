@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "services/common/names.h"
 #include "services/common/strings.h"
 
 namespace mlops::scheduler {
@@ -43,14 +44,8 @@ Admission::Admission(Resources capacity, int lookahead)
     : capacity_(capacity), lookahead_(std::max(1, lookahead)) {}
 
 absl::Status Admission::SetQueue(const QueueConfig& config) {
-  bool name_ok = !config.name.empty() && config.name.size() <= 63;
-  for (char c : config.name) {
-    name_ok = name_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                          (c >= '0' && c <= '9') || c == '-' || c == '_');
-  }
-  if (!name_ok) {
-    return absl::InvalidArgumentError("queue name '" + config.name +
-                                      "' must match [A-Za-z0-9_-]{1,63}");
+  if (absl::Status name = ValidateName(NameKind::kQueue, "queue name", config.name); !name.ok()) {
+    return name;
   }
   if (config.max_concurrency < 0 || config.quota.cpu_millis < 0 || config.quota.memory_bytes < 0 ||
       config.quota.gpus < 0) {

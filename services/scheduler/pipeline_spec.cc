@@ -7,6 +7,7 @@
 #include <set>
 
 #include "services/common/digest.h"
+#include "services/common/names.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/scheduler/yaml_tree.h"
@@ -30,15 +31,7 @@ absl::Status ErrorAt(const YamlNode& node, std::string_view message) {
 }
 
 bool ValidStepName(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  if (!((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z'))) return false;
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-')) {
-      return false;
-    }
-  }
-  return true;
+  return ValidateName(NameKind::kStep, "name", name).ok();
 }
 
 bool ValidKey(std::string_view key) {

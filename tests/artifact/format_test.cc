@@ -108,13 +108,13 @@ TEST(ManifestTest, ValidatesPaths) {
 }
 
 TEST(ManifestTest, ValidatesNames) {
-  EXPECT_TRUE(ValidateName("dataset", "iris-v2.train_1").ok());
+  EXPECT_TRUE(ValidateName(NameKind::kIdentifier, "dataset", "iris-v2.train_1").ok());
   for (const char* bad : {"", "-x", ".x", "a/b", "a b", "ä"}) {
-    EXPECT_THAT(ValidateName("dataset", bad),
+    EXPECT_THAT(ValidateName(NameKind::kIdentifier, "dataset", bad),
                 StatusIs(absl::StatusCode::kInvalidArgument, "dataset"))
         << bad;
   }
-  EXPECT_FALSE(ValidateName("dataset", std::string(129, 'a')).ok());
+  EXPECT_FALSE(ValidateName(NameKind::kIdentifier, "dataset", std::string(129, 'a')).ok());
 }
 
 std::vector<ManifestEntry> Entries(std::vector<std::pair<std::string, std::string>> files) {

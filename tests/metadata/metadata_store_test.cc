@@ -107,7 +107,7 @@ TEST_F(MetadataStoreTest, BadInputIsRejectedWithSpecificCodes) {
               StatusIs(absl::StatusCode::kInvalidArgument, "name: required"));
   request.set_name("bad\nname");
   EXPECT_THAT(store_->CreateExperiment(request).status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, "control characters"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "no control character"));
   auto experiment = MakeExperiment("e");
   v1::CreateRunRequest run;
   run.set_experiment_id(experiment.id());
