@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is missing, builds, runs every test with ctest, then
-# builds the unit tests with ASan+UBSan and runs them. Exits non-zero on any failure.
+# builds the unit tests with ASan+UBSan and runs them, then the threaded unit tests with
+# ThreadSanitizer. Exits non-zero on any failure.
 #   tools/test.sh            everything
-#   SKIP_ASAN=1 tools/test.sh  skip the sanitizer pass (local iteration only; CI runs it)
+#   SKIP_ASAN=1 tools/test.sh  skip the ASan+UBSan pass (local iteration only; CI runs it)
+#   SKIP_TSAN=1 tools/test.sh  skip the ThreadSanitizer pass (local iteration only; CI runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -28,9 +30,18 @@ if [ "${SKIP_ASAN:-0}" != "1" ]; then
   step "ASan+UBSan build of the unit tests"
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j2 --target mlops_unit_tests
-  step "ctest -L unit (asan preset)"
+  step "ctest -L unit and threaded (asan preset)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --preset asan -L unit -j2 --timeout 900
+    ctest --preset asan -L '^(unit|threaded)$' -j2 --timeout 900
+fi
+
+if [ "${SKIP_TSAN:-0}" != "1" ]; then
+  step "ThreadSanitizer build of the threaded unit tests (-O1, no debug info)"
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan -j2 --target mlops_threaded_tests
+  step "ctest -L threaded (tsan preset)"
+  TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tools/tsan.supp" \
+    ctest --preset tsan -L '^threaded$' -j2 --timeout 900
 fi
 
 step "all tests passed"
