@@ -210,8 +210,7 @@ grpc::Status ArtifactServiceImpl::CreateVersion(
       return ToGrpcStatus(absl::InvalidArgumentError("header: required in the first message"));
     }
     if (entries.size() + static_cast<size_t>(request.entries_size()) > kMaxVersionEntries) {
-      return ToGrpcStatus(
-          absl::InvalidArgumentError("entries: more than 2000000 in one version"));
+      return ToGrpcStatus(absl::InvalidArgumentError("entries: more than 2000000 in one version"));
     }
     for (auto& entry : *request.mutable_entries()) entries.push_back(std::move(entry));
   }
