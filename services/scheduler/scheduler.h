@@ -11,6 +11,7 @@
 //   sched_steps   run id + step index (4 bytes) -> StepRun
 //   sched_cache   step fingerprint -> StepRun of the attempt that produced the outputs
 //   sched_queues  queue name -> Queue
+//   sched_schedules  schedule name -> Schedule (cron, spec, next and last fire)
 //
 // Steps get inputs and put outputs through ArtifactGateway and are recorded through MetadataGateway
 // (gateways.h: interfaces; their gRPC clients live in the adapter library); they run through an
