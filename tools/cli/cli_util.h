@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/status.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,6 +46,20 @@ void PrintTable(const std::vector<std::string>& header,
 void PrintJson(const google::protobuf::Message& message);
 // Prints a failed RPC's code and message (with a hint when the server is unreachable); exits 1.
 [[noreturn]] void FailRpc(const grpc::Status& status);
+
+// The CLI's one way to make a unary call: `method` of `stub` with a deadline `timeout` from now;
+// on error prints it (FailRpc) and exits 1, so the caller only sees a response.
+template <typename Stub, typename Request, typename Response>
+Response CallOrExit(Stub* stub,
+                    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                    const Request& request, std::chrono::seconds timeout) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  Response response;
+  grpc::Status status = (stub->*method)(&context, request, &response);
+  if (!status.ok()) FailRpc(status);
+  return response;
+}
 
 // Inside a pipeline step (MLOPS_STEP_KEY set by the scheduler, the same for every attempt of the
 // step): "<key>:<what>" (what by its digest when that is over 128 bytes), the request id that

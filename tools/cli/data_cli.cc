@@ -120,12 +120,7 @@ class DataCli {
   Response Call(grpc::Status (av1::ArtifactService::Stub::*method)(grpc::ClientContext*,
                                                                    const Request&, Response*),
                 const Request& request) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(10));
-    Response response;
-    grpc::Status status = (client_.stub().*method)(&context, request, &response);
-    if (!status.ok()) FailRpc(status);
-    return response;
+    return CallOrExit(&client_.stub(), method, request, std::chrono::minutes(10));
   }
 
   void PrintVersion(const av1::DatasetVersion& v) {

@@ -82,12 +82,7 @@ class LineageCli {
   Response Call(Stub* stub,
                 grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
                 const Request& request) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    Response response;
-    grpc::Status status = (stub->*method)(&context, request, &response);
-    if (!status.ok()) FailRpc(status);
-    return response;
+    return CallOrExit(stub, method, request, std::chrono::seconds(60));
   }
 
   int Lineage(Args& args) {

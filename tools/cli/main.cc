@@ -160,12 +160,7 @@ class Cli {
   Response Call(grpc::Status (v1::MetadataService::Stub::*method)(grpc::ClientContext*,
                                                                   const Request&, Response*),
                 const Request& request) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    Response response;
-    grpc::Status status = ((*stub_).*method)(&context, request, &response);
-    if (!status.ok()) mlops::cli::FailRpc(status);
-    return response;
+    return CallOrExit(stub_.get(), method, request, std::chrono::seconds(60));
   }
 
   // Calls a paged RPC until its next_page_token is empty, handing each page to `take`, which

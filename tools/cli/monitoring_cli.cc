@@ -105,12 +105,7 @@ class MonitoringCli {
   Response Call(grpc::Status (mv1::MonitoringService::Stub::*method)(grpc::ClientContext*,
                                                                      const Request&, Response*),
                 const Request& request) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
-    Response response;
-    grpc::Status status = (stub_.get()->*method)(&context, request, &response);
-    if (!status.ok()) FailRpc(status);
-    return response;
+    return CallOrExit(stub_.get(), method, request, std::chrono::minutes(30));
   }
 
   int Profile(const std::string& command, Args& args) {

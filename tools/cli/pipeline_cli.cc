@@ -42,12 +42,7 @@ class PipelineCli {
   Response Call(grpc::Status (sv1::SchedulerService::Stub::*method)(grpc::ClientContext*,
                                                                     const Request&, Response*),
                 const Request& request) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    Response response;
-    grpc::Status status = (stub_.get()->*method)(&context, request, &response);
-    if (!status.ok()) FailRpc(status);
-    return response;
+    return CallOrExit(stub_.get(), method, request, std::chrono::seconds(60));
   }
 
   int Pipeline(const std::string& command, Args& args) {

@@ -179,12 +179,7 @@ class RunCli {
   Response Call(Stub* stub,
                 grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
                 const Request& request) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(5));
-    Response response;
-    grpc::Status status = (stub->*method)(&context, request, &response);
-    if (!status.ok()) FailRpc(status);
-    return response;
+    return CallOrExit(stub, method, request, std::chrono::minutes(5));
   }
 
   // What `mlops run` and `mlops reproduce` execute.
