@@ -71,7 +71,13 @@ run mlops data push "$work/production" --dataset demo-data --tag production -m "
 run mlops monitor ingest "$monitor" --file "$work/production/customers.csv" --batch 2000
 run mlops monitor report "$monitor"
 run mlops monitor alerts "$monitor"
-retrain=$(mlops --output json monitor alerts "$monitor" | sed -n 's/.*"pipeline_run_id": "\([0-9a-f]*\)".*/\1/p' | tail -1)
+# The alert's retraining is submitted to the scheduler in the background, within moments.
+retrain=""
+for _ in $(seq 100); do
+  retrain=$(mlops --output json monitor alerts "$monitor" | sed -n 's/.*"pipeline_run_id": "\([0-9a-f]*\)".*/\1/p' | tail -1)
+  [ -z "$retrain" ] || break
+  sleep 0.1
+done
 [ -n "$retrain" ] || { echo "the drift alert submitted no retraining" >&2; exit 1; }
 echo "retraining pipeline run: $retrain"
 finish "$retrain"

@@ -4,6 +4,7 @@
 
 #include "services/common/status.h"
 #include "services/monitoring/monitoring_service.h"
+#include "services/monitoring/peer_gateways.h"
 
 namespace mlops::monitoring {
 namespace {
@@ -15,7 +16,7 @@ class MonitoringComponent : public Component {
   std::string name() const override { return "monitoring"; }
 
   void Register(ServiceHost& host) override {
-    service_ = std::make_unique<MonitoringServiceImpl>(db_.get(), dir_ + "/work", host.registry());
+    service_ = std::make_unique<MonitoringServiceImpl>();
     host.AddService(service_.get());
     host.DeclareServes("monitoring");
     host.rocksdb_collector().Add("monitoring", db_.get());
@@ -28,14 +29,19 @@ class MonitoringComponent : public Component {
     ASSIGN_OR_RETURN(auto artifact, PeerChannel(host, Peer::kArtifact));
     ASSIGN_OR_RETURN(auto metadata, PeerChannel(host, Peer::kMetadata));
     ASSIGN_OR_RETURN(auto scheduler, PeerChannel(host, Peer::kScheduler));
-    service_->SetPeers(artifact, metadata, scheduler);
-    return service_->Load();
+    store_ = std::make_unique<MonitoringStore>(
+        db_.get(), host.registry(), ArtifactDatasetSource(artifact, dir_ + "/work"),
+        RegistryModelResolver(metadata), SchedulerRetrainTrigger(scheduler));
+    RETURN_IF_ERROR(store_->Load());
+    service_->SetStore(store_.get());
+    return absl::OkStatus();
   }
 
  private:
   std::unique_ptr<Db> db_;
   std::string dir_;
   std::unique_ptr<MonitoringServiceImpl> service_;
+  std::unique_ptr<MonitoringStore> store_;  // after service_: stopped before it goes
 };
 
 }  // namespace

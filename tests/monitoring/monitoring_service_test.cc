@@ -281,6 +281,13 @@ TEST_F(MonitoringServiceTest, LabelsGiveAccuracyAndADegradedModelRetrainsOncePer
   auto alerts = Alerts("fraud");
   ASSERT_EQ(alerts.size(), 2u);
   EXPECT_THAT(alerts[1].reason(), ::testing::HasSubstr("below baseline 0.9 - 0.05"));
+  // The first alert's retraining is submitted by a worker once the alert is stored.
+  for (int i = 0; i < 1000 && alerts[1].retrain() == v1::RETRAIN_PENDING; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    alerts = Alerts("fraud");
+  }
+  EXPECT_EQ(alerts[1].retrain(), v1::RETRAIN_SUBMITTED);
+  EXPECT_EQ(alerts[0].retrain(), v1::RETRAIN_NONE);
   // The first alert submitted a retraining run; the second fell in its cooldown.
   EXPECT_EQ(alerts[0].pipeline_run_id(), "");
   ASSERT_NE(alerts[1].pipeline_run_id(), "");

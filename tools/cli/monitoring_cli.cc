@@ -15,6 +15,20 @@
 namespace mlops::cli {
 namespace {
 
+// The retraining an alert asked for, as the alerts table shows it.
+std::string RetrainCell(const monitoring::v1::Alert& alert) {
+  switch (alert.retrain()) {
+    case monitoring::v1::RETRAIN_PENDING:
+      return "pending";
+    case monitoring::v1::RETRAIN_SUBMITTED:
+      return alert.pipeline_run_id();
+    case monitoring::v1::RETRAIN_FAILED:
+      return "failed: " + alert.retrain_error();
+    default:
+      return alert.pipeline_run_id().empty() ? "-" : alert.pipeline_run_id();
+  }
+}
+
 namespace mv1 = mlops::monitoring::v1;
 
 std::vector<std::string> SplitList(const std::string& text) {
@@ -213,8 +227,7 @@ class MonitoringCli {
       if (json_) return PrintJson(response), 0;
       std::vector<std::vector<std::string>> rows;
       for (const auto& a : response.alerts()) {
-        rows.push_back({a.id(), a.monitor(), FormatTime(a.time_ms()), a.reason(),
-                        a.pipeline_run_id().empty() ? "-" : a.pipeline_run_id(),
+        rows.push_back({a.id(), a.monitor(), FormatTime(a.time_ms()), a.reason(), RetrainCell(a),
                         a.acknowledged() ? "yes (" + a.acknowledged_by() + ")" : "no"});
       }
       PrintTable({"ALERT", "MONITOR", "TIME", "REASON", "RETRAINING RUN", "ACKED"}, rows);

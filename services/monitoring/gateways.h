@@ -1,0 +1,54 @@
+// The monitoring core's gateways to other services, as interfaces: where datasets are read from
+// (the artifact service), what a model name or alias stands for (the model registry), and where
+// retraining pipelines are submitted (the scheduler). Their gRPC clients (peer_gateways.h) belong
+// to the adapter library; tests bring their own.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/monitoring/table.h"
+
+namespace mlops::monitoring {
+
+class DatasetSource {
+ public:
+  virtual ~DatasetSource() = default;
+  struct Dataset {
+    std::string resolved;  // NAME@sha256:... (the version the ref named when it was read)
+    std::vector<std::unique_ptr<Table>> tables;  // its .csv and .mlcol files, by path
+  };
+  // Reads dataset `ref` (NAME or NAME@REF). NOT_FOUND when there is no such dataset or version,
+  // INVALID_ARGUMENT when it holds no table or a table does not parse, UNAVAILABLE when the
+  // artifact service cannot be reached.
+  virtual absl::StatusOr<Dataset> Read(const std::string& ref) = 0;
+};
+
+class ModelResolver {
+ public:
+  virtual ~ModelResolver() = default;
+  // The version number `model` + `version` (a number, an alias, or "" for latest) stands for now.
+  // NOT_FOUND when the model or the version/alias does not exist; other codes when the registry
+  // could not answer.
+  virtual absl::StatusOr<int64_t> Resolve(const std::string& model, const std::string& version) = 0;
+};
+
+struct RetrainRequest {
+  std::string spec_yaml;
+  std::map<std::string, std::string> params;
+  std::string queue;
+  std::string request_id;  // the alert id: submitting twice makes one pipeline run
+};
+
+class RetrainTrigger {
+ public:
+  virtual ~RetrainTrigger() = default;
+  // Submits the retraining pipeline; returns the pipeline run id. UNAVAILABLE, DEADLINE_EXCEEDED,
+  // RESOURCE_EXHAUSTED and ABORTED are retried by the caller; any other code is final.
+  virtual absl::StatusOr<std::string> Submit(const RetrainRequest& request) = 0;
+};
+
+}  // namespace mlops::monitoring

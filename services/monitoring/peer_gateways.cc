@@ -1,0 +1,135 @@
+#include "services/monitoring/peer_gateways.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "mlops/metadata/v1/registry.grpc.pb.h"
+#include "mlops/scheduler/v1/scheduler.grpc.pb.h"
+#include "services/artifact/client/artifact_client.h"
+#include "services/common/grpc_status.h"
+#include "services/common/ids.h"
+#include "services/common/strings.h"
+
+namespace mlops::monitoring {
+namespace {
+
+class ArtifactSource final : public DatasetSource {
+ public:
+  ArtifactSource(std::shared_ptr<grpc::Channel> channel, std::string work_dir)
+      : channel_(std::move(channel)), work_dir_(std::move(work_dir)) {}
+
+  absl::StatusOr<Dataset> Read(const std::string& ref) override {
+    size_t at = ref.find('@');
+    std::string dataset = ref.substr(0, at),
+                version = at == std::string::npos ? "" : ref.substr(at + 1);
+    std::string dir = StrCat(work_dir_, "/", NewId());
+    artifact::ClientOptions options;
+    options.sync_downloads = false;  // a scratch copy
+    artifact::ArtifactClient client(channel_, options);
+    auto pulled = client.Pull(dataset, version, dir, nullptr);
+    Dataset result;
+    absl::Status status = pulled.status();
+    if (status.ok()) {
+      result.resolved = StrCat(dataset, "@", pulled->version.digest());
+      std::vector<std::string> files;
+      for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+        std::string ext = entry.path().extension().string();
+        if (entry.is_regular_file() && (ext == ".csv" || ext == ".mlcol")) {
+          files.push_back(entry.path().string());
+        }
+      }
+      std::sort(files.begin(), files.end());
+      for (const std::string& file : files) {
+        auto table = Table::ReadFile(file);
+        if (!table.ok()) {
+          status = table.status();
+          break;
+        }
+        result.tables.push_back(std::move(*table));
+      }
+      if (status.ok() && result.tables.empty()) {
+        status = absl::InvalidArgumentError("dataset " + ref + " holds no .csv or .mlcol file");
+      }
+    }
+    // The tables map or copied what they need; the files go (a mapping stays valid after unlink).
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    if (!status.ok()) return status;
+    return result;
+  }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::string work_dir_;
+};
+
+class RegistryResolver final : public ModelResolver {
+ public:
+  explicit RegistryResolver(std::shared_ptr<grpc::Channel> channel)
+      : stub_(metadata::v1::ModelRegistry::NewStub(channel)) {}
+
+  absl::StatusOr<int64_t> Resolve(const std::string& model, const std::string& version) override {
+    metadata::v1::GetModelVersionRequest get;
+    get.set_name(model);
+    char* end = nullptr;
+    int64_t number = std::strtoll(version.c_str(), &end, 10);
+    if (!version.empty() && *end == '\0') {
+      get.set_version(number);
+    } else {
+      get.set_alias(version.empty() ? "latest" : version);
+    }
+    metadata::v1::ModelVersion found;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status status = stub_->GetModelVersion(&context, get, &found);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return found.version();
+  }
+
+ private:
+  std::unique_ptr<metadata::v1::ModelRegistry::Stub> stub_;
+};
+
+class SchedulerTrigger final : public RetrainTrigger {
+ public:
+  explicit SchedulerTrigger(std::shared_ptr<grpc::Channel> channel)
+      : stub_(scheduler::v1::SchedulerService::NewStub(channel)) {}
+
+  absl::StatusOr<std::string> Submit(const RetrainRequest& request) override {
+    scheduler::v1::SubmitPipelineRequest submit;
+    submit.set_spec_yaml(request.spec_yaml);
+    for (const auto& [k, v] : request.params) (*submit.mutable_params())[k] = v;
+    submit.set_queue(request.queue);
+    submit.set_request_id(request.request_id);
+    scheduler::v1::PipelineRun run;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status status = stub_->SubmitPipeline(&context, submit, &run);
+    if (!status.ok()) return FromGrpcStatus(status);
+    return run.id();
+  }
+
+ private:
+  std::unique_ptr<scheduler::v1::SchedulerService::Stub> stub_;
+};
+
+}  // namespace
+
+std::unique_ptr<DatasetSource> ArtifactDatasetSource(std::shared_ptr<grpc::Channel> artifact,
+                                                     std::string work_dir) {
+  if (artifact == nullptr) return nullptr;
+  return std::make_unique<ArtifactSource>(std::move(artifact), std::move(work_dir));
+}
+
+std::unique_ptr<ModelResolver> RegistryModelResolver(std::shared_ptr<grpc::Channel> metadata) {
+  if (metadata == nullptr) return nullptr;
+  return std::make_unique<RegistryResolver>(std::move(metadata));
+}
+
+std::unique_ptr<RetrainTrigger> SchedulerRetrainTrigger(std::shared_ptr<grpc::Channel> scheduler) {
+  if (scheduler == nullptr) return nullptr;
+  return std::make_unique<SchedulerTrigger>(std::move(scheduler));
+}
+
+}  // namespace mlops::monitoring
