@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -399,6 +400,12 @@ class Parser {
       }
       value.text = upper;
     }
+    // Lineage states and kinds compare as the enums print, whatever case the filter wrote.
+    if (field.kind == FieldKind::kAttribute && field.attribute == Attribute::kState) {
+      value.text = ToUpper(value.text);
+    } else if (field.kind == FieldKind::kAttribute && field.attribute == Attribute::kKind) {
+      value.text = ToLower(value.text);
+    }
     Next();
     return value;
   }
@@ -604,6 +611,72 @@ bool LikeMatch(std::string_view text, std::string_view pattern, bool ignore_case
   }
   while (p < pattern.size() && pattern[p] == '%') ++p;
   return p == pattern.size();
+}
+
+namespace {
+
+// -1, 0, 1 comparing a field value with a filter value; nullopt when incomparable (NaN).
+std::optional<int> Compare(const FieldValue& value, const Value& operand) {
+  if (value.numeric) {
+    if (std::isnan(value.number) || std::isnan(operand.number)) return std::nullopt;
+    if (value.number < operand.number) return -1;
+    return value.number > operand.number ? 1 : 0;
+  }
+  int c = value.text.compare(operand.text);
+  return c < 0 ? -1 : (c > 0 ? 1 : 0);
+}
+
+}  // namespace
+
+bool MatchesLeaf(const Expr& expr, const FieldValue& value) {
+  if (!value.present) return false;
+  switch (expr.op) {
+    case CompareOp::kEq:
+    case CompareOp::kLt:
+    case CompareOp::kLe:
+    case CompareOp::kGt:
+    case CompareOp::kGe: {
+      auto c = Compare(value, expr.values[0]);
+      if (!c) return false;
+      switch (expr.op) {
+        case CompareOp::kEq:
+          return *c == 0;
+        case CompareOp::kLt:
+          return *c < 0;
+        case CompareOp::kLe:
+          return *c <= 0;
+        case CompareOp::kGt:
+          return *c > 0;
+        default:
+          return *c >= 0;
+      }
+    }
+    case CompareOp::kNe: {
+      auto c = Compare(value, expr.values[0]);
+      return !c || *c != 0;
+    }
+    case CompareOp::kIn:
+    case CompareOp::kNotIn: {
+      bool found = false;
+      for (const Value& operand : expr.values) {
+        auto c = Compare(value, operand);
+        if (c && *c == 0) {
+          found = true;
+          break;
+        }
+      }
+      return expr.op == CompareOp::kIn ? found : !found;
+    }
+    case CompareOp::kLike:
+      return LikeMatch(value.text, expr.values[0].text, false);
+    case CompareOp::kNotLike:
+      return !LikeMatch(value.text, expr.values[0].text, false);
+    case CompareOp::kILike:
+      return LikeMatch(value.text, expr.values[0].text, true);
+    case CompareOp::kNotILike:
+      return !LikeMatch(value.text, expr.values[0].text, true);
+  }
+  return false;
 }
 
 }  // namespace mlops::metadata

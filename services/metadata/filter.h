@@ -113,6 +113,39 @@ struct OrderBy {
 // problem otherwise.
 absl::StatusOr<OrderBy> ParseOrderBy(std::string_view text);
 
+// A field's value in one record (a run, a lineage node), as a filter sees it.
+struct FieldValue {
+  bool present = false;  // absent values match no comparison, not even !=
+  bool numeric = false;
+  double number = 0;
+  std::string text;
+};
+
+// True when `value` satisfies the comparison leaf `expr`.
+bool MatchesLeaf(const Expr& expr, const FieldValue& value);
+
+// True when a record satisfies `expr` (nullptr matches everything): the one evaluator of runs and
+// lineage filters. `value_of(leaf)` gives the record's FieldValue for a comparison leaf.
+template <typename ValueOf>
+bool Matches(const Expr* expr, const ValueOf& value_of) {
+  if (expr == nullptr) return true;
+  switch (expr->type) {
+    case Expr::Type::kAnd:
+      for (const auto& child : expr->children) {
+        if (!Matches(child.get(), value_of)) return false;
+      }
+      return true;
+    case Expr::Type::kOr:
+      for (const auto& child : expr->children) {
+        if (Matches(child.get(), value_of)) return true;
+      }
+      return false;
+    case Expr::Type::kCompare:
+      return MatchesLeaf(*expr, value_of(*expr));
+  }
+  return false;
+}
+
 // SQL LIKE matching (% and _; a backslash escapes the next character).
 bool LikeMatch(std::string_view text, std::string_view pattern, bool ignore_case);
 

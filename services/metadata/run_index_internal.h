@@ -21,13 +21,6 @@ void AppendBinaryId(std::string* out, std::string_view hex_id);
 std::string BinaryToHexId(std::string_view binary);
 
 // The value of one field of one run.
-struct FieldValue {
-  bool present = false;
-  bool numeric = false;
-  double number = 0;
-  std::string text;
-};
-
 FieldValue GetFieldValue(const v1::Run& run, const Field& field);
 
 // The index prefix of a field: kind byte, then the ordered key (metric, param or tag key, or the
@@ -45,8 +38,6 @@ std::vector<std::string> IndexKeys(const v1::Run& run);
 const std::vector<Field>& AttributeFields();
 Field AttributeField(Attribute attribute);
 
-// True when `value` satisfies the comparison leaf `expr`.
-bool MatchesLeaf(const Expr& expr, const FieldValue& value);
 // True when the run satisfies the expression (nullptr matches everything).
 bool Matches(const Expr* expr, const v1::Run& run);
 

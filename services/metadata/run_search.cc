@@ -31,8 +31,8 @@
 namespace mlops::metadata {
 namespace {
 
+using internal::AppendIndexValue;
 using internal::BinaryToHexId;
-using internal::FieldValue;
 using internal::kIdLength;
 using internal::kIndexIdLength;
 
@@ -292,7 +292,7 @@ class Searcher {
           std::string_view encoded =
               key.substr(prefix.size(), key.size() - prefix.size() - kIndexIdLength);
           if (!internal::DecodeIndexValue(encoded, leaf.field, &value) ||
-              !internal::MatchesLeaf(leaf, value)) {
+              !MatchesLeaf(leaf, value)) {
             continue;
           }
         }

@@ -90,7 +90,7 @@ class RunSearchTest : public ::testing::Test {
     order.descending = true;
     if (request.order_by_size() > 0) order = *ParseOrderBy(request.order_by(0));
     struct Row {
-      internal::FieldValue value;
+      FieldValue value;
       v1::Run run;
     };
     std::vector<Row> rows;
@@ -104,7 +104,7 @@ class RunSearchTest : public ::testing::Test {
       if (!internal::Matches(filter->get(), run)) continue;
       rows.push_back({internal::GetFieldValue(run, order.field), run});
     }
-    auto less_value = [&](const internal::FieldValue& a, const internal::FieldValue& b) {
+    auto less_value = [&](const FieldValue& a, const FieldValue& b) {
       if (a.numeric) {
         bool an = std::isnan(a.number), bn = std::isnan(b.number);
         if (an || bn) return !an && bn;  // NaN sorts above everything
