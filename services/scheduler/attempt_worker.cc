@@ -1,0 +1,164 @@
+// Scheduler: what a worker does for one attempt (inputs, tracking run, start) and for its end
+// (outputs, logs, metrics), off the engine thread.
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <set>
+#include <tuple>
+
+#include "services/common/digest.h"
+#include "services/common/encoding.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
+#include "services/common/page_token.h"
+#include "services/common/status.h"
+#include "services/common/strings.h"
+#include "services/scheduler/cron.h"
+#include "services/scheduler/metrics_file.h"
+#include "services/scheduler/scheduler.h"
+#include "services/scheduler/scheduler_internal.h"
+
+namespace mlops::scheduler {
+
+void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
+  const StepSpec& spec = plan->spec;
+  auto fail = [&](const std::string& message) {
+    AttemptResult failed;
+    failed.outcome = AttemptResult::Outcome::kFailed;
+    failed.message = message;
+    failed.start_ms = failed.end_ms = NowMs();
+    Event event = Event::Done(plan->run_id, plan->index, plan->number, failed);
+    event.tracking_run_id = plan->tracking_run_id;
+    Post(std::move(event));
+  };
+  const std::string& work = plan->work;
+  std::error_code ec;
+  std::filesystem::remove_all(work, ec);  // a previous life's leftovers
+  // Only the directories the step uses: each costs a file-system operation per attempt.
+  std::filesystem::create_directories(work, ec);
+  if (!spec.inputs.empty()) std::filesystem::create_directory(work + "/inputs", ec);
+  if (!spec.outputs.empty()) std::filesystem::create_directory(work + "/outputs", ec);
+  // Inputs by digest; outputs to declared paths under outputs/.
+  std::map<std::string, std::string> input_paths, output_paths;
+  for (const AttemptPlan::Input& input : plan->inputs) {
+    std::string dir = work + "/inputs/" + input.name;
+    const InputRef& ref = spec.inputs.at(input.name);
+    absl::Status status;
+    if (input.dataset) {
+      status = artifacts_->MaterializeDataset(ref.dataset, input.version, dir);
+      input_paths[input.name] = dir;
+    } else {
+      std::string file = dir + "/" + input.file_name;
+      std::filesystem::create_directories(dir, ec);
+      status = artifacts_->MaterializeBlob(input.digest, file);
+      input_paths[input.name] = file;
+    }
+    if (!status.ok()) return fail("input " + input.name + ": " + std::string(status.message()));
+  }
+  for (const auto& [name, path] : spec.outputs) {
+    output_paths[name] = work + "/outputs/" + path;
+    std::filesystem::create_directories(std::filesystem::path(output_paths[name]).parent_path(),
+                                        ec);
+  }
+  auto argv = RenderCommand(spec, input_paths, output_paths);
+  if (!argv.ok()) return fail(std::string(argv.status().message()));
+  if (metadata_ != nullptr) {
+    // The attempt as a tracking run (MLOPS_RUN_ID lets the step log to it).
+    auto tracking = metadata_->StartRun(plan->record);
+    if (tracking.ok()) {
+      plan->tracking_run_id = *tracking;
+    } else {
+      LogWarning("tracking_run_failed", {{"run", plan->run_id},
+                                         {"step", spec.name},
+                                         {"error", std::string(tracking.status().message())}});
+    }
+  }
+  LaunchSpec launch;
+  launch.attempt_id = plan->attempt_id;
+  launch.argv = *std::move(argv);
+  launch.work_dir = work;
+  launch.image = spec.image;
+  launch.resources = spec.resources;
+  launch.replicas = spec.replicas;
+  launch.timeout_ms = spec.timeout_ms;
+  launch.env = spec.env;
+  for (const auto& [k, v] : spec.params) launch.env["MLOPS_PARAM_" + ToUpper(k)] = v;
+  launch.env["MLOPS_PIPELINE_RUN_ID"] = plan->run_id;
+  launch.env["MLOPS_STEP"] = spec.name;
+  // The same for every attempt of this step in this run: what the step writes (runs, model
+  // versions) uses it as the request id, so that a retried attempt repeats no visible effect.
+  launch.env["MLOPS_STEP_KEY"] = StepKeyOf(plan->run_id, spec.name);
+  for (const auto& [k, v] : options_.step_env) launch.env[k] = v;
+  if (!plan->tracking_run_id.empty()) launch.env["MLOPS_RUN_ID"] = plan->tracking_run_id;
+  auto handle = executor_->Launch(launch, WhenDone(plan));
+  if (!handle.ok()) return fail(std::string(handle.status().message()));
+  Event started = Event::Of(Event::Kind::kStarted, plan->run_id);
+  started.step = plan->index;
+  started.attempt = plan->number;
+  started.handle = *handle;
+  started.tracking_run_id = plan->tracking_run_id;
+  Post(std::move(started));
+}
+
+std::function<void(const AttemptResult&)> Scheduler::WhenDone(std::shared_ptr<AttemptPlan> plan) {
+  return [mailbox = mailbox_, plan = std::move(plan)](const AttemptResult& result) {
+    std::lock_guard lock(mailbox->mu);
+    Scheduler* target = mailbox->target;
+    if (target == nullptr) return;
+    target->workers_->Post([target, plan, result] { target->Collect(*plan, result); });
+  };
+}
+
+void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
+  Event event = Event::Done(plan.run_id, plan.index, plan.number, std::move(result));
+  event.tracking_run_id = plan.tracking_run_id;
+  AttemptResult& outcome = event.result;
+  // The attempt's output streams are kept in the artifact service, whatever the outcome.
+  auto keep = [&](const std::string& file) -> std::string {
+    if (!std::filesystem::is_regular_file(file)) return "";
+    auto digest = artifacts_->UploadFile(file);
+    return digest.ok() ? *digest : "";
+  };
+  event.stdout_digest = keep(plan.work + "/stdout.log");
+  event.stderr_digest = keep(plan.work + "/stderr.log");
+  auto fail = [&](std::string message) {
+    outcome.outcome = AttemptResult::Outcome::kFailed;
+    outcome.message = std::move(message);
+  };
+  if (outcome.outcome == AttemptResult::Outcome::kSucceeded) {
+    // Declared outputs are uploaded from a finished attempt only; a missing one fails the step.
+    for (const auto& [name, path] : plan.spec.outputs) {
+      std::string file = plan.work + "/outputs/" + path;
+      if (!std::filesystem::is_regular_file(file)) {
+        fail("declared output " + name + " (" + path + ") was not written");
+        break;
+      }
+      auto digest = artifacts_->UploadFile(file);
+      if (!digest.ok()) {
+        fail("upload of output " + name + ": " + std::string(digest.status().message()));
+        break;
+      }
+      event.outputs[name] = *digest;
+    }
+  }
+  if (outcome.outcome == AttemptResult::Outcome::kSucceeded) {
+    // What the step reports: logged to its tracking run, final values kept on the step.
+    auto points = ReadMetricsFile(plan.work + "/metrics.json");
+    if (!points.ok()) {
+      fail(std::string(points.status().message()));
+    } else {
+      event.metrics = FinalMetrics(*points);
+      if (metadata_ != nullptr && !plan.tracking_run_id.empty()) {
+        absl::Status logged = metadata_->LogMetrics(plan.tracking_run_id, *points);
+        if (!logged.ok()) fail("logging metrics: " + std::string(logged.message()));
+      }
+    }
+  }
+  if (outcome.outcome != AttemptResult::Outcome::kSucceeded) {
+    event.outputs.clear();
+    event.metrics.clear();
+  }
+  Post(std::move(event));
+}
+
+}  // namespace mlops::scheduler
