@@ -236,11 +236,25 @@ absl::StatusOr<std::optional<std::string>> Db::Get(rocksdb::ColumnFamilyHandle* 
   return value;
 }
 
+void Db::FailWritesForTesting(absl::Status status) {
+  std::lock_guard lock(fault_mu_);
+  write_fault_ = std::move(status);
+  fail_writes_ = !write_fault_.ok();
+}
+
+absl::Status Db::InjectedWriteError() const {
+  if (!fail_writes_) return absl::OkStatus();
+  std::lock_guard lock(fault_mu_);
+  return write_fault_;
+}
+
 absl::Status Db::Write(rocksdb::WriteBatch* batch) {
+  RETURN_IF_ERROR(InjectedWriteError());
   return FromRocksStatus(db_->Write(write_options_, batch), "write");
 }
 
 absl::Status Db::WriteSync(rocksdb::WriteBatch* batch) {
+  RETURN_IF_ERROR(InjectedWriteError());
   rocksdb::WriteOptions options = write_options_;
   options.sync = true;
   return FromRocksStatus(db_->Write(options, batch), "write");

@@ -11,8 +11,10 @@
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -87,6 +89,9 @@ class Db {
   // The same, fsyncing the write-ahead log before returning whatever sync_writes says (for commits
   // that must survive power loss once acknowledged).
   absl::Status WriteSync(rocksdb::WriteBatch* batch);
+  // Tests only: every later Write and WriteSync fails with `status` and writes nothing (OK: they
+  // work again). It stands in for a failing disk, which a test cannot make.
+  void FailWritesForTesting(absl::Status status);
 
   std::unique_ptr<rocksdb::Iterator> NewIterator(rocksdb::ColumnFamilyHandle* cf) const;
 
@@ -171,8 +176,13 @@ class Db {
   absl::Status LoadPageTokenKey();
   absl::Status Migrate(bool existed, const Options& options);
 
+  absl::Status InjectedWriteError() const;
+
   std::string path_;
   rocksdb::WriteOptions write_options_;
+  std::atomic<bool> fail_writes_{false};
+  mutable std::mutex fault_mu_;
+  absl::Status write_fault_;  // guarded by fault_mu_
   std::vector<std::string> names_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   std::unique_ptr<rocksdb::DB> db_;

@@ -17,8 +17,8 @@ enum class NameKind {
   kType,
   // Model aliases (production, staging): [A-Za-z][A-Za-z0-9._-]{0,63}.
   kAlias,
-  // Pipeline steps: [A-Za-z][A-Za-z0-9_-]{0,62}. They name processes, Kubernetes Jobs and DNS
-  // labels, so no '.'.
+  // Pipelines, pipeline steps and schedules: [A-Za-z][A-Za-z0-9_-]{0,62}. They name processes,
+  // Kubernetes Jobs, CronJobs and DNS labels, so no '.'.
   kStep,
   // Scheduler queues: [A-Za-z0-9_-]{1,63}.
   kQueue,

@@ -158,20 +158,35 @@ void Scheduler::Touch(Run& run) {
   changed_.notify_all();
 }
 
-void Scheduler::PersistHeader(Run& run) {
+bool Scheduler::WriteOrStop(rocksdb::WriteBatch* batch, const std::string& what) {
+  absl::Status written = db_->Write(batch);
+  if (written.ok()) return true;
+  if (storage_error_.ok()) {
+    storage_error_ = absl::UnavailableError(StrCat("the scheduler stopped: it could not record ",
+                                                   what, " (", written.message(),
+                                                   "); restart it once its storage is healthy"));
+    LogError("scheduler_storage_failed", {{"what", what}, {"error", written.ToString()}});
+  }
+  return false;
+}
+
+absl::Status Scheduler::CheckStorage() const { return storage_error_; }
+
+bool Scheduler::PersistHeader(Run& run) {
   v1::PipelineRun header = run.proto;
   header.clear_steps();
   rocksdb::WriteBatch batch;
   batch.Put(runs_cf_, run.proto.id(), header.SerializeAsString());
-  if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist run " + run.proto.id());
+  return WriteOrStop(&batch, "pipeline run " + run.proto.id());
 }
 
-void Scheduler::Persist(Run& run, size_t step) {
+bool Scheduler::Persist(Run& run, size_t step) {
   rocksdb::WriteBatch batch;
   batch.Put(steps_cf_, StepKey(run.proto.id(), step),
             run.proto.steps(static_cast<int>(step)).SerializeAsString());
-  if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist step of " + run.proto.id());
+  if (!WriteOrStop(&batch, StrCat("a step of pipeline run ", run.proto.id()))) return false;
   Touch(run);
+  return true;
 }
 
 absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineRequest& request) {
@@ -184,6 +199,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineReques
 
 absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipelineRequest& request,
                                                         PipelineSpec expanded) {
+  RETURN_IF_ERROR(CheckStorage());
   std::string queue = request.queue().empty() ? "default" : request.queue();
   auto run = std::make_unique<Run>();
   v1::PipelineRun& proto = run->proto;
@@ -283,6 +299,10 @@ absl::StatusOr<v1::ListPipelineRunsResponse> Scheduler::List(
 }
 
 absl::StatusOr<v1::PipelineRun> Scheduler::Cancel(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    RETURN_IF_ERROR(CheckStorage());
+  }
   ASSIGN_OR_RETURN(v1::PipelineRun run, Get(id));
   if (Terminal(run.state())) {
     return absl::FailedPreconditionError("pipeline run " + id + " has finished (" +
@@ -309,7 +329,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {
   auto it = runs_.find(run.id());
   if (it != runs_.end()) {
     it->second->proto.set_retry_of(id);
-    PersistHeader(*it->second);
+    if (!PersistHeader(*it->second)) return CheckStorage();
     run.set_retry_of(id);
   }
   return run;
@@ -317,6 +337,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {
 
 absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
   std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(CheckStorage());
   RETURN_IF_ERROR(admission_.SetQueue({queue.name(),
                                        queue.priority(),
                                        queue.max_concurrency(),

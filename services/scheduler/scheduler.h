@@ -78,16 +78,24 @@ class Scheduler {
   // recorded state. Idempotent; the scheduler still answers reads afterwards.
   void Stop();
 
+  // Every call that changes state is UNAVAILABLE once a write of the engine failed (the scheduler
+  // has stopped starting anything: a restart resumes from what is on disk), and returns the
+  // storage's error when its own write fails (nothing is then changed). Reads keep answering, from
+  // memory, which may be ahead of the disk after such a failure.
+
   // INVALID_ARGUMENT (spec, params), NOT_FOUND (queue), RESOURCE_EXHAUSTED (a step that can never
   // fit the capacity or its queue's quota).
   absl::StatusOr<v1::PipelineRun> Submit(const v1::SubmitPipelineRequest& request);
+  // NOT_FOUND; DATA_LOSS for a stored run that does not parse.
   absl::StatusOr<v1::PipelineRun> Get(const std::string& id) const;
+  // INVALID_ARGUMENT (page size, page token); DATA_LOSS.
   absl::StatusOr<v1::ListPipelineRunsResponse> List(
       const v1::ListPipelineRunsRequest& request) const;
   // NOT_FOUND; FAILED_PRECONDITION when the run has finished.
   absl::StatusOr<v1::PipelineRun> Cancel(const std::string& id);
-  // NOT_FOUND; FAILED_PRECONDITION while the run is still going.
+  // NOT_FOUND; FAILED_PRECONDITION while the run is still going; then as Submit.
   absl::StatusOr<v1::PipelineRun> Retry(const std::string& id);
+  // INVALID_ARGUMENT (name, negative quota).
   absl::StatusOr<v1::Queue> PutQueue(const v1::Queue& queue);
   // INVALID_ARGUMENT (name, cron, spec, params), NOT_FOUND (queue), ALREADY_EXISTS (name).
   absl::StatusOr<v1::Schedule> CreateSchedule(const v1::Schedule& schedule);
@@ -133,7 +141,9 @@ class Scheduler {
   void Started(Run& run, const Event& event);
   void Finished(Run& run, const Event& event);
   void Fail(Run& run, size_t step, const std::string& message, v1::RunState state);
-  void Persist(Run& run, size_t step);
+  // Writes a step's state (PersistHeader: a run's header). False when the write failed: the
+  // scheduler then stops (StorageFailed) rather than act on state it could not record.
+  bool Persist(Run& run, size_t step);
   // Worker-thread work: nothing here touches the runs; results come back as events.
   void Prepare(std::shared_ptr<AttemptPlan> plan);
   void Collect(const AttemptPlan& plan, AttemptResult result);
@@ -144,7 +154,11 @@ class Scheduler {
   absl::StatusOr<v1::PipelineRun> SubmitLocked(const v1::SubmitPipelineRequest& request,
                                                PipelineSpec expanded);
   void FireSchedules(int64_t now);
-  void PersistHeader(Run& run);
+  bool PersistHeader(Run& run);
+  // Writes `batch`; on failure records the error (see storage_error_) and returns false.
+  bool WriteOrStop(rocksdb::WriteBatch* batch, const std::string& what);
+  // UNAVAILABLE naming the failed write once the storage failed, else OK. mu_ held.
+  absl::Status CheckStorage() const;
   void Touch(Run& run);
 
   Db* db_;
@@ -159,6 +173,9 @@ class Scheduler {
   rocksdb::ColumnFamilyHandle* schedules_cf_;
 
   mutable std::mutex mu_;  // guards everything below
+  // The first failed write of the engine. From then on nothing new starts and every call that
+  // would change state is UNAVAILABLE: what is on disk is what a restart resumes from.
+  absl::Status storage_error_;
   mutable std::condition_variable changed_;
   std::condition_variable wake_;
   std::deque<Event> events_;

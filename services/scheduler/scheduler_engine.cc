@@ -110,8 +110,9 @@ void Scheduler::Loop() {
       Advance(run, changed, everything);
       continue;
     }
-    // Admission: start what fits.
-    std::vector<PendingStep> admitted = admission_.Admit();
+    // Admission: start what fits (nothing once the storage failed).
+    std::vector<PendingStep> admitted;
+    if (storage_error_.ok()) admitted = admission_.Admit();
     for (const PendingStep& p : admitted) {
       size_t slash = p.id.find('/');
       auto it = runs_.find(p.id.substr(0, slash));
@@ -356,7 +357,7 @@ void Scheduler::Launch(Run& run, size_t index) {
   if (step.start_time_ms() == 0) step.set_start_time_ms(attempt->start_time_ms());
   step.clear_tracking_run_id();
   run.SetState(index, v1::RUNNING);
-  Persist(run, index);
+  if (!Persist(run, index)) return;  // never start what a restart would not know of
   Advance(run, {}, false);
   std::shared_ptr<AttemptPlan> plan = Plan(run, index);
   for (const auto& [name, ref] : spec.inputs) {
@@ -430,7 +431,9 @@ void Scheduler::Finished(Run& run, const Event& event) {
     rocksdb::WriteBatch batch;
     batch.Put(steps_cf_, StepKey(run.proto.id(), index), step.SerializeAsString());
     if (spec.cache) batch.Put(cache_cf_, step.fingerprint(), step.SerializeAsString());
-    if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist a finished step");
+    if (!WriteOrStop(&batch, StrCat("step ", spec.name, " of pipeline run ", run.proto.id()))) {
+      return;
+    }
     Touch(run);
     return;
   }

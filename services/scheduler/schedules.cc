@@ -9,6 +9,7 @@
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/names.h"
 #include "services/common/page_token.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -20,20 +21,13 @@
 namespace mlops::scheduler {
 
 absl::StatusOr<v1::Schedule> Scheduler::CreateSchedule(const v1::Schedule& schedule) {
-  bool name_ok = !schedule.name().empty() && schedule.name().size() <= 63 &&
-                 std::isalpha(static_cast<unsigned char>(schedule.name()[0]));
-  for (char c : schedule.name()) {
-    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
-  }
-  if (!name_ok) {
-    return absl::InvalidArgumentError("schedule name '" + schedule.name() +
-                                      "' must match [A-Za-z][A-Za-z0-9_-]{0,62}");
-  }
+  RETURN_IF_ERROR(ValidateName(NameKind::kStep, "name", schedule.name()));
   ASSIGN_OR_RETURN(CronSchedule cron, CronSchedule::Parse(schedule.cron()));
   ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(schedule.spec_yaml()));
   RETURN_IF_ERROR(ApplyParams(&spec, {schedule.params().begin(), schedule.params().end()}));
   RETURN_IF_ERROR(ExpandSweeps(spec).status());
   std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(CheckStorage());
   std::string queue = schedule.queue().empty() ? "default" : schedule.queue();
   bool known_queue = false;
   for (const auto& q : admission_.Queues()) known_queue = known_queue || q.name == queue;
@@ -65,6 +59,7 @@ std::vector<v1::Schedule> Scheduler::ListSchedules() const {
 
 absl::Status Scheduler::DeleteSchedule(const std::string& name) {
   std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(CheckStorage());
   if (!schedules_.contains(name)) return absl::NotFoundError("schedule " + name + " not found");
   rocksdb::WriteBatch batch;
   batch.Delete(schedules_cf_, name);
@@ -82,7 +77,7 @@ void Scheduler::FireSchedules(int64_t now) {
     schedule.set_next_time_ms(cron.ok() ? cron->NextAfter(now) : -1);
     rocksdb::WriteBatch batch;
     batch.Put(schedules_cf_, name, schedule.SerializeAsString());
-    if (!db_->Write(&batch).ok()) Fatal("scheduler: cannot persist schedule " + name);
+    if (!WriteOrStop(&batch, "schedule " + name)) return;
     v1::SubmitPipelineRequest request;
     request.set_spec_yaml(schedule.spec_yaml());
     *request.mutable_params() = schedule.params();

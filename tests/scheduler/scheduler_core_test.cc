@@ -1,0 +1,172 @@
+// The scheduler core with no gRPC in the process: the local executor, RocksDB in a temp dir and an
+// in-memory artifact gateway. A write that fails stops the scheduler (an error to every caller,
+// nothing new started) instead of killing the process, and a restart resumes from what was
+// recorded without repeating what already ran.
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "services/common/digest.h"
+#include "services/scheduler/local_executor.h"
+#include "services/scheduler/scheduler.h"
+#include "tests/testing/testing.h"
+
+namespace mlops::scheduler {
+namespace {
+
+using ::mlops::testing::StatusIs;
+
+// The artifact service as a map from digest to bytes (a fake: the real one is tested in
+// scheduler_test through its gRPC client). Datasets resolve to a digest of their name.
+class MemoryArtifacts final : public ArtifactGateway {
+ public:
+  absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
+                                             const std::string& ref) override {
+    return DigestHex(Sha256Of(dataset + "@" + ref));
+  }
+  absl::Status MaterializeDataset(const std::string&, const std::string&,
+                                  const std::string& dir) override {
+    std::filesystem::create_directories(dir);
+    return absl::OkStatus();
+  }
+  absl::Status MaterializeBlob(const std::string& digest, const std::string& path) override {
+    std::lock_guard lock(mu_);
+    auto it = blobs_.find(digest);
+    if (it == blobs_.end()) return absl::NotFoundError("blob " + digest);
+    std::ofstream(path, std::ios::binary) << it->second;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::string> UploadFile(const std::string& path) override {
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string digest = DigestHex(Sha256Of(bytes));
+    std::lock_guard lock(mu_);
+    blobs_[digest] = std::move(bytes);
+    return digest;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::string> blobs_;
+};
+
+int Lines(const std::string& path) {
+  std::ifstream in(path);
+  int n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+class SchedulerCoreTest : public ::testing::Test {
+ protected:
+  SchedulerCoreTest() {
+    auto db = Db::Open(dir_.path() + "/db", SchedulerColumnFamilies(), Db::Options{});
+    EXPECT_OK(db.status());
+    db_ = std::move(*db);
+  }
+  ~SchedulerCoreTest() override { Close(); }
+
+  absl::Status Start() {
+    LocalExecutor::Options options;
+    options.waiter = MLOPS_STEP_WAITER_BIN;
+    executor_ = std::make_unique<LocalExecutor>(options);
+    SchedulerOptions scheduler_options;
+    scheduler_options.work_root = dir_.path() + "/work";
+    scheduler_options.capacity = {4000, int64_t{8} << 30, 0};
+    auto scheduler =
+        Scheduler::Open(db_.get(), executor_.get(), &artifacts_, std::move(scheduler_options));
+    if (!scheduler.ok()) return scheduler.status();
+    scheduler_ = std::move(*scheduler);
+    return absl::OkStatus();
+  }
+  void Close() {
+    scheduler_.reset();
+    executor_.reset();
+  }
+
+  absl::StatusOr<v1::PipelineRun> Submit(const std::string& yaml) {
+    v1::SubmitPipelineRequest request;
+    request.set_spec_yaml(yaml);
+    return scheduler_->Submit(request);
+  }
+
+  // Polls the run until `done` holds (at most 20 s).
+  template <typename F>
+  v1::PipelineRun WaitFor(const std::string& id, F done) {
+    v1::PipelineRun run;
+    for (int i = 0; i < 2000; ++i) {
+      auto got = scheduler_->Get(id);
+      EXPECT_OK(got.status());
+      if (!got.ok()) break;
+      run = *got;
+      if (done(run)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return run;
+  }
+
+  testing::TempDir dir_;
+  MemoryArtifacts artifacts_;
+  std::unique_ptr<Db> db_;
+  std::unique_ptr<LocalExecutor> executor_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerCoreTest, AFailedWriteStopsTheSchedulerAndARestartRepeatsNothing) {
+  ASSERT_OK(Start());
+  const std::string first = dir_.path() + "/first", second = dir_.path() + "/second";
+  const std::string yaml =
+      "name: p\nsteps:\n"
+      "  - name: first\n    command: [sh, -c, 'sleep 0.3; echo ran >> " +
+      first +
+      "']\n  - name: second\n    needs: [first]\n"
+      "    command: [sh, -c, 'echo ran >> " +
+      second + "']\n";
+  auto run = Submit(yaml);
+  ASSERT_OK(run.status());
+  WaitFor(run->id(), [](const v1::PipelineRun& r) { return r.steps(0).state() == v1::RUNNING; });
+  // The disk fails while the first step runs: its end cannot be recorded.
+  db_->FailWritesForTesting(absl::UnavailableError("IO error: the disk went away"));
+  for (int i = 0; i < 500 && Lines(first) == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(Lines(first), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Nothing new starts, every change is refused with the reason, reads still answer.
+  EXPECT_EQ(Lines(second), 0);
+  EXPECT_THAT(Submit(yaml).status(), StatusIs(absl::StatusCode::kUnavailable,
+                                              "the scheduler stopped: it could not record"));
+  EXPECT_THAT(scheduler_->Cancel(run->id()).status(),
+              StatusIs(absl::StatusCode::kUnavailable, "the disk went away"));
+  ASSERT_OK(scheduler_->Get(run->id()).status());
+  // A restart on a healthy disk resumes from what was recorded: the first step's attempt is
+  // found ended (its waiter kept the exit code), so it does not run again; the second runs once.
+  Close();
+  db_->FailWritesForTesting(absl::OkStatus());
+  ASSERT_OK(Start());
+  v1::PipelineRun resumed =
+      WaitFor(run->id(), [](const v1::PipelineRun& r) { return r.state() == v1::SUCCEEDED; });
+  EXPECT_EQ(resumed.state(), v1::SUCCEEDED);
+  EXPECT_EQ(Lines(first), 1);
+  EXPECT_EQ(Lines(second), 1);
+  ASSERT_OK(Submit(yaml).status());
+}
+
+TEST_F(SchedulerCoreTest, ASubmissionWhoseWriteFailsIsRefusedAndLeavesNoRun) {
+  ASSERT_OK(Start());
+  db_->FailWritesForTesting(absl::UnavailableError("IO error: the disk went away"));
+  EXPECT_THAT(Submit("name: p\nsteps:\n  - name: a\n    command: [true]\n").status(),
+              StatusIs(absl::StatusCode::kUnavailable, "the disk went away"));
+  db_->FailWritesForTesting(absl::OkStatus());
+  v1::ListPipelineRunsRequest list;
+  auto runs = scheduler_->List(list);
+  ASSERT_OK(runs.status());
+  EXPECT_EQ(runs->runs_size(), 0);
+  // The scheduler itself did not stop: the failure was the caller's.
+  ASSERT_OK(Submit("name: p\nsteps:\n  - name: a\n    command: [true]\n").status());
+}
+
+}  // namespace
+}  // namespace mlops::scheduler
