@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "services/common/ids.h"
 #include "services/common/strings.h"
+#include "services/common/subprocess.h"
 
 extern char** environ;
 
@@ -133,29 +133,6 @@ bool ReadExitFile(const std::string& path, int* status, int* spawn_error) {
     return false;
   }
   return true;
-}
-
-// 0 when posix_spawnp could start `program` from `cwd` with this PATH, else the errno it would
-// fail with: checked before the waiter starts, so that a missing program is an error of Launch.
-int CheckProgram(const std::string& program, const std::string& cwd, const std::string& path) {
-  auto check = [](const std::string& file) {
-    struct stat st;
-    if (::stat(file.c_str(), &st) != 0) return errno;
-    if (!S_ISREG(st.st_mode)) return EACCES;
-    return ::access(file.c_str(), X_OK) == 0 ? 0 : errno;
-  };
-  if (program.find('/') != std::string::npos) {
-    return check(program[0] == '/' ? program : cwd + "/" + program);
-  }
-  int error = ENOENT;
-  std::vector<std::string> dirs = absl::StrSplit(path, ':');
-  for (const std::string& dir : dirs) {
-    const std::string& base = dir.empty() ? cwd : dir;
-    int rc = check(base + "/" + program);
-    if (rc == 0) return 0;
-    if (rc == EACCES) error = EACCES;
-  }
-  return error;
 }
 
 // Processes whose environment carries MLOPS_ATTEMPT_ID=<attempt_id> (an attempt recorded before its
@@ -296,71 +273,44 @@ absl::StatusOr<std::string> LocalExecutor::Launch(const LaunchSpec& spec,
     env["MASTER_ADDR"] = "127.0.0.1";
     env["MASTER_PORT"] = std::to_string(FreePort());
   }
-  auto fail_to_start = [&](int rc) -> absl::Status {
-    if (rc == ENOENT || rc == EACCES || rc == ENOEXEC) {
+  if (attempt->waited) {
+    // The waiter starts the step; what starting it would say is said here, at Launch.
+    if (int rc = ProgramError(spec.argv[0], spec.work_dir, env.count("PATH") ? env["PATH"] : "");
+        rc != 0) {
       return absl::FailedPreconditionError(
           StrCat("cannot start '", spec.argv[0], "': ", std::strerror(rc)));
     }
-    return absl::UnavailableError(StrCat("posix_spawn '", spec.argv[0], "': ", std::strerror(rc)));
-  };
-  if (attempt->waited) {
-    // The waiter starts the step; what posix_spawnp would say of it is said here, at Launch.
-    if (int rc = CheckProgram(spec.argv[0], spec.work_dir, env.count("PATH") ? env["PATH"] : "");
-        rc != 0) {
-      return fail_to_start(rc);
-    }
   }
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  std::string out = spec.work_dir + "/stdout.log", err = spec.work_dir + "/stderr.log";
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  SpawnOptions spawn;
+  spawn.inherit_env = false;
+  spawn.cwd = spec.work_dir;
+  spawn.in = Stdio::Null();
   // Replicas append to the same files.
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_addchdir_np(&actions, spec.work_dir.c_str());
-  sigset_t none;
-  sigemptyset(&none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGPIPE);
-  int rc = 0;
-  for (int rank = 0; rank < spec.replicas && rc == 0; ++rank) {
-    std::vector<std::string> args;
+  spawn.out = Stdio::File(spec.work_dir + "/stdout.log");
+  spawn.err = Stdio::File(spec.work_dir + "/stderr.log");
+  absl::Status started = absl::OkStatus();
+  for (int rank = 0; rank < spec.replicas && started.ok(); ++rank) {
+    spawn.argv.clear();
     if (attempt->waited) {
-      args = {options_.waiter, ExitFile(spec.work_dir, static_cast<size_t>(rank))};
+      spawn.argv = {options_.waiter, ExitFile(spec.work_dir, static_cast<size_t>(rank))};
     }
-    args.insert(args.end(), spec.argv.begin(), spec.argv.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
+    spawn.argv.insert(spawn.argv.end(), spec.argv.begin(), spec.argv.end());
     env["RANK"] = env["LOCAL_RANK"] = std::to_string(rank);
-    std::vector<std::string> env_strings;
-    for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-    std::vector<char*> envp;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
+    spawn.env = env;
     // Replica 0 leads a process group of its own; the others join it, so that one signal to the
     // group reaches the whole gang and everything it started.
-    posix_spawnattr_setpgroup(&attr, rank == 0 ? 0 : attempt->pgid);
-    posix_spawnattr_setsigmask(&attr, &none);  // servers block SIGTERM; steps must not inherit it
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = -1;
-    rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) break;
+    spawn.process_group = rank == 0 ? 0 : attempt->pgid;
+    auto child = Subprocess::Spawn(spawn);
+    if (!child.ok()) {
+      started = child.status();
+      break;
+    }
+    pid_t pid = child->Release();
     if (rank == 0) attempt->pgid = pid;
     attempt->pids.push_back(pid);
     attempt->pidfds.push_back(PidfdOpen(pid));
   }
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
+  if (!started.ok()) {
     // The replicas already started go with the gang.
     if (attempt->pgid > 0) ::kill(-attempt->pgid, SIGKILL);
     for (size_t i = 0; i < attempt->pids.size(); ++i) {
@@ -368,7 +318,7 @@ absl::StatusOr<std::string> LocalExecutor::Launch(const LaunchSpec& spec,
       }
       ::close(attempt->pidfds[i]);
     }
-    return fail_to_start(rc);
+    return started;
   }
   attempt->start_ms = NowMs();
   attempt->deadline_ms = spec.timeout_ms > 0 ? attempt->start_ms + spec.timeout_ms : 0;

@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <rocksdb/db.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,7 +20,7 @@
 #include <random>
 #include <thread>
 
-extern char** environ;
+#include "services/common/subprocess.h"
 
 namespace mlops::testing {
 
@@ -101,16 +100,13 @@ void ChildServer::Start() {
                                    "--data_dir=" + data_dir_,
                                    "--port_file=" + port_file_};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
+  SpawnOptions options;
+  options.argv = std::move(args);
   std::string log = data_dir_ + ".log";
-  posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  int rc = posix_spawn(&pid_, binary_.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  ASSERT_EQ(rc, 0) << "spawn " << binary_;
+  options.err = Stdio::File(log);
+  auto child = Subprocess::Spawn(options);
+  ASSERT_TRUE(child.ok()) << child.status();
+  pid_ = child->Release();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     std::ifstream in(port_file_);
@@ -142,52 +138,20 @@ int ChildServer::Terminate() {
   return status;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv_in,
+CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::vector<std::string>& env_extra) {
-  CommandResult result;
-  int out_pipe[2], err_pipe[2];
-  if (pipe(out_pipe) != 0 || pipe(err_pipe) != 0) return result;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  posix_spawn_file_actions_addclose(&actions, out_pipe[0]);
-  posix_spawn_file_actions_addclose(&actions, err_pipe[0]);
-  std::vector<std::string> args = argv_in;
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
-  for (const auto& e : env_extra) env_strings.push_back(e);
-  std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid;
-  int rc = posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (rc != 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    return result;
+  SpawnOptions options;
+  options.argv = argv;
+  for (const std::string& entry : env_extra) {
+    size_t eq = entry.find('=');
+    options.env[entry.substr(0, eq)] = eq == std::string::npos ? "" : entry.substr(eq + 1);
   }
-  // Read stderr on a thread so that neither pipe can fill up and block the child.
-  std::thread err_reader([&] {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(err_pipe[0], buf, sizeof(buf))) > 0) result.err.append(buf, n);
-  });
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(out_pipe[0], buf, sizeof(buf))) > 0) result.out.append(buf, n);
-  err_reader.join();
-  close(out_pipe[0]);
-  close(err_pipe[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  CommandResult result;
+  auto output = RunAndCapture(std::move(options));
+  if (!output.ok()) return result;
+  result.exit_code = output->exit_code;
+  result.out = std::move(output->out);
+  result.err = std::move(output->err);
   return result;
 }
 
@@ -245,18 +209,14 @@ PrometheusServer::PrometheusServer(const std::string& dir, const std::vector<int
     out << "]\n";
   }
   port_ = FreePort();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    int null_fd = ::open("/dev/null", O_WRONLY);
-    ::dup2(null_fd, 1);
-    ::dup2(null_fd, 2);
-    std::string storage = "--storage.tsdb.path=" + dir + "/tsdb";
-    std::string listen = "--web.listen-address=127.0.0.1:" + std::to_string(port_);
-    std::string config_flag = "--config.file=" + config;
-    ::execl("/usr/bin/prometheus", "prometheus", config_flag.c_str(), storage.c_str(),
-            listen.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  SpawnOptions options;
+  options.argv = {"/usr/bin/prometheus", "--config.file=" + config,
+                  "--storage.tsdb.path=" + dir + "/tsdb",
+                  "--web.listen-address=127.0.0.1:" + std::to_string(port_)};
+  options.out = Stdio::Null();
+  options.err = Stdio::Null();
+  auto child = Subprocess::Spawn(options);
+  if (child.ok()) pid_ = child->Release();
 }
 
 PrometheusServer::~PrometheusServer() {
@@ -322,7 +282,9 @@ void SetRecord(const std::string& db_path, const std::string& cf, const std::str
     if (handle->GetName() == cf) target = handle;
   }
   EXPECT_NE(target, nullptr) << "no column family " << cf;
-  if (target != nullptr) EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), target, key, value).ok());
+  if (target != nullptr) {
+    EXPECT_TRUE(db->Put(rocksdb::WriteOptions(), target, key, value).ok());
+  }
   for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle);
 }
 

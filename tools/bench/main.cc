@@ -1,6 +1,5 @@
 // mlops-bench: benchmark programs, one suite per service (see bench.h and docs/performance.md).
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -13,9 +12,8 @@
 #include <vector>
 
 #include "services/common/strings.h"
+#include "services/common/subprocess.h"
 #include "tools/bench/bench.h"
-
-extern char** environ;
 
 namespace mlops::bench {
 
@@ -29,15 +27,14 @@ int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid
                                    "--data_dir=" + data_dir,
                                    "--port_file=" + port_file,
                                    "--max_message_mb=64"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t child = -1;
-  if (posix_spawn(&child, binary.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
-    std::cerr << "cannot start " << binary << "\n";
+  SpawnOptions options;
+  options.argv = std::move(args);
+  auto child = Subprocess::Spawn(options);
+  if (!child.ok()) {
+    std::cerr << child.status().message() << "\n";
     std::exit(1);
   }
-  *pid = child;
+  *pid = child->Release();
   int port = 0;
   for (int i = 0; i < 1000; ++i) {
     std::ifstream in(port_file);

@@ -1,12 +1,8 @@
 #include "tools/cli/run_cli.h"
 
-#include <fcntl.h>
 #include <gnu/libc-version.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -24,9 +20,8 @@
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
 #include "services/artifact/client/artifact_client.h"
 #include "services/common/strings.h"
+#include "services/common/subprocess.h"
 #include "services/scheduler/metrics_file.h"
-
-extern char** environ;
 
 namespace mlops::cli {
 namespace {
@@ -57,60 +52,23 @@ struct Captured {
   std::string out;
 };
 
-// argv and envp for posix_spawn: `args`, and this process's environment plus `extra_env`.
-class SpawnArgs {
- public:
-  SpawnArgs(std::vector<std::string> args, const std::vector<std::string>& extra_env)
-      : args_(std::move(args)) {
-    for (char** e = environ; *e != nullptr; ++e) env_.emplace_back(*e);
-    env_.insert(env_.end(), extra_env.begin(), extra_env.end());
-    for (auto& a : args_) argv_.push_back(a.data());
-    argv_.push_back(nullptr);
-    for (auto& e : env_) envp_.push_back(e.data());
-    envp_.push_back(nullptr);
-  }
-  SpawnArgs(const SpawnArgs&) = delete;
-  SpawnArgs& operator=(const SpawnArgs&) = delete;
-  char* const* argv() { return argv_.data(); }
-  char* const* envp() { return envp_.data(); }
-
- private:
-  std::vector<std::string> args_, env_;
-  std::vector<char*> argv_, envp_;
-};
-
-// Runs argv (no shell) in `dir` with extra environment entries; returns its exit code and stdout
-// (stderr is discarded). -1 when it cannot start.
+// Runs argv (no shell) in `dir` with extra environment entries (NAME=VALUE); returns its exit code
+// and stdout (stderr is dropped). -1 when it cannot start.
 Captured Capture(const std::vector<std::string>& argv, const std::string& dir,
                  const std::vector<std::string>& extra_env = {}) {
+  SpawnOptions options;
+  options.argv = argv;
+  options.cwd = dir;
+  options.in = Stdio::Null();
+  for (const std::string& entry : extra_env) {
+    size_t eq = entry.find('=');
+    options.env[entry.substr(0, eq)] = eq == std::string::npos ? "" : entry.substr(eq + 1);
+  }
   Captured result;
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return result;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  if (!dir.empty()) posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-  SpawnArgs spawn(argv, extra_env);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, spawn.argv()[0], &actions, nullptr, spawn.argv(), spawn.envp());
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(pipe_fds[1]);
-  if (rc != 0) {
-    ::close(pipe_fds[0]);
-    return result;
-  }
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::read(pipe_fds[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
-    if (n > 0) result.out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(pipe_fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  auto output = RunAndCapture(std::move(options));
+  if (!output.ok()) return result;
+  result.exit_code = output->exit_code;
+  result.out = std::move(output->out);
   return result;
 }
 
@@ -705,65 +663,37 @@ class RunCli {
   // run is still marked.
   int Spawn(const std::vector<std::string>& command, const std::string& dir,
             const std::vector<std::string>& extra_env, const std::string& logs) {
-    int out_pipe[2], err_pipe[2];
-    if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) return 127;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-    posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-    SpawnArgs spawn(command, extra_env);
-    auto previous_int = ::signal(SIGINT, SIG_IGN);
-    auto previous_term = ::signal(SIGTERM, SIG_IGN);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, spawn.argv()[0], &actions, &attr, spawn.argv(), spawn.envp());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    ::close(out_pipe[1]);
-    ::close(err_pipe[1]);
+    SpawnOptions options;
+    options.argv = command;
+    options.cwd = dir;
+    options.out = Stdio::Pipe();
+    options.err = Stdio::Pipe();
+    for (const std::string& entry : extra_env) {
+      size_t eq = entry.find('=');
+      options.env[entry.substr(0, eq)] = entry.substr(eq + 1);
+    }
     std::ofstream out_log(logs + "/stdout.log", std::ios::binary),
         err_log(logs + "/stderr.log", std::ios::binary);
-    int status = 0;
-    if (rc != 0) {
-      err_log << "cannot start " << command[0] << ": " << std::strerror(rc) << "\n";
-      std::cerr << "mlops: cannot start " << command[0] << ": " << std::strerror(rc) << "\n";
-      status = 127;
+    // Ctrl-C and SIGTERM reach the command (it starts with them at their defaults); mlops waits.
+    auto previous_int = ::signal(SIGINT, SIG_IGN);
+    auto previous_term = ::signal(SIGTERM, SIG_IGN);
+    int status = 127;
+    auto child = Subprocess::Spawn(options);
+    if (!child.ok()) {
+      err_log << child.status().message() << "\n";
+      std::cerr << "mlops: " << child.status().message() << "\n";
     } else {
-      pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-      std::ofstream* files[2] = {&out_log, &err_log};
-      int open = 2;
-      char buf[65536];
-      while (open > 0) {
-        if (::poll(fds, 2, -1) < 0) {
-          if (errno == EINTR) continue;
-          break;
-        }
-        for (int i = 0; i < 2; ++i) {
-          if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-          ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
-          if (n > 0) {
-            files[i]->write(buf, n);
-            (void)!::write(i == 0 ? 1 : 2, buf, static_cast<size_t>(n));
-          } else if (n == 0 || errno != EINTR) {
-            fds[i].fd = -1;
-            --open;
-          }
-        }
-      }
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      child->Drain(
+          [&](std::string_view piece) {
+            out_log.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+            (void)!::write(1, piece.data(), piece.size());
+          },
+          [&](std::string_view piece) {
+            err_log.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+            (void)!::write(2, piece.data(), piece.size());
+          });
+      status = child->Wait();
     }
-    ::close(out_pipe[0]);
-    ::close(err_pipe[0]);
     ::signal(SIGINT, previous_int);
     ::signal(SIGTERM, previous_term);
     return status;
