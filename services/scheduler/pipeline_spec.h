@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/scheduler/quantities.h"
 
 namespace mlops::scheduler {
 
@@ -123,11 +124,5 @@ absl::StatusOr<std::vector<std::string>> RenderCommand(
 // (input name -> digest). Equal fingerprints mean the step would compute the same thing.
 std::string StepFingerprint(const StepSpec& step,
                             const std::map<std::string, std::string>& input_digests);
-
-// "90s", "5m", "1h30m", "250ms", "2" (seconds) -> milliseconds; false when malformed.
-bool ParseDuration(std::string_view text, int64_t* ms);
-// "500m", "1", "0.5" -> millicores; "512Mi", "1Gi", "1G", "1000" -> bytes.
-bool ParseCpu(std::string_view text, int64_t* millis);
-bool ParseMemory(std::string_view text, int64_t* bytes);
 
 }  // namespace mlops::scheduler

@@ -9,7 +9,7 @@
 
 #include "mlops/monitoring/v1/monitoring.grpc.pb.h"
 #include "services/common/strings.h"
-#include "services/scheduler/pipeline_spec.h"
+#include "services/scheduler/quantities.h"
 #include "tools/cli/commands.h"
 
 namespace mlops::cli {

@@ -7,7 +7,7 @@
 
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/common/strings.h"
-#include "services/scheduler/pipeline_spec.h"
+#include "services/scheduler/quantities.h"
 
 namespace mlops::cli {
 namespace {
