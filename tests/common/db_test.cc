@@ -11,6 +11,40 @@ namespace {
 
 using ::mlops::testing::StatusIs;
 
+TEST(DbTest, PrefixScansBothWaysAndSurvivesReopen) {
+  testing::TempDir dir;
+  {
+    auto db = Db::Open(dir.path() + "/db", {"things"}, Db::Options());
+    ASSERT_TRUE(db.ok()) << db.status();
+    rocksdb::WriteBatch batch;
+    for (const char* key : {"a1", "b1", "b2", "b3", "c1"}) batch.Put((*db)->Cf("things"), key, key);
+    ASSERT_OK((*db)->Write(&batch));
+    // A second open of the same directory is refused while the first holds it.
+    EXPECT_THAT(Db::Open(dir.path() + "/db", {"things"}, Db::Options()).status(),
+                StatusIs(absl::StatusCode::kUnavailable, "in use"));
+  }
+  auto db = Db::Open(dir.path() + "/db", {"things"}, Db::Options());
+  ASSERT_TRUE(db.ok()) << db.status();
+  std::vector<std::string> seen;
+  auto collect = [&](std::string_view k, std::string_view) {
+    seen.emplace_back(k);
+    return true;
+  };
+  ASSERT_OK((*db)->ScanPrefix((*db)->Cf("things"), "b", "", collect));
+  EXPECT_THAT(seen, ::testing::ElementsAre("b1", "b2", "b3"));
+  seen.clear();
+  ASSERT_OK((*db)->ScanPrefix((*db)->Cf("things"), "b", "b1", collect));
+  EXPECT_THAT(seen, ::testing::ElementsAre("b2", "b3"));
+  seen.clear();
+  ASSERT_OK((*db)->ScanPrefixReverse((*db)->Cf("things"), "b", "", collect));
+  EXPECT_THAT(seen, ::testing::ElementsAre("b3", "b2", "b1"));
+  seen.clear();
+  ASSERT_OK((*db)->ScanPrefixReverse((*db)->Cf("things"), "b", "b3", collect));
+  EXPECT_THAT(seen, ::testing::ElementsAre("b2", "b1"));
+  EXPECT_EQ(PrefixSuccessor("ab\xff"), "ac");
+  EXPECT_EQ(PrefixSuccessor("\xff\xff"), "");
+}
+
 class DbFormatTest : public ::testing::Test {
  protected:
   // Opens the database at format `version` with steps 1..version that note when they run; step

@@ -1,8 +1,6 @@
 #include "tools/cli/run_cli.h"
 
-#include <gnu/libc-version.h>
 #include <signal.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -22,26 +20,13 @@
 #include "services/common/strings.h"
 #include "services/common/subprocess.h"
 #include "services/scheduler/metrics_file.h"
+#include "tools/cli/run_recording.h"
 
 namespace mlops::cli {
 namespace {
 
 namespace mv1 = ::mlops::metadata::v1;
 namespace fs = std::filesystem;
-
-// Files that pin a project's dependencies: recorded (content digest, stored) when present in the
-// working dir or at the top of the repository.
-const char* const kLockfiles[] = {"requirements.txt",  "requirements-dev.txt",
-                                  "poetry.lock",       "Pipfile.lock",
-                                  "environment.yml",   "environment.yaml",
-                                  "conda-lock.yml",    "uv.lock",
-                                  "package-lock.json", "yarn.lock",
-                                  "Cargo.lock",        "go.sum"};
-// Environment variables that change results.
-const char* const kRecordedEnv[] = {
-    "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED", "TZ", "LANG"};
-// Where inputs are materialised, relative to the working dir (left out of the recorded diff).
-constexpr char kInputsDir[] = ".mlops-run";
 
 std::string Hex(const std::string& digest) {
   return digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
@@ -72,55 +57,9 @@ Captured Capture(const std::vector<std::string>& argv, const std::string& dir,
   return result;
 }
 
-std::string FirstLine(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-  return line;
-}
-
 std::string Trim(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
   return text;
-}
-
-// What the command will run with: OS, kernel, libc, compilers and interpreters, the variables
-// that change results, and whether it is in a container.
-std::map<std::string, std::string> Environment() {
-  std::map<std::string, std::string> env;
-  std::ifstream release("/etc/os-release");
-  std::string line;
-  while (std::getline(release, line)) {
-    if (line.rfind("PRETTY_NAME=", 0) == 0) {
-      std::string value = line.substr(12);
-      if (value.size() >= 2 && value.front() == '"') value = value.substr(1, value.size() - 2);
-      env["os"] = value;
-    }
-  }
-  struct utsname name;
-  if (::uname(&name) == 0) {
-    env["kernel"] = name.release;
-    env["arch"] = name.machine;
-  }
-  env["glibc"] = gnu_get_libc_version();
-  for (const auto& [key, argv] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-           {"cc", {"cc", "--version"}},
-           {"c++", {"c++", "--version"}},
-           {"python3", {"python3", "--version"}}}) {
-    Captured version = Capture(argv, "");
-    if (version.exit_code == 0) env[key] = FirstLine(version.out);
-  }
-  for (const char* var : kRecordedEnv) {
-    if (const char* value = std::getenv(var)) env[std::string("env.") + var] = value;
-  }
-  std::ifstream cgroup("/proc/1/cgroup");
-  std::stringstream groups;
-  groups << cgroup.rdbuf();
-  bool container = fs::exists("/.dockerenv") || fs::exists("/run/.containerenv") ||
-                   groups.str().find("docker") != std::string::npos ||
-                   groups.str().find("kubepods") != std::string::npos ||
-                   std::getenv("KUBERNETES_SERVICE_HOST") != nullptr;
-  env["container"] = container ? "yes" : "no";
-  return env;
 }
 
 class RunCli {
@@ -187,7 +126,7 @@ class RunCli {
       std::string relative = fs::relative(plan.work_dir, top).string();
       (*create.mutable_tags())["mlops.repo_path"] = relative;
     }
-    auto environment = Environment();
+    auto environment = CaptureEnvironment();
     for (const auto& [k, v] : environment) (*source->mutable_environment())[k] = v;
     if (const char* image = std::getenv("MLOPS_IMAGE_DIGEST")) source->set_image_digest(image);
     RecordLockfiles(plan.work_dir, top, source);
@@ -197,7 +136,7 @@ class RunCli {
       size_t at = ref.find('@');
       std::string dataset = ref.substr(0, at),
                   version = at == std::string::npos ? "" : ref.substr(at + 1);
-      std::string dir = plan.work_dir + "/" + kInputsDir + "/inputs/" + local;
+      std::string dir = plan.work_dir + "/" + kRunScratchDir + "/inputs/" + local;
       auto pulled = artifacts_.Pull(dataset, version, dir, nullptr);
       if (!pulled.ok()) {
         std::cerr << "mlops: input " << local << " (" << ref << "): " << pulled.status().message()
@@ -228,12 +167,12 @@ class RunCli {
                                     "MLOPS_SCHEDULER_SERVER=" + endpoints_.scheduler,
                                     "MLOPS_MONITORING_SERVER=" + endpoints_.monitoring,
                                     "MLOPS_EXPERIMENT_ID=" + result.run.experiment_id()};
-    for (const auto& [k, v] : plan.params) env.push_back("MLOPS_PARAM_" + Upper(k) + "=" + v);
-    for (const auto& [k, v] : input_paths) env.push_back("MLOPS_INPUT_" + Upper(k) + "=" + v);
-    std::string logs = plan.work_dir + "/" + kInputsDir + "/logs/" + run_id;
+    for (const auto& [k, v] : plan.params) env.push_back("MLOPS_PARAM_" + EnvName(k) + "=" + v);
+    for (const auto& [k, v] : input_paths) env.push_back("MLOPS_INPUT_" + EnvName(k) + "=" + v);
+    std::string logs = plan.work_dir + "/" + kRunScratchDir + "/logs/" + run_id;
     fs::create_directories(logs);
     // Scratch that git should not show: everything under .mlops-run is ignored.
-    std::ofstream(plan.work_dir + "/" + kInputsDir + "/.gitignore") << "*\n";
+    std::ofstream(plan.work_dir + "/" + kRunScratchDir + "/.gitignore") << "*\n";
     fs::remove(plan.work_dir + "/metrics.json");  // only what this run writes counts
     int status = Spawn(plan.command, plan.work_dir, env, logs);
     result.exit_code = status;
@@ -398,39 +337,9 @@ class RunCli {
     cleanup();
 
     // The verdict: outputs by digest, metrics by value.
-    std::vector<std::vector<std::string>> rows;
-    bool identical = again.exit_code == 0, within = true;
-    for (const auto& path : plan.outputs) {
-      std::string before = tag("mlops.output." + path);
-      auto it = again.outputs.find(path);
-      std::string after = it == again.outputs.end() ? "" : it->second;
-      bool same = !after.empty() && before == after;
-      identical = identical && same;
-      within = within && same;
-      rows.push_back({"output " + path, before.substr(0, 12),
-                      after.empty() ? "-" : after.substr(0, 12), same ? "identical" : "DIFFERENT"});
-    }
-    for (const auto& m : original.latest_metrics()) {
-      auto it = again.metrics.find(m.key());
-      std::string verdict;
-      if (it == again.metrics.end()) {
-        verdict = "MISSING";
-        identical = within = false;
-      } else if (it->second == m.value() || (std::isnan(it->second) && std::isnan(m.value()))) {
-        verdict = "equal";
-      } else if (std::fabs(it->second - m.value()) <=
-                 tolerance * std::max(1.0, std::fabs(m.value()))) {
-        verdict = "within tolerance";
-        identical = false;
-      } else {
-        verdict = "DIFFERENT";
-        identical = within = false;
-      }
-      rows.push_back({"metric " + m.key(), FormatDouble(m.value()),
-                      it == again.metrics.end() ? "-" : FormatDouble(it->second), verdict});
-    }
-    if (again.exit_code != 0) within = false;
-    std::string verdict = identical ? "identical" : within ? "within-tolerance" : "different";
+    Verdict judged = JudgeReproduction(original, plan.outputs, again.exit_code, again.outputs,
+                                       again.metrics, tolerance);
+    const std::string& verdict = judged.verdict;
     mv1::LogBatchRequest mark;
     mark.set_run_id(id);
     (*mark.mutable_tags())["mlops.reproduced"] = verdict;
@@ -444,7 +353,7 @@ class RunCli {
       std::cout << "{\"run\": \"" << id << "\", \"reproduction\": \"" << again.run.id()
                 << "\", \"verdict\": \"" << verdict << "\"}\n";
     } else {
-      PrintTable({"WHAT", "ORIGINAL", "REPRODUCTION", "VERDICT"}, rows);
+      PrintTable({"WHAT", "ORIGINAL", "REPRODUCTION", "VERDICT"}, judged.rows);
       std::cout << "\nrun " << id << " reproduced as " << again.run.id() << ": " << verdict
                 << (verdict == "identical" ? " (bit for bit)" : "") << "\n";
     }
@@ -466,79 +375,13 @@ class RunCli {
       for (const auto& run : runs) PrintJson(run);
       return 0;
     }
-    std::vector<std::string> header = {"", ""};
-    for (const auto& run : runs) header.push_back(run.id().substr(0, 12) + " " + run.name());
-    std::vector<std::vector<std::string>> rows;
-    auto add = [&](const std::string& kind, const std::string& key,
-                   const std::function<std::string(const mv1::Run&)>& value, bool only_different) {
-      std::vector<std::string> row = {kind, key};
-      bool differ = false;
-      for (const auto& run : runs) {
-        row.push_back(value(run));
-        differ = differ || row.back() != row[2];
-      }
-      if (!only_different || differ) rows.push_back(row);
-    };
-    std::set<std::string> params, metrics, inputs;
-    for (const auto& run : runs) {
-      for (const auto& [k, v] : run.params()) params.insert(k);
-      for (const auto& m : run.latest_metrics()) metrics.insert(m.key());
-      for (const auto& i : run.source().inputs()) inputs.insert(i.name());
-    }
-    add(
-        "code", "commit",
-        [](const mv1::Run& r) {
-          return r.source().code().commit().substr(0, 12) +
-                 (r.source().code().dirty() ? " (dirty)" : "");
-        },
-        true);
-    for (const auto& k : params) {
-      add(
-          "param", k,
-          [&](const mv1::Run& r) {
-            auto it = r.params().find(k);
-            return it == r.params().end() ? std::string("-") : it->second;
-          },
-          true);
-    }
-    for (const auto& k : inputs) {
-      add(
-          "input", k,
-          [&](const mv1::Run& r) {
-            for (const auto& i : r.source().inputs()) {
-              if (i.name() == k) return Hex(i.digest()).substr(0, 12);
-            }
-            return std::string("-");
-          },
-          true);
-    }
-    for (const auto& k : metrics) {
-      add(
-          "metric", k,
-          [&](const mv1::Run& r) {
-            for (const auto& m : r.latest_metrics()) {
-              if (m.key() == k) return FormatDouble(m.value());
-            }
-            return std::string("-");
-          },
-          false);
-    }
-    add(
-        "status", "", [](const mv1::Run& r) { return mv1::RunStatus_Name(r.status()); }, false);
-    PrintTable(header, rows);
+    Comparison table = CompareRuns(runs);
+    PrintTable(table.header, table.rows);
     std::cout << "\n(params, inputs and code are shown where they differ; metrics always)\n";
     return 0;
   }
 
  private:
-  static std::string Upper(std::string s) {
-    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    for (char& c : s) {
-      if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-    }
-    return s;
-  }
-
   std::string ExperimentId(const std::string& name) {
     mv1::GetExperimentByNameRequest get;
     get.set_name(name);
@@ -558,64 +401,31 @@ class RunCli {
     return Call(metadata_.get(), &mv1::MetadataService::Stub::GetExperiment, get).name();
   }
 
-  // The commit, branch and remote; uncommitted changes (untracked files included, ignored ones
-  // not) as a binary patch against the commit, built in a scratch index so that the user's index
-  // is untouched, and stored in the artifact service.
+  // The commit, branch and remote; uncommitted changes as a patch stored in the artifact service.
   void RecordCode(const Plan& plan, mv1::CodeVersion* code, std::string* top) {
-    *top = Trim(Capture({"git", "rev-parse", "--show-toplevel"}, plan.work_dir).out);
-    if (top->empty()) {
-      std::cerr << "mlops: warning: " << plan.work_dir
-                << " is not in a git repository: the code is not recorded and the run cannot be "
-                   "reproduced\n";
-      return;
-    }
-    std::string commit = Trim(Capture({"git", "rev-parse", "HEAD"}, *top).out);
-    if (commit.empty()) {
-      std::cerr << "mlops: warning: the repository has no commit yet\n";
-      return;
-    }
-    code->set_commit(commit);
-    code->set_branch(Trim(Capture({"git", "rev-parse", "--abbrev-ref", "HEAD"}, *top).out));
-    code->set_repository(Trim(Capture({"git", "config", "--get", "remote.origin.url"}, *top).out));
-    std::string index =
-        (fs::temp_directory_path() / ("mlops-index-" + std::to_string(::getpid()))).string();
-    std::vector<std::string> env = {"GIT_INDEX_FILE=" + index};
-    Capture({"git", "read-tree", "HEAD"}, *top, env);
-    std::vector<std::string> add = {"git", "add", "-A", "--", "."};
-    std::string relative = fs::relative(plan.work_dir, *top).string();
-    std::string prefix = relative == "." ? "" : relative + "/";
-    for (const std::string& excluded : {std::string(".mlops"), std::string(kInputsDir)}) {
-      add.push_back(":(exclude)" + prefix + excluded);
-    }
-    for (const auto& output : plan.outputs) add.push_back(":(exclude)" + prefix + output);
-    Capture(add, *top, env);
-    Captured diff = Capture({"git", "diff", "--cached", "--binary", "HEAD"}, *top, env);
-    fs::remove(index);
-    if (diff.exit_code == 0 && !diff.out.empty()) {
-      auto blob = artifacts_.UploadBytes(diff.out, /*pin=*/true, nullptr);
-      if (blob.ok()) {
-        code->set_dirty(true);
-        code->set_diff_digest("sha256:" + blob->digest());
-        std::cerr << "mlops: warning: the working tree is dirty; its uncommitted changes ("
-                  << diff.out.size() << " bytes of patch) are stored with the run as "
-                  << blob->digest().substr(0, 12) << "\n";
-      }
+    CodeSnapshot snapshot = SnapshotCode(plan.work_dir, plan.outputs);
+    *top = snapshot.top;
+    if (!snapshot.warning.empty()) std::cerr << "mlops: warning: " << snapshot.warning << "\n";
+    if (snapshot.commit.empty()) return;
+    code->set_commit(snapshot.commit);
+    code->set_branch(snapshot.branch);
+    code->set_repository(snapshot.repository);
+    if (snapshot.patch.empty()) return;
+    auto blob = artifacts_.UploadBytes(snapshot.patch, /*pin=*/true, nullptr);
+    if (blob.ok()) {
+      code->set_dirty(true);
+      code->set_diff_digest("sha256:" + blob->digest());
+      std::cerr << "mlops: warning: the working tree is dirty; its uncommitted changes ("
+                << snapshot.patch.size() << " bytes of patch) are stored with the run as "
+                << blob->digest().substr(0, 12) << "\n";
     }
   }
 
   void RecordLockfiles(const std::string& work_dir, const std::string& top,
                        mv1::RunSource* source) {
-    std::set<std::string> dirs = {work_dir};
-    if (!top.empty()) dirs.insert(top);
-    for (const auto& dir : dirs) {
-      for (const char* name : kLockfiles) {
-        std::string path = dir + "/" + name;
-        if (!fs::is_regular_file(path)) continue;
-        auto blob = artifacts_.UploadFile(path, /*pin=*/true, nullptr);
-        if (!blob.ok()) continue;
-        std::string key = top.empty() ? name : fs::relative(path, top).string();
-        (*source->mutable_dependency_digests())[key] = "sha256:" + blob->digest();
-      }
+    for (const auto& [key, path] : FindLockfiles(work_dir, top)) {
+      auto blob = artifacts_.UploadFile(path, /*pin=*/true, nullptr);
+      if (blob.ok()) (*source->mutable_dependency_digests())[key] = "sha256:" + blob->digest();
     }
   }
 
