@@ -81,6 +81,9 @@ struct StoreStats {
   int64_t open_sessions = 0;
 };
 
+// Besides the codes each method names, every method returns DATA_LOSS for a stored record that
+// does not parse (naming its column family and key) and the storage's own error when RocksDB or
+// the chunk files fail (UNAVAILABLE; RESOURCE_EXHAUSTED when the disk is full).
 class ArtifactStore {
  public:
   // Opens (creating) the store in `dir`. UNAVAILABLE when another process holds it.
@@ -126,6 +129,7 @@ class ArtifactStore {
   absl::StatusOr<std::vector<int>> FindMissingBlobs(const std::vector<RawDigest>& digests);
   // NOT_FOUND.
   absl::StatusOr<v1::Blob> StatBlob(const RawDigest& digest, bool include_chunks = false);
+  // By digest. INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::ListBlobsResponse> ListBlobs(const v1::ListBlobsRequest& request);
   // NOT_FOUND.
   absl::StatusOr<v1::Blob> SetBlobPinned(const RawDigest& digest, bool pinned);
@@ -140,7 +144,9 @@ class ArtifactStore {
   // --- Datasets ---
   // ALREADY_EXISTS, INVALID_ARGUMENT (name, description over 64 KiB).
   absl::StatusOr<v1::Dataset> CreateDataset(const v1::CreateDatasetRequest& request);
+  // NOT_FOUND.
   absl::StatusOr<v1::Dataset> GetDataset(std::string_view name);
+  // By name. INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::ListDatasetsResponse> ListDatasets(const v1::ListDatasetsRequest& request);
   // Stores a version (or finds the existing one with the same digest, already_existed=true) and
   // moves its tags and "latest" to it. NOT_FOUND (dataset, unless header.create_dataset; parent),
@@ -152,9 +158,14 @@ class ArtifactStore {
   // `ref`: a tag, a digest, or a unique digest prefix of at least 8 hex characters; empty means
   // "latest". NOT_FOUND, INVALID_ARGUMENT (ambiguous prefix).
   absl::StatusOr<v1::DatasetVersion> GetVersion(std::string_view dataset, std::string_view ref);
+  // Newest first. NOT_FOUND (dataset); INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::ListVersionsResponse> ListVersions(const v1::ListVersionsRequest& request);
+  // By path, optionally under a prefix. NOT_FOUND (dataset, version); INVALID_ARGUMENT (ref, page
+  // size, page token).
   absl::StatusOr<v1::ListVersionEntriesResponse> ListVersionEntries(
       const v1::ListVersionEntriesRequest& request);
+  // Added, removed and changed paths from `from` to `to`. NOT_FOUND and INVALID_ARGUMENT as
+  // GetVersion for either ref.
   absl::StatusOr<v1::DiffVersionsResponse> DiffVersions(const v1::DiffVersionsRequest& request);
   // Moves (or removes) a tag. INVALID_ARGUMENT (tag name; "latest" cannot be removed), NOT_FOUND.
   absl::StatusOr<v1::DatasetVersion> TagVersion(const v1::TagVersionRequest& request);
@@ -165,6 +176,8 @@ class ArtifactStore {
   // of corrupt chunks (the marks stay: later scrubs report them as missing until healed). A chunk
   // marked damaged that reads correctly again loses its mark.
   absl::StatusOr<v1::ScrubResponse> Scrub(bool repair);
+  // Deletes chunks no blob, session or pinned blob uses and that are older than the grace period
+  // (dry_run: only counts them). INVALID_ARGUMENT for a negative grace period.
   absl::StatusOr<v1::GarbageCollectResponse> GarbageCollect(
       const v1::GarbageCollectRequest& request);
 

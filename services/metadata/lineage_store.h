@@ -46,14 +46,19 @@ inline constexpr int kMaxProperties = 1000;
 inline constexpr int kMaxLineageHops = 100;
 inline constexpr size_t kMaxLineageNodes = 1000000;
 
+// Besides the codes each method names, every method returns DATA_LOSS for a stored record that
+// does not parse (naming its column family and key) and the storage's own error when RocksDB
+// fails (UNAVAILABLE; RESOURCE_EXHAUSTED when the disk is full).
 class LineageStore {
  public:
   // Opens the lineage and registry database (every column family both stores use).
+  // FAILED_PRECONDITION for a database of a newer format.
   static absl::StatusOr<std::unique_ptr<Db>> OpenDb(const std::string& path,
                                                     const Db::Options& options);
 
   // Registers the built-in types (idempotently) and reads the id counters. `db` must hold the
-  // lineage column families and outlive the store.
+  // lineage column families and outlive the store. DATA_LOSS for a stored type that does not
+  // parse.
   static absl::StatusOr<std::unique_ptr<LineageStore>> Create(Db* db);
 
   // INVALID_ARGUMENT (kind, name, property types), FAILED_PRECONDITION (changes the type of an
@@ -61,13 +66,17 @@ class LineageStore {
   absl::StatusOr<v1::NodeType> PutType(const v1::NodeType& type);
   // NOT_FOUND.
   absl::StatusOr<v1::NodeType> GetType(v1::NodeKind kind, std::string_view name) const;
+  // Built-in types first, then by name. INVALID_ARGUMENT for an unknown kind.
   absl::StatusOr<std::vector<v1::NodeType>> ListTypes(v1::NodeKind kind) const;
 
   // Creates or updates. NOT_FOUND (unknown type; id > 0 that does not exist), INVALID_ARGUMENT
   // (properties that do not match the schema, a type change), ABORTED (stale
   // expected_update_time_ms), ALREADY_EXISTS (external_id taken by an artifact of another type).
   absl::StatusOr<v1::Artifact> PutArtifact(const v1::PutArtifactRequest& request);
+  // By id or external_id. NOT_FOUND; INVALID_ARGUMENT when the request names neither.
   absl::StatusOr<v1::Artifact> GetArtifact(const v1::GetNodeRequest& request) const;
+  // INVALID_ARGUMENT (filter with its position, page size, page token). A call that walks
+  // 200,000 entries returns a partial page with a token.
   absl::StatusOr<v1::ListArtifactsResponse> ListArtifacts(
       const v1::ListNodesRequest& request) const;
 
@@ -76,15 +85,19 @@ class LineageStore {
   // ALREADY_EXISTS when the execution's external_id was recorded for an execution of another
   // type (same type: the first call's ids are returned, already_existed).
   absl::StatusOr<v1::PutExecutionResponse> PutExecution(const v1::PutExecutionRequest& request);
+  // As GetArtifact / ListArtifacts.
   absl::StatusOr<v1::Execution> GetExecution(const v1::GetNodeRequest& request) const;
   absl::StatusOr<v1::ListExecutionsResponse> ListExecutions(
       const v1::ListNodesRequest& request) const;
 
+  // Creates or updates; a context is unique by type and name. Codes as PutArtifact.
   absl::StatusOr<v1::Context> PutContext(const v1::PutContextRequest& request);
+  // By id, external_id or type and name; otherwise as GetArtifact / ListArtifacts.
   absl::StatusOr<v1::Context> GetContext(const v1::GetNodeRequest& request) const;
   absl::StatusOr<v1::ListContextsResponse> ListContexts(const v1::ListNodesRequest& request) const;
   // NOT_FOUND, INVALID_ARGUMENT (a context its own parent, or a link closing a cycle).
   absl::Status AddParentContext(int64_t child_id, int64_t parent_id);
+  // NOT_FOUND (context); INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::GetContextMembersResponse> GetContextMembers(
       const v1::GetContextMembersRequest& request) const;
 

@@ -54,9 +54,13 @@ struct SearchTuning {
 // order, so each insert lands next to the previous one.
 std::shared_ptr<const rocksdb::SliceTransform> MetricSeriesPrefixExtractor();
 
+// Besides the codes each method names, every method returns DATA_LOSS for a stored record that
+// does not parse (naming its column family and key) and the storage's own error when RocksDB
+// fails (UNAVAILABLE; RESOURCE_EXHAUSTED when the disk is full).
 class MetadataStore {
  public:
-  // Opens (creating when missing) the store in directory `path`.
+  // Opens (creating when missing) the store in directory `path`. The storage's error when RocksDB
+  // cannot open it; FAILED_PRECONDITION for a database of a newer format.
   static absl::StatusOr<std::unique_ptr<MetadataStore>> Open(const std::string& path,
                                                              const Db::Options& options);
 
@@ -69,8 +73,9 @@ class MetadataStore {
   absl::StatusOr<v1::Experiment> CreateExperiment(const v1::CreateExperimentRequest& request);
   // NOT_FOUND when absent; INVALID_ARGUMENT for a malformed id.
   absl::StatusOr<v1::Experiment> GetExperiment(std::string_view id) const;
+  // NOT_FOUND.
   absl::StatusOr<v1::Experiment> GetExperimentByName(std::string_view name) const;
-  // In creation order.
+  // In creation order. INVALID_ARGUMENT for a bad page size or token.
   absl::StatusOr<v1::ListExperimentsResponse> ListExperiments(
       const v1::ListExperimentsRequest& request) const;
   // update_mask paths: name, description, tags. INVALID_ARGUMENT for other paths or an empty
@@ -101,7 +106,8 @@ class MetadataStore {
   absl::Status DeleteTag(std::string_view run_id, std::string_view key);
 
   // Points in step order, then timestamp. A point logged again with the same step and timestamp
-  // replaces the earlier one.
+  // replaces the earlier one. NOT_FOUND for the run; INVALID_ARGUMENT for a malformed id, an empty
+  // key, a bad page size or token.
   absl::StatusOr<v1::GetMetricHistoryResponse> GetMetricHistory(
       const v1::GetMetricHistoryRequest& request) const;
 

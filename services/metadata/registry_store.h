@@ -26,6 +26,9 @@ inline constexpr char kModelsCf[] = "models";
 inline constexpr char kModelVersionsCf[] = "model_versions";
 inline constexpr char kAliasHistoryCf[] = "alias_history";
 
+// Besides the codes each method names, every method returns DATA_LOSS for a stored record that
+// does not parse (naming its column family and key) and the storage's own error when RocksDB
+// fails.
 class RegistryStore {
  public:
   // `db` holds the registry column families and "request_ids", and outlives the store.
@@ -36,6 +39,7 @@ class RegistryStore {
       const v1::CreateRegisteredModelRequest& request);
   // NOT_FOUND.
   absl::StatusOr<v1::RegisteredModel> GetRegisteredModel(std::string_view name) const;
+  // By name. INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::ListRegisteredModelsResponse> ListRegisteredModels(
       const v1::ListRegisteredModelsRequest& request) const;
   // NOT_FOUND, ABORTED (stale expected_update_time_ms).
@@ -46,6 +50,7 @@ class RegistryStore {
   absl::StatusOr<v1::ModelVersion> CreateModelVersion(const v1::CreateModelVersionRequest& request);
   // By number or alias. NOT_FOUND.
   absl::StatusOr<v1::ModelVersion> GetModelVersion(const v1::GetModelVersionRequest& request) const;
+  // Newest first. NOT_FOUND (model); INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::ListModelVersionsResponse> ListModelVersions(
       const v1::ListModelVersionsRequest& request) const;
   // NOT_FOUND, ABORTED.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -159,7 +160,9 @@ absl::StatusOr<std::unique_ptr<Table>> Table::ReadFile(const std::string& path) 
   }
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
-  if (map == MAP_FAILED) return absl::InternalError("cannot map " + path);
+  if (map == MAP_FAILED) {
+    return absl::UnavailableError("cannot map " + path + ": " + std::strerror(errno));
+  }
   std::unique_ptr<Table> table(new Table());
   table->map_ = map;
   table->map_size_ = size;

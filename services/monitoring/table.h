@@ -40,7 +40,8 @@ class Table {
   ~Table();
   // INVALID_ARGUMENT naming the file and what is wrong (truncated, bad magic, ragged CSV rows).
   static absl::StatusOr<std::unique_ptr<Table>> ReadFile(const std::string& path);
-  // CSV text; `categorical` forces those columns to categories.
+  // CSV text; `categorical` forces those columns to categories. INVALID_ARGUMENT for ragged rows
+  // or no header.
   static absl::StatusOr<std::unique_ptr<Table>> ParseCsv(
       std::string_view text, const std::vector<std::string>& categorical);
   // Values as they are (copied into the table).
@@ -58,7 +59,8 @@ class Table {
   size_t map_size_ = 0;
 };
 
-// Writes columns (all of `rows` values) in the .mlcol format.
+// Writes columns (all of `rows` values) in the .mlcol format. UNAVAILABLE when the file cannot be
+// written.
 absl::Status WriteColumnar(const std::string& path, const std::vector<Column>& columns,
                            uint64_t rows);
 

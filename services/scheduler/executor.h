@@ -54,7 +54,8 @@ class Executor {
   // Starts the attempt and returns once it runs; `done` is called exactly once, on another
   // thread, when it ends. Returns an opaque handle to persist (for Recover after a restart).
   // INVALID_ARGUMENT for an empty argv, FAILED_PRECONDITION when the program cannot be started
-  // (not found, not executable), ALREADY_EXISTS for an attempt id in use.
+  // (not found, not executable), ALREADY_EXISTS for an attempt id in use, UNAVAILABLE when the
+  // system cannot start it now (no memory, too many processes).
   virtual absl::StatusOr<std::string> Launch(const LaunchSpec& spec,
                                              std::function<void(const AttemptResult&)> done) = 0;
   // Ends a running attempt (its `done` reports kCanceled). NOT_FOUND when it is not running.

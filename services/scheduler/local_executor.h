@@ -37,6 +37,7 @@ class LocalExecutor final : public Executor {
   ~LocalExecutor() override;  // cancels and waits for every running attempt
 
   std::string name() const override { return "local"; }
+  // The Executor contract (executor.h), codes included.
   absl::StatusOr<std::string> Launch(const LaunchSpec& spec,
                                      std::function<void(const AttemptResult&)> done) override;
   absl::Status Cancel(const std::string& attempt_id) override;
