@@ -213,30 +213,16 @@ absl::StatusOr<v1::Blob> ArtifactStore::StatBlob(const RawDigest& digest, bool i
 
 absl::StatusOr<v1::ListBlobsResponse> ArtifactStore::ListBlobs(
     const v1::ListBlobsRequest& request) {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"blobs"});
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = cursor.after;
-  }
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
+                                             request.page_token(), Fingerprint({"blobs"})));
   v1::ListBlobsResponse response;
-  std::string last;
-  bool more = false;
-  absl::Status parse = absl::OkStatus();
   RETURN_IF_ERROR(db_->ScanProto<internal::StoredBlob>(
-      blobs_, "", after, [&](std::string_view key, internal::StoredBlob& stored) {
-        if (response.blobs_size() == page_size) {
-          more = true;
-          return false;
-        }
+      blobs_, "", pager.after(), [&](std::string_view key, internal::StoredBlob& stored) {
+        if (!pager.Take(key)) return false;
         *response.add_blobs() = BlobFromStored(DigestFromBytes(key), stored);
-        last = std::string(key);
         return true;
       }));
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

@@ -67,32 +67,20 @@ absl::StatusOr<v1::Dataset> ArtifactStore::GetDataset(std::string_view name) {
 
 absl::StatusOr<v1::ListDatasetsResponse> ArtifactStore::ListDatasets(
     const v1::ListDatasetsRequest& request) {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"datasets"});
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = cursor.after;
-  }
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
+                                             request.page_token(), Fingerprint({"datasets"})));
   v1::ListDatasetsResponse response;
   std::vector<std::string> names;
-  bool more = false;
   RETURN_IF_ERROR(
-      db_->ScanPrefix(datasets_, "", after, [&](std::string_view key, std::string_view) {
-        if (static_cast<int>(names.size()) == page_size) {
-          more = true;
-          return false;
-        }
+      db_->ScanPrefix(datasets_, "", pager.after(), [&](std::string_view key, std::string_view) {
+        if (!pager.Take(key)) return false;
         names.emplace_back(key);
         return true;
       }));
   for (const std::string& name : names) {
     ASSIGN_OR_RETURN(*response.add_datasets(), GetDataset(name));
   }
-  if (more)
-    response.set_next_page_token(
-        EncodePageToken(db_->page_token_key(), {fingerprint, names.back()}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 
@@ -374,32 +362,23 @@ absl::Status ArtifactStore::ScanEntries(
 
 absl::StatusOr<v1::ListVersionEntriesResponse> ArtifactStore::ListVersionEntries(
     const v1::ListVersionEntriesRequest& request) {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 1000, 10000));
+  // A bad page size is refused before the ref is resolved.
+  RETURN_IF_ERROR(NormalizePageSize(request.page_size(), 1000, 10000).status());
   ASSIGN_OR_RETURN(RawDigest digest, ResolveRef(request.dataset(), request.ref()));
-  uint64_t fingerprint =
-      Fingerprint({"entries", request.dataset(), DigestBytes(digest), request.path_prefix()});
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = cursor.after;
-  }
+  ASSIGN_OR_RETURN(
+      Pager pager,
+      Pager::Start(
+          db_->page_token_key(), request.page_size(), 1000, 10000, request.page_token(),
+          Fingerprint({"entries", request.dataset(), DigestBytes(digest), request.path_prefix()})));
   v1::ListVersionEntriesResponse response;
   ASSIGN_OR_RETURN(*response.mutable_version(), LoadVersion(request.dataset(), digest));
-  bool more = false;
-  std::string last;
-  RETURN_IF_ERROR(ScanEntries(digest, request.path_prefix(), after,
+  RETURN_IF_ERROR(ScanEntries(digest, request.path_prefix(), pager.after(),
                               [&](std::string_view path, const v1::VersionEntry& entry) {
-                                if (response.entries_size() == page_size) {
-                                  more = true;
-                                  return false;
-                                }
+                                if (!pager.Take(path)) return false;
                                 *response.add_entries() = entry;
-                                last = std::string(path);
                                 return true;
                               }));
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

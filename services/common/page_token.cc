@@ -82,4 +82,34 @@ absl::StatusOr<int> NormalizePageSize(int page_size, int default_size, int max_s
   return page_size > max_size ? max_size : page_size;
 }
 
+absl::StatusOr<Pager> Pager::Start(std::string_view token_key, int page_size, int default_size,
+                                   int max_size, std::string_view token, uint64_t fingerprint) {
+  Pager pager;
+  auto size = NormalizePageSize(page_size, default_size, max_size);
+  if (!size.ok()) return size.status();
+  pager.page_size_ = *size;
+  pager.token_key_ = std::string(token_key);
+  pager.fingerprint_ = fingerprint;
+  if (!token.empty()) {
+    auto cursor = DecodePageToken(token_key, token, fingerprint);
+    if (!cursor.ok()) return cursor.status();
+    pager.after_ = std::move(cursor->after);
+  }
+  return pager;
+}
+
+bool Pager::Take(std::string_view key) {
+  if (taken_ == page_size_) {
+    more_ = true;
+    return false;
+  }
+  ++taken_;
+  last_.assign(key);
+  return true;
+}
+
+std::string Pager::NextToken() const {
+  return more_ ? EncodePageToken(token_key_, {fingerprint_, last_}) : "";
+}
+
 }  // namespace mlops

@@ -30,4 +30,35 @@ uint64_t Fingerprint(std::initializer_list<std::string_view> parts);
 // page_size 0 means `default_size`; negative is INVALID_ARGUMENT; above `max_size` is clamped.
 absl::StatusOr<int> NormalizePageSize(int page_size, int default_size, int max_size);
 
+// One page of a keyed scan: where the previous page ended, and, as items are taken, whether a next
+// page exists and the token that resumes there.
+//   ASSIGN_OR_RETURN(Pager pager, Pager::Start(key, request.page_size(), 100, 1000,
+//                                               request.page_token(), fingerprint));
+//   db.Scan...(cf, prefix, pager.after(), [&](key, value) {
+//     if (!pager.Take(key)) return false;  // the page is full
+//     ...add the item...
+//   });
+//   response.set_next_page_token(pager.NextToken());
+class Pager {
+ public:
+  // INVALID_ARGUMENT for a negative page size or a token DecodePageToken refuses.
+  static absl::StatusOr<Pager> Start(std::string_view token_key, int page_size, int default_size,
+                                     int max_size, std::string_view token, uint64_t fingerprint);
+  // Scan from strictly after this key ("" for the first page).
+  const std::string& after() const { return after_; }
+  // Before adding the item at `key`: false when the page is already full (a next page exists).
+  bool Take(std::string_view key);
+  int taken() const { return taken_; }
+  // The token of the next page; "" when the scan ended within this page.
+  std::string NextToken() const;
+
+ private:
+  std::string token_key_;
+  uint64_t fingerprint_ = 0;
+  int page_size_ = 0;
+  int taken_ = 0;
+  bool more_ = false;
+  std::string after_, last_;
+};
+
 }  // namespace mlops

@@ -211,6 +211,13 @@ pid_t Subprocess::Release() {
   return std::exchange(pid_, -1);
 }
 
+void SpawnOptions::SetEnv(const std::vector<std::string>& entries) {
+  for (const std::string& entry : entries) {
+    size_t eq = entry.find('=');
+    env[entry.substr(0, eq)] = eq == std::string::npos ? "" : entry.substr(eq + 1);
+  }
+}
+
 int ExitCodeOf(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);

@@ -37,6 +37,8 @@ struct SpawnOptions {
   // The child's environment: this process's (inherit_env) or none, with `env` set over it.
   bool inherit_env = true;
   std::map<std::string, std::string> env;
+  // Sets NAME=VALUE entries ("NAME" alone: empty) into `env`.
+  void SetEnv(const std::vector<std::string>& entries);
   std::string cwd;  // "": this process's
   Stdio in = Stdio::Inherit(), out = Stdio::Inherit(), err = Stdio::Inherit();
   // -1: this process's group; 0: a new group the child leads; > 0: join that group.

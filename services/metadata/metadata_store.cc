@@ -223,33 +223,22 @@ absl::StatusOr<v1::Experiment> MetadataStore::GetExperimentByName(std::string_vi
 
 absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
     const v1::ListExperimentsRequest& request) const {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"experiments", v1::ViewType_Name(request.view())});
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = cursor.after;
-  }
+  ASSIGN_OR_RETURN(
+      Pager pager,
+      Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000, request.page_token(),
+                   Fingerprint({"experiments", v1::ViewType_Name(request.view())})));
   v1::ListExperimentsResponse response;
-  std::string last;
-  bool more = false;
   RETURN_IF_ERROR(db_->ScanProto<v1::Experiment>(
-      experiments_, "", after, [&](std::string_view key, v1::Experiment& experiment) {
+      experiments_, "", pager.after(), [&](std::string_view key, v1::Experiment& experiment) {
         bool deleted = experiment.lifecycle_stage() == v1::DELETED;
         bool wanted =
             request.view() == v1::ALL || (request.view() == v1::DELETED_ONLY ? deleted : !deleted);
         if (!wanted) return true;
-        if (response.experiments_size() == page_size) {
-          more = true;
-          return false;
-        }
+        if (!pager.Take(key)) return false;
         *response.add_experiments() = std::move(experiment);
-        last = std::string(key);
         return true;
       }));
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

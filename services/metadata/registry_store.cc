@@ -137,29 +137,16 @@ absl::StatusOr<v1::RegisteredModel> RegistryStore::GetRegisteredModel(std::strin
 
 absl::StatusOr<v1::ListRegisteredModelsResponse> RegistryStore::ListRegisteredModels(
     const v1::ListRegisteredModelsRequest& request) const {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"models"});
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = cursor.after;
-  }
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
+                                             request.page_token(), Fingerprint({"models"})));
   v1::ListRegisteredModelsResponse response;
-  bool more = false;
   RETURN_IF_ERROR(db_->ScanProto<v1::RegisteredModel>(
-      models_, "", after, [&](std::string_view, v1::RegisteredModel& model) {
-        if (response.models_size() == page_size) {
-          more = true;
-          return false;
-        }
+      models_, "", pager.after(), [&](std::string_view key, v1::RegisteredModel& model) {
+        if (!pager.Take(key)) return false;
         *response.add_models() = std::move(model);
         return true;
       }));
-  if (more) {
-    response.set_next_page_token(EncodePageToken(
-        db_->page_token_key(), {fingerprint, response.models(response.models_size() - 1).name()}));
-  }
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

@@ -513,6 +513,24 @@ void LocalExecutor::Recover(const RecoverSpec& spec,
     for (const auto& [found, group] : FindByAttemptEnv(spec.attempt_id)) {
       if (group > 1 && group != ::getpgrp()) groups.insert(group);
     }
+    // Nothing of it runs, and its waiters said how it ended: the attempt finished while the
+    // scheduler could not record its start. Reported as it ended, so that it is not run again.
+    int status = 0, spawn_error = 0;
+    if (groups.empty() && ReadExitFile(ExitFile(spec.work_dir, 0), &status, &spawn_error)) {
+      result.outcome = AttemptResult::Outcome::kSucceeded;
+      for (size_t rank = 0; ReadExitFile(ExitFile(spec.work_dir, rank), &status, &spawn_error);
+           ++rank) {
+        if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+        if (Succeeded(status)) continue;
+        result.outcome = AttemptResult::Outcome::kFailed;
+        if (WIFSIGNALED(status)) result.signal = WTERMSIG(status);
+        result.message = spawn_error != 0 ? StrCat("cannot start: ", std::strerror(spawn_error))
+                                          : Describe(status);
+        break;
+      }
+      done(result);
+      return;
+    }
   }
   for (pid_t group : groups) ::kill(-group, SIGKILL);
   // Orphaned by the old scheduler with no way to learn how it ends: stopped; its outputs are

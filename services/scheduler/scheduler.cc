@@ -268,33 +268,23 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Get(const std::string& id) const {
 
 absl::StatusOr<v1::ListPipelineRunsResponse> Scheduler::List(
     const v1::ListPipelineRunsRequest& request) const {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"pipeline_runs"});
-  std::string before;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    before = cursor.after;
-  }
+  // Newest first: a page resumes before the key where the last one ended.
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
+                                             request.page_token(), Fingerprint({"pipeline_runs"})));
   v1::ListPipelineRunsResponse response;
-  bool more = false;
   std::vector<std::string> ids;
-  RETURN_IF_ERROR(
-      db_->ScanPrefixReverse(runs_cf_, "", before, [&](std::string_view key, std::string_view) {
-        if (static_cast<int>(ids.size()) == page_size) {
-          more = true;
-          return false;
-        }
-        ids.emplace_back(key);
-        return true;
-      }));
+  RETURN_IF_ERROR(db_->ScanPrefixReverse(runs_cf_, "", pager.after(),
+                                         [&](std::string_view key, std::string_view) {
+                                           if (!pager.Take(key)) return false;
+                                           ids.emplace_back(key);
+                                           return true;
+                                         }));
   for (const auto& id : ids) {
     ASSIGN_OR_RETURN(v1::PipelineRun run, Get(id));
     run.clear_spec_yaml();
     *response.add_runs() = std::move(run);
   }
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, ids.back()}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

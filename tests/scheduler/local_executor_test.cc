@@ -312,6 +312,18 @@ TEST_F(LocalExecutorTest, RecoverReportsAnAttemptThatEndedWhileTheSchedulerWasDo
   EXPECT_EQ(ReadFile(dir_.path() + "/out.txt"), "done\n");
 }
 
+TEST_F(LocalExecutorTest, AnAttemptThatEndedBeforeItsHandleWasRecordedIsReportedNotRerun) {
+  // The scheduler recorded the attempt but stopped before it stored the handle; the step ended.
+  auto [waiter, handle] = StartWaited(dir_.path(), "echo done >> out.txt; exit 3");
+  int status;
+  ASSERT_EQ(waitpid(waiter, &status, 0), waiter);
+  AttemptResult result = RecoverNow("run/s/1", "");
+  EXPECT_EQ(result.outcome, Outcome::kFailed) << result.message;
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_EQ(result.message, "exit code 3");
+  EXPECT_EQ(ReadFile(dir_.path() + "/out.txt"), "done\n");
+}
+
 TEST_F(LocalExecutorTest, RecoverCountsAnAttemptWhoseWaiterDiedUnheardAsLost) {
   auto [waiter, handle] = StartWaited(dir_.path(), "exec sleep 60");
   ::kill(waiter, SIGKILL);  // the waiter goes before it can say how its step ended

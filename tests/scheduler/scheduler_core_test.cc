@@ -126,7 +126,10 @@ TEST_F(SchedulerCoreTest, AFailedWriteStopsTheSchedulerAndARestartRepeatsNothing
       second + "']\n";
   auto run = Submit(yaml);
   ASSERT_OK(run.status());
-  WaitFor(run->id(), [](const v1::PipelineRun& r) { return r.steps(0).state() == v1::RUNNING; });
+  // Started: the attempt has its executor handle (recorded, or about to be).
+  WaitFor(run->id(), [](const v1::PipelineRun& r) {
+    return r.steps(0).attempts_size() > 0 && !r.steps(0).attempts(0).handle().empty();
+  });
   // The disk fails while the first step runs: its end cannot be recorded.
   db_->FailWritesForTesting(absl::UnavailableError("IO error: the disk went away"));
   for (int i = 0; i < 500 && Lines(first) == 0; ++i) {

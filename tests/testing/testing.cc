@@ -142,10 +142,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::vector<std::string>& env_extra) {
   SpawnOptions options;
   options.argv = argv;
-  for (const std::string& entry : env_extra) {
-    size_t eq = entry.find('=');
-    options.env[entry.substr(0, eq)] = eq == std::string::npos ? "" : entry.substr(eq + 1);
-  }
+  options.SetEnv(env_extra);
   CommandResult result;
   auto output = RunAndCapture(std::move(options));
   if (!output.ok()) return result;

@@ -45,10 +45,7 @@ Captured Capture(const std::vector<std::string>& argv, const std::string& dir,
   options.argv = argv;
   options.cwd = dir;
   options.in = Stdio::Null();
-  for (const std::string& entry : extra_env) {
-    size_t eq = entry.find('=');
-    options.env[entry.substr(0, eq)] = eq == std::string::npos ? "" : entry.substr(eq + 1);
-  }
+  options.SetEnv(extra_env);
   Captured result;
   auto output = RunAndCapture(std::move(options));
   if (!output.ok()) return result;
@@ -478,10 +475,7 @@ class RunCli {
     options.cwd = dir;
     options.out = Stdio::Pipe();
     options.err = Stdio::Pipe();
-    for (const std::string& entry : extra_env) {
-      size_t eq = entry.find('=');
-      options.env[entry.substr(0, eq)] = entry.substr(eq + 1);
-    }
+    options.SetEnv(extra_env);
     std::ofstream out_log(logs + "/stdout.log", std::ios::binary),
         err_log(logs + "/stderr.log", std::ios::binary);
     // Ctrl-C and SIGTERM reach the command (it starts with them at their defaults); mlops waits.
