@@ -311,34 +311,22 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::GetVersion(std::string_view da
 absl::StatusOr<v1::ListVersionsResponse> ArtifactStore::ListVersions(
     const v1::ListVersionsRequest& request) {
   ASSIGN_OR_RETURN(v1::Dataset dataset, GetDataset(request.dataset()));
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"versions", request.dataset()});
-  std::string prefix = DatasetPrefix(request.dataset());
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = StrCat(prefix, cursor.after);
-  }
+  const std::string prefix = DatasetPrefix(request.dataset());
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
+                                             request.page_token(),
+                                             Fingerprint({"versions", request.dataset()}), prefix));
   std::vector<RawDigest> digests;
-  std::string last;
-  bool more = false;
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(version_log_, prefix, after, [&](std::string_view key, std::string_view) {
-        if (static_cast<int>(digests.size()) == page_size) {
-          more = true;
-          return false;
-        }
-        digests.push_back(DigestFromBytes(key.substr(key.size() - 32)));
-        last = std::string(key.substr(prefix.size()));
-        return true;
-      }));
+  RETURN_IF_ERROR(db_->ScanPrefix(version_log_, prefix, pager.after(),
+                                  [&](std::string_view key, std::string_view) {
+                                    if (!pager.Take(key)) return false;
+                                    digests.push_back(DigestFromBytes(key.substr(key.size() - 32)));
+                                    return true;
+                                  }));
   v1::ListVersionsResponse response;
   for (const RawDigest& digest : digests) {
     ASSIGN_OR_RETURN(*response.add_versions(), LoadVersion(request.dataset(), digest));
   }
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

@@ -83,17 +83,19 @@ absl::StatusOr<int> NormalizePageSize(int page_size, int default_size, int max_s
 }
 
 absl::StatusOr<Pager> Pager::Start(std::string_view token_key, int page_size, int default_size,
-                                   int max_size, std::string_view token, uint64_t fingerprint) {
+                                   int max_size, std::string_view token, uint64_t fingerprint,
+                                   std::string_view prefix) {
   Pager pager;
   auto size = NormalizePageSize(page_size, default_size, max_size);
   if (!size.ok()) return size.status();
   pager.page_size_ = *size;
   pager.token_key_ = std::string(token_key);
   pager.fingerprint_ = fingerprint;
+  pager.prefix_ = std::string(prefix);
   if (!token.empty()) {
     auto cursor = DecodePageToken(token_key, token, fingerprint);
     if (!cursor.ok()) return cursor.status();
-    pager.after_ = std::move(cursor->after);
+    pager.after_ = pager.prefix_ + cursor->after;
   }
   return pager;
 }
@@ -104,8 +106,13 @@ bool Pager::Take(std::string_view key) {
     return false;
   }
   ++taken_;
-  last_.assign(key);
+  Pass(key);
   return true;
+}
+
+void Pager::Pass(std::string_view key) {
+  if (key.substr(0, prefix_.size()) == prefix_) key.remove_prefix(prefix_.size());
+  last_.assign(key);
 }
 
 std::string Pager::NextToken() const {

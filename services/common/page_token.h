@@ -39,15 +39,25 @@ absl::StatusOr<int> NormalizePageSize(int page_size, int default_size, int max_s
 //     ...add the item...
 //   });
 //   response.set_next_page_token(pager.NextToken());
+// A scan within a key prefix passes it as `prefix`: tokens then hold only the part after it, and
+// after() gives the whole key to resume from.
 class Pager {
  public:
   // INVALID_ARGUMENT for a negative page size or a token DecodePageToken refuses.
   static absl::StatusOr<Pager> Start(std::string_view token_key, int page_size, int default_size,
-                                     int max_size, std::string_view token, uint64_t fingerprint);
+                                     int max_size, std::string_view token, uint64_t fingerprint,
+                                     std::string_view prefix = {});
   // Scan from strictly after this key ("" for the first page).
   const std::string& after() const { return after_; }
+  bool first_page() const { return after_.empty(); }
   // Before adding the item at `key`: false when the page is already full (a next page exists).
   bool Take(std::string_view key);
+  // The item at `key` was examined but is not returned (a filter refused it): the next page
+  // starts after it.
+  void Pass(std::string_view key);
+  // The scan stops before the page is full (a budget of examined items ran out): the next page
+  // goes on from the last key taken or passed.
+  void Suspend() { more_ = true; }
   int taken() const { return taken_; }
   // The token of the next page; "" when the scan ended within this page.
   std::string NextToken() const;
@@ -58,7 +68,7 @@ class Pager {
   int page_size_ = 0;
   int taken_ = 0;
   bool more_ = false;
-  std::string after_, last_;
+  std::string prefix_, after_, last_;
 };
 
 }  // namespace mlops

@@ -603,25 +603,19 @@ absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* no
                                    rocksdb::ColumnFamilyHandle* index, v1::NodeKind kind,
                                    const v1::ListNodesRequest& request,
                                    std::function<Node*(Response*)> add) {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
+  RETURN_IF_ERROR(NormalizePageSize(request.page_size(), 100, 1000).status());
   ASSIGN_OR_RETURN(auto filter, ParseFilter(request.filter(), FilterDialect::kLineage));
-  uint64_t fingerprint =
-      Fingerprint({"nodes", std::string(1, KindByte(kind)), request.type(), request.filter()});
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db.page_token_key(), request.page_token(), fingerprint));
-    after = cursor.after;
-  }
+  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db.page_token_key(), request.page_size(), 100, 1000,
+                                             request.page_token(),
+                                             Fingerprint({"nodes", std::string(1, KindByte(kind)),
+                                                          request.type(), request.filter()})));
+  const std::string& after = pager.after();
   Response response;
-  bool more = false;
-  std::string last;
   int64_t scanned = 0;
-  int matched = 0;
   absl::Status status = absl::OkStatus();
   auto visit = [&](std::string_view key, int64_t id) {
     if (++scanned > kListScanBudget) {
-      more = true;  // partial page: continue from here
+      pager.Suspend();  // partial page: continue from here
       return false;
     }
     auto node = LoadNode<Node>(db, nodes, kind, id);
@@ -629,18 +623,18 @@ absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* no
       status = node.status();
       return false;
     }
-    last = std::string(key);
-    if (!*node) return true;
     NodeRef ref{kind};
-    if constexpr (std::is_same_v<Node, v1::Artifact>) ref.artifact = &**node;
-    if constexpr (std::is_same_v<Node, v1::Execution>) ref.execution = &**node;
-    if constexpr (std::is_same_v<Node, v1::Context>) ref.context = &**node;
-    if (!NodeMatches(filter.get(), ref)) return true;
-    *add(&response) = std::move(**node);
-    if (++matched == page_size) {
-      more = true;  // (the next call may find nothing more: a token can end in an empty page)
-      return false;
+    if (*node) {
+      if constexpr (std::is_same_v<Node, v1::Artifact>) ref.artifact = &**node;
+      if constexpr (std::is_same_v<Node, v1::Execution>) ref.execution = &**node;
+      if constexpr (std::is_same_v<Node, v1::Context>) ref.context = &**node;
     }
+    if (!*node || !NodeMatches(filter.get(), ref)) {
+      pager.Pass(key);
+      return true;
+    }
+    if (!pager.Take(key)) return false;
+    *add(&response) = std::move(**node);
     return true;
   };
   if (!request.type().empty()) {
@@ -657,7 +651,7 @@ absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* no
         }));
   }
   RETURN_IF_ERROR(status);
-  if (more) response.set_next_page_token(EncodePageToken(db.page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

@@ -350,27 +350,18 @@ absl::Status LineageStore::AddParentContext(int64_t child_id, int64_t parent_id)
 
 absl::StatusOr<v1::GetContextMembersResponse> LineageStore::GetContextMembers(
     const v1::GetContextMembersRequest& request) const {
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
+  RETURN_IF_ERROR(NormalizePageSize(request.page_size(), 100, 1000).status());
   RETURN_IF_ERROR(MustLoad<v1::Context>(*db_, nodes_, v1::CONTEXT, request.context_id()).status());
-  uint64_t fingerprint = Fingerprint({"members", Id8(request.context_id())});
-  std::string prefix = StrCat("C", Id8(request.context_id()));
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = StrCat(prefix, cursor.after);
-  }
+  const std::string prefix = StrCat("C", Id8(request.context_id()));
+  ASSIGN_OR_RETURN(
+      Pager pager,
+      Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000, request.page_token(),
+                   Fingerprint({"members", Id8(request.context_id())}), prefix));
   v1::GetContextMembersResponse response;
-  int count = 0;
-  bool more = false;
-  std::string last;
   absl::Status status = absl::OkStatus();
   RETURN_IF_ERROR(
-      db_->ScanPrefix(edges_, prefix, after, [&](std::string_view key, std::string_view) {
-        if (count == page_size) {
-          more = true;
-          return false;
-        }
+      db_->ScanPrefix(edges_, prefix, pager.after(), [&](std::string_view key, std::string_view) {
+        if (!pager.Take(key)) return false;
         char kind = key[9];
         int64_t id = ReadId8(key.substr(10));
         if (kind == KindByte(v1::ARTIFACT)) {
@@ -382,12 +373,10 @@ absl::StatusOr<v1::GetContextMembersResponse> LineageStore::GetContextMembers(
           if (!e.ok()) status = e.status();
           if (e.ok()) *response.add_executions() = std::move(*e);
         }
-        ++count;
-        last = std::string(key.substr(prefix.size()));
         return status.ok();
       }));
   RETURN_IF_ERROR(status);
-  if (request.page_token().empty()) {
+  if (pager.first_page()) {
     RETURN_IF_ERROR(db_->ScanPrefix(edges_, StrCat("P", Id8(request.context_id())), {},
                                     [&](std::string_view key, std::string_view) {
                                       response.add_parent_context_ids(ReadId8(key.substr(9)));
@@ -399,8 +388,7 @@ absl::StatusOr<v1::GetContextMembersResponse> LineageStore::GetContextMembers(
                                       return true;
                                     }));
   }
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

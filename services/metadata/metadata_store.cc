@@ -563,7 +563,7 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
   if (request.max_points() < 0 || request.max_points() == 1 || request.max_points() == 2) {
     return absl::InvalidArgumentError("max_points: must be 0 (no downsampling) or at least 3");
   }
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 10000, 100000));
+  RETURN_IF_ERROR(NormalizePageSize(request.page_size(), 10000, 100000).status());
   ASSIGN_OR_RETURN(auto exists, db_->Get(runs_, request.run_id()));
   if (!exists) return absl::NotFoundError(StrCat("run ", request.run_id(), " not found"));
 
@@ -618,29 +618,19 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
     }
     return response;
   }
-  uint64_t fingerprint = Fingerprint({"history", request.run_id(), request.key()});
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(auto cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = prefix + cursor.after;
-  }
-  std::string last;
-  bool more = false;
-  RETURN_IF_ERROR(
-      db_->ScanPrefix(metrics_, prefix, after, [&](std::string_view key, std::string_view value) {
-        if (response.metrics_size() == page_size) {
-          more = true;
-          return false;
-        }
-        v1::Metric* metric = response.add_metrics();
-        metric->set_key(request.key());
-        decode(key, value, metric);
-        last = std::string(key.substr(prefix.size()));
-        return true;
-      }));
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  ASSIGN_OR_RETURN(
+      Pager pager,
+      Pager::Start(db_->page_token_key(), request.page_size(), 10000, 100000, request.page_token(),
+                   Fingerprint({"history", request.run_id(), request.key()}), prefix));
+  RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, pager.after(),
+                                  [&](std::string_view key, std::string_view value) {
+                                    if (!pager.Take(key)) return false;
+                                    v1::Metric* metric = response.add_metrics();
+                                    metric->set_key(request.key());
+                                    decode(key, value, metric);
+                                    return true;
+                                  }));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

@@ -267,35 +267,25 @@ absl::StatusOr<v1::ModelVersion> RegistryStore::GetModelVersion(
 absl::StatusOr<v1::ListModelVersionsResponse> RegistryStore::ListModelVersions(
     const v1::ListModelVersionsRequest& request) const {
   ASSIGN_OR_RETURN(v1::RegisteredModel model, LoadModel(request.name()));
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"model_versions", request.name()});
-  std::string prefix = NamePrefix(request.name());
-  std::string before;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    before = StrCat(prefix, cursor.after);
-  }
+  const std::string prefix = NamePrefix(request.name());
+  // Newest first: a page resumes strictly before the last version of the previous one.
+  ASSIGN_OR_RETURN(
+      Pager pager,
+      Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000, request.page_token(),
+                   Fingerprint({"model_versions", request.name()}), prefix));
   v1::ListModelVersionsResponse response;
-  bool more = false;
-  std::string last;
   RETURN_IF_ERROR(db_->ScanProtoReverse<v1::ModelVersion>(
-      versions_, prefix, before, [&](std::string_view key, v1::ModelVersion& stored) {
-        if (response.versions_size() == page_size) {
-          more = true;
-          return false;
-        }
+      versions_, prefix, pager.after(), [&](std::string_view key, v1::ModelVersion& stored) {
+        if (!pager.Take(key)) return false;
         v1::ModelVersion* version = response.add_versions();
         *version = std::move(stored);
         for (const auto& [alias, n] : model.aliases()) {
           if (n == version->version()) version->add_aliases(alias);
         }
         std::sort(version->mutable_aliases()->begin(), version->mutable_aliases()->end());
-        last = std::string(key.substr(prefix.size()));
         return true;
       }));
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 
@@ -425,9 +415,11 @@ absl::StatusOr<v1::GetAliasHistoryResponse> RegistryStore::GetAliasHistory(
     const v1::GetAliasHistoryRequest& request) const {
   RETURN_IF_ERROR(ValidateAlias(request.alias()));
   RETURN_IF_ERROR(LoadModel(request.name()).status());
-  ASSIGN_OR_RETURN(int page_size, NormalizePageSize(request.page_size(), 100, 1000));
-  uint64_t fingerprint = Fingerprint({"alias_history", request.name(), request.alias()});
-  std::string prefix = HistoryPrefix(request.name(), request.alias());
+  const std::string prefix = HistoryPrefix(request.name(), request.alias());
+  ASSIGN_OR_RETURN(
+      Pager pager,
+      Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000, request.page_token(),
+                   Fingerprint({"alias_history", request.name(), request.alias()}), prefix));
   v1::GetAliasHistoryResponse response;
   if (request.at_time_ms() != 0) {
     // The newest move at or before the time; the alias did not exist if it was a deletion.
@@ -446,30 +438,17 @@ absl::StatusOr<v1::GetAliasHistoryResponse> RegistryStore::GetAliasHistory(
     }
     return response;
   }
-  std::string after;
-  if (!request.page_token().empty()) {
-    ASSIGN_OR_RETURN(PageCursor cursor,
-                     DecodePageToken(db_->page_token_key(), request.page_token(), fingerprint));
-    after = StrCat(prefix, cursor.after);
-  }
-  bool more = false;
-  std::string last;
-  RETURN_IF_ERROR(db_->ScanProto<v1::AliasMove>(history_, prefix, after,
+  RETURN_IF_ERROR(db_->ScanProto<v1::AliasMove>(history_, prefix, pager.after(),
                                                 [&](std::string_view key, v1::AliasMove& move) {
-                                                  if (response.moves_size() == page_size) {
-                                                    more = true;
-                                                    return false;
-                                                  }
+                                                  if (!pager.Take(key)) return false;
                                                   *response.add_moves() = std::move(move);
-                                                  last = std::string(key.substr(prefix.size()));
                                                   return true;
                                                 }));
-  if (response.moves_size() == 0 && request.page_token().empty()) {
+  if (response.moves_size() == 0 && pager.first_page()) {
     return absl::NotFoundError(
         StrCat("model ", request.name(), " has no history for alias ", request.alias()));
   }
-  if (more)
-    response.set_next_page_token(EncodePageToken(db_->page_token_key(), {fingerprint, last}));
+  response.set_next_page_token(pager.NextToken());
   return response;
 }
 

@@ -68,5 +68,52 @@ TEST(PageTokenTest, TheKeyIsMadeOnceAndKeptInTheDatabase) {
   EXPECT_NE((*foreign)->page_token_key(), key);
 }
 
+// Pages of a prefix scan: tokens hold the part after the prefix, passed (filtered) keys move the
+// position, a suspended scan resumes where it stopped, and the last page has no token.
+TEST(PageTokenTest, APagerWalksAPrefixScanWithFilteredKeysAndABudget) {
+  const std::string key(32, 'k');
+  const uint64_t fp = Fingerprint({"list"});
+  const std::vector<std::string> keys = {"p/1", "p/2", "p/3", "p/4", "p/5"};
+  // One page: up to 2 items, skipping "p/2", examining at most 3 keys.
+  auto page = [&](const std::string& token, std::vector<std::string>* got) {
+    auto pager = Pager::Start(key, 2, 10, 100, token, fp, "p/");
+    EXPECT_TRUE(pager.ok()) << pager.status();
+    int examined = 0;
+    for (const auto& k : keys) {
+      if (!pager->after().empty() && k <= pager->after()) continue;  // strictly after
+      if (++examined > 3) {
+        pager->Suspend();
+        break;
+      }
+      if (k == "p/2") {
+        pager->Pass(k);
+        continue;
+      }
+      if (!pager->Take(k)) break;
+      got->push_back(k);
+    }
+    return pager->NextToken();
+  };
+  std::vector<std::string> got;
+  std::string token = page("", &got);
+  EXPECT_EQ(got, (std::vector<std::string>{"p/1", "p/3"}));
+  auto cursor = DecodePageToken(key, token, fp);
+  ASSERT_TRUE(cursor.ok());
+  EXPECT_EQ(cursor->after, "3");  // relative to the prefix
+  token = page(token, &got);
+  EXPECT_EQ(got, (std::vector<std::string>{"p/1", "p/3", "p/4", "p/5"}));
+  EXPECT_EQ(token, "");
+  // A budget that runs out before the page is full still gives a token that resumes.
+  auto pager = Pager::Start(key, 5, 10, 100, "", fp, "p/");
+  ASSERT_TRUE(pager.ok());
+  EXPECT_TRUE(pager->first_page());
+  pager->Pass("p/2");
+  pager->Suspend();
+  auto resumed = Pager::Start(key, 5, 10, 100, pager->NextToken(), fp, "p/");
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(resumed->after(), "p/2");
+  EXPECT_FALSE(resumed->first_page());
+}
+
 }  // namespace
 }  // namespace mlops

@@ -154,10 +154,12 @@ void PrintJson(const google::protobuf::Message& message) {
   if (out.empty() || out.back() != '\n') std::cout << "\n";
 }
 
-void FailRpc(const grpc::Status& status) {
-  int code = status.error_code();
-  std::cerr << "error: " << StatusCodeName(code) << ": " << status.error_message() << "\n";
-  if (code == grpc::StatusCode::UNAVAILABLE) {
+void FailRpc(const grpc::Status& status) { FailStatus(FromGrpcStatus(status)); }
+
+void FailStatus(const absl::Status& status) {
+  int code = static_cast<int>(status.code());
+  std::cerr << "error: " << StatusCodeName(code) << ": " << status.message() << "\n";
+  if (status.code() == absl::StatusCode::kUnavailable) {
     std::cerr << "(is the server running? start it with mlops-server, or set --server / "
                  "MLOPS_SERVER)\n";
   }

@@ -12,6 +12,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "services/common/grpc_status.h"
+
 namespace mlops::cli {
 
 // Thrown on a bad command line: main prints it with a hint and exits 2.
@@ -44,21 +48,34 @@ std::string FormatTime(int64_t ms);
 void PrintTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows);
 void PrintJson(const google::protobuf::Message& message);
-// Prints a failed RPC's code and message (with a hint when the server is unreachable); exits 1.
+// Prints a failed call's code and message (with a hint when the server is unreachable); exits 1.
+[[noreturn]] void FailStatus(const absl::Status& status);
 [[noreturn]] void FailRpc(const grpc::Status& status);
 
 // The CLI's one way to make a unary call: `method` of `stub` with a deadline `timeout` from now;
-// on error prints it (FailRpc) and exits 1, so the caller only sees a response.
+// the response, or the call's status.
 template <typename Stub, typename Request, typename Response>
-Response CallOrExit(Stub* stub,
-                    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
-                    const Request& request, std::chrono::seconds timeout) {
+absl::StatusOr<Response> Call(Stub* stub,
+                              grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                           Response*),
+                              const Request& request, std::chrono::seconds timeout) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
   Response response;
   grpc::Status status = (stub->*method)(&context, request, &response);
-  if (!status.ok()) FailRpc(status);
+  if (!status.ok()) return FromGrpcStatus(status);
   return response;
+}
+
+// Call, for commands that can only stop on an error: prints it (FailStatus) and exits 1, so the
+// caller only sees a response.
+template <typename Stub, typename Request, typename Response>
+Response CallOrExit(Stub* stub,
+                    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+                    const Request& request, std::chrono::seconds timeout) {
+  auto response = Call(stub, method, request, timeout);
+  if (!response.ok()) FailStatus(response.status());
+  return *std::move(response);
 }
 
 // Inside a pipeline step (MLOPS_STEP_KEY set by the scheduler, the same for every attempt of the

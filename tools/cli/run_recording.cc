@@ -110,7 +110,7 @@ std::map<std::string, std::string> CaptureEnvironment() {
 
 CodeSnapshot SnapshotCode(const std::string& work_dir, const std::vector<std::string>& excluded) {
   CodeSnapshot code;
-  code.top = Trim(Capture({"git", "rev-parse", "--show-toplevel"}, work_dir).out);
+  code.top = RepositoryTop(work_dir);
   if (code.top.empty()) {
     code.warning = work_dir +
                    " is not in a git repository: the code is not recorded and the run cannot be "
@@ -141,6 +141,66 @@ CodeSnapshot SnapshotCode(const std::string& work_dir, const std::vector<std::st
   fs::remove(index);
   if (diff.exit_code == 0) code.patch = std::move(diff.out);
   return code;
+}
+
+std::string RepositoryTop(const std::string& dir) {
+  return Trim(Capture({"git", "rev-parse", "--show-toplevel"}, dir).out);
+}
+
+absl::StatusOr<std::string> ReproductionClone(const mv1::Run& run) {
+  const mv1::CodeVersion& code = run.source().code();
+  if (run.source().command().empty()) {
+    return absl::FailedPreconditionError(StrCat("run ", run.id(), " recorded no command"));
+  }
+  if (code.commit().empty()) {
+    return absl::FailedPreconditionError(
+        StrCat("run ", run.id(), " recorded no git commit: its code cannot be checked out"));
+  }
+  std::string top = RepositoryTop("");
+  if (top.empty()) {
+    return absl::FailedPreconditionError(
+        "mlops reproduce runs inside a clone of the run's repository");
+  }
+  if (Capture({"git", "cat-file", "-e", code.commit() + "^{commit}"}, top).exit_code != 0) {
+    return absl::FailedPreconditionError(
+        StrCat("commit ", code.commit(), " is not in this clone (git fetch?)"));
+  }
+  return top;
+}
+
+namespace {
+
+// git in `dir`: OK, or FAILED_PRECONDITION with what git said.
+absl::Status Git(const std::vector<std::string>& args, const std::string& dir,
+                 const std::string& what) {
+  SpawnOptions options;
+  options.argv = {"git"};
+  options.argv.insert(options.argv.end(), args.begin(), args.end());
+  options.cwd = dir;
+  options.in = Stdio::Null();
+  auto output = RunAndCapture(std::move(options));
+  if (!output.ok()) return output.status();
+  if (output->exit_code != 0) {
+    return absl::FailedPreconditionError(StrCat(what, ": ", Trim(output->err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AddWorktree(const std::string& top, const std::string& commit,
+                         const std::string& tree) {
+  return Git({"worktree", "add", "--detach", tree, commit}, top,
+             StrCat("git worktree add ", tree, " at ", commit));
+}
+
+void RemoveWorktree(const std::string& top, const std::string& tree) {
+  (void)Git({"worktree", "remove", "--force", tree}, top, "git worktree remove");
+}
+
+absl::Status ApplyPatch(const std::string& tree, const std::string& patch) {
+  return Git({"apply", "--binary", "--whitespace=nowarn", patch}, tree,
+             "cannot apply the recorded uncommitted changes");
 }
 
 std::vector<std::pair<std::string, std::string>> FindLockfiles(const std::string& work_dir,

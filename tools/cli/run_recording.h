@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "mlops/metadata/v1/metadata.pb.h"
 
 namespace mlops::cli {
@@ -33,6 +35,24 @@ struct CodeSnapshot {
 // The code `work_dir` runs: `excluded` paths (relative to work_dir) are left out of the patch,
 // as are .mlops and kRunScratchDir.
 CodeSnapshot SnapshotCode(const std::string& work_dir, const std::vector<std::string>& excluded);
+
+// The top directory of the git repository holding `dir` ("" = the current directory); "" when it
+// is in none.
+std::string RepositoryTop(const std::string& dir);
+
+// The clone of the current directory in which `run` can be reproduced: its top directory.
+// FAILED_PRECONDITION when the run recorded no command or no commit, when the current directory
+// is in no git repository, or when that clone does not hold the commit (git fetch).
+absl::StatusOr<std::string> ReproductionClone(const metadata::v1::Run& run);
+
+// A detached worktree of the clone `top` at `commit`, in `tree` (which must not exist), and its
+// removal. FAILED_PRECONDITION with git's message when git refuses.
+absl::Status AddWorktree(const std::string& top, const std::string& commit,
+                         const std::string& tree);
+void RemoveWorktree(const std::string& top, const std::string& tree);
+// Applies the binary patch in the file `patch` to the worktree `tree`. FAILED_PRECONDITION with
+// git's message when it does not apply.
+absl::Status ApplyPatch(const std::string& tree, const std::string& patch);
 
 // The lockfiles (requirements.txt, poetry.lock, uv.lock, go.sum, ...) in `work_dir` and at the
 // top of the repository, as (key, path): the key is the path relative to `top` (the bare name
