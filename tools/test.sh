@@ -5,6 +5,8 @@
 #   tools/test.sh            everything
 #   SKIP_ASAN=1 tools/test.sh  skip the ASan+UBSan pass (local iteration only; CI runs it)
 #   SKIP_TSAN=1 tools/test.sh  skip the ThreadSanitizer pass (local iteration only; CI runs it)
+#   SKIP_K8S=1 tools/test.sh   skip the Kubernetes stage: a real single-node cluster (tools/k8s),
+#                              its binaries built from the Go module proxy into a cache dir once
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -25,6 +27,18 @@ cmake --build --preset default -j2
 
 step "ctest (default preset)"
 ctest --preset default -j2 --timeout 600
+
+if [ "${SKIP_K8S:-0}" != "1" ]; then
+  step "Kubernetes binaries (tools/k8s/build.sh; cached after the first run)"
+  tools/k8s/build.sh >/dev/null
+  step "a real single-node Kubernetes (tools/k8s/up.sh), checked"
+  k8s_dir="$(mktemp -d /tmp/mlops-k8s.XXXXXX)"
+  trap 'tools/k8s/down.sh "$k8s_dir" || true' EXIT
+  tools/k8s/up.sh "$k8s_dir" >/dev/null
+  tools/k8s/check.sh "$k8s_dir"
+  tools/k8s/down.sh "$k8s_dir"
+  trap - EXIT
+fi
 
 if [ "${SKIP_ASAN:-0}" != "1" ]; then
   step "ASan+UBSan build of the unit tests"
