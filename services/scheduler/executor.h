@@ -1,5 +1,5 @@
 // Executors run step attempts. The scheduler core talks only to this interface: the local executor
-// runs child processes on this machine, the Kubernetes executor (a later issue) runs Jobs.
+// runs child processes on this machine, the Kubernetes executor (kubernetes/) runs Jobs.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +66,12 @@ class Executor {
   // how, `done` reports that; otherwise whatever is left of it is stopped and `done` reports kLost,
   // so that the retry policy decides. `done` is called exactly once, possibly before this returns.
   virtual void Recover(const RecoverSpec& spec, std::function<void(const AttemptResult&)> done) = 0;
+  // After the last Recover of a restart: whatever the executor still holds of attempts that were
+  // neither launched nor recovered (started just before a crash, never recorded) can go.
+  virtual void RecoveryDone() {}
+  // The scheduler has stored the result of `attempt_id`: what the executor kept of it to report
+  // that result again after a restart can go. Must not block.
+  virtual void Collected(const std::string& attempt_id) { (void)attempt_id; }
   // Attempts running now.
   virtual int running() const = 0;
 };

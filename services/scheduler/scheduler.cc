@@ -52,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* exe
     scheduler->executor_->Recover(spec, scheduler->WhenDone(plan));
   }
   scheduler->recovered_.clear();
+  scheduler->executor_->RecoveryDone();
   scheduler->engine_ = std::thread([s = scheduler.get()] { s->Loop(); });
   return scheduler;
 }

@@ -83,6 +83,11 @@ void Scheduler::Loop() {
           break;
         case Event::Kind::kDone:
           Finished(run, event);
+          // Stored: the executor may drop what it kept to report this attempt again.
+          if (storage_error_.ok()) {
+            executor_->Collected(StrCat(run.proto.id(), "/", run.spec.steps[event.step].name, "/",
+                                        std::to_string(event.attempt)));
+          }
           changed.push_back(event.step);
           break;
         case Event::Kind::kResolved:

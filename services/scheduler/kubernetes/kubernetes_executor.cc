@@ -1,0 +1,651 @@
+#include "services/scheduler/kubernetes/kubernetes_executor.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <chrono>
+#include <ctime>
+#include <optional>
+
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "services/common/digest.h"
+#include "services/common/logging.h"
+#include "services/common/status.h"
+#include "services/common/strings.h"
+
+namespace mlops::scheduler::k8s {
+namespace {
+
+namespace pbu = ::google::protobuf::util;
+
+constexpr char kSchedulerLabel[] = "mlops.dev/scheduler";
+constexpr char kAttemptLabel[] = "mlops.dev/attempt";
+constexpr char kAttemptAnnotation[] = "mlops.dev/attempt-id";
+// A watch is ended by the server after this long and resumed from where it was.
+constexpr int kWatchTimeoutSeconds = 300;
+// Waiting reasons of a container that will not start by waiting longer.
+const char* const kFatalWaiting[] = {
+    "ErrImagePull",         "ImagePullBackOff",           "ErrImageNeverPull", "InvalidImageName",
+    "CreateContainerError", "CreateContainerConfigError", "RunContainerError"};
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// RFC 3339 ("2026-12-05T16:40:41Z") to ms; 0 when empty or unreadable.
+int64_t ParseTimeMs(const std::string& text) {
+  absl::Time time;
+  std::string error;
+  if (text.empty() || !absl::ParseTime(absl::RFC3339_full, text, &time, &error)) return 0;
+  return absl::ToUnixMillis(time);
+}
+
+// A label value (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends), or "" when `text`
+// cannot be one as it is.
+std::string LabelValue(const std::string& text) {
+  if (text.empty() || text.size() > 63) return "";
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return "";
+    }
+  }
+  if (!std::isalnum(static_cast<unsigned char>(text.front())) ||
+      !std::isalnum(static_cast<unsigned char>(text.back()))) {
+    return "";
+  }
+  return text;
+}
+
+std::string CpuQuantity(int64_t millis) {
+  return millis % 1000 == 0 ? std::to_string(millis / 1000) : StrCat(millis, "m");
+}
+
+absl::Status ParseJson(std::string_view json, google::protobuf::Message* out) {
+  pbu::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto parsed = pbu::JsonStringToMessage(std::string(json), out, options);
+  if (!parsed.ok()) return absl::InvalidArgumentError(std::string(parsed.message()));
+  return absl::OkStatus();
+}
+
+const char* const kTerminalConditions[] = {"Complete", "Failed"};
+
+bool Failed(const Job& job) {
+  for (const JobCondition& condition : job.status().conditions()) {
+    if (condition.type() == "Failed" && condition.status() == "True") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string JobName(const std::string& attempt_id) {
+  return StrCat("mlops-", DigestHex(Sha256Of(attempt_id)).substr(0, 40));
+}
+
+absl::StatusOr<Job> BuildJob(const LaunchSpec& spec, const KubernetesOptions& options,
+                             const std::string& namespace_name) {
+  if (spec.argv.empty()) return absl::InvalidArgumentError("the step has no command");
+  const std::string image = spec.image.empty() ? options.default_image : spec.image;
+  if (image.empty()) {
+    return absl::InvalidArgumentError(
+        "the step names no image and the scheduler has no default image (--k8s_default_image)");
+  }
+  const std::string name = JobName(spec.attempt_id);
+  Job job;
+  job.set_api_version("batch/v1");
+  job.set_kind("Job");
+  ObjectMeta* meta = job.mutable_metadata();
+  meta->set_name(name);
+  meta->set_namespace_(namespace_name);
+  auto env_of = [&](const char* key) {
+    auto it = spec.env.find(key);
+    return it == spec.env.end() ? std::string() : it->second;
+  };
+  std::map<std::string, std::string> labels = {{kSchedulerLabel, options.scheduler_id},
+                                               {kAttemptLabel, name.substr(6)}};
+  if (auto run = LabelValue(env_of("MLOPS_PIPELINE_RUN_ID")); !run.empty()) {
+    labels["mlops.dev/pipeline-run"] = run;
+  }
+  if (auto step = LabelValue(env_of("MLOPS_STEP")); !step.empty()) labels["mlops.dev/step"] = step;
+  for (const auto& [k, v] : labels) (*meta->mutable_labels())[k] = v;
+  (*meta->mutable_annotations())[kAttemptAnnotation] = spec.attempt_id;
+  (*meta->mutable_annotations())["mlops.dev/pipeline-run-id"] = env_of("MLOPS_PIPELINE_RUN_ID");
+  (*meta->mutable_annotations())["mlops.dev/step-name"] = env_of("MLOPS_STEP");
+
+  JobSpec* job_spec = job.mutable_spec();
+  job_spec->set_backoff_limit(0);  // retries are the scheduler's
+  job_spec->set_ttl_seconds_after_finished(options.ttl_seconds_after_finished);
+  if (spec.timeout_ms > 0) {
+    job_spec->set_active_deadline_seconds(
+        static_cast<int32_t>(std::min<int64_t>((spec.timeout_ms + 999) / 1000, INT32_MAX)));
+  }
+  PodTemplateSpec* pod_template = job_spec->mutable_template_();
+  if (!options.pod_template_json.empty()) {
+    if (absl::Status parsed = ParseJson(options.pod_template_json, pod_template); !parsed.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat("the pod template override is not a PodTemplateSpec: ", parsed.message()));
+    }
+  }
+  for (const auto& [k, v] : labels) (*pod_template->mutable_metadata()->mutable_labels())[k] = v;
+  PodSpec* pod = pod_template->mutable_spec();
+  pod->set_restart_policy("Never");
+  if (!options.service_account.empty()) pod->set_service_account_name(options.service_account);
+  if (!pod->has_enable_service_links()) pod->set_enable_service_links(false);
+  Container* main = pod->containers_size() > 0 ? pod->mutable_containers(0) : pod->add_containers();
+  main->set_name("step");
+  main->set_image(image);
+  if (main->image_pull_policy().empty()) main->set_image_pull_policy(options.image_pull_policy);
+  main->clear_command();
+  main->clear_args();
+  main->add_command(spec.argv[0]);
+  for (size_t i = 1; i < spec.argv.size(); ++i) main->add_args(spec.argv[i]);
+  for (const auto& [k, v] : spec.env) {
+    EnvVar* var = main->add_env();
+    var->set_name(k);
+    var->set_value(v);
+  }
+  auto set_resource = [&](const std::string& key, const std::string& value) {
+    (*main->mutable_resources()->mutable_requests())[key] = value;
+    (*main->mutable_resources()->mutable_limits())[key] = value;
+  };
+  if (spec.resources.cpu_millis > 0) set_resource("cpu", CpuQuantity(spec.resources.cpu_millis));
+  if (spec.resources.memory_bytes > 0) {
+    set_resource("memory", std::to_string(spec.resources.memory_bytes));
+  }
+  if (spec.resources.gpus > 0) set_resource("nvidia.com/gpu", std::to_string(spec.resources.gpus));
+  if (spec.replicas > 1) {
+    // torchrun's rendezvous: ranks from the completion index, rank 0 by its stable DNS name.
+    job_spec->set_completion_mode("Indexed");
+    job_spec->set_completions(spec.replicas);
+    job_spec->set_parallelism(spec.replicas);
+    pod->set_subdomain(name);
+    auto add_env = [&](const std::string& key, const std::string& value) {
+      EnvVar* var = main->add_env();
+      var->set_name(key);
+      var->set_value(value);
+    };
+    EnvVar* rank = main->add_env();
+    rank->set_name("RANK");
+    rank->mutable_value_from()->mutable_field_ref()->set_field_path(
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']");
+    add_env("WORLD_SIZE", std::to_string(spec.replicas));
+    add_env("MASTER_ADDR", StrCat(name, "-0.", name, ".", namespace_name, ".svc.cluster.local"));
+    add_env("MASTER_PORT", std::to_string(options.master_port));
+  }
+  return job;
+}
+
+KubernetesExecutor::KubernetesExecutor(std::shared_ptr<KubeClient> client,
+                                       KubernetesOptions options)
+    : client_(std::move(client)), options_(std::move(options)) {
+  namespace_ =
+      options_.namespace_name.empty() ? client_->config().namespace_name : options_.namespace_name;
+}
+
+absl::StatusOr<std::unique_ptr<KubernetesExecutor>> KubernetesExecutor::Start(
+    std::shared_ptr<KubeClient> client, KubernetesOptions options) {
+  std::unique_ptr<KubernetesExecutor> executor(
+      new KubernetesExecutor(std::move(client), std::move(options)));
+  // One list of each first, so that a wrong address or a missing permission is an error here.
+  JobList jobs;
+  if (absl::Status listed =
+          executor->client_->Call("GET", executor->JobsPath() + "&limit=1", nullptr, &jobs);
+      !listed.ok()) {
+    return listed;
+  }
+  PodList pods;
+  if (absl::Status listed =
+          executor->client_->Call("GET", executor->PodsPath() + "&limit=1", nullptr, &pods);
+      !listed.ok()) {
+    return listed;
+  }
+  KubernetesExecutor* self = executor.get();
+  executor->jobs_watch_ = std::thread([self] { self->WatchLoop(/*jobs=*/true); });
+  executor->pods_watch_ = std::thread([self] { self->WatchLoop(/*jobs=*/false); });
+  executor->background_ = std::thread([self] {
+    for (;;) {
+      std::vector<std::function<void()>> tasks;
+      {
+        std::unique_lock lock(self->tasks_mu_);
+        self->tasks_cv_.wait(lock, [self] { return self->stop_ || !self->tasks_.empty(); });
+        if (self->tasks_.empty()) return;
+        tasks.swap(self->tasks_);
+      }
+      for (auto& task : tasks) task();
+    }
+  });
+  // Attempts end by events: wait until both watches have their first list.
+  for (int i = 0; i < 300 && !(self->listed_jobs_ && self->listed_pods_); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return executor;
+}
+
+KubernetesExecutor::~KubernetesExecutor() {
+  stop_ = true;
+  tasks_cv_.notify_all();
+  for (std::thread* thread : {&jobs_watch_, &pods_watch_, &background_}) {
+    if (thread->joinable()) thread->join();
+  }
+}
+
+std::string KubernetesExecutor::JobsPath() const {
+  return StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs?labelSelector=", kSchedulerLabel,
+                "%3D", options_.scheduler_id);
+}
+
+std::string KubernetesExecutor::PodsPath() const {
+  return StrCat("/api/v1/namespaces/", namespace_, "/pods?labelSelector=", kSchedulerLabel, "%3D",
+                options_.scheduler_id);
+}
+
+void KubernetesExecutor::Background(std::function<void()> task) {
+  {
+    std::lock_guard lock(tasks_mu_);
+    tasks_.push_back(std::move(task));
+  }
+  tasks_cv_.notify_one();
+}
+
+void KubernetesExecutor::WatchLoop(bool jobs) {
+  const std::string path = jobs ? JobsPath() : PodsPath();
+  std::string resource_version;
+  int failures = 0;
+  while (!stop_) {
+    if (resource_version.empty()) {
+      // (Re)list: the current state of every object, then watch from the list's version.
+      bool ok = false;
+      if (jobs) {
+        JobList list;
+        absl::Status listed = client_->Call("GET", path, nullptr, &list);
+        if (listed.ok()) {
+          for (const Job& job : list.items()) OnJob(job, false);
+          resource_version = list.metadata().resource_version();
+          listed_jobs_ = ok = true;
+        } else {
+          LogWarning("k8s_list_failed", {{"what", "jobs"}, {"error", listed.ToString()}});
+        }
+      } else {
+        PodList list;
+        absl::Status listed = client_->Call("GET", path, nullptr, &list);
+        if (listed.ok()) {
+          for (const Pod& pod : list.items()) OnPod(pod);
+          resource_version = list.metadata().resource_version();
+          listed_pods_ = ok = true;
+        } else {
+          LogWarning("k8s_list_failed", {{"what", "pods"}, {"error", listed.ToString()}});
+        }
+      }
+      if (!ok) {
+        // Back off while the API server is away (bounded: 0.2 s doubling to 5 s).
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::min(5000, 200 << std::min(failures++, 5))));
+        continue;
+      }
+    }
+    bool gone = false;
+    absl::Status watched = client_->Watch(
+        StrCat(path, "&watch=true&allowWatchBookmarks=true&timeoutSeconds=", kWatchTimeoutSeconds,
+               "&resourceVersion=", resource_version),
+        [&](std::string_view line) {
+          StatusEvent status;
+          if (!ParseJson(line, &status).ok()) return true;
+          if (status.type() == "ERROR") {
+            // 410 Gone: the version is too old; anything else: start over too.
+            gone = true;
+            return false;
+          }
+          if (jobs) {
+            JobEvent event;
+            if (!ParseJson(line, &event).ok()) return true;
+            if (!event.object().metadata().resource_version().empty()) {
+              resource_version = event.object().metadata().resource_version();
+            }
+            if (event.type() != "BOOKMARK") OnJob(event.object(), event.type() == "DELETED");
+          } else {
+            PodEvent event;
+            if (!ParseJson(line, &event).ok()) return true;
+            if (!event.object().metadata().resource_version().empty()) {
+              resource_version = event.object().metadata().resource_version();
+            }
+            if (event.type() != "BOOKMARK") OnPod(event.object());
+          }
+          return true;
+        },
+        stop_);
+    if (gone || watched.code() == absl::StatusCode::kOutOfRange) {
+      resource_version.clear();  // relist
+      continue;
+    }
+    if (!watched.ok()) {
+      LogWarning("k8s_watch_failed",
+                 {{"what", jobs ? "jobs" : "pods"}, {"error", watched.ToString()}});
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(std::min(5000, 200 << std::min(failures++, 5))));
+      continue;
+    }
+    failures = 0;
+  }
+}
+
+std::optional<AttemptResult> KubernetesExecutor::Judge(const Job& job, const Attempt& attempt) {
+  const JobCondition* end = nullptr;
+  for (const JobCondition& condition : job.status().conditions()) {
+    for (const char* type : kTerminalConditions) {
+      if (condition.type() == type && condition.status() == "True") end = &condition;
+    }
+  }
+  AttemptResult result;
+  result.start_ms = ParseTimeMs(job.status().start_time());
+  if (result.start_ms == 0) result.start_ms = attempt.start_ms;
+  if (end == nullptr) {
+    // A container that cannot start will not start by waiting: the attempt fails now.
+    if (attempt.has_pod) {
+      for (const ContainerStatus& status : attempt.last_pod.status().container_statuses()) {
+        for (const char* reason : kFatalWaiting) {
+          if (status.state().waiting().reason() == reason) {
+            result.outcome = AttemptResult::Outcome::kFailed;
+            result.message = StrCat(reason, ": ", status.state().waiting().message());
+            result.end_ms = NowMs();
+            return result;
+          }
+        }
+      }
+    }
+    return std::nullopt;
+  }
+  result.end_ms = ParseTimeMs(job.status().completion_time());
+  if (result.end_ms == 0) result.end_ms = ParseTimeMs(end->last_transition_time());
+  if (result.end_ms == 0) result.end_ms = NowMs();
+  if (std::string(end->type()) == "Complete") {
+    result.outcome = AttemptResult::Outcome::kSucceeded;
+    result.exit_code = 0;
+    return result;
+  }
+  result.outcome = end->reason() == "DeadlineExceeded" ? AttemptResult::Outcome::kTimedOut
+                                                       : AttemptResult::Outcome::kFailed;
+  result.message = StrCat(end->reason(), end->message().empty() ? "" : ": ", end->message());
+  if (attempt.has_pod) {
+    const PodStatus& pod = attempt.last_pod.status();
+    if (!pod.reason().empty()) result.message = StrCat(pod.reason(), ": ", pod.message());
+    for (const ContainerStatus& status : pod.container_statuses()) {
+      const ContainerStateTerminated& terminated = status.state().terminated();
+      if (!status.state().has_terminated()) continue;
+      result.exit_code = terminated.exit_code();
+      result.signal = terminated.signal();
+      if (terminated.reason() == "OOMKilled") {
+        result.message = "OOMKilled: the step used more memory than its limit";
+      } else if (result.outcome == AttemptResult::Outcome::kFailed) {
+        result.message = StrCat("exit code ", terminated.exit_code(),
+                                terminated.reason().empty() || terminated.reason() == "Error"
+                                    ? ""
+                                    : " (" + terminated.reason() + ")");
+      }
+    }
+  }
+  return result;
+}
+
+void KubernetesExecutor::OnJob(const Job& job, bool deleted) {
+  const std::string& name = job.metadata().name();
+  if (!deleted && Failed(job)) {
+    // The exit code is in the pods: when no pod event told it yet, one list asks.
+    bool need_pods;
+    {
+      std::lock_guard lock(mu_);
+      auto it = attempts_.find(name);
+      need_pods = it != attempts_.end() && !it->second.has_pod;
+    }
+    if (need_pods) FetchPods(name);
+  }
+  std::optional<AttemptResult> result;
+  {
+    std::lock_guard lock(mu_);
+    if (deleted) {
+      seen_jobs_.erase(name);
+    } else {
+      seen_jobs_.insert(name);
+    }
+    auto it = attempts_.find(name);
+    if (it == attempts_.end()) {
+      return;
+    }
+    if (deleted) {
+      // Deleted by someone else while it ran: whatever it did is lost.
+      result = AttemptResult{};
+      result->outcome = AttemptResult::Outcome::kLost;
+      result->message = "the Job was deleted while the attempt ran";
+      result->start_ms = it->second.start_ms;
+      result->end_ms = NowMs();
+    } else {
+      result = Judge(job, it->second);
+    }
+  }
+  if (result) Finish(name, *std::move(result));
+}
+
+void KubernetesExecutor::OnPod(const Pod& pod) {
+  auto label = pod.metadata().labels().find(kAttemptLabel);
+  if (label == pod.metadata().labels().end()) return;
+  const std::string name = StrCat("mlops-", label->second);
+  std::optional<AttemptResult> result;
+  {
+    std::lock_guard lock(mu_);
+    auto it = attempts_.find(name);
+    if (it == attempts_.end()) return;
+    Attempt& attempt = it->second;
+    // Keep the pod that says most: a terminated or stuck container over a running one.
+    bool informative = false;
+    for (const ContainerStatus& status : pod.status().container_statuses()) {
+      if (status.state().has_terminated() || status.state().has_waiting()) informative = true;
+    }
+    if (!attempt.has_pod || informative || !pod.status().reason().empty()) {
+      attempt.last_pod = pod;
+      attempt.has_pod = true;
+    }
+    // Only a container that cannot start ends an attempt from a pod event; the rest waits for
+    // the Job's condition.
+    for (const ContainerStatus& status : pod.status().container_statuses()) {
+      for (const char* reason : kFatalWaiting) {
+        if (status.state().waiting().reason() == reason) {
+          Job running;
+          running.mutable_metadata()->set_name(name);
+          result = Judge(running, attempt);
+        }
+      }
+    }
+  }
+  if (result) {
+    Finish(name, *std::move(result));
+    Background([this, name] { Delete(name); });
+  }
+}
+
+void KubernetesExecutor::Finish(const std::string& name, AttemptResult result) {
+  std::function<void(const AttemptResult&)> done;
+  {
+    std::lock_guard lock(mu_);
+    auto it = attempts_.find(name);
+    if (it == attempts_.end()) return;
+    done = std::move(it->second.done);
+    attempts_.erase(it);
+  }
+  done(result);
+}
+
+absl::StatusOr<std::string> KubernetesExecutor::Launch(
+    const LaunchSpec& spec, std::function<void(const AttemptResult&)> done) {
+  ASSIGN_OR_RETURN(Job job, BuildJob(spec, options_, namespace_));
+  const std::string name = job.metadata().name();
+  {
+    std::lock_guard lock(mu_);
+    if (attempts_.contains(name)) {
+      return absl::AlreadyExistsError(StrCat("attempt ", spec.attempt_id, " is running"));
+    }
+    Attempt attempt;
+    attempt.attempt_id = spec.attempt_id;
+    attempt.done = std::move(done);
+    attempt.start_ms = NowMs();
+    attempt.replicas = spec.replicas;
+    attempts_.emplace(name, std::move(attempt));
+    known_.insert(name);
+  }
+  auto forget = [&](absl::Status status) {
+    std::lock_guard lock(mu_);
+    attempts_.erase(name);
+    known_.erase(name);
+    return status;
+  };
+  if (spec.replicas > 1) {
+    // The headless Service that gives rank 0 its DNS name.
+    Service service;
+    service.set_api_version("v1");
+    service.set_kind("Service");
+    *service.mutable_metadata() = job.metadata();
+    service.mutable_metadata()->clear_resource_version();
+    service.mutable_spec()->set_cluster_ip("None");
+    service.mutable_spec()->set_publish_not_ready_addresses(true);
+    (*service.mutable_spec()->mutable_selector())[kAttemptLabel] = name.substr(6);
+    absl::Status created = client_->Call(
+        "POST", StrCat("/api/v1/namespaces/", namespace_, "/services"), &service, nullptr);
+    if (!created.ok() && created.code() != absl::StatusCode::kAlreadyExists) {
+      return forget(created);
+    }
+    std::lock_guard lock(mu_);
+    with_service_.insert(name);
+  }
+  Job created;
+  absl::Status status = client_->Call(
+      "POST", StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs"), &job, &created);
+  if (status.code() == absl::StatusCode::kAlreadyExists) {
+    // Launched before (by a scheduler that stopped before recording it): attach to it.
+    status = client_->Call("GET", StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs/", name),
+                           nullptr, &created);
+  }
+  if (!status.ok()) return forget(status);
+  OnJob(created, false);  // it may have ended already (an attached Job)
+  return name;
+}
+
+absl::Status KubernetesExecutor::Cancel(const std::string& attempt_id) {
+  const std::string name = JobName(attempt_id);
+  int64_t start_ms = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = attempts_.find(name);
+    if (it == attempts_.end()) {
+      return absl::NotFoundError(StrCat("attempt ", attempt_id, " is not running"));
+    }
+    start_ms = it->second.start_ms;
+  }
+  Delete(name);
+  AttemptResult result;
+  result.outcome = AttemptResult::Outcome::kCanceled;
+  result.message = "canceled";
+  result.start_ms = start_ms;
+  result.end_ms = NowMs();
+  Finish(name, std::move(result));
+  return absl::OkStatus();
+}
+
+void KubernetesExecutor::Recover(const RecoverSpec& spec,
+                                 std::function<void(const AttemptResult&)> done) {
+  const std::string name = JobName(spec.attempt_id);
+  {
+    std::lock_guard lock(mu_);
+    Attempt attempt;
+    attempt.attempt_id = spec.attempt_id;
+    attempt.done = std::move(done);
+    attempt.start_ms = spec.start_ms;
+    attempts_[name] = std::move(attempt);
+    known_.insert(name);
+  }
+  Job job;
+  absl::Status found = client_->Call(
+      "GET", StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs/", name), nullptr, &job);
+  if (found.code() == absl::StatusCode::kNotFound) {
+    AttemptResult lost;
+    lost.outcome = AttemptResult::Outcome::kLost;
+    lost.message = "its Job is gone";
+    lost.start_ms = spec.start_ms;
+    lost.end_ms = NowMs();
+    Finish(name, std::move(lost));
+    return;
+  }
+  if (!found.ok()) {
+    // The API server is away: the watch reports the Job when it is back.
+    LogWarning("k8s_recover_get_failed",
+               {{"attempt", spec.attempt_id}, {"error", found.ToString()}});
+    return;
+  }
+  OnJob(job, false);  // a finished one is judged at once
+}
+
+void KubernetesExecutor::FetchPods(const std::string& name) {
+  PodList pods;
+  if (client_
+          ->Call("GET",
+                 StrCat("/api/v1/namespaces/", namespace_, "/pods?labelSelector=", kAttemptLabel,
+                        "%3D", name.substr(6)),
+                 nullptr, &pods)
+          .ok()) {
+    for (const Pod& pod : pods.items()) OnPod(pod);
+  }
+}
+
+void KubernetesExecutor::RecoveryDone() {
+  Background([this] {
+    JobList jobs;
+    if (!client_->Call("GET", JobsPath(), nullptr, &jobs).ok()) return;
+    for (const Job& job : jobs.items()) {
+      const std::string& name = job.metadata().name();
+      bool known;
+      {
+        std::lock_guard lock(mu_);
+        known = known_.contains(name);
+      }
+      if (!known) {
+        LogInfo("k8s_orphan_deleted", {{"job", name}});
+        Delete(name);
+      }
+    }
+  });
+}
+
+void KubernetesExecutor::Collected(const std::string& attempt_id) {
+  const std::string name = JobName(attempt_id);
+  {
+    std::lock_guard lock(mu_);
+    known_.erase(name);
+  }
+  Background([this, name] { Delete(name); });
+}
+
+void KubernetesExecutor::Delete(const std::string& name) {
+  absl::Status deleted = client_->Call("DELETE",
+                                       StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs/",
+                                              name, "?propagationPolicy=Background"),
+                                       nullptr, nullptr);
+  if (!deleted.ok() && deleted.code() != absl::StatusCode::kNotFound) {
+    LogWarning("k8s_delete_failed", {{"job", name}, {"error", deleted.ToString()}});
+  }
+  bool service;
+  {
+    std::lock_guard lock(mu_);
+    service = with_service_.erase(name) > 0;
+  }
+  if (service) {
+    (void)client_->Call("DELETE", StrCat("/api/v1/namespaces/", namespace_, "/services/", name),
+                        nullptr, nullptr);
+  }
+}
+
+int KubernetesExecutor::running() const {
+  std::lock_guard lock(mu_);
+  return static_cast<int>(attempts_.size());
+}
+
+}  // namespace mlops::scheduler::k8s
