@@ -21,10 +21,6 @@ namespace fs = std::filesystem;
 
 constexpr std::chrono::seconds kCallTimeout = std::chrono::minutes(5);
 
-std::string Hex(const std::string& digest) {
-  return digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
-}
-
 // Runs `command` in `dir`, its stdout and stderr shown on this process's and written to `logs`;
 // returns its exit code (128 + the signal when one ended it; 127 when it cannot start, the reason
 // in the stderr log). Ctrl-C and SIGTERM reach the command (it starts with them at their
@@ -288,7 +284,7 @@ absl::StatusOr<Reproduction> RunRecorder::Reproduce(const mv1::Run& original,
   if (source.code().dirty() && !source.code().diff_digest().empty()) {
     const std::string patch = scratch + "/changes.patch";
     absl::Status applied =
-        artifacts_.DownloadToFile(Hex(source.code().diff_digest()), patch, nullptr);
+        artifacts_.DownloadToFile(DigestHexOf(source.code().diff_digest()), patch, nullptr);
     if (applied.ok()) applied = ApplyPatch(tree, patch);
     if (!applied.ok()) {
       cleanup();
@@ -417,10 +413,10 @@ absl::Status RunRecorder::RecordLineage(const mv1::Run& run, const mv1::RunSourc
     entry->set_event_type(mv1::Event::INPUT);
     entry->set_path(input.name());
     entry->mutable_artifact()->set_type("Dataset");
-    entry->mutable_artifact()->set_name(input.name() + "@" + Hex(input.digest()));
+    entry->mutable_artifact()->set_name(input.name() + "@" + DigestHexOf(input.digest()));
     entry->mutable_artifact()->set_external_id("dataset:" + input.name() + "@" +
-                                               Hex(input.digest()));
-    entry->mutable_artifact()->set_digest(Hex(input.digest()));
+                                               DigestHexOf(input.digest()));
+    entry->mutable_artifact()->set_digest(DigestHexOf(input.digest()));
   }
   for (const auto& [path, digest] : outputs) {
     auto* entry = request.add_artifacts();

@@ -64,11 +64,11 @@ std::string Trim(std::string text) {
 
 std::string FirstLine(const std::string& text) { return Trim(text.substr(0, text.find('\n'))); }
 
-std::string Hex(const std::string& digest) {
+}  // namespace
+
+std::string DigestHexOf(const std::string& digest) {
   return digest.rfind("sha256:", 0) == 0 ? digest.substr(7) : digest;
 }
-
-}  // namespace
 
 std::map<std::string, std::string> CaptureEnvironment() {
   std::map<std::string, std::string> env;
@@ -315,7 +315,7 @@ Comparison CompareRuns(const std::vector<mv1::Run>& runs) {
         "input", k,
         [&](const mv1::Run& r) {
           for (const auto& i : r.source().inputs()) {
-            if (i.name() == k) return Hex(i.digest()).substr(0, 12);
+            if (i.name() == k) return DigestHexOf(i.digest()).substr(0, 12);
           }
           return std::string("-");
         },

@@ -60,6 +60,9 @@ absl::Status ApplyPatch(const std::string& tree, const std::string& patch);
 std::vector<std::pair<std::string, std::string>> FindLockfiles(const std::string& work_dir,
                                                                const std::string& top);
 
+// The hex of a recorded digest: "sha256:<hex>" or already bare.
+std::string DigestHexOf(const std::string& digest);
+
 // "MLOPS_PARAM_" + EnvName("learning-rate") = MLOPS_PARAM_LEARNING_RATE.
 std::string EnvName(const std::string& key);
 
