@@ -36,6 +36,8 @@ if [ "${SKIP_K8S:-0}" != "1" ]; then
   trap 'tools/k8s/down.sh "$k8s_dir" || true' EXIT
   tools/k8s/up.sh "$k8s_dir" >/dev/null
   tools/k8s/check.sh "$k8s_dir"
+  step "ctest -L k8s: the Kubernetes executor on that cluster"
+  (set -a; . "$k8s_dir/env"; set +a; ctest --preset default -L '^k8s$' --output-on-failure --timeout 600)
   tools/k8s/down.sh "$k8s_dir"
   trap - EXIT
 fi

@@ -70,13 +70,39 @@ absl::Status ParseJson(std::string_view json, google::protobuf::Message* out) {
   return absl::OkStatus();
 }
 
-const char* const kTerminalConditions[] = {"Complete", "Failed"};
+// A Job's end: Complete and Failed, and (Kubernetes 1.31+) SuccessCriteriaMet and FailureTarget,
+// which come first: a failed Job is marked Failed only once all its pods have terminated, which
+// for a multi-replica step is a grace period later.
+bool Succeeded(const JobCondition& condition) {
+  return condition.status() == "True" &&
+         (condition.type() == "Complete" || condition.type() == "SuccessCriteriaMet");
+}
+bool FailedCondition(const JobCondition& condition) {
+  return condition.status() == "True" &&
+         (condition.type() == "Failed" || condition.type() == "FailureTarget");
+}
 
 bool Failed(const Job& job) {
   for (const JobCondition& condition : job.status().conditions()) {
-    if (condition.type() == "Failed" && condition.status() == "True") return true;
+    if (FailedCondition(condition)) return true;
   }
   return false;
+}
+
+// The container state that failed the attempt: of all its pods' containers, the one that ended
+// first with a non-zero exit code or was OOM-killed (the first failing rank); nullptr if none yet.
+const ContainerStateTerminated* FirstFailure(const std::map<std::string, Pod>& pods) {
+  const ContainerStateTerminated* first = nullptr;
+  for (const auto& [name, pod] : pods) {
+    for (const ContainerStatus& status : pod.status().container_statuses()) {
+      if (!status.state().has_terminated()) continue;
+      const ContainerStateTerminated& terminated = status.state().terminated();
+      if (terminated.exit_code() == 0 && terminated.reason() != "OOMKilled") continue;
+      // RFC 3339 times of one format compare as text.
+      if (first == nullptr || terminated.finished_at() < first->finished_at()) first = &terminated;
+    }
+  }
+  return first;
 }
 
 }  // namespace
@@ -291,23 +317,41 @@ void KubernetesExecutor::WatchLoop(bool jobs) {
         StrCat(path, "&watch=true&allowWatchBookmarks=true&timeoutSeconds=", kWatchTimeoutSeconds,
                "&resourceVersion=", resource_version),
         [&](std::string_view line) {
-          StatusEvent status;
-          if (!ParseJson(line, &status).ok()) return true;
-          if (status.type() == "ERROR") {
+          WatchEventType header;
+          if (absl::Status parsed = ParseJson(line, &header); !parsed.ok()) {
+            LogWarning("k8s_watch_unreadable", {{"what", jobs ? "jobs" : "pods"},
+                                                {"error", std::string(parsed.message())}});
+            return true;
+          }
+          if (header.type() == "ERROR") {
             // 410 Gone: the version is too old; anything else: start over too.
+            StatusEvent status;
+            (void)ParseJson(line, &status);
+            if (status.object().code() != 410) {
+              LogWarning("k8s_watch_error",
+                         {{"what", jobs ? "jobs" : "pods"}, {"error", status.object().message()}});
+            }
             gone = true;
             return false;
           }
           if (jobs) {
             JobEvent event;
-            if (!ParseJson(line, &event).ok()) return true;
+            if (absl::Status parsed = ParseJson(line, &event); !parsed.ok()) {
+              LogWarning("k8s_watch_unreadable",
+                         {{"what", "jobs"}, {"error", std::string(parsed.message())}});
+              return true;
+            }
             if (!event.object().metadata().resource_version().empty()) {
               resource_version = event.object().metadata().resource_version();
             }
             if (event.type() != "BOOKMARK") OnJob(event.object(), event.type() == "DELETED");
           } else {
             PodEvent event;
-            if (!ParseJson(line, &event).ok()) return true;
+            if (absl::Status parsed = ParseJson(line, &event); !parsed.ok()) {
+              LogWarning("k8s_watch_unreadable",
+                         {{"what", "pods"}, {"error", std::string(parsed.message())}});
+              return true;
+            }
             if (!event.object().metadata().resource_version().empty()) {
               resource_version = event.object().metadata().resource_version();
             }
@@ -334,17 +378,15 @@ void KubernetesExecutor::WatchLoop(bool jobs) {
 std::optional<AttemptResult> KubernetesExecutor::Judge(const Job& job, const Attempt& attempt) {
   const JobCondition* end = nullptr;
   for (const JobCondition& condition : job.status().conditions()) {
-    for (const char* type : kTerminalConditions) {
-      if (condition.type() == type && condition.status() == "True") end = &condition;
-    }
+    if (Succeeded(condition) || FailedCondition(condition)) end = &condition;
   }
   AttemptResult result;
   result.start_ms = ParseTimeMs(job.status().start_time());
   if (result.start_ms == 0) result.start_ms = attempt.start_ms;
   if (end == nullptr) {
     // A container that cannot start will not start by waiting: the attempt fails now.
-    if (attempt.has_pod) {
-      for (const ContainerStatus& status : attempt.last_pod.status().container_statuses()) {
+    for (const auto& [pod_name, pod] : attempt.pods) {
+      for (const ContainerStatus& status : pod.status().container_statuses()) {
         for (const char* reason : kFatalWaiting) {
           if (status.state().waiting().reason() == reason) {
             result.outcome = AttemptResult::Outcome::kFailed;
@@ -360,7 +402,7 @@ std::optional<AttemptResult> KubernetesExecutor::Judge(const Job& job, const Att
   result.end_ms = ParseTimeMs(job.status().completion_time());
   if (result.end_ms == 0) result.end_ms = ParseTimeMs(end->last_transition_time());
   if (result.end_ms == 0) result.end_ms = NowMs();
-  if (std::string(end->type()) == "Complete") {
+  if (Succeeded(*end)) {
     result.outcome = AttemptResult::Outcome::kSucceeded;
     result.exit_code = 0;
     return result;
@@ -368,22 +410,22 @@ std::optional<AttemptResult> KubernetesExecutor::Judge(const Job& job, const Att
   result.outcome = end->reason() == "DeadlineExceeded" ? AttemptResult::Outcome::kTimedOut
                                                        : AttemptResult::Outcome::kFailed;
   result.message = StrCat(end->reason(), end->message().empty() ? "" : ": ", end->message());
-  if (attempt.has_pod) {
-    const PodStatus& pod = attempt.last_pod.status();
-    if (!pod.reason().empty()) result.message = StrCat(pod.reason(), ": ", pod.message());
-    for (const ContainerStatus& status : pod.container_statuses()) {
-      const ContainerStateTerminated& terminated = status.state().terminated();
-      if (!status.state().has_terminated()) continue;
-      result.exit_code = terminated.exit_code();
-      result.signal = terminated.signal();
-      if (terminated.reason() == "OOMKilled") {
-        result.message = "OOMKilled: the step used more memory than its limit";
-      } else if (result.outcome == AttemptResult::Outcome::kFailed) {
-        result.message = StrCat("exit code ", terminated.exit_code(),
-                                terminated.reason().empty() || terminated.reason() == "Error"
-                                    ? ""
-                                    : " (" + terminated.reason() + ")");
-      }
+  for (const auto& [pod_name, pod] : attempt.pods) {
+    // Evicted, a node lost, ...: the pod's own reason says more than the Job's.
+    if (!pod.status().reason().empty() && result.outcome == AttemptResult::Outcome::kFailed) {
+      result.message = StrCat(pod.status().reason(), ": ", pod.status().message());
+    }
+  }
+  if (const ContainerStateTerminated* failure = FirstFailure(attempt.pods)) {
+    result.exit_code = failure->exit_code();
+    result.signal = failure->signal();
+    if (failure->reason() == "OOMKilled") {
+      result.message = "OOMKilled: the step used more memory than its limit";
+    } else if (result.outcome == AttemptResult::Outcome::kFailed) {
+      result.message = StrCat("exit code ", failure->exit_code(),
+                              failure->reason().empty() || failure->reason() == "Error"
+                                  ? ""
+                                  : " (" + failure->reason() + ")");
     }
   }
   return result;
@@ -397,7 +439,7 @@ void KubernetesExecutor::OnJob(const Job& job, bool deleted) {
     {
       std::lock_guard lock(mu_);
       auto it = attempts_.find(name);
-      need_pods = it != attempts_.end() && !it->second.has_pod;
+      need_pods = it != attempts_.end() && FirstFailure(it->second.pods) == nullptr;
     }
     if (need_pods) FetchPods(name);
   }
@@ -437,31 +479,14 @@ void KubernetesExecutor::OnPod(const Pod& pod) {
     auto it = attempts_.find(name);
     if (it == attempts_.end()) return;
     Attempt& attempt = it->second;
-    // Keep the pod that says most: a terminated or stuck container over a running one.
-    bool informative = false;
-    for (const ContainerStatus& status : pod.status().container_statuses()) {
-      if (status.state().has_terminated() || status.state().has_waiting()) informative = true;
-    }
-    if (!attempt.has_pod || informative || !pod.status().reason().empty()) {
-      attempt.last_pod = pod;
-      attempt.has_pod = true;
-    }
+    attempt.pods[pod.metadata().name()] = pod;  // a pod's later state says at least as much
     // Only a container that cannot start ends an attempt from a pod event; the rest waits for
-    // the Job's condition.
-    for (const ContainerStatus& status : pod.status().container_statuses()) {
-      for (const char* reason : kFatalWaiting) {
-        if (status.state().waiting().reason() == reason) {
-          Job running;
-          running.mutable_metadata()->set_name(name);
-          result = Judge(running, attempt);
-        }
-      }
-    }
+    // the Job's condition. The Job stays until the scheduler has collected the result.
+    Job running;
+    running.mutable_metadata()->set_name(name);
+    result = Judge(running, attempt);
   }
-  if (result) {
-    Finish(name, *std::move(result));
-    Background([this, name] { Delete(name); });
-  }
+  if (result) Finish(name, *std::move(result));
 }
 
 void KubernetesExecutor::Finish(const std::string& name, AttemptResult result) {
@@ -532,22 +557,24 @@ absl::StatusOr<std::string> KubernetesExecutor::Launch(
 
 absl::Status KubernetesExecutor::Cancel(const std::string& attempt_id) {
   const std::string name = JobName(attempt_id);
-  int64_t start_ms = 0;
+  AttemptResult result;
+  std::function<void(const AttemptResult&)> done;
   {
+    // Taken out first: the deletion's own watch event must not end it as lost.
     std::lock_guard lock(mu_);
     auto it = attempts_.find(name);
     if (it == attempts_.end()) {
       return absl::NotFoundError(StrCat("attempt ", attempt_id, " is not running"));
     }
-    start_ms = it->second.start_ms;
+    result.start_ms = it->second.start_ms;
+    done = std::move(it->second.done);
+    attempts_.erase(it);
   }
   Delete(name);
-  AttemptResult result;
   result.outcome = AttemptResult::Outcome::kCanceled;
   result.message = "canceled";
-  result.start_ms = start_ms;
   result.end_ms = NowMs();
-  Finish(name, std::move(result));
+  done(result);
   return absl::OkStatus();
 }
 

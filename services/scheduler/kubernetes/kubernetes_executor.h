@@ -87,8 +87,8 @@ class KubernetesExecutor final : public Executor {
     std::function<void(const AttemptResult&)> done;
     int64_t start_ms = 0;
     int replicas = 1;
-    Pod last_pod;  // the latest state seen of a pod of the attempt (exit codes, waiting reasons)
-    bool has_pod = false;
+    // The latest state seen of each pod of the attempt, by name (exit codes, waiting reasons).
+    std::map<std::string, Pod> pods;
   };
 
   KubernetesExecutor(std::shared_ptr<KubeClient> client, KubernetesOptions options);
