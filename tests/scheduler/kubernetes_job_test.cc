@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "services/common/status.h"
 #include "services/scheduler/kubernetes/kube_client.h"
 #include "services/scheduler/kubernetes/kubernetes_executor.h"
 #include "tests/testing/testing.h"
@@ -28,15 +29,21 @@ LaunchSpec Spec() {
   return spec;
 }
 
-std::string Json(const google::protobuf::Message& message) {
-  std::string json;
-  EXPECT_TRUE(google::protobuf::util::MessageToJsonString(message, &json).ok());
-  return json;
+// The Job as the API server would read it (fields mlops does not model are dropped).
+absl::StatusOr<Job> Built(const LaunchSpec& spec, const KubernetesOptions& options) {
+  ASSIGN_OR_RETURN(std::string json, BuildJob(spec, options, "ml"));
+  Job job;
+  google::protobuf::util::JsonParseOptions parse;
+  parse.ignore_unknown_fields = true;
+  if (!google::protobuf::util::JsonStringToMessage(json, &job, parse).ok()) {
+    return absl::InternalError("not a Job: " + json);
+  }
+  return job;
 }
 
 TEST(KubernetesJobTest, AnAttemptIsOneJobNamedByItsId) {
   KubernetesOptions options;
-  auto job = BuildJob(Spec(), options, "ml");
+  auto job = Built(Spec(), options);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->metadata().name(), JobName("0123abcd/train step/2"));
   EXPECT_EQ(job->metadata().name().size(), 46u);
@@ -48,7 +55,7 @@ TEST(KubernetesJobTest, AnAttemptIsOneJobNamedByItsId) {
   EXPECT_FALSE(job->metadata().labels().contains("mlops.dev/step"));
   EXPECT_EQ(job->metadata().annotations().at("mlops.dev/step-name"), "train step");
   EXPECT_EQ(job->metadata().annotations().at("mlops.dev/attempt-id"), "0123abcd/train step/2");
-  const std::string json = Json(*job);
+  const std::string json = *BuildJob(Spec(), options, "ml");
   EXPECT_THAT(json, HasSubstr("\"backoffLimit\":0"));            // written although it is zero
   EXPECT_THAT(json, HasSubstr("\"activeDeadlineSeconds\":91"));  // a number, rounded up
   EXPECT_THAT(json, HasSubstr("\"ttlSecondsAfterFinished\":86400"));
@@ -71,7 +78,7 @@ TEST(KubernetesJobTest, ReplicasAreAnIndexedJobWithTorchrunRanks) {
   LaunchSpec spec = Spec();
   spec.replicas = 3;
   KubernetesOptions options;
-  auto job = BuildJob(spec, options, "ml");
+  auto job = Built(spec, options);
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(job->spec().completion_mode(), "Indexed");
   EXPECT_EQ(job->spec().completions(), 3);
@@ -88,23 +95,67 @@ TEST(KubernetesJobTest, ReplicasAreAnIndexedJobWithTorchrunRanks) {
               HasSubstr("job-completion-index"));
 }
 
-TEST(KubernetesJobTest, ThePodTemplateOverrideIsMergedAndValidated) {
+TEST(KubernetesJobTest, PodTemplatesAreLaidUnderWhatMlopsSets) {
   KubernetesOptions options;
+  options.service_account = "trainer";
   options.pod_template_json =
       R"({"spec": {"nodeSelector": {"pool": "gpu"}, "hostNetwork": true,
           "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
-          "containers": [{"imagePullPolicy": "Never"}]}})";
-  auto job = BuildJob(Spec(), options, "ml");
+          "affinity": {"nodeAffinity": {"x": 1}},
+          "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "corpus"}}],
+          "containers": [{"imagePullPolicy": "Never",
+                          "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                          "env": [{"name": "A", "value": "from-scheduler"},
+                                  {"name": "MLOPS_STEP", "value": "overridden?"}],
+                          "resources": {"limits": {"cpu": "64", "example.com/fpga": "1"}}},
+                         {"name": "sidecar", "image": "proxy:1"}]}})";
+  LaunchSpec spec = Spec();
+  spec.pod_template_json =
+      R"({"metadata": {"annotations": {"team": "vision"}},
+          "spec": {"nodeSelector": {"zone": "b"}, "priorityClassName": "high",
+                   "containers": [{"name": "step", "env": [{"name": "A", "value": "from-step"}]}]}})";
+  auto job = Built(spec, options);
   ASSERT_TRUE(job.ok()) << job.status();
   const PodSpec& pod = job->spec().template_().spec();
   EXPECT_EQ(pod.node_selector().at("pool"), "gpu");
+  EXPECT_EQ(pod.node_selector().at("zone"), "b");
   EXPECT_TRUE(pod.host_network());
+  EXPECT_EQ(pod.service_account_name(), "trainer");
   EXPECT_EQ(pod.tolerations(0).key(), "gpu");
-  EXPECT_EQ(pod.containers(0).image_pull_policy(), "Never");
-  EXPECT_EQ(pod.containers(0).image(), "registry.example/train@sha256:00ff");
+  EXPECT_EQ(pod.restart_policy(), "Never");
+  ASSERT_EQ(pod.containers_size(), 2);
+  const Container& main = pod.containers(0);
+  EXPECT_EQ(main.name(), "step");
+  EXPECT_EQ(main.image_pull_policy(), "Never");
+  EXPECT_EQ(main.image(), "registry.example/train@sha256:00ff");
+  EXPECT_EQ(main.command(0), "python");
+  EXPECT_EQ(main.volume_mounts(0).mount_path(), "/data");
+  std::map<std::string, std::string> env;
+  for (const EnvVar& var : main.env()) env[var.name()] = var.value();
+  EXPECT_EQ(env.at("A"), "from-step");
+  EXPECT_EQ(env.at("MLOPS_STEP"), "train step") << "what mlops sets wins";
+  EXPECT_EQ(main.resources().limits().at("cpu"), "1500m");
+  EXPECT_EQ(main.resources().limits().at("example.com/fpga"), "1");
+  EXPECT_EQ(pod.containers(1).name(), "sidecar");
+  EXPECT_EQ(job->spec().template_().metadata().annotations().at("team"), "vision");
+  EXPECT_EQ(job->spec().template_().metadata().labels().at("mlops.dev/scheduler"), "mlops");
+  // Fields mlops does not model pass through to the API server.
+  const std::string json = *BuildJob(spec, options, "ml");
+  EXPECT_THAT(json, HasSubstr("\"persistentVolumeClaim\":{\"claimName\":\"corpus\"}"));
+  EXPECT_THAT(json, HasSubstr("\"priorityClassName\":\"high\""));
+  EXPECT_THAT(json, HasSubstr("\"nodeAffinity\""));
+  EXPECT_THAT(json, HasSubstr("\"backoffLimit\":0"));
+
   options.pod_template_json = R"({"spec": {"nodeSelector": 3}})";
   EXPECT_THAT(BuildJob(Spec(), options, "ml").status(),
-              StatusIs(absl::StatusCode::kInvalidArgument, "pod template override"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "--k8s_pod_template"));
+  options.pod_template_json = "[1]";
+  EXPECT_THAT(BuildJob(Spec(), options, "ml").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--k8s_pod_template"));
+  options.pod_template_json.clear();
+  spec.pod_template_json = R"({"spec": {"containers": [{"name": "step", "env": "A=1"}]}})";
+  EXPECT_THAT(BuildJob(spec, options, "ml").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "the step's pod template"));
   LaunchSpec no_image = Spec();
   no_image.image.clear();
   EXPECT_THAT(BuildJob(no_image, KubernetesOptions{}, "ml").status(),

@@ -316,6 +316,11 @@ absl::Status KubeClient::Call(std::string_view method, const std::string& path,
     if (!written.ok())
       return absl::InternalError(StrCat("encoding ", path, ": ", std::string(written.message())));
   }
+  return CallJson(method, path, body, out);
+}
+
+absl::Status KubeClient::CallJson(std::string_view method, const std::string& path,
+                                  const std::string& body, google::protobuf::Message* out) {
   auto response = Request(method, path, body);
   if (!response.ok()) return response.status();
   std::string what = StrCat(method, " ", path.substr(0, path.find('?')));

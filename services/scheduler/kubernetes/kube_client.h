@@ -73,6 +73,9 @@ class KubeClient {
   // answer through StatusFromResponse. `body` is written from `in` when given.
   absl::Status Call(std::string_view method, const std::string& path,
                     const google::protobuf::Message* in, google::protobuf::Message* out);
+  // Call with a JSON body as it is.
+  absl::Status CallJson(std::string_view method, const std::string& path, const std::string& body,
+                        google::protobuf::Message* out);
 
   // Streams a watch (`path` must carry watch=true): each line (one event's JSON) goes to
   // `on_line`, which returns false to stop. Returns when `on_line` stops it, `stop` becomes true

@@ -1,7 +1,9 @@
 #include "services/scheduler/kubernetes/kubernetes_executor.h"
 
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <optional>
@@ -16,6 +18,7 @@
 namespace mlops::scheduler::k8s {
 namespace {
 
+namespace pb = ::google::protobuf;
 namespace pbu = ::google::protobuf::util;
 
 constexpr char kSchedulerLabel[] = "mlops.dev/scheduler";
@@ -105,14 +108,101 @@ const ContainerStateTerminated* FirstFailure(const std::map<std::string, Pod>& p
   return first;
 }
 
+constexpr char kStepContainer[] = "step";
+
+absl::StatusOr<pb::Value> ToValue(const google::protobuf::Message& message) {
+  std::string json;
+  if (auto written = pbu::MessageToJsonString(message, &json); !written.ok()) {
+    return absl::InternalError(std::string(written.message()));
+  }
+  pb::Value value;
+  if (auto parsed = pbu::JsonStringToMessage(json, &value); !parsed.ok()) {
+    return absl::InternalError(std::string(parsed.message()));
+  }
+  return value;
+}
+
+// A list whose elements are all objects with a "name" (containers, env, volumes, volumeMounts).
+bool NamedObjects(const pb::Value& value) {
+  if (!value.has_list_value() || value.list_value().values_size() == 0) return false;
+  for (const pb::Value& item : value.list_value().values()) {
+    if (!item.has_struct_value()) return false;
+    auto name = item.struct_value().fields().find("name");
+    if (name == item.struct_value().fields().end() || !name->second.has_string_value()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Lays `top` over `base`: objects merge key by key, lists of named objects merge element by
+// name (`top`'s fields win, new names are appended), anything else in `top` replaces `base`.
+void Overlay(pb::Value* base, const pb::Value& top) {
+  if (base->has_struct_value() && top.has_struct_value()) {
+    auto* fields = base->mutable_struct_value()->mutable_fields();
+    for (const auto& [key, value] : top.struct_value().fields()) {
+      auto it = fields->find(key);
+      if (it == fields->end()) {
+        (*fields)[key] = value;
+      } else {
+        Overlay(&it->second, value);
+      }
+    }
+    return;
+  }
+  if (NamedObjects(*base) && NamedObjects(top)) {
+    auto* items = base->mutable_list_value()->mutable_values();
+    for (const pb::Value& item : top.list_value().values()) {
+      const std::string& name = item.struct_value().fields().at("name").string_value();
+      auto same = std::find_if(items->begin(), items->end(), [&](const pb::Value& existing) {
+        return existing.struct_value().fields().at("name").string_value() == name;
+      });
+      if (same == items->end()) {
+        *items->Add() = item;
+      } else {
+        Overlay(&*same, item);
+      }
+    }
+    return;
+  }
+  *base = top;
+}
+
+// A pod template override as a layer: a JSON object that reads as a PodTemplateSpec where it
+// names fields mlops knows (so a wrong type is an error here, not a Job the API refuses), kept
+// whole (fields mlops does not model, such as affinity or volumes of any kind, pass through). Its
+// first container, when unnamed, is the step's.
+absl::StatusOr<pb::Value> PodTemplateLayer(const std::string& json) {
+  PodTemplateSpec typed;
+  RETURN_IF_ERROR(ParseJson(json, &typed));
+  pb::Value layer;
+  if (auto parsed = pbu::JsonStringToMessage(json, &layer); !parsed.ok()) {
+    return absl::InvalidArgumentError(std::string(parsed.message()));
+  }
+  if (!layer.has_struct_value()) return absl::InvalidArgumentError("expected a JSON object");
+  auto* fields = layer.mutable_struct_value()->mutable_fields();
+  if (auto spec = fields->find("spec"); spec != fields->end() && spec->second.has_struct_value()) {
+    auto* pod = spec->second.mutable_struct_value()->mutable_fields();
+    if (auto containers = pod->find("containers");
+        containers != pod->end() && containers->second.has_list_value() &&
+        containers->second.list_value().values_size() > 0) {
+      pb::Value& first = *containers->second.mutable_list_value()->mutable_values(0);
+      if (first.has_struct_value() && !first.struct_value().fields().contains("name")) {
+        (*first.mutable_struct_value()->mutable_fields())["name"].set_string_value(kStepContainer);
+      }
+    }
+  }
+  return layer;
+}
+
 }  // namespace
 
 std::string JobName(const std::string& attempt_id) {
   return StrCat("mlops-", DigestHex(Sha256Of(attempt_id)).substr(0, 40));
 }
 
-absl::StatusOr<Job> BuildJob(const LaunchSpec& spec, const KubernetesOptions& options,
-                             const std::string& namespace_name) {
+absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOptions& options,
+                                     const std::string& namespace_name) {
   if (spec.argv.empty()) return absl::InvalidArgumentError("the step has no command");
   const std::string image = spec.image.empty() ? options.default_image : spec.image;
   if (image.empty()) {
@@ -149,23 +239,12 @@ absl::StatusOr<Job> BuildJob(const LaunchSpec& spec, const KubernetesOptions& op
         static_cast<int32_t>(std::min<int64_t>((spec.timeout_ms + 999) / 1000, INT32_MAX)));
   }
   PodTemplateSpec* pod_template = job_spec->mutable_template_();
-  if (!options.pod_template_json.empty()) {
-    if (absl::Status parsed = ParseJson(options.pod_template_json, pod_template); !parsed.ok()) {
-      return absl::InvalidArgumentError(
-          StrCat("the pod template override is not a PodTemplateSpec: ", parsed.message()));
-    }
-  }
   for (const auto& [k, v] : labels) (*pod_template->mutable_metadata()->mutable_labels())[k] = v;
   PodSpec* pod = pod_template->mutable_spec();
   pod->set_restart_policy("Never");
-  if (!options.service_account.empty()) pod->set_service_account_name(options.service_account);
-  if (!pod->has_enable_service_links()) pod->set_enable_service_links(false);
-  Container* main = pod->containers_size() > 0 ? pod->mutable_containers(0) : pod->add_containers();
-  main->set_name("step");
+  Container* main = pod->add_containers();
+  main->set_name(kStepContainer);
   main->set_image(image);
-  if (main->image_pull_policy().empty()) main->set_image_pull_policy(options.image_pull_policy);
-  main->clear_command();
-  main->clear_args();
   main->add_command(spec.argv[0]);
   for (size_t i = 1; i < spec.argv.size(); ++i) main->add_args(spec.argv[i]);
   for (const auto& [k, v] : spec.env) {
@@ -201,7 +280,40 @@ absl::StatusOr<Job> BuildJob(const LaunchSpec& spec, const KubernetesOptions& op
     add_env("MASTER_ADDR", StrCat(name, "-0.", name, ".", namespace_name, ".svc.cluster.local"));
     add_env("MASTER_PORT", std::to_string(options.master_port));
   }
-  return job;
+
+  // The pod template, in layers, each laid over the one before: the scheduler's defaults, its
+  // --k8s_pod_template, the step's own `kubernetes:` settings, and what mlops sets above.
+  PodTemplateSpec defaults;
+  PodSpec* default_pod = defaults.mutable_spec();
+  default_pod->set_enable_service_links(false);
+  if (!options.service_account.empty()) {
+    default_pod->set_service_account_name(options.service_account);
+  }
+  Container* default_main = default_pod->add_containers();
+  default_main->set_name(kStepContainer);
+  default_main->set_image_pull_policy(options.image_pull_policy);
+  ASSIGN_OR_RETURN(pb::Value merged, ToValue(defaults));
+  for (const auto& [what, json] :
+       {std::pair<const char*, const std::string*>{
+            "the scheduler's pod template (--k8s_pod_template)", &options.pod_template_json},
+        {"the step's pod template", &spec.pod_template_json}}) {
+    if (json->empty()) continue;
+    auto layer = PodTemplateLayer(*json);
+    if (!layer.ok())
+      return absl::InvalidArgumentError(StrCat(what, ": ", layer.status().message()));
+    Overlay(&merged, *layer);
+  }
+  ASSIGN_OR_RETURN(pb::Value ours, ToValue(*pod_template));
+  Overlay(&merged, ours);
+  ASSIGN_OR_RETURN(pb::Value whole, ToValue(job));
+  (*(*whole.mutable_struct_value()->mutable_fields())["spec"]
+        .mutable_struct_value()
+        ->mutable_fields())["template"] = std::move(merged);
+  std::string body;
+  if (auto written = pbu::MessageToJsonString(whole, &body); !written.ok()) {
+    return absl::InternalError(StrCat("writing the Job: ", std::string(written.message())));
+  }
+  return body;
 }
 
 KubernetesExecutor::KubernetesExecutor(std::shared_ptr<KubeClient> client,
@@ -503,7 +615,9 @@ void KubernetesExecutor::Finish(const std::string& name, AttemptResult result) {
 
 absl::StatusOr<std::string> KubernetesExecutor::Launch(
     const LaunchSpec& spec, std::function<void(const AttemptResult&)> done) {
-  ASSIGN_OR_RETURN(Job job, BuildJob(spec, options_, namespace_));
+  ASSIGN_OR_RETURN(std::string body, BuildJob(spec, options_, namespace_));
+  Job job;
+  RETURN_IF_ERROR(ParseJson(body, &job));
   const std::string name = job.metadata().name();
   {
     std::lock_guard lock(mu_);
@@ -543,8 +657,8 @@ absl::StatusOr<std::string> KubernetesExecutor::Launch(
     with_service_.insert(name);
   }
   Job created;
-  absl::Status status = client_->Call(
-      "POST", StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs"), &job, &created);
+  absl::Status status = client_->CallJson(
+      "POST", StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs"), body, &created);
   if (status.code() == absl::StatusCode::kAlreadyExists) {
     // Launched before (by a scheduler that stopped before recording it): attach to it.
     status = client_->Call("GET", StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs/", name),

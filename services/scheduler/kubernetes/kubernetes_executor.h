@@ -34,8 +34,9 @@ struct KubernetesOptions {
   std::string image_pull_policy = "IfNotPresent";
   int ttl_seconds_after_finished = 86400;  // the safety net, long enough to collect after a restart
   std::string service_account;             // "" = the namespace's default
-  // Merged into every Job's pod template (JSON of a PodTemplateSpec: nodeSelector, tolerations,
-  // hostNetwork, ...), before the step's own settings.
+  // Laid under every Job's pod template (JSON of a PodTemplateSpec: nodeSelector, tolerations,
+  // volumes, affinity, ...); the step's own template (LaunchSpec::pod_template_json) lies over it
+  // and what mlops sets (image, command, env, resources, labels) over both.
   std::string pod_template_json;
   int master_port = 29500;  // MASTER_PORT of multi-replica steps
 };
@@ -48,8 +49,12 @@ std::string JobName(const std::string& attempt_id);
 // valid label values; annotations with the attempt id, run and step; backoffLimit 0;
 // activeDeadlineSeconds from the timeout; requests = limits for cpu, memory and nvidia.com/gpu;
 // for replicas > 1 an Indexed Job with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in the env.
-absl::StatusOr<Job> BuildJob(const LaunchSpec& spec, const KubernetesOptions& options,
-                             const std::string& namespace_name);
+// Returns the Job's JSON: pod template overrides keep fields mlops does not model. Objects merge
+// key by key, lists of named objects (containers, env, volumes, volumeMounts) by name, the first
+// container of an override, if unnamed, is the step's; INVALID_ARGUMENT for an override that is
+// no JSON object or names a known field with a wrong type.
+absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOptions& options,
+                                     const std::string& namespace_name);
 
 class KubernetesExecutor final : public Executor {
  public:
