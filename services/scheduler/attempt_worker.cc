@@ -78,6 +78,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   launch.argv = *std::move(argv);
   launch.work_dir = work;
   launch.image = spec.image;
+  launch.pod_template_json = spec.pod_template_json;
   launch.resources = spec.resources;
   launch.replicas = spec.replicas;
   launch.timeout_ms = spec.timeout_ms;

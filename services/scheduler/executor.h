@@ -74,6 +74,9 @@ class Executor {
   // The scheduler has stored the result of `attempt_id`: what the executor kept of it to report
   // that result again after a restart can go. Must not block.
   virtual void Collected(const std::string& attempt_id) { (void)attempt_id; }
+  // What this executor adds to every step that may change what it computes (the Kubernetes
+  // executor's default image and pod template), for the steps' cache keys; "" for nothing.
+  virtual std::string settings_fingerprint() const { return ""; }
   // Attempts running now.
   virtual int running() const = 0;
 };

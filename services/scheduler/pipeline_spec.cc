@@ -1,6 +1,7 @@
 #include "services/scheduler/pipeline_spec.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -84,6 +85,185 @@ absl::StatusOr<std::map<std::string, std::string>> StringMap(const YamlNode& nod
   return out;
 }
 
+// A JSON string literal. Written by hand: neither protobuf nor the other dependencies expose a
+// JSON string escaper on its own.
+void AppendJsonString(std::string_view text, std::string* out) {
+  out->push_back('"');
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          static const char kHex[] = "0123456789abcdef";
+          out->append("\\u00");
+          out->push_back(kHex[(c >> 4) & 0xf]);
+          out->push_back(kHex[c & 0xf]);
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// A plain YAML scalar that the core schema reads as a number (JSON's syntax: no leading '+', no
+// hex, no .inf or .nan, which JSON cannot hold).
+bool JsonNumber(const std::string& text) {
+  size_t i = text[0] == '-' ? 1 : 0;
+  size_t digits = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i, ++digits;
+  if (digits == 0 || (digits > 1 && text[text[0] == '-' ? 1 : 0] == '0')) return false;
+  if (i < text.size() && text[i] == '.') {
+    size_t fraction = 0;
+    for (++i; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) {
+      ++fraction;
+    }
+    if (fraction == 0) return false;
+  }
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    ++i;
+    if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+    size_t exponent = 0;
+    while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i, ++exponent;
+    if (exponent == 0) return false;
+  }
+  return i == text.size();
+}
+
+// YAML to JSON as Kubernetes reads its manifests: plain scalars true/false, null/~ and numbers
+// are those; everything quoted is a string. Map keys must be scalars.
+absl::Status YamlToJson(const YamlNode& node, std::string* out) {
+  if (node.IsNull()) {
+    out->append("null");
+  } else if (node.IsScalar()) {
+    const std::string& text = node.Scalar();
+    if (node.IsPlainScalar() && (text == "true" || text == "false")) {
+      out->append(text);
+    } else if (node.IsPlainScalar() && (text == "null" || text == "~")) {
+      out->append("null");
+    } else if (node.IsPlainScalar() && !text.empty() && JsonNumber(text)) {
+      out->append(text);
+    } else {
+      AppendJsonString(text, out);
+    }
+  } else if (node.IsSequence()) {
+    out->push_back('[');
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (i > 0) out->push_back(',');
+      RETURN_IF_ERROR(YamlToJson(node[i], out));
+    }
+    out->push_back(']');
+  } else {
+    out->push_back('{');
+    for (size_t i = 0; i < node.size(); ++i) {
+      if (!node.key(i).IsScalar()) return ErrorAt(node.key(i), "a key must be a single value");
+      if (i > 0) out->push_back(',');
+      AppendJsonString(node.key(i).Scalar(), out);
+      out->push_back(':');
+      RETURN_IF_ERROR(YamlToJson(node.value(i), out));
+    }
+    out->push_back('}');
+  }
+  return absl::OkStatus();
+}
+
+// A step's `kubernetes:` settings as the JSON of a PodTemplateSpec: `pod` is one, written as
+// YAML; service_account, node_selector and tolerations are short for its spec's
+// serviceAccountName, nodeSelector and tolerations (naming both is an error).
+absl::StatusOr<std::string> ParseKubernetes(const YamlNode& node, const std::string& where) {
+  RETURN_IF_ERROR(ExpectMap(node, where + ": kubernetes"));
+  RETURN_IF_ERROR(OnlyKeys(node, where + ": kubernetes",
+                           {"pod", "service_account", "node_selector", "tolerations"}));
+  const YamlNode pod = node["pod"];
+  if (pod) {
+    RETURN_IF_ERROR(ExpectMap(pod, where + ": kubernetes.pod (a PodTemplateSpec)"));
+    RETURN_IF_ERROR(OnlyKeys(pod, where + ": kubernetes.pod", {"metadata", "spec"}));
+    if (pod["spec"]) RETURN_IF_ERROR(ExpectMap(pod["spec"], where + ": kubernetes.pod.spec"));
+  }
+  // The shorthands, as spec fields.
+  std::vector<std::pair<std::string, std::string>> extra;
+  struct Shorthand {
+    const char* key;
+    const char* field;
+  };
+  for (const Shorthand& shorthand :
+       {Shorthand{"service_account", "serviceAccountName"},
+        Shorthand{"node_selector", "nodeSelector"}, Shorthand{"tolerations", "tolerations"}}) {
+    const YamlNode value = node[shorthand.key];
+    if (!value) continue;
+    if (pod && pod["spec"] && pod["spec"][shorthand.field]) {
+      return ErrorAt(value,
+                     StrCat(where, ": kubernetes.", shorthand.key, " and kubernetes.pod.spec.",
+                            shorthand.field, " both given: keep one"));
+    }
+    std::string json;
+    if (std::string_view(shorthand.key) == "service_account") {
+      ASSIGN_OR_RETURN(std::string name, Scalar(value, where + ": kubernetes.service_account"));
+      AppendJsonString(name, &json);
+    } else if (std::string_view(shorthand.key) == "node_selector") {
+      ASSIGN_OR_RETURN(auto labels, StringMap(value, where + ": kubernetes.node_selector"));
+      json = "{";
+      for (const auto& [k, v] : labels) {
+        if (json.size() > 1) json.push_back(',');
+        AppendJsonString(k, &json);
+        json.push_back(':');
+        AppendJsonString(v, &json);
+      }
+      json.push_back('}');
+    } else {
+      if (!value.IsSequence()) {
+        return ErrorAt(value, where + ": kubernetes.tolerations: expected a list");
+      }
+      RETURN_IF_ERROR(YamlToJson(value, &json));
+    }
+    extra.emplace_back(shorthand.field, std::move(json));
+  }
+  std::string out = "{";
+  auto write_spec = [&](const YamlNode& spec) -> absl::Status {
+    out.append("\"spec\":{");
+    size_t written = 0;
+    if (spec) {
+      for (size_t i = 0; i < spec.size(); ++i) {
+        if (!spec.key(i).IsScalar()) return ErrorAt(spec.key(i), "a key must be a single value");
+        if (written++ > 0) out.push_back(',');
+        AppendJsonString(spec.key(i).Scalar(), &out);
+        out.push_back(':');
+        RETURN_IF_ERROR(YamlToJson(spec.value(i), &out));
+      }
+    }
+    for (const auto& [field, json] : extra) {
+      if (written++ > 0) out.push_back(',');
+      AppendJsonString(field, &out);
+      out.push_back(':');
+      out.append(json);
+    }
+    out.push_back('}');
+    return absl::OkStatus();
+  };
+  if (pod && pod["metadata"]) {
+    out.append("\"metadata\":");
+    RETURN_IF_ERROR(YamlToJson(pod["metadata"], &out));
+    out.push_back(',');
+  }
+  RETURN_IF_ERROR(write_spec(pod ? pod["spec"] : YamlNode()));
+  out.push_back('}');
+  return out;
+}
+
 absl::StatusOr<InputRef> ParseInputRef(const YamlNode& node, std::string_view what) {
   ASSIGN_OR_RETURN(std::string text, Scalar(node, what));
   InputRef ref;
@@ -110,10 +290,10 @@ absl::StatusOr<InputRef> ParseInputRef(const YamlNode& node, std::string_view wh
 absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
                                    const std::map<std::string, std::string>& params) {
   RETURN_IF_ERROR(ExpectMap(node, "step"));
-  RETURN_IF_ERROR(
-      OnlyKeys(node, "step",
-               {"name", "needs", "image", "command", "inputs", "outputs", "env", "resources",
-                "replicas", "retries", "timeout", "cache", "sweep", "objective", "params"}));
+  RETURN_IF_ERROR(OnlyKeys(
+      node, "step",
+      {"name", "needs", "image", "command", "inputs", "outputs", "env", "resources", "replicas",
+       "retries", "timeout", "cache", "sweep", "objective", "params", "kubernetes"}));
   StepSpec step;
   step.line = node.Mark().line + 1;
   if (!node["name"]) return ErrorAt(node, "step: 'name' is required");
@@ -199,6 +379,9 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
       return ErrorAt(replicas, where + ": replicas '" + text + "': expected 1 to 1024");
     }
     step.replicas = static_cast<int>(n);
+  }
+  if (const YamlNode kubernetes = node["kubernetes"]) {
+    ASSIGN_OR_RETURN(step.pod_template_json, ParseKubernetes(kubernetes, where));
   }
   if (const YamlNode retries = node["retries"]) {
     RETURN_IF_ERROR(ExpectMap(retries, where + ": retries"));
@@ -665,7 +848,8 @@ std::string CanonicalArgument(const StepSpec& step, const std::string& arg) {
 }  // namespace
 
 std::string StepFingerprint(const StepSpec& step,
-                            const std::map<std::string, std::string>& input_digests) {
+                            const std::map<std::string, std::string>& input_digests,
+                            std::string_view executor_settings) {
   Sha256 hash;
   auto put = [&](std::string_view field) {
     std::string length = std::to_string(field.size()) + ":";
@@ -695,6 +879,15 @@ std::string StepFingerprint(const StepSpec& step,
   put("replicas");
   put(std::to_string(step.replicas));
   put_map("inputs", input_digests);
+  // Only when set, so that the keys of steps cached before these existed stay valid.
+  if (!step.pod_template_json.empty()) {
+    put("pod");
+    put(step.pod_template_json);
+  }
+  if (!executor_settings.empty()) {
+    put("executor");
+    put(executor_settings);
+  }
   return DigestHex(hash.Final());
 }
 

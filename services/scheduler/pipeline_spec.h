@@ -22,6 +22,11 @@
 //       params: [seed]      # params read from the environment (MLOPS_PARAM_SEED) rather than
 //                           # named in the command; a step sees no other pipeline param
 //       objective: {metric: accuracy, goal: maximize}   # picks the best instance of the sweep
+//       kubernetes:         # the Kubernetes executor only (docs/kubernetes.md)
+//         service_account: trainer
+//         node_selector: {pool: gpu}
+//         tolerations: [{key: gpu, operator: Exists, effect: NoSchedule}]
+//         pod: {metadata: {annotations: {team: vision}}, spec: {priorityClassName: high}}
 //
 // Every error is INVALID_ARGUMENT and starts with "line L, column C:" (1-based) of the offending
 // YAML node.
@@ -86,6 +91,8 @@ struct StepSpec {
   // With a sweep: the metrics.json key that picks the best instance, and which way.
   std::string objective_metric;
   bool maximize = true;
+  // `kubernetes:` as the JSON of a PodTemplateSpec laid under what mlops sets ("" when absent).
+  std::string pod_template_json;
   int line = 0;  // of the step in the YAML (1-based)
 };
 
@@ -120,9 +127,12 @@ absl::StatusOr<std::vector<std::string>> RenderCommand(
 
 // The cache key of a step: SHA-256 (hex) over a canonical, length-prefixed encoding of its command
 // as rendered (params and the step name substituted; input and output placeholders kept), image,
-// env, the params it uses, replicas, declared outputs and the content digests of its inputs
-// (input name -> digest). Equal fingerprints mean the step would compute the same thing.
+// env, the params it uses, replicas, declared outputs, its pod template, the content digests of its
+// inputs (input name -> digest) and what the executor adds to every step (`executor_settings`:
+// the Kubernetes executor's default image and pod template). Equal fingerprints mean the step
+// would compute the same thing.
 std::string StepFingerprint(const StepSpec& step,
-                            const std::map<std::string, std::string>& input_digests);
+                            const std::map<std::string, std::string>& input_digests,
+                            std::string_view executor_settings = "");
 
 }  // namespace mlops::scheduler

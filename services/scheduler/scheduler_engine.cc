@@ -251,7 +251,7 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       input_digests[name] = "dataset:" + ref.dataset + "@" + pinned->second;
     }
   }
-  step.set_fingerprint(StepFingerprint(spec, input_digests));
+  step.set_fingerprint(StepFingerprint(spec, input_digests, executor_->settings_fingerprint()));
   run.input_digests[index] = input_digests;
   if (spec.cache && !run.proto.no_cache()) {
     // A cache record that cannot be read is a miss (logged): the step runs and rewrites it.

@@ -33,9 +33,12 @@ class YamlBuilder final : public YAML::EventHandler {
     if (it == anchors_.end()) throw YAML::ParserException(mark, "unknown alias");
     Add(it->second);
   }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     uint32_t index = New(YamlDocument::kScalar, mark, anchor);
+    // yaml-cpp tags a plain scalar "?" and a quoted one "!" (explicit tags such as !!str count as
+    // not plain: their text is meant as written).
+    doc_->nodes_[index].plain = tag == "?" || tag.empty();
     doc_->nodes_[index].first = static_cast<uint32_t>(doc_->scalars_.size());
     doc_->scalars_.push_back(value);
     Add(index);
@@ -54,7 +57,7 @@ class YamlBuilder final : public YAML::EventHandler {
  private:
   uint32_t New(YamlDocument::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
     uint32_t index = static_cast<uint32_t>(doc_->nodes_.size());
-    doc_->nodes_.push_back({kind, mark.line, mark.column, 0, 0});
+    doc_->nodes_.push_back({kind, false, mark.line, mark.column, 0, 0});
     if (anchor != YAML::NullAnchor) anchors_[anchor] = index;
     return index;
   }
@@ -137,6 +140,8 @@ bool YamlNode::IsScalar() const {
   return doc_ && doc_->nodes_[index_].kind == YamlDocument::kScalar;
 }
 bool YamlNode::IsNull() const { return doc_ && doc_->nodes_[index_].kind == YamlDocument::kNull; }
+
+bool YamlNode::IsPlainScalar() const { return IsScalar() && doc_->nodes_[index_].plain; }
 
 const std::string& YamlNode::Scalar() const {
   return IsScalar() ? doc_->scalars_[doc_->nodes_[index_].first] : kEmpty;

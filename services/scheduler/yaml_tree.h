@@ -30,6 +30,8 @@ class YamlNode {
   bool IsMap() const;
   bool IsSequence() const;
   bool IsScalar() const;
+  // A scalar written without quotes (so `true`, `3` and `null` may mean a bool, a number, null).
+  bool IsPlainScalar() const;
   bool IsNull() const;
   // The scalar's text; empty for other nodes.
   const std::string& Scalar() const;
@@ -65,6 +67,7 @@ class YamlDocument {
   enum Kind : uint8_t { kNull, kScalar, kSequence, kMap };
   struct Node {
     Kind kind = kNull;
+    bool plain = false;  // kScalar: written without quotes
     int32_t line = 0;
     int32_t column = 0;
     uint32_t first = 0;  // kScalar: index in scalars_; kSequence, kMap: first child in children_

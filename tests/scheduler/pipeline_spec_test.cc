@@ -239,6 +239,68 @@ TEST(PipelineSpecTest, FingerprintsChangeWithContentAndNothingElse) {
   EXPECT_NE(StepFingerprint(other, inputs), StepFingerprint(split, inputs));
 }
 
+TEST(PipelineSpecTest, KubernetesSettingsAreAPodTemplateAndPartOfTheKey) {
+  auto spec = ParsePipelineSpec(R"(name: k
+steps:
+  - name: train
+    command: [train]
+    kubernetes:
+      service_account: trainer
+      node_selector: {pool: gpu, "n": 1}
+      tolerations: [{key: gpu, operator: Exists, effect: NoSchedule, tolerationSeconds: 30}]
+      pod:
+        metadata: {annotations: {team: vision, "quoted": "true"}}
+        spec:
+          hostNetwork: true
+          priorityClassName: high
+          terminationGracePeriodSeconds: 5
+          dnsPolicy: ~
+          containers: [{volumeMounts: [{name: data, mountPath: /data, readOnly: false}]}]
+          volumes: [{name: data, hostPath: {path: "/srv/data\n"}}]
+  - name: plain
+    command: [train]
+)");
+  ASSERT_OK(spec.status());
+  const StepSpec& train = spec->steps[1].name == "train" ? spec->steps[1] : spec->steps[0];
+  const StepSpec& plain = spec->steps[1].name == "plain" ? spec->steps[1] : spec->steps[0];
+  EXPECT_EQ(
+      train.pod_template_json,
+      R"({"metadata":{"annotations":{"team":"vision","quoted":"true"}},)"
+      R"("spec":{"hostNetwork":true,"priorityClassName":"high",)"
+      R"("terminationGracePeriodSeconds":5,"dnsPolicy":null,)"
+      R"("containers":[{"volumeMounts":[{"name":"data","mountPath":"/data","readOnly":false}]}],)"
+      R"("volumes":[{"name":"data","hostPath":{"path":"/srv/data\n"}}],)"
+      R"("serviceAccountName":"trainer","nodeSelector":{"n":"1","pool":"gpu"},)"
+      R"("tolerations":[{"key":"gpu","operator":"Exists","effect":"NoSchedule",)"
+      R"("tolerationSeconds":30}]}})");
+  EXPECT_EQ(plain.pod_template_json, "");
+  // The pod template and the executor's own settings are part of the key; a step without them
+  // keeps the key it had before either existed (recorded: the cache of older runs stays valid).
+  StepSpec without = train;
+  without.pod_template_json.clear();
+  EXPECT_NE(StepFingerprint(train, {}), StepFingerprint(without, {}));
+  EXPECT_NE(StepFingerprint(plain, {}, "kubernetes\nbusybox:1\n"), StepFingerprint(plain, {}));
+  EXPECT_EQ(StepFingerprint(plain, {}),
+            "a83656e2094f7db3525bea7e891ed46efaa7f7ff524153dd5ebc5b4f475cab5a");
+
+  for (const auto& [yaml, message] : std::vector<std::pair<std::string, std::string>>{
+           {"kubernetes: {nodeSelector: {a: b}}",
+            "unknown key 'nodeSelector' in step t: kubernetes"},
+           {"kubernetes: {pod: {spec: {nodeSelector: {a: b}}}, node_selector: {a: c}}",
+            "kubernetes.node_selector and kubernetes.pod.spec.nodeSelector both given"},
+           {"kubernetes: {pod: {containers: []}}",
+            "unknown key 'containers' in step t: kubernetes.pod"},
+           {"kubernetes: {pod: [1]}", "kubernetes.pod (a PodTemplateSpec): expected a mapping"},
+           {"kubernetes: {tolerations: {a: b}}", "kubernetes.tolerations: expected a list"},
+           {"kubernetes: {pod: {spec: {x: {[1]: 2}}}}", "a key must be a single value"},
+       }) {
+    EXPECT_THAT(
+        ParsePipelineSpec("name: p\nsteps:\n  - name: t\n    command: [x]\n    " + yaml).status(),
+        StatusIs(absl::StatusCode::kInvalidArgument, message))
+        << yaml;
+  }
+}
+
 TEST(PipelineSpecTest, SpecsAreBoundedInBytesAndParams) {
   std::string params = "name: many\nparams:\n";
   for (int i = 0; i < 10001; ++i) params += "  p" + std::to_string(i) + ": x\n";

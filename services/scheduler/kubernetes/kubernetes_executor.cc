@@ -613,6 +613,10 @@ void KubernetesExecutor::Finish(const std::string& name, AttemptResult result) {
   done(result);
 }
 
+std::string KubernetesExecutor::settings_fingerprint() const {
+  return StrCat("kubernetes\n", options_.default_image, "\n", options_.pod_template_json);
+}
+
 absl::StatusOr<std::string> KubernetesExecutor::Launch(
     const LaunchSpec& spec, std::function<void(const AttemptResult&)> done) {
   ASSIGN_OR_RETURN(std::string body, BuildJob(spec, options_, namespace_));

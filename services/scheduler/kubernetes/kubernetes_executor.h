@@ -82,6 +82,8 @@ class KubernetesExecutor final : public Executor {
   // Deletes the Job of an attempt whose result the scheduler has stored.
   void Collected(const std::string& attempt_id) override;
   int running() const override;
+  // The default image and the scheduler's pod template.
+  std::string settings_fingerprint() const override;
 
   // API requests made so far (figures of the API budget).
   int64_t api_requests() const { return client_->requests(); }
