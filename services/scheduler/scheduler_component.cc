@@ -2,13 +2,19 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/flags/flag.h"
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/common/status.h"
+#include "services/common/strings.h"
 #include "services/scheduler/artifact_gateway.h"
+#include "services/scheduler/kubernetes/kubernetes_executor.h"
 #include "services/scheduler/local_executor.h"
 #include "services/scheduler/metadata_gateway.h"
 #include "services/scheduler/scheduler_service.h"
@@ -20,8 +26,71 @@ ABSL_FLAG(std::string, step_waiter, "",
           "The mlops-step-waiter program that steps run under (so that a restarted scheduler "
           "re-attaches to them); empty: the one beside this binary, else on PATH");
 
+ABSL_FLAG(std::string, executor, "local",
+          "Where steps run: local (child processes of this scheduler) or kubernetes (one Job per "
+          "attempt; docs/kubernetes.md)");
+ABSL_FLAG(std::string, k8s_kubeconfig, "",
+          "kubernetes: the kubeconfig to use (its current context); empty: the in-cluster config "
+          "of the pod this scheduler runs in (service-account token, CA, KUBERNETES_SERVICE_HOST)");
+ABSL_FLAG(std::string, k8s_namespace, "",
+          "kubernetes: the namespace of the Jobs; empty: the kubeconfig's or the pod's");
+ABSL_FLAG(std::string, k8s_default_image, "",
+          "kubernetes: the image of steps that name none (pin it by digest: it is part of every "
+          "step's cache key)");
+ABSL_FLAG(std::string, k8s_image_pull_policy, "IfNotPresent",
+          "kubernetes: imagePullPolicy of the step container unless a pod template sets one");
+ABSL_FLAG(std::string, k8s_service_account, "",
+          "kubernetes: the service account of step pods; empty: the namespace's default");
+ABSL_FLAG(std::string, k8s_pod_template, "",
+          "kubernetes: a file with the JSON of a PodTemplateSpec laid under every step's pod "
+          "(volumes, node selectors, tolerations, ...); steps' own `kubernetes:` lie over it");
+ABSL_FLAG(std::string, k8s_scheduler_id, "mlops",
+          "kubernetes: the mlops.dev/scheduler label of this scheduler's Jobs (schedulers sharing "
+          "a namespace need different ones)");
+ABSL_FLAG(double, k8s_qps, 20, "kubernetes: API requests per second, sustained");
+ABSL_FLAG(int, k8s_burst, 40, "kubernetes: API requests in a burst above --k8s_qps");
+
 namespace mlops::scheduler {
 namespace {
+
+// The Kubernetes executor as the flags say. FAILED_PRECONDITION for a configuration that cannot
+// work (no kubeconfig, not in a pod, an unreadable pod template); the API's codes when it cannot
+// list Jobs and Pods (UNAVAILABLE, PERMISSION_DENIED).
+absl::StatusOr<std::unique_ptr<Executor>> OpenKubernetesExecutor() {
+  const std::string kubeconfig = absl::GetFlag(FLAGS_k8s_kubeconfig);
+  absl::StatusOr<k8s::KubeConfig> config =
+      kubeconfig.empty() ? k8s::InClusterConfig() : k8s::LoadKubeconfig(kubeconfig);
+  if (!config.ok()) return config.status();
+  config->qps = absl::GetFlag(FLAGS_k8s_qps);
+  config->burst = absl::GetFlag(FLAGS_k8s_burst);
+  k8s::KubernetesOptions options;
+  options.namespace_name = absl::GetFlag(FLAGS_k8s_namespace);
+  options.default_image = absl::GetFlag(FLAGS_k8s_default_image);
+  options.image_pull_policy = absl::GetFlag(FLAGS_k8s_image_pull_policy);
+  options.service_account = absl::GetFlag(FLAGS_k8s_service_account);
+  options.scheduler_id = absl::GetFlag(FLAGS_k8s_scheduler_id);
+  if (const std::string file = absl::GetFlag(FLAGS_k8s_pod_template); !file.empty()) {
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) {
+      return absl::FailedPreconditionError(
+          StrCat("--k8s_pod_template: cannot read ", file, ": ", std::strerror(errno)));
+    }
+    options.pod_template_json = text.str();
+  }
+  if (options.namespace_name.empty() && config->namespace_name.empty()) {
+    options.namespace_name = "default";
+  }
+  auto executor =
+      k8s::KubernetesExecutor::Start(std::make_shared<k8s::KubeClient>(*config), options);
+  if (!executor.ok()) {
+    return absl::Status(
+        executor.status().code(),
+        StrCat("the Kubernetes executor (", config->server, "): ", executor.status().message()));
+  }
+  return std::unique_ptr<Executor>(std::move(*executor));
+}
 
 // mlops_scheduler_queue_pending{queue} and mlops_scheduler_queue_running{queue}, read at each
 // scrape (nothing before the scheduler has started).
@@ -51,15 +120,8 @@ class QueueCollector : public prometheus::Collectable {
 
 class SchedulerComponent : public Component {
  public:
-  SchedulerComponent(std::unique_ptr<Db> db, std::string dir, std::string waiter)
-      : db_(std::move(db)), dir_(std::move(dir)), executor_(LocalExecutor::Options{2000, waiter}) {
-    if (waiter.empty()) {
-      LogWarning("step_waiter_missing",
-                 {{"detail",
-                   "mlops-step-waiter is neither beside this binary nor on PATH (--step_waiter): "
-                   "steps a restart interrupts are stopped and retried, not re-attached"}});
-    }
-  }
+  SchedulerComponent(std::unique_ptr<Db> db, std::string dir, std::unique_ptr<Executor> executor)
+      : db_(std::move(db)), dir_(std::move(dir)), executor_(std::move(executor)) {}
   ~SchedulerComponent() override {
     queues_->Set(nullptr);
     scheduler_.reset();  // the engine stops before the executor and the gateway go
@@ -86,13 +148,23 @@ class SchedulerComponent : public Component {
     SchedulerOptions options;
     options.work_root = dir_ + "/work";
     int cpus = absl::GetFlag(FLAGS_scheduler_cpus);
-    if (cpus <= 0) cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int64_t memory_mb = absl::GetFlag(FLAGS_scheduler_memory_mb);
-    if (memory_mb <= 0) {
-      memory_mb = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) >> 20;
+    const bool local = executor_->name() == "local";
+    // Local steps share this machine; Jobs share the cluster, whose scheduler (and Kueue) decide
+    // what fits: there, only limits given by flag apply.
+    constexpr int64_t kUnlimited = int64_t{1} << 40;
+    if (cpus <= 0) {
+      cpus = local ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                   : static_cast<int>(kUnlimited >> 20);
     }
-    options.capacity = {static_cast<int64_t>(cpus) * 1000, memory_mb << 20,
-                        absl::GetFlag(FLAGS_scheduler_gpus)};
+    if (memory_mb <= 0) {
+      memory_mb = local
+                      ? static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) >> 20
+                      : kUnlimited;
+    }
+    int64_t gpus = absl::GetFlag(FLAGS_scheduler_gpus);
+    if (gpus <= 0 && !local) gpus = kUnlimited >> 20;
+    options.capacity = {static_cast<int64_t>(cpus) * 1000, memory_mb << 20, gpus};
     // Steps call the services where this scheduler does (a split deployment passes the peers'
     // addresses; the all-in-one server is all of them), never a hard-coded port.
     options.step_env = {
@@ -103,7 +175,7 @@ class SchedulerComponent : public Component {
         {"MLOPS_MONITORING_SERVER", PeerAddress(host, Peer::kMonitoring)},
     };
     auto scheduler =
-        Scheduler::Open(db_.get(), &executor_, gateway_.get(), options, metadata_.get());
+        Scheduler::Open(db_.get(), executor_.get(), gateway_.get(), options, metadata_.get());
     if (!scheduler.ok()) return scheduler.status();
     scheduler_ = std::move(*scheduler);
     service_.set_scheduler(scheduler_.get());
@@ -114,7 +186,7 @@ class SchedulerComponent : public Component {
  private:
   std::unique_ptr<Db> db_;
   std::string dir_;
-  LocalExecutor executor_;
+  std::unique_ptr<Executor> executor_;
   std::unique_ptr<ClientArtifactGateway> gateway_;
   std::unique_ptr<ClientMetadataGateway> metadata_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -131,9 +203,26 @@ absl::StatusOr<std::unique_ptr<Component>> OpenSchedulerComponent(const std::str
   Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
   auto db = Db::Open(dir + "/db", SchedulerColumnFamilies(), versioned);
   if (!db.ok()) return db.status();
-  std::string waiter = absl::GetFlag(FLAGS_step_waiter);
-  if (waiter.empty()) waiter = FindStepWaiter();
-  return std::unique_ptr<Component>(new SchedulerComponent(std::move(*db), dir, waiter));
+  std::unique_ptr<Executor> executor;
+  const std::string kind = absl::GetFlag(FLAGS_executor);
+  if (kind == "kubernetes") {
+    ASSIGN_OR_RETURN(executor, OpenKubernetesExecutor());
+  } else if (kind == "local") {
+    std::string waiter = absl::GetFlag(FLAGS_step_waiter);
+    if (waiter.empty()) waiter = FindStepWaiter();
+    if (waiter.empty()) {
+      LogWarning("step_waiter_missing",
+                 {{"detail",
+                   "mlops-step-waiter is neither beside this binary nor on PATH (--step_waiter): "
+                   "steps a restart interrupts are stopped and retried, not re-attached"}});
+    }
+    executor = std::make_unique<LocalExecutor>(LocalExecutor::Options{2000, waiter});
+  } else {
+    return absl::InvalidArgumentError(
+        StrCat("--executor=", kind, ": expected local or kubernetes"));
+  }
+  return std::unique_ptr<Component>(
+      new SchedulerComponent(std::move(*db), dir, std::move(executor)));
 }
 
 }  // namespace mlops::scheduler

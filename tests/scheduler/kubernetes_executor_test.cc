@@ -9,8 +9,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "services/common/strings.h"
@@ -20,6 +23,7 @@
 namespace mlops::scheduler::k8s {
 namespace {
 
+using ::mlops::testing::TempDir;
 using ::testing::HasSubstr;
 using Outcome = AttemptResult::Outcome;
 
@@ -258,6 +262,43 @@ TEST_F(KubernetesExecutorTest, ThreeReplicasSeeTheirRanksAndFindRankZero) {
   result = failing.Wait(60);
   EXPECT_EQ(result.outcome, Outcome::kFailed);
   EXPECT_EQ(result.exit_code, 7) << result.message;
+}
+
+TEST_F(KubernetesExecutorTest, LogsAreFollowedLiveAndWholeWhenReported) {
+  auto executor = StartExecutor();
+  ASSERT_NE(executor, nullptr);
+  TempDir work;
+  auto read = [&](const std::string& dir) {
+    std::ifstream in(dir + "/stdout.log");
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  const std::string live = work.path() + "/live";
+  const std::string failing = work.path() + "/failing";
+  std::filesystem::create_directories(live);
+  std::filesystem::create_directories(failing);
+  Done live_done, failing_done;
+  LaunchSpec spec = Shell("r/live/1",
+                          "echo first; sleep 4; for i in $(seq 1 2000); do echo "
+                          "line-$i; done; echo last");
+  spec.work_dir = live;
+  ASSERT_TRUE(executor->Launch(spec, live_done.Callback()).ok());
+  LaunchSpec bad = Shell("r/stderr/1", "echo to-stderr >&2; exit 4");
+  bad.work_dir = failing;
+  ASSERT_TRUE(executor->Launch(bad, failing_done.Callback()).ok());
+  // While the step sleeps, its first line is already in the file.
+  EXPECT_TRUE(Eventually([&] { return read(live) == "first\n"; }, 20)) << read(live);
+  EXPECT_EQ(live_done.calls(), 0);
+  AttemptResult result = live_done.Wait();
+  EXPECT_EQ(result.outcome, Outcome::kSucceeded);
+  const std::string text = read(live);  // whole when the attempt is reported
+  EXPECT_EQ(text.rfind("first\nline-1\n", 0), 0u) << text.substr(0, 100);
+  EXPECT_THAT(text, HasSubstr("line-2000\nlast\n"));
+  result = failing_done.Wait();
+  EXPECT_EQ(result.exit_code, 4);
+  EXPECT_EQ(read(failing), "to-stderr\n")
+      << "stdout and stderr together, as the kubelet keeps them";
 }
 
 TEST_F(KubernetesExecutorTest, ARestartedSchedulerReattachesAndNeverCreatesTwice) {

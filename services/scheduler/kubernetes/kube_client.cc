@@ -13,6 +13,7 @@
 
 #include "absl/strings/escaping.h"
 #include "mlops/scheduler/internal/kubernetes.pb.h"
+#include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace mlops::scheduler::k8s {
@@ -338,38 +339,33 @@ absl::Status KubeClient::CallJson(std::string_view method, const std::string& pa
 
 namespace {
 
-// What a watch's callbacks share.
-struct WatchState {
+// What a stream's callbacks share.
+struct StreamState {
   CURL* curl = nullptr;
-  const std::function<bool(std::string_view)>* on_line = nullptr;
+  const std::function<bool(std::string_view)>* on_data = nullptr;
   const std::atomic<bool>* stop = nullptr;
   long http = 0;
-  std::string pending;  // a line not yet complete (or an error answer's body)
+  std::string error_body;  // of an answer that is not 2xx
   bool stopped = false;
 };
 
-size_t WatchWrite(char* data, size_t size, size_t count, void* opaque) {
-  auto* state = static_cast<WatchState*>(opaque);
+size_t StreamWrite(char* data, size_t size, size_t count, void* opaque) {
+  auto* state = static_cast<StreamState*>(opaque);
   const size_t n = size * count;
   if (state->http == 0) curl_easy_getinfo(state->curl, CURLINFO_RESPONSE_CODE, &state->http);
-  state->pending.append(data, n);
-  if (state->http < 200 || state->http >= 300) return n;  // an error: keep the body
-  size_t start = 0;
-  for (size_t newline; (newline = state->pending.find('\n', start)) != std::string::npos;
-       start = newline + 1) {
-    std::string_view line(state->pending.data() + start, newline - start);
-    if (line.empty()) continue;
-    if (!(*state->on_line)(line)) {
-      state->stopped = true;
-      return 0;  // aborts the transfer
-    }
+  if (state->http < 200 || state->http >= 300) {
+    if (state->error_body.size() < 4096) state->error_body.append(data, n);
+    return n;
   }
-  state->pending.erase(0, start);
+  if (!(*state->on_data)(std::string_view(data, n))) {
+    state->stopped = true;
+    return 0;  // aborts the transfer
+  }
   return n;
 }
 
-int WatchProgress(void* opaque, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* state = static_cast<WatchState*>(opaque);
+int StreamProgress(void* opaque, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* state = static_cast<StreamState*>(opaque);
   if (state->stop->load()) {
     state->stopped = true;
     return 1;  // aborts the transfer
@@ -379,9 +375,9 @@ int WatchProgress(void* opaque, curl_off_t, curl_off_t, curl_off_t, curl_off_t) 
 
 }  // namespace
 
-absl::Status KubeClient::Watch(const std::string& path,
-                               const std::function<bool(std::string_view)>& on_line,
-                               const std::atomic<bool>& stop) {
+absl::Status KubeClient::Stream(const std::string& path,
+                                const std::function<bool(std::string_view)>& on_data,
+                                const std::atomic<bool>& stop) {
   Throttle();
   requests_.fetch_add(1);
   std::unique_ptr<Handle> handle = Acquire();
@@ -389,34 +385,49 @@ absl::Status KubeClient::Watch(const std::string& path,
   const std::string url = config_.server + path;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, handle->headers);
-  WatchState state;
+  StreamState state;
   state.curl = curl;
-  state.on_line = &on_line;
+  state.on_data = &on_data;
   state.stop = &stop;
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, WatchWrite);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, StreamWrite);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &state);
   curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, WatchProgress);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, StreamProgress);
   curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &state);
   CURLcode code = curl_easy_perform(curl);
   if (state.stopped) {
     // The connection may be mid-stream: not reused.
     return absl::OkStatus();
   }
-  if (code != CURLE_OK) {
-    return absl::UnavailableError(
-        StrCat("watch ", path.substr(0, path.find('?')), ": ", curl_easy_strerror(code)));
-  }
+  const std::string what = StrCat("GET ", path.substr(0, path.find('?')));
+  if (code != CURLE_OK) return absl::UnavailableError(StrCat(what, ": ", curl_easy_strerror(code)));
   long http = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
-  KubeResponse response{static_cast<int>(http), state.pending};
-  if (absl::Status status =
-          StatusFromResponse(response, StrCat("watch ", path.substr(0, path.find('?'))));
-      !status.ok()) {
-    return status;
-  }
+  KubeResponse response{static_cast<int>(http), state.error_body};
+  RETURN_IF_ERROR(StatusFromResponse(response, what));
   Release(std::move(handle));
   return absl::OkStatus();
+}
+
+absl::Status KubeClient::Watch(const std::string& path,
+                               const std::function<bool(std::string_view)>& on_line,
+                               const std::atomic<bool>& stop) {
+  std::string pending;  // a line not yet complete
+  return Stream(
+      path,
+      [&](std::string_view data) {
+        pending.append(data);
+        size_t start = 0;
+        for (size_t newline; (newline = pending.find('\n', start)) != std::string::npos;
+             start = newline + 1) {
+          std::string_view line(pending.data() + start, newline - start);
+          if (line.empty()) continue;
+          if (!on_line(line)) return false;
+        }
+        pending.erase(0, start);
+        return true;
+      },
+      stop);
 }
 
 }  // namespace mlops::scheduler::k8s

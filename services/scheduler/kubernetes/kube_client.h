@@ -77,6 +77,13 @@ class KubeClient {
   absl::Status CallJson(std::string_view method, const std::string& path, const std::string& body,
                         google::protobuf::Message* out);
 
+  // Streams the answer of a GET (`path` with its query: a pod's log with follow=true, a watch):
+  // each piece goes to `on_data` as it arrives, which returns false to stop. Returns when
+  // `on_data` stops it, `stop` becomes true (seen within about a second), or the server ends the
+  // answer (OK); an HTTP error through StatusFromResponse; UNAVAILABLE when the connection fails
+  // or drops.
+  absl::Status Stream(const std::string& path, const std::function<bool(std::string_view)>& on_data,
+                      const std::atomic<bool>& stop);
   // Streams a watch (`path` must carry watch=true): each line (one event's JSON) goes to
   // `on_line`, which returns false to stop. Returns when `on_line` stops it, `stop` becomes true
   // (seen within about a second), or the server ends the stream (OK); an HTTP error through

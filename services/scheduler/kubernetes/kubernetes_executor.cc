@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <optional>
 
@@ -109,6 +110,25 @@ const ContainerStateTerminated* FirstFailure(const std::map<std::string, Pod>& p
 }
 
 constexpr char kStepContainer[] = "step";
+// The most of a step's log kept when it is read at its end rather than followed.
+constexpr int64_t kMaxLogBytes = int64_t{256} << 20;
+
+// The pod of rank 0 (of an Indexed Job), or the pod of a one-replica step.
+bool RankZero(const Pod& pod) {
+  auto index = pod.metadata().annotations().find("batch.kubernetes.io/job-completion-index");
+  return index == pod.metadata().annotations().end() || index->second == "0";
+}
+
+// Its step container runs or ran: its log can be read.
+bool Started(const Pod& pod) {
+  for (const ContainerStatus& status : pod.status().container_statuses()) {
+    if (status.name() == kStepContainer &&
+        (status.state().has_running() || status.state().has_terminated())) {
+      return true;
+    }
+  }
+  return false;
+}
 
 absl::StatusOr<pb::Value> ToValue(const google::protobuf::Message& message) {
   std::string json;
@@ -363,6 +383,17 @@ absl::StatusOr<std::unique_ptr<KubernetesExecutor>> KubernetesExecutor::Start(
 }
 
 KubernetesExecutor::~KubernetesExecutor() {
+  std::vector<std::shared_ptr<LogFollower>> logs;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, attempt] : attempts_) {
+      if (attempt.log != nullptr) logs.push_back(attempt.log);
+    }
+  }
+  for (const auto& log : logs) log->stop = true;
+  for (const auto& log : logs) {
+    if (log->thread.joinable()) log->thread.join();
+  }
   stop_ = true;
   tasks_cv_.notify_all();
   for (std::thread* thread : {&jobs_watch_, &pods_watch_, &background_}) {
@@ -592,6 +623,9 @@ void KubernetesExecutor::OnPod(const Pod& pod) {
     if (it == attempts_.end()) return;
     Attempt& attempt = it->second;
     attempt.pods[pod.metadata().name()] = pod;  // a pod's later state says at least as much
+    if (attempt.log == nullptr && !attempt.work_dir.empty() && RankZero(pod) && Started(pod)) {
+      FollowLog(pod.metadata().name(), &attempt);
+    }
     // Only a container that cannot start ends an attempt from a pod event; the rest waits for
     // the Job's condition. The Job stays until the scheduler has collected the result.
     Job running;
@@ -602,15 +636,96 @@ void KubernetesExecutor::OnPod(const Pod& pod) {
 }
 
 void KubernetesExecutor::Finish(const std::string& name, AttemptResult result) {
-  std::function<void(const AttemptResult&)> done;
+  Attempt attempt;
   {
     std::lock_guard lock(mu_);
     auto it = attempts_.find(name);
     if (it == attempts_.end()) return;
-    done = std::move(it->second.done);
+    attempt = std::move(it->second);
     attempts_.erase(it);
   }
-  done(result);
+  const bool ran = result.outcome != AttemptResult::Outcome::kLost &&
+                   result.outcome != AttemptResult::Outcome::kCanceled;
+  if (attempt.work_dir.empty() || (!ran && attempt.log == nullptr)) {
+    attempt.done(result);
+    return;
+  }
+  // The step's log is whole in its work dir before the scheduler collects the attempt.
+  Background([this, name, ran, attempt = std::make_shared<Attempt>(std::move(attempt)),
+              result = std::move(result)] {
+    std::string pod;
+    bool whole = false;
+    if (const std::shared_ptr<LogFollower>& log = attempt->log) {
+      // The stream ends by itself when the container exits, usually before the Job's end is
+      // seen: wait a little for that, then stop it and read the log once whole.
+      for (int i = 0; i < 60 && !log->ended; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      log->stop = true;
+      if (log->thread.joinable()) log->thread.join();
+      whole = log->ended;
+      pod = log->pod;
+    }
+    if (ran && !whole) WriteWholeLog(name, pod, attempt->work_dir);
+    attempt->done(result);
+  });
+}
+
+void KubernetesExecutor::FollowLog(const std::string& pod, Attempt* attempt) {
+  auto log = std::make_shared<LogFollower>();
+  log->pod = pod;
+  const std::string file = attempt->work_dir + "/stdout.log";
+  log->thread = std::thread([this, log, file] {
+    // Truncated first: a scheduler that restarted follows the log again from its start.
+    FILE* out = std::fopen(file.c_str(), "w");
+    if (out == nullptr) return;
+    absl::Status streamed = client_->Stream(
+        StrCat("/api/v1/namespaces/", namespace_, "/pods/", log->pod,
+               "/log?container=", kStepContainer, "&follow=true"),
+        [&](std::string_view data) {
+          std::fwrite(data.data(), 1, data.size(), out);
+          std::fflush(out);  // `mlops pipeline logs --follow` reads it as it grows
+          return true;
+        },
+        log->stop);
+    std::fclose(out);
+    if (streamed.ok() && !log->stop) log->ended = true;
+  });
+  attempt->log = std::move(log);
+}
+
+void KubernetesExecutor::WriteWholeLog(const std::string& name, std::string pod,
+                                       const std::string& work_dir) {
+  if (pod.empty()) {
+    // Ended while the scheduler was down: the pod of rank 0 (the only one of most steps).
+    PodList pods;
+    if (!client_
+             ->Call("GET",
+                    StrCat("/api/v1/namespaces/", namespace_, "/pods?labelSelector=", kAttemptLabel,
+                           "%3D", name.substr(6)),
+                    nullptr, &pods)
+             .ok()) {
+      return;
+    }
+    for (const Pod& candidate : pods.items()) {
+      if (RankZero(candidate)) pod = candidate.metadata().name();
+    }
+    if (pod.empty()) return;
+  }
+  auto response = client_->Request(
+      "GET", StrCat("/api/v1/namespaces/", namespace_, "/pods/", pod,
+                    "/log?container=", kStepContainer, "&limitBytes=", kMaxLogBytes));
+  if (!response.ok() || response->http_code != 200) {
+    LogWarning("k8s_log_unavailable",
+               {{"pod", pod},
+                {"error", response.ok() ? StrCat("HTTP ", response->http_code)
+                                        : response.status().ToString()}});
+    return;
+  }
+  FILE* out = std::fopen((work_dir + "/stdout.log").c_str(), "w");
+  if (out == nullptr) return;
+  std::fwrite(response->body.data(), 1, response->body.size(), out);
+  std::fclose(out);
 }
 
 std::string KubernetesExecutor::settings_fingerprint() const {
@@ -633,6 +748,7 @@ absl::StatusOr<std::string> KubernetesExecutor::Launch(
     attempt.done = std::move(done);
     attempt.start_ms = NowMs();
     attempt.replicas = spec.replicas;
+    attempt.work_dir = spec.work_dir;
     attempts_.emplace(name, std::move(attempt));
     known_.insert(name);
   }
@@ -677,6 +793,7 @@ absl::Status KubernetesExecutor::Cancel(const std::string& attempt_id) {
   const std::string name = JobName(attempt_id);
   AttemptResult result;
   std::function<void(const AttemptResult&)> done;
+  std::shared_ptr<LogFollower> log;
   {
     // Taken out first: the deletion's own watch event must not end it as lost.
     std::lock_guard lock(mu_);
@@ -686,7 +803,12 @@ absl::Status KubernetesExecutor::Cancel(const std::string& attempt_id) {
     }
     result.start_ms = it->second.start_ms;
     done = std::move(it->second.done);
+    log = std::move(it->second.log);
     attempts_.erase(it);
+  }
+  if (log != nullptr) {
+    log->stop = true;
+    Background([log] { log->thread.join(); });
   }
   Delete(name);
   result.outcome = AttemptResult::Outcome::kCanceled;
@@ -705,6 +827,7 @@ void KubernetesExecutor::Recover(const RecoverSpec& spec,
     attempt.attempt_id = spec.attempt_id;
     attempt.done = std::move(done);
     attempt.start_ms = spec.start_ms;
+    attempt.work_dir = spec.work_dir;
     attempts_[name] = std::move(attempt);
     known_.insert(name);
   }

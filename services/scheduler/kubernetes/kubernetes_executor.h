@@ -4,7 +4,9 @@
 // them twice. Attempts end by watch events (one watch of Jobs and one of Pods, both filtered by
 // this scheduler's label, resumed from their resourceVersion and relisted after 410 Gone), never
 // by polling. A Job is deleted once the scheduler has recorded its result (Collected); its
-// ttlSecondsAfterFinished is only a safety net.
+// ttlSecondsAfterFinished is only a safety net. The log of a step (of rank 0 for several
+// replicas; stdout and stderr together, as the kubelet keeps them) is followed into
+// <work dir>/stdout.log while it runs and is whole there before the attempt is reported.
 #pragma once
 
 #include <atomic>
@@ -89,6 +91,13 @@ class KubernetesExecutor final : public Executor {
   int64_t api_requests() const { return client_->requests(); }
 
  private:
+  // A step's log, streamed (follow=true) into <work dir>/stdout.log while it runs.
+  struct LogFollower {
+    std::string pod;
+    std::atomic<bool> stop{false};
+    std::atomic<bool> ended{false};  // the stream ended by itself: the file holds the whole log
+    std::thread thread;
+  };
   struct Attempt {
     std::string attempt_id;
     std::function<void(const AttemptResult&)> done;
@@ -96,6 +105,8 @@ class KubernetesExecutor final : public Executor {
     int replicas = 1;
     // The latest state seen of each pod of the attempt, by name (exit codes, waiting reasons).
     std::map<std::string, Pod> pods;
+    std::string work_dir;              // stdout.log goes there ("" = nowhere)
+    std::shared_ptr<LogFollower> log;  // once rank 0's container has started
   };
 
   KubernetesExecutor(std::shared_ptr<KubeClient> client, KubernetesOptions options);
@@ -108,8 +119,13 @@ class KubernetesExecutor final : public Executor {
   void OnPod(const Pod& pod);
   // Lists the pods of Job `name` into OnPod (their exit codes).
   void FetchPods(const std::string& name);
-  // Ends the attempt of Job `name` with `result` (once: it is removed first), outside mu_.
+  // Ends the attempt of Job `name` with `result` (once: it is removed first), outside mu_; when
+  // it ran, its log is whole in its work dir first (on the background thread).
   void Finish(const std::string& name, AttemptResult result);
+  // Starts following `pod`'s log into the attempt's work dir; called with mu_ held.
+  void FollowLog(const std::string& pod, Attempt* attempt);
+  // Reads the whole log of `pod` (found among the Job's pods when "") into work_dir/stdout.log.
+  void WriteWholeLog(const std::string& name, std::string pod, const std::string& work_dir);
   // How a finished Job ended, from its conditions and its pods' states; nullopt while it runs.
   std::optional<AttemptResult> Judge(const Job& job, const Attempt& attempt);
   // Deletes the Job (and its headless Service, if it has one); NOT_FOUND is fine.
