@@ -1,8 +1,11 @@
 // Scheduler: what a worker does for one attempt (inputs, tracking run, start) and for its end
 // (outputs, logs, metrics), off the engine thread.
+#include <google/protobuf/util/json_util.h>
+
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <tuple>
 
@@ -36,11 +39,39 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   std::filesystem::remove_all(work, ec);  // a previous life's leftovers
   // Only the directories the step uses: each costs a file-system operation per attempt.
   std::filesystem::create_directories(work, ec);
-  if (!spec.inputs.empty()) std::filesystem::create_directory(work + "/inputs", ec);
-  if (!spec.outputs.empty()) std::filesystem::create_directory(work + "/outputs", ec);
-  // Inputs by digest; outputs to declared paths under outputs/.
   std::map<std::string, std::string> input_paths, output_paths;
-  for (const AttemptPlan::Input& input : plan->inputs) {
+  const bool remote = executor_->remote();
+  v1::StepManifest manifest;
+  if (remote) {
+    // The pod fetches its inputs and uploads its outputs itself (`mlops step run`): the same
+    // layout under kRemoteWorkDir.
+    const std::string pod_work = kRemoteWorkDir;
+    manifest.set_attempt_id(plan->attempt_id);
+    manifest.set_metrics_path(pod_work + "/metrics.json");
+    for (const AttemptPlan::Input& input : plan->inputs) {
+      const InputRef& ref = spec.inputs.at(input.name);
+      v1::StepManifest::Input* entry = manifest.add_inputs();
+      entry->set_name(input.name);
+      if (input.dataset) {
+        entry->set_dataset(ref.dataset);
+        entry->set_version(input.version);
+        entry->set_path(pod_work + "/inputs/" + input.name);
+      } else {
+        entry->set_digest(input.digest);
+        entry->set_path(pod_work + "/inputs/" + input.name + "/" + input.file_name);
+      }
+      input_paths[input.name] = entry->path();
+    }
+    for (const auto& [name, path] : spec.outputs) {
+      output_paths[name] = pod_work + "/outputs/" + path;
+      (*manifest.mutable_outputs())[name] = output_paths[name];
+    }
+  }
+  if (!remote && !spec.inputs.empty()) std::filesystem::create_directory(work + "/inputs", ec);
+  if (!remote && !spec.outputs.empty()) std::filesystem::create_directory(work + "/outputs", ec);
+  // Inputs by digest; outputs to declared paths under outputs/.
+  for (const AttemptPlan::Input& input :
+       remote ? std::vector<AttemptPlan::Input>{} : plan->inputs) {
     std::string dir = work + "/inputs/" + input.name;
     const InputRef& ref = spec.inputs.at(input.name);
     absl::Status status;
@@ -55,7 +86,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
     }
     if (!status.ok()) return fail("input " + input.name + ": " + std::string(status.message()));
   }
-  for (const auto& [name, path] : spec.outputs) {
+  for (const auto& [name, path] : remote ? std::map<std::string, std::string>{} : spec.outputs) {
     output_paths[name] = work + "/outputs/" + path;
     std::filesystem::create_directories(std::filesystem::path(output_paths[name]).parent_path(),
                                         ec);
@@ -91,6 +122,15 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   launch.env["MLOPS_STEP_KEY"] = StepKeyOf(plan->run_id, spec.name);
   for (const auto& [k, v] : options_.step_env) launch.env[k] = v;
   if (!plan->tracking_run_id.empty()) launch.env["MLOPS_RUN_ID"] = plan->tracking_run_id;
+  if (remote) {
+    std::string json;
+    if (auto written = google::protobuf::util::MessageToJsonString(manifest, &json);
+        !written.ok()) {
+      return fail("writing the step manifest: " + std::string(written.message()));
+    }
+    launch.env["MLOPS_STEP_MANIFEST"] = json;
+    launch.env["MLOPS_ATTEMPT_ID"] = plan->attempt_id;
+  }
   auto handle = executor_->Launch(launch, WhenDone(plan));
   if (!handle.ok()) return fail(std::string(handle.status().message()));
   Event started = Event::Of(Event::Kind::kStarted, plan->run_id);
@@ -126,7 +166,43 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
     outcome.outcome = AttemptResult::Outcome::kFailed;
     outcome.message = std::move(message);
   };
-  if (outcome.outcome == AttemptResult::Outcome::kSucceeded) {
+  if (executor_->remote()) {
+    // What the pod reported: its outputs are uploaded already; its metrics.json comes here.
+    std::lock_guard lock(reports_mu_);
+    auto report = db_->GetProto<v1::ReportAttemptRequest>(reports_cf_, plan.attempt_id);
+    if (!report.ok()) {
+      fail("reading the attempt's report: " + std::string(report.status().message()));
+    } else if (*report && !(*report)->error().empty()) {
+      // The wrapper's own failure (an input it could not fetch, an output it could not store)
+      // says more than its exit code.
+      if (outcome.outcome == AttemptResult::Outcome::kSucceeded ||
+          outcome.outcome == AttemptResult::Outcome::kFailed) {
+        fail((*report)->error());
+      }
+    } else if (outcome.outcome == AttemptResult::Outcome::kSucceeded) {
+      if (!*report) {
+        fail(
+            "the step's pod reported nothing: it must run under `mlops step run` "
+            "(docs/kubernetes.md)");
+      } else {
+        for (const auto& [name, path] : plan.spec.outputs) {
+          auto digest = (*report)->outputs().find(name);
+          if (digest == (*report)->outputs().end()) {
+            fail("declared output " + name + " (" + path + ") was not written");
+            break;
+          }
+          event.outputs[name] = digest->second;
+        }
+        std::error_code ec;
+        std::filesystem::remove(plan.work + "/metrics.json", ec);
+        if (!(*report)->metrics_json().empty()) {
+          std::ofstream out(plan.work + "/metrics.json", std::ios::binary);
+          out << (*report)->metrics_json();
+          if (!out.flush()) fail("writing metrics.json to " + plan.work);
+        }
+      }
+    }
+  } else if (outcome.outcome == AttemptResult::Outcome::kSucceeded) {
     // Declared outputs are uploaded from a finished attempt only; a missing one fails the step.
     for (const auto& [name, path] : plan.spec.outputs) {
       std::string file = plan.work + "/outputs/" + path;

@@ -14,6 +14,10 @@
 
 namespace mlops::scheduler {
 
+// Where a remote attempt (Executor::remote) runs in its pod: inputs under inputs/, outputs under
+// outputs/, metrics.json, as in a local attempt's work dir.
+inline constexpr char kRemoteWorkDir[] = "/mlops-work";
+
 struct LaunchSpec {
   std::string attempt_id;  // unique; the executor's handle for the attempt
   std::vector<std::string> argv;
@@ -74,6 +78,11 @@ class Executor {
   // The scheduler has stored the result of `attempt_id`: what the executor kept of it to report
   // that result again after a restart can go. Must not block.
   virtual void Collected(const std::string& attempt_id) { (void)attempt_id; }
+  // The attempt runs where the scheduler's disk is not seen (a pod): instead of reading its work
+  // dir, the scheduler hands it a manifest (MLOPS_STEP_MANIFEST: inputs by digest, outputs to
+  // write) and `mlops step run` in the pod fetches, uploads and reports (ReportAttempt). The
+  // executor still writes the attempt's stdout.log into its (local) work dir.
+  virtual bool remote() const { return false; }
   // What this executor adds to every step that may change what it computes (the Kubernetes
   // executor's default image and pod template), for the steps' cache keys; "" for nothing.
   virtual std::string settings_fingerprint() const { return ""; }

@@ -35,6 +35,7 @@ Scheduler::Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts,
       cache_cf_(db->Cf(kCacheCf)),
       queues_cf_(db->Cf(kQueuesCf)),
       schedules_cf_(db->Cf(kSchedulesCf)),
+      reports_cf_(db->Cf(kReportsCf)),
       admission_(options_.capacity) {}
 
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* executor,
@@ -301,6 +302,61 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Cancel(const std::string& id) {
   }
   Post(Event::Of(Event::Kind::kCancel, id));
   return run;
+}
+
+absl::StatusOr<v1::ReportAttemptResponse> Scheduler::ReportAttempt(
+    const v1::ReportAttemptRequest& request) {
+  // RUN/STEP/NUMBER: run ids hold no '/', swept step names may.
+  const std::string& id = request.attempt_id();
+  const size_t first = id.find('/');
+  const size_t last = id.rfind('/');
+  if (first == std::string::npos || last == first || last + 1 >= id.size()) {
+    return absl::InvalidArgumentError(
+        StrCat("attempt id '", id.substr(0, 200), "': expected RUN/STEP/NUMBER"));
+  }
+  const std::string run_id = id.substr(0, first);
+  const std::string step_name = id.substr(first + 1, last - first - 1);
+  const std::string number = id.substr(last + 1);
+  for (const auto& [name, digest] : request.outputs()) {
+    RawDigest raw;
+    if (!ParseDigestHex(digest, &raw) || DigestHex(raw) != digest) {
+      return absl::InvalidArgumentError(StrCat("output ", name, ": '", digest.substr(0, 80),
+                                               "' is not a SHA-256 (64 hex digits)"));
+    }
+  }
+  {
+    std::lock_guard lock(mu_);
+    RETURN_IF_ERROR(CheckStorage());
+    auto not_running = absl::NotFoundError(StrCat("attempt ", id, " is not running"));
+    auto run = runs_.find(run_id);
+    if (run == runs_.end()) return not_running;
+    auto index = run->second->index.find(step_name);
+    if (index == run->second->index.end()) return not_running;
+    const v1::StepRun& step = run->second->proto.steps(static_cast<int>(index->second));
+    if (step.state() != v1::RUNNING || step.attempts_size() == 0 ||
+        std::to_string(step.attempts(step.attempts_size() - 1).number()) != number) {
+      return not_running;
+    }
+    const StepSpec& spec = run->second->spec.steps[index->second];
+    for (const auto& [name, digest] : request.outputs()) {
+      if (!spec.outputs.contains(name)) {
+        return absl::InvalidArgumentError(
+            StrCat("step ", step_name, " declares no output '", name.substr(0, 128), "'"));
+      }
+    }
+  }
+  std::lock_guard lock(reports_mu_);
+  ASSIGN_OR_RETURN(auto stored, db_->GetProto<v1::ReportAttemptRequest>(reports_cf_, id));
+  v1::ReportAttemptResponse response;
+  if (stored) {
+    *response.mutable_stored() = *std::move(stored);
+    return response;
+  }
+  rocksdb::WriteBatch batch;
+  batch.Put(reports_cf_, id, request.SerializeAsString());
+  RETURN_IF_ERROR(db_->WriteSync(&batch));
+  *response.mutable_stored() = request;
+  return response;
 }
 
 absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {

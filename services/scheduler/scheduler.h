@@ -42,10 +42,12 @@ inline constexpr char kStepsCf[] = "sched_steps";
 inline constexpr char kCacheCf[] = "sched_cache";
 inline constexpr char kQueuesCf[] = "sched_queues";
 inline constexpr char kSchedulesCf[] = "sched_schedules";
+// Reports of attempts that ran where the scheduler's disk is not seen (ReportAttempt), by id.
+inline constexpr char kReportsCf[] = "sched_reports";
 // Every column family Open needs.
 inline const std::vector<std::string>& SchedulerColumnFamilies() {
-  static const std::vector<std::string> names = {kRunsCf, kStepsCf, kCacheCf, kQueuesCf,
-                                                 kSchedulesCf};
+  static const std::vector<std::string> names = {kRunsCf,   kStepsCf,     kCacheCf,
+                                                 kQueuesCf, kSchedulesCf, kReportsCf};
   return names;
 }
 
@@ -103,6 +105,12 @@ class Scheduler {
   // NOT_FOUND.
   absl::Status DeleteSchedule(const std::string& name);
   std::vector<v1::Queue> ListQueues() const;
+  // What a remote attempt (Executor::remote) produced, from `mlops step run` in its pod; stored
+  // durably before the answer, the first report kept (a repeated one changes nothing and gets the
+  // stored one back). NOT_FOUND for an attempt that is not running (unknown, finished or a later
+  // attempt runs); INVALID_ARGUMENT for a malformed attempt id, an output the step does not
+  // declare or a digest that is not 64 lowercase hex digits; the storage's error.
+  absl::StatusOr<v1::ReportAttemptResponse> ReportAttempt(const v1::ReportAttemptRequest& request);
   // Where an attempt runs (and writes stdout.log, stderr.log, outputs/).
   std::string AttemptDir(const std::string& run, const std::string& step, int attempt) const;
   // Waits until run `id` has changed more than `seen` times (or `timeout_ms`); returns the change
@@ -171,6 +179,8 @@ class Scheduler {
   rocksdb::ColumnFamilyHandle* cache_cf_;
   rocksdb::ColumnFamilyHandle* queues_cf_;
   rocksdb::ColumnFamilyHandle* schedules_cf_;
+  rocksdb::ColumnFamilyHandle* reports_cf_;
+  std::mutex reports_mu_;  // one report stored per attempt: read and written under it
 
   mutable std::mutex mu_;  // guards everything below
   // The first failed write of the engine. From then on nothing new starts and every call that

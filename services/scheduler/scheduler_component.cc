@@ -39,6 +39,10 @@ ABSL_FLAG(std::string, k8s_default_image, "",
           "step's cache key)");
 ABSL_FLAG(std::string, k8s_image_pull_policy, "IfNotPresent",
           "kubernetes: imagePullPolicy of the step container unless a pod template sets one");
+ABSL_FLAG(std::string, k8s_step_image, "",
+          "kubernetes: the image with /mlops (docker/step/build.sh) that an init container copies "
+          "into every step pod, so that steps of any image run under `mlops step run`; empty: "
+          "step images have mlops on their PATH");
 ABSL_FLAG(std::string, k8s_service_account, "",
           "kubernetes: the service account of step pods; empty: the namespace's default");
 ABSL_FLAG(std::string, k8s_pod_template, "",
@@ -69,6 +73,7 @@ absl::StatusOr<std::unique_ptr<Executor>> OpenKubernetesExecutor() {
   options.image_pull_policy = absl::GetFlag(FLAGS_k8s_image_pull_policy);
   options.service_account = absl::GetFlag(FLAGS_k8s_service_account);
   options.scheduler_id = absl::GetFlag(FLAGS_k8s_scheduler_id);
+  options.step_image = absl::GetFlag(FLAGS_k8s_step_image);
   if (const std::string file = absl::GetFlag(FLAGS_k8s_pod_template); !file.empty()) {
     std::ifstream in(file, std::ios::binary);
     std::stringstream text;

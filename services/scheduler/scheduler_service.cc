@@ -204,4 +204,11 @@ grpc::Status SchedulerServiceImpl::ListQueues(grpc::ServerContext*, const v1::Li
   return grpc::Status::OK;
 }
 
+grpc::Status SchedulerServiceImpl::ReportAttempt(grpc::ServerContext*,
+                                                 const v1::ReportAttemptRequest* request,
+                                                 v1::ReportAttemptResponse* response) {
+  MLOPS_SCHEDULER_OR_RETURN(scheduler);
+  return Reply(scheduler->ReportAttempt(*request), response);
+}
+
 }  // namespace mlops::scheduler

@@ -38,6 +38,8 @@ class SchedulerServiceImpl final : public v1::SchedulerService::Service {
                         v1::Queue* response) override;
   grpc::Status ListQueues(grpc::ServerContext*, const v1::ListQueuesRequest* request,
                           v1::ListQueuesResponse* response) override;
+  grpc::Status ReportAttempt(grpc::ServerContext*, const v1::ReportAttemptRequest* request,
+                             v1::ReportAttemptResponse* response) override;
 
  private:
   absl::StatusOr<Scheduler*> Get() const;

@@ -109,6 +109,7 @@ class KubernetesExecutorTest : public ::testing::Test {
     options_.default_image = "docker.io/mlops-k8s/busybox:1";
     options_.image_pull_policy = "Never";
     options_.scheduler_id = "test";
+    options_.wrap_steps = false;  // the executor alone: commands run as given
   }
 
   void TearDown() override {

@@ -43,6 +43,7 @@ absl::StatusOr<Job> Built(const LaunchSpec& spec, const KubernetesOptions& optio
 
 TEST(KubernetesJobTest, AnAttemptIsOneJobNamedByItsId) {
   KubernetesOptions options;
+  options.wrap_steps = false;
   auto job = Built(Spec(), options);
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->metadata().name(), JobName("0123abcd/train step/2"));
@@ -97,6 +98,7 @@ TEST(KubernetesJobTest, ReplicasAreAnIndexedJobWithTorchrunRanks) {
 
 TEST(KubernetesJobTest, PodTemplatesAreLaidUnderWhatMlopsSets) {
   KubernetesOptions options;
+  options.wrap_steps = false;
   options.service_account = "trainer";
   options.pod_template_json =
       R"({"spec": {"nodeSelector": {"pool": "gpu"}, "hostNetwork": true,
@@ -164,6 +166,37 @@ TEST(KubernetesJobTest, PodTemplatesAreLaidUnderWhatMlopsSets) {
   no_command.argv.clear();
   EXPECT_THAT(BuildJob(no_command, KubernetesOptions{}, "ml").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, "no command"));
+}
+
+TEST(KubernetesJobTest, StepsRunUnderMlopsStepRunFromTheStepImage) {
+  KubernetesOptions options;
+  options.step_image = "mlops/step:1";
+  auto job = Built(Spec(), options);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const PodSpec& pod = job->spec().template_().spec();
+  const Container& main = pod.containers(0);
+  // Through the step image's own loader and libraries: the user's image needs none of them.
+  EXPECT_THAT(std::vector<std::string>(main.command().begin(), main.command().end()),
+              ::testing::ElementsAre("/mlops-tools/lib/ld-linux-x86-64.so.2", "--library-path",
+                                     "/mlops-tools/lib", "/mlops-tools/bin/mlops"));
+  EXPECT_THAT(std::vector<std::string>(main.args().begin(), main.args().end()),
+              ::testing::ElementsAre("step", "run", "--", "python", "train.py", "--lr", "0.1"));
+  EXPECT_EQ(main.image(), "registry.example/train@sha256:00ff");
+  EXPECT_EQ(main.working_dir(), kRemoteWorkDir);
+  ASSERT_EQ(pod.init_containers_size(), 1);
+  EXPECT_EQ(pod.init_containers(0).image(), "mlops/step:1");
+  ASSERT_EQ(pod.volumes_size(), 2);
+  EXPECT_TRUE(pod.volumes(0).has_empty_dir());
+  std::map<std::string, std::string> mounts;
+  for (const VolumeMount& mount : main.volume_mounts()) mounts[mount.name()] = mount.mount_path();
+  EXPECT_EQ(mounts.at("mlops-work"), kRemoteWorkDir);
+  EXPECT_EQ(mounts.at("mlops-tools"), pod.init_containers(0).volume_mounts(0).mount_path());
+  // Without a step image, the step's image brings mlops on its PATH.
+  options.step_image.clear();
+  job = Built(Spec(), options);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->spec().template_().spec().containers(0).command(0), "mlops");
+  EXPECT_EQ(job->spec().template_().spec().init_containers_size(), 0);
 }
 
 TEST(KubernetesJobTest, ApiErrorsMapToCodes) {

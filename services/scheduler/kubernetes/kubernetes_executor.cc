@@ -265,8 +265,44 @@ absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOpt
   Container* main = pod->add_containers();
   main->set_name(kStepContainer);
   main->set_image(image);
-  main->add_command(spec.argv[0]);
-  for (size_t i = 1; i < spec.argv.size(); ++i) main->add_args(spec.argv[i]);
+  if (options.wrap_steps) {
+    // `mlops step run` fetches the inputs, runs the step in kRemoteWorkDir (an emptyDir), uploads
+    // its outputs and reports them. From the step image when one is given (copied by an init
+    // container, started through its own loader: any user image works), else from the PATH of
+    // the step's image.
+    auto mount = [](Container* container, const char* volume, const char* path) {
+      VolumeMount* mounted = container->add_volume_mounts();
+      mounted->set_name(volume);
+      mounted->set_mount_path(path);
+    };
+    pod->add_volumes()->set_name("mlops-work");
+    pod->mutable_volumes(0)->mutable_empty_dir();
+    mount(main, "mlops-work", kRemoteWorkDir);
+    main->set_working_dir(kRemoteWorkDir);
+    if (!options.step_image.empty()) {
+      Volume* tools = pod->add_volumes();
+      tools->set_name("mlops-tools");
+      tools->mutable_empty_dir();
+      Container* copy = pod->add_init_containers();
+      copy->set_name("mlops-tools");
+      copy->set_image(options.step_image);
+      copy->set_image_pull_policy(options.image_pull_policy);
+      for (const char* arg : {"/bin/cp", "-a", "/mlops/.", "/mlops-tools/"}) copy->add_command(arg);
+      mount(copy, "mlops-tools", "/mlops-tools");
+      mount(main, "mlops-tools", "/mlops-tools");
+      for (const char* arg : {"/mlops-tools/lib/ld-linux-x86-64.so.2", "--library-path",
+                              "/mlops-tools/lib", "/mlops-tools/bin/mlops"}) {
+        main->add_command(arg);
+      }
+    } else {
+      main->add_command("mlops");
+    }
+    for (const char* arg : {"step", "run", "--"}) main->add_args(arg);
+    for (const std::string& arg : spec.argv) main->add_args(arg);
+  } else {
+    main->add_command(spec.argv[0]);
+    for (size_t i = 1; i < spec.argv.size(); ++i) main->add_args(spec.argv[i]);
+  }
   for (const auto& [k, v] : spec.env) {
     EnvVar* var = main->add_env();
     var->set_name(k);
@@ -729,6 +765,7 @@ void KubernetesExecutor::WriteWholeLog(const std::string& name, std::string pod,
 }
 
 std::string KubernetesExecutor::settings_fingerprint() const {
+  // The step image only carries the wrapper, which does not change what a step computes.
   return StrCat("kubernetes\n", options_.default_image, "\n", options_.pod_template_json);
 }
 

@@ -41,6 +41,12 @@ struct KubernetesOptions {
   // and what mlops sets (image, command, env, resources, labels) over both.
   std::string pod_template_json;
   int master_port = 29500;  // MASTER_PORT of multi-replica steps
+  // Steps run under `mlops step run` (inputs fetched, outputs uploaded and reported by the pod:
+  // the executor is remote). False only for tests of the executor alone: commands run as given.
+  bool wrap_steps = true;
+  // The image with /mlops (docker/step/build.sh), copied into every step pod by an init
+  // container; "" = the step's image has `mlops` on its PATH.
+  std::string step_image;
 };
 
 // The Job name of an attempt: "mlops-" and 40 hex digits of its SHA-256 (a DNS label).
@@ -84,6 +90,7 @@ class KubernetesExecutor final : public Executor {
   // Deletes the Job of an attempt whose result the scheduler has stored.
   void Collected(const std::string& attempt_id) override;
   int running() const override;
+  bool remote() const override { return options_.wrap_steps; }
   // The default image and the scheduler's pod template.
   std::string settings_fingerprint() const override;
 
