@@ -36,7 +36,10 @@ if [ "${SKIP_K8S:-0}" != "1" ]; then
   trap 'tools/k8s/down.sh "$k8s_dir" || true' EXIT
   tools/k8s/up.sh "$k8s_dir" >/dev/null
   tools/k8s/check.sh "$k8s_dir"
-  step "ctest -L k8s: the Kubernetes executor on that cluster"
+  step "the step image (docker/step/build.sh) loaded into that cluster"
+  docker/step/build.sh build/default/tools/cli/mlops mlops/step:dev >/dev/null
+  tools/k8s/load-image.sh "$k8s_dir" mlops/step:dev
+  step "ctest -L k8s: the Kubernetes executor and pipelines on that cluster"
   (set -a; . "$k8s_dir/env"; set +a; ctest --preset default -L '^k8s$' --output-on-failure --timeout 600)
   tools/k8s/down.sh "$k8s_dir"
   trap - EXIT

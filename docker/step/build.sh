@@ -38,5 +38,5 @@ exec /mlops/lib/ld-linux-x86-64.so.2 --library-path /mlops/lib /mlops/bin/mlops 
 EOT
 chmod 755 "$fs/bin/mlops"
 printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["/bin/sh"]\n' > "$work/Dockerfile"
-docker build -q -t "$tag" "$work" >/dev/null
+docker build -q -t "$tag" "$work" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
 echo "$tag"

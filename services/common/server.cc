@@ -21,6 +21,9 @@
 
 ABSL_FLAG(std::string, host, "0.0.0.0", "Address the gRPC server binds to.");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
+ABSL_FLAG(std::string, advertise_host, "",
+          "The host name steps and peers reach this server by (in Kubernetes, its Service's DNS "
+          "name); empty: --host, or 127.0.0.1 when --host is every address");
 ABSL_FLAG(int, metrics_port, 9464,
           "HTTP port for /metrics, /healthz and /readyz (0 picks a free one, -1 disables).");
 ABSL_FLAG(std::string, data_dir, "./.mlops", "Directory holding each service's RocksDB.");
@@ -41,6 +44,9 @@ ABSL_FLAG(bool, log_rpcs, false,
 namespace mlops {
 
 std::string ServiceHost::ReachableAddress() const {
+  if (!config_.advertise_host.empty()) {
+    return config_.advertise_host + ":" + std::to_string(port_);
+  }
   const std::string& host = config_.host;
   bool any = host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]";
   return (any ? std::string("127.0.0.1") : host) + ":" + std::to_string(port_);
@@ -91,6 +97,7 @@ std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage) {
 ServerConfig ServerConfig::FromFlags() {
   ServerConfig config;
   config.host = absl::GetFlag(FLAGS_host);
+  config.advertise_host = absl::GetFlag(FLAGS_advertise_host);
   config.port = absl::GetFlag(FLAGS_port);
   config.metrics_host = absl::GetFlag(FLAGS_host);
   config.metrics_port = absl::GetFlag(FLAGS_metrics_port);

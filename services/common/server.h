@@ -37,6 +37,9 @@ std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage);
 
 struct ServerConfig {
   std::string host = "0.0.0.0";
+  // The host name others reach this server by (steps, peers): "" = `host`, or 127.0.0.1 when
+  // `host` is every address.
+  std::string advertise_host;
   int port = 0;  // 0: pick a free port.
   std::string metrics_host = "0.0.0.0";
   int metrics_port = -1;  // -1: no HTTP endpoint; 0: pick a free port.

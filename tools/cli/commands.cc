@@ -28,6 +28,7 @@ const std::vector<CommandGroup>& CommandGroups() {
        {"submit", "list", "status", "logs", "cancel", "retry", "schedule", "schedules",
         "unschedule"}},
       {"queues", {"queue"}, {"list", "put"}},
+      {"step", {}, {"run"}},
       {"profile", {"profiles"}, {"create", "show", "list"}},
       {"monitor", {"monitors"}, {"create", "list", "report", "reports", "alerts", "ack", "ingest"}},
       {"drift", {}, {}},

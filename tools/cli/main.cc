@@ -25,6 +25,7 @@
 #include "tools/cli/monitoring_cli.h"
 #include "tools/cli/pipeline_cli.h"
 #include "tools/cli/run_cli.h"
+#include "tools/cli/step_runner.h"
 #include "tools/cli/tracking_cli.h"
 
 namespace v1 = mlops::metadata::v1;
@@ -120,6 +121,7 @@ Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
   mlops pipeline schedule FILE --name N --cron "0 3 * * *" [--param K=V]... [--queue Q]
   mlops pipeline schedules; mlops pipeline unschedule NAME
   mlops queues list
+  mlops step run -- COMMAND...         in a step's pod (Kubernetes executor): inputs, outputs, report
   mlops queues put NAME [--priority P] [--max-concurrency N] [--cpu 4] [--memory 8Gi] [--gpu 1]
 
 Monitoring (drift of production data against the training data):
@@ -167,7 +169,7 @@ int main(int argc, char** argv) {
         continue;
       }
       if (raw[i].rfind("--", 0) == 0) continue;
-      if (raw[i] == "run" || raw[i] == "reproduce") {
+      if (raw[i] == "run" || raw[i] == "reproduce" || raw[i] == "step") {
         prefix = Args({raw.begin(), raw.begin() + static_cast<long>(i)});
         args = Args({raw.begin() + static_cast<long>(i), raw.end()});
         globals = &prefix;
@@ -196,6 +198,18 @@ int main(int argc, char** argv) {
     auto metadata = ServiceChannel(endpoints.metadata);
     auto artifact =
         endpoints.artifact == endpoints.metadata ? metadata : ServiceChannel(endpoints.artifact);
+    if (group == "step") {
+      TakeCommand("step", args);
+      std::vector<std::string> argv = args.Rest();
+      args.ExpectEmpty();
+      const char* manifest = std::getenv("MLOPS_STEP_MANIFEST");
+      if (manifest == nullptr) {
+        throw UsageError{"mlops step run is for a step's pod: MLOPS_STEP_MANIFEST is not set"};
+      }
+      auto exit_code = RunStep(manifest, argv, artifact, ServiceChannel(endpoints.scheduler));
+      if (!exit_code.ok()) throw UsageError{std::string(exit_code.status().message())};
+      return *exit_code;
+    }
     if (group == "run") {
       return RunCommandLine(args, metadata, artifact, endpoints, output == "json");
     }

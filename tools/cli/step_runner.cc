@@ -1,0 +1,137 @@
+#include "tools/cli/step_runner.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "mlops/scheduler/v1/scheduler.grpc.pb.h"
+#include "services/artifact/client/artifact_client.h"
+#include "services/common/grpc_status.h"
+#include "services/common/strings.h"
+#include "services/common/subprocess.h"
+
+namespace mlops::cli {
+namespace {
+
+namespace sv1 = ::mlops::scheduler::v1;
+
+// The step's process, for the signal handler: a pod's SIGTERM (deletion, preemption) reaches the
+// step, which gets its grace period to stop.
+std::atomic<pid_t> step_pid{0};
+
+void ForwardSignal(int signal) {
+  pid_t pid = step_pid.load();
+  if (pid > 0) ::kill(pid, signal);
+}
+
+// Reports, retrying a scheduler that is unavailable for a moment (restarting, rescheduled):
+// 8 tries, 0.5 s doubling to 8 s (about a minute in all).
+absl::Status Report(sv1::SchedulerService::Stub* stub, const sv1::ReportAttemptRequest& request) {
+  absl::Status status;
+  auto delay = std::chrono::milliseconds(500);
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    sv1::ReportAttemptResponse response;
+    status = FromGrpcStatus(stub->ReportAttempt(&context, request, &response));
+    if (status.ok() || (status.code() != absl::StatusCode::kUnavailable &&
+                        status.code() != absl::StatusCode::kDeadlineExceeded)) {
+      return status;
+    }
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, std::chrono::milliseconds(8000));
+  }
+  return status;
+}
+
+}  // namespace
+
+absl::StatusOr<int> RunStep(const std::string& manifest_json, const std::vector<std::string>& argv,
+                            std::shared_ptr<grpc::Channel> artifact_channel,
+                            std::shared_ptr<grpc::Channel> scheduler_channel) {
+  if (argv.empty()) return absl::InvalidArgumentError("no command: mlops step run -- COMMAND...");
+  sv1::StepManifest manifest;
+  if (auto parsed = google::protobuf::util::JsonStringToMessage(manifest_json, &manifest);
+      !parsed.ok() || manifest.attempt_id().empty()) {
+    return absl::InvalidArgumentError(
+        StrCat("MLOPS_STEP_MANIFEST is not a step manifest: ",
+               parsed.ok() ? "no attempt_id" : std::string(parsed.message())));
+  }
+  auto scheduler = sv1::SchedulerService::NewStub(scheduler_channel);
+  sv1::ReportAttemptRequest report;
+  report.set_attempt_id(manifest.attempt_id());
+  // What the wrapper could not do fails the attempt with that reason.
+  auto give_up = [&](const std::string& error) {
+    std::cerr << "mlops step: " << error << "\n";
+    report.clear_outputs();
+    report.clear_metrics_json();
+    report.set_error(error);
+    absl::Status reported = Report(scheduler.get(), report);
+    if (!reported.ok()) std::cerr << "mlops step: reporting that: " << reported << "\n";
+    return kStepWrapperFailed;
+  };
+
+  artifact::ClientOptions client_options;
+  client_options.sync_downloads = false;  // scratch copies: the artifact service has them
+  artifact::ArtifactClient artifacts(artifact_channel, client_options);
+  std::error_code ec;
+  for (const sv1::StepManifest::Input& input : manifest.inputs()) {
+    absl::Status fetched;
+    if (!input.dataset().empty()) {
+      fetched = artifacts.Pull(input.dataset(), input.version(), input.path(), nullptr).status();
+    } else {
+      std::filesystem::create_directories(std::filesystem::path(input.path()).parent_path(), ec);
+      fetched = artifacts.DownloadToFile(input.digest(), input.path(), nullptr);
+    }
+    if (!fetched.ok()) return give_up(StrCat("input ", input.name(), ": ", fetched.ToString()));
+  }
+  for (const auto& [name, path] : manifest.outputs()) {
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  }
+
+  SpawnOptions spawn;
+  spawn.argv = argv;
+  spawn.in = Stdio::Null();
+  auto child = Subprocess::Spawn(spawn);
+  if (!child.ok()) return give_up(std::string(child.status().message()));
+  step_pid = child->pid();
+  struct sigaction forward {};
+  forward.sa_handler = ForwardSignal;
+  sigaction(SIGTERM, &forward, nullptr);
+  sigaction(SIGINT, &forward, nullptr);
+  const int exit_code = child->Wait();
+  step_pid = 0;
+  if (exit_code != 0) return exit_code;  // the step failed: its exit code says so, nothing to keep
+
+  for (const auto& [name, path] : manifest.outputs()) {
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      return give_up(StrCat("declared output ", name, " (", path, ") was not written"));
+    }
+    auto blob = artifacts.UploadFile(path, /*pin=*/true, nullptr);
+    if (!blob.ok())
+      return give_up(StrCat("upload of output ", name, ": ", blob.status().ToString()));
+    (*report.mutable_outputs())[name] = blob->digest();
+  }
+  if (!manifest.metrics_path().empty() &&
+      std::filesystem::is_regular_file(manifest.metrics_path(), ec)) {
+    std::ifstream in(manifest.metrics_path(), std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    report.set_metrics_json(text.str());
+  }
+  absl::Status reported = Report(scheduler.get(), report);
+  if (!reported.ok()) {
+    std::cerr << "mlops step: reporting the outputs: " << reported << "\n";
+    return kStepWrapperFailed;
+  }
+  return 0;
+}
+
+}  // namespace mlops::cli
