@@ -338,5 +338,24 @@ TEST_F(KubernetesExecutorTest, ARestartedSchedulerReattachesAndNeverCreatesTwice
   EXPECT_EQ(JobCount(), 2);  // r/long/1 and r/quick/1, never created twice
 }
 
+// Last: it restarts the cluster's API server.
+TEST_F(KubernetesExecutorTest, WatchesDroppedByAnApiServerRestartResume) {
+  auto executor = StartExecutor();
+  ASSERT_NE(executor, nullptr);
+  Done during;
+  ASSERT_TRUE(executor->Launch(Shell("r/outage/1", "sleep 5; exit 6"), during.Callback()).ok());
+  ASSERT_TRUE(Eventually([&] { return JobCount() == 1; }));
+  // Every watch drops; the API server is away for 2 s, then starts again (a few s more).
+  const std::string restart =
+      StrCat(MLOPS_SOURCE_DIR, "/tools/k8s/restart-apiserver.sh ", Env("MLOPS_K8S_DIR"), " 2");
+  ASSERT_EQ(std::system(restart.c_str()), 0);
+  AttemptResult result = during.Wait(90);
+  EXPECT_EQ(result.outcome, Outcome::kFailed) << result.message;
+  EXPECT_EQ(result.exit_code, 6) << "its end, seen by the resumed watches";
+  Done after;
+  ASSERT_TRUE(executor->Launch(Shell("r/outage/2", "exit 0"), after.Callback()).ok());
+  EXPECT_EQ(after.Wait(60).outcome, Outcome::kSucceeded);
+}
+
 }  // namespace
 }  // namespace mlops::scheduler::k8s
