@@ -171,5 +171,56 @@ TEST_F(SchedulerCoreTest, ASubmissionWhoseWriteFailsIsRefusedAndLeavesNoRun) {
   ASSERT_OK(Submit("name: p\nsteps:\n  - name: a\n    command: [true]\n").status());
 }
 
+TEST_F(SchedulerCoreTest, ReportsOfRemoteAttemptsAreCheckedAndTheFirstIsKept) {
+  ASSERT_OK(Start());
+  const std::string go = dir_.path() + "/go";
+  auto run = Submit(
+      "name: r\nsteps:\n  - name: s\n    outputs: {m: m.bin}\n"
+      "    command: [/bin/sh, -c, 'while [ ! -e " +
+      go + " ]; do sleep 0.02; done; echo m > {{outputs.m}}']\n");
+  ASSERT_OK(run.status());
+  WaitFor(run->id(), [](const v1::PipelineRun& r) { return r.steps(0).state() == v1::RUNNING; });
+  const std::string digest = DigestHex(Sha256Of("m"));
+  auto report = [&](const std::string& attempt, const std::string& output,
+                    const std::string& value) {
+    v1::ReportAttemptRequest request;
+    request.set_attempt_id(attempt);
+    if (!output.empty()) (*request.mutable_outputs())[output] = value;
+    request.set_metrics_json("{\"a\": 1}");
+    return scheduler_->ReportAttempt(request);
+  };
+  const std::string attempt = run->id() + "/s/1";
+  EXPECT_THAT(report("no-slashes", "", "").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "RUN/STEP/NUMBER"));
+  EXPECT_THAT(report("nope/s/1", "", "").status(),
+              StatusIs(absl::StatusCode::kNotFound, "is not running"));
+  EXPECT_THAT(report(run->id() + "/s/2", "", "").status(),
+              StatusIs(absl::StatusCode::kNotFound, "is not running"));
+  EXPECT_THAT(report(run->id() + "/other/1", "", "").status(),
+              StatusIs(absl::StatusCode::kNotFound, "is not running"));
+  EXPECT_THAT(report(attempt, "x", digest).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "declares no output 'x'"));
+  EXPECT_THAT(report(attempt, "m", "ABC").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is not a SHA-256"));
+  EXPECT_THAT(report(attempt, "m", std::string(64, 'A')).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is not a SHA-256"));
+  // Refused reports stored nothing: the first valid one is kept, a later one changes nothing.
+  auto first = report(attempt, "m", digest);
+  ASSERT_OK(first.status());
+  EXPECT_EQ(first->stored().outputs().at("m"), digest);
+  auto again = report(attempt, "m", std::string(64, 'b'));
+  ASSERT_OK(again.status());
+  EXPECT_EQ(again->stored().outputs().at("m"), digest) << "the first report is kept";
+  std::ofstream(go) << "";
+  v1::PipelineRun done = WaitFor(run->id(), [](const v1::PipelineRun& r) {
+    return r.state() == v1::SUCCEEDED || r.state() == v1::FAILED;
+  });
+  EXPECT_EQ(done.state(), v1::SUCCEEDED);
+  // A local attempt's outputs come from its work dir, whatever was reported.
+  EXPECT_EQ(done.steps(0).output_digests().at("m"), DigestHex(Sha256Of("m\n")));
+  EXPECT_THAT(report(attempt, "m", digest).status(),
+              StatusIs(absl::StatusCode::kNotFound, "is not running"));
+}
+
 }  // namespace
 }  // namespace mlops::scheduler

@@ -13,6 +13,7 @@ int RunMetadataBench(int argc, char** argv);
 int RunArtifactBench(int argc, char** argv);
 int RunSchedulerBench(int argc, char** argv);
 int RunMonitoringBench(int argc, char** argv);
+int RunK8sBench(int argc, char** argv);
 
 // The lineage part of the metadata suite (lineage_bench.cc).
 struct LineageOptions {
