@@ -110,6 +110,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   launch.work_dir = work;
   launch.image = spec.image;
   launch.pod_template_json = spec.pod_template_json;
+  launch.queue_pod_template_json = plan->queue_pod_template_json;
   launch.resources = spec.resources;
   launch.replicas = spec.replicas;
   launch.timeout_ms = spec.timeout_ms;

@@ -24,8 +24,10 @@ struct LaunchSpec {
   std::map<std::string, std::string> env;  // added to a minimal environment
   std::string work_dir;                    // exists; outputs are written under it
   std::string image;                       // ignored by the local executor
-  // The step's pod template override (JSON of a PodTemplateSpec; ignored by the local executor).
+  // Pod template overrides (JSON of a PodTemplateSpec; ignored by the local executor): the
+  // step's, and its queue's (laid under the step's).
   std::string pod_template_json;
+  std::string queue_pod_template_json;
   Resources resources;
   int replicas = 1;
   int64_t timeout_ms = 0;  // 0: none

@@ -1,5 +1,8 @@
 #include "services/scheduler/scheduler.h"
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <cctype>
 #include <cmath>
 #include <filesystem>
@@ -91,6 +94,7 @@ absl::Status Scheduler::Recover() {
                        {q.cpu_millis(), q.memory_bytes(), q.gpus()}})
             .IgnoreError();
         has_default = has_default || q.name() == "default";
+        if (!q.pod_template_json().empty()) queue_pod_templates_[q.name()] = q.pod_template_json();
         return true;
       }));
   if (!has_default) RETURN_IF_ERROR(admission_.SetQueue({"default", 0, 0, {}}));
@@ -383,6 +387,14 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {
 }
 
 absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
+  if (!queue.pod_template_json().empty()) {
+    google::protobuf::Value parsed;
+    if (!google::protobuf::util::JsonStringToMessage(queue.pod_template_json(), &parsed).ok() ||
+        !parsed.has_struct_value()) {
+      return absl::InvalidArgumentError(
+          StrCat("queue ", queue.name(), ": pod_template_json is not a JSON object"));
+    }
+  }
   std::lock_guard lock(mu_);
   RETURN_IF_ERROR(CheckStorage());
   RETURN_IF_ERROR(admission_.SetQueue({queue.name(),
@@ -390,8 +402,16 @@ absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
                                        queue.max_concurrency(),
                                        {queue.cpu_millis(), queue.memory_bytes(), queue.gpus()}}));
   rocksdb::WriteBatch batch;
-  batch.Put(queues_cf_, queue.name(), queue.SerializeAsString());
+  v1::Queue stored = queue;
+  stored.clear_pending();
+  stored.clear_running();
+  batch.Put(queues_cf_, queue.name(), stored.SerializeAsString());
   RETURN_IF_ERROR(db_->Write(&batch));
+  if (queue.pod_template_json().empty()) {
+    queue_pod_templates_.erase(queue.name());
+  } else {
+    queue_pod_templates_[queue.name()] = queue.pod_template_json();
+  }
   wake_.notify_all();
   return queue;
 }
@@ -407,6 +427,9 @@ std::vector<v1::Queue> Scheduler::ListQueues() const {
     queue.set_cpu_millis(q.quota.cpu_millis);
     queue.set_memory_bytes(q.quota.memory_bytes);
     queue.set_gpus(q.quota.gpus);
+    if (auto pod = queue_pod_templates_.find(q.name); pod != queue_pod_templates_.end()) {
+      queue.set_pod_template_json(pod->second);
+    }
     Admission::QueueStats stats = admission_.Stats(q.name);
     queue.set_pending(static_cast<int64_t>(stats.pending));
     queue.set_running(static_cast<int64_t>(stats.running));

@@ -251,7 +251,12 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       input_digests[name] = "dataset:" + ref.dataset + "@" + pinned->second;
     }
   }
-  step.set_fingerprint(StepFingerprint(spec, input_digests, executor_->settings_fingerprint()));
+  // What the executor adds to every pod, and the queue's own pod template (mu_ is held).
+  std::string executor_settings = executor_->settings_fingerprint();
+  if (auto pod = queue_pod_templates_.find(run.proto.queue()); pod != queue_pod_templates_.end()) {
+    executor_settings += "\nqueue:" + pod->second;
+  }
+  step.set_fingerprint(StepFingerprint(spec, input_digests, executor_settings));
   run.input_digests[index] = input_digests;
   if (spec.cache && !run.proto.no_cache()) {
     // A cache record that cannot be read is a miss (logged): the step runs and rewrites it.
@@ -345,6 +350,9 @@ std::shared_ptr<Scheduler::AttemptPlan> Scheduler::Plan(Run& run, size_t index) 
   plan->work = AttemptDir(plan->run_id, spec.name, plan->number);
   plan->spec = spec;
   plan->tracking_run_id = step.tracking_run_id();
+  if (auto pod = queue_pod_templates_.find(run.proto.queue()); pod != queue_pod_templates_.end()) {
+    plan->queue_pod_template_json = pod->second;
+  }
   return plan;
 }
 

@@ -115,6 +115,7 @@ struct Scheduler::AttemptPlan {
   std::string attempt_id;
   std::string work;  // the attempt's directory
   StepSpec spec;
+  std::string queue_pod_template_json;  // the run's queue's, when it has one
   struct Input {
     std::string name;
     bool dataset = false;

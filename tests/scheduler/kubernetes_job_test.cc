@@ -116,10 +116,13 @@ TEST(KubernetesJobTest, PodTemplatesAreLaidUnderWhatMlopsSets) {
       R"({"metadata": {"annotations": {"team": "vision"}},
           "spec": {"nodeSelector": {"zone": "b"}, "priorityClassName": "high",
                    "containers": [{"name": "step", "env": [{"name": "A", "value": "from-step"}]}]}})";
+  spec.queue_pod_template_json =
+      R"({"spec": {"nodeSelector": {"pool": "queue-pool", "q": "1"}, "priorityClassName": "low"}})";
   auto job = Built(spec, options);
   ASSERT_TRUE(job.ok()) << job.status();
   const PodSpec& pod = job->spec().template_().spec();
-  EXPECT_EQ(pod.node_selector().at("pool"), "gpu");
+  EXPECT_EQ(pod.node_selector().at("pool"), "queue-pool") << "the queue's over the scheduler's";
+  EXPECT_EQ(pod.node_selector().at("q"), "1");
   EXPECT_EQ(pod.node_selector().at("zone"), "b");
   EXPECT_TRUE(pod.host_network());
   EXPECT_EQ(pod.service_account_name(), "trainer");
@@ -144,7 +147,7 @@ TEST(KubernetesJobTest, PodTemplatesAreLaidUnderWhatMlopsSets) {
   // Fields mlops does not model pass through to the API server.
   const std::string json = *BuildJob(spec, options, "ml");
   EXPECT_THAT(json, HasSubstr("\"persistentVolumeClaim\":{\"claimName\":\"corpus\"}"));
-  EXPECT_THAT(json, HasSubstr("\"priorityClassName\":\"high\""));
+  EXPECT_THAT(json, HasSubstr("\"priorityClassName\":\"high\"")) << "the step's over the queue's";
   EXPECT_THAT(json, HasSubstr("\"nodeAffinity\""));
   EXPECT_THAT(json, HasSubstr("\"backoffLimit\":0"));
 
@@ -155,6 +158,10 @@ TEST(KubernetesJobTest, PodTemplatesAreLaidUnderWhatMlopsSets) {
   EXPECT_THAT(BuildJob(Spec(), options, "ml").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, "--k8s_pod_template"));
   options.pod_template_json.clear();
+  spec.queue_pod_template_json = R"({"spec": {"nodeSelector": ["pool"]}})";
+  EXPECT_THAT(BuildJob(spec, options, "ml").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "the queue's pod template"));
+  spec.queue_pod_template_json.clear();
   spec.pod_template_json = R"({"spec": {"containers": [{"name": "step", "env": "A=1"}]}})";
   EXPECT_THAT(BuildJob(spec, options, "ml").status(),
               StatusIs(absl::StatusCode::kInvalidArgument, "the step's pod template"));

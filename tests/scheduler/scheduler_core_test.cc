@@ -222,5 +222,46 @@ TEST_F(SchedulerCoreTest, ReportsOfRemoteAttemptsAreCheckedAndTheFirstIsKept) {
               StatusIs(absl::StatusCode::kNotFound, "is not running"));
 }
 
+TEST_F(SchedulerCoreTest, AQueuesPodTemplateIsKeptAndPartOfItsStepsCacheKeys) {
+  ASSERT_OK(Start());
+  v1::Queue bad;
+  bad.set_name("gpu");
+  bad.set_pod_template_json("[1]");
+  EXPECT_THAT(scheduler_->PutQueue(bad).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not a JSON object"));
+  v1::Queue gpu;
+  gpu.set_name("gpu");
+  gpu.set_pod_template_json(R"({"spec": {"nodeSelector": {"pool": "gpu"}}})");
+  ASSERT_OK(scheduler_->PutQueue(gpu).status());
+  const std::string yaml = "name: q\nsteps:\n  - name: s\n    command: [/bin/true]\n";
+  auto fingerprint = [&](const std::string& queue) {
+    v1::SubmitPipelineRequest request;
+    request.set_spec_yaml(yaml);
+    request.set_queue(queue);
+    auto run = scheduler_->Submit(request);
+    EXPECT_OK(run.status());
+    v1::PipelineRun done = WaitFor(run->id(), [](const v1::PipelineRun& r) {
+      return r.state() == v1::SUCCEEDED || r.state() == v1::FAILED;
+    });
+    EXPECT_EQ(done.state(), v1::SUCCEEDED);
+    return done.steps(0).fingerprint();
+  };
+  const std::string in_default = fingerprint("default");
+  const std::string in_gpu = fingerprint("gpu");
+  EXPECT_NE(in_default, in_gpu) << "what reaches the pod is part of the key";
+  EXPECT_EQ(fingerprint("gpu"), in_gpu);
+  Close();
+  ASSERT_OK(Start());  // kept across a restart
+  bool found = false;
+  for (const v1::Queue& queue : scheduler_->ListQueues()) {
+    if (queue.name() == "gpu") {
+      found = true;
+      EXPECT_EQ(queue.pod_template_json(), gpu.pod_template_json());
+    }
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(fingerprint("gpu"), in_gpu);
+}
+
 }  // namespace
 }  // namespace mlops::scheduler

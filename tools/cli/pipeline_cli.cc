@@ -131,6 +131,13 @@ class PipelineCli {
         queue.set_memory_bytes(bytes);
       }
       queue.set_gpus(ParseInt(args.Take("--gpu").value_or("0"), "--gpu"));
+      if (auto file = args.Take("--pod-template")) {
+        // The Kubernetes executor's pod template for this queue's steps (JSON).
+        std::ifstream in(*file, std::ios::binary);
+        if (!in) throw UsageError{"--pod-template: cannot read " + *file};
+        queue.set_pod_template_json(
+            std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+      }
       args.ExpectEmpty();
       auto stored = Call(&sv1::SchedulerService::Stub::PutQueue, queue);
       if (json_) return PrintJson(stored), 0;

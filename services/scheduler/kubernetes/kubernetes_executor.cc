@@ -352,6 +352,7 @@ absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOpt
   for (const auto& [what, json] :
        {std::pair<const char*, const std::string*>{
             "the scheduler's pod template (--k8s_pod_template)", &options.pod_template_json},
+        {"the queue's pod template", &spec.queue_pod_template_json},
         {"the step's pod template", &spec.pod_template_json}}) {
     if (json->empty()) continue;
     auto layer = PodTemplateLayer(*json);
