@@ -91,6 +91,22 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
     std::filesystem::create_directories(std::filesystem::path(output_paths[name]).parent_path(),
                                         ec);
   }
+  if (!spec.checkpoint.empty()) {
+    // The latest checkpoint of an earlier attempt: the step resumes from it.
+    auto latest = LatestCheckpoint(plan->run_id, spec.name);
+    if (!latest.ok()) return fail("reading the step's checkpoint: " + latest.status().ToString());
+    if (remote) {
+      manifest.set_checkpoint_path(std::string(kRemoteWorkDir) + "/" + spec.checkpoint);
+      manifest.set_checkpoint_digest(*latest);
+    } else {
+      const std::string file = work + "/" + spec.checkpoint;
+      std::filesystem::create_directories(std::filesystem::path(file).parent_path(), ec);
+      if (!latest->empty()) {
+        absl::Status restored = artifacts_->MaterializeBlob(*latest, file);
+        if (!restored.ok()) return fail("restoring the checkpoint: " + restored.ToString());
+      }
+    }
+  }
   auto argv = RenderCommand(spec, input_paths, output_paths);
   if (!argv.ok()) return fail(std::string(argv.status().message()));
   if (metadata_ != nullptr) {
@@ -163,6 +179,19 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
   };
   event.stdout_digest = keep(plan.work + "/stdout.log");
   event.stderr_digest = keep(plan.work + "/stderr.log");
+  if (!plan.spec.checkpoint.empty() && !executor_->remote() &&
+      outcome.outcome != AttemptResult::Outcome::kSucceeded) {
+    // What a local attempt that did not succeed left as its checkpoint is where the next starts
+    // (a pod reports its own while it runs).
+    std::string digest = keep(plan.work + "/" + plan.spec.checkpoint);
+    if (!digest.empty()) {
+      absl::Status kept = KeepCheckpoint(plan.run_id, plan.spec.name, digest);
+      if (!kept.ok()) {
+        LogWarning("checkpoint_not_kept",
+                   {{"attempt", plan.attempt_id}, {"error", kept.ToString()}});
+      }
+    }
+  }
   auto fail = [&](std::string message) {
     outcome.outcome = AttemptResult::Outcome::kFailed;
     outcome.message = std::move(message);

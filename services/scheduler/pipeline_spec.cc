@@ -293,7 +293,7 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
   RETURN_IF_ERROR(OnlyKeys(
       node, "step",
       {"name", "needs", "image", "command", "inputs", "outputs", "env", "resources", "replicas",
-       "retries", "timeout", "cache", "sweep", "objective", "params", "kubernetes"}));
+       "retries", "timeout", "cache", "sweep", "objective", "params", "kubernetes", "checkpoint"}));
   StepSpec step;
   step.line = node.Mark().line + 1;
   if (!node["name"]) return ErrorAt(node, "step: 'name' is required");
@@ -417,6 +417,14 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
     if (!ParseDuration(text, &step.timeout_ms) || step.timeout_ms <= 0) {
       return ErrorAt(timeout, where + ": timeout '" + text +
                                   "': expected a positive duration such as 30m, 2h, 90s");
+    }
+  }
+  if (const YamlNode checkpoint = node["checkpoint"]) {
+    ASSIGN_OR_RETURN(step.checkpoint, Scalar(checkpoint, where + ": checkpoint"));
+    if (step.checkpoint.empty() || step.checkpoint[0] == '/' ||
+        step.checkpoint.find("..") != std::string::npos) {
+      return ErrorAt(checkpoint, where + ": checkpoint path '" + step.checkpoint +
+                                     "' must be relative to the step's work dir, without '..'");
     }
   }
   if (const YamlNode cache = node["cache"]) {

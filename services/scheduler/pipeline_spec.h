@@ -22,6 +22,7 @@
 //       params: [seed]      # params read from the environment (MLOPS_PARAM_SEED) rather than
 //                           # named in the command; a step sees no other pipeline param
 //       objective: {metric: accuracy, goal: maximize}   # picks the best instance of the sweep
+//       checkpoint: ckpt/state.pt   # kept as it changes, restored before a retry
 //       kubernetes:         # the Kubernetes executor only (docs/kubernetes.md)
 //         service_account: trainer
 //         node_selector: {pool: gpu}
@@ -93,6 +94,10 @@ struct StepSpec {
   bool maximize = true;
   // `kubernetes:` as the JSON of a PodTemplateSpec laid under what mlops sets ("" when absent).
   std::string pod_template_json;
+  // `checkpoint: PATH` (relative to the work dir): kept when it changes while the step runs and
+  // restored before a retry; not part of the fingerprint (it changes how, not what, a step
+  // computes).
+  std::string checkpoint;
   int line = 0;  // of the step in the YAML (1-based)
 };
 

@@ -308,45 +308,62 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Cancel(const std::string& id) {
   return run;
 }
 
-absl::StatusOr<v1::ReportAttemptResponse> Scheduler::ReportAttempt(
-    const v1::ReportAttemptRequest& request) {
+namespace {
+
+absl::Status CheckDigest(const std::string& what, const std::string& digest) {
+  RawDigest raw;
+  if (!ParseDigestHex(digest, &raw) || DigestHex(raw) != digest) {
+    return absl::InvalidArgumentError(
+        StrCat(what, ": '", digest.substr(0, 80), "' is not a SHA-256 (64 hex digits)"));
+  }
+  return absl::OkStatus();
+}
+
+// Where the latest checkpoint of a step of a run is kept (in the reports column family; attempt
+// ids never start so).
+std::string CheckpointKey(const std::string& run_id, const std::string& step) {
+  return StrCat("checkpoint:", run_id, "/", step);
+}
+
+}  // namespace
+
+absl::StatusOr<Scheduler::RunningAttemptInfo> Scheduler::RunningAttempt(const std::string& id) {
   // RUN/STEP/NUMBER: run ids hold no '/', swept step names may.
-  const std::string& id = request.attempt_id();
   const size_t first = id.find('/');
   const size_t last = id.rfind('/');
   if (first == std::string::npos || last == first || last + 1 >= id.size()) {
     return absl::InvalidArgumentError(
         StrCat("attempt id '", id.substr(0, 200), "': expected RUN/STEP/NUMBER"));
   }
-  const std::string run_id = id.substr(0, first);
+  RunningAttemptInfo info;
+  info.run_id = id.substr(0, first);
   const std::string step_name = id.substr(first + 1, last - first - 1);
   const std::string number = id.substr(last + 1);
-  for (const auto& [name, digest] : request.outputs()) {
-    RawDigest raw;
-    if (!ParseDigestHex(digest, &raw) || DigestHex(raw) != digest) {
-      return absl::InvalidArgumentError(StrCat("output ", name, ": '", digest.substr(0, 80),
-                                               "' is not a SHA-256 (64 hex digits)"));
-    }
+  std::lock_guard lock(mu_);
+  RETURN_IF_ERROR(CheckStorage());
+  auto not_running = absl::NotFoundError(StrCat("attempt ", id, " is not running"));
+  auto run = runs_.find(info.run_id);
+  if (run == runs_.end()) return not_running;
+  auto index = run->second->index.find(step_name);
+  if (index == run->second->index.end()) return not_running;
+  const v1::StepRun& step = run->second->proto.steps(static_cast<int>(index->second));
+  if (step.state() != v1::RUNNING || step.attempts_size() == 0 ||
+      std::to_string(step.attempts(step.attempts_size() - 1).number()) != number) {
+    return not_running;
   }
-  {
-    std::lock_guard lock(mu_);
-    RETURN_IF_ERROR(CheckStorage());
-    auto not_running = absl::NotFoundError(StrCat("attempt ", id, " is not running"));
-    auto run = runs_.find(run_id);
-    if (run == runs_.end()) return not_running;
-    auto index = run->second->index.find(step_name);
-    if (index == run->second->index.end()) return not_running;
-    const v1::StepRun& step = run->second->proto.steps(static_cast<int>(index->second));
-    if (step.state() != v1::RUNNING || step.attempts_size() == 0 ||
-        std::to_string(step.attempts(step.attempts_size() - 1).number()) != number) {
-      return not_running;
-    }
-    const StepSpec& spec = run->second->spec.steps[index->second];
-    for (const auto& [name, digest] : request.outputs()) {
-      if (!spec.outputs.contains(name)) {
-        return absl::InvalidArgumentError(
-            StrCat("step ", step_name, " declares no output '", name.substr(0, 128), "'"));
-      }
+  info.spec = run->second->spec.steps[index->second];
+  return info;
+}
+
+absl::StatusOr<v1::ReportAttemptResponse> Scheduler::ReportAttempt(
+    const v1::ReportAttemptRequest& request) {
+  const std::string& id = request.attempt_id();
+  ASSIGN_OR_RETURN(RunningAttemptInfo attempt, RunningAttempt(id));
+  for (const auto& [name, digest] : request.outputs()) {
+    RETURN_IF_ERROR(CheckDigest("output " + name, digest));
+    if (!attempt.spec.outputs.contains(name)) {
+      return absl::InvalidArgumentError(
+          StrCat("step ", attempt.spec.name, " declares no output '", name.substr(0, 128), "'"));
     }
   }
   std::lock_guard lock(reports_mu_);
@@ -361,6 +378,29 @@ absl::StatusOr<v1::ReportAttemptResponse> Scheduler::ReportAttempt(
   RETURN_IF_ERROR(db_->WriteSync(&batch));
   *response.mutable_stored() = request;
   return response;
+}
+
+absl::Status Scheduler::ReportCheckpoint(const v1::ReportCheckpointRequest& request) {
+  RETURN_IF_ERROR(CheckDigest("checkpoint", request.digest()));
+  ASSIGN_OR_RETURN(RunningAttemptInfo attempt, RunningAttempt(request.attempt_id()));
+  if (attempt.spec.checkpoint.empty()) {
+    return absl::FailedPreconditionError(
+        StrCat("step ", attempt.spec.name, " declares no checkpoint"));
+  }
+  return KeepCheckpoint(attempt.run_id, attempt.spec.name, request.digest());
+}
+
+absl::Status Scheduler::KeepCheckpoint(const std::string& run_id, const std::string& step,
+                                       const std::string& digest) {
+  rocksdb::WriteBatch batch;
+  batch.Put(reports_cf_, CheckpointKey(run_id, step), digest);
+  return db_->WriteSync(&batch);
+}
+
+absl::StatusOr<std::string> Scheduler::LatestCheckpoint(const std::string& run_id,
+                                                        const std::string& step) const {
+  ASSIGN_OR_RETURN(auto digest, db_->Get(reports_cf_, CheckpointKey(run_id, step)));
+  return digest.value_or("");
 }
 
 absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {

@@ -111,6 +111,10 @@ class Scheduler {
   // attempt runs); INVALID_ARGUMENT for a malformed attempt id, an output the step does not
   // declare or a digest that is not 64 lowercase hex digits; the storage's error.
   absl::StatusOr<v1::ReportAttemptResponse> ReportAttempt(const v1::ReportAttemptRequest& request);
+  // The step's declared checkpoint, uploaded by the pod of a running attempt: kept (durably) as
+  // the one its next attempt starts from. NOT_FOUND / INVALID_ARGUMENT as ReportAttempt;
+  // FAILED_PRECONDITION for a step that declares no checkpoint.
+  absl::Status ReportCheckpoint(const v1::ReportCheckpointRequest& request);
   // Where an attempt runs (and writes stdout.log, stderr.log, outputs/).
   std::string AttemptDir(const std::string& run, const std::string& step, int attempt) const;
   // Waits until run `id` has changed more than `seen` times (or `timeout_ms`); returns the change
@@ -123,6 +127,17 @@ class Scheduler {
   Scheduler(Db* db, Executor* executor, ArtifactGateway* artifacts, SchedulerOptions options,
             MetadataGateway* metadata);
   struct AttemptPlan;
+  // The running attempt an attempt id names (mu_ not held): its run and its step's spec.
+  struct RunningAttemptInfo {
+    std::string run_id;
+    StepSpec spec;
+  };
+  absl::StatusOr<RunningAttemptInfo> RunningAttempt(const std::string& id);
+  // The latest checkpoint kept for a step of a run ("" for none), and keeping one.
+  absl::StatusOr<std::string> LatestCheckpoint(const std::string& run_id,
+                                               const std::string& step) const;
+  absl::Status KeepCheckpoint(const std::string& run_id, const std::string& step,
+                              const std::string& digest);
   StepRecord Record(Run& run, size_t step) const;
   absl::Status Recover();
   void Loop();

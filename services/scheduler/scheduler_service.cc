@@ -211,4 +211,11 @@ grpc::Status SchedulerServiceImpl::ReportAttempt(grpc::ServerContext*,
   return Reply(scheduler->ReportAttempt(*request), response);
 }
 
+grpc::Status SchedulerServiceImpl::ReportCheckpoint(grpc::ServerContext*,
+                                                    const v1::ReportCheckpointRequest* request,
+                                                    v1::ReportCheckpointResponse*) {
+  MLOPS_SCHEDULER_OR_RETURN(scheduler);
+  return ToGrpcStatus(scheduler->ReportCheckpoint(*request));
+}
+
 }  // namespace mlops::scheduler

@@ -40,6 +40,8 @@ class SchedulerServiceImpl final : public v1::SchedulerService::Service {
                           v1::ListQueuesResponse* response) override;
   grpc::Status ReportAttempt(grpc::ServerContext*, const v1::ReportAttemptRequest* request,
                              v1::ReportAttemptResponse* response) override;
+  grpc::Status ReportCheckpoint(grpc::ServerContext*, const v1::ReportCheckpointRequest* request,
+                                v1::ReportCheckpointResponse* response) override;
 
  private:
   absl::StatusOr<Scheduler*> Get() const;

@@ -4,8 +4,9 @@
 // `mlops step run` copied in from the step image. Its pods reach the server on the host's bridge
 // address. A step reads a dataset and writes an output that the next step reads by digest, with
 // metrics and logs; a second run is all CACHED; an output not written fails the step with the
-// wrapper's reason; the server killed with -9 while a pod runs is restarted and the run completes
-// with the attempt re-attached (the pod's report waits for the scheduler to be back).
+// wrapper's reason; a checkpoint saved by a failing pod is restored in its retry's pod; the server
+// killed with -9 while a pod runs is restarted and the run completes with the attempt re-attached
+// (the pod's report waits for the scheduler to be back).
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -196,6 +197,26 @@ steps:
   ASSERT_EQ(broken.state(), v1::FAILED);
   EXPECT_THAT(broken.steps(0).message(),
               HasSubstr("declared output m (/mlops-work/outputs/m.txt) was not written"));
+}
+
+TEST_F(KubernetesPipelineTest, APodsCheckpointIsKeptAndTheRetryStartsFromIt) {
+  auto server = StartServer();
+  auto stub = Connect(*server);
+  // The first attempt saves progress while it runs (kept by the wrapper within its 1 s interval:
+  // the pod is still running), then fails; the retry, a new pod, finds it restored.
+  v1::PipelineRun run = WaitForEnd(stub.get(), Submit(stub.get(), R"(name: ckpt
+steps:
+  - name: long
+    checkpoint: ckpt/state
+    retries: {limit: 1}
+    env: {MLOPS_CHECKPOINT_INTERVAL_MS: "1000"}
+    outputs: {o: o.txt}
+    command: [/bin/sh, -c, 'if [ -f ckpt/state ]; then cat ckpt/state > {{outputs.o}}; else echo epoch-7 > ckpt/state; sleep 3; exit 1; fi']
+)")
+                                                   .id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  EXPECT_EQ(run.steps(0).attempts_size(), 2);
+  EXPECT_EQ(run.steps(0).output_digests().at("o"), DigestHex(Sha256Of("epoch-7\n")));
 }
 
 TEST_F(KubernetesPipelineTest, AServerKilledWhilePodsRunIsRestartedAndTheRunCompletes) {

@@ -292,6 +292,8 @@ steps:
             "unknown key 'containers' in step t: kubernetes.pod"},
            {"kubernetes: {pod: [1]}", "kubernetes.pod (a PodTemplateSpec): expected a mapping"},
            {"kubernetes: {tolerations: {a: b}}", "kubernetes.tolerations: expected a list"},
+           {"checkpoint: /abs", "checkpoint path '/abs' must be relative"},
+           {"checkpoint: a/../b", "without '..'"},
            {"kubernetes: {pod: {spec: {x: {[1]: 2}}}}", "a key must be a single value"},
        }) {
     EXPECT_THAT(

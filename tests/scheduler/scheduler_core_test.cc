@@ -263,5 +263,34 @@ TEST_F(SchedulerCoreTest, AQueuesPodTemplateIsKeptAndPartOfItsStepsCacheKeys) {
   EXPECT_EQ(fingerprint("gpu"), in_gpu);
 }
 
+TEST_F(SchedulerCoreTest, ARetryStartsFromTheCheckpointTheFailedAttemptLeft) {
+  ASSERT_OK(Start());
+  // The first attempt saves progress and fails; the second finds it and finishes from it.
+  auto run = Submit(R"(name: c
+steps:
+  - name: s
+    checkpoint: ckpt/state
+    retries: {limit: 1}
+    outputs: {o: o.txt}
+    command: [/bin/sh, -c, 'if [ -f ckpt/state ]; then cat ckpt/state > {{outputs.o}}; else echo progress-$MLOPS_STEP > ckpt/state; exit 1; fi']
+)");
+  ASSERT_OK(run.status());
+  v1::PipelineRun done = WaitFor(run->id(), [](const v1::PipelineRun& r) {
+    return r.state() == v1::SUCCEEDED || r.state() == v1::FAILED;
+  });
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.DebugString();
+  EXPECT_EQ(done.steps(0).attempts_size(), 2);
+  EXPECT_EQ(done.steps(0).output_digests().at("o"), DigestHex(Sha256Of("progress-s\n")));
+  // A step without a checkpoint cannot report one; a bad digest is refused first.
+  v1::ReportCheckpointRequest request;
+  request.set_attempt_id(run->id() + "/s/2");
+  request.set_digest("x");
+  EXPECT_THAT(scheduler_->ReportCheckpoint(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is not a SHA-256"));
+  request.set_digest(DigestHex(Sha256Of("x")));
+  EXPECT_THAT(scheduler_->ReportCheckpoint(request),
+              StatusIs(absl::StatusCode::kNotFound, "is not running"));
+}
+
 }  // namespace
 }  // namespace mlops::scheduler
