@@ -68,12 +68,12 @@ absl::Status Admission::Enqueue(const PendingStep& step) {
     return absl::AlreadyExistsError("step " + step.id + " is already queued or running");
   }
   Resources total = step.Total();
-  if (!Within({}, total, capacity_, false)) {
+  if (!it->second.config.deferred && !Within({}, total, capacity_, false)) {
     return absl::ResourceExhaustedError(StrCat("step ", step.id, " requests ", Describe(total),
                                                ", more than the capacity (", Describe(capacity_),
                                                ")"));
   }
-  if (!Within({}, total, it->second.config.quota, true)) {
+  if (!it->second.config.deferred && !Within({}, total, it->second.config.quota, true)) {
     return absl::ResourceExhaustedError(StrCat("step ", step.id, " requests ", Describe(total),
                                                ", more than queue ", step.queue, "'s quota (",
                                                Describe(it->second.config.quota), ")"));
@@ -95,6 +95,7 @@ bool Admission::Remove(const std::string& id) {
 }
 
 bool Admission::Fits(const Queue& queue, const Resources& request) const {
+  if (queue.config.deferred) return true;
   if (queue.config.max_concurrency > 0 &&
       queue.running >= static_cast<size_t>(queue.config.max_concurrency)) {
     return false;
@@ -146,7 +147,8 @@ std::vector<PendingStep> Admission::Admit(size_t max) {
       --pending_count_;
       queue.used = Add(queue.used, total);
       queue.running += 1;
-      used_ = Add(used_, total);
+      step.deferred = queue.config.deferred;
+      if (!step.deferred) used_ = Add(used_, total);
       running_[step.id] = step;
       admitted.push_back(std::move(step));
       found = true;
@@ -160,13 +162,16 @@ std::vector<PendingStep> Admission::Admit(size_t max) {
 void Admission::Restore(const PendingStep& step) {
   if (running_.contains(step.id)) return;
   Resources total = step.Total();
+  PendingStep restored = step;
+  restored.deferred = false;
   auto queue = queues_.find(step.queue);
   if (queue != queues_.end()) {
     queue->second.used = Add(queue->second.used, total);
     queue->second.running += 1;
+    restored.deferred = queue->second.config.deferred;
   }
-  used_ = Add(used_, total);
-  running_[step.id] = step;
+  if (!restored.deferred) used_ = Add(used_, total);
+  running_[step.id] = std::move(restored);
 }
 
 void Admission::Release(const std::string& id) {
@@ -178,7 +183,7 @@ void Admission::Release(const std::string& id) {
     queue->second.used = Sub(queue->second.used, total);
     queue->second.running -= 1;
   }
-  used_ = Sub(used_, total);
+  if (!it->second.deferred) used_ = Sub(used_, total);
   running_.erase(it);
 }
 

@@ -26,6 +26,10 @@ struct QueueConfig {
   int priority = 0;         // higher first
   int max_concurrency = 0;  // running steps; 0: no limit
   Resources quota;          // per dimension; 0: no limit (capacity, unlike quotas, is literal)
+  // Admission is deferred to something else (a Kueue LocalQueue): the queue's steps are admitted
+  // as soon as they are enqueued, whatever their request, the queue's limits and the free
+  // capacity, and they do not count against the capacity.
+  bool deferred = false;
 };
 
 struct PendingStep {
@@ -34,6 +38,7 @@ struct PendingStep {
   int priority = 0;  // within the queue, higher first
   Resources per_replica;
   int replicas = 1;
+  bool deferred = false;  // set by Admission: admitted from a deferred queue, capacity not counted
   Resources Total() const;
 };
 

@@ -127,6 +127,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   launch.image = spec.image;
   launch.pod_template_json = spec.pod_template_json;
   launch.queue_pod_template_json = plan->queue_pod_template_json;
+  launch.kueue_local_queue = plan->kueue_local_queue;
   launch.resources = spec.resources;
   launch.replicas = spec.replicas;
   launch.timeout_ms = spec.timeout_ms;

@@ -28,6 +28,8 @@ struct LaunchSpec {
   // step's, and its queue's (laid under the step's).
   std::string pod_template_json;
   std::string queue_pod_template_json;
+  // The Kueue LocalQueue that admits the attempt ("" = none; only for an executor with kueue()).
+  std::string kueue_local_queue;
   Resources resources;
   int replicas = 1;
   int64_t timeout_ms = 0;  // 0: none
@@ -41,6 +43,7 @@ struct AttemptResult {
   std::string message;
   int64_t start_ms = 0;
   int64_t end_ms = 0;
+  std::string image_id;  // the image that ran, as the node resolved it ("" = not known)
 };
 
 // An attempt recorded as running by a scheduler that stopped.
@@ -88,6 +91,8 @@ class Executor {
   // What this executor adds to every step that may change what it computes (the Kubernetes
   // executor's default image and pod template), for the steps' cache keys; "" for nothing.
   virtual std::string settings_fingerprint() const { return ""; }
+  // Queues may defer admission to Kueue (LaunchSpec::kueue_local_queue).
+  virtual bool kueue() const { return false; }
   // Attempts running now.
   virtual int running() const = 0;
 };

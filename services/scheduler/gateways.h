@@ -41,6 +41,8 @@ struct StepRecord {
   std::map<std::string, std::string> inputs;
   std::map<std::string, std::string> outputs;
   std::map<std::string, std::string> logs;  // "stdout" / "stderr" -> blob digest
+  std::string image;     // the step's image as written ("" = the executor's default or none)
+  std::string image_id;  // the image that ran, as the node resolved it (Kubernetes)
 };
 
 class MetadataGateway {

@@ -116,6 +116,12 @@ absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const S
   execution->set_run_id(run_id);
   execution->set_external_id(
       StrCat(step.pipeline_run, "/", step.step, "/", std::to_string(step.attempt)));
+  if (!step.image.empty()) {
+    (*execution->mutable_custom_properties())["image"].set_string_value(step.image);
+  }
+  if (!step.image_id.empty()) {
+    (*execution->mutable_custom_properties())["image_id"].set_string_value(step.image_id);
+  }
   auto artifact = [&](const std::string& ref, mv1::Event::Type type, const std::string& path) {
     auto* entry = request.add_artifacts();
     entry->set_event_type(type);

@@ -87,14 +87,24 @@ absl::Status Scheduler::Recover() {
   bool has_default = false;
   RETURN_IF_ERROR(
       db_->ScanProto<v1::Queue>(queues_cf_, "", {}, [&](std::string_view, v1::Queue& q) {
+        bool kueue = !q.kueue_local_queue().empty();
+        if (kueue && !executor_->kueue()) {
+          // Kept as stored, for an executor that has Kueue; meanwhile mlops admits its steps.
+          LogWarning("queue_kueue_ignored", {{"queue", q.name()},
+                                             {"kueue_local_queue", q.kueue_local_queue()},
+                                             {"executor", executor_->name()}});
+          kueue = false;
+        }
         admission_
             .SetQueue({q.name(),
                        q.priority(),
                        q.max_concurrency(),
-                       {q.cpu_millis(), q.memory_bytes(), q.gpus()}})
+                       {q.cpu_millis(), q.memory_bytes(), q.gpus()},
+                       kueue})
             .IgnoreError();
         has_default = has_default || q.name() == "default";
         if (!q.pod_template_json().empty()) queue_pod_templates_[q.name()] = q.pod_template_json();
+        if (kueue) queue_kueue_[q.name()] = q.kueue_local_queue();
         return true;
       }));
   if (!has_default) RETURN_IF_ERROR(admission_.SetQueue({"default", 0, 0, {}}));
@@ -435,12 +445,30 @@ absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
           StrCat("queue ", queue.name(), ": pod_template_json is not a JSON object"));
     }
   }
+  const std::string& kueue = queue.kueue_local_queue();
+  if (!kueue.empty()) {
+    // A LocalQueue's name goes into a label value: a DNS label.
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    bool label = kueue.size() <= 63 && alnum(kueue.front()) && alnum(kueue.back());
+    for (char c : kueue) label = label && (alnum(c) || c == '-');
+    if (!label) {
+      return absl::InvalidArgumentError(
+          StrCat("queue ", queue.name(), ": kueue_local_queue '", kueue,
+                 "' is not a LocalQueue name (lower-case letters, digits and '-', at most 63)"));
+    }
+    if (!executor_->kueue()) {
+      return absl::FailedPreconditionError(
+          StrCat("queue ", queue.name(), ": the ", executor_->name(),
+                 " executor has no Kueue (kueue_local_queue needs --executor=kubernetes)"));
+    }
+  }
   std::lock_guard lock(mu_);
   RETURN_IF_ERROR(CheckStorage());
   RETURN_IF_ERROR(admission_.SetQueue({queue.name(),
                                        queue.priority(),
                                        queue.max_concurrency(),
-                                       {queue.cpu_millis(), queue.memory_bytes(), queue.gpus()}}));
+                                       {queue.cpu_millis(), queue.memory_bytes(), queue.gpus()},
+                                       !kueue.empty()}));
   rocksdb::WriteBatch batch;
   v1::Queue stored = queue;
   stored.clear_pending();
@@ -451,6 +479,11 @@ absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
     queue_pod_templates_.erase(queue.name());
   } else {
     queue_pod_templates_[queue.name()] = queue.pod_template_json();
+  }
+  if (kueue.empty()) {
+    queue_kueue_.erase(queue.name());
+  } else {
+    queue_kueue_[queue.name()] = kueue;
   }
   wake_.notify_all();
   return queue;
@@ -469,6 +502,9 @@ std::vector<v1::Queue> Scheduler::ListQueues() const {
     queue.set_gpus(q.quota.gpus);
     if (auto pod = queue_pod_templates_.find(q.name); pod != queue_pod_templates_.end()) {
       queue.set_pod_template_json(pod->second);
+    }
+    if (auto kueue = queue_kueue_.find(q.name); kueue != queue_kueue_.end()) {
+      queue.set_kueue_local_queue(kueue->second);
     }
     Admission::QueueStats stats = admission_.Stats(q.name);
     queue.set_pending(static_cast<int64_t>(stats.pending));

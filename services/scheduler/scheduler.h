@@ -209,6 +209,7 @@ class Scheduler {
   std::multimap<int64_t, std::pair<std::string, size_t>> timers_;  // retry time -> step
   std::map<std::string, v1::Schedule> schedules_;
   std::map<std::string, std::string> queue_pod_templates_;  // queue -> Queue.pod_template_json
+  std::map<std::string, std::string> queue_kueue_;          // queue -> Queue.kueue_local_queue
   bool stop_ = false;
   std::thread engine_;
   // Attempts found running by Recover, handed back to the executor once the workers run.

@@ -335,7 +335,9 @@ StepRecord Scheduler::Record(Run& run, size_t index) const {
     const v1::Attempt& attempt = step.attempts(step.attempts_size() - 1);
     if (!attempt.stdout_digest().empty()) record.logs["stdout"] = attempt.stdout_digest();
     if (!attempt.stderr_digest().empty()) record.logs["stderr"] = attempt.stderr_digest();
+    record.image_id = attempt.image_id();
   }
+  record.image = spec.image;
   return record;
 }
 
@@ -352,6 +354,9 @@ std::shared_ptr<Scheduler::AttemptPlan> Scheduler::Plan(Run& run, size_t index) 
   plan->tracking_run_id = step.tracking_run_id();
   if (auto pod = queue_pod_templates_.find(run.proto.queue()); pod != queue_pod_templates_.end()) {
     plan->queue_pod_template_json = pod->second;
+  }
+  if (auto kueue = queue_kueue_.find(run.proto.queue()); kueue != queue_kueue_.end()) {
+    plan->kueue_local_queue = kueue->second;
   }
   return plan;
 }
@@ -422,6 +427,7 @@ void Scheduler::Finished(Run& run, const Event& event) {
   attempt.set_outcome(OutcomeName(result.outcome));
   attempt.set_exit_code(result.exit_code);
   attempt.set_message(result.message);
+  attempt.set_image_id(result.image_id);
   attempt.set_stdout_digest(event.stdout_digest);
   attempt.set_stderr_digest(event.stderr_digest);
   if (step.tracking_run_id().empty()) step.set_tracking_run_id(event.tracking_run_id);

@@ -116,6 +116,7 @@ struct Scheduler::AttemptPlan {
   std::string work;  // the attempt's directory
   StepSpec spec;
   std::string queue_pod_template_json;  // the run's queue's, when it has one
+  std::string kueue_local_queue;        // the run's queue's, when Kueue admits it
   struct Input {
     std::string name;
     bool dataset = false;

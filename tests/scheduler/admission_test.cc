@@ -1,5 +1,5 @@
 // Admission: priorities, fair share, quotas, concurrency limits, all-or-nothing admission of
-// multi-replica steps, and requests that could never fit.
+// multi-replica steps, requests that could never fit, and queues whose admission Kueue makes.
 #include "services/scheduler/admission.h"
 
 #include "tests/testing/testing.h"
@@ -76,6 +76,35 @@ TEST(AdmissionTest, QuotasAndConcurrencyLimitsHold) {
   admission.Release("g1");
   admission.Release("s0");
   EXPECT_THAT(Ids(admission.Admit()), ElementsAre("g2", "s2"));
+}
+
+TEST(AdmissionTest, ADeferredQueueIsAdmittedAtOnceAndLeavesTheCapacityToOthers) {
+  // A queue whose admission Kueue makes: its limits and the capacity hold nothing back, and its
+  // running steps take no capacity from the other queues.
+  Admission admission(Cpu(2000));
+  ASSERT_OK(admission.SetQueue({"kueue", 0, 1, Cpu(1000), /*deferred=*/true}));
+  ASSERT_OK(admission.SetQueue({"local", 0, 0, {}}));
+  ASSERT_OK(admission.Enqueue(Step("k1", "kueue", 1500)));
+  ASSERT_OK(admission.Enqueue(Step("k2", "kueue", 8000, /*replicas=*/2)));  // > capacity
+  ASSERT_OK(admission.Enqueue(Step("l1", "local", 2000)));
+  auto admitted = admission.Admit();
+  EXPECT_THAT(Ids(admitted), ::testing::UnorderedElementsAre("k1", "k2", "l1"));
+  EXPECT_EQ(admission.Stats("kueue").running, 2u);
+  ASSERT_OK(admission.Enqueue(Step("l2", "local", 1)));
+  EXPECT_TRUE(admission.Admit().empty());  // "local" holds the whole capacity
+  admission.Release("k1");
+  admission.Release("k2");
+  EXPECT_TRUE(admission.Admit().empty());  // releasing deferred steps freed nothing
+  admission.Release("l1");
+  EXPECT_THAT(Ids(admission.Admit()), ElementsAre("l2"));
+  // Restored after a restart, a deferred queue's step takes no capacity either.
+  admission.Restore(Step("k3", "kueue", 4000));
+  ASSERT_OK(admission.Enqueue(Step("l3", "local", 1999)));
+  EXPECT_THAT(Ids(admission.Admit()), ElementsAre("l3"));
+  // A queue that stops deferring is bounded by its limits again.
+  ASSERT_OK(admission.SetQueue({"kueue", 0, 1, Cpu(1000)}));
+  ASSERT_THAT(admission.Enqueue(Step("k4", "kueue", 1500)),
+              StatusIs(absl::StatusCode::kResourceExhausted, "quota"));
 }
 
 TEST(AdmissionTest, MultiReplicaStepsAreAdmittedWholeOrNotAtAll) {

@@ -1,6 +1,7 @@
 // What the Kubernetes executor sends and how it reads answers, without a cluster: the Job of an
 // attempt as JSON (names, labels, backoffLimit 0 written out, deadline, requests = limits, ranks
-// of an Indexed Job, the pod template override), API errors mapped to codes, kubeconfig files.
+// of an Indexed Job, the pod template override, Kueue's label and suspension), API errors mapped
+// to codes, kubeconfig files.
 #include <google/protobuf/util/json_util.h>
 
 #include <fstream>
@@ -94,6 +95,24 @@ TEST(KubernetesJobTest, ReplicasAreAnIndexedJobWithTorchrunRanks) {
             job->metadata().name() + "-0." + job->metadata().name() + ".ml.svc.cluster.local");
   EXPECT_THAT(env.at("RANK")->value_from().field_ref().field_path(),
               HasSubstr("job-completion-index"));
+}
+
+TEST(KubernetesJobTest, AKueueQueuesJobIsCreatedSuspendedWithItsLocalQueue) {
+  KubernetesOptions options;
+  auto plain = Built(Spec(), options);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->spec().has_suspend());
+  EXPECT_FALSE(plain->metadata().labels().contains("kueue.x-k8s.io/queue-name"));
+  LaunchSpec spec = Spec();
+  spec.kueue_local_queue = "team-a";
+  auto job = Built(spec, options);
+  ASSERT_TRUE(job.ok());
+  EXPECT_TRUE(job->spec().suspend());
+  EXPECT_EQ(job->metadata().labels().at("kueue.x-k8s.io/queue-name"), "team-a");
+  // On the Job only: Kueue's pod integration must not take its pods for plain pods of its own.
+  EXPECT_FALSE(job->spec().template_().metadata().labels().contains("kueue.x-k8s.io/queue-name"));
+  // Kueue accounts quota by the pods' requests: they are there, equal to the limits.
+  EXPECT_EQ(job->spec().template_().spec().containers(0).resources().requests().at("cpu"), "1500m");
 }
 
 TEST(KubernetesJobTest, PodTemplatesAreLaidUnderWhatMlopsSets) {

@@ -263,6 +263,24 @@ TEST_F(SchedulerCoreTest, AQueuesPodTemplateIsKeptAndPartOfItsStepsCacheKeys) {
   EXPECT_EQ(fingerprint("gpu"), in_gpu);
 }
 
+TEST_F(SchedulerCoreTest, AKueueQueueNeedsAnExecutorWithKueueAndALocalQueueName) {
+  ASSERT_OK(Start());
+  v1::Queue queue;
+  queue.set_name("team");
+  queue.set_kueue_local_queue("Team_A");
+  EXPECT_THAT(scheduler_->PutQueue(queue).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is not a LocalQueue name"));
+  queue.set_kueue_local_queue(std::string(64, 'a'));
+  EXPECT_THAT(scheduler_->PutQueue(queue).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is not a LocalQueue name"));
+  queue.set_kueue_local_queue("team-a");
+  EXPECT_THAT(scheduler_->PutQueue(queue).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "the local executor has no Kueue"));
+  for (const v1::Queue& listed : scheduler_->ListQueues()) {
+    EXPECT_NE(listed.name(), "team") << "a refused queue is not stored";
+  }
+}
+
 TEST_F(SchedulerCoreTest, ARetryStartsFromTheCheckpointTheFailedAttemptLeft) {
   ASSERT_OK(Start());
   // The first attempt saves progress and fails; the second finds it and finishes from it.

@@ -107,9 +107,11 @@ class PipelineCli {
         rows.push_back({q.name(), std::to_string(q.priority()), limit(q.max_concurrency(), ""),
                         limit(q.cpu_millis(), "m"), limit(q.memory_bytes() >> 20, "Mi"),
                         limit(q.gpus(), ""), std::to_string(q.pending()),
-                        std::to_string(q.running())});
+                        std::to_string(q.running()),
+                        q.kueue_local_queue().empty() ? "-" : q.kueue_local_queue()});
       }
-      PrintTable({"QUEUE", "PRIORITY", "MAX RUNNING", "CPU", "MEMORY", "GPU", "PENDING", "RUNNING"},
+      PrintTable({"QUEUE", "PRIORITY", "MAX RUNNING", "CPU", "MEMORY", "GPU", "PENDING", "RUNNING",
+                  "KUEUE"},
                  rows);
       return 0;
     }
@@ -138,6 +140,8 @@ class PipelineCli {
         queue.set_pod_template_json(
             std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
       }
+      // The Kubernetes executor: Kueue admits this queue's steps (a LocalQueue's name).
+      queue.set_kueue_local_queue(args.Take("--kueue").value_or(""));
       args.ExpectEmpty();
       auto stored = Call(&sv1::SchedulerService::Stub::PutQueue, queue);
       if (json_) return PrintJson(stored), 0;

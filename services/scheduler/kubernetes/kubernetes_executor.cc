@@ -25,6 +25,8 @@ namespace pbu = ::google::protobuf::util;
 constexpr char kSchedulerLabel[] = "mlops.dev/scheduler";
 constexpr char kAttemptLabel[] = "mlops.dev/attempt";
 constexpr char kAttemptAnnotation[] = "mlops.dev/attempt-id";
+// Kueue admits a Job labelled with its LocalQueue's name.
+constexpr char kKueueQueueLabel[] = "kueue.x-k8s.io/queue-name";
 // A watch is ended by the server after this long and resumed from where it was.
 constexpr int kWatchTimeoutSeconds = 300;
 // Waiting reasons of a container that will not start by waiting longer.
@@ -110,6 +112,7 @@ const ContainerStateTerminated* FirstFailure(const std::map<std::string, Pod>& p
 }
 
 constexpr char kStepContainer[] = "step";
+
 // The most of a step's log kept when it is read at its end rather than followed.
 constexpr int64_t kMaxLogBytes = int64_t{256} << 20;
 
@@ -128,6 +131,19 @@ bool Started(const Pod& pod) {
     }
   }
   return false;
+}
+
+// The image the step container ran, as the kubelet resolved it (rank 0's, as all ranks run one
+// image); "" before a container started.
+std::string ImageId(const std::map<std::string, Pod>& pods) {
+  std::string found;
+  for (const auto& [name, pod] : pods) {
+    for (const ContainerStatus& status : pod.status().container_statuses()) {
+      if (status.name() != kStepContainer || status.image_id().empty()) continue;
+      if (found.empty() || RankZero(pod)) found = status.image_id();
+    }
+  }
+  return found;
 }
 
 absl::StatusOr<pb::Value> ToValue(const google::protobuf::Message& message) {
@@ -247,12 +263,17 @@ absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOpt
   }
   if (auto step = LabelValue(env_of("MLOPS_STEP")); !step.empty()) labels["mlops.dev/step"] = step;
   for (const auto& [k, v] : labels) (*meta->mutable_labels())[k] = v;
+  if (!spec.kueue_local_queue.empty()) {
+    // Created suspended: Kueue starts it once admitted (on the Job only: its pods are the Job's).
+    (*meta->mutable_labels())[kKueueQueueLabel] = spec.kueue_local_queue;
+  }
   (*meta->mutable_annotations())[kAttemptAnnotation] = spec.attempt_id;
   (*meta->mutable_annotations())["mlops.dev/pipeline-run-id"] = env_of("MLOPS_PIPELINE_RUN_ID");
   (*meta->mutable_annotations())["mlops.dev/step-name"] = env_of("MLOPS_STEP");
 
   JobSpec* job_spec = job.mutable_spec();
   job_spec->set_backoff_limit(0);  // retries are the scheduler's
+  if (!spec.kueue_local_queue.empty()) job_spec->set_suspend(true);
   job_spec->set_ttl_seconds_after_finished(options.ttl_seconds_after_finished);
   if (spec.timeout_ms > 0) {
     job_spec->set_active_deadline_seconds(
@@ -561,6 +582,7 @@ std::optional<AttemptResult> KubernetesExecutor::Judge(const Job& job, const Att
     if (Succeeded(condition) || FailedCondition(condition)) end = &condition;
   }
   AttemptResult result;
+  result.image_id = ImageId(attempt.pods);
   result.start_ms = ParseTimeMs(job.status().start_time());
   if (result.start_ms == 0) result.start_ms = attempt.start_ms;
   if (end == nullptr) {
@@ -624,6 +646,7 @@ void KubernetesExecutor::OnJob(const Job& job, bool deleted) {
     if (need_pods) FetchPods(name);
   }
   std::optional<AttemptResult> result;
+  bool preempted = false;
   {
     std::lock_guard lock(mu_);
     if (deleted) {
@@ -644,6 +667,26 @@ void KubernetesExecutor::OnJob(const Job& job, bool deleted) {
       result->end_ms = NowMs();
     } else {
       result = Judge(job, it->second);
+      if (!result && job.metadata().labels().contains(kKueueQueueLabel)) {
+        // Kueue resumes the Job it admits and suspends it again when it preempts it (its pods
+        // are deleted): the attempt is lost and the retry policy decides, bounded, rather than
+        // the Job waiting in Kueue's queue again and again.
+        if (!job.spec().suspend()) {
+          it->second.admitted = true;
+        } else if (it->second.admitted) {
+          result = AttemptResult{};
+          result->outcome = AttemptResult::Outcome::kLost;
+          result->message = "preempted: Kueue suspended the running Job";
+          result->start_ms = it->second.start_ms;
+          result->end_ms = NowMs();
+          preempted = true;
+        }
+      }
+    }
+  }
+  if (preempted) {
+    if (std::string why = KueueEviction(job); !why.empty()) {
+      result->message = StrCat(result->message, " (", why, ")");
     }
   }
   if (result) Finish(name, *std::move(result));
@@ -888,6 +931,30 @@ void KubernetesExecutor::Recover(const RecoverSpec& spec,
     return;
   }
   OnJob(job, false);  // a finished one is judged at once
+}
+
+std::string KubernetesExecutor::KueueEviction(const Job& job) {
+  if (job.metadata().uid().empty()) return "";
+  WorkloadList workloads;
+  absl::Status listed = client_->Call(
+      "GET",
+      StrCat("/apis/kueue.x-k8s.io/v1beta2/namespaces/", namespace_,
+             "/workloads?labelSelector=kueue.x-k8s.io%2Fjob-uid%3D", job.metadata().uid()),
+      nullptr, &workloads);
+  if (!listed.ok()) {
+    LogWarning("k8s_kueue_workload_unavailable",
+               {{"job", job.metadata().name()}, {"error", listed.ToString()}});
+    return "";
+  }
+  for (const Workload& workload : workloads.items()) {
+    for (const JobCondition& condition : workload.status().conditions()) {
+      if (condition.type() == "Evicted" && condition.status() == "True") {
+        return StrCat(condition.reason(), condition.message().empty() ? "" : ": ",
+                      condition.message());
+      }
+    }
+  }
+  return "";
 }
 
 void KubernetesExecutor::FetchPods(const std::string& name) {

@@ -7,6 +7,10 @@
 // ttlSecondsAfterFinished is only a safety net. The log of a step (of rank 0 for several
 // replicas; stdout and stderr together, as the kubelet keeps them) is followed into
 // <work dir>/stdout.log while it runs and is whole there before the attempt is reported.
+// An attempt of a queue that Kueue admits (LaunchSpec::kueue_local_queue) is created suspended
+// with Kueue's queue-name label; Kueue resumes it when admitted, and when Kueue suspends it again
+// (preemption) the attempt ends as lost (its Workload's eviction reason in the message), so that
+// the scheduler's bounded retry of lost attempts decides, not an endless requeue.
 #pragma once
 
 #include <atomic>
@@ -91,6 +95,7 @@ class KubernetesExecutor final : public Executor {
   void Collected(const std::string& attempt_id) override;
   int running() const override;
   bool remote() const override { return options_.wrap_steps; }
+  bool kueue() const override { return true; }
   // The default image and the scheduler's pod template.
   std::string settings_fingerprint() const override;
 
@@ -114,6 +119,7 @@ class KubernetesExecutor final : public Executor {
     std::map<std::string, Pod> pods;
     std::string work_dir;              // stdout.log goes there ("" = nowhere)
     std::shared_ptr<LogFollower> log;  // once rank 0's container has started
+    bool admitted = false;             // a Kueue Job seen resumed (admitted) by Kueue
   };
 
   KubernetesExecutor(std::shared_ptr<KubeClient> client, KubernetesOptions options);
@@ -124,6 +130,9 @@ class KubernetesExecutor final : public Executor {
   // A Job or Pod seen (listed or watched).
   void OnJob(const Job& job, bool deleted);
   void OnPod(const Pod& pod);
+  // Why Kueue evicted the Job (its Workload's Evicted condition: "Preempted: ..."); "" when it
+  // cannot be told.
+  std::string KueueEviction(const Job& job);
   // Lists the pods of Job `name` into OnPod (their exit codes).
   void FetchPods(const std::string& name);
   // Ends the attempt of Job `name` with `result` (once: it is removed first), outside mu_; when
