@@ -39,6 +39,8 @@ if [ "${SKIP_K8S:-0}" != "1" ]; then
   step "the step image (docker/step/build.sh) loaded into that cluster"
   docker/step/build.sh build/default/tools/cli/mlops mlops/step:dev >/dev/null
   tools/k8s/load-image.sh "$k8s_dir" mlops/step:dev
+  step "Kueue's CRDs and controller manager in that cluster (tools/k8s/kueue.sh)"
+  tools/k8s/kueue.sh "$k8s_dir"
   step "ctest -L k8s: the Kubernetes executor and pipelines on that cluster"
   (set -a; . "$k8s_dir/env"; set +a; ctest --preset default -L '^k8s$' --output-on-failure --timeout 600)
   tools/k8s/down.sh "$k8s_dir"

@@ -423,6 +423,8 @@ void Scheduler::Finished(Run& run, const Event& event) {
   }
   admission_.Release(StrCat(run.proto.id(), "/", spec.name));
   v1::Attempt& attempt = *step.mutable_attempts(step.attempts_size() - 1);
+  // Started later than launched (a Job that waited in Kueue): the attempt ran from then.
+  if (result.start_ms > attempt.start_time_ms()) attempt.set_start_time_ms(result.start_ms);
   attempt.set_end_time_ms(result.end_ms);
   attempt.set_outcome(OutcomeName(result.outcome));
   attempt.set_exit_code(result.exit_code);

@@ -6,7 +6,9 @@
 // metrics and logs; a second run is all CACHED; an output not written fails the step with the
 // wrapper's reason; a checkpoint saved by a failing pod is restored in its retry's pod; the server
 // killed with -9 while a pod runs is restarted and the run completes with the attempt re-attached
-// (the pod's report waits for the scheduler to be back).
+// (the pod's report waits for the scheduler to be back). With Kueue's controller manager running
+// in the cluster (tools/k8s/kueue.sh): a queue mapped to a LocalQueue leaves admission to Kueue,
+// and an attempt that Kueue preempts is retried.
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -80,9 +82,11 @@ class KubernetesPipelineTest : public ::testing::Test {
         grpc::CreateChannel(server.address(), grpc::InsecureChannelCredentials()));
   }
 
-  static v1::PipelineRun Submit(v1::SchedulerService::Stub* stub, const std::string& yaml) {
+  static v1::PipelineRun Submit(v1::SchedulerService::Stub* stub, const std::string& yaml,
+                                const std::string& queue = "") {
     v1::SubmitPipelineRequest request;
     request.set_spec_yaml(yaml);
+    request.set_queue(queue);
     v1::PipelineRun run;
     grpc::ClientContext context;
     grpc::Status status = stub->SubmitPipeline(&context, request, &run);
@@ -124,6 +128,18 @@ class KubernetesPipelineTest : public ::testing::Test {
       ++count;
     }
     return count;
+  }
+
+  // Waits (at most 60 s) until a pod of the namespace runs.
+  bool PodRuns() {
+    for (int i = 0; i < 600; ++i) {
+      auto pods = admin_->Request("GET", StrCat("/api/v1/namespaces/", namespace_, "/pods"));
+      if (pods.ok() && pods->body.find("\"phase\":\"Running\"") != std::string::npos) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
   }
 
   testing::CommandResult Cli(std::vector<std::string> args, const testing::ChildServer& server) {
@@ -171,6 +187,8 @@ TEST_F(KubernetesPipelineTest, StepsRunAsJobsPassDataByDigestAndAreCachedTheSeco
       << "the output of prepare reached train by digest, and train's output came back";
   EXPECT_DOUBLE_EQ(train.metrics().at("accuracy"), 0.93);
   EXPECT_EQ(steps.at("prepare")->attempts_size(), 1);
+  // The image ran by tag; the attempt says which one it was, as the kubelet resolved it.
+  EXPECT_THAT(train.attempts(0).image_id(), HasSubstr("sha256:"));
   auto logs = Cli({"pipeline", "logs", run.id(), "prepare"}, *server);
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   EXPECT_THAT(logs.out, HasSubstr("prepared 3"));
@@ -229,14 +247,7 @@ steps:
     command: [/bin/sh, -c, 'echo started; sleep 8; echo done > {{outputs.x}}']
 )")
                              .id();
-  // Until the pod runs.
-  bool running = false;
-  for (int i = 0; i < 600 && !running; ++i) {
-    auto pods = admin_->Request("GET", StrCat("/api/v1/namespaces/", namespace_, "/pods"));
-    running = pods.ok() && pods->body.find("\"phase\":\"Running\"") != std::string::npos;
-    if (!running) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_TRUE(running);
+  ASSERT_TRUE(PodRuns()) << "no pod ran within 60 s";
   server->Kill();
   std::this_thread::sleep_for(std::chrono::seconds(2));
   auto restarted = StartServer();
@@ -252,6 +263,125 @@ steps:
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(JobCount(), 0);
+}
+
+// The Kueue test's objects: cluster-scoped ones named after the test's namespace.
+constexpr char kKueueApi[] = "/apis/kueue.x-k8s.io/v1beta2";
+
+TEST_F(KubernetesPipelineTest, KueueAdmitsAQueuesStepsAndAPreemptedAttemptIsRetried) {
+  if (Env("MLOPS_K8S_KUEUE").empty()) {
+    GTEST_SKIP() << "needs Kueue in the cluster: tools/k8s/kueue.sh DIR, then source DIR/env";
+  }
+  const std::string cq = namespace_;
+  auto post = [&](const std::string& path, const std::string& body) {
+    auto created = admin_->Request("POST", path, body);
+    ASSERT_TRUE(created.ok()) << created.status();
+    ASSERT_EQ(created->http_code, 201) << path << ": " << created->body;
+  };
+  post(StrCat(kKueueApi, "/resourceflavors"),
+       StrCat(R"({"apiVersion":"kueue.x-k8s.io/v1beta2","kind":"ResourceFlavor",)",
+              R"("metadata":{"name":")", cq, R"("}})"));
+  // One cpu of quota: one step at a time; a lower priority gives way to a higher one.
+  post(StrCat(kKueueApi, "/clusterqueues"),
+       StrCat(R"({"apiVersion":"kueue.x-k8s.io/v1beta2","kind":"ClusterQueue",)",
+              R"("metadata":{"name":")", cq, R"("},"spec":{"namespaceSelector":{},)",
+              R"("preemption":{"withinClusterQueue":"LowerPriority"},)",
+              R"("resourceGroups":[{"coveredResources":["cpu"],"flavors":[{"name":")", cq,
+              R"(","resources":[{"name":"cpu","nominalQuota":"1"}]}]}]}})"));
+  post(StrCat(kKueueApi, "/namespaces/", namespace_, "/localqueues"),
+       StrCat(R"({"apiVersion":"kueue.x-k8s.io/v1beta2","kind":"LocalQueue",)",
+              R"("metadata":{"name":"train"},"spec":{"clusterQueue":")", cq, R"("}})"));
+  post(StrCat(kKueueApi, "/workloadpriorityclasses"),
+       StrCat(R"({"apiVersion":"kueue.x-k8s.io/v1beta2","kind":"WorkloadPriorityClass",)",
+              R"("metadata":{"name":")", cq, R"("},"value":1000})"));
+  struct Cleanup {
+    std::shared_ptr<scheduler::k8s::KubeClient> admin;
+    std::string cq;
+    ~Cleanup() {
+      for (const char* kind : {"workloadpriorityclasses", "clusterqueues", "resourceflavors"}) {
+        (void)admin->Request("DELETE", StrCat(kKueueApi, "/", kind, "/", cq));
+      }
+    }
+  } cleanup{admin_, cq};
+
+  auto server = StartServer();
+  auto stub = Connect(*server);
+  // mlops's own limits of this queue would hold one of the two steps back (and refuse a step of
+  // 1 cpu outright): with Kueue they do not apply.
+  auto put =
+      Cli({"queues", "put", "teams", "--max-concurrency", "1", "--cpu", "500m", "--kueue", "train"},
+          *server);
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  auto listed = Cli({"queues", "list"}, *server);
+  EXPECT_THAT(listed.out, HasSubstr("train"));
+
+  const std::string pair = Submit(stub.get(), R"(name: pair
+steps:
+  - name: a
+    resources: {cpu: 1}
+    command: [/bin/sh, -c, 'sleep 3']
+  - name: b
+    resources: {cpu: 1}
+    command: [/bin/sh, -c, 'sleep 3']
+)",
+                                  "teams")
+                               .id();
+  // Both Jobs exist at once: Kueue, not mlops, holds the second one (suspended) back.
+  int most = 0;
+  for (int i = 0; i < 600 && most < 2; ++i) {
+    most = std::max(most, JobCount());
+    if (most < 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(most, 2);
+  v1::PipelineRun run = WaitForEnd(stub.get(), pair);
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  const v1::Attempt& a = run.steps(0).attempts(0);
+  const v1::Attempt& b = run.steps(1).attempts(0);
+  // One cpu of quota: Kueue ran them one after the other (start times are the Jobs' own).
+  EXPECT_TRUE(a.end_time_ms() <= b.start_time_ms() + 1000 ||
+              b.end_time_ms() <= a.start_time_ms() + 1000)
+      << "a: " << a.DebugString() << "b: " << b.DebugString();
+
+  // Preemption: a step runs; a Job of a higher priority comes to the same ClusterQueue; Kueue
+  // suspends the step's Job to make room. The attempt is LOST (not the step's failure) and the
+  // retry runs once the other Job is done.
+  const std::string id = Submit(stub.get(), R"(name: preempted
+steps:
+  - name: victim
+    resources: {cpu: 1}
+    retries: {limit: 0}
+    outputs: {o: o.txt}
+    command: [/bin/sh, -c, 'echo started; sleep 6; echo done > {{outputs.o}}']
+)",
+                                "teams")
+                             .id();
+  ASSERT_TRUE(PodRuns()) << "no pod ran within 60 s";
+  post(StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs"),
+       StrCat(R"({"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"urgent","labels":{)",
+              R"("kueue.x-k8s.io/queue-name":"train","kueue.x-k8s.io/priority-class":")", cq,
+              R"("}},"spec":{"suspend":true,"backoffLimit":0,"template":{"spec":{)",
+              R"("restartPolicy":"Never","containers":[{"name":"main",)",
+              R"("image":"docker.io/mlops-k8s/busybox:1","imagePullPolicy":"Never",)",
+              R"("command":["/bin/sh","-c","sleep 2"],)",
+              R"("resources":{"requests":{"cpu":"1"},"limits":{"cpu":"1"}}}]}}}})"));
+  run = WaitForEnd(stub.get(), id, 180);
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  const v1::StepRun& victim = run.steps(0);
+  ASSERT_EQ(victim.attempts_size(), 2) << victim.DebugString();
+  EXPECT_EQ(victim.attempts(0).outcome(), "LOST");
+  std::cout << "kueue: attempt 1 " << victim.attempts(0).message() << "\n";
+  EXPECT_THAT(victim.attempts(0).message(),
+              HasSubstr("preempted: Kueue suspended the running Job"));
+  EXPECT_THAT(victim.attempts(0).message(), HasSubstr("Preempted"))
+      << "the Workload's eviction reason";
+  EXPECT_EQ(victim.attempts(1).outcome(), "SUCCEEDED");
+  EXPECT_EQ(victim.output_digests().at("o"), DigestHex(Sha256Of("done\n")));
+  auto urgent =
+      admin_->Request("GET", StrCat("/apis/batch/v1/namespaces/", namespace_, "/jobs/urgent"));
+  ASSERT_TRUE(urgent.ok());
+  EXPECT_THAT(urgent->body, HasSubstr("\"type\":\"Complete\""));
+  // The retry started after the urgent Job had its turn.
+  EXPECT_GE(victim.attempts(1).start_time_ms(), victim.attempts(0).end_time_ms());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "services/common/digest.h"
+#include "services/common/strings.h"
 #include "services/scheduler/local_executor.h"
 #include "services/scheduler/scheduler.h"
 #include "tests/testing/testing.h"
@@ -52,6 +53,34 @@ class MemoryArtifacts final : public ArtifactGateway {
   std::map<std::string, std::string> blobs_;
 };
 
+// A stand-in for an executor whose attempts get lost (a node gone, a Job that Kueue preempted),
+// which the local executor cannot produce: it runs each attempt on the local executor and reports
+// it LOST, and says it has Kueue, so that the core's handling of Kueue queues and of lost attempts
+// is tested without a cluster (the real preemption is in kubernetes_pipeline_test).
+class LosingExecutor final : public Executor {
+ public:
+  explicit LosingExecutor(Executor* inner) : inner_(inner) {}
+  std::string name() const override { return "losing"; }
+  absl::StatusOr<std::string> Launch(const LaunchSpec& spec,
+                                     std::function<void(const AttemptResult&)> done) override {
+    return inner_->Launch(spec, [done = std::move(done)](const AttemptResult& result) {
+      AttemptResult lost = result;
+      lost.outcome = AttemptResult::Outcome::kLost;
+      lost.message = "preempted (stand-in)";
+      done(lost);
+    });
+  }
+  absl::Status Cancel(const std::string& attempt_id) override { return inner_->Cancel(attempt_id); }
+  void Recover(const RecoverSpec& spec, std::function<void(const AttemptResult&)> done) override {
+    inner_->Recover(spec, std::move(done));
+  }
+  bool kueue() const override { return true; }
+  int running() const override { return inner_->running(); }
+
+ private:
+  Executor* inner_;
+};
+
 int Lines(const std::string& path) {
   std::ifstream in(path);
   int n = 0;
@@ -68,21 +97,25 @@ class SchedulerCoreTest : public ::testing::Test {
   }
   ~SchedulerCoreTest() override { Close(); }
 
-  absl::Status Start() {
+  // With `losing`, through a LosingExecutor over the local one.
+  absl::Status Start(bool losing = false) {
     LocalExecutor::Options options;
     options.waiter = MLOPS_STEP_WAITER_BIN;
     executor_ = std::make_unique<LocalExecutor>(options);
+    if (losing) losing_ = std::make_unique<LosingExecutor>(executor_.get());
     SchedulerOptions scheduler_options;
     scheduler_options.work_root = dir_.path() + "/work";
     scheduler_options.capacity = {4000, int64_t{8} << 30, 0};
     auto scheduler =
-        Scheduler::Open(db_.get(), executor_.get(), &artifacts_, std::move(scheduler_options));
+        Scheduler::Open(db_.get(), losing ? static_cast<Executor*>(losing_.get()) : executor_.get(),
+                        &artifacts_, std::move(scheduler_options));
     if (!scheduler.ok()) return scheduler.status();
     scheduler_ = std::move(*scheduler);
     return absl::OkStatus();
   }
   void Close() {
     scheduler_.reset();
+    losing_.reset();
     executor_.reset();
   }
 
@@ -111,6 +144,7 @@ class SchedulerCoreTest : public ::testing::Test {
   MemoryArtifacts artifacts_;
   std::unique_ptr<Db> db_;
   std::unique_ptr<LocalExecutor> executor_;
+  std::unique_ptr<LosingExecutor> losing_;
   std::unique_ptr<Scheduler> scheduler_;
 };
 
@@ -278,6 +312,65 @@ TEST_F(SchedulerCoreTest, AKueueQueueNeedsAnExecutorWithKueueAndALocalQueueName)
               StatusIs(absl::StatusCode::kFailedPrecondition, "the local executor has no Kueue"));
   for (const v1::Queue& listed : scheduler_->ListQueues()) {
     EXPECT_NE(listed.name(), "team") << "a refused queue is not stored";
+  }
+}
+
+TEST_F(SchedulerCoreTest, AKueueQueueDefersAdmissionAndLostAttemptsAreRetriedThreeTimes) {
+  ASSERT_OK(Start(/*losing=*/true));
+  v1::Queue queue;
+  queue.set_name("team");
+  queue.set_max_concurrency(1);
+  queue.set_cpu_millis(500);
+  queue.set_kueue_local_queue("team-a");
+  ASSERT_OK(scheduler_->PutQueue(queue).status());
+  // Two steps of 1 cpu in a queue of 500m and one at a time: Kueue decides, so both start.
+  const std::string marks = dir_.path() + "/marks";
+  v1::SubmitPipelineRequest request;
+  request.set_queue("team");
+  request.set_spec_yaml(StrCat(R"(name: k
+steps:
+  - name: a
+    resources: {cpu: 1}
+    command: [sh, -c, 'echo a >> )",
+                               marks, R"(; sleep 0.3']
+  - name: b
+    resources: {cpu: 1}
+    command: [sh, -c, 'echo b >> )",
+                               marks, R"(; sleep 0.3']
+)"));
+  auto run = scheduler_->Submit(request);
+  ASSERT_OK(run.status());
+  bool both = false;
+  WaitFor(run->id(), [&](const v1::PipelineRun& r) {
+    both = both || (r.steps(0).state() == v1::RUNNING && r.steps(1).state() == v1::RUNNING);
+    return r.state() == v1::SUCCEEDED || r.state() == v1::FAILED;
+  });
+  EXPECT_TRUE(both) << "the queue's own limits held a step back";
+  // Every attempt is lost: retried without counting against `retries`, but 3 times at most.
+  v1::PipelineRun done = WaitFor(run->id(), [](const v1::PipelineRun& r) {
+    return r.state() == v1::SUCCEEDED || r.state() == v1::FAILED;
+  });
+  ASSERT_EQ(done.state(), v1::FAILED);
+  for (const v1::StepRun& step : done.steps()) {
+    ASSERT_EQ(step.attempts_size(), 4) << step.DebugString();
+    for (const v1::Attempt& attempt : step.attempts()) EXPECT_EQ(attempt.outcome(), "LOST");
+    EXPECT_THAT(step.message(), ::testing::HasSubstr("preempted (stand-in)"));
+  }
+  EXPECT_EQ(Lines(marks), 8);
+  Close();
+  ASSERT_OK(Start(/*losing=*/true));
+  bool kept = false;
+  for (const v1::Queue& listed : scheduler_->ListQueues()) {
+    kept = kept || (listed.name() == "team" && listed.kueue_local_queue() == "team-a");
+  }
+  EXPECT_TRUE(kept) << "the mapping survives a restart";
+  Close();
+  // An executor without Kueue keeps the stored mapping but admits the queue's steps itself.
+  ASSERT_OK(Start());
+  for (const v1::Queue& listed : scheduler_->ListQueues()) {
+    if (listed.name() == "team") {
+      EXPECT_EQ(listed.kueue_local_queue(), "");
+    }
   }
 }
 

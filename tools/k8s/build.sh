@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the binaries of the CI cluster from the Go module proxy into a cache dir that later runs
 # on the same machine reuse: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
-# kube-proxy and kubectl (Kubernetes v1.37.2), etcd (v3.7.3) and CoreDNS (v1.14.7). Nothing of theirs is committed.
+# kube-proxy and kubectl (Kubernetes v1.37.2), etcd (v3.7.3), CoreDNS (v1.14.7) and Kueue's
+# controller manager (v0.17.0, whose CRDs tools/k8s/kueue.sh applies from the same module).
+# Nothing of theirs is committed.
 #   tools/k8s/build.sh          prints the bin dir on its last line
 #   MLOPS_K8S_CACHE=DIR         where (default ${XDG_CACHE_HOME:-~/.cache}/mlops/k8s)
 # A fresh machine takes ~11 minutes on 2 cores; a warm cache returns at once.
@@ -11,6 +13,7 @@ K8S_VERSION=v1.37.2
 STAGING_VERSION=v0.37.2
 ETCD_VERSION=v3.7.3
 COREDNS_VERSION=v1.14.7
+KUEUE_VERSION=v0.17.0
 cache="${MLOPS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops/k8s}"
 bin="$cache/$K8S_VERSION/bin"
 programs=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -20,7 +23,8 @@ export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 command -v go >/dev/null || { echo "k8s/build: go is not installed (/usr/local/go/bin)" >&2; exit 1; }
 
 have_all=1
-for p in "${programs[@]}" etcd coredns; do [ -x "$bin/$p" ] || have_all=0; done
+for p in "${programs[@]}" etcd coredns kueue; do [ -x "$bin/$p" ] || have_all=0; done
+[ -f "$cache/$K8S_VERSION/kueue/role.yaml" ] || have_all=0
 if [ "$have_all" = 1 ]; then echo "$bin"; exit 0; fi
 mkdir -p "$bin"
 
@@ -69,7 +73,18 @@ tool_build() {  # tool_build NAME PACKAGE VERSION
 }
 tool_build etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
 tool_build coredns github.com/coredns/coredns "$COREDNS_VERSION"
-for p in "${programs[@]}" etcd coredns; do
+# Kueue static (CGO off): its image is the binary alone (tools/k8s/kueue.sh). Its CRDs and the
+# ClusterRole its controller needs come from the same module, kept next to the binaries.
+CGO_ENABLED=0 tool_build kueue sigs.k8s.io/kueue/cmd/kueue "$KUEUE_VERSION"
+share="$cache/$K8S_VERSION/kueue"
+if ! [ -f "$share/role.yaml" ]; then
+  src="$(cd "$cache/kueue-$KUEUE_VERSION" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)"
+  mkdir -p "$share/crds"
+  cp "$src"/config/components/crd/bases/*.yaml "$share/crds/"
+  cp "$src/config/components/rbac/role.yaml" "$share/role.yaml"
+  chmod -R u+w "$share"
+fi
+for p in "${programs[@]}" etcd coredns kueue; do
   [ -x "$bin/$p" ] || { echo "k8s/build: $p was not built" >&2; exit 1; }
 done
 echo "$bin"
