@@ -1,9 +1,9 @@
 // The Kubernetes executor on a real single-node cluster (tools/k8s/up.sh; run by tools/test.sh's
 // Kubernetes stage with DIR/env sourced). Steps are busybox pods; the executor uses an account
-// that holds exactly the Role the chart grants (jobs, pods, pods/log, services), in a namespace
-// of its own per test. Attempts succeed, fail with their exit code, time out, are canceled, fail
-// on an image that is not there, run 3 ranks that find rank 0 by name, survive a restart of the
-// scheduler (re-attached, never created twice; orphans deleted; a gone Job is LOST).
+// that holds exactly the Role the chart grants (jobs, pods, pods/log, services, Kueue workloads),
+// in a namespace of its own per test. Attempts succeed, fail with their exit code, time out, are
+// canceled, fail on an image that is not there, run 3 ranks that find rank 0 by name, survive a
+// restart of the scheduler (re-attached, never created twice; orphans deleted; a gone Job is LOST).
 #include "services/scheduler/kubernetes/kubernetes_executor.h"
 
 #include <chrono>
@@ -90,7 +90,9 @@ class KubernetesExecutorTest : public ::testing::Test {
                        {"apiGroups":[""],"resources":["pods","pods/log"],
                         "verbs":["get","list","watch"]},
                        {"apiGroups":[""],"resources":["services"],
-                        "verbs":["create","delete"]}]})");
+                        "verbs":["create","delete"]},
+                       {"apiGroups":["kueue.x-k8s.io"],"resources":["workloads"],
+                        "verbs":["get","list"]}]})");
     Apply(StrCat("/apis/rbac.authorization.k8s.io/v1/namespaces/", namespace_, "/rolebindings"),
           R"({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding",
               "metadata":{"name":"mlops-scheduler"},
