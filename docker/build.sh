@@ -20,16 +20,19 @@ source_url="$(git -C "$root" remote get-url origin 2>/dev/null || echo unknown)"
 args=(--build-arg "BASE=$base" --build-arg "REVISION=$revision" --build-arg "VERSION=$version"
       --build-arg "SOURCE=$source_url" -t "$tag")
 if [ -n "$prebuilt" ]; then
-  # A context of its own: the Dockerfile and bin/ with the stripped programs.
+  # A context of its own: the Dockerfile, bin/ with the stripped programs, the demo's files.
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   mkdir -p "$work/bin"
   for p in tools/server/mlops-server services/metadata/mlops-metadata \
     services/artifact/mlops-artifact services/scheduler/mlops-scheduler \
-    services/monitoring/mlops-monitoring tools/cli/mlops services/scheduler/mlops-step-waiter; do
+    services/monitoring/mlops-monitoring tools/cli/mlops services/scheduler/mlops-step-waiter \
+    examples/mlops-example; do
     [ -x "$prebuilt/$p" ] || { echo "docker/build: no $prebuilt/$p (build first)" >&2; exit 1; }
     install -s -m 0755 "$prebuilt/$p" "$work/bin/"
   done
+  mkdir -p "$work/examples"
+  cp "$root/examples/pipeline.yaml" "$root/examples/register.sh" "$work/examples/"
   cp "$root/docker/Dockerfile" "$work/Dockerfile"
   docker build -q --target prebuilt "${args[@]}" "$work" >/dev/null
 else

@@ -5,6 +5,7 @@
 #   tools/test.sh            everything
 #   SKIP_ASAN=1 tools/test.sh  skip the ASan+UBSan pass (local iteration only; CI runs it)
 #   SKIP_TSAN=1 tools/test.sh  skip the ThreadSanitizer pass (local iteration only; CI runs it)
+#   SKIP_E2E=1 tools/test.sh   skip the deployment test on docker/compose.yaml (images, Prometheus)
 #   SKIP_K8S=1 tools/test.sh   skip the Kubernetes stage: a real single-node cluster (tools/k8s),
 #                              its binaries built from the Go module proxy into a cache dir once
 set -euo pipefail
@@ -27,6 +28,13 @@ cmake --build --preset default -j2
 
 step "ctest (default preset)"
 ctest --preset default -j2 --timeout 600
+
+if [ "${SKIP_E2E:-0}" != "1" ]; then
+  step "e2e: docker/compose.yaml with the images of this build (tests/e2e/compose_test.sh)"
+  command -v docker-compose >/dev/null ||
+    apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  tests/e2e/compose_test.sh build/default
+fi
 
 if [ "${SKIP_K8S:-0}" != "1" ]; then
   step "Kubernetes binaries (tools/k8s/build.sh; cached after the first run)"
