@@ -1,0 +1,192 @@
+{{/* Names, labels and the workload every service shares (templates/<service>/ call these). */}}
+
+{{- define "mlops.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's prefix: "<release>" when it already says mlops, else "<release>-mlops". */}}
+{{- define "mlops.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlops.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "metadata"). */}}
+{{- define "mlops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlops.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mlops.labels" -}}
+helm.sh/chart: {{ include "mlops.chart" .root }}
+{{ include "mlops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: mlops
+{{- end -}}
+
+{{- define "mlops.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The in-cluster address of a service: (dict "root" $ "component" "metadata"). */}}
+{{- define "mlops.address" -}}
+{{- printf "%s-%s.%s.svc.cluster.local:%v" (include "mlops.fullname" .root) .component .root.Release.Namespace .root.Values.grpcPort -}}
+{{- end -}}
+
+{{/*
+A service: its StatefulSet of one (it owns a RocksDB), its Service (gRPC and metrics ports) and
+its headless Service. (dict "root" $ "component" "metadata" "program" "mlops-metadata").
+*/}}
+{{- define "mlops.service" -}}
+{{- $root := .root -}}
+{{- $values := index $root.Values .component -}}
+{{- $name := printf "%s-%s" (include "mlops.fullname" $root) .component -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "mlops.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $root.Values.grpcPort }}
+      targetPort: grpc
+      appProtocol: grpc
+    - name: metrics
+      port: {{ $root.Values.metricsPort }}
+      targetPort: metrics
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}-headless
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector:
+    {{- include "mlops.selectorLabels" . | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $root.Values.grpcPort }}
+      targetPort: grpc
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "mlops.labels" . | nindent 4 }}
+spec:
+  replicas: 1
+  serviceName: {{ $name }}-headless
+  podManagementPolicy: Parallel
+  selector:
+    matchLabels:
+      {{- include "mlops.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "mlops.labels" . | nindent 8 }}
+    spec:
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- if .serviceAccount }}
+      serviceAccountName: {{ .serviceAccount }}
+      {{- else }}
+      automountServiceAccountToken: false
+      {{- end }}
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: 30
+      containers:
+        - name: {{ .component }}
+          image: {{ include "mlops.image" $root }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: [{{ .program | quote }}]
+          {{- with $values.extraArgs }}
+          args:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          env:
+            - {name: MLOPS_PORT, value: {{ $root.Values.grpcPort | quote }}}
+            - {name: MLOPS_METRICS_PORT, value: {{ $root.Values.metricsPort | quote }}}
+            - {name: MLOPS_LOG_FORMAT, value: {{ $root.Values.logFormat | quote }}}
+            - {name: MLOPS_SYNC_WRITES, value: {{ $root.Values.syncWrites | quote }}}
+            - {name: MLOPS_DATA_DIR, value: /data}
+            - {name: MLOPS_ADVERTISE_HOST, value: {{ printf "%s.%s.svc.cluster.local" $name $root.Release.Namespace | quote }}}
+            {{- range $peer := list "metadata" "artifact" "scheduler" "monitoring" }}
+            - name: {{ printf "MLOPS_%s_ADDRESS" (upper $peer) }}
+              value: {{ include "mlops.address" (dict "root" $root "component" $peer) | quote }}
+            {{- end }}
+            {{- with .env }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          ports:
+            - {name: grpc, containerPort: {{ $root.Values.grpcPort }}}
+            - {name: metrics, containerPort: {{ $root.Values.metricsPort }}}
+          startupProbe:
+            grpc: {port: {{ $root.Values.grpcPort }}}
+            periodSeconds: 2
+            failureThreshold: 60
+          readinessProbe:
+            grpc: {port: {{ $root.Values.grpcPort }}}
+            periodSeconds: 5
+          livenessProbe:
+            grpc: {port: {{ $root.Values.grpcPort }}}
+            periodSeconds: 10
+            failureThreshold: 3
+          {{- with $values.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          securityContext:
+            {{- toYaml $root.Values.securityContext | nindent 12 }}
+          volumeMounts:
+            - {name: data, mountPath: /data}
+            - {name: tmp, mountPath: /tmp}
+      volumes:
+        - name: tmp
+          emptyDir: {}
+      {{- with $values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+  volumeClaimTemplates:
+    - metadata:
+        name: data
+        labels:
+          {{- include "mlops.selectorLabels" . | nindent 10 }}
+      spec:
+        accessModes:
+          {{- toYaml $values.persistence.accessModes | nindent 10 }}
+        {{- with $values.persistence.storageClass }}
+        storageClassName: {{ . | quote }}
+        {{- end }}
+        resources:
+          requests:
+            storage: {{ $values.persistence.size | quote }}
+{{- end -}}
