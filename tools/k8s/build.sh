@@ -2,11 +2,13 @@
 # Builds the binaries of the CI cluster from the Go module proxy into a cache dir that later runs
 # on the same machine reuse: kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
 # kube-proxy and kubectl (Kubernetes v1.37.2), etcd (v3.7.3), CoreDNS (v1.14.7) and Kueue's
-# controller manager (v0.17.0, whose CRDs tools/k8s/kueue.sh applies from the same module).
+# controller manager (v0.17.0, whose CRDs tools/k8s/kueue.sh applies from the same module), helm
+# (v3.21.4) and the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs (v0.85.0).
 # Nothing of theirs is committed.
 #   tools/k8s/build.sh          prints the bin dir on its last line
 #   MLOPS_K8S_CACHE=DIR         where (default ${XDG_CACHE_HOME:-~/.cache}/mlops/k8s)
-# A fresh machine takes ~11 minutes on 2 cores; a warm cache returns at once.
+# A fresh machine takes ~20 minutes on 2 cores (Kubernetes ~11, Kueue ~7, helm ~2); a warm cache
+# returns at once.
 set -euo pipefail
 
 K8S_VERSION=v1.37.2
@@ -14,6 +16,8 @@ STAGING_VERSION=v0.37.2
 ETCD_VERSION=v3.7.3
 COREDNS_VERSION=v1.14.7
 KUEUE_VERSION=v0.17.0
+HELM_VERSION=v3.21.4
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 cache="${MLOPS_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops/k8s}"
 bin="$cache/$K8S_VERSION/bin"
 programs=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -25,6 +29,8 @@ command -v go >/dev/null || { echo "k8s/build: go is not installed (/usr/local/g
 have_all=1
 for p in "${programs[@]}" etcd coredns kueue; do [ -x "$bin/$p" ] || have_all=0; done
 [ -f "$cache/$K8S_VERSION/kueue/role.yaml" ] || have_all=0
+[ -x "$bin/helm" ] || have_all=0
+[ -f "$cache/$K8S_VERSION/prometheus-operator/crds/monitoring.coreos.com_servicemonitors.yaml" ] || have_all=0
 if [ "$have_all" = 1 ]; then echo "$bin"; exit 0; fi
 mkdir -p "$bin"
 
@@ -84,7 +90,19 @@ if ! [ -f "$share/role.yaml" ]; then
   cp "$src/config/components/rbac/role.yaml" "$share/role.yaml"
   chmod -R u+w "$share"
 fi
-for p in "${programs[@]}" etcd coredns kueue; do
+# helm, for the chart's tests (charts/mlops), and the Prometheus Operator's CRDs (ServiceMonitor,
+# PrometheusRule) that the chart's manifests are validated against.
+tool_build helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+crds="$cache/$K8S_VERSION/prometheus-operator/crds"
+if ! [ -f "$crds/monitoring.coreos.com_servicemonitors.yaml" ]; then
+  src="$(cd "$cache/kueue-$KUEUE_VERSION" &&
+    go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  mkdir -p "$crds"
+  cp "$src"/example/prometheus-operator-crd/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$crds/"
+  chmod -R u+w "$crds"
+fi
+for p in "${programs[@]}" etcd coredns kueue helm; do
   [ -x "$bin/$p" ] || { echo "k8s/build: $p was not built" >&2; exit 1; }
 done
 echo "$bin"

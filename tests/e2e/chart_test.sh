@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The chart's static checks on the CI cluster (tools/test.sh's Kubernetes stage): helm lint, and for
+# each charts/mlops/ci/*-values.yaml the rendered manifests validated by the real API server
+# (server-side dry run with strict field validation: an unknown field or a wrong type fails), with
+# the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs applied first. Also proves the
+# checks bite: a value the schema refuses fails `helm template`, and a manifest with an unknown
+# field fails the dry run.
+#   tests/e2e/chart_test.sh DIR     (a cluster of tools/k8s/up.sh)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir="${1:?usage: tests/e2e/chart_test.sh DIR}"
+chart="$root/charts/mlops"
+bin="$("$root/tools/k8s/build.sh" | tail -1)"
+helm="$bin/helm"
+kubectl() { "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" "$@"; }
+fail() { echo "chart: FAILED: $*" >&2; exit 1; }
+passed=0
+work="$(mktemp -d)"
+trap 'rm -rf "$work"; kubectl delete namespace mlops-chart-check --wait=false >/dev/null 2>&1 || true' EXIT
+kube_version="$(kubectl version -o json | sed -n 's/.*"gitVersion": "v\([^"]*\)".*/\1/p' | tail -1)"
+
+kubectl apply --server-side -f "$(dirname "$bin")/prometheus-operator/crds" >/dev/null
+for crd in servicemonitors prometheusrules; do
+  kubectl wait --for condition=established --timeout=60s "crd/$crd.monitoring.coreos.com" >/dev/null
+done
+kubectl create namespace mlops-chart-check --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+
+"$helm" lint --strict "$chart" >/dev/null || { "$helm" lint --strict "$chart"; fail "helm lint"; }
+for values in "$chart"/ci/*-values.yaml; do
+  name="$(basename "$values" -values.yaml)"
+  "$helm" lint --strict "$chart" -f "$values" >/dev/null || fail "helm lint -f $values"
+  "$helm" template "ci-$name" "$chart" -n mlops-chart-check --kube-version "$kube_version" \
+    -f "$values" > "$work/$name.yaml"
+  kubectl apply --dry-run=server --validate=strict -n mlops-chart-check -f "$work/$name.yaml" \
+    > "$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; fail "$name: the API server refused the manifests"; }
+  echo "chart: ci/$name-values.yaml: $(grep -c '^kind:' "$work/$name.yaml") objects valid for the API server (strict)"
+  passed=$((passed + 1))
+done
+
+# The checks bite: a misspelt value, and a field the API does not have.
+if "$helm" template x "$chart" --kube-version "$kube_version" --set metadata.persistance.size=1Gi \
+  >/dev/null 2>"$work/schema.err"; then
+  fail "a misspelt value (metadata.persistance) was accepted"
+fi
+grep -q "persistance" "$work/schema.err" || fail "the schema error does not name the value"
+"$helm" template x "$chart" -n mlops-chart-check --kube-version "$kube_version" \
+  --set-json 'metadata.resources={"limitz":{"cpu":"1"}}' > "$work/typo.yaml"
+if kubectl apply --dry-run=server --validate=strict -n mlops-chart-check -f "$work/typo.yaml" \
+  >"$work/typo.out" 2>&1; then
+  fail "a manifest with an unknown field passed the strict dry run"
+fi
+grep -q "limitz" "$work/typo.out" || { cat "$work/typo.out" >&2; fail "the API's error does not name the field"; }
+passed=$((passed + 2))
+echo "chart: $passed passed, 0 failed"
