@@ -4,7 +4,7 @@
 # (server-side dry run with strict field validation: an unknown field or a wrong type fails), with
 # the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs applied first. Also proves the
 # checks bite: a value the schema refuses fails `helm template`, and a manifest with an unknown
-# field fails the dry run.
+# field fails the dry run. And charts/mlops/README.md lists exactly the values of values.yaml.
 #   tests/e2e/chart_test.sh DIR     (a cluster of tools/k8s/up.sh)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -15,23 +15,24 @@ helm="$bin/helm"
 kubectl() { "$bin/kubectl" --kubeconfig "$dir/admin.kubeconfig" "$@"; }
 fail() { echo "chart: FAILED: $*" >&2; exit 1; }
 passed=0
+ns="mlops-chart-check-$$"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"; kubectl delete namespace mlops-chart-check --wait=false >/dev/null 2>&1 || true' EXIT
+trap 'rm -rf "$work"; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true' EXIT
 kube_version="$(kubectl version -o json | sed -n 's/.*"gitVersion": "v\([^"]*\)".*/\1/p' | tail -1)"
 
 kubectl apply --server-side -f "$(dirname "$bin")/prometheus-operator/crds" >/dev/null
 for crd in servicemonitors prometheusrules; do
   kubectl wait --for condition=established --timeout=60s "crd/$crd.monitoring.coreos.com" >/dev/null
 done
-kubectl create namespace mlops-chart-check --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
 "$helm" lint --strict "$chart" >/dev/null || { "$helm" lint --strict "$chart"; fail "helm lint"; }
 for values in "$chart"/ci/*-values.yaml; do
   name="$(basename "$values" -values.yaml)"
   "$helm" lint --strict "$chart" -f "$values" >/dev/null || fail "helm lint -f $values"
-  "$helm" template "ci-$name" "$chart" -n mlops-chart-check --kube-version "$kube_version" \
+  "$helm" template "ci-$name" "$chart" -n "$ns" --kube-version "$kube_version" \
     -f "$values" > "$work/$name.yaml"
-  kubectl apply --dry-run=server --validate=strict -n mlops-chart-check -f "$work/$name.yaml" \
+  kubectl apply --dry-run=server --validate=strict -n "$ns" -f "$work/$name.yaml" \
     > "$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; fail "$name: the API server refused the manifests"; }
   echo "chart: ci/$name-values.yaml: $(grep -c '^kind:' "$work/$name.yaml") objects valid for the API server (strict)"
   passed=$((passed + 1))
@@ -43,12 +44,41 @@ if "$helm" template x "$chart" --kube-version "$kube_version" --set metadata.per
   fail "a misspelt value (metadata.persistance) was accepted"
 fi
 grep -q "persistance" "$work/schema.err" || fail "the schema error does not name the value"
-"$helm" template x "$chart" -n mlops-chart-check --kube-version "$kube_version" \
+"$helm" template x "$chart" -n "$ns" --kube-version "$kube_version" \
   --set-json 'metadata.resources={"limitz":{"cpu":"1"}}' > "$work/typo.yaml"
-if kubectl apply --dry-run=server --validate=strict -n mlops-chart-check -f "$work/typo.yaml" \
+if kubectl apply --dry-run=server --validate=strict -n "$ns" -f "$work/typo.yaml" \
   >"$work/typo.out" 2>&1; then
   fail "a manifest with an unknown field passed the strict dry run"
 fi
 grep -q "limitz" "$work/typo.out" || { cat "$work/typo.out" >&2; fail "the API's error does not name the field"; }
 passed=$((passed + 2))
+
+# README.md lists every value of values.yaml, and no value that is not there.
+leaves() {  # the paths of values.yaml's values (block style; the security contexts as wholes)
+  awk '
+    /^[[:space:]]*#/ || /^[[:space:]]*$/ || /^[[:space:]]*-/ { next }
+    {
+      match($0, /^ */); indent = RLENGTH; line = substr($0, indent + 1)
+      if (line !~ /^[A-Za-z][A-Za-z0-9_]*:/) next
+      key = substr(line, 1, index(line, ":") - 1)
+      value = substr(line, index(line, ":") + 1); sub(/^ +/, "", value); sub(/ +#.*$/, "", value)
+      while (depth > 0 && indents[depth] >= indent) depth--
+      depth++; indents[depth] = indent; keys[depth] = key
+      path = keys[1]; for (i = 2; i <= depth; i++) path = path "." keys[i]
+      if (keys[1] == "podSecurityContext" || keys[1] == "securityContext") {
+        if (depth == 1) print path
+        next
+      }
+      if (value != "") print path
+    }' "$chart/values.yaml" | sort
+}
+leaves > "$work/values.txt"
+sed -n 's/^| `\([^`]*\)` |.*/\1/p' "$chart/README.md" | sort > "$work/readme.txt"
+[ "$(wc -l < "$work/values.txt")" -gt 40 ] || fail "read only $(wc -l < "$work/values.txt") values"
+if ! diff "$work/values.txt" "$work/readme.txt" > "$work/drift.txt"; then
+  cat "$work/drift.txt" >&2
+  fail "charts/mlops/README.md and values.yaml differ (< only in values.yaml, > only in README)"
+fi
+passed=$((passed + 1))
+echo "chart: README.md lists all $(wc -l < "$work/values.txt") values"
 echo "chart: $passed passed, 0 failed"
