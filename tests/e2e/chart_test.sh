@@ -5,7 +5,8 @@
 # the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs applied first. Also proves the
 # checks bite: a value the schema refuses fails `helm template`, and a manifest with an unknown
 # field fails the dry run. And charts/mlops/README.md lists exactly the values of values.yaml.
-#   tests/e2e/chart_test.sh DIR     (a cluster of tools/k8s/up.sh)
+# Then installs it on the cluster and runs `helm test`.
+#   tests/e2e/chart_test.sh DIR [BUILD_DIR]   (a cluster of tools/k8s/up.sh; default build/default)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 dir="${1:?usage: tests/e2e/chart_test.sh DIR}"
@@ -81,4 +82,37 @@ if ! diff "$work/values.txt" "$work/readme.txt" > "$work/drift.txt"; then
 fi
 passed=$((passed + 1))
 echo "chart: README.md lists all $(wc -l < "$work/values.txt") values"
+
+# Installed for real: the image of this build loaded into the node, a static hostPath volume per
+# service (this cluster has no provisioner), `helm install --wait` until every service is ready,
+# then `helm test` (every service's /healthz and /readyz through its Service).
+build="${2:-$root/build/default}"
+"$root/docker/build.sh" --prebuilt "$build" mlops/mlops:dev >/dev/null
+"$root/tools/k8s/load-image.sh" "$dir" mlops/mlops:dev
+for component in metadata artifact scheduler monitoring; do
+  mkdir -p "$dir/volumes/$ns-$component"
+  chmod 0777 "$dir/volumes/$ns-$component"
+  kubectl apply -f - >/dev/null <<EOT
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $ns-$component, labels: {mlops-chart-check: "$ns"}}
+spec:
+  capacity: {storage: 100Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  claimRef: {namespace: $ns, name: data-install-mlops-$component-0}
+  hostPath: {path: $dir/volumes/$ns-$component}
+EOT
+done
+trap 'rm -rf "$work"; "$helm" --kubeconfig "$dir/admin.kubeconfig" uninstall install -n "$ns" >/dev/null 2>&1 || true; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; kubectl delete pv -l mlops-chart-check="$ns" --wait=false >/dev/null 2>&1 || true' EXIT
+t0=$(date +%s)
+"$helm" --kubeconfig "$dir/admin.kubeconfig" install install "$chart" -n "$ns" --set image.repository=docker.io/mlops/mlops \
+  --set image.tag=dev --set image.pullPolicy=Never --wait --timeout 180s >/dev/null ||
+  { kubectl -n "$ns" get pods,pvc >&2; fail "helm install did not become ready"; }
+echo "chart: installed; every service ready in $(( $(date +%s) - t0 )) s"
+"$helm" --kubeconfig "$dir/admin.kubeconfig" test install -n "$ns" --logs > "$work/test.out" 2>&1 ||
+  { cat "$work/test.out" >&2; fail "helm test"; }
+grep -q "monitoring: healthy and ready" "$work/test.out" || { cat "$work/test.out" >&2; fail "helm test said nothing"; }
+passed=$((passed + 1))
+echo "chart: helm test passed (4 services healthy and ready through their Services)"
 echo "chart: $passed passed, 0 failed"

@@ -47,6 +47,7 @@ if [ -n "$bin" ] && [ -x "$bin/kube-proxy" ]; then
   "$bin/kube-proxy" --cleanup >/dev/null 2>&1
 fi
 ip link delete mlk8s0 2>/dev/null
+iptables -D FORWARD -i mlk8s0 -o mlk8s0 -j ACCEPT 2>/dev/null
 
 for _ in 1 2 3; do
   mounts=$(awk -v d="$dir" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r)

@@ -144,6 +144,10 @@ if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
   ip addr add "$GATEWAY/24" dev "$BRIDGE"
 fi
 ip link set "$BRIDGE" up
+# Pod to pod across the bridge: bridged frames pass the iptables FORWARD chain here
+# (bridge-nf-call-iptables), whose policy the Docker engine sets to DROP.
+iptables -C FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT 2>/dev/null ||
+  iptables -I FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT
 
 # --- etcd
 start etcd "$bin/etcd" --name mlops-k8s --data-dir "$dir/etcd" \
