@@ -47,7 +47,8 @@ mlops() { "$cli" "$@"; }
 log "images: mlops (the binaries of $build) and prometheus (Debian's package)"
 "$root/tools/docker-base.sh" >/dev/null
 "$root/docker/build.sh" --prebuilt "$build" mlops/mlops:dev
-docker build -q -t mlops/prometheus:dev "$root/docker/prometheus" >/dev/null 2>&1
+docker build -q -t mlops/prometheus:dev "$root/docker/prometheus" >"$work/prometheus-build.log" 2>&1 ||
+  { cat "$work/prometheus-build.log" >&2; fail "the Prometheus image did not build"; }
 compose up -d --no-build >/dev/null 2>&1 || { compose up -d --no-build; exit 1; }
 
 container() { compose ps -q "$1"; }

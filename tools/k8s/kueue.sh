@@ -29,7 +29,8 @@ mkdir -p "$work/image"
 cp "$bin/kueue" "$work/image/kueue"
 printf 'FROM scratch\nCOPY kueue /kueue\nUSER 65532:65532\nENTRYPOINT ["/kueue"]\n' \
   > "$work/image/Dockerfile"
-docker build -q -t "$image" "$work/image" >/dev/null 2>&1
+docker build -q -t "$image" "$work/image" >"$work/build.log" 2>&1 ||
+  { cat "$work/build.log" >&2; echo "k8s/kueue: the image did not build" >&2; exit 1; }
 "$here/load-image.sh" "$dir" "$image"
 
 # The CRDs (server-side: the Workload CRD is too large for the last-applied annotation).
