@@ -112,5 +112,28 @@ TEST_F(CliTest, UnreachableServerSaysSo) {
   EXPECT_THAT(result.err, HasSubstr("is the server running"));
 }
 
+// --ca / MLOPS_CA: a file that is not a PEM certificate is a usage error (exit 2, named); a real CA
+// makes the CLI speak TLS, which this plaintext server cannot answer, so the call fails instead of
+// silently falling back to plaintext. (Through a TLS server: tests/e2e/chart_test.sh, the router.)
+TEST_F(CliTest, CaFlagMeansTlsAndABadFileIsAUsageError) {
+  auto missing = Mlops({"--ca", dir_->path() + "/nope.pem", "experiments", "list"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, HasSubstr("nope.pem: not a readable PEM certificate file"));
+  auto from_env = Mlops({"experiments", "list"}, {"MLOPS_CA=" + dir_->path() + "/nope.pem"});
+  EXPECT_EQ(from_env.exit_code, 2);
+  EXPECT_THAT(from_env.err, HasSubstr("not a readable PEM certificate file"));
+
+  std::string ca = dir_->path() + "/ca.pem";
+  auto made = testing::RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                                   "-days", "1", "-subj", "/CN=cli-test", "-keyout",
+                                   dir_->path() + "/ca.key", "-out", ca});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto tls = Mlops({"--ca", ca, "experiments", "list"});
+  EXPECT_EQ(tls.exit_code, 1);
+  EXPECT_THAT(tls.err, HasSubstr("UNAVAILABLE"));
+  auto plain = Mlops({"experiments", "list"});
+  EXPECT_EQ(plain.exit_code, 0) << plain.err;
+}
+
 }  // namespace
 }  // namespace mlops

@@ -7,8 +7,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 
 #include "services/common/digest.h"
 #include "services/common/status.h"
@@ -193,6 +195,17 @@ Endpoints TakeEndpoints(Args& args) {
   out.artifact = pick("--artifact_server", "MLOPS_ARTIFACT_SERVER");
   out.scheduler = pick("--scheduler_server", "MLOPS_SCHEDULER_SERVER");
   out.monitoring = pick("--monitoring_server", "MLOPS_MONITORING_SERVER");
+  std::optional<std::string> ca = args.Take("--ca");
+  if (!ca) ca = env("MLOPS_CA");
+  if (ca) {
+    std::ifstream in(*ca, std::ios::binary);
+    std::ostringstream pem;
+    pem << in.rdbuf();
+    if (!in || pem.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
+      throw UsageError{"--ca " + *ca + ": not a readable PEM certificate file"};
+    }
+    out.ca_pem = pem.str();
+  }
   return out;
 }
 
@@ -245,13 +258,17 @@ class MissingServiceInterceptorFactory
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address,
+                                              const std::string& ca_pem) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<MissingServiceInterceptorFactory>(address));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address, grpc::InsecureChannelCredentials(), args, std::move(factories));
+      address,
+      ca_pem.empty() ? grpc::InsecureChannelCredentials()
+                     : grpc::SslCredentials(grpc::SslCredentialsOptions{ca_pem, "", ""}),
+      args, std::move(factories));
 }
 
 }  // namespace mlops::cli

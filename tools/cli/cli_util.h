@@ -88,11 +88,16 @@ std::string StepRequestId(const std::string& what);
 // environment; then MLOPS_SERVER; then localhost:50051. Flags are taken from `args`.
 struct Endpoints {
   std::string metadata, artifact, scheduler, monitoring;
+  // PEM of the CA that signs the servers' certificates (--ca FILE or $MLOPS_CA): when set, every
+  // channel uses TLS (e.g. the chart's router with tls.enabled); empty: plaintext.
+  std::string ca_pem;
 };
 Endpoints TakeEndpoints(Args& args);
 
 // A channel to `address` on which a call that the server answers UNIMPLEMENTED (it does not host
 // that service: a split deployment) fails with a message that says so and names the flag to set.
-std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address);
+// `ca_pem` non-empty: TLS, trusting that CA.
+std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address,
+                                              const std::string& ca_pem = "");
 
 }  // namespace mlops::cli

@@ -43,6 +43,8 @@ Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
   --metadata_server, --artifact_server, --scheduler_server, --monitoring_server
               where each service runs when they are apart (default --server, then
               $MLOPS_METADATA_SERVER, ... then $MLOPS_SERVER)
+  --ca        a PEM file of the CA that signs the server's certificate: connect with TLS
+              (default $MLOPS_CA; unset: plaintext)
   --output    table (default), json, or dot (lineage)
   mlops --version                   the version and the commit it was built from
   mlops completion bash             tab completion: source <(mlops completion bash)
@@ -166,7 +168,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < raw.size(); ++i) {
       if (raw[i] == "--server" || raw[i] == "--output" || raw[i] == "--metadata_server" ||
           raw[i] == "--artifact_server" || raw[i] == "--scheduler_server" ||
-          raw[i] == "--monitoring_server") {
+          raw[i] == "--monitoring_server" || raw[i] == "--ca") {
         ++i;
         continue;
       }
@@ -197,9 +199,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
-    auto metadata = ServiceChannel(endpoints.metadata);
-    auto artifact =
-        endpoints.artifact == endpoints.metadata ? metadata : ServiceChannel(endpoints.artifact);
+    auto metadata = ServiceChannel(endpoints.metadata, endpoints.ca_pem);
+    auto artifact = endpoints.artifact == endpoints.metadata
+                        ? metadata
+                        : ServiceChannel(endpoints.artifact, endpoints.ca_pem);
     if (group == "step") {
       TakeCommand("step", args);
       std::vector<std::string> argv = args.Rest();
@@ -208,7 +211,8 @@ int main(int argc, char** argv) {
       if (manifest == nullptr) {
         throw UsageError{"mlops step run is for a step's pod: MLOPS_STEP_MANIFEST is not set"};
       }
-      auto exit_code = RunStep(manifest, argv, artifact, ServiceChannel(endpoints.scheduler));
+      auto exit_code =
+          RunStep(manifest, argv, artifact, ServiceChannel(endpoints.scheduler, endpoints.ca_pem));
       if (!exit_code.ok()) throw UsageError{std::string(exit_code.status().message())};
       return *exit_code;
     }
@@ -223,7 +227,8 @@ int main(int argc, char** argv) {
       return RunMonitoringCommand(group.rfind("profile", 0) == 0   ? "profile"
                                   : group.rfind("monitor", 0) == 0 ? "monitor"
                                                                    : "drift",
-                                  args, ServiceChannel(endpoints.monitoring), output == "json");
+                                  args, ServiceChannel(endpoints.monitoring, endpoints.ca_pem),
+                                  output == "json");
     }
     std::string command = group == "lineage" ? "" : TakeCommand(found->name, args);
     if ((group == "runs") && command == "compare") {
@@ -231,7 +236,8 @@ int main(int argc, char** argv) {
     }
     if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
       return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
-                                ServiceChannel(endpoints.scheduler), output == "json");
+                                ServiceChannel(endpoints.scheduler, endpoints.ca_pem),
+                                output == "json");
     }
     if (group == "lineage" || group == "models" || group == "model") {
       return RunLineageCommand(group == "model" ? "models" : group, command, args, metadata,
