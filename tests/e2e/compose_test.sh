@@ -3,11 +3,14 @@
 # the four services as separate containers of the images docker/build.sh packs from a build dir,
 # and Prometheus from Debian's package.
 #   1. every container healthy; Prometheus scrapes all four services (up == 1, its HTTP API);
-#   2. the demo pipeline through the CLI on this host against the separate containers: a dataset
-#      pushed, the pipeline run (steps as child processes of the scheduler container), the best
-#      model registered as demo@production; a second submission is all cached;
+#   2. the demo pipeline through the CLI on this host against the separate containers, all through
+#      the router's one address (docker/router): a dataset pushed, the pipeline run (steps as
+#      child processes of the scheduler container), the best model registered as
+#      demo@production; a second submission is all cached; a method no service has is
+#      UNIMPLEMENTED;
 #   3. the metadata container killed (docker kill: SIGKILL) while experiments are being created,
-#      and restarted: every creation that was acknowledged is there;
+#      and restarted: every creation that was acknowledged is there (asked directly and through
+#      the router, which finds the restarted container);
 #   4. the scheduler container killed while a step runs, and restarted: the run completes and its
 #      succeeded step is not run again.
 #   tests/e2e/compose_test.sh BUILD_DIR
@@ -24,7 +27,7 @@ fail() { echo "e2e: FAILED: $*" >&2; exit 1; }
 
 # Free ports on 127.0.0.1 for the published ports.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-export MLOPS_METADATA_PORT=$(free_port) MLOPS_ARTIFACT_PORT=$(free_port)
+export MLOPS_ROUTER_PORT=$(free_port) MLOPS_METADATA_PORT=$(free_port) MLOPS_ARTIFACT_PORT=$(free_port)
 export MLOPS_SCHEDULER_PORT=$(free_port) MLOPS_MONITORING_PORT=$(free_port) PROMETHEUS_PORT=$(free_port)
 export MLOPS_METADATA_SERVER=127.0.0.1:$MLOPS_METADATA_PORT
 export MLOPS_ARTIFACT_SERVER=127.0.0.1:$MLOPS_ARTIFACT_PORT
@@ -43,12 +46,20 @@ cleanup() {
 }
 trap cleanup EXIT
 mlops() { "$cli" "$@"; }
+# shellcheck source=tests/e2e/demo.sh
+. "$root/tests/e2e/demo.sh"
+# The CLI with the router's one address for every service.
+routed() {
+  env -u MLOPS_METADATA_SERVER -u MLOPS_ARTIFACT_SERVER -u MLOPS_SCHEDULER_SERVER \
+    -u MLOPS_MONITORING_SERVER MLOPS_SERVER="127.0.0.1:$MLOPS_ROUTER_PORT" "$cli" "$@"
+}
 
-log "images: mlops (the binaries of $build) and prometheus (Debian's package)"
+log "images: mlops (the binaries of $build), the router and prometheus (Debian's packages)"
 "$root/tools/docker-base.sh" >/dev/null
 "$root/docker/build.sh" --prebuilt "$build" mlops/mlops:dev
 docker build -q -t mlops/prometheus:dev "$root/docker/prometheus" >"$work/prometheus-build.log" 2>&1 ||
   { cat "$work/prometheus-build.log" >&2; fail "the Prometheus image did not build"; }
+"$root/docker/build.sh" --router mlops/router:dev >/dev/null
 compose up -d --no-build >/dev/null 2>&1 || { compose up -d --no-build; exit 1; }
 
 container() { compose ps -q "$1"; }
@@ -63,8 +74,8 @@ wait_healthy() {  # wait_healthy SERVICE...
     [ "$status" = healthy ] || fail "$service is $status"
   done
 }
-wait_healthy metadata artifact scheduler monitoring
-log "1. four services healthy"
+wait_healthy metadata artifact scheduler monitoring router
+log "1. four services and the router healthy"
 
 up=""
 for _ in $(seq 1 60); do
@@ -77,30 +88,17 @@ rules=$(curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules")
 grep -q '"MlopsModelDrift"' <<<"$rules" || fail "Prometheus did not load the chart's rules"
 log "1. Prometheus scrapes all four services (up == 1) and loaded the alerting rules"
 
-# 2. The demo pipeline, steps inside the scheduler container.
-mkdir -p "$work/data"
-"$example" generate --rows 5000 --seed 7 --out "$work/data/customers.csv" >/dev/null
-mlops data push "$work/data" --dataset demo-data --tag v1 -m "e2e" >/dev/null
-params=(--param bin=/usr/local/bin --param cli=mlops --param examples=/usr/share/mlops/examples)
-finish() {  # finish RUN: waits; prints the final state
-  local state=""
-  for _ in $(seq 1 900); do
-    state=$(mlops pipeline status "$1" | sed -n 's/^state: *//p')
-    case "$state" in SUCCEEDED | FAILED | CANCELED) break ;; esac
-    sleep 0.2
-  done
-  echo "$state"
-}
-first=$(mlops pipeline submit "$root/examples/pipeline.yaml" "${params[@]}")
-[ "$(finish "$first")" = SUCCEEDED ] || { mlops pipeline status "$first" >&2; fail "the demo pipeline did not succeed"; }
-mlops models show demo@production | grep -q 'version' || fail "no demo@production"
-second=$(mlops pipeline submit "$root/examples/pipeline.yaml" "${params[@]}")
-[ "$(finish "$second")" = SUCCEEDED ] || fail "the second demo run did not succeed"
-states=$(mlops --output json pipeline status "$second" | grep -o '"state": "[A-Z_]*"' | sort | uniq -c)
-if grep -v '"CACHED"\|"SUCCEEDED"' <<<"$states" | grep -q .; then fail "second run: $states"; fi
-cached=$(grep '"CACHED"' <<<"$states" | awk '{print $1}')
-[ "${cached:-0}" -ge 5 ] || fail "second run: only ${cached:-0} steps cached: $states"
-log "2. the demo pipeline ran across the containers; demo@production registered; the second run is cached ($cached steps)"
+# 2. The demo pipeline, steps inside the scheduler container, every call through the router.
+mlops() { routed "$@"; }
+cached=$(run_demo)
+# A method that no service has: the router answers UNIMPLEMENTED as a gRPC server would (a
+# trailers-only response; an empty request message is 5 zero bytes of gRPC framing).
+headers=$(printf '\0\0\0\0\0' | curl -sS --http2-prior-knowledge -o /dev/null -D - \
+  -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @- \
+  "http://127.0.0.1:$MLOPS_ROUTER_PORT/mlops.nothing.v1.Nothing/Call")
+grep -qi '^grpc-status: 12' <<<"$headers" || fail "the router's answer to an unknown method: $headers"
+mlops() { "$cli" "$@"; }
+log "2. the demo pipeline ran across the containers through the router; demo@production registered; the second run is cached ($cached steps)"
 
 # 3. The metadata container killed while experiments are created.
 : > "$work/acked"
@@ -122,7 +120,9 @@ wait_healthy metadata
 mlops experiments list --all | awk 'NR > 1 {print $2}' | sort > "$work/listed"
 missing=$(sort "$work/acked" | comm -23 - "$work/listed" | wc -l)
 [ "$missing" = 0 ] || fail "$missing of $acked acknowledged experiments are gone after docker kill"
-log "3. metadata killed mid-ingestion and restarted: all $acked acknowledged experiments are there"
+routed experiments list --all | awk 'NR > 1 {print $2}' | sort > "$work/routed"
+cmp -s "$work/listed" "$work/routed" || fail "through the router, the restarted metadata service lists other experiments"
+log "3. metadata killed mid-ingestion and restarted: all $acked acknowledged experiments are there (directly and through the router)"
 
 # 4. The scheduler container killed while a step runs.
 cat > "$work/slow.yaml" <<'EOT'
