@@ -51,7 +51,7 @@ if [ "${SKIP_K8S:-0}" != "1" ]; then
   tools/k8s/kueue.sh "$k8s_dir"
   step "ctest -L k8s: the Kubernetes executor and pipelines on that cluster"
   (set -a; . "$k8s_dir/env"; set +a; ctest --preset default -L '^k8s$' --output-on-failure --timeout 600)
-  step "the Helm chart: helm lint, manifests validated by that API server (tests/e2e/chart_test.sh)"
+  step "the Helm chart: lint, strict validation, install, helm test, the demo through the router, upgrade, pod loss, all-in-one (tests/e2e/chart_test.sh)"
   tests/e2e/chart_test.sh "$k8s_dir"
   tools/k8s/down.sh "$k8s_dir"
   trap - EXIT

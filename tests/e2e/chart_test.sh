@@ -5,7 +5,8 @@
 # the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs applied first. Also proves the
 # checks bite: a value the schema refuses fails `helm template`, and a manifest with an unknown
 # field fails the dry run. And charts/mlops/README.md lists exactly the values of values.yaml.
-# Then installs it on the cluster and runs `helm test`.
+# Then installs it on the cluster (split and all-in-one), runs `helm test`, the demo through the
+# router, `helm upgrade`, and a pod loss (below).
 #   tests/e2e/chart_test.sh DIR [BUILD_DIR]   (a cluster of tools/k8s/up.sh; default build/default)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -83,36 +84,171 @@ fi
 passed=$((passed + 1))
 echo "chart: README.md lists all $(wc -l < "$work/values.txt") values"
 
-# Installed for real: the image of this build loaded into the node, a static hostPath volume per
-# service (this cluster has no provisioner), `helm install --wait` until every service is ready,
-# then `helm test` (every service's /healthz and /readyz through its Service).
-build="${2:-$root/build/default}"
+# Installed for real, twice.
+#  A. The split services (release "install"): the images of this build loaded into the node, a
+#     static hostPath volume per service (this cluster has no provisioner), `helm install --wait`,
+#     `helm test` (every service's /healthz and /readyz through its Service, and the CLI in a pod
+#     reaching all four through the router); the demo pipeline from this host through the
+#     router's one address, its steps Kubernetes Jobs in the mlops image; then `helm upgrade` to
+#     changed values (sync writes on: every service's pod is replaced; TLS on at the router, from
+#     a Secret made here) keeps every run, dataset and model, asked through the router over TLS;
+#     the metadata pod lost (force-deleted) mid-ingestion keeps every acknowledged write.
+#  B. All-in-one (release "aio"): one pod, `helm install --wait`, `helm test`.
+build="$(cd "${2:-$root/build/default}" && pwd)"
+cli="$build/tools/cli/mlops"
+example="$build/examples/mlops-example"
 "$root/docker/build.sh" --prebuilt "$build" mlops/mlops:dev >/dev/null
-"$root/tools/k8s/load-image.sh" "$dir" mlops/mlops:dev
-for component in metadata artifact scheduler monitoring; do
-  mkdir -p "$dir/volumes/$ns-$component"
-  chmod 0777 "$dir/volumes/$ns-$component"
+"$root/docker/build.sh" --router mlops/router:dev >/dev/null
+for image in mlops/mlops:dev mlops/router:dev; do "$root/tools/k8s/load-image.sh" "$dir" "$image"; done
+h() { "$helm" --kubeconfig "$dir/admin.kubeconfig" "$@"; }
+volume() {  # volume NAME CLAIM: a static hostPath volume bound to the claim CLAIM of $ns
+  mkdir -p "$dir/volumes/$ns-$1"
+  chmod 0777 "$dir/volumes/$ns-$1"
   kubectl apply -f - >/dev/null <<EOT
 apiVersion: v1
 kind: PersistentVolume
-metadata: {name: $ns-$component, labels: {mlops-chart-check: "$ns"}}
+metadata: {name: $ns-$1, labels: {mlops-chart-check: "$ns"}}
 spec:
   capacity: {storage: 100Gi}
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
-  claimRef: {namespace: $ns, name: data-install-mlops-$component-0}
-  hostPath: {path: $dir/volumes/$ns-$component}
+  claimRef: {namespace: $ns, name: $2}
+  hostPath: {path: $dir/volumes/$ns-$1}
 EOT
+}
+for component in metadata artifact scheduler monitoring; do
+  volume "$component" "data-install-mlops-$component-0"
 done
-trap 'rm -rf "$work"; "$helm" --kubeconfig "$dir/admin.kubeconfig" uninstall install -n "$ns" >/dev/null 2>&1 || true; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; kubectl delete pv -l mlops-chart-check="$ns" --wait=false >/dev/null 2>&1 || true' EXIT
+volume server data-aio-mlops-server-0
+trap 'rm -rf "$work"; for r in install aio; do h uninstall "$r" -n "$ns" >/dev/null 2>&1 || true; done; kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; kubectl delete pv -l mlops-chart-check="$ns" --wait=false >/dev/null 2>&1 || true' EXIT
+images=(--set image.repository=docker.io/mlops/mlops --set image.tag=dev --set image.pullPolicy=Never
+  --set router.image.repository=docker.io/mlops/router --set router.image.tag=dev
+  --set router.image.pullPolicy=Never
+  --set scheduler.kubernetes.stepImage.repository=docker.io/mlops/step
+  --set scheduler.kubernetes.stepImage.tag=dev --set scheduler.kubernetes.imagePullPolicy=Never)
+helm_test() {  # helm_test RELEASE EXPECTED-LINE
+  h test "$1" -n "$ns" --logs > "$work/test-$1.out" 2>&1 || { cat "$work/test-$1.out" >&2; fail "helm test $1"; }
+  grep -q "$2" "$work/test-$1.out" || { cat "$work/test-$1.out" >&2; fail "helm test $1 did not say '$2'"; }
+}
+
 t0=$(date +%s)
-"$helm" --kubeconfig "$dir/admin.kubeconfig" install install "$chart" -n "$ns" --set image.repository=docker.io/mlops/mlops \
-  --set image.tag=dev --set image.pullPolicy=Never --wait --timeout 180s >/dev/null ||
+h install install "$chart" -n "$ns" "${images[@]}" --wait --timeout 180s >/dev/null ||
   { kubectl -n "$ns" get pods,pvc >&2; fail "helm install did not become ready"; }
 echo "chart: installed; every service ready in $(( $(date +%s) - t0 )) s"
-"$helm" --kubeconfig "$dir/admin.kubeconfig" test install -n "$ns" --logs > "$work/test.out" 2>&1 ||
-  { cat "$work/test.out" >&2; fail "helm test"; }
-grep -q "monitoring: healthy and ready" "$work/test.out" || { cat "$work/test.out" >&2; fail "helm test said nothing"; }
+helm_test install "router: monitoring answers"
 passed=$((passed + 1))
-echo "chart: helm test passed (4 services healthy and ready through their Services)"
+echo "chart: helm test passed (4 services healthy and ready; the CLI in a pod reaches all four through the router)"
+
+# The demo from this host through the router's Service (its ClusterIP, which kube-proxy routes).
+router_ip=$(kubectl -n "$ns" get service install-mlops-router -o jsonpath='{.spec.clusterIP}')
+mlops() {
+  env -u MLOPS_METADATA_SERVER -u MLOPS_ARTIFACT_SERVER -u MLOPS_SCHEDULER_SERVER \
+    -u MLOPS_MONITORING_SERVER -u MLOPS_CA MLOPS_SERVER="$router_ip:50051" "$cli" "$@"
+}
+# shellcheck source=tests/e2e/demo.sh
+. "$root/tests/e2e/demo.sh"
+t0=$(date +%s)
+cached=$(run_demo)
+jobs_seen=$(grep -c . < <(kubectl -n "$ns" get events --field-selector involvedObject.kind=Job -o name) || true)
+[ "$jobs_seen" -gt 0 ] || fail "no Job events: the demo's steps did not run as Jobs"
+echo "chart: the demo pipeline through the router (steps as Jobs) in $(( $(date +%s) - t0 )) s; demo@production registered; second run $cached steps cached"
+passed=$((passed + 1))
+snapshot() {  # what must survive an upgrade: runs, datasets, models, experiments
+  { mlops pipeline list --max 100; mlops data list; mlops models list; mlops experiments list --all
+    mlops models show demo@production; } | sed 's/  */ /g'
+}
+snapshot > "$work/before.txt"
+[ "$(grep -c demo "$work/before.txt")" -ge 3 ] || { cat "$work/before.txt" >&2; fail "the snapshot misses the demo"; }
+
+# helm upgrade to changed values: sync writes (every service's StatefulSet rolls: new pods on the
+# same volumes) and TLS at the router from a kubernetes.io/tls Secret (a CA and a certificate for
+# the router's Service names and its ClusterIP, made here; cert-manager would make the same).
+pki="$work/pki"
+mkdir -p "$pki"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mlops-chart-check CA" \
+  -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+sans="DNS:install-mlops-router,DNS:install-mlops-router.$ns,DNS:install-mlops-router.$ns.svc"
+sans="$sans,DNS:install-mlops-router.$ns.svc.cluster.local,IP:$router_ip"
+openssl req -newkey rsa:2048 -nodes -subj "/CN=install-mlops-router" -keyout "$pki/tls.key" \
+  -out "$pki/tls.csr" 2>/dev/null
+printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$sans" > "$pki/ext"
+openssl x509 -req -in "$pki/tls.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+  -days 2 -extfile "$pki/ext" -out "$pki/tls.crt" 2>/dev/null
+kubectl -n "$ns" create secret generic router-tls --type=kubernetes.io/tls \
+  --from-file=tls.crt="$pki/tls.crt" --from-file=tls.key="$pki/tls.key" \
+  --from-file=ca.crt="$pki/ca.crt" >/dev/null
+before_uid=$(kubectl -n "$ns" get pod install-mlops-metadata-0 -o jsonpath='{.metadata.uid}')
+t0=$(date +%s)
+h upgrade install "$chart" -n "$ns" --reuse-values --set syncWrites=true --set tls.enabled=true \
+  --set tls.existingSecret=router-tls --wait --timeout 180s >/dev/null ||
+  { kubectl -n "$ns" get pods >&2; fail "helm upgrade did not become ready"; }
+for component in metadata artifact scheduler monitoring; do
+  kubectl -n "$ns" rollout status "statefulset/install-mlops-$component" --timeout=120s >/dev/null
+done
+after_uid=$(kubectl -n "$ns" get pod install-mlops-metadata-0 -o jsonpath='{.metadata.uid}')
+[ "$before_uid" != "$after_uid" ] || fail "the upgrade did not replace the metadata pod"
+kubectl -n "$ns" get statefulset install-mlops-metadata -o yaml | grep -q 'MLOPS_SYNC_WRITES' ||
+  fail "the upgrade did not reach the StatefulSet"
+echo "chart: helm upgrade (sync writes on, TLS on) rolled every service in $(( $(date +%s) - t0 )) s"
+# Through the router over TLS only: plaintext is refused, an unknown CA is refused.
+if mlops experiments list >/dev/null 2>&1; then fail "the router still speaks plaintext after tls.enabled"; fi
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=other" -keyout "$pki/other.key" \
+  -out "$pki/other.crt" 2>/dev/null
+if mlops --ca "$pki/other.crt" experiments list >/dev/null 2>&1; then fail "a certificate of an unknown CA was accepted"; fi
+mlops() {
+  env -u MLOPS_METADATA_SERVER -u MLOPS_ARTIFACT_SERVER -u MLOPS_SCHEDULER_SERVER \
+    -u MLOPS_MONITORING_SERVER MLOPS_CA="$pki/ca.crt" MLOPS_SERVER="$router_ip:50051" "$cli" "$@"
+}
+snapshot > "$work/after.txt"
+diff "$work/before.txt" "$work/after.txt" >&2 || fail "the upgrade changed what is stored (diff above)"
+helm_test install "router: monitoring answers"
+echo "chart: after the upgrade every run, dataset and model is there ($(wc -l < "$work/after.txt") lines, read over TLS); helm test passes over TLS"
+passed=$((passed + 2))
+
+# A pod lost while writes are acknowledged: the metadata pod force-deleted (no grace: its process
+# is killed) while experiments are created through the router; the StatefulSet makes a new pod on
+# the same volume. Every acknowledged creation must be there; the time until the service answers
+# again through the router is the recovery time docs/deploy.md quotes.
+: > "$work/acked"
+(
+  for i in $(seq 1 100000); do
+    if mlops experiments create "k8s-$i" >/dev/null 2>&1; then echo "k8s-$i" >> "$work/acked"; fi
+  done
+) &
+writer=$!
+for _ in $(seq 1 300); do [ "$(wc -l < "$work/acked")" -ge 20 ] && break; sleep 0.1; done
+old_uid=$(kubectl -n "$ns" get pod install-mlops-metadata-0 -o jsonpath='{.metadata.uid}')
+t_kill=$(date +%s.%N)
+kubectl -n "$ns" delete pod install-mlops-metadata-0 --grace-period=0 --force >/dev/null 2>&1
+recovered=""
+for _ in $(seq 1 600); do
+  uid=$(kubectl -n "$ns" get pod install-mlops-metadata-0 -o jsonpath='{.metadata.uid}' 2>/dev/null || true)
+  if [ -n "$uid" ] && [ "$uid" != "$old_uid" ] && mlops experiments list >/dev/null 2>&1; then
+    recovered=$(date +%s.%N)
+    break
+  fi
+  sleep 0.1
+done
+kill "$writer" 2>/dev/null || true
+wait "$writer" 2>/dev/null || true
+[ -n "$recovered" ] || fail "the metadata service did not come back within a minute of losing its pod"
+acked=$(wc -l < "$work/acked")
+mlops experiments list --all | awk 'NR > 1 {print $2}' | sort > "$work/listed"
+missing=$(sort "$work/acked" | comm -23 - "$work/listed" | wc -l)
+[ "$missing" = 0 ] || fail "$missing of $acked acknowledged experiments are gone after the pod loss"
+recovery=$(awk -v a="$t_kill" -v b="$recovered" 'BEGIN {printf "%.1f", b - a}')
+echo "chart: metadata pod lost mid-ingestion: back through the router in $recovery s; all $acked acknowledged experiments there"
+passed=$((passed + 1))
+
+# B. All-in-one, in the same namespace: its own release, volume and router.
+t0=$(date +%s)
+h install aio "$chart" -n "$ns" "${images[@]}" --set allInOne.enabled=true \
+  --set allInOne.persistence.size=1Gi --set networkPolicy.enabled=false --wait --timeout 180s >/dev/null ||
+  { kubectl -n "$ns" get pods,pvc >&2; fail "helm install (all-in-one) did not become ready"; }
+[ "$(kubectl -n "$ns" get statefulsets -l app.kubernetes.io/instance=aio -o name | wc -l)" = 1 ] ||
+  fail "all-in-one made more than one StatefulSet"
+helm_test aio "router: monitoring answers"
+grep -q "server: healthy and ready" "$work/test-aio.out" || fail "helm test aio did not check the server"
+echo "chart: all-in-one installed (one pod) in $(( $(date +%s) - t0 )) s; helm test passes through its router"
+passed=$((passed + 1))
 echo "chart: $passed passed, 0 failed"

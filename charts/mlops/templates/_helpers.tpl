@@ -36,18 +36,57 @@ app.kubernetes.io/part-of: mlops
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The in-cluster address of a service: (dict "root" $ "component" "metadata"). */}}
+{{/*
+The in-cluster address of a service: (dict "root" $ "component" "metadata"). In all-in-one mode
+every service is the server's.
+*/}}
 {{- define "mlops.address" -}}
-{{- printf "%s-%s.%s.svc.cluster.local:%v" (include "mlops.fullname" .root) .component .root.Release.Namespace .root.Values.grpcPort -}}
+{{- $component := ternary "server" .component .root.Values.allInOne.enabled -}}
+{{- printf "%s-%s.%s.svc.cluster.local:%v" (include "mlops.fullname" .root) $component .root.Release.Namespace .root.Values.grpcPort -}}
+{{- end -}}
+
+{{/* The workloads that hold data, as a JSON list: the four services, or the one server. */}}
+{{- define "mlops.components" -}}
+{{- if .Values.allInOne.enabled -}}
+["server"]
+{{- else -}}
+["metadata", "artifact", "scheduler", "monitoring"]
+{{- end -}}
+{{- end -}}
+
+{{- define "mlops.routerImage" -}}
+{{- printf "%s:%s" .Values.router.image.repository (default .Chart.AppVersion .Values.router.image.tag) -}}
+{{- end -}}
+
+{{/*
+The scheduler's settings as environment (a JSON list): steps run as Jobs in the release's
+namespace (docs/kubernetes.md). The scheduler and the all-in-one server take them.
+*/}}
+{{- define "mlops.schedulerEnv" -}}
+{{- $k8s := .Values.scheduler.kubernetes -}}
+{{- $step := "" -}}
+{{- if $k8s.stepImage.repository -}}
+{{- $step = printf "%s:%s" $k8s.stepImage.repository (default .Chart.AppVersion $k8s.stepImage.tag) -}}
+{{- end -}}
+{{- list
+  (dict "name" "MLOPS_EXECUTOR" "value" "kubernetes")
+  (dict "name" "MLOPS_K8S_NAMESPACE" "value" .Release.Namespace)
+  (dict "name" "MLOPS_K8S_SCHEDULER_ID" "value" (include "mlops.fullname" .))
+  (dict "name" "MLOPS_K8S_STEP_IMAGE" "value" $step)
+  (dict "name" "MLOPS_K8S_DEFAULT_IMAGE" "value" (default (include "mlops.image" .) $k8s.defaultImage))
+  (dict "name" "MLOPS_K8S_IMAGE_PULL_POLICY" "value" $k8s.imagePullPolicy)
+  (dict "name" "MLOPS_K8S_QPS" "value" (toString $k8s.qps))
+  (dict "name" "MLOPS_K8S_BURST" "value" (toString $k8s.burst)) | toJson -}}
 {{- end -}}
 
 {{/*
 A service: its StatefulSet of one (it owns a RocksDB), its Service (gRPC and metrics ports) and
-its headless Service. (dict "root" $ "component" "metadata" "program" "mlops-metadata").
+its headless Service. (dict "root" $ "component" "metadata" "program" "mlops-metadata"); optional
+"values" (default .Values.<component>), "serviceAccount", "env" (a list of EnvVar).
 */}}
 {{- define "mlops.service" -}}
 {{- $root := .root -}}
-{{- $values := index $root.Values .component -}}
+{{- $values := .values | default (index $root.Values .component) -}}
 {{- $name := printf "%s-%s" (include "mlops.fullname" $root) .component -}}
 apiVersion: v1
 kind: Service
@@ -130,9 +169,11 @@ spec:
             - {name: MLOPS_SYNC_WRITES, value: {{ $root.Values.syncWrites | quote }}}
             - {name: MLOPS_DATA_DIR, value: /data}
             - {name: MLOPS_ADVERTISE_HOST, value: {{ printf "%s.%s.svc.cluster.local" $name $root.Release.Namespace | quote }}}
+            {{- if not $root.Values.allInOne.enabled }}
             {{- range $peer := list "metadata" "artifact" "scheduler" "monitoring" }}
             - name: {{ printf "MLOPS_%s_ADDRESS" (upper $peer) }}
               value: {{ include "mlops.address" (dict "root" $root "component" $peer) | quote }}
+            {{- end }}
             {{- end }}
             {{- with .env }}
             {{- toYaml . | nindent 12 }}
