@@ -86,8 +86,10 @@ int main(int argc, char** argv) {
   if (suite == "scheduler") return mlops::bench::RunSchedulerBench(argc, argv);
   if (suite == "monitoring") return mlops::bench::RunMonitoringBench(argc, argv);
   if (suite == "k8s") return mlops::bench::RunK8sBench(argc, argv);
-  std::cerr << "usage: mlops-bench metadata|artifact|scheduler|monitoring|k8s [--json] [suite "
-               "flags]\n"
-               "  (mlops-bench <suite> --help lists a suite's flags)\n";
+  if (suite == "router") return mlops::bench::RunRouterBench(argc, argv);
+  std::cerr
+      << "usage: mlops-bench metadata|artifact|scheduler|monitoring|k8s|router [--json] [suite "
+         "flags]\n"
+         "  (mlops-bench <suite> --help lists a suite's flags)\n";
   return 2;
 }
