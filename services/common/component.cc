@@ -77,6 +77,7 @@ int RunServerMain(const std::string& program, const std::vector<ComponentFactory
   }
   Db::Options db_options;
   db_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  db_options.lock_wait = absl::Seconds(std::max(0, absl::GetFlag(FLAGS_lock_wait_s)));
   std::vector<std::unique_ptr<Component>> components;
   ServiceHost host(ServerConfig::FromFlags());
   for (const auto& factory : factories) {

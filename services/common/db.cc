@@ -16,6 +16,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "services/common/logging.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -121,8 +123,20 @@ absl::StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path,
   db->path_ = path;
   db->write_options_.sync = options.sync_writes;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s =
-      rocksdb::DB::Open(rocksdb::DBOptions(db_options), path, descriptors, &db->handles_, &raw);
+  const absl::Time give_up = absl::Now() + options.lock_wait;
+  rocksdb::Status s;
+  for (bool logged = false;; logged = true) {
+    db->handles_.clear();
+    s = rocksdb::DB::Open(rocksdb::DBOptions(db_options), path, descriptors, &db->handles_, &raw);
+    const bool locked = !s.ok() && s.IsIOError() && s.ToString().find("lock") != std::string::npos;
+    if (!locked || absl::Now() >= give_up) break;
+    if (!logged) {
+      LogWarning(
+          "database_locked_waiting",
+          {{"path", path}, {"wait_s", absl::StrCat(absl::ToInt64Seconds(options.lock_wait))}});
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
   if (!s.ok()) {
     if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
       return absl::UnavailableError("database " + path +

@@ -23,6 +23,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace google::protobuf {
 class MessageLite;
@@ -65,12 +66,16 @@ class Db {
     // formats were recorded counts as format 0.
     int format_version = 0;
     std::vector<Migration> migrations;
+    // While another process holds the database's lock, retry for this long before UNAVAILABLE:
+    // a replaced pod's new process starts while the old one may still be exiting.
+    absl::Duration lock_wait = absl::ZeroDuration();
   };
 
   // Opens (creating when missing) the database at `path` with every listed column family, plus
   // "default", and brings it to options.format_version. Returns UNAVAILABLE when another process
-  // holds the lock, DATA_LOSS on corruption, FAILED_PRECONDITION for a database of a newer format
-  // (or a missing migration step), and what a failed migration step returned.
+  // holds the lock (after options.lock_wait), DATA_LOSS on corruption, FAILED_PRECONDITION for a
+  // database of a newer format (or a missing migration step), and what a failed migration step
+  // returned.
   static absl::StatusOr<std::unique_ptr<Db>> Open(const std::string& path,
                                                   const std::vector<std::string>& column_families,
                                                   const Options& options);

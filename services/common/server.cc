@@ -34,6 +34,9 @@ ABSL_FLAG(int, shutdown_grace_s, 10,
 ABSL_FLAG(bool, sync_writes, false,
           "fsync the write-ahead log on every write (survives power loss, slower). Without it, "
           "acknowledged writes survive a crash of the process but not of the machine.");
+ABSL_FLAG(int, lock_wait_s, 0,
+          "When another process holds a database (a pod being replaced whose old process has not "
+          "exited yet), wait up to this many seconds for it instead of exiting at once.");
 ABSL_FLAG(std::string, port_file, "",
           "When set, write the bound gRPC and metrics ports to this file once serving.");
 

@@ -25,6 +25,7 @@ ABSL_DECLARE_FLAG(std::string, log_format);
 ABSL_DECLARE_FLAG(int, max_message_mb);
 ABSL_DECLARE_FLAG(int, shutdown_grace_s);
 ABSL_DECLARE_FLAG(bool, sync_writes);
+ABSL_DECLARE_FLAG(int, lock_wait_s);
 ABSL_DECLARE_FLAG(std::string, port_file);
 ABSL_DECLARE_FLAG(bool, log_rpcs);
 

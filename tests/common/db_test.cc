@@ -2,6 +2,7 @@
 // migrated step by step (each step once, resumed after a failure), a newer one is refused.
 #include "services/common/db.h"
 
+#include <thread>
 #include <vector>
 
 #include "tests/testing/testing.h"
@@ -10,6 +11,33 @@ namespace mlops {
 namespace {
 
 using ::mlops::testing::StatusIs;
+
+// A replaced pod's new process may start while the old one still holds the lock: with lock_wait
+// it waits for the lock instead of failing; without the lock coming free it still says UNAVAILABLE.
+TEST(DbTest, OpenWaitsForTheLockWhenAskedAndStillRefusesAfterTheWait) {
+  testing::TempDir dir;
+  const std::string path = dir.path() + "/db";
+  auto held = Db::Open(path, {"things"}, Db::Options());
+  ASSERT_TRUE(held.ok()) << held.status();
+  Db::Options waiting;
+  waiting.lock_wait = absl::Milliseconds(300);
+  auto start = absl::Now();
+  EXPECT_THAT(Db::Open(path, {"things"}, waiting).status(),
+              StatusIs(absl::StatusCode::kUnavailable, "in use"));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+
+  waiting.lock_wait = absl::Seconds(20);
+  std::thread release([&] {
+    absl::SleepFor(absl::Milliseconds(400));
+    held->reset();
+  });
+  start = absl::Now();
+  auto opened = Db::Open(path, {"things"}, waiting);
+  release.join();
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
 
 TEST(DbTest, PrefixScansBothWaysAndSurvivesReopen) {
   testing::TempDir dir;

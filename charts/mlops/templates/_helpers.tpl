@@ -168,6 +168,10 @@ spec:
             - {name: MLOPS_LOG_FORMAT, value: {{ $root.Values.logFormat | quote }}}
             - {name: MLOPS_SYNC_WRITES, value: {{ $root.Values.syncWrites | quote }}}
             - {name: MLOPS_DATA_DIR, value: /data}
+            # A replacement pod may start before the old process has let go of the database
+            # (a force-deleted pod, a lost node's pod): wait for it instead of crash-looping
+            # (within the startup probe's 120 s).
+            - {name: MLOPS_LOCK_WAIT_S, value: "90"}
             - {name: MLOPS_ADVERTISE_HOST, value: {{ printf "%s.%s.svc.cluster.local" $name $root.Release.Namespace | quote }}}
             {{- if not $root.Values.allInOne.enabled }}
             {{- range $peer := list "metadata" "artifact" "scheduler" "monitoring" }}
