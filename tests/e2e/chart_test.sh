@@ -92,7 +92,8 @@ echo "chart: README.md lists all $(wc -l < "$work/values.txt") values"
 #     router's one address, its steps Kubernetes Jobs in the mlops image; then `helm upgrade` to
 #     changed values (sync writes on: every service's pod is replaced; TLS on at the router, from
 #     a Secret made here) keeps every run, dataset and model, asked through the router over TLS;
-#     the metadata pod lost (force-deleted) mid-ingestion keeps every acknowledged write.
+#     the metadata pod lost (force-deleted) mid-ingestion keeps every acknowledged write; its
+#     volume backed up and restored as docs/deploy.md says.
 #  B. All-in-one (release "aio"): one pod, `helm install --wait`, `helm test`.
 build="$(cd "${2:-$root/build/default}" && pwd)"
 cli="$build/tools/cli/mlops"
@@ -238,6 +239,34 @@ missing=$(sort "$work/acked" | comm -23 - "$work/listed" | wc -l)
 [ "$missing" = 0 ] || fail "$missing of $acked acknowledged experiments are gone after the pod loss"
 recovery=$(awk -v a="$t_kill" -v b="$recovered" 'BEGIN {printf "%.1f", b - a}')
 echo "chart: metadata pod lost mid-ingestion: back through the router in $recovery s; all $acked acknowledged experiments there"
+passed=$((passed + 1))
+
+# Backup and restore as docs/deploy.md says (stopped copies): the metadata StatefulSet scaled to
+# 0, its volume copied, scaled back; a later experiment; then the copy restored the same way:
+# what was there at the backup is there again, the later experiment is not.
+scale() {  # scale N: the metadata StatefulSet to N replicas, waiting until it is so
+  kubectl -n "$ns" scale statefulset install-mlops-metadata --replicas="$1" >/dev/null
+  if [ "$1" = 0 ]; then
+    kubectl -n "$ns" wait --for=delete pod/install-mlops-metadata-0 --timeout=120s >/dev/null 2>&1 || true
+  else
+    kubectl -n "$ns" rollout status statefulset/install-mlops-metadata --timeout=120s >/dev/null
+    for _ in $(seq 1 100); do mlops experiments list >/dev/null 2>&1 && break; sleep 0.2; done
+  fi
+}
+volume_dir="$dir/volumes/$ns-metadata"
+mlops experiments list --all | awk 'NR > 1 {print $2}' | sort > "$work/at-backup"
+scale 0
+cp -a "$volume_dir" "$work/backup"
+scale 1
+mlops experiments create after-the-backup >/dev/null
+scale 0
+find "$volume_dir" -mindepth 1 -delete
+cp -a "$work/backup/." "$volume_dir/"
+scale 1
+mlops experiments list --all | awk 'NR > 1 {print $2}' | sort > "$work/restored"
+cmp -s "$work/at-backup" "$work/restored" ||
+  { diff "$work/at-backup" "$work/restored" >&2; fail "the restored volume does not hold what was backed up"; }
+echo "chart: the metadata volume backed up (stopped copy) and restored: $(wc -l < "$work/restored") experiments as at the backup, the later one gone"
 passed=$((passed + 1))
 
 # B. All-in-one, in the same namespace: its own release, volume and router.
