@@ -211,14 +211,7 @@ passed=$((passed + 2))
 # is killed) while experiments are created through the router; the StatefulSet makes a new pod on
 # the same volume. Every acknowledged creation must be there; the time until the service answers
 # again through the router is the recovery time docs/deploy.md quotes.
-: > "$work/acked"
-(
-  for i in $(seq 1 100000); do
-    if mlops experiments create "k8s-$i" >/dev/null 2>&1; then echo "k8s-$i" >> "$work/acked"; fi
-  done
-) &
-writer=$!
-for _ in $(seq 1 300); do [ "$(wc -l < "$work/acked")" -ge 20 ] && break; sleep 0.1; done
+start_writer k8s 20
 old_uid=$(kubectl -n "$ns" get pod install-mlops-metadata-0 -o jsonpath='{.metadata.uid}')
 t_kill=$(date +%s.%N)
 kubectl -n "$ns" delete pod install-mlops-metadata-0 --grace-period=0 --force >/dev/null 2>&1
@@ -231,12 +224,9 @@ for _ in $(seq 1 600); do
   fi
   sleep 0.1
 done
-kill "$writer" 2>/dev/null || true
-wait "$writer" 2>/dev/null || true
+stop_writer
 [ -n "$recovered" ] || fail "the metadata service did not come back within a minute of losing its pod"
-acked=$(wc -l < "$work/acked")
-mlops experiments list --all | awk 'NR > 1 {print $2}' | sort > "$work/listed"
-missing=$(sort "$work/acked" | comm -23 - "$work/listed" | wc -l)
+missing=$(missing_acked)
 [ "$missing" = 0 ] || fail "$missing of $acked acknowledged experiments are gone after the pod loss"
 recovery=$(awk -v a="$t_kill" -v b="$recovered" 'BEGIN {printf "%.1f", b - a}')
 echo "chart: metadata pod lost mid-ingestion: back through the router in $recovery s; all $acked acknowledged experiments there"

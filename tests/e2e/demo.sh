@@ -1,4 +1,5 @@
-# The demo pipeline as the deployment tests run it (sourced by compose_test.sh and chart_test.sh).
+# The demo pipeline and the acknowledged-writes check as the deployment tests run them (sourced by
+# compose_test.sh and chart_test.sh).
 # Needs: a function `mlops` (the CLI, pointed at the deployment), `fail MESSAGE`, $root, $work,
 # $example (the host's mlops-example, which makes the data).
 
@@ -33,4 +34,27 @@ run_demo() {
   cached=$(grep '"CACHED"' <<<"$states" | awk '{print $1}')
   [ "${cached:-0}" -ge 5 ] || fail "second run: only ${cached:-0} steps cached: $states"
   echo "$cached"
+}
+
+# start_writer PREFIX COUNT: creates experiments PREFIX-1, PREFIX-2, ... in the background, each
+# acknowledged one appended to $work/acked; returns once COUNT are acknowledged (30 s at most).
+# stop_writer; then missing_acked: how many acknowledged experiments the service does not list.
+start_writer() {
+  : > "$work/acked"
+  (
+    for i in $(seq 1 100000); do
+      if mlops experiments create "$1-$i" >/dev/null 2>&1; then echo "$1-$i" >> "$work/acked"; fi
+    done
+  ) &
+  writer=$!
+  for _ in $(seq 1 300); do [ "$(wc -l < "$work/acked")" -ge "$2" ] && break; sleep 0.1; done
+}
+stop_writer() {
+  kill "$writer" 2>/dev/null || true
+  wait "$writer" 2>/dev/null || true
+  acked=$(wc -l < "$work/acked")
+}
+missing_acked() {
+  mlops experiments list --all | awk 'NR > 1 {print $2}' | sort > "$work/listed"
+  sort "$work/acked" | comm -23 - "$work/listed" | wc -l
 }
