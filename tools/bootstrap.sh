@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   cmake ninja-build g++ make pkg-config ccache git ca-certificates
-  protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libabsl-dev
+  protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libprotoc-dev libabsl-dev
   librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev libcivetweb-dev
   libyaml-cpp-dev libssl-dev libcurl4-openssl-dev zlib1g-dev
   prometheus clang-format curl openssl procps python3 restic graphviz

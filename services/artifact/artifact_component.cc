@@ -1,5 +1,6 @@
 #include "services/artifact/artifact_component.h"
 
+#include "mlops/artifact/v1/artifact.guard.pb.h"
 #include "services/artifact/artifact_service.h"
 #include "services/common/metrics.h"
 

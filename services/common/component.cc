@@ -62,7 +62,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Pe
     }
     return host.InProcessChannel();
   }
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  auto channel = host.PeerChannel(address);
   host.WatchPeer(name, address, channel);
   return channel;
 }
@@ -79,7 +79,12 @@ int RunServerMain(const std::string& program, const std::vector<ComponentFactory
   db_options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   db_options.lock_wait = absl::Seconds(std::max(0, absl::GetFlag(FLAGS_lock_wait_s)));
   std::vector<std::unique_ptr<Component>> components;
-  ServiceHost host(ServerConfig::FromFlags());
+  ServerConfig config = ServerConfig::FromFlags();
+  if (absl::Status status = config.ApplySecurityFlags(); !status.ok()) {
+    LogError("security_config_invalid", {{"error", std::string(status.message())}});
+    return 2;
+  }
+  ServiceHost host(std::move(config));
   for (const auto& factory : factories) {
     auto component = factory(data_dir, db_options);
     if (!component.ok()) {

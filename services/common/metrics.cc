@@ -10,6 +10,7 @@
 
 #include "services/common/db.h"
 #include "services/common/logging.h"
+#include "services/common/rpc_guard.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -44,11 +45,13 @@ class RpcMetricsInterceptor : public grpc::experimental::Interceptor {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       grpc::Status status = methods->GetSendStatus();
       metrics_->Record(method_, type_, status.error_code(), seconds);
+      std::string subject = TakeCallSubject();
       if (metrics_->log_rpcs()) {
         LogFields fields = {{"method", method_},
                             {"code", StatusCodeName(status.error_code())},
                             {"ms", FormatDouble(std::round(seconds * 1e5) / 100)}};
         if (!request_id_.empty()) fields.emplace_back("request_id", request_id_);
+        if (!subject.empty()) fields.emplace_back("subject", subject);
         if (!status.ok()) fields.emplace_back("error", status.error_message());
         LogInfo("rpc", fields);
       }

@@ -2,6 +2,9 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <signal.h>
 
 #include <cctype>
@@ -19,7 +22,9 @@
 #include "services/common/logging.h"
 #include "services/common/request_errors.h"
 
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address the gRPC server binds to.");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address the gRPC and HTTP servers bind to. Beyond loopback it needs authentication "
+          "(--auth_token_file) or --insecure_allow_unauthenticated.");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
 ABSL_FLAG(std::string, advertise_host, "",
           "The host name steps and peers reach this server by (in Kubernetes, its Service's DNS "
@@ -44,7 +49,32 @@ ABSL_FLAG(bool, log_rpcs, false,
           "Log every finished RPC (method, code, ms, x-request-id, error). Off by default: at "
           "high request rates the log costs more than the request.");
 
+ABSL_FLAG(std::string, auth_token_file, "",
+          "Token file (docs/security.md): bearer tokens as SHA-256 hashes with subjects and "
+          "grants; re-read when it changes. Set: every RPC needs a token the table allows.");
+ABSL_FLAG(bool, insecure_allow_unauthenticated, false,
+          "Listen beyond loopback with authentication off (anyone who reaches the port may do "
+          "anything). Logged as a warning.");
+ABSL_FLAG(
+    std::string, tls_cert, "",
+    "PEM certificate chain served on the gRPC port (with --tls_key); re-read when it changes.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require client certificates it signs (mutual TLS).");
+ABSL_FLAG(int, tls_reload_s, 10, "Seconds between checks of the TLS files for a rotation.");
+ABSL_FLAG(std::string, peer_ca, "",
+          "PEM CA bundle: call peer services over TLS trusting it (presenting --tls_cert as the "
+          "client certificate); empty: plaintext.");
+ABSL_FLAG(
+    std::string, identity_token_file, "",
+    "File holding the bearer token this server presents to its peers (a Kubernetes "
+    "service-account token, or one from `mlops auth token create`); re-read when it changes.");
+
 namespace mlops {
+
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
 
 std::string ServiceHost::ReachableAddress() const {
   if (!config_.advertise_host.empty()) {
@@ -106,7 +136,50 @@ ServerConfig ServerConfig::FromFlags() {
   config.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_mb) << 20;
   config.log_rpcs = absl::GetFlag(FLAGS_log_rpcs);
+  config.insecure_allow_unauthenticated = absl::GetFlag(FLAGS_insecure_allow_unauthenticated);
+  config.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  config.tls_key = absl::GetFlag(FLAGS_tls_key);
+  config.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  config.tls_reload_s = std::max(1, absl::GetFlag(FLAGS_tls_reload_s));
+  config.peer_ca = absl::GetFlag(FLAGS_peer_ca);
+  config.identity_token_file = absl::GetFlag(FLAGS_identity_token_file);
   return config;
+}
+
+absl::Status ServerConfig::ApplySecurityFlags() {
+  std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!token_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TokenFileAuthenticator>> tokens =
+        TokenFileAuthenticator::Open(token_file);
+    if (!tokens.ok()) return tokens.status();
+    authenticator = std::move(*tokens);
+  }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return absl::FailedPreconditionError("--tls_cert and --tls_key go together");
+  }
+  if (!tls_client_ca.empty() && tls_cert.empty()) {
+    return absl::FailedPreconditionError("--tls_client_ca needs --tls_cert and --tls_key");
+  }
+  for (const std::string* path : {&tls_cert, &tls_key, &tls_client_ca, &peer_ca}) {
+    if (!path->empty()) {
+      if (absl::StatusOr<std::string> pem = ReadSmallFile(*path); !pem.ok()) return pem.status();
+    }
+  }
+  if (authenticator == nullptr && !IsLoopbackHost(host)) {
+    if (!insecure_allow_unauthenticated) {
+      return absl::FailedPreconditionError(
+          "--host " + host +
+          " listens beyond loopback but authentication is off: set --auth_token_file (see "
+          "docs/security.md), or accept that anyone reaching the port may do anything with "
+          "--insecure_allow_unauthenticated");
+    }
+    LogWarning("insecure_unauthenticated",
+               {{"host", host},
+                {"detail",
+                 "authentication is off on a non-loopback address: anyone who reaches "
+                 "the port may read, change and delete everything"}});
+  }
+  return absl::OkStatus();
 }
 
 // mlops_peer_up{peer,address} for every watched peer, and the /statusz text.
@@ -169,6 +242,20 @@ ServiceHost::ServiceHost(ServerConfig config)
       peers_(std::make_shared<PeerCollector>()),
       rpc_metrics_(std::make_unique<RpcMetrics>(*registry_)) {
   rpc_metrics_->set_log_rpcs(config_.log_rpcs);
+  RpcGuard::Options guard_options;
+  guard_options.authenticator = config_.authenticator;
+  if (config_.authenticator != nullptr) guard_options.internal_token = NewToken();
+  guard_ = std::make_unique<RpcGuard>(*registry_, std::move(guard_options));
+  if (!config_.identity_token_file.empty()) {
+    absl::StatusOr<std::shared_ptr<FileTokenSource>> source =
+        FileTokenSource::Open(config_.identity_token_file);
+    // Checked by ApplySecurityFlags in servers; a test passing a bad path learns it on calls.
+    if (source.ok()) {
+      identity_token_ = std::move(*source);
+    } else {
+      LogError("identity_token_unreadable", {{"error", std::string(source.status().message())}});
+    }
+  }
   http_.AddCollectable(registry_);
   http_.AddCollectable(process_);
   http_.AddCollectable(rocksdb_);
@@ -191,17 +278,30 @@ void ServiceHost::WatchPeer(const std::string& name, const std::string& address,
 
 ServiceHost::~ServiceHost() { Shutdown(absl::ZeroDuration()); }
 
-void ServiceHost::AddService(grpc::Service* service) { services_.push_back(service); }
-
 absl::Status ServiceHost::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   std::string address = config_.host + ":" + std::to_string(config_.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!config_.tls_cert.empty()) {
+    // gRPC's file watcher re-reads the files every tls_reload_s: cert-manager's rotation of the
+    // Secret (or a `mv` of new files) reaches new handshakes with no restart.
+    auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        config_.tls_key, config_.tls_cert, config_.tls_client_ca,
+        static_cast<unsigned>(config_.tls_reload_s));
+    grpc::experimental::TlsServerCredentialsOptions options(provider);
+    options.watch_identity_key_cert_pairs();
+    if (!config_.tls_client_ca.empty()) {
+      options.watch_root_certs();
+      options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    }
+    credentials = grpc::experimental::TlsServerCredentials(options);
+  }
+  builder.AddListeningPort(address, credentials, &port_);
   builder.SetMaxReceiveMessageSize(config_.max_message_bytes);
   builder.SetMaxSendMessageSize(config_.max_message_bytes);
-  for (grpc::Service* service : services_) builder.RegisterService(service);
+  for (const auto& service : guarded_) builder.RegisterService(service.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
   // Send-side hooks run in this order: the status is corrected before metrics record it.
   InstallParseErrorCapture();
@@ -228,7 +328,29 @@ std::shared_ptr<grpc::Channel> ServiceHost::InProcessChannel() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(config_.max_message_bytes);
   args.SetMaxSendMessageSize(config_.max_message_bytes);
-  return server_->InProcessChannel(args);
+  if (guard_->internal_token().empty()) return server_->InProcessChannel(args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(
+      MakeBearerTokenInterceptor([token = guard_->internal_token()] { return token; }));
+  return server_->experimental().InProcessChannelWithInterceptors(args, std::move(factories));
+}
+
+std::shared_ptr<grpc::Channel> ServiceHost::PeerChannel(const std::string& address) {
+  ChannelSecurity security;
+  if (!config_.peer_ca.empty()) {
+    security.ca_pem = ReadSmallFile(config_.peer_ca).value_or("");
+    if (!config_.tls_cert.empty()) {
+      security.cert_pem = ReadSmallFile(config_.tls_cert).value_or("");
+      security.key_pem = ReadSmallFile(config_.tls_key).value_or("");
+    }
+  }
+  if (identity_token_ != nullptr) {
+    security.token = [source = identity_token_] { return source->Token(); };
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(config_.max_message_bytes);
+  args.SetMaxSendMessageSize(config_.max_message_bytes);
+  return SecureChannel(address, security, args);
 }
 
 void ServiceHost::Shutdown(absl::Duration grace) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/service_type.h>
 #include <prometheus/registry.h>
 
 #include <memory>
@@ -14,8 +15,11 @@
 #include "absl/flags/declare.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "services/common/auth.h"
+#include "services/common/channel.h"
 #include "services/common/http_server.h"
 #include "services/common/metrics.h"
+#include "services/common/rpc_guard.h"
 
 ABSL_DECLARE_FLAG(std::string, host);
 ABSL_DECLARE_FLAG(int, port);
@@ -28,6 +32,13 @@ ABSL_DECLARE_FLAG(bool, sync_writes);
 ABSL_DECLARE_FLAG(int, lock_wait_s);
 ABSL_DECLARE_FLAG(std::string, port_file);
 ABSL_DECLARE_FLAG(bool, log_rpcs);
+ABSL_DECLARE_FLAG(std::string, auth_token_file);
+ABSL_DECLARE_FLAG(bool, insecure_allow_unauthenticated);
+ABSL_DECLARE_FLAG(std::string, tls_cert);
+ABSL_DECLARE_FLAG(std::string, tls_key);
+ABSL_DECLARE_FLAG(std::string, tls_client_ca);
+ABSL_DECLARE_FLAG(std::string, peer_ca);
+ABSL_DECLARE_FLAG(std::string, identity_token_file);
 
 namespace mlops {
 
@@ -37,7 +48,7 @@ namespace mlops {
 std::vector<char*> InitServerProcess(int argc, char** argv, const char* usage);
 
 struct ServerConfig {
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";
   // The host name others reach this server by (steps, peers): "" = `host`, or 127.0.0.1 when
   // `host` is every address.
   std::string advertise_host;
@@ -46,9 +57,28 @@ struct ServerConfig {
   int metrics_port = -1;  // -1: no HTTP endpoint; 0: pick a free port.
   int max_message_bytes = 64 << 20;
   bool log_rpcs = false;  // one log line per finished RPC
-  // The config given by the common flags.
+  // Bearer-token authentication (docs/security.md); null: off, and then `host` must be a
+  // loopback address unless `insecure_allow_unauthenticated`.
+  std::shared_ptr<Authenticator> authenticator;
+  bool insecure_allow_unauthenticated = false;
+  // TLS on the gRPC port: PEM files, re-read when they change (every `tls_reload_s`), so that a
+  // rotated certificate needs no restart. `tls_client_ca`: require client certificates it signs.
+  std::string tls_cert, tls_key, tls_client_ca;
+  int tls_reload_s = 10;
+  // How this server calls its peers: TLS trusting `peer_ca` (presenting tls_cert/tls_key as client
+  // certificate), and the bearer token of `identity_token_file`.
+  std::string peer_ca;
+  std::string identity_token_file;
+  // The config given by the common flags (without the authenticator: see ApplySecurityFlags).
   static ServerConfig FromFlags();
+  // Opens --auth_token_file; INVALID_ARGUMENT/FAILED_PRECONDITION when it cannot, and
+  // FAILED_PRECONDITION when the server would listen beyond loopback without authentication and
+  // without --insecure_allow_unauthenticated, or when TLS flags come without their pair.
+  absl::Status ApplySecurityFlags();
 };
+
+// True for 127.0.0.0/8, ::1 and "localhost".
+bool IsLoopbackHost(const std::string& host);
 
 // Hosts gRPC services (and the metrics endpoint) in this process.
 class ServiceHost {
@@ -56,8 +86,14 @@ class ServiceHost {
   explicit ServiceHost(ServerConfig config);
   ~ServiceHost();
 
-  // Services must outlive the host; register them before Start.
-  void AddService(grpc::Service* service);
+  // Registers `service` behind the guard (its generated `MakeGuarded`, found by argument-dependent
+  // lookup: include the service's `.guard.pb.h`). Services must outlive the host; register them
+  // before Start.
+  template <class Impl>
+  void AddService(Impl* service) {
+    guarded_.push_back(MakeGuarded(service, guard_.get()));
+  }
+  RpcGuard& guard() { return *guard_; }
   // Which of mlops' services ("metadata", "artifact", "scheduler", "monitoring") this process
   // hosts: a peer it hosts is reached in-process.
   void DeclareServes(const std::string& name) { serves_.insert(name); }
@@ -73,8 +109,12 @@ class ServiceHost {
   // every interface) and bound port.
   std::string ReachableAddress() const;
   int metrics_port() const { return http_.port(); }
-  // A channel to this server that stays inside the process.
+  // A channel to this server that stays inside the process (its calls are this process's own:
+  // they carry the guard's internal token).
   std::shared_ptr<grpc::Channel> InProcessChannel();
+  // A channel to a peer service at `address`, secured as the config says (peer_ca, client
+  // certificate, identity token).
+  std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
   // Watches a peer service's channel: mlops_peer_up{peer,address} (1 unless the channel is in
   // TRANSIENT_FAILURE or shut down, read at each scrape, which also asks it to connect), a log
   // line when that changes, and a line on /statusz.
@@ -91,7 +131,9 @@ class ServiceHost {
   std::shared_ptr<RocksDbCollector> rocksdb_;
   std::shared_ptr<class PeerCollector> peers_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
-  std::vector<grpc::Service*> services_;
+  std::unique_ptr<RpcGuard> guard_;
+  std::vector<std::unique_ptr<grpc::Service>> guarded_;
+  std::shared_ptr<FileTokenSource> identity_token_;
   std::unique_ptr<grpc::Server> server_;
   HttpServer http_;
   int port_ = 0;

@@ -1,5 +1,8 @@
 #include "services/metadata/metadata_component.h"
 
+#include "mlops/metadata/v1/lineage.guard.pb.h"
+#include "mlops/metadata/v1/metadata.guard.pb.h"
+#include "mlops/metadata/v1/registry.guard.pb.h"
 #include "services/metadata/lineage_service.h"
 #include "services/metadata/metadata_service.h"
 

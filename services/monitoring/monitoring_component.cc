@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "mlops/monitoring/v1/monitoring.guard.pb.h"
 #include "services/common/status.h"
 #include "services/monitoring/monitoring_service.h"
 #include "services/monitoring/peer_gateways.h"

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "mlops/scheduler/v1/scheduler.guard.pb.h"
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/common/status.h"

@@ -54,7 +54,9 @@ class KubernetesPipelineTest : public ::testing::Test {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     port_ = testing::FreePort();
+    // Pods reach this server across the node's bridge: beyond loopback, without authentication.
     args_ = {"--host=0.0.0.0",
+             "--insecure_allow_unauthenticated",
              StrCat("--port=", port_),
              "--advertise_host=" + Env("MLOPS_K8S_GATEWAY"),
              "--executor=kubernetes",

@@ -124,8 +124,9 @@ TEST(RpcLogTest, LogsEveryRpcWithTheClientsRequestId) {
                              "CreateExperiment\",\"code\":\"OK\""));
   EXPECT_THAT(log, HasSubstr("\"request_id\":\"req-0\""));
   EXPECT_THAT(log, HasSubstr("\"code\":\"ALREADY_EXISTS\""));
-  EXPECT_THAT(log, HasSubstr("\"request_id\":\"req-1\",\"error\":\"experiment name 'logged' is "
-                             "taken"));
+  // The subject the guard admitted: anonymous with authentication off.
+  EXPECT_THAT(log, HasSubstr("\"request_id\":\"req-1\",\"subject\":\"anonymous\",\"error\":"
+                             "\"experiment name 'logged' is taken"));
 }
 
 }  // namespace

@@ -38,8 +38,10 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics) {
+InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics,
+                                 std::shared_ptr<Authenticator> authenticator) {
   ServerConfig config;
+  config.authenticator = std::move(authenticator);
   config.host = "127.0.0.1";
   config.port = 0;
   config.metrics_host = "127.0.0.1";
@@ -243,11 +245,12 @@ std::string PrometheusServer::WaitFor(const std::string& expr, int seconds) cons
   return body;
 }
 
-std::pair<grpc::Status, std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
-                                                  const std::string& method,
-                                                  const std::string& request) {
+std::pair<grpc::Status, std::string> RawUnaryCall(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+    const std::string& request, const std::vector<std::pair<std::string, std::string>>& metadata) {
   grpc::GenericStub generic(channel);
   grpc::ClientContext context;
+  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   grpc::Slice slice(request);
   grpc::ByteBuffer request_buffer(&slice, 1);

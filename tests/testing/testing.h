@@ -39,7 +39,9 @@ void SetRecord(const std::string& db_path, const std::string& cf, const std::str
 // Components served in this process on loopback port 0, with a metrics port (also 0).
 class InProcessServer {
  public:
-  explicit InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics = true);
+  // `authenticator` non-null: authentication on (docs/security.md), as --auth_token_file does.
+  explicit InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics = true,
+                           std::shared_ptr<Authenticator> authenticator = nullptr);
   ~InProcessServer();
   std::string address() const { return "127.0.0.1:" + std::to_string(host_->port()); }
   int metrics_port() const { return host_->metrics_port(); }
@@ -139,9 +141,11 @@ class PrometheusServer {
 
 // A unary call of `method` ("/pkg.Service/Method") with `request` as the raw bytes on the wire,
 // for requests no generated stub would send. Returns the status and the raw response bytes.
-std::pair<grpc::Status, std::string> RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
-                                                  const std::string& method,
-                                                  const std::string& request);
+// `metadata`: extra request metadata (authorization, ...).
+std::pair<grpc::Status, std::string> RawUnaryCall(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+    const std::string& request,
+    const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
 MATCHER_P2(StatusIs, code, substring, "") {
   const absl::Status& status = arg;

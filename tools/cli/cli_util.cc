@@ -12,6 +12,7 @@
 #include <optional>
 #include <sstream>
 
+#include "services/common/channel.h"
 #include "services/common/digest.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
@@ -206,6 +207,29 @@ Endpoints TakeEndpoints(Args& args) {
     }
     out.ca_pem = pem.str();
   }
+  std::optional<std::string> token_file = args.Take("--token-file");
+  if (!token_file) token_file = env("MLOPS_TOKEN_FILE");
+  if (auto token = env("MLOPS_TOKEN")) {
+    out.token = *token;
+  } else if (token_file) {
+    std::ifstream in(*token_file, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    std::string token = text.str();
+    size_t begin = token.find_first_not_of(" \t\r\n");
+    size_t end = token.find_last_not_of(" \t\r\n");
+    if (!in || begin == std::string::npos) {
+      throw UsageError{"--token-file " + *token_file + ": not a readable file holding a token"};
+    }
+    out.token = token.substr(begin, end - begin + 1);
+  }
+  for (char c : out.token) {
+    if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
+      throw UsageError{
+          "the bearer token (MLOPS_TOKEN or --token-file) has a character that "
+          "cannot travel in a header (space, control or non-ASCII)"};
+    }
+  }
   return out;
 }
 
@@ -258,17 +282,16 @@ class MissingServiceInterceptorFactory
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address,
-                                              const std::string& ca_pem) {
+std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address, const std::string& ca_pem,
+                                              const std::string& token) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<MissingServiceInterceptorFactory>(address));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      address,
-      ca_pem.empty() ? grpc::InsecureChannelCredentials()
-                     : grpc::SslCredentials(grpc::SslCredentialsOptions{ca_pem, "", ""}),
-      args, std::move(factories));
+  ChannelSecurity security;
+  security.ca_pem = ca_pem;
+  if (!token.empty()) security.token = [token] { return token; };
+  return SecureChannel(address, security, args, std::move(factories));
 }
 
 }  // namespace mlops::cli

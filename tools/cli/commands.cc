@@ -32,6 +32,7 @@ const std::vector<CommandGroup>& CommandGroups() {
       {"profile", {"profiles"}, {"create", "show", "list"}},
       {"monitor", {"monitors"}, {"create", "list", "report", "reports", "alerts", "ack", "ingest"}},
       {"drift", {}, {}},
+      {"auth", {}, {"token"}},
       {"completion", {}, {"bash"}},
   };
   return groups;

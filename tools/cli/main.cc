@@ -18,6 +18,7 @@
 #include "services/common/ids.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
+#include "tools/cli/auth_cli.h"
 #include "tools/cli/cli_util.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/data_cli.h"
@@ -45,6 +46,8 @@ Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
               $MLOPS_METADATA_SERVER, ... then $MLOPS_SERVER)
   --ca        a PEM file of the CA that signs the server's certificate: connect with TLS
               (default $MLOPS_CA; unset: plaintext)
+  --token-file  a file holding the bearer token to present (default $MLOPS_TOKEN_FILE;
+              $MLOPS_TOKEN, the token itself, wins); see docs/security.md
   --output    table (default), json, or dot (lineage)
   mlops --version                   the version and the commit it was built from
   mlops completion bash             tab completion: source <(mlops completion bash)
@@ -142,6 +145,12 @@ Monitoring (drift of production data against the training data):
   mlops monitor ingest NAME --file ROWS.csv [--batch 1000]    stream production rows
   mlops monitor alerts [NAME] [--open]; mlops monitor ack ALERT [--by USER]
 
+Authentication (docs/security.md; no server needed):
+  mlops auth token create --subject S --auth-token-file FILE [--grant PROJECT=viewer|editor|admin]...
+                          [--operator] [--expires 2027-06-30T00:00:00Z]
+                          appends the token's SHA-256 to the server's token file and prints the
+                          token once (it is stored nowhere)
+
 Filters: metrics.acc > 0.9 and params.opt = "adam" and tags.team != "x" and status = "FINISHED"
          (and, or, parentheses, = != < <= > >= in (...) like ilike; see docs/api.md)
 )";
@@ -168,7 +177,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < raw.size(); ++i) {
       if (raw[i] == "--server" || raw[i] == "--output" || raw[i] == "--metadata_server" ||
           raw[i] == "--artifact_server" || raw[i] == "--scheduler_server" ||
-          raw[i] == "--monitoring_server" || raw[i] == "--ca") {
+          raw[i] == "--monitoring_server" || raw[i] == "--ca" || raw[i] == "--token-file") {
         ++i;
         continue;
       }
@@ -192,6 +201,10 @@ int main(int argc, char** argv) {
       throw UsageError{"unknown command group '" + *word + "'; groups: " + ValidWords("")};
     }
     std::string group = *word;
+    if (found->name == "auth") {
+      TakeCommand("auth", args);
+      return AuthTokenCommandLine(args, output == "json");
+    }
     if (found->name == "completion") {
       TakeCommand("completion", args);
       args.ExpectEmpty();
@@ -199,10 +212,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
-    auto metadata = ServiceChannel(endpoints.metadata, endpoints.ca_pem);
+    auto metadata = ServiceChannel(endpoints.metadata, endpoints.ca_pem, endpoints.token);
     auto artifact = endpoints.artifact == endpoints.metadata
                         ? metadata
-                        : ServiceChannel(endpoints.artifact, endpoints.ca_pem);
+                        : ServiceChannel(endpoints.artifact, endpoints.ca_pem, endpoints.token);
     if (group == "step") {
       TakeCommand("step", args);
       std::vector<std::string> argv = args.Rest();
@@ -212,7 +225,8 @@ int main(int argc, char** argv) {
         throw UsageError{"mlops step run is for a step's pod: MLOPS_STEP_MANIFEST is not set"};
       }
       auto exit_code =
-          RunStep(manifest, argv, artifact, ServiceChannel(endpoints.scheduler, endpoints.ca_pem));
+          RunStep(manifest, argv, artifact,
+                  ServiceChannel(endpoints.scheduler, endpoints.ca_pem, endpoints.token));
       if (!exit_code.ok()) throw UsageError{std::string(exit_code.status().message())};
       return *exit_code;
     }
@@ -224,20 +238,21 @@ int main(int argc, char** argv) {
     }
     if (group == "profile" || group == "profiles" || group == "monitor" || group == "monitors" ||
         group == "drift") {
-      return RunMonitoringCommand(group.rfind("profile", 0) == 0   ? "profile"
-                                  : group.rfind("monitor", 0) == 0 ? "monitor"
-                                                                   : "drift",
-                                  args, ServiceChannel(endpoints.monitoring, endpoints.ca_pem),
-                                  output == "json");
+      return RunMonitoringCommand(
+          group.rfind("profile", 0) == 0   ? "profile"
+          : group.rfind("monitor", 0) == 0 ? "monitor"
+                                           : "drift",
+          args, ServiceChannel(endpoints.monitoring, endpoints.ca_pem, endpoints.token),
+          output == "json");
     }
     std::string command = group == "lineage" ? "" : TakeCommand(found->name, args);
     if ((group == "runs") && command == "compare") {
       return CompareRunsCommandLine(args, metadata, artifact, output == "json");
     }
     if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
-      return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
-                                ServiceChannel(endpoints.scheduler, endpoints.ca_pem),
-                                output == "json");
+      return RunPipelineCommand(
+          group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
+          ServiceChannel(endpoints.scheduler, endpoints.ca_pem, endpoints.token), output == "json");
     }
     if (group == "lineage" || group == "models" || group == "model") {
       return RunLineageCommand(group == "model" ? "models" : group, command, args, metadata,

@@ -172,6 +172,9 @@ spec:
             # (a force-deleted pod, a lost node's pod): wait for it instead of crash-looping
             # (within the startup probe's 120 s).
             - {name: MLOPS_LOCK_WAIT_S, value: "90"}
+            # The chart does not configure authentication yet (docs/security.md): the services
+            # listen beyond loopback with it off, which a server refuses unless told.
+            - {name: MLOPS_INSECURE_ALLOW_UNAUTHENTICATED, value: "true"}
             - {name: MLOPS_ADVERTISE_HOST, value: {{ printf "%s.%s.svc.cluster.local" $name $root.Release.Namespace | quote }}}
             {{- if not $root.Values.allInOne.enabled }}
             {{- range $peer := list "metadata" "artifact" "scheduler" "monitoring" }}

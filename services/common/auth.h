@@ -1,0 +1,103 @@
+// Who is calling and what they may do: principals, roles per project, and the token file that
+// authenticates bearer tokens (docs/security.md).
+//
+// A token file stores only the SHA-256 of each token, with the subject it stands for and that
+// subject's grants, as YAML:
+//
+//   tokens:
+//     - subject: alice
+//       sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+//       grants: {default: editor, vision: viewer}   # project -> viewer | editor | admin
+//       operator: false                             # GC, scrub, queues (every project)
+//       expires: 2027-06-30T00:00:00Z               # optional, RFC 3339
+//
+// `mlops auth token create` appends an entry and prints the token once; a token is never stored.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace mlops {
+
+// Roles in a project, each including the ones before it.
+enum class Role : int { kNone = 0, kViewer = 1, kEditor = 2, kAdmin = 3 };
+std::string_view RoleName(Role role);
+// "viewer", "editor" or "admin"; false for anything else.
+bool ParseRole(std::string_view text, Role* role);
+
+// The project of a resource named without one.
+inline constexpr std::string_view kDefaultProject = "default";
+// A grant on this project applies to every project.
+inline constexpr std::string_view kEveryProject = "*";
+
+// An authenticated caller.
+struct Principal {
+  std::string subject;
+  std::map<std::string, Role, std::less<>> grants;  // project (or "*") -> role
+  bool is_operator = false;  // the global operator role: GC, scrub, blobs, queues
+  // The caller's role in `project`: the higher of its grant there and its grant on "*".
+  Role RoleIn(std::string_view project) const;
+};
+
+// One entry of a token file.
+struct TokenEntry {
+  std::string sha256;  // lowercase hex of SHA-256(token)
+  Principal principal;
+  absl::Time expires = absl::InfiniteFuture();
+};
+
+// Parses a token file. INVALID_ARGUMENT naming the entry (by its index and subject) at fault:
+// a missing subject, a sha256 that is not 64 lowercase hex digits, an unknown role or key, a
+// project name that breaks the identifier rule, an unparsable expiry, a hash listed twice.
+absl::StatusOr<std::vector<TokenEntry>> ParseTokenFile(std::string_view text);
+// The YAML of one entry (a list item), as ParseTokenFile reads it.
+std::string FormatTokenEntry(const TokenEntry& entry);
+
+// A new random bearer token: "mlops_" followed by 43 base64url characters (256 bits).
+std::string NewToken();
+// Lowercase hex of SHA-256(token), the form a token file stores.
+std::string TokenHash(std::string_view token);
+
+// Verifies bearer tokens; implementations are thread-safe.
+class Authenticator {
+ public:
+  virtual ~Authenticator() = default;
+  // UNAUTHENTICATED (never naming the token) for a token it does not accept.
+  virtual absl::StatusOr<Principal> Authenticate(std::string_view token) = 0;
+};
+
+// The tokens of a token file, re-read when the file changes (its size, mtime or inode; checked
+// at most once a second), so that adding or revoking a token needs no restart. A file that no
+// longer parses keeps the tokens read before and logs `token_file_invalid`.
+class TokenFileAuthenticator : public Authenticator {
+ public:
+  // FAILED_PRECONDITION when the file cannot be read, INVALID_ARGUMENT when it does not parse.
+  static absl::StatusOr<std::unique_ptr<TokenFileAuthenticator>> Open(std::string path);
+  absl::StatusOr<Principal> Authenticate(std::string_view token) override;
+
+ private:
+  explicit TokenFileAuthenticator(std::string path) : path_(std::move(path)) {}
+  absl::Status Load(const struct stat& st);
+  void MaybeReload();
+
+  const std::string path_;
+  std::mutex mu_;
+  std::map<std::string, TokenEntry, std::less<>> by_hash_;
+  struct stat loaded_ = {};
+  absl::Time last_check_ = absl::InfinitePast();
+};
+
+// Appends `entry` to the token file at `path` (created 0600 with a header when missing), then
+// checks that the whole file still parses. INVALID_ARGUMENT when it would not.
+absl::Status AppendTokenEntry(const std::string& path, const TokenEntry& entry);
+
+}  // namespace mlops

@@ -1,0 +1,132 @@
+// The guard in front of every RPC (docs/security.md): authentication of the bearer token,
+// authorization by the access table below, refusal counters and the calling subject for the RPC
+// log line. Generated guarded services (tools/build/protoc_gen_guard.cc, `<file>.guard.pb.h`)
+// run every method through it; ServiceHost registers only guarded services.
+//
+// With no authenticator configured the guard admits every call as subject "anonymous"; the server
+// then binds loopback only unless told --insecure_allow_unauthenticated. With one, everything is
+// denied by default: no token -> UNAUTHENTICATED, a role below the table's -> PERMISSION_DENIED,
+// a method missing from the table -> PERMISSION_DENIED.
+#pragma once
+
+#include <google/protobuf/message.h>
+#include <grpcpp/grpcpp.h>
+#include <prometheus/counter.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "services/common/auth.h"
+
+namespace mlops {
+
+// What a method needs, in the project its request names (kViewer..kAdmin) or globally.
+enum class Access {
+  kAuthenticated,  // any authenticated caller (global, read-only facts such as the queues)
+  kViewer,
+  kEditor,
+  kAdmin,
+  kOperator,  // the global operator role: storage-wide maintenance and configuration
+};
+std::string_view AccessName(Access access);
+
+struct MethodAccess {
+  std::string_view method;  // "/mlops.metadata.v1.MetadataService/CreateRun"
+  Access access;
+  bool mutation;  // changes stored state (audited)
+};
+
+// Every RPC of every mlops service (the test in tests/common/rpc_guard_test.cc fails when a method
+// of a service descriptor has no entry, or an entry names no method).
+std::span<const MethodAccess> AccessTable();
+const MethodAccess* FindMethodAccess(std::string_view method);
+
+// The subject of the RPC this thread is serving, set by the guard and taken (cleared) by the RPC
+// metrics interceptor for the RPC log line. Empty when the guard did not run (a request that did
+// not parse).
+std::string TakeCallSubject();
+
+class RpcGuard {
+ public:
+  struct Options {
+    // Verifies bearer tokens; null: authentication off (every call is admitted as "anonymous").
+    std::shared_ptr<Authenticator> authenticator;
+    // Calls carrying this token are this process's own (in-process channels): subject
+    // "mlops-internal", every role. Empty: none.
+    std::string internal_token;
+  };
+  RpcGuard(prometheus::Registry& registry, Options options);
+
+  bool authentication_enabled() const { return options_.authenticator != nullptr; }
+  const std::string& internal_token() const { return options_.internal_token; }
+
+  // One call through the guard (used by generated code).
+  class Call {
+   public:
+    Call(RpcGuard* guard, grpc::ServerContextBase* context, const char* method,
+         const google::protobuf::Message* request);
+    bool admitted() const { return refusal_.ok(); }
+    const grpc::Status& refusal() const { return refusal_; }
+    // Returns the implementation's status unchanged.
+    grpc::Status Finish(grpc::Status status) { return status; }
+    const Principal& principal() const { return principal_; }
+
+   private:
+    grpc::Status refusal_;
+    Principal principal_;
+  };
+
+  // Authenticates the call's `authorization: Bearer <token>` metadata and checks `method`'s
+  // access for the project of `request` (null for client streams). OK, UNAUTHENTICATED or
+  // PERMISSION_DENIED.
+  grpc::Status Admit(const grpc::ServerContextBase& context, std::string_view method,
+                     const google::protobuf::Message* request, Principal* principal);
+
+ private:
+  Options options_;
+  prometheus::Family<prometheus::Counter>* refused_;
+};
+
+// For generated guarded services (`<file>.guard.pb.h`).
+namespace guard_internal {
+// Wrapper<Base> when `kWrap`, else Base: the callback-API wrappers a guarded service inherits.
+template <bool kWrap, template <class> class Wrapper, class Base>
+using Pick = std::conditional_t<kWrap, Wrapper<Base>, Base>;
+}  // namespace guard_internal
+
+// Refusals of methods served through the callback API.
+inline grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext* context,
+                                             const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+template <class Request, class Response>
+class RefusedBidiReactor final : public grpc::ServerBidiReactor<Request, Response> {
+ public:
+  explicit RefusedBidiReactor(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+template <class Request>
+class RefusedReadReactor final : public grpc::ServerReadReactor<Request> {
+ public:
+  explicit RefusedReadReactor(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+template <class Response>
+class RefusedWriteReactor final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit RefusedWriteReactor(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// The project a request acts in. Resource names do not carry a project yet (docs/security.md):
+// every request acts in project "default".
+std::string_view RequestProject(const google::protobuf::Message* request);
+
+}  // namespace mlops

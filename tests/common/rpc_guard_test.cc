@@ -1,0 +1,304 @@
+// The guard in front of every RPC, on a real server hosting all four services with token
+// authentication on: the access table covers every method of every service descriptor, no token
+// is UNAUTHENTICATED everywhere, each role is held to the table on every method, a refused write
+// stores nothing, the token file reloads without a restart.
+#include "services/common/rpc_guard.h"
+
+#include <google/protobuf/descriptor.h>
+
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "services/artifact/artifact_component.h"
+#include "services/metadata/metadata_component.h"
+#include "services/monitoring/monitoring_component.h"
+#include "services/scheduler/scheduler_component.h"
+#include "tests/testing/testing.h"
+
+namespace mlops {
+namespace {
+
+namespace md = mlops::metadata::v1;
+using ::testing::Not;
+
+constexpr const char* kServiceFiles[] = {
+    "mlops/metadata/v1/metadata.proto",   "mlops/metadata/v1/lineage.proto",
+    "mlops/metadata/v1/registry.proto",   "mlops/artifact/v1/artifact.proto",
+    "mlops/scheduler/v1/scheduler.proto", "mlops/monitoring/v1/monitoring.proto",
+};
+
+// Every "/pkg.Service/Method" of every service of mlops, from the generated descriptors.
+std::vector<std::string> AllMethods() {
+  std::vector<std::string> out;
+  for (const char* name : kServiceFiles) {
+    const auto* file = google::protobuf::DescriptorPool::generated_pool()->FindFileByName(name);
+    EXPECT_NE(file, nullptr) << name;
+    if (file == nullptr) continue;
+    for (int s = 0; s < file->service_count(); ++s) {
+      const auto* service = file->service(s);
+      for (int m = 0; m < service->method_count(); ++m) {
+        out.push_back("/" + service->full_name() + "/" + service->method(m)->name());
+      }
+    }
+  }
+  return out;
+}
+
+TEST(AccessTableTest, EveryMethodOfEveryServiceHasAnEntryAndEveryEntryAMethod) {
+  std::vector<std::string> methods = AllMethods();
+  ASSERT_GT(methods.size(), 80u);
+  for (const std::string& method : methods) {
+    EXPECT_NE(FindMethodAccess(method), nullptr) << method << " has no entry in the access table";
+  }
+  for (const MethodAccess& entry : AccessTable()) {
+    EXPECT_NE(std::find(methods.begin(), methods.end(), entry.method), methods.end())
+        << entry.method << " is in the access table but no service has it";
+  }
+  EXPECT_EQ(AccessTable().size(), methods.size());
+}
+
+TEST(AccessTableTest, ReadsNeedViewerAndEveryMutationMoreThanThat) {
+  for (const MethodAccess& entry : AccessTable()) {
+    if (entry.mutation) {
+      EXPECT_GE(static_cast<int>(entry.access), static_cast<int>(Access::kEditor)) << entry.method;
+    }
+    // Names the table's convention depends on: a Get/List/Search/Watch never mutates.
+    std::string_view name = entry.method.substr(entry.method.rfind('/') + 1);
+    for (std::string_view read : {"Get", "List", "Search", "Watch", "Stat", "Diff"}) {
+      if (name.substr(0, read.size()) == read) {
+        EXPECT_FALSE(entry.mutation) << entry.method;
+      }
+    }
+  }
+}
+
+struct Caller {
+  std::string token;
+  TokenEntry entry;
+};
+
+class GuardTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    auto add = [](const std::string& subject, std::map<std::string, Role, std::less<>> grants,
+                  bool is_operator, absl::Time expires = absl::InfiniteFuture()) {
+      Caller caller;
+      caller.token = NewToken();
+      caller.entry.sha256 = TokenHash(caller.token);
+      caller.entry.principal.subject = subject;
+      caller.entry.principal.grants = std::move(grants);
+      caller.entry.principal.is_operator = is_operator;
+      caller.entry.expires = expires;
+      ASSERT_OK(AppendTokenEntry(dir_->path() + "/tokens.yaml", caller.entry));
+      (*callers_)[subject] = caller;
+    };
+    callers_ = new std::map<std::string, Caller>();
+    add("viewer", {{"default", Role::kViewer}}, false);
+    add("editor", {{"default", Role::kEditor}}, false);
+    add("admin", {{"default", Role::kAdmin}}, false);
+    add("other", {{"other", Role::kAdmin}}, false);
+    add("everywhere", {{"*", Role::kViewer}}, false);
+    add("operator", {}, true);
+    add("expired", {{"default", Role::kAdmin}}, true, absl::Now() - absl::Hours(1));
+    auto authenticator = TokenFileAuthenticator::Open(dir_->path() + "/tokens.yaml");
+    ASSERT_OK(authenticator.status());
+    server_ = new testing::InProcessServer(
+        {metadata::OpenMetadataComponent, artifact::OpenArtifactComponent,
+         scheduler::OpenSchedulerComponent, monitoring::OpenMonitoringComponent},
+        /*metrics=*/true, std::move(*authenticator));
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete callers_;
+    delete dir_;
+  }
+
+  static grpc::Status CallAs(const std::string& subject, const std::string& method) {
+    std::vector<std::pair<std::string, std::string>> metadata;
+    if (!subject.empty()) {
+      metadata.emplace_back("authorization", "Bearer " + callers_->at(subject).token);
+    }
+    return testing::RawUnaryCall(channel(), method, "", metadata).first;
+  }
+  static std::shared_ptr<grpc::Channel> channel() {
+    static auto* channel = new std::shared_ptr<grpc::Channel>(server_->NewChannel());
+    return *channel;
+  }
+
+  static inline testing::TempDir* dir_ = nullptr;
+  static inline std::map<std::string, Caller>* callers_ = nullptr;
+  static inline testing::InProcessServer* server_ = nullptr;
+};
+
+TEST_F(GuardTest, NoTokenIsUnauthenticatedOnEveryMethod) {
+  for (const MethodAccess& entry : AccessTable()) {
+    grpc::Status status = CallAs("", std::string(entry.method));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << entry.method << ": " << status.error_message();
+  }
+}
+
+TEST_F(GuardTest, UnknownExpiredAndMalformedTokensAreUnauthenticated) {
+  const std::string method = "/mlops.metadata.v1.MetadataService/ListExperiments";
+  auto call = [&](const std::string& header) {
+    return testing::RawUnaryCall(channel(), method, "", {{"authorization", header}}).first;
+  };
+  EXPECT_THAT(call("Bearer mlops_not-a-token"),
+              testing::GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, "unknown bearer token"));
+  EXPECT_THAT(call("Basic " + callers_->at("admin").token),
+              testing::GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, "Bearer <token>"));
+  EXPECT_THAT(call("Bearer "), testing::GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, ""));
+  EXPECT_THAT(CallAs("expired", method),
+              testing::GrpcStatusIs(grpc::StatusCode::UNAUTHENTICATED, "expired at"));
+  // Health checks need no token (kubelet and load balancers probe them).
+  // grpc.health.v1.Health/Check, empty request; the answer's field 1 is SERVING (1).
+  auto [health, bytes] = testing::RawUnaryCall(channel(), "/grpc.health.v1.Health/Check", "");
+  ASSERT_TRUE(health.ok()) << health.error_message();
+  EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+// Whether `subject` (as set up above) may call a method needing `access` in project default.
+bool Allowed(const std::string& subject, Access access) {
+  std::map<std::string, int> role = {{"viewer", 1}, {"editor", 2},     {"admin", 3},
+                                     {"other", 0},  {"everywhere", 1}, {"operator", 0}};
+  switch (access) {
+    case Access::kAuthenticated:
+      return true;
+    case Access::kOperator:
+      return subject == "operator";
+    case Access::kViewer:
+      return role[subject] >= 1;
+    case Access::kEditor:
+      return role[subject] >= 2;
+    case Access::kAdmin:
+      return role[subject] >= 3;
+  }
+  return false;
+}
+
+TEST_F(GuardTest, EachRoleIsHeldToTheTableOnEveryMethod) {
+  int allowed = 0, denied = 0;
+  for (const std::string subject :
+       {"viewer", "editor", "admin", "other", "everywhere", "operator"}) {
+    for (const MethodAccess& entry : AccessTable()) {
+      grpc::Status status = CallAs(subject, std::string(entry.method));
+      if (Allowed(subject, entry.access)) {
+        ++allowed;
+        // Admitted: the empty request reaches the service, which judges it on its merits.
+        EXPECT_NE(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+            << subject << " " << entry.method << ": " << status.error_message();
+        EXPECT_NE(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+            << subject << " " << entry.method;
+      } else {
+        ++denied;
+        EXPECT_THAT(status, testing::GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                                                  subject + " may not"))
+            << entry.method;
+      }
+    }
+  }
+  EXPECT_GT(allowed, 100);
+  EXPECT_GT(denied, 100);
+}
+
+TEST_F(GuardTest, ARefusedWriteStoresNothingAndTheRefusalIsCounted) {
+  auto stub = md::MetadataService::NewStub(channel());
+  auto create = [&](const std::string& subject, const std::string& name) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + callers_->at(subject).token);
+    md::CreateExperimentRequest request;
+    request.set_name(name);
+    md::Experiment response;
+    return stub->CreateExperiment(&context, request, &response);
+  };
+  auto names = [&](const std::string& subject) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + callers_->at(subject).token);
+    md::ListExperimentsRequest request;
+    md::ListExperimentsResponse response;
+    EXPECT_TRUE(stub->ListExperiments(&context, request, &response).ok());
+    std::vector<std::string> out;
+    for (const auto& experiment : response.experiments()) out.push_back(experiment.name());
+    return out;
+  };
+  EXPECT_THAT(create("viewer", "by-viewer"),
+              testing::GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED,
+                                    "needs editor in project default"));
+  EXPECT_THAT(create("other", "by-other"),
+              testing::GrpcStatusIs(grpc::StatusCode::PERMISSION_DENIED, "other may not"));
+  EXPECT_THAT(names("admin"), Not(::testing::Contains("by-viewer")));
+  EXPECT_THAT(names("admin"), Not(::testing::Contains("by-other")));
+  ASSERT_TRUE(create("editor", "by-editor").ok());
+  EXPECT_THAT(names("viewer"), ::testing::Contains("by-editor"));
+
+  EXPECT_EQ(CallAs("", "/mlops.metadata.v1.MetadataService/ListExperiments").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  auto [code, body] = testing::HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_EQ(code, 200);
+  EXPECT_THAT(body,
+              ::testing::HasSubstr("mlops_rpc_refused_total{code=\"PERMISSION_DENIED\",method=\"/"
+                                   "mlops.metadata.v1.MetadataService/CreateExperiment\"}"));
+  EXPECT_THAT(body, ::testing::HasSubstr("mlops_rpc_refused_total{code=\"UNAUTHENTICATED\""));
+  // No token reaches the exposition.
+  for (const auto& [subject, caller] : *callers_) {
+    EXPECT_THAT(body, Not(::testing::HasSubstr(caller.token)));
+  }
+}
+
+TEST(TokenFileReloadTest, AddedAndRevokedTokensApplyWithoutARestart) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/tokens.yaml";
+  auto entry_for = [](const std::string& subject, const std::string& token) {
+    TokenEntry entry;
+    entry.sha256 = TokenHash(token);
+    entry.principal.subject = subject;
+    entry.principal.grants["default"] = Role::kViewer;
+    return entry;
+  };
+  std::string first = NewToken(), second = NewToken();
+  ASSERT_OK(AppendTokenEntry(path, entry_for("first", first)));
+  auto authenticator = TokenFileAuthenticator::Open(path);
+  ASSERT_OK(authenticator.status());
+  testing::InProcessServer server({metadata::OpenMetadataComponent}, /*metrics=*/false,
+                                  std::move(*authenticator));
+  auto channel = server.NewChannel();
+  auto list = [&](const std::string& token) {
+    return testing::RawUnaryCall(channel, "/mlops.metadata.v1.MetadataService/ListExperiments", "",
+                                 {{"authorization", "Bearer " + token}})
+        .first.error_code();
+  };
+  auto eventually = [&](const std::string& token, grpc::StatusCode want) {
+    for (int i = 0; i < 50 && list(token) != want; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return list(token);
+  };
+  EXPECT_EQ(list(first), grpc::StatusCode::OK);
+  EXPECT_EQ(list(second), grpc::StatusCode::UNAUTHENTICATED);
+  ASSERT_OK(AppendTokenEntry(path, entry_for("second", second)));
+  EXPECT_EQ(eventually(second, grpc::StatusCode::OK), grpc::StatusCode::OK);
+  // Revoked: the file rewritten without the first token.
+  {
+    std::ofstream out(path + ".new");
+    out << "tokens:\n" << FormatTokenEntry(entry_for("second", second));
+  }
+  ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+  EXPECT_EQ(eventually(first, grpc::StatusCode::UNAUTHENTICATED),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(list(second), grpc::StatusCode::OK);
+  // A file that no longer parses keeps the tokens read before.
+  {
+    std::ofstream out(path + ".new");
+    out << "tokens: [ {subject: broken\n";
+  }
+  ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(list(second), grpc::StatusCode::OK);
+  EXPECT_EQ(list(first), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+}  // namespace
+}  // namespace mlops
