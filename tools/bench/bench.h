@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace mlops::bench {
 
@@ -30,8 +31,10 @@ void RunLineageBench(const LineageOptions& options, std::map<std::string, double
                      const std::function<void(const std::string&)>& log);
 
 // Starts `binary` (an mlops server) on a free loopback port with its data in `data_dir`; returns
-// the port and sets *pid. Exits the process when the server does not come up.
-int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid);
+// the port and sets *pid. Exits the process when the server does not come up. `extra_args` are
+// appended to its command line.
+int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid,
+                const std::vector<std::string>& extra_args = {});
 // Stops a server started by SpawnServer (SIGTERM, then waits).
 void StopServer(int pid);
 

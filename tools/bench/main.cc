@@ -17,7 +17,8 @@
 
 namespace mlops::bench {
 
-int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid) {
+int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid,
+                const std::vector<std::string>& extra_args) {
   std::string port_file = data_dir + ".ports";
   std::filesystem::remove(port_file);
   std::vector<std::string> args = {binary,
@@ -27,6 +28,7 @@ int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid
                                    "--data_dir=" + data_dir,
                                    "--port_file=" + port_file,
                                    "--max_message_mb=64"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
   SpawnOptions options;
   options.argv = std::move(args);
   auto child = Subprocess::Spawn(options);

@@ -20,6 +20,10 @@
 //              metric) and of an unselective one (90% of runs), p50 and p99 over --queries. The
 //              data set is compacted after the load, so queries meet a settled database.
 //   peak RSS   VmHWM of each server process.
+//   TLS+auth   ingestion and the selective search again against a server with TLS (a P-256
+//              certificate made with openssl) and token authentication (--auth_token_file): the
+//              clients present an admin token over TLS. Reported as *_tls_auth figures and their
+//              ratios to the plain ones of the same run (--skip_tls_auth leaves them out).
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -36,11 +40,14 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
+#include "services/common/auth.h"
+#include "services/common/channel.h"
 #include "services/common/db.h"
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
@@ -69,7 +76,11 @@ struct Options {
   bool skip_ingest = false;
   bool skip_search = false;
   bool skip_lineage = false;
+  bool skip_tls_auth = false;
   mlops::bench::LineageOptions lineage;
+  // Set for the TLS+auth rounds: what the server is started with and what clients present.
+  std::vector<std::string> server_args;
+  mlops::ChannelSecurity security;
 };
 
 double Seconds(Clock::time_point since) {
@@ -86,13 +97,9 @@ double Percentile(std::vector<double> values, double p) {
 // A child mlops-metadata process on a free port.
 class Server {
  public:
-  Server(const std::string& binary, const std::string& data_dir) {
-    port_ = mlops::bench::SpawnServer(binary, data_dir, &pid_);
-    grpc::ChannelArguments channel_args;
-    channel_args.SetMaxSendMessageSize(64 << 20);
-    channel_args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port_),
-                                         grpc::InsecureChannelCredentials(), channel_args);
+  Server(const std::string& binary, const std::string& data_dir, const Options& o)
+      : security_(o.security) {
+    port_ = mlops::bench::SpawnServer(binary, data_dir, &pid_, o.server_args);
   }
   ~Server() { mlops::bench::StopServer(pid_); }
   std::unique_ptr<v1::MetadataService::Stub> NewStub() const {
@@ -100,15 +107,17 @@ class Server {
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxSendMessageSize(64 << 20);
     channel_args.SetInt("mlops.bench.client", next_client_++);
-    return v1::MetadataService::NewStub(grpc::CreateCustomChannel(
-        "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(), channel_args));
+    // With TLS the certificate names localhost (the target name is checked against it).
+    std::string host = security_.ca_pem.empty() ? "127.0.0.1" : "localhost";
+    return v1::MetadataService::NewStub(
+        mlops::SecureChannel(host + ":" + std::to_string(port_), security_, channel_args));
   }
   double PeakRssMb() const { return static_cast<double>(mlops::PeakRssBytes(pid_)) / (1 << 20); }
 
  private:
   pid_t pid_ = -1;
   int port_ = 0;
-  std::shared_ptr<grpc::Channel> channel_;
+  mlops::ChannelSecurity security_;
   mutable int next_client_ = 0;
 };
 
@@ -167,7 +176,8 @@ struct IngestResult {
 };
 
 IngestResult IngestServer(const Options& o) {
-  Server server(o.metadata_bin, o.work_dir + "/ingest");
+  Server server(o.metadata_bin, o.work_dir + (o.server_args.empty() ? "/ingest" : "/ingest-tls"),
+                o);
   auto stub = server.NewStub();
   grpc::ClientContext c1;
   v1::CreateExperimentRequest e;
@@ -312,11 +322,51 @@ Latency TimeQueries(v1::MetadataService::Stub* stub, const std::string& experime
   return {Percentile(ms, 0.5), Percentile(ms, 0.99), n > 0 ? returned / n : 0};
 }
 
+// `o` for the TLS+auth rounds: a CA and a server certificate for localhost made with openssl in
+// the work dir (once), a token file with one admin token, and clients presenting it over TLS.
+Options SecuredOptions(const Options& o) {
+  std::string dir = o.work_dir + "/tls";
+  if (!std::filesystem::exists(dir + "/server.pem")) {
+    std::filesystem::create_directories(dir);
+    std::string script =
+        "set -e; cd '" + dir +
+        "'; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca 2>/dev/null; "
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
+        "-out server.csr -subj /CN=localhost 2>/dev/null; "
+        "echo subjectAltName=DNS:localhost > ext; "
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+        "server.pem -days 2 -extfile ext 2>/dev/null";
+    if (std::system(script.c_str()) != 0) {
+      std::cerr << "openssl could not make the benchmark's certificates\n";
+      std::exit(1);
+    }
+  }
+  static const std::string token = mlops::NewToken();
+  if (!std::filesystem::exists(dir + "/tokens.yaml")) {
+    mlops::TokenEntry entry;
+    entry.principal.subject = "bench";
+    entry.principal.grants["*"] = mlops::Role::kAdmin;
+    entry.sha256 = mlops::TokenHash(token);
+    if (!mlops::AppendTokenEntry(dir + "/tokens.yaml", entry).ok()) std::exit(1);
+  }
+  Options out = o;
+  out.server_args = {"--tls_cert=" + dir + "/server.pem", "--tls_key=" + dir + "/server.key",
+                     "--auth_token_file=" + dir + "/tokens.yaml"};
+  std::ifstream in(dir + "/ca.pem");
+  std::stringstream pem;
+  pem << in.rdbuf();
+  out.security.ca_pem = pem.str();
+  out.security.token = [] { return token; };
+  return out;
+}
+
 int Usage() {
-  std::cerr << "usage: mlops-bench metadata [--json] [--runs=N] [--clients=N] [--batches=N] "
-               "[--batch_points=N] [--queries=N] [--metadata_bin=PATH] [--search_dir=DIR] "
-               "[--skip_ingest] [--skip_search] [--skip_lineage] [--lineage_runs=N] "
-               "[--lineage_dir=DIR] [--lineage_clients=N] [--put_executions=N]\n";
+  std::cerr
+      << "usage: mlops-bench metadata [--json] [--runs=N] [--clients=N] [--batches=N] "
+         "[--batch_points=N] [--queries=N] [--metadata_bin=PATH] [--search_dir=DIR] "
+         "[--skip_ingest] [--skip_search] [--skip_lineage] [--skip_tls_auth] [--lineage_runs=N] "
+         "[--lineage_dir=DIR] [--lineage_clients=N] [--put_executions=N]\n";
   return 2;
 }
 
@@ -351,6 +401,8 @@ int RunMetadataBench(int argc, char** argv) {
       o.skip_ingest = true;
     } else if (arg == "--skip_search") {
       o.skip_search = true;
+    } else if (arg == "--skip_tls_auth") {
+      o.skip_tls_auth = true;
     } else if (arg == "--skip_lineage") {
       o.skip_lineage = true;
     } else if (auto v = value("--lineage_runs")) {
@@ -386,6 +438,12 @@ int RunMetadataBench(int argc, char** argv) {
     figures["ingest_clients"] = o.clients;
     figures["ingest_batch_points"] = o.batch_points;
     figures["ingest_server_peak_rss_mb"] = ingest.peak_rss_mb;
+    if (!o.skip_tls_auth) {
+      log("ingest: LogBatch over TLS with a token ...");
+      IngestResult secured = IngestServer(SecuredOptions(o));
+      figures["ingest_points_per_s_tls_auth"] = secured.points_per_s;
+      figures["ingest_tls_auth_ratio"] = secured.points_per_s / ingest.points_per_s;
+    }
   }
 
   if (!o.skip_search) {
@@ -407,7 +465,7 @@ int RunMetadataBench(int argc, char** argv) {
     }
     figures["search_runs"] = static_cast<double>(o.runs);
     {
-      Server server(o.metadata_bin, data_dir);
+      Server server(o.metadata_bin, data_dir, o);
       auto stub = server.NewStub();
       log("search: selective queries ...");
       Latency selective = TimeQueries(
@@ -430,6 +488,22 @@ int RunMetadataBench(int argc, char** argv) {
       figures["search_unselective_p99_ms"] = unselective.p99;
       figures["search_unselective_runs_returned"] = static_cast<double>(unselective.returned);
       figures["search_server_peak_rss_mb"] = server.PeakRssMb();
+    }
+    if (!o.skip_tls_auth) {
+      Options secured = SecuredOptions(o);
+      Server server(o.metadata_bin, data_dir, secured);
+      auto stub = server.NewStub();
+      log("search: selective queries over TLS with a token ...");
+      Latency selective = TimeQueries(
+          stub.get(), experiment,
+          [](int i) {
+            return "params.p0 = \"v" + std::to_string(i % 100) + "\" and metrics.m1 > 0.5";
+          },
+          "metrics.m0 DESC", o.queries);
+      figures["search_selective_p99_ms_tls_auth"] = selective.p99;
+      figures["search_selective_p50_ms_tls_auth"] = selective.p50;
+      figures["search_selective_p99_tls_auth_ratio"] =
+          selective.p99 / figures["search_selective_p99_ms"];
     }
   }
   if (!o.skip_lineage) {
