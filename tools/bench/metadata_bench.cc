@@ -361,6 +361,11 @@ Options SecuredOptions(const Options& o) {
   return out;
 }
 
+// The selective query: 1% of runs by a param, half of those by a metric.
+std::string SelectiveFilter(int i) {
+  return "params.p0 = \"v" + std::to_string(i % 100) + "\" and metrics.m1 > 0.5";
+}
+
 int Usage() {
   std::cerr
       << "usage: mlops-bench metadata [--json] [--runs=N] [--clients=N] [--batches=N] "
@@ -468,12 +473,8 @@ int RunMetadataBench(int argc, char** argv) {
       Server server(o.metadata_bin, data_dir, o);
       auto stub = server.NewStub();
       log("search: selective queries ...");
-      Latency selective = TimeQueries(
-          stub.get(), experiment,
-          [](int i) {
-            return "params.p0 = \"v" + std::to_string(i % 100) + "\" and metrics.m1 > 0.5";
-          },
-          "metrics.m0 DESC", o.queries);
+      Latency selective =
+          TimeQueries(stub.get(), experiment, SelectiveFilter, "metrics.m0 DESC", o.queries);
       log("search: unselective queries ...");
       Latency unselective = TimeQueries(
           stub.get(), experiment,
@@ -494,12 +495,8 @@ int RunMetadataBench(int argc, char** argv) {
       Server server(o.metadata_bin, data_dir, secured);
       auto stub = server.NewStub();
       log("search: selective queries over TLS with a token ...");
-      Latency selective = TimeQueries(
-          stub.get(), experiment,
-          [](int i) {
-            return "params.p0 = \"v" + std::to_string(i % 100) + "\" and metrics.m1 > 0.5";
-          },
-          "metrics.m0 DESC", o.queries);
+      Latency selective =
+          TimeQueries(stub.get(), experiment, SelectiveFilter, "metrics.m0 DESC", o.queries);
       figures["search_selective_p99_ms_tls_auth"] = selective.p99;
       figures["search_selective_p50_ms_tls_auth"] = selective.p50;
       figures["search_selective_p99_tls_auth_ratio"] =
