@@ -94,6 +94,10 @@ int RunServerMain(const std::string& program, const std::vector<ComponentFactory
     (*component)->Register(host);
     components.push_back(std::move(*component));
   }
+  if (absl::Status status = host.OpenAuditLog(data_dir + "/audit", db_options); !status.ok()) {
+    LogError("open_failed", {{"data_dir", data_dir}, {"error", status.ToString()}});
+    return 1;
+  }
   if (absl::Status status = host.Start(); !status.ok()) {
     LogError("start_failed", {{"error", status.ToString()}});
     return 1;

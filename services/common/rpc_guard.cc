@@ -3,6 +3,8 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <set>
+#include <unordered_map>
 #include <vector>
 
 namespace mlops {
@@ -30,6 +32,9 @@ namespace {
 // model versions, and pinning blobs, needs admin; what acts on the whole store (GC, scrub, listing
 // every blob) or configures it (queues) needs the global operator role.
 constexpr MethodAccess kAccessTable[] = {
+    // Every server's audit log: the entries of the request's project (every project's when the
+    // request names none: today every request acts in project default).
+    {"/mlops.audit.v1.AuditService/ListAuditEntries", Access::kAdmin, false},
     {"/mlops.artifact.v1.ArtifactService/StartUpload", Access::kEditor, true},
     {"/mlops.artifact.v1.ArtifactService/FindMissingChunks", Access::kEditor, false},
     {"/mlops.artifact.v1.ArtifactService/UploadChunks", Access::kEditor, true},
@@ -131,10 +136,61 @@ thread_local std::string t_call_subject;
 std::span<const MethodAccess> AccessTable() { return kAccessTable; }
 
 const MethodAccess* FindMethodAccess(std::string_view method) {
-  for (const MethodAccess& entry : kAccessTable) {
-    if (entry.method == method) return &entry;
+  static const auto* by_method = [] {
+    auto* out = new std::unordered_map<std::string_view, const MethodAccess*>();
+    for (const MethodAccess& entry : kAccessTable) (*out)[entry.method] = &entry;
+    return out;
+  }();
+  auto it = by_method->find(method);
+  return it == by_method->end() ? nullptr : it->second;
+}
+
+std::string RequestResource(const google::protobuf::Message* request) {
+  if (request == nullptr) return "";
+  const google::protobuf::Descriptor* descriptor = request->GetDescriptor();
+  const google::protobuf::Reflection* reflection = request->GetReflection();
+  std::string out;
+  int fields = 0;
+  for (int i = 0; i < descriptor->field_count() && fields < 6; ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    if (field->is_repeated() || field->type() != google::protobuf::FieldDescriptor::TYPE_STRING) {
+      continue;
+    }
+    const std::string& name = field->name();
+    auto ends_with = [&](std::string_view suffix) {
+      return name.size() >= suffix.size() &&
+             std::string_view(name).substr(name.size() - suffix.size()) == suffix;
+    };
+    static const std::set<std::string_view> kNames = {
+        "name", "id",    "dataset",  "model",   "alias",   "digest", "version",
+        "tag",  "queue", "pipeline", "monitor", "profile", "parent"};
+    if (!kNames.contains(name) && !ends_with("_id") && !ends_with("_name")) continue;
+    std::string value = reflection->GetString(*request, field);
+    if (value.empty()) continue;
+    if (value.size() > 128) {
+      size_t cut = 128;  // at a UTF-8 character boundary: audit entries are proto3 strings
+      while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+      value = value.substr(0, cut) + "...";
+    }
+    if (!out.empty()) out += " ";
+    out += name + "=" + value;
+    ++fields;
   }
-  return nullptr;
+  return out;
+}
+
+void RpcGuard::KeepCallRecord(const grpc::ServerContextBase* context, CallRecord record) {
+  std::lock_guard lock(records_mu_);
+  records_[context] = std::move(record);
+}
+
+std::optional<CallRecord> RpcGuard::TakeCallRecord(const grpc::ServerContextBase* context) {
+  std::lock_guard lock(records_mu_);
+  auto it = records_.find(context);
+  if (it == records_.end()) return std::nullopt;
+  CallRecord out = std::move(it->second);
+  records_.erase(it);
+  return out;
 }
 
 std::string TakeCallSubject() {
@@ -223,6 +279,11 @@ RpcGuard::Call::Call(RpcGuard* guard, grpc::ServerContextBase* context, const ch
                      const google::protobuf::Message* request) {
   refusal_ = guard->Admit(*context, method, request, &principal_);
   t_call_subject = principal_.subject;
+  if (const MethodAccess* access = FindMethodAccess(method);
+      access == nullptr || access->mutation) {
+    guard->KeepCallRecord(context, {principal_.subject, std::string(RequestProject(request)),
+                                    RequestResource(request)});
+  }
   if (!refusal_.ok()) {
     guard->refused_
         ->Add({{"method", method},

@@ -15,11 +15,13 @@
 #include <prometheus/registry.h>
 
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 
 #include "services/common/auth.h"
 
@@ -51,6 +53,11 @@ const MethodAccess* FindMethodAccess(std::string_view method);
 // not parse).
 std::string TakeCallSubject();
 
+// What the audit log records of a call besides the method, code and time (see audit_log.h).
+struct CallRecord {
+  std::string subject, project, resource;
+};
+
 class RpcGuard {
  public:
   struct Options {
@@ -81,6 +88,10 @@ class RpcGuard {
     Principal principal_;
   };
 
+  // The record of a call of a mutating method (or of one missing from the table), kept from its
+  // admission (or refusal) until the audit interceptor takes it when the status is sent.
+  std::optional<CallRecord> TakeCallRecord(const grpc::ServerContextBase* context);
+
   // Authenticates the call's `authorization: Bearer <token>` metadata and checks `method`'s
   // access for the project of `request` (null for client streams). OK, UNAUTHENTICATED or
   // PERMISSION_DENIED.
@@ -88,8 +99,12 @@ class RpcGuard {
                      const google::protobuf::Message* request, Principal* principal);
 
  private:
+  void KeepCallRecord(const grpc::ServerContextBase* context, CallRecord record);
+
   Options options_;
   prometheus::Family<prometheus::Counter>* refused_;
+  std::mutex records_mu_;
+  std::unordered_map<const grpc::ServerContextBase*, CallRecord> records_;
 };
 
 // For generated guarded services (`<file>.guard.pb.h`).
@@ -124,6 +139,10 @@ class RefusedWriteReactor final : public grpc::ServerWriteReactor<Response> {
   explicit RefusedWriteReactor(const grpc::Status& status) { this->Finish(status); }
   void OnDone() override { delete this; }
 };
+
+// The request's identifying fields as "field=value" pairs (names, ids, digests; each value cut to
+// 128 bytes, at most 6 fields), for the audit log. "" for null (a client stream).
+std::string RequestResource(const google::protobuf::Message* request);
 
 // The project a request acts in. Resource names do not carry a project yet (docs/security.md):
 // every request acts in project "default".

@@ -19,6 +19,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "mlops/audit/v1/audit.guard.pb.h"
+#include "services/common/audit_log.h"
 #include "services/common/logging.h"
 #include "services/common/request_errors.h"
 
@@ -301,12 +303,15 @@ absl::Status ServiceHost::Start() {
   builder.AddListeningPort(address, credentials, &port_);
   builder.SetMaxReceiveMessageSize(config_.max_message_bytes);
   builder.SetMaxSendMessageSize(config_.max_message_bytes);
+  audit_service_ = std::make_unique<AuditServiceImpl>(audit_log_.get());
+  AddService(audit_service_.get());
   for (const auto& service : guarded_) builder.RegisterService(service.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
   // Send-side hooks run in this order: the status is corrected before metrics record it.
   InstallParseErrorCapture();
   factories.push_back(MakeBadRequestInterceptorFactory());
   factories.push_back(MakeRpcMetricsInterceptorFactory(rpc_metrics_.get()));
+  factories.push_back(MakeAuditInterceptorFactory(guard_.get(), audit_log_.get()));
   builder.experimental().SetInterceptorCreators(std::move(factories));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
@@ -321,6 +326,13 @@ absl::Status ServiceHost::Start() {
       return status;
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status ServiceHost::OpenAuditLog(const std::string& path, const Db::Options& options) {
+  absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(path, options, *registry_);
+  if (!log.ok()) return log.status();
+  audit_log_ = std::move(*log);
   return absl::OkStatus();
 }
 

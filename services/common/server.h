@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "services/common/auth.h"
 #include "services/common/channel.h"
+#include "services/common/db.h"
 #include "services/common/http_server.h"
 #include "services/common/metrics.h"
 #include "services/common/rpc_guard.h"
@@ -94,6 +95,10 @@ class ServiceHost {
     guarded_.push_back(MakeGuarded(service, guard_.get()));
   }
   RpcGuard& guard() { return *guard_; }
+  // Opens the audit log at `path` (every server with a data dir keeps one: <data_dir>/audit);
+  // call before Start. Without it mutating calls are not recorded and ListAuditEntries is
+  // FAILED_PRECONDITION. The errors of Db::Open.
+  absl::Status OpenAuditLog(const std::string& path, const Db::Options& options);
   // Which of mlops' services ("metadata", "artifact", "scheduler", "monitoring") this process
   // hosts: a peer it hosts is reached in-process.
   void DeclareServes(const std::string& name) { serves_.insert(name); }
@@ -132,6 +137,8 @@ class ServiceHost {
   std::shared_ptr<class PeerCollector> peers_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<RpcGuard> guard_;
+  std::unique_ptr<class AuditLog> audit_log_;
+  std::unique_ptr<class AuditServiceImpl> audit_service_;
   std::vector<std::unique_ptr<grpc::Service>> guarded_;
   std::shared_ptr<FileTokenSource> identity_token_;
   std::unique_ptr<grpc::Server> server_;

@@ -56,6 +56,9 @@ TEST_F(AuthCliTest, TokensOpenTheServerToTheirRolesOnly) {
   size_t at = viewer.out.find("\"token\":\"") + 9;
   std::string viewer_token = viewer.out.substr(at, viewer.out.find('"', at) - at);
   EXPECT_THAT(viewer.out, HasSubstr("\"subject\":\"vi\""));
+  auto admin = Create({"--subject", "boss", "--grant", "default=admin"});
+  ASSERT_EQ(admin.exit_code, 0) << admin.err;
+  std::string admin_token = Trim(admin.out);
   std::string file = ReadAll(tokens_);
   EXPECT_THAT(file, Not(HasSubstr(editor_token)));
   EXPECT_THAT(file, Not(HasSubstr(viewer_token)));
@@ -95,6 +98,32 @@ TEST_F(AuthCliTest, TokensOpenTheServerToTheirRolesOnly) {
   EXPECT_THAT(run.out + run.err, HasSubstr("SUCCEEDED"));
   auto runs = Mlops(server.address(), {"experiments", "list"}, {"MLOPS_TOKEN=" + viewer_token});
   EXPECT_THAT(runs.out, HasSubstr("hello"));
+
+  // The audit log of the session: who changed what, refusals included; the pipeline's own
+  // records made by the server itself; reads absent.
+  auto audit =
+      Mlops(server.address(), {"audit", "list", "--max", "1000"}, {"MLOPS_TOKEN=" + admin_token});
+  ASSERT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, HasSubstr("CreateExperiment"));
+  EXPECT_THAT(audit.out, ::testing::ContainsRegex("ed +CreateExperiment +default +name=e1 +OK"));
+  EXPECT_THAT(audit.out, ::testing::ContainsRegex(
+                             "vi +CreateExperiment +default +name=e1 +PERMISSION_DENIED"));
+  EXPECT_THAT(audit.out,
+              ::testing::ContainsRegex("- +CreateExperiment +default +name=e1 +UNAUTHENTICATED"));
+  EXPECT_THAT(audit.out, ::testing::ContainsRegex("ed +SubmitPipeline"));
+  EXPECT_THAT(audit.out, ::testing::ContainsRegex("mlops-internal +CreateRun"));
+  EXPECT_THAT(audit.out, Not(HasSubstr("ListExperiments")));
+  for (const std::string& token : {editor_token, viewer_token, admin_token}) {
+    EXPECT_THAT(audit.out, Not(HasSubstr(token)));
+  }
+  auto since = Mlops(server.address(), {"audit", "list", "--subject", "vi", "--output", "json"},
+                     {"MLOPS_TOKEN=" + admin_token});
+  ASSERT_EQ(since.exit_code, 0) << since.err;
+  EXPECT_THAT(since.out, HasSubstr("\"subject\": \"vi\""));
+  EXPECT_THAT(since.out, Not(HasSubstr("\"subject\": \"ed\"")));
+  auto refused = Mlops(server.address(), {"audit", "list"}, {"MLOPS_TOKEN=" + viewer_token});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("PERMISSION_DENIED"));
 }
 
 TEST_F(AuthCliTest, CreateRefusesWhatWouldMakeAUselessOrBrokenToken) {

@@ -10,8 +10,10 @@
 #include <map>
 #include <thread>
 
+#include "mlops/audit/v1/audit.grpc.pb.h"
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
 #include "services/artifact/artifact_component.h"
+#include "services/common/ids.h"
 #include "services/metadata/metadata_component.h"
 #include "services/monitoring/monitoring_component.h"
 #include "services/scheduler/scheduler_component.h"
@@ -27,6 +29,7 @@ constexpr const char* kServiceFiles[] = {
     "mlops/metadata/v1/metadata.proto",   "mlops/metadata/v1/lineage.proto",
     "mlops/metadata/v1/registry.proto",   "mlops/artifact/v1/artifact.proto",
     "mlops/scheduler/v1/scheduler.proto", "mlops/monitoring/v1/monitoring.proto",
+    "mlops/audit/v1/audit.proto",
 };
 
 // Every "/pkg.Service/Method" of every service of mlops, from the generated descriptors.
@@ -246,6 +249,122 @@ TEST_F(GuardTest, ARefusedWriteStoresNothingAndTheRefusalIsCounted) {
   for (const auto& [subject, caller] : *callers_) {
     EXPECT_THAT(body, Not(::testing::HasSubstr(caller.token)));
   }
+}
+
+TEST_F(GuardTest, EveryMutationOfAScriptedSessionIsAuditedAndNoReadIs) {
+  int64_t start = NowMs();
+  auto stub = md::MetadataService::NewStub(channel());
+  auto context = [&](grpc::ClientContext* c, const std::string& subject, const std::string& id) {
+    c->AddMetadata("authorization", "Bearer " + callers_->at(subject).token);
+    c->AddMetadata("x-request-id", id);
+  };
+  md::Experiment experiment;
+  {
+    grpc::ClientContext c;
+    context(&c, "editor", "audit-1");
+    md::CreateExperimentRequest request;
+    request.set_name("audited");
+    ASSERT_TRUE(stub->CreateExperiment(&c, request, &experiment).ok());
+  }
+  {
+    grpc::ClientContext c;
+    context(&c, "viewer", "audit-2");
+    md::CreateExperimentRequest request;
+    request.set_name("audited-by-viewer");
+    md::Experiment out;
+    EXPECT_EQ(stub->CreateExperiment(&c, request, &out).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext c;
+    context(&c, "editor", "audit-read");
+    md::ListExperimentsRequest request;
+    md::ListExperimentsResponse out;
+    ASSERT_TRUE(stub->ListExperiments(&c, request, &out).ok());
+  }
+  md::Run run;
+  {
+    grpc::ClientContext c;
+    context(&c, "editor", "audit-3");
+    md::CreateRunRequest request;
+    request.set_experiment_id(experiment.id());
+    ASSERT_TRUE(stub->CreateRun(&c, request, &run).ok());
+  }
+  {
+    grpc::ClientContext c;
+    context(&c, "editor", "audit-4");
+    md::LogBatchRequest request;
+    request.set_run_id(run.id());
+    (*request.mutable_params())["lr"] = "0.1";
+    md::LogBatchResponse out;
+    ASSERT_TRUE(stub->LogBatch(&c, request, &out).ok());
+  }
+  {
+    grpc::ClientContext c;
+    context(&c, "editor", "audit-5");
+    md::CreateExperimentRequest request;
+    request.set_name("audited");  // taken: refused by the service, still audited
+    md::Experiment out;
+    EXPECT_EQ(stub->CreateExperiment(&c, request, &out).error_code(),
+              grpc::StatusCode::ALREADY_EXISTS);
+  }
+
+  auto audit = audit::v1::AuditService::NewStub(channel());
+  auto list = [&](const std::string& subject, audit::v1::ListAuditEntriesRequest request) {
+    std::map<std::string, audit::v1::AuditEntry> by_id;
+    request.set_page_size(3);  // several pages
+    for (int pages = 0; pages < 1000; ++pages) {
+      grpc::ClientContext c;
+      c.AddMetadata("authorization", "Bearer " + callers_->at(subject).token);
+      audit::v1::ListAuditEntriesResponse response;
+      grpc::Status status = audit->ListAuditEntries(&c, request, &response);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      for (const auto& entry : response.entries()) {
+        if (!entry.request_id().empty()) by_id[entry.request_id()] = entry;
+      }
+      if (!status.ok() || response.next_page_token().empty()) break;
+      request.set_page_token(response.next_page_token());
+    }
+    return by_id;
+  };
+  audit::v1::ListAuditEntriesRequest request;
+  request.set_since_ms(start);
+  std::map<std::string, audit::v1::AuditEntry> entries = list("admin", request);
+  ASSERT_TRUE(entries.contains("audit-1"));
+  EXPECT_EQ(entries["audit-1"].subject(), "editor");
+  EXPECT_EQ(entries["audit-1"].method(), "/mlops.metadata.v1.MetadataService/CreateExperiment");
+  EXPECT_EQ(entries["audit-1"].code(), "OK");
+  EXPECT_EQ(entries["audit-1"].project(), "default");
+  EXPECT_EQ(entries["audit-1"].resource(), "name=audited");
+  EXPECT_GE(entries["audit-1"].time_ms(), start);
+  ASSERT_TRUE(entries.contains("audit-2"));
+  EXPECT_EQ(entries["audit-2"].subject(), "viewer");
+  EXPECT_EQ(entries["audit-2"].code(), "PERMISSION_DENIED");
+  ASSERT_TRUE(entries.contains("audit-3"));
+  EXPECT_EQ(entries["audit-3"].resource(), "experiment_id=" + experiment.id());
+  ASSERT_TRUE(entries.contains("audit-4"));
+  EXPECT_EQ(entries["audit-4"].method(), "/mlops.metadata.v1.MetadataService/LogBatch");
+  EXPECT_EQ(entries["audit-4"].resource(), "run_id=" + run.id());
+  ASSERT_TRUE(entries.contains("audit-5"));
+  EXPECT_EQ(entries["audit-5"].code(), "ALREADY_EXISTS");
+  EXPECT_FALSE(entries.contains("audit-read"));  // reads are not audited
+  // Filters: by subject, and a window that ends before the session.
+  audit::v1::ListAuditEntriesRequest by_viewer = request;
+  by_viewer.set_subject("viewer");
+  EXPECT_EQ(list("admin", by_viewer).size(), 1u);
+  audit::v1::ListAuditEntriesRequest before = request;
+  before.set_since_ms(1);
+  before.set_until_ms(start);
+  EXPECT_FALSE(list("admin", before).contains("audit-1"));
+  // Only admins read the log; viewers are refused.
+  grpc::ClientContext c;
+  c.AddMetadata("authorization", "Bearer " + callers_->at("viewer").token);
+  audit::v1::ListAuditEntriesResponse out;
+  EXPECT_EQ(audit->ListAuditEntries(&c, request, &out).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  auto [code, body] = testing::HttpGet(server_->metrics_port(), "/metrics");
+  EXPECT_THAT(body, ::testing::HasSubstr("mlops_audit_entries_total{code=\"OK\"}"));
+  EXPECT_THAT(body, ::testing::HasSubstr("mlops_audit_entries_total{code=\"PERMISSION_DENIED\"}"));
 }
 
 TEST(TokenFileReloadTest, AddedAndRevokedTokensApplyWithoutARestart) {

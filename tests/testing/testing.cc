@@ -56,7 +56,8 @@ InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories,
     (*component)->Register(*host_);
     components_.push_back(std::move(*component));
   }
-  absl::Status status = host_->Start();
+  absl::Status status = host_->OpenAuditLog(dir_.path() + "/audit", Db::Options());
+  if (status.ok()) status = host_->Start();
   if (!status.ok()) {
     ADD_FAILURE() << status;
     std::abort();

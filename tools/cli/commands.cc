@@ -33,6 +33,7 @@ const std::vector<CommandGroup>& CommandGroups() {
       {"monitor", {"monitors"}, {"create", "list", "report", "reports", "alerts", "ack", "ingest"}},
       {"drift", {}, {}},
       {"auth", {}, {"token"}},
+      {"audit", {}, {"list"}},
       {"completion", {}, {"bash"}},
   };
   return groups;

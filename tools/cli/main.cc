@@ -145,11 +145,14 @@ Monitoring (drift of production data against the training data):
   mlops monitor ingest NAME --file ROWS.csv [--batch 1000]    stream production rows
   mlops monitor alerts [NAME] [--open]; mlops monitor ack ALERT [--by USER]
 
-Authentication (docs/security.md; no server needed):
+Security (docs/security.md; `auth token create` needs no server):
   mlops auth token create --subject S --auth-token-file FILE [--grant PROJECT=viewer|editor|admin]...
                           [--operator] [--expires 2027-06-30T00:00:00Z]
                           appends the token's SHA-256 to the server's token file and prints the
                           token once (it is stored nowhere)
+  mlops audit list [--project P] [--subject S] [--since TIME] [--until TIME] [--max N]
+                          every call of a mutating RPC (who, what, which resource, request id,
+                          result), oldest first; each server's log (an admin's token)
 
 Filters: metrics.acc > 0.9 and params.opt = "adam" and tags.team != "x" and status = "FINISHED"
          (and, or, parentheses, = != < <= > >= in (...) like ilike; see docs/api.md)
@@ -201,6 +204,10 @@ int main(int argc, char** argv) {
       throw UsageError{"unknown command group '" + *word + "'; groups: " + ValidWords("")};
     }
     std::string group = *word;
+    if (found->name == "audit") {
+      TakeCommand("audit", args);
+      return AuditListCommandLine(args, endpoints, output == "json");
+    }
     if (found->name == "auth") {
       TakeCommand("auth", args);
       return AuthTokenCommandLine(args, output == "json");
