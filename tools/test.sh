@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is missing, builds, runs every test with ctest, then
-# builds the unit tests with ASan+UBSan and runs them, then the threaded unit tests with
-# ThreadSanitizer. Exits non-zero on any failure.
+# builds the unit tests and the fuzz targets with clang ASan+UBSan and runs them (each fuzzer
+# replays its corpus and fuzzes 10 s), then the threaded unit tests with ThreadSanitizer. Exits
+# non-zero on any failure.
 #   tools/test.sh            everything
-#   SKIP_ASAN=1 tools/test.sh  skip the ASan+UBSan pass (local iteration only; CI runs it)
+#   SKIP_ASAN=1 tools/test.sh  skip the ASan+UBSan pass and the fuzzers (local iteration only)
+#   SKIP_FUZZ=1 tools/test.sh  skip the fuzz stage (tools/fuzz.sh --seconds 10) after ASan+UBSan
 #   SKIP_TSAN=1 tools/test.sh  skip the ThreadSanitizer pass (local iteration only; CI runs it)
 #   SKIP_E2E=1 tools/test.sh   skip the deployment test on docker/compose.yaml (images, Prometheus)
 #   SKIP_K8S=1 tools/test.sh   skip the Kubernetes stage: a real single-node cluster (tools/k8s),
@@ -58,12 +60,18 @@ if [ "${SKIP_K8S:-0}" != "1" ]; then
 fi
 
 if [ "${SKIP_ASAN:-0}" != "1" ]; then
-  step "ASan+UBSan build of the unit tests"
+  step "clang ASan+UBSan build of the unit tests and the libFuzzer targets"
+  # A build dir that g++ configured (before the fuzzers) cannot switch compilers in place.
+  grep -qs 'CMAKE_CXX_COMPILER:.*clang' build/asan/CMakeCache.txt || rm -rf build/asan
   cmake --preset asan >/dev/null
-  cmake --build --preset asan -j2 --target mlops_unit_tests
+  cmake --build --preset asan -j2 --target mlops_unit_tests mlops_fuzzers
   step "ctest -L unit and threaded (asan preset)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --preset asan -L '^(unit|threaded)$' -j2 --timeout 900
+  if [ "${SKIP_FUZZ:-0}" != "1" ]; then
+    step "fuzz: every seed corpus and regression input replayed, each target fuzzed 10 s (tools/fuzz.sh)"
+    tools/fuzz.sh --seconds 10
+  fi
 fi
 
 if [ "${SKIP_TSAN:-0}" != "1" ]; then

@@ -1,6 +1,7 @@
 #include "services/common/auth.h"
 
 #include <fcntl.h>
+#include <google/protobuf/stubs/common.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <unistd.h>
@@ -84,6 +85,12 @@ absl::StatusOr<TokenEntry> ParseEntry(const YAML::Node& node, size_t index) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       return absl::InvalidArgumentError(where + ": subject has a control character");
     }
+  }
+  // Subjects reach audit entries and logs as proto3 strings (found with the token_file fuzz
+  // target: a subject of invalid UTF-8 did not survive being written back).
+  if (!google::protobuf::internal::IsStructurallyValidUTF8(subject.data(),
+                                                           static_cast<int>(subject.size()))) {
+    return absl::InvalidArgumentError(where + ": subject is not valid UTF-8");
   }
   if (!node["sha256"] || !node["sha256"].IsScalar() || !IsLowerHex64(node["sha256"].Scalar())) {
     return absl::InvalidArgumentError(where +

@@ -15,8 +15,6 @@
 
 namespace mlops::monitoring {
 
-namespace v1 = ::mlops::monitoring::v1;
-
 inline constexpr int kQuantiles = 1000;  // sketch points at i / kQuantiles
 inline constexpr int kBins = 10;         // histogram bins (deciles)
 

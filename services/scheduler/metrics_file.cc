@@ -3,19 +3,26 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
 namespace mlops::scheduler {
 
 absl::StatusOr<std::vector<MetricPoint>> ReadMetricsFile(const std::string& path) {
-  std::vector<MetricPoint> points;
   std::ifstream in(path);
-  if (!in) return points;  // no metrics.json: nothing reported
+  if (!in) return std::vector<MetricPoint>();  // no metrics.json: nothing reported
   std::stringstream text;
   text << in.rdbuf();
+  return ParseMetricsJson(text.str());
+}
+
+absl::StatusOr<std::vector<MetricPoint>> ParseMetricsJson(std::string_view text) {
+  std::vector<MetricPoint> points;
   google::protobuf::Value value;
-  if (!google::protobuf::util::JsonStringToMessage(text.str(), &value).ok()) {
+  if (!google::protobuf::util::JsonStringToMessage(
+           google::protobuf::StringPiece(text.data(), text.size()), &value)
+           .ok()) {
     return absl::InvalidArgumentError("metrics.json: not valid JSON");
   }
   if (value.has_struct_value()) {
@@ -36,9 +43,18 @@ absl::StatusOr<std::vector<MetricPoint>> ReadMetricsFile(const std::string& path
             "metrics.json: list items are {\"key\": ..., \"value\": number, \"step\": n}");
       }
       auto step = fields.find("step");
-      points.push_back(
-          {key->second.string_value(), v->second.number_value(),
-           step == fields.end() ? 0 : static_cast<int64_t>(step->second.number_value())});
+      int64_t step_number = 0;
+      if (step != fields.end()) {
+        // An integer in int64's range: the cast of anything else is undefined (found with the
+        // metrics_json fuzz target: "step": 1e300).
+        double number = step->second.number_value();
+        if (!step->second.has_number_value() || !(std::abs(number) < 9.2e18) ||
+            number != std::trunc(number)) {
+          return absl::InvalidArgumentError("metrics.json: \"step\" is an integer");
+        }
+        step_number = static_cast<int64_t>(number);
+      }
+      points.push_back({key->second.string_value(), v->second.number_value(), step_number});
     }
   } else {
     return absl::InvalidArgumentError("metrics.json: a flat object or a list of points");

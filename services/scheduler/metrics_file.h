@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,8 @@ struct MetricPoint {
 // The points of the file at `path`, in file order; none when there is no file. INVALID_ARGUMENT
 // naming what is wrong when it is not one of the two shapes, or a value is not a number.
 absl::StatusOr<std::vector<MetricPoint>> ReadMetricsFile(const std::string& path);
+// The same for the file's text.
+absl::StatusOr<std::vector<MetricPoint>> ParseMetricsJson(std::string_view text);
 
 // Each key's final value: that of its point with the highest step (the later one among equals).
 std::map<std::string, double> FinalMetrics(const std::vector<MetricPoint>& points);

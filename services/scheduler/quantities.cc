@@ -9,7 +9,8 @@
 namespace mlops::scheduler {
 
 namespace {
-constexpr double kMaxMemoryBytes = 1125899906842624.0;  // 1 Pi
+constexpr double kMaxMemoryBytes = 1125899906842624.0;     // 1 Pi
+constexpr double kMaxDurationMs = 100 * 366 * 86400000.0;  // 100 years
 }  // namespace
 
 bool ParseDuration(std::string_view text, int64_t* ms) {
@@ -43,6 +44,9 @@ bool ParseDuration(std::string_view text, int64_t* ms) {
     } else {
       return false;
     }
+    // Bounded before the cast, which is undefined beyond int64 (found with the quantities
+    // fuzz target: "999999999999d").
+    if (!(value * factor <= kMaxDurationMs - static_cast<double>(total))) return false;
     total += static_cast<int64_t>(value * factor);
   }
   *ms = total;

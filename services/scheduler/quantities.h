@@ -7,7 +7,8 @@
 
 namespace mlops::scheduler {
 
-// "90s", "5m", "1h30m", "250ms", "2" (seconds) -> milliseconds; false when malformed.
+// "90s", "5m", "1h30m", "250ms", "2" (seconds) -> milliseconds; false when malformed or longer
+// than 100 years.
 bool ParseDuration(std::string_view text, int64_t* ms);
 // "500m", "1", "0.5" -> millicores (at most 1,024 cores); false when malformed.
 bool ParseCpu(std::string_view text, int64_t* millis);

@@ -65,6 +65,10 @@ TEST(TokenFileTest, EveryMistakeIsNamed) {
       ParseTokenFile(File("  - subject: \"a\\nb\"\n    sha256: " + std::string(kHash) + "\n"))
           .status(),
       StatusIs(absl::StatusCode::kInvalidArgument, "control character"));
+  EXPECT_THAT(
+      ParseTokenFile(File("  - subject: al\xdc\\ice\n    sha256: " + std::string(kHash) + "\n"))
+          .status(),
+      StatusIs(absl::StatusCode::kInvalidArgument, "not valid UTF-8"));
 }
 
 TEST(TokenFileTest, AppendedEntriesParseBackAndTheFileIsPrivate) {

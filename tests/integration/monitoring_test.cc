@@ -162,8 +162,9 @@ TEST(MonitoringTest, DriftIsExportedAndEveryDashboardMetricExists) {
   scheduler::v1::PipelineRun run;
   ASSERT_TRUE(scheduler->SubmitPipeline(&submit_context, submit, &run).ok());
 
-  auto [code, body] = testing::HttpGet(server.metrics_port(), "/metrics");
-  ASSERT_EQ(code, 200);
+  auto metrics = testing::HttpGet(server.metrics_port(), "/metrics");
+  ASSERT_EQ(metrics.first, 200);
+  const std::string& body = metrics.second;
   auto exported = [&](const std::string& text) { return body.find(text) != std::string::npos; };
   // x moved, city did not: half of the features drifted, which meets the default threshold.
   EXPECT_TRUE(exported("mlops_feature_drift_psi{feature=\"x\",model=\"churn\",monitor=\"churn\"}"));

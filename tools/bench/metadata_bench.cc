@@ -147,7 +147,7 @@ double IngestFloor(const Options& o) {
   auto start = Clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < o.clients; ++c) {
-    threads.emplace_back([&, c] {
+    threads.emplace_back([&] {
       std::string run_id = mlops::NewId();
       std::string key;
       int64_t ts = mlops::NowMs();
