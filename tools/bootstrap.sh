@@ -8,7 +8,7 @@ PACKAGES=(
   protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev libprotoc-dev libabsl-dev
   librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev libcivetweb-dev
   libyaml-cpp-dev libssl-dev libcurl4-openssl-dev zlib1g-dev
-  clang libclang-rt-14-dev libfuzzer-14-dev
+  clang libclang-rt-14-dev libfuzzer-14-dev libjwt-dev
   prometheus clang-format curl openssl procps python3 restic graphviz
 )
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -15,6 +16,7 @@
 #include "services/common/digest.h"
 #include "services/common/logging.h"
 #include "services/common/names.h"
+#include "services/common/status.h"
 
 namespace mlops {
 
@@ -61,23 +63,8 @@ bool IsLowerHex64(std::string_view text) {
   return true;
 }
 
-absl::StatusOr<TokenEntry> ParseEntry(const YAML::Node& node, size_t index) {
-  std::string where = "tokens[" + std::to_string(index) + "]";
-  if (!node.IsMap()) return absl::InvalidArgumentError(where + ": must be a mapping");
-  TokenEntry entry;
-  if (node["subject"] && node["subject"].IsScalar()) {
-    entry.principal.subject = node["subject"].Scalar();
-    where += " (subject " + entry.principal.subject + ")";
-  }
-  for (const auto& item : node) {
-    std::string key = item.first.Scalar();
-    if (key != "subject" && key != "sha256" && key != "grants" && key != "operator" &&
-        key != "expires") {
-      return absl::InvalidArgumentError(where + ": unknown key \"" + key +
-                                        "\" (allowed: subject, sha256, grants, operator, expires)");
-    }
-  }
-  const std::string& subject = entry.principal.subject;
+// A subject: 1 to 256 bytes of UTF-8 without control characters.
+absl::Status ValidateSubject(const std::string& where, std::string_view subject) {
   if (subject.empty() || subject.size() > 256) {
     return absl::InvalidArgumentError(where + ": subject must be 1 to 256 bytes");
   }
@@ -92,12 +79,27 @@ absl::StatusOr<TokenEntry> ParseEntry(const YAML::Node& node, size_t index) {
                                                            static_cast<int>(subject.size()))) {
     return absl::InvalidArgumentError(where + ": subject is not valid UTF-8");
   }
-  if (!node["sha256"] || !node["sha256"].IsScalar() || !IsLowerHex64(node["sha256"].Scalar())) {
-    return absl::InvalidArgumentError(where +
-                                      ": sha256 must be 64 lowercase hex digits (the SHA-256 of "
-                                      "the token, as `mlops auth token create` writes it)");
+  return absl::OkStatus();
+}
+
+// Every key of `node` is one of `allowed` (listed in the error).
+absl::Status CheckKeys(const std::string& where, const YAML::Node& node,
+                       std::initializer_list<std::string_view> allowed) {
+  for (const auto& item : node) {
+    std::string key = item.first.Scalar();
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      std::string names;
+      for (std::string_view name : allowed)
+        names += (names.empty() ? "" : ", ") + std::string(name);
+      return absl::InvalidArgumentError(where + ": unknown key \"" + key + "\" (allowed: " + names +
+                                        ")");
+    }
   }
-  entry.sha256 = node["sha256"].Scalar();
+  return absl::OkStatus();
+}
+
+// `grants` (project -> role) and `operator` of an entry into `principal`.
+absl::Status ParseGrants(const std::string& where, const YAML::Node& node, Principal* principal) {
   if (const YAML::Node& grants = node["grants"]; grants) {
     if (!grants.IsMap()) {
       return absl::InvalidArgumentError(where + ": grants must map projects to roles");
@@ -115,15 +117,35 @@ absl::StatusOr<TokenEntry> ParseEntry(const YAML::Node& node, size_t index) {
         return absl::InvalidArgumentError(where + ": grant on project \"" + project +
                                           "\" must be viewer, editor or admin");
       }
-      entry.principal.grants[project] = role;
+      principal->grants[project] = role;
     }
   }
   if (const YAML::Node& op = node["operator"]; op) {
     if (!op.IsScalar() || (op.Scalar() != "true" && op.Scalar() != "false")) {
       return absl::InvalidArgumentError(where + ": operator must be true or false");
     }
-    entry.principal.is_operator = op.Scalar() == "true";
+    principal->is_operator = op.Scalar() == "true";
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TokenEntry> ParseEntry(const YAML::Node& node, size_t index) {
+  std::string where = "tokens[" + std::to_string(index) + "]";
+  if (!node.IsMap()) return absl::InvalidArgumentError(where + ": must be a mapping");
+  TokenEntry entry;
+  if (node["subject"] && node["subject"].IsScalar()) {
+    entry.principal.subject = node["subject"].Scalar();
+    where += " (subject " + entry.principal.subject + ")";
+  }
+  RETURN_IF_ERROR(CheckKeys(where, node, {"subject", "sha256", "grants", "operator", "expires"}));
+  RETURN_IF_ERROR(ValidateSubject(where, entry.principal.subject));
+  if (!node["sha256"] || !node["sha256"].IsScalar() || !IsLowerHex64(node["sha256"].Scalar())) {
+    return absl::InvalidArgumentError(where +
+                                      ": sha256 must be 64 lowercase hex digits (the SHA-256 of "
+                                      "the token, as `mlops auth token create` writes it)");
+  }
+  entry.sha256 = node["sha256"].Scalar();
+  RETURN_IF_ERROR(ParseGrants(where, node, &entry.principal));
   if (const YAML::Node& expires = node["expires"]; expires) {
     std::string error;
     if (!expires.IsScalar() ||
@@ -136,41 +158,77 @@ absl::StatusOr<TokenEntry> ParseEntry(const YAML::Node& node, size_t index) {
   return entry;
 }
 
+absl::StatusOr<Binding> ParseBinding(const YAML::Node& node, size_t index) {
+  std::string where = "bindings[" + std::to_string(index) + "]";
+  if (!node.IsMap()) return absl::InvalidArgumentError(where + ": must be a mapping");
+  RETURN_IF_ERROR(CheckKeys(where, node, {"subject", "group", "grants", "operator"}));
+  Binding binding;
+  const bool has_subject = node["subject"].IsDefined(), has_group = node["group"].IsDefined();
+  if (has_subject == has_group || !node[has_subject ? "subject" : "group"].IsScalar()) {
+    return absl::InvalidArgumentError(where + ": needs either subject or group");
+  }
+  (has_subject ? binding.subject : binding.group) =
+      node[has_subject ? "subject" : "group"].Scalar();
+  where += has_subject ? " (subject " + binding.subject + ")" : " (group " + binding.group + ")";
+  RETURN_IF_ERROR(ValidateSubject(where, has_subject ? binding.subject : binding.group));
+  RETURN_IF_ERROR(ParseGrants(where, node, &binding.principal));
+  return binding;
+}
+
 }  // namespace
 
-absl::StatusOr<std::vector<TokenEntry>> ParseTokenFile(std::string_view text) {
+namespace {
+
+// A YAML file holding one key, `key`, a list of items each parsed by `parse(node, index)`; errors
+// start with "<what> file: ".
+template <typename Item, typename Parse>
+absl::StatusOr<std::vector<Item>> ParseListFile(std::string_view text, const std::string& what,
+                                                const std::string& key, Parse parse) {
+  const std::string file = what + " file: ";
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(std::string("token file: not YAML: ") + e.what());
+    return absl::InvalidArgumentError(file + "not YAML: " + e.what());
   }
-  std::vector<TokenEntry> entries;
-  if (root.IsNull()) return entries;
-  if (!root.IsMap() || (root.size() != 1 || !root["tokens"])) {
-    return absl::InvalidArgumentError("token file: must be a mapping with one key, tokens");
+  std::vector<Item> items;
+  if (root.IsNull()) return items;
+  if (!root.IsMap() || root.size() != 1 || !root[key]) {
+    return absl::InvalidArgumentError(file + "must be a mapping with one key, " + key);
   }
-  const YAML::Node& tokens = root["tokens"];
-  if (tokens.IsNull()) return entries;
-  if (!tokens.IsSequence()) return absl::InvalidArgumentError("token file: tokens must be a list");
-  std::set<std::string> seen;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    absl::StatusOr<TokenEntry> entry;
+  const YAML::Node& list = root[key];
+  if (list.IsNull()) return items;
+  if (!list.IsSequence()) return absl::InvalidArgumentError(file + key + " must be a list");
+  for (size_t i = 0; i < list.size(); ++i) {
+    absl::StatusOr<Item> item;
     try {
-      entry = ParseEntry(tokens[i], i);
+      item = parse(list[i], i);
     } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError("token file: tokens[" + std::to_string(i) +
-                                        "]: " + e.what());
+      return absl::InvalidArgumentError(file + key + "[" + std::to_string(i) + "]: " + e.what());
     }
-    if (!entry.ok())
-      return absl::InvalidArgumentError("token file: " + std::string(entry.status().message()));
-    if (!seen.insert(entry->sha256).second) {
+    if (!item.ok()) return absl::InvalidArgumentError(file + std::string(item.status().message()));
+    items.push_back(std::move(*item));
+  }
+  return items;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<TokenEntry>> ParseTokenFile(std::string_view text) {
+  ASSIGN_OR_RETURN(std::vector<TokenEntry> entries,
+                   ParseListFile<TokenEntry>(text, "token", "tokens", ParseEntry));
+  std::set<std::string> seen;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (!seen.insert(entries[i].sha256).second) {
       return absl::InvalidArgumentError("token file: tokens[" + std::to_string(i) +
                                         "]: the same sha256 is listed twice");
     }
-    entries.push_back(std::move(*entry));
   }
   return entries;
+}
+
+absl::StatusOr<std::vector<Binding>> ParseBindingsFile(std::string_view text) {
+  return ParseListFile<Binding>(text, "bindings", "bindings", ParseBinding);
 }
 
 std::string FormatTokenEntry(const TokenEntry& entry) {
@@ -203,59 +261,78 @@ std::string NewToken() {
 
 std::string TokenHash(std::string_view token) { return DigestHex(Sha256Of(token)); }
 
+absl::StatusOr<std::string> FileWatch::Read() {
+  // stat before reading: a file replaced in between is read new and seen old, so read again.
+  struct stat st;
+  if (stat(path_.c_str(), &st) != 0)
+    return absl::FailedPreconditionError(path_ + ": cannot read it");
+  std::ifstream in(path_);
+  if (!in) {
+    return absl::FailedPreconditionError(path_ + ": cannot read it");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  seen_ = st;
+  return text.str();
+}
+
+bool FileWatch::Changed() {
+  absl::Time now = absl::Now();
+  if (now - last_check_ < absl::Seconds(1)) return false;
+  last_check_ = now;
+  struct stat st;
+  if (stat(path_.c_str(), &st) != 0) return false;  // a file being replaced: keep what was read
+  return st.st_ino != seen_.st_ino || st.st_size != seen_.st_size ||
+         st.st_mtim.tv_sec != seen_.st_mtim.tv_sec || st.st_mtim.tv_nsec != seen_.st_mtim.tv_nsec;
+}
+
+namespace {
+
+// Loads `file` into `load` (which parses and swaps in), or keeps what was loaded before and logs
+// `event` once per change when the new text does not parse.
+template <typename LoadFn>
+void ReloadIfChanged(FileWatch& file, const char* event, LoadFn load) {
+  if (!file.Changed()) return;
+  if (absl::Status status = load(); !status.ok()) {
+    LogError(
+        event,
+        {{"path", file.path()}, {"error", std::string(status.message())}, {"kept", "previous"}});
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<TokenFileAuthenticator>> TokenFileAuthenticator::Open(
     std::string path) {
   std::unique_ptr<TokenFileAuthenticator> out(new TokenFileAuthenticator(std::move(path)));
-  struct stat st;
-  if (stat(out->path_.c_str(), &st) != 0) {
-    return absl::FailedPreconditionError("token file " + out->path_ + ": cannot read it");
-  }
   std::lock_guard lock(out->mu_);
-  if (absl::Status status = out->Load(st); !status.ok()) return status;
+  if (absl::Status status = out->Load(); !status.ok()) return status;
   return out;
 }
 
-absl::Status TokenFileAuthenticator::Load(const struct stat& st) {
-  std::ifstream in(path_);
-  if (!in) return absl::FailedPreconditionError("token file " + path_ + ": cannot read it");
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<std::vector<TokenEntry>> entries = ParseTokenFile(text.str());
+absl::Status TokenFileAuthenticator::Load() {
+  absl::StatusOr<std::string> text = file_.Read();
+  if (!text.ok())
+    return absl::FailedPreconditionError("token file " + std::string(text.status().message()));
+  absl::StatusOr<std::vector<TokenEntry>> entries = ParseTokenFile(*text);
   if (!entries.ok()) {
-    return absl::InvalidArgumentError(path_ + ": " + std::string(entries.status().message()));
+    return absl::InvalidArgumentError(file_.path() + ": " +
+                                      std::string(entries.status().message()));
   }
   by_hash_.clear();
   for (TokenEntry& entry : *entries) {
     std::string hash = entry.sha256;
     by_hash_.emplace(std::move(hash), std::move(entry));
   }
-  loaded_ = st;
-  LogInfo("token_file_loaded", {{"path", path_}, {"tokens", std::to_string(by_hash_.size())}});
+  LogInfo("token_file_loaded",
+          {{"path", file_.path()}, {"tokens", std::to_string(by_hash_.size())}});
   return absl::OkStatus();
-}
-
-void TokenFileAuthenticator::MaybeReload() {
-  absl::Time now = absl::Now();
-  if (now - last_check_ < absl::Seconds(1)) return;
-  last_check_ = now;
-  struct stat st;
-  if (stat(path_.c_str(), &st) != 0) return;  // a file being replaced: keep what was read
-  if (st.st_ino == loaded_.st_ino && st.st_size == loaded_.st_size &&
-      st.st_mtim.tv_sec == loaded_.st_mtim.tv_sec &&
-      st.st_mtim.tv_nsec == loaded_.st_mtim.tv_nsec) {
-    return;
-  }
-  if (absl::Status status = Load(st); !status.ok()) {
-    loaded_ = st;  // reported once per change
-    LogError("token_file_invalid",
-             {{"path", path_}, {"error", std::string(status.message())}, {"kept", "previous"}});
-  }
 }
 
 absl::StatusOr<Principal> TokenFileAuthenticator::Authenticate(std::string_view token) {
   std::string hash = TokenHash(token);
   std::lock_guard lock(mu_);
-  MaybeReload();
+  ReloadIfChanged(file_, "token_file_invalid", [this] { return Load(); });
   auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) return absl::UnauthenticatedError("unknown bearer token");
   if (absl::Now() >= it->second.expires) {
@@ -264,6 +341,49 @@ absl::StatusOr<Principal> TokenFileAuthenticator::Authenticate(std::string_view 
         absl::FormatTime(absl::RFC3339_sec, it->second.expires, absl::UTCTimeZone()));
   }
   return it->second.principal;
+}
+
+absl::StatusOr<std::unique_ptr<BindingsFile>> BindingsFile::Open(std::string path) {
+  std::unique_ptr<BindingsFile> out(new BindingsFile(std::move(path)));
+  std::lock_guard lock(out->mu_);
+  if (absl::Status status = out->Load(); !status.ok()) return status;
+  return out;
+}
+
+absl::Status BindingsFile::Load() {
+  absl::StatusOr<std::string> text = file_.Read();
+  if (!text.ok()) {
+    return absl::FailedPreconditionError("bindings file " + std::string(text.status().message()));
+  }
+  absl::StatusOr<std::vector<Binding>> bindings = ParseBindingsFile(*text);
+  if (!bindings.ok()) {
+    return absl::InvalidArgumentError(file_.path() + ": " +
+                                      std::string(bindings.status().message()));
+  }
+  bindings_ = std::move(*bindings);
+  LogInfo("bindings_file_loaded",
+          {{"path", file_.path()}, {"bindings", std::to_string(bindings_.size())}});
+  return absl::OkStatus();
+}
+
+Principal BindingsFile::PrincipalOf(const std::string& subject,
+                                    const std::vector<std::string>& groups) {
+  Principal out;
+  out.subject = subject;
+  std::lock_guard lock(mu_);
+  ReloadIfChanged(file_, "bindings_file_invalid", [this] { return Load(); });
+  for (const Binding& binding : bindings_) {
+    bool applies = binding.subject.empty()
+                       ? std::find(groups.begin(), groups.end(), binding.group) != groups.end()
+                       : binding.subject == subject;
+    if (!applies) continue;
+    for (const auto& [project, role] : binding.principal.grants) {
+      Role& held = out.grants[project];
+      if (role > held) held = role;
+    }
+    out.is_operator = out.is_operator || binding.principal.is_operator;
+  }
+  return out;
 }
 
 absl::Status AppendTokenEntry(const std::string& path, const TokenEntry& entry) {

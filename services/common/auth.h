@@ -55,6 +55,25 @@ struct TokenEntry {
   absl::Time expires = absl::InfiniteFuture();
 };
 
+// A grant to callers authenticated by other means than a token file (JWTs: OIDC users, Kubernetes
+// service accounts): by their subject (the JWT's `sub`) or by a group they are in (its groups
+// claim). Written in a bindings file:
+//
+//   bindings:
+//     - subject: system:serviceaccount:ml:trainer      # a Kubernetes service account
+//       grants: {default: editor}
+//     - group: ml-platform                             # everyone in this OIDC group
+//       grants: {"*": admin}
+//       operator: true
+struct Binding {
+  std::string subject;  // exactly one of subject and group
+  std::string group;
+  Principal principal;  // grants and operator (subject unused)
+};
+// INVALID_ARGUMENT naming the binding at fault (neither or both of subject and group, an unknown
+// key or role, a project that breaks the identifier rule).
+absl::StatusOr<std::vector<Binding>> ParseBindingsFile(std::string_view text);
+
 // Parses a token file. INVALID_ARGUMENT naming the entry (by its index and subject) at fault:
 // a missing subject, a sha256 that is not 64 lowercase hex digits, an unknown role or key, a
 // project name that breaks the identifier rule, an unparsable expiry, a hash listed twice.
@@ -66,6 +85,24 @@ std::string FormatTokenEntry(const TokenEntry& entry);
 std::string NewToken();
 // Lowercase hex of SHA-256(token), the form a token file stores.
 std::string TokenHash(std::string_view token);
+
+// A small configuration file read again when it changes (its size, mtime or inode), checked at
+// most once a second, so that edits apply without a restart. Not thread-safe: callers lock.
+class FileWatch {
+ public:
+  explicit FileWatch(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  // The file's text; FAILED_PRECONDITION when it cannot be read. What was read counts as seen.
+  absl::StatusOr<std::string> Read();
+  // True when a second has passed since the last check and the file differs from what was last
+  // read (a file being replaced, briefly missing, is not a change).
+  bool Changed();
+
+ private:
+  const std::string path_;
+  struct stat seen_ = {};
+  absl::Time last_check_ = absl::InfinitePast();
+};
 
 // Verifies bearer tokens; implementations are thread-safe.
 class Authenticator {
@@ -85,15 +122,30 @@ class TokenFileAuthenticator : public Authenticator {
   absl::StatusOr<Principal> Authenticate(std::string_view token) override;
 
  private:
-  explicit TokenFileAuthenticator(std::string path) : path_(std::move(path)) {}
-  absl::Status Load(const struct stat& st);
-  void MaybeReload();
+  explicit TokenFileAuthenticator(std::string path) : file_(std::move(path)) {}
+  absl::Status Load();
 
-  const std::string path_;
   std::mutex mu_;
+  FileWatch file_;
   std::map<std::string, TokenEntry, std::less<>> by_hash_;
-  struct stat loaded_ = {};
-  absl::Time last_check_ = absl::InfinitePast();
+};
+
+// The bindings of a bindings file, re-read when it changes as a token file is.
+class BindingsFile {
+ public:
+  // FAILED_PRECONDITION when the file cannot be read, INVALID_ARGUMENT when it does not parse.
+  static absl::StatusOr<std::unique_ptr<BindingsFile>> Open(std::string path);
+  // The principal `subject` is, in the given groups: the highest role of every binding that names
+  // the subject or one of the groups, per project; operator when any of them is.
+  Principal PrincipalOf(const std::string& subject, const std::vector<std::string>& groups);
+
+ private:
+  explicit BindingsFile(std::string path) : file_(std::move(path)) {}
+  absl::Status Load();
+
+  std::mutex mu_;
+  FileWatch file_;
+  std::vector<Binding> bindings_;
 };
 
 // Appends `entry` to the token file at `path` (created 0600 with a header when missing), then

@@ -1,11 +1,15 @@
 #include "services/common/rpc_guard.h"
 
+#include <google/protobuf/descriptor.h>
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <unordered_map>
 #include <vector>
+
+#include "absl/strings/str_format.h"
 
 namespace mlops {
 
@@ -209,18 +213,32 @@ RpcGuard::RpcGuard(prometheus::Registry& registry, Options options)
       refused_(&prometheus::BuildCounter()
                     .Name("mlops_rpc_refused_total")
                     .Help("RPCs refused by the guard before they ran, by method and code "
-                          "(UNAUTHENTICATED, PERMISSION_DENIED)")
+                          "(UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED)")
                     .Register(registry)) {}
 
 grpc::Status RpcGuard::Admit(const grpc::ServerContextBase& context, std::string_view method,
                              const google::protobuf::Message* request, Principal* principal) {
   const MethodAccess* access = FindMethodAccess(method);
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("authorization");
+  // The server's own in-process calls carry its internal token (with authentication off too, so
+  // that they are told apart from callers: exempt from limits, audited as themselves).
+  const std::string& internal = options_.internal_token;
+  std::string_view presented = it == metadata.end()
+                                   ? std::string_view()
+                                   : std::string_view(it->second.data(), it->second.size());
+  if (!internal.empty() && presented.size() == internal.size() + 7 &&
+      presented.starts_with("Bearer ") &&
+      CRYPTO_memcmp(presented.data() + 7, internal.data(), internal.size()) == 0) {
+    principal->subject = "mlops-internal";
+    principal->is_operator = true;
+    principal->grants = {{std::string(kEveryProject), Role::kAdmin}};
+    return grpc::Status::OK;
+  }
   if (!options_.authenticator) {
     principal->subject = "anonymous";
     return grpc::Status::OK;
   }
-  const auto& metadata = context.client_metadata();
-  auto it = metadata.find("authorization");
   if (it == metadata.end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "this server requires a bearer token (metadata authorization: Bearer "
@@ -233,14 +251,6 @@ grpc::Status RpcGuard::Admit(const grpc::ServerContextBase& context, std::string
                         "the authorization metadata must be \"Bearer <token>\"");
   }
   std::string_view token = value.substr(kBearer.size());
-  const std::string& internal = options_.internal_token;
-  if (!internal.empty() && token.size() == internal.size() &&
-      CRYPTO_memcmp(token.data(), internal.data(), token.size()) == 0) {
-    principal->subject = "mlops-internal";
-    principal->is_operator = true;
-    principal->grants = {{std::string(kEveryProject), Role::kAdmin}};
-    return grpc::Status::OK;
-  }
   absl::StatusOr<Principal> authenticated = options_.authenticator->Authenticate(token);
   if (!authenticated.ok()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
@@ -275,9 +285,127 @@ grpc::Status RpcGuard::Admit(const grpc::ServerContextBase& context, std::string
   return denied("an access the table does not define");
 }
 
+namespace {
+
+// True for methods with a client or server stream, from the generated descriptors.
+bool IsStreaming(std::string_view method) {
+  static const auto* streaming = [] {
+    auto* out = new std::unordered_map<std::string_view, bool>();
+    for (const MethodAccess& entry : AccessTable()) {
+      std::string name(entry.method.substr(1));  // "/pkg.Service/Method" -> "pkg.Service.Method"
+      std::replace(name.begin(), name.end(), '/', '.');
+      const auto* descriptor =
+          google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(name);
+      (*out)[entry.method] = descriptor != nullptr &&
+                             (descriptor->client_streaming() || descriptor->server_streaming());
+    }
+    return out;
+  }();
+  auto it = streaming->find(method);
+  return it != streaming->end() && it->second;
+}
+
+class StreamSlotInterceptor : public grpc::experimental::Interceptor {
+ public:
+  StreamSlotInterceptor(RpcGuard* guard, const grpc::ServerContextBase* context)
+      : guard_(guard), context_(context) {}
+  ~StreamSlotInterceptor() override { guard_->ReleaseStream(context_); }
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    methods->Proceed();
+  }
+
+ private:
+  RpcGuard* guard_;
+  const grpc::ServerContextBase* context_;
+};
+
+class StreamSlotInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit StreamSlotInterceptorFactory(RpcGuard* guard) : guard_(guard) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new StreamSlotInterceptor(guard_, info->server_context());
+  }
+
+ private:
+  RpcGuard* guard_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeStreamSlotInterceptorFactory(RpcGuard* guard) {
+  return std::make_unique<StreamSlotInterceptorFactory>(guard);
+}
+
+grpc::Status RpcGuard::Limit(grpc::ServerContextBase* context, std::string_view method,
+                             const std::string& subject) {
+  const bool stream = options_.max_streams > 0 && IsStreaming(method);
+  if ((options_.calls_per_second <= 0 && !stream) || subject == "mlops-internal") {
+    return grpc::Status::OK;
+  }
+  const double burst =
+      options_.burst > 0 ? options_.burst : std::max(1.0, 2 * options_.calls_per_second);
+  const absl::Time now = absl::Now();
+  std::lock_guard lock(limits_mu_);
+  if (limits_.size() > 100000) {
+    // Forget subjects at rest (a full bucket, no stream open): they would start full anyway.
+    for (auto it = limits_.begin(); it != limits_.end();) {
+      bool full = it->second.tokens + absl::ToDoubleSeconds(now - it->second.refilled) *
+                                          options_.calls_per_second >=
+                  burst;
+      it = full && it->second.streams == 0 ? limits_.erase(it) : std::next(it);
+    }
+  }
+  auto [it, fresh] = limits_.try_emplace(subject);
+  SubjectLimits& limits = it->second;
+  if (fresh) {
+    limits.tokens = burst;
+    limits.refilled = now;
+  }
+  if (options_.calls_per_second > 0) {
+    limits.tokens = std::min(burst, limits.tokens + absl::ToDoubleSeconds(now - limits.refilled) *
+                                                        options_.calls_per_second);
+    limits.refilled = now;
+    if (limits.tokens < 1) {
+      int64_t wait_ms =
+          static_cast<int64_t>(std::ceil((1 - limits.tokens) / options_.calls_per_second * 1000));
+      context->AddTrailingMetadata("retry-after-ms", std::to_string(wait_ms));
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrFormat("%s is over its rate limit of %g calls/s (burst %g): "
+                                          "retry in %d ms",
+                                          subject, options_.calls_per_second, burst, wait_ms));
+    }
+  }
+  if (stream) {
+    if (limits.streams >= options_.max_streams) {
+      context->AddTrailingMetadata("retry-after-ms", "1000");
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrFormat("%s has %d streams open, the most one subject may: "
+                                          "retry when one ends",
+                                          subject, limits.streams));
+    }
+    ++limits.streams;
+    open_streams_[context] = subject;
+  }
+  if (options_.calls_per_second > 0) limits.tokens -= 1;
+  return grpc::Status::OK;
+}
+
+void RpcGuard::ReleaseStream(const grpc::ServerContextBase* context) {
+  std::lock_guard lock(limits_mu_);
+  auto it = open_streams_.find(context);
+  if (it == open_streams_.end()) return;
+  if (auto subject = limits_.find(it->second); subject != limits_.end()) {
+    --subject->second.streams;
+  }
+  open_streams_.erase(it);
+}
+
 RpcGuard::Call::Call(RpcGuard* guard, grpc::ServerContextBase* context, const char* method,
                      const google::protobuf::Message* request) {
   refusal_ = guard->Admit(*context, method, request, &principal_);
+  if (refusal_.ok()) refusal_ = guard->Limit(context, method, principal_.subject);
   t_call_subject = principal_.subject;
   if (const MethodAccess* access = FindMethodAccess(method);
       access == nullptr || access->mutation) {
@@ -285,11 +413,12 @@ RpcGuard::Call::Call(RpcGuard* guard, grpc::ServerContextBase* context, const ch
                                     RequestResource(request)});
   }
   if (!refusal_.ok()) {
+    const grpc::StatusCode code = refusal_.error_code();
     guard->refused_
         ->Add({{"method", method},
-               {"code", refusal_.error_code() == grpc::StatusCode::UNAUTHENTICATED
-                            ? "UNAUTHENTICATED"
-                            : "PERMISSION_DENIED"}})
+               {"code", code == grpc::StatusCode::UNAUTHENTICATED      ? "UNAUTHENTICATED"
+                        : code == grpc::StatusCode::RESOURCE_EXHAUSTED ? "RESOURCE_EXHAUSTED"
+                                                                       : "PERMISSION_DENIED"}})
         .Increment();
   }
 }

@@ -11,6 +11,7 @@
 
 #include <google/protobuf/message.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 
@@ -23,6 +24,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "absl/time/time.h"
 #include "services/common/auth.h"
 
 namespace mlops {
@@ -66,6 +68,13 @@ class RpcGuard {
     // Calls carrying this token are this process's own (in-process channels): subject
     // "mlops-internal", every role. Empty: none.
     std::string internal_token;
+    // Per-subject limits (docs/security.md, "Limits"), 0 for none; the internal subject is exempt.
+    // Calls are admitted from a token bucket refilled at `calls_per_second`, holding `burst`
+    // (0: twice the rate, at least 1); streaming calls open at once are at most `max_streams`.
+    // Beyond either: RESOURCE_EXHAUSTED, with a retry hint (trailing metadata retry-after-ms).
+    double calls_per_second = 0;
+    double burst = 0;
+    int max_streams = 0;
   };
   RpcGuard(prometheus::Registry& registry, Options options);
 
@@ -88,6 +97,9 @@ class RpcGuard {
     Principal principal_;
   };
 
+  // Ends the stream `context` holds a slot for (its call is over); nothing when it holds none.
+  void ReleaseStream(const grpc::ServerContextBase* context);
+
   // The record of a call of a mutating method (or of one missing from the table), kept from its
   // admission (or refusal) until the audit interceptor takes it when the status is sent.
   std::optional<CallRecord> TakeCallRecord(const grpc::ServerContextBase* context);
@@ -100,12 +112,29 @@ class RpcGuard {
 
  private:
   void KeepCallRecord(const grpc::ServerContextBase* context, CallRecord record);
+  // OK, or RESOURCE_EXHAUSTED when `subject` is over its rate or stream limit (then the hint is
+  // set on `context`).
+  grpc::Status Limit(grpc::ServerContextBase* context, std::string_view method,
+                     const std::string& subject);
 
   Options options_;
   prometheus::Family<prometheus::Counter>* refused_;
   std::mutex records_mu_;
   std::unordered_map<const grpc::ServerContextBase*, CallRecord> records_;
+  struct SubjectLimits {
+    double tokens = 0;
+    absl::Time refilled;
+    int streams = 0;
+  };
+  std::mutex limits_mu_;
+  std::unordered_map<std::string, SubjectLimits> limits_;
+  std::unordered_map<const grpc::ServerContextBase*, std::string> open_streams_;
 };
+
+// Releases each call's stream slot when the call is over (its interceptors are destroyed then,
+// whichever API served it and however it ended).
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeStreamSlotInterceptorFactory(RpcGuard* guard);
 
 // For generated guarded services (`<file>.guard.pb.h`).
 namespace guard_internal {

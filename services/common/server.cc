@@ -22,11 +22,12 @@
 #include "mlops/audit/v1/audit.guard.pb.h"
 #include "services/common/audit_log.h"
 #include "services/common/logging.h"
+#include "services/common/oidc.h"
 #include "services/common/request_errors.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address the gRPC and HTTP servers bind to. Beyond loopback it needs authentication "
-          "(--auth_token_file) or --insecure_allow_unauthenticated.");
+          "(--auth_token_file or --oidc_jwks) or --insecure_allow_unauthenticated.");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
 ABSL_FLAG(std::string, advertise_host, "",
           "The host name steps and peers reach this server by (in Kubernetes, its Service's DNS "
@@ -54,6 +55,34 @@ ABSL_FLAG(bool, log_rpcs, false,
 ABSL_FLAG(std::string, auth_token_file, "",
           "Token file (docs/security.md): bearer tokens as SHA-256 hashes with subjects and "
           "grants; re-read when it changes. Set: every RPC needs a token the table allows.");
+ABSL_FLAG(std::string, oidc_jwks, "",
+          "JWKS file or http(s) URL (an OIDC provider's jwks_uri, or the Kubernetes API server's "
+          "/openid/v1/jwks): accept JWT bearer tokens signed by its keys (RS256, ES256); a file "
+          "is re-read when it changes, a URL fetched every --oidc_jwks_refresh_s. Needs "
+          "--oidc_issuer, --oidc_audience and --auth_bindings_file.");
+ABSL_FLAG(std::string, oidc_jwks_ca, "",
+          "PEM CA bundle trusted when --oidc_jwks is an https URL (default: the system's).");
+ABSL_FLAG(std::string, oidc_jwks_token_file, "",
+          "Bearer token sent when fetching --oidc_jwks (in a pod: its service-account token, for "
+          "https://kubernetes.default.svc/openid/v1/jwks).");
+ABSL_FLAG(int, oidc_jwks_refresh_s, 300, "Seconds between fetches of a --oidc_jwks URL.");
+ABSL_FLAG(std::string, oidc_issuer, "", "The iss claim every JWT must carry.");
+ABSL_FLAG(std::string, oidc_audience, "", "The aud claim every JWT must carry (or contain).");
+ABSL_FLAG(int, oidc_clock_skew_s, 60, "Seconds of clock skew allowed on exp and nbf.");
+ABSL_FLAG(std::string, oidc_groups_claim, "groups",
+          "The claim listing a JWT subject's groups (bindings may name groups).");
+ABSL_FLAG(std::string, auth_bindings_file, "",
+          "Bindings file (docs/security.md): the grants of JWT subjects and groups; re-read "
+          "when it changes.");
+ABSL_FLAG(double, rate_limit_per_subject, 0,
+          "Calls per second each subject may make (a token bucket; 0: unlimited). Beyond it: "
+          "RESOURCE_EXHAUSTED with a retry-after-ms hint. The server's own calls are exempt.");
+ABSL_FLAG(double, rate_limit_burst, 0,
+          "Calls a subject may make at once before --rate_limit_per_subject applies (0: twice "
+          "the rate).");
+ABSL_FLAG(int, max_streams_per_subject, 0,
+          "Streaming calls (log follows, uploads, downloads, batches) one subject may have open "
+          "at once (0: unlimited).");
 ABSL_FLAG(bool, insecure_allow_unauthenticated, false,
           "Listen beyond loopback with authentication off (anyone who reaches the port may do "
           "anything). Logged as a warning.");
@@ -145,16 +174,54 @@ ServerConfig ServerConfig::FromFlags() {
   config.tls_reload_s = std::max(1, absl::GetFlag(FLAGS_tls_reload_s));
   config.peer_ca = absl::GetFlag(FLAGS_peer_ca);
   config.identity_token_file = absl::GetFlag(FLAGS_identity_token_file);
+  config.rate_limit_per_subject = std::max(0.0, absl::GetFlag(FLAGS_rate_limit_per_subject));
+  config.rate_limit_burst = std::max(0.0, absl::GetFlag(FLAGS_rate_limit_burst));
+  config.max_streams_per_subject = std::max(0, absl::GetFlag(FLAGS_max_streams_per_subject));
   return config;
 }
 
 absl::Status ServerConfig::ApplySecurityFlags() {
   std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  std::shared_ptr<Authenticator> tokens, jwts;
   if (!token_file.empty()) {
-    absl::StatusOr<std::unique_ptr<TokenFileAuthenticator>> tokens =
+    absl::StatusOr<std::unique_ptr<TokenFileAuthenticator>> opened =
         TokenFileAuthenticator::Open(token_file);
-    if (!tokens.ok()) return tokens.status();
-    authenticator = std::move(*tokens);
+    if (!opened.ok()) return opened.status();
+    tokens = std::move(*opened);
+  }
+  std::string jwks = absl::GetFlag(FLAGS_oidc_jwks);
+  std::string bindings_file = absl::GetFlag(FLAGS_auth_bindings_file);
+  if (!jwks.empty()) {
+    if (bindings_file.empty()) {
+      return absl::FailedPreconditionError(
+          "--oidc_jwks needs --auth_bindings_file: the grants of JWT subjects and groups");
+    }
+    if (absl::GetFlag(FLAGS_oidc_issuer).empty() || absl::GetFlag(FLAGS_oidc_audience).empty()) {
+      return absl::FailedPreconditionError("--oidc_jwks needs --oidc_issuer and --oidc_audience");
+    }
+    absl::StatusOr<std::unique_ptr<BindingsFile>> bindings = BindingsFile::Open(bindings_file);
+    if (!bindings.ok()) return bindings.status();
+    JwtOptions options;
+    options.issuer = absl::GetFlag(FLAGS_oidc_issuer);
+    options.audience = absl::GetFlag(FLAGS_oidc_audience);
+    options.clock_skew = absl::Seconds(std::max(0, absl::GetFlag(FLAGS_oidc_clock_skew_s)));
+    options.groups_claim = absl::GetFlag(FLAGS_oidc_groups_claim);
+    JwksFetchOptions fetch;
+    fetch.ca_file = absl::GetFlag(FLAGS_oidc_jwks_ca);
+    fetch.bearer_token_file = absl::GetFlag(FLAGS_oidc_jwks_token_file);
+    fetch.refresh = absl::Seconds(std::max(1, absl::GetFlag(FLAGS_oidc_jwks_refresh_s)));
+    absl::StatusOr<std::unique_ptr<JwtAuthenticator>> opened =
+        JwtAuthenticator::Open(jwks, std::move(options), std::move(*bindings), std::move(fetch));
+    if (!opened.ok()) return opened.status();
+    jwts = std::move(*opened);
+  } else if (!bindings_file.empty()) {
+    return absl::FailedPreconditionError(
+        "--auth_bindings_file grants JWT subjects: it needs --oidc_jwks");
+  }
+  if (jwts != nullptr) {
+    authenticator = std::make_shared<ChainAuthenticator>(tokens, jwts);
+  } else {
+    authenticator = tokens;
   }
   if (tls_cert.empty() != tls_key.empty()) {
     return absl::FailedPreconditionError("--tls_cert and --tls_key go together");
@@ -171,7 +238,8 @@ absl::Status ServerConfig::ApplySecurityFlags() {
     if (!insecure_allow_unauthenticated) {
       return absl::FailedPreconditionError(
           "--host " + host +
-          " listens beyond loopback but authentication is off: set --auth_token_file (see "
+          " listens beyond loopback but authentication is off: set --auth_token_file or "
+          "--oidc_jwks (see "
           "docs/security.md), or accept that anyone reaching the port may do anything with "
           "--insecure_allow_unauthenticated");
     }
@@ -246,7 +314,10 @@ ServiceHost::ServiceHost(ServerConfig config)
   rpc_metrics_->set_log_rpcs(config_.log_rpcs);
   RpcGuard::Options guard_options;
   guard_options.authenticator = config_.authenticator;
-  if (config_.authenticator != nullptr) guard_options.internal_token = NewToken();
+  guard_options.internal_token = NewToken();
+  guard_options.calls_per_second = config_.rate_limit_per_subject;
+  guard_options.burst = config_.rate_limit_burst;
+  guard_options.max_streams = config_.max_streams_per_subject;
   guard_ = std::make_unique<RpcGuard>(*registry_, std::move(guard_options));
   if (!config_.identity_token_file.empty()) {
     absl::StatusOr<std::shared_ptr<FileTokenSource>> source =
@@ -312,6 +383,7 @@ absl::Status ServiceHost::Start() {
   factories.push_back(MakeBadRequestInterceptorFactory());
   factories.push_back(MakeRpcMetricsInterceptorFactory(rpc_metrics_.get()));
   factories.push_back(MakeAuditInterceptorFactory(guard_.get(), audit_log_.get()));
+  factories.push_back(MakeStreamSlotInterceptorFactory(guard_.get()));
   builder.experimental().SetInterceptorCreators(std::move(factories));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {

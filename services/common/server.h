@@ -70,6 +70,10 @@ struct ServerConfig {
   // certificate), and the bearer token of `identity_token_file`.
   std::string peer_ca;
   std::string identity_token_file;
+  // Per-subject limits of the guard (RpcGuard::Options), 0 for none.
+  double rate_limit_per_subject = 0;
+  double rate_limit_burst = 0;
+  int max_streams_per_subject = 0;
   // The config given by the common flags (without the authenticator: see ApplySecurityFlags).
   static ServerConfig FromFlags();
   // Opens --auth_token_file; INVALID_ARGUMENT/FAILED_PRECONDITION when it cannot, and

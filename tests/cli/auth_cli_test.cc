@@ -2,10 +2,13 @@
 // file a real mlops-server reads; the CLI presents tokens (MLOPS_TOKEN, --token-file) and each is
 // held to its role; the server's own in-process calls (a pipeline's steps recorded in metadata,
 // outputs stored in artifact) pass; a server listening beyond loopback needs authentication or
-// --insecure_allow_unauthenticated.
+// --insecure_allow_unauthenticated; JWTs signed by a JWKS's keys authenticate with the grants of a
+// bindings file.
 #include <fstream>
 #include <sstream>
 
+#include "absl/time/clock.h"
+#include "tests/testing/jwt_testing.h"
 #include "tests/testing/testing.h"
 
 namespace mlops {
@@ -163,6 +166,77 @@ TEST_F(AuthCliTest, BeyondLoopbackTheServerNeedsAuthenticationOrTheInsecureFlag)
                                        "--auth_token_file=" + dir_.path() + "/nope"});
   EXPECT_EQ(bad_file.exit_code, 2);
   EXPECT_THAT(bad_file.err, HasSubstr("cannot read"));
+}
+
+TEST_F(AuthCliTest, JwtsSignedByTheJwksKeysAuthenticateTheCliWithTheirBindings) {
+  testing::TestKey key = testing::MakeKey("RSA", "k1");
+  std::string jwks = dir_.path() + "/jwks.json", bindings = dir_.path() + "/bindings.yaml";
+  std::ofstream(jwks) << testing::Jwks({key.jwk});
+  std::ofstream(bindings) << "bindings:\n"
+                             "  - subject: system:serviceaccount:ml:trainer\n"
+                             "    grants: {default: editor}\n"
+                             "  - group: readers\n"
+                             "    grants: {default: viewer}\n"
+                             "  - group: auditors\n"
+                             "    grants: {default: admin}\n";
+  const std::string issuer = "https://kubernetes.default.svc.cluster.local";
+  auto jwt = [&](const std::string& sub, const std::string& extra) {
+    return testing::Sign(R"({"iss": ")" + issuer + R"(", "aud": ["mlops"], "sub": ")" + sub +
+                             R"(", "exp": )" +
+                             std::to_string(absl::ToUnixSeconds(absl::Now()) + 600) + extra + "}",
+                         key, "k1");
+  };
+  const std::vector<std::string> oidc = {"--oidc_jwks=" + jwks, "--oidc_issuer=" + issuer,
+                                         "--oidc_audience=mlops"};
+  // Misconfigurations stop the server at once, naming the missing flag.
+  for (const auto& [extra, error] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--oidc_jwks=" + jwks, "--oidc_audience=mlops", "--auth_bindings_file=" + bindings},
+            "--oidc_issuer"},
+           {oidc, "--auth_bindings_file"},
+           {{"--auth_bindings_file=" + bindings}, "needs --oidc_jwks"}}) {
+    std::vector<std::string> argv = {MLOPS_SERVER_BIN, "--port=0", "--metrics_port=-1",
+                                     "--data_dir=" + dir_.path() + "/x"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto refused = testing::RunCommand(argv);
+    EXPECT_EQ(refused.exit_code, 2) << error;
+    EXPECT_THAT(refused.err, HasSubstr(error));
+  }
+  // JWT authentication alone is authentication: the server may listen beyond loopback.
+  std::vector<std::string> flags = oidc;
+  flags.push_back("--auth_bindings_file=" + bindings);
+  flags.push_back("--host=0.0.0.0");
+  testing::ChildServer server(MLOPS_SERVER_BIN, dir_.path() + "/data", flags);
+  server.Start();
+  std::string trainer = jwt("system:serviceaccount:ml:trainer", "");
+  auto created =
+      Mlops(server.address(), {"experiments", "create", "jwt-made"}, {"MLOPS_TOKEN=" + trainer});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  std::string reader = jwt("rita", R"(, "groups": ["readers"])");
+  auto listed = Mlops(server.address(), {"experiments", "list"}, {"MLOPS_TOKEN=" + reader});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("jwt-made"));
+  auto denied =
+      Mlops(server.address(), {"experiments", "create", "nope"}, {"MLOPS_TOKEN=" + reader});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(denied.err, HasSubstr("rita may not call"));
+  testing::TestKey stranger = testing::MakeKey("RSA", "k1");
+  auto forged = Mlops(
+      server.address(), {"experiments", "list"},
+      {"MLOPS_TOKEN=" +
+       testing::Sign(
+           R"({"iss": ")" + issuer +
+               R"(", "aud": "mlops", "sub": "system:serviceaccount:ml:trainer", "exp": 4102444800})",
+           stranger, "k1")});
+  EXPECT_EQ(forged.exit_code, 1);
+  EXPECT_THAT(forged.err, HasSubstr("UNAUTHENTICATED"));
+  EXPECT_THAT(forged.err, HasSubstr("signature does not verify"));
+  // The audit log names the JWT's subject.
+  auto audit = Mlops(server.address(), {"audit", "list"},
+                     {"MLOPS_TOKEN=" + jwt("ada", R"(, "groups": ["auditors"])")});
+  ASSERT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, HasSubstr("system:serviceaccount:ml:trainer"));
+  EXPECT_THAT(audit.out, HasSubstr("CreateExperiment"));
 }
 
 }  // namespace

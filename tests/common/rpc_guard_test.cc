@@ -1,7 +1,7 @@
 // The guard in front of every RPC, on a real server hosting all four services with token
 // authentication on: the access table covers every method of every service descriptor, no token
 // is UNAUTHENTICATED everywhere, each role is held to the table on every method, a refused write
-// stores nothing, the token file reloads without a restart.
+// stores nothing, the token file reloads without a restart, per-subject rate and stream limits.
 #include "services/common/rpc_guard.h"
 
 #include <google/protobuf/descriptor.h>
@@ -417,6 +417,111 @@ TEST(TokenFileReloadTest, AddedAndRevokedTokensApplyWithoutARestart) {
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   EXPECT_EQ(list(second), grpc::StatusCode::OK);
   EXPECT_EQ(list(first), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// Per-subject limits: a token bucket of calls and a cap on open streams, each subject on its own,
+// the refusal RESOURCE_EXHAUSTED with a retry hint, counted; the server's own calls exempt.
+TEST(LimitTest, EachSubjectHasItsOwnRateLimit) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/tokens.yaml";
+  std::string alice = testing::AddToken(path, "alice", Role::kEditor);
+  std::string bob = testing::AddToken(path, "bob", Role::kEditor);
+  auto authenticator = TokenFileAuthenticator::Open(path);
+  ASSERT_OK(authenticator.status());
+  ServerConfig config;
+  config.authenticator = std::move(*authenticator);
+  config.metrics_port = 0;
+  config.rate_limit_per_subject = 2;  // a call every 500 ms
+  config.rate_limit_burst = 3;
+  testing::InProcessServer server({metadata::OpenMetadataComponent}, config);
+  auto channel = server.NewChannel();
+  auto list = [&](const std::string& token) {
+    return testing::RawUnaryCall(channel, "/mlops.metadata.v1.MetadataService/ListExperiments", "",
+                                 {{"authorization", "Bearer " + token}})
+        .first;
+  };
+  // The burst, then refusals naming the rate and when to retry; bob is not held back by alice.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(list(alice).ok()) << i;
+  grpc::Status refused = list(alice);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(
+      refused.error_message(),
+      ::testing::HasSubstr("alice is over its rate limit of 2 calls/s (burst 3): retry in"));
+  EXPECT_TRUE(list(bob).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_TRUE(list(alice).ok());  // refilled
+  EXPECT_EQ(list(alice).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  // The hint travels as trailing metadata too.
+  md::MetadataService::Stub stub(channel);
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + alice);
+    md::ListExperimentsResponse response;
+    grpc::Status status = stub.ListExperiments(&context, {}, &response);
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    auto hint = context.GetServerTrailingMetadata().find("retry-after-ms");
+    ASSERT_NE(hint, context.GetServerTrailingMetadata().end());
+    int wait_ms = std::stoi(std::string(hint->second.data(), hint->second.size()));
+    EXPECT_GT(wait_ms, 0);
+    EXPECT_LE(wait_ms, 500);
+  }
+
+  std::string metrics = testing::HttpGet(server.metrics_port(), "/metrics").second;
+  EXPECT_THAT(metrics,
+              ::testing::HasSubstr("mlops_rpc_refused_total{code=\"RESOURCE_EXHAUSTED\",method=\"/"
+                                   "mlops.metadata.v1.MetadataService/ListExperiments\"}"));
+}
+
+TEST(LimitTest, OneSubjectHasAtMostItsStreamsOpen) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/tokens.yaml";
+  std::string bob = testing::AddToken(path, "bob", Role::kEditor);
+  auto authenticator = TokenFileAuthenticator::Open(path);
+  ASSERT_OK(authenticator.status());
+  ServerConfig config;
+  config.authenticator = std::move(*authenticator);
+  config.max_streams_per_subject = 1;
+  testing::InProcessServer server({metadata::OpenMetadataComponent}, config);
+  md::MetadataService::Stub stub(server.NewChannel());
+  auto stream = [&](grpc::ClientContext* context, md::LogStreamResponse* response) {
+    context->AddMetadata("authorization", "Bearer " + bob);
+    return stub.LogStream(context, response);
+  };
+  auto one_more = [&] {
+    grpc::ClientContext context;
+    md::LogStreamResponse response;
+    auto call = stream(&context, &response);
+    call->WritesDone();
+    return call->Finish();
+  };
+  // While bob's first LogStream is open (the server reads it until the client is done), another
+  // is refused; the first is open once a second one is refused for that reason.
+  grpc::ClientContext first_context;
+  md::LogStreamResponse first_response;
+  auto first = stream(&first_context, &first_response);
+  grpc::Status second;
+  for (int i = 0; i < 50; ++i) {
+    second = one_more();
+    if (second.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(second.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(second.error_message(), ::testing::HasSubstr("bob has 1 streams open"));
+  // Unary calls are not streams: still admitted.
+  grpc::ClientContext list_context;
+  list_context.AddMetadata("authorization", "Bearer " + bob);
+  md::ListExperimentsResponse listed;
+  EXPECT_TRUE(stub.ListExperiments(&list_context, {}, &listed).ok());
+  first->WritesDone();
+  EXPECT_TRUE(first->Finish().ok());
+  grpc::Status after;
+  for (int i = 0; i < 50; ++i) {  // the slot is released as the first call is torn down
+    after = one_more();
+    if (after.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(after.ok()) << after.error_message();
 }
 
 }  // namespace

@@ -16,12 +16,7 @@ namespace {
 TEST(TokenFileThreadsTest, CallsWhileTheFileGrowsAlwaysSeeAConsistentTable) {
   testing::TempDir dir;
   const std::string path = dir.path() + "/tokens.yaml";
-  const std::string first = NewToken();
-  TokenEntry entry;
-  entry.principal.subject = "first";
-  entry.principal.grants["default"] = Role::kEditor;
-  entry.sha256 = TokenHash(first);
-  ASSERT_OK(AppendTokenEntry(path, entry));
+  const std::string first = testing::AddToken(path, "first", Role::kEditor);
   auto opened = TokenFileAuthenticator::Open(path);
   ASSERT_OK(opened.status());
   std::shared_ptr<Authenticator> authenticator = std::move(*opened);
@@ -45,6 +40,8 @@ TEST(TokenFileThreadsTest, CallsWhileTheFileGrowsAlwaysSeeAConsistentTable) {
     });
   }
   // Entries appended while the callers run; each must be honoured within the reload interval.
+  TokenEntry entry;
+  entry.principal.grants["default"] = Role::kViewer;
   for (size_t i = 0; i < added.size(); ++i) {
     entry.principal.subject = "added" + std::to_string(i);
     entry.sha256 = TokenHash(added[i]);

@@ -8,7 +8,11 @@
 // killed with -9 while a pod runs is restarted and the run completes with the attempt re-attached
 // (the pod's report waits for the scheduler to be back). With Kueue's controller manager running
 // in the cluster (tools/k8s/kueue.sh): a queue mapped to a LocalQueue leaves admission to Kueue,
-// and an attempt that Kueue preempts is retried.
+// and an attempt that Kueue preempts is retried. Service-account tokens authenticate against the
+// cluster's JWKS.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -384,6 +388,66 @@ steps:
   EXPECT_THAT(urgent->body, HasSubstr("\"type\":\"Complete\""));
   // The retry started after the urgent Job had its turn.
   EXPECT_GE(victim.attempts(1).start_time_ms(), victim.attempts(0).end_time_ms());
+}
+
+// Kubernetes service-account tokens are JWTs: the cluster's own JWKS (/openid/v1/jwks) and issuer
+// (its OpenID discovery document) are all a server needs to accept them, with grants bound to the
+// account's subject. A token requested for another audience is refused.
+TEST_F(KubernetesPipelineTest, ServiceAccountTokensAuthenticateAgainstTheClustersJwks) {
+  auto json_field = [](const std::string& json, const std::vector<std::string>& path) {
+    google::protobuf::Struct object;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &object).ok()) << json;
+    const google::protobuf::Value* value = nullptr;
+    for (const std::string& key : path) {
+      const auto& fields = value == nullptr ? object.fields() : value->struct_value().fields();
+      auto it = fields.find(key);
+      if (it == fields.end()) return std::string();
+      value = &it->second;
+    }
+    return value == nullptr ? std::string() : value->string_value();
+  };
+  auto sa = admin_->Request("POST", StrCat("/api/v1/namespaces/", namespace_, "/serviceaccounts"),
+                            R"({"metadata": {"name": "trainer"}})");
+  ASSERT_TRUE(sa.ok() && sa->http_code == 201) << sa.status();
+  auto token_for = [&](const std::string& audience) {
+    auto response = admin_->Request(
+        "POST", StrCat("/api/v1/namespaces/", namespace_, "/serviceaccounts/trainer/token"),
+        StrCat(R"({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",)",
+               R"( "spec": {"audiences": [")", audience, R"("], "expirationSeconds": 600}})"));
+    EXPECT_TRUE(response.ok() && response->http_code == 201) << response.status();
+    return response.ok() ? json_field(response->body, {"status", "token"}) : "";
+  };
+  std::string token = token_for("mlops"), elsewhere = token_for("elsewhere");
+  ASSERT_FALSE(token.empty());
+  // As docs/security.md tells operators to (the API server answers this path only to an Accept
+  // of application/jwk-set+json, which kubectl sends).
+  auto jwks =
+      testing::RunCommand({Env("MLOPS_K8S_BIN") + "/kubectl", "get", "--raw", "/openid/v1/jwks"},
+                          {"KUBECONFIG=" + Env("KUBECONFIG")});
+  ASSERT_EQ(jwks.exit_code, 0) << jwks.err;
+  auto discovery = admin_->Request("GET", "/.well-known/openid-configuration");
+  ASSERT_TRUE(discovery.ok() && discovery->http_code == 200) << discovery.status();
+  std::string issuer = json_field(discovery->body, {"issuer"});
+  ASSERT_FALSE(issuer.empty()) << discovery->body;
+  std::ofstream(dir_.path() + "/jwks.json") << jwks.out;
+  std::ofstream(dir_.path() + "/bindings.yaml")
+      << "bindings:\n  - subject: system:serviceaccount:" << namespace_
+      << ":trainer\n    grants: {default: editor}\n";
+
+  testing::ChildServer server(
+      MLOPS_SERVER_BIN, dir_.path() + "/data",
+      {"--oidc_jwks=" + dir_.path() + "/jwks.json", "--oidc_issuer=" + issuer,
+       "--oidc_audience=mlops", "--auth_bindings_file=" + dir_.path() + "/bindings.yaml"});
+  server.Start();
+  auto as = [&](const std::string& bearer, std::vector<std::string> args) {
+    args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", server.address()});
+    return testing::RunCommand(args, {"MLOPS_TOKEN=" + bearer});
+  };
+  auto created = as(token, {"experiments", "create", "from-a-pod"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  auto refused = as(elsewhere, {"experiments", "list"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("not for audience \"mlops\""));
 }
 
 }  // namespace

@@ -38,14 +38,26 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics,
-                                 std::shared_ptr<Authenticator> authenticator) {
+namespace {
+
+ServerConfig DefaultTestConfig(bool metrics, std::shared_ptr<Authenticator> authenticator) {
   ServerConfig config;
   config.authenticator = std::move(authenticator);
+  config.metrics_port = metrics ? 0 : -1;
+  return config;
+}
+
+}  // namespace
+
+InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics,
+                                 std::shared_ptr<Authenticator> authenticator)
+    : InProcessServer(factories, DefaultTestConfig(metrics, std::move(authenticator))) {}
+
+InProcessServer::InProcessServer(const std::vector<ComponentFactory>& factories,
+                                 ServerConfig config) {
   config.host = "127.0.0.1";
   config.port = 0;
   config.metrics_host = "127.0.0.1";
-  config.metrics_port = metrics ? 0 : -1;
   host_ = std::make_unique<ServiceHost>(config);
   for (const auto& factory : factories) {
     auto component = factory(dir_.path(), Db::Options());
@@ -244,6 +256,16 @@ std::string PrometheusServer::WaitFor(const std::string& expr, int seconds) cons
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return body;
+}
+
+std::string AddToken(const std::string& path, const std::string& subject, Role role) {
+  std::string token = NewToken();
+  TokenEntry entry;
+  entry.principal.subject = subject;
+  entry.principal.grants[std::string(kDefaultProject)] = role;
+  entry.sha256 = TokenHash(token);
+  EXPECT_TRUE(AppendTokenEntry(path, entry).ok()) << path;
+  return token;
 }
 
 std::pair<grpc::Status, std::string> RawUnaryCall(

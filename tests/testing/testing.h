@@ -42,6 +42,9 @@ class InProcessServer {
   // `authenticator` non-null: authentication on (docs/security.md), as --auth_token_file does.
   explicit InProcessServer(const std::vector<ComponentFactory>& factories, bool metrics = true,
                            std::shared_ptr<Authenticator> authenticator = nullptr);
+  // With a config of the caller's (limits, ...); its hosts and port are set here (loopback, any
+  // free port), its metrics_port kept (-1: none, 0: any free port).
+  InProcessServer(const std::vector<ComponentFactory>& factories, ServerConfig config);
   ~InProcessServer();
   std::string address() const { return "127.0.0.1:" + std::to_string(host_->port()); }
   int metrics_port() const { return host_->metrics_port(); }
@@ -118,6 +121,10 @@ class ServerSuite : public ::testing::Test {
 
 // HTTP GET on 127.0.0.1:port; returns the status code and body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
+
+// Appends to the token file at `path` an entry for `subject` holding `role` in project "default";
+// returns the new token (the test fails when the file cannot be written).
+std::string AddToken(const std::string& path, const std::string& subject, Role role);
 
 // A free TCP port on 127.0.0.1 (bound and released: for programs that cannot bind port 0).
 int FreePort();
