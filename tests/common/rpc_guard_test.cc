@@ -496,10 +496,14 @@ TEST(LimitTest, OneSubjectHasAtMostItsStreamsOpen) {
     return call->Finish();
   };
   // While bob's first LogStream is open (the server reads it until the client is done), another
-  // is refused; the first is open once a second one is refused for that reason.
+  // is refused.
   grpc::ClientContext first_context;
   md::LogStreamResponse first_response;
   auto first = stream(&first_context, &first_response);
+  // The first must reach the server before any probe: a probe arriving first would take the slot
+  // and the first be refused (seen under ASan, where the first call is slower to be served). Its
+  // status at the end says whether it was admitted.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
   grpc::Status second;
   for (int i = 0; i < 50; ++i) {
     second = one_more();
