@@ -301,6 +301,7 @@ class Parser {
  public:
   Parser(std::vector<Token> tokens, FilterDialect dialect)
       : tokens_(std::move(tokens)), dialect_(dialect) {}
+  static constexpr int kMaxNesting = 32;
 
   absl::StatusOr<std::unique_ptr<Expr>> ParseAll() {
     auto expr = ParseOr();
@@ -357,8 +358,15 @@ class Parser {
 
   absl::StatusOr<std::unique_ptr<Expr>> ParsePrimary() {
     if (Peek().kind == Token::Kind::kLParen) {
+      // Bounded: the parser and the evaluator recurse once per level, and ~3,000 nested
+      // parentheses overflowed a server thread's stack (found with tests/fuzz/filter_fuzz.cc).
+      if (depth_ == kMaxNesting) {
+        return Lexer::Error(Peek().pos, StrCat("parentheses nested deeper than ", kMaxNesting));
+      }
       Next();
+      ++depth_;
       auto inner = ParseOr();
+      --depth_;
       if (!inner.ok()) return inner.status();
       if (Peek().kind != Token::Kind::kRParen) {
         return Lexer::Error(Peek().pos, StrCat("expected ')', found ", Describe(Peek())));
@@ -494,6 +502,7 @@ class Parser {
 
   std::vector<Token> tokens_;
   FilterDialect dialect_;
+  int depth_ = 0;  // parentheses open around the current position
   size_t index_ = 0;
 };
 
