@@ -419,6 +419,16 @@ TEST(TokenFileReloadTest, AddedAndRevokedTokensApplyWithoutARestart) {
   EXPECT_EQ(list(first), grpc::StatusCode::UNAUTHENTICATED);
 }
 
+// A server config authenticating with the token file at `path` (the test fails if it does not
+// open).
+ServerConfig TokenFileConfig(const std::string& path) {
+  auto authenticator = TokenFileAuthenticator::Open(path);
+  EXPECT_TRUE(authenticator.ok()) << authenticator.status();
+  ServerConfig config;
+  if (authenticator.ok()) config.authenticator = std::move(*authenticator);
+  return config;
+}
+
 // Per-subject limits: a token bucket of calls and a cap on open streams, each subject on its own,
 // the refusal RESOURCE_EXHAUSTED with a retry hint, counted; the server's own calls exempt.
 TEST(LimitTest, EachSubjectHasItsOwnRateLimit) {
@@ -426,10 +436,7 @@ TEST(LimitTest, EachSubjectHasItsOwnRateLimit) {
   std::string path = dir.path() + "/tokens.yaml";
   std::string alice = testing::AddToken(path, "alice", Role::kEditor);
   std::string bob = testing::AddToken(path, "bob", Role::kEditor);
-  auto authenticator = TokenFileAuthenticator::Open(path);
-  ASSERT_OK(authenticator.status());
-  ServerConfig config;
-  config.authenticator = std::move(*authenticator);
+  ServerConfig config = TokenFileConfig(path);
   config.metrics_port = 0;
   config.rate_limit_per_subject = 2;  // a call every 500 ms
   config.rate_limit_burst = 3;
@@ -477,10 +484,7 @@ TEST(LimitTest, OneSubjectHasAtMostItsStreamsOpen) {
   testing::TempDir dir;
   std::string path = dir.path() + "/tokens.yaml";
   std::string bob = testing::AddToken(path, "bob", Role::kEditor);
-  auto authenticator = TokenFileAuthenticator::Open(path);
-  ASSERT_OK(authenticator.status());
-  ServerConfig config;
-  config.authenticator = std::move(*authenticator);
+  ServerConfig config = TokenFileConfig(path);
   config.max_streams_per_subject = 1;
   testing::InProcessServer server({metadata::OpenMetadataComponent}, config);
   md::MetadataService::Stub stub(server.NewChannel());
