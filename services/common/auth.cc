@@ -17,6 +17,7 @@
 #include "services/common/logging.h"
 #include "services/common/names.h"
 #include "services/common/status.h"
+#include "services/common/yaml_list.h"
 
 namespace mlops {
 
@@ -173,43 +174,6 @@ absl::StatusOr<Binding> ParseBinding(const YAML::Node& node, size_t index) {
   RETURN_IF_ERROR(ValidateSubject(where, has_subject ? binding.subject : binding.group));
   RETURN_IF_ERROR(ParseGrants(where, node, &binding.principal));
   return binding;
-}
-
-}  // namespace
-
-namespace {
-
-// A YAML file holding one key, `key`, a list of items each parsed by `parse(node, index)`; errors
-// start with "<what> file: ".
-template <typename Item, typename Parse>
-absl::StatusOr<std::vector<Item>> ParseListFile(std::string_view text, const std::string& what,
-                                                const std::string& key, Parse parse) {
-  const std::string file = what + " file: ";
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(file + "not YAML: " + e.what());
-  }
-  std::vector<Item> items;
-  if (root.IsNull()) return items;
-  if (!root.IsMap() || root.size() != 1 || !root[key]) {
-    return absl::InvalidArgumentError(file + "must be a mapping with one key, " + key);
-  }
-  const YAML::Node& list = root[key];
-  if (list.IsNull()) return items;
-  if (!list.IsSequence()) return absl::InvalidArgumentError(file + key + " must be a list");
-  for (size_t i = 0; i < list.size(); ++i) {
-    absl::StatusOr<Item> item;
-    try {
-      item = parse(list[i], i);
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(file + key + "[" + std::to_string(i) + "]: " + e.what());
-    }
-    if (!item.ok()) return absl::InvalidArgumentError(file + std::string(item.status().message()));
-    items.push_back(std::move(*item));
-  }
-  return items;
 }
 
 }  // namespace

@@ -20,12 +20,17 @@
 #include "services/scheduler/metrics_file.h"
 #include "services/scheduler/scheduler.h"
 #include "services/scheduler/scheduler_internal.h"
+#include "services/scheduler/secrets.h"
 
 namespace mlops::scheduler {
 
 void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   const StepSpec& spec = plan->spec;
   auto fail = [&](const std::string& message) {
+    {
+      std::lock_guard lock(redactions_mu_);
+      redactions_.erase(plan->attempt_id);
+    }
     AttemptResult failed;
     failed.outcome = AttemptResult::Outcome::kFailed;
     failed.message = message;
@@ -109,6 +114,23 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   }
   auto argv = RenderCommand(spec, input_paths, output_paths);
   if (!argv.ok()) return fail(std::string(argv.status().message()));
+  // Secret values are read now, kept in memory for redacting the attempt's logs, and reach only
+  // the process's environment (a remote executor's pods take them from its own Secrets).
+  std::map<std::string, std::string> secret_values;
+  if (!spec.secret_env.empty()) {
+    std::vector<Redaction> redactions;
+    for (const auto& [name, ref] : spec.secret_env) {
+      if (options_.secrets == nullptr) return fail("secretEnv " + name + ": no secrets source");
+      auto secret = options_.secrets->Get(ref.secret, ref.key);
+      if (!secret.ok()) {
+        return fail("secretEnv " + name + ": " + std::string(secret.status().message()));
+      }
+      redactions.push_back({secret->value, "[redacted: " + name + "]"});
+      if (!remote) secret_values[name] = std::move(secret->value);
+    }
+    std::lock_guard lock(redactions_mu_);
+    redactions_[plan->attempt_id] = std::move(redactions);
+  }
   if (metadata_ != nullptr) {
     // The attempt as a tracking run (MLOPS_RUN_ID lets the step log to it).
     auto tracking = metadata_->StartRun(plan->record);
@@ -132,6 +154,8 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   launch.replicas = spec.replicas;
   launch.timeout_ms = spec.timeout_ms;
   launch.env = spec.env;
+  launch.env.merge(secret_values);
+  if (remote) launch.secret_env = spec.secret_env;
   for (const auto& [k, v] : spec.params) launch.env["MLOPS_PARAM_" + ToUpper(k)] = v;
   launch.env["MLOPS_PIPELINE_RUN_ID"] = plan->run_id;
   launch.env["MLOPS_STEP"] = spec.name;
@@ -178,6 +202,29 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
     auto digest = artifacts_->UploadFile(file);
     return digest.ok() ? *digest : "";
   };
+  // What the step printed of its secrets never leaves its work dir: the logs are redacted in place
+  // before they are kept (and ReadLogs redacts while the attempt runs).
+  if (!plan.spec.secret_env.empty()) {
+    std::vector<Redaction> redactions = CurrentRedactions(plan.spec);
+    {
+      std::lock_guard lock(redactions_mu_);
+      auto it = redactions_.find(plan.attempt_id);
+      if (it != redactions_.end()) {
+        redactions.insert(redactions.end(), it->second.begin(), it->second.end());
+        redactions_.erase(it);
+      }
+    }
+    for (const char* log : {"/stdout.log", "/stderr.log"}) {
+      absl::Status redacted = RedactFile(plan.work + log, redactions);
+      if (!redacted.ok()) {
+        // Kept unredacted nowhere: the log is dropped rather than uploaded.
+        LogWarning("log_not_redacted",
+                   {{"attempt", plan.attempt_id}, {"error", std::string(redacted.message())}});
+        std::error_code ec;
+        std::filesystem::remove(plan.work + log, ec);
+      }
+    }
+  }
   event.stdout_digest = keep(plan.work + "/stdout.log");
   event.stderr_digest = keep(plan.work + "/stderr.log");
   if (!plan.spec.checkpoint.empty() && !executor_->remote() &&
@@ -267,6 +314,38 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
     event.metrics.clear();
   }
   Post(std::move(event));
+}
+
+std::vector<Redaction> Scheduler::CurrentRedactions(const StepSpec& spec) const {
+  std::vector<Redaction> redactions;
+  if (options_.secrets == nullptr) return redactions;
+  for (const auto& [name, ref] : spec.secret_env) {
+    auto secret = options_.secrets->Get(ref.secret, ref.key);
+    if (secret.ok()) redactions.push_back({std::move(secret->value), "[redacted: " + name + "]"});
+  }
+  return redactions;
+}
+
+std::vector<Redaction> Scheduler::LogRedactions(const std::string& run_id,
+                                                const std::string& step) {
+  StepSpec spec;
+  {
+    std::lock_guard lock(mu_);
+    auto run = runs_.find(run_id);
+    if (run == runs_.end()) return {};
+    auto index = run->second->index.find(step);
+    if (index == run->second->index.end()) return {};
+    spec = run->second->spec.steps[index->second];
+  }
+  if (spec.secret_env.empty()) return {};
+  std::vector<Redaction> redactions = CurrentRedactions(spec);
+  const std::string prefix = StrCat(run_id, "/", step, "/");
+  std::lock_guard lock(redactions_mu_);
+  for (auto it = redactions_.lower_bound(prefix);
+       it != redactions_.end() && it->first.starts_with(prefix); ++it) {
+    redactions.insert(redactions.end(), it->second.begin(), it->second.end());
+  }
+  return redactions;
 }
 
 }  // namespace mlops::scheduler

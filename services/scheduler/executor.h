@@ -22,8 +22,11 @@ struct LaunchSpec {
   std::string attempt_id;  // unique; the executor's handle for the attempt
   std::vector<std::string> argv;
   std::map<std::string, std::string> env;  // added to a minimal environment
-  std::string work_dir;                    // exists; outputs are written under it
-  std::string image;                       // ignored by the local executor
+  // Variables whose values an executor that runs elsewhere (remote()) takes from its own Secrets;
+  // a local executor gets the values in `env` instead.
+  std::map<std::string, SecretRef> secret_env;
+  std::string work_dir;  // exists; outputs are written under it
+  std::string image;     // ignored by the local executor
   // Pod template overrides (JSON of a PodTemplateSpec; ignored by the local executor): the
   // step's, and its queue's (laid under the step's).
   std::string pod_template_json;

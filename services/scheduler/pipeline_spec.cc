@@ -287,13 +287,78 @@ absl::StatusOr<InputRef> ParseInputRef(const YamlNode& node, std::string_view wh
   return ref;
 }
 
+// A Kubernetes Secret's name: a DNS subdomain.
+bool ValidSecretName(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
+  }
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  return alnum(name.front()) && alnum(name.back());
+}
+
+// An environment variable's name as a shell would take it.
+bool ValidEnvName(std::string_view name) {
+  if (name.empty() || name.size() > 128 || (name[0] >= '0' && name[0] <= '9')) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// secretEnv: {NAME: {secret: S, key: K}}.
+absl::StatusOr<std::map<std::string, SecretRef>> ParseSecretEnv(
+    const YamlNode& node, const std::string& what, const std::map<std::string, std::string>& env) {
+  RETURN_IF_ERROR(ExpectMap(node, what));
+  std::map<std::string, SecretRef> out;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string& name = node.key(i).Scalar();
+    if (!ValidEnvName(name)) {
+      return ErrorAt(node.key(i), StrCat(what, ": variable '", name,
+                                         "' must match [A-Za-z_][A-Za-z0-9_]{0,127}"));
+    }
+    if (env.count(name) > 0) {
+      return ErrorAt(node.key(i), StrCat(what, ": variable '", name, "' is in env too"));
+    }
+    if (name.starts_with("MLOPS_")) {
+      return ErrorAt(node.key(i),
+                     StrCat(what, ": variable '", name, "': MLOPS_ variables are the scheduler's"));
+    }
+    const YamlNode ref = node.value(i);
+    const std::string at = StrCat(what, ".", name);
+    RETURN_IF_ERROR(ExpectMap(ref, at));
+    RETURN_IF_ERROR(OnlyKeys(ref, at, {"secret", "key"}));
+    if (!ref["secret"] || !ref["key"]) {
+      return ErrorAt(ref, StrCat(at, ": expected {secret: NAME, key: KEY}"));
+    }
+    SecretRef& out_ref = out[name];
+    ASSIGN_OR_RETURN(out_ref.secret, Scalar(ref["secret"], StrCat(at, ".secret")));
+    ASSIGN_OR_RETURN(out_ref.key, Scalar(ref["key"], StrCat(at, ".key")));
+    if (!ValidSecretName(out_ref.secret)) {
+      return ErrorAt(ref["secret"], StrCat(at, ".secret '", out_ref.secret,
+                                           "' must be a Secret's name: lower-case letters, digits, "
+                                           "'-' and '.', at most 253, starting and ending with a "
+                                           "letter or digit"));
+    }
+    if (out_ref.key.empty() || out_ref.key.size() > 253 ||
+        !ValidKey(std::string_view(out_ref.key).substr(0, 128)) ||
+        (out_ref.key.size() > 128 && !ValidKey(std::string_view(out_ref.key).substr(128)))) {
+      return ErrorAt(ref["key"],
+                     StrCat(at, ".key '", out_ref.key, "' must match [A-Za-z0-9_.-]{1,253}"));
+    }
+  }
+  return out;
+}
+
 absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
                                    const std::map<std::string, std::string>& params) {
   RETURN_IF_ERROR(ExpectMap(node, "step"));
-  RETURN_IF_ERROR(OnlyKeys(
-      node, "step",
-      {"name", "needs", "image", "command", "inputs", "outputs", "env", "resources", "replicas",
-       "retries", "timeout", "cache", "sweep", "objective", "params", "kubernetes", "checkpoint"}));
+  RETURN_IF_ERROR(OnlyKeys(node, "step",
+                           {"name", "needs", "image", "command", "inputs", "outputs", "env",
+                            "secretEnv", "resources", "replicas", "retries", "timeout", "cache",
+                            "sweep", "objective", "params", "kubernetes", "checkpoint"}));
   StepSpec step;
   step.line = node.Mark().line + 1;
   if (!node["name"]) return ErrorAt(node, "step: 'name' is required");
@@ -343,6 +408,9 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
   }
   if (const YamlNode env = node["env"]) {
     ASSIGN_OR_RETURN(step.env, StringMap(env, where + ": env"));
+  }
+  if (const YamlNode secret_env = node["secretEnv"]) {
+    ASSIGN_OR_RETURN(step.secret_env, ParseSecretEnv(secret_env, where + ": secretEnv", step.env));
   }
   if (const YamlNode resources = node["resources"]) {
     RETURN_IF_ERROR(ExpectMap(resources, where + ": resources"));
@@ -857,7 +925,8 @@ std::string CanonicalArgument(const StepSpec& step, const std::string& arg) {
 
 std::string StepFingerprint(const StepSpec& step,
                             const std::map<std::string, std::string>& input_digests,
-                            std::string_view executor_settings) {
+                            std::string_view executor_settings,
+                            const std::map<std::string, std::string>& secret_versions) {
   Sha256 hash;
   auto put = [&](std::string_view field) {
     std::string length = std::to_string(field.size()) + ":";
@@ -888,6 +957,18 @@ std::string StepFingerprint(const StepSpec& step,
   put(std::to_string(step.replicas));
   put_map("inputs", input_digests);
   // Only when set, so that the keys of steps cached before these existed stay valid.
+  if (!step.secret_env.empty()) {
+    // The references and the version of each value, never the value.
+    put("secretEnv");
+    put(std::to_string(step.secret_env.size()));
+    for (const auto& [name, ref] : step.secret_env) {
+      put(name);
+      put(ref.secret);
+      put(ref.key);
+      auto version = secret_versions.find(name);
+      put(version == secret_versions.end() ? "" : version->second);
+    }
+  }
   if (!step.pod_template_json.empty()) {
     put("pod");
     put(step.pod_template_json);

@@ -13,6 +13,7 @@
 //       inputs: {train: preprocess.outputs.train, labels: dataset:iris@v1}
 //       outputs: {model: model.bin}
 //       env: {OMP_NUM_THREADS: "1"}
+//       secretEnv: {DB_PASSWORD: {secret: warehouse, key: password}}   # values never stored
 //       resources: {cpu: 1, memory: 512Mi, gpu: 0}
 //       replicas: 1
 //       retries: {limit: 2, backoff: 5s, factor: 2}
@@ -56,6 +57,15 @@ struct InputRef {
   bool best_of = false;
 };
 
+// A variable of a step's environment whose value is a key of a secret: a key of an entry of the
+// scheduler's secrets file on one machine, of a Kubernetes Secret in the Jobs' namespace on a
+// cluster (docs/pipelines.md, "Secrets"). Specs, records and fingerprints hold only the reference.
+struct SecretRef {
+  std::string secret;  // [a-z0-9]([-a-z0-9.]*[a-z0-9])?, at most 253 bytes (a Secret's name)
+  std::string key;     // [A-Za-z0-9_.-]{1,253} (a Secret's data key)
+  bool operator==(const SecretRef&) const = default;
+};
+
 struct Resources {
   int64_t cpu_millis = 0;    // "1" = 1000, "500m" = 500
   int64_t memory_bytes = 0;  // "512Mi", "1G", plain bytes
@@ -78,6 +88,8 @@ struct StepSpec {
   std::map<std::string, InputRef> inputs;
   std::map<std::string, std::string> outputs;  // name -> relative path in the work dir
   std::map<std::string, std::string> env;
+  // Variable name -> secret reference; no name is in `env` too.
+  std::map<std::string, SecretRef> secret_env;
   Resources resources;
   int replicas = 1;
   RetryPolicy retries;
@@ -133,11 +145,13 @@ absl::StatusOr<std::vector<std::string>> RenderCommand(
 // The cache key of a step: SHA-256 (hex) over a canonical, length-prefixed encoding of its command
 // as rendered (params and the step name substituted; input and output placeholders kept), image,
 // env, the params it uses, replicas, declared outputs, its pod template, the content digests of its
-// inputs (input name -> digest) and what the executor adds to every step (`executor_settings`:
-// the Kubernetes executor's default image and pod template). Equal fingerprints mean the step
-// would compute the same thing.
+// inputs (input name -> digest), its secret references with the version of each secret's value
+// (`secret_versions`: variable name -> version; never a value) and what the executor adds to every
+// step (`executor_settings`: the Kubernetes executor's default image and pod template). Equal
+// fingerprints mean the step would compute the same thing.
 std::string StepFingerprint(const StepSpec& step,
                             const std::map<std::string, std::string>& input_digests,
-                            std::string_view executor_settings = "");
+                            std::string_view executor_settings = "",
+                            const std::map<std::string, std::string>& secret_versions = {});
 
 }  // namespace mlops::scheduler

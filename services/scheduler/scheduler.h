@@ -34,6 +34,7 @@
 #include "services/scheduler/executor.h"
 #include "services/scheduler/gateways.h"
 #include "services/scheduler/pipeline_spec.h"
+#include "services/scheduler/secrets.h"
 
 namespace mlops::scheduler {
 
@@ -57,6 +58,9 @@ struct SchedulerOptions {
   // Added to every step's environment: where each service is (MLOPS_SERVER,
   // MLOPS_METADATA_SERVER, MLOPS_ARTIFACT_SERVER, MLOPS_SCHEDULER_SERVER, MLOPS_MONITORING_SERVER).
   std::map<std::string, std::string> step_env;
+  // Where the values of the steps' secretEnv come from (secret_stores.h); null: a step with
+  // secretEnv fails, naming the flag that would give one.
+  std::shared_ptr<SecretStore> secrets;
   // Threads that prepare attempts (inputs, tracking run, process start) and collect them (logs,
   // outputs, metrics): the engine thread only decides and persists.
   int workers = 4;
@@ -120,6 +124,10 @@ class Scheduler {
   // Waits until run `id` has changed more than `seen` times (or `timeout_ms`); returns the change
   // count. For WatchPipelineRun.
   int64_t WaitForChange(const std::string& id, int64_t seen, int64_t timeout_ms) const;
+  // What the logs of a step of a run must not show, for reading them: the values of its secretEnv
+  // as its attempts had them and as they are now, each with what stands in its place. Empty for a
+  // step without secretEnv (or a run or step that does not exist).
+  std::vector<Redaction> LogRedactions(const std::string& run_id, const std::string& step);
 
  private:
   struct Run;
@@ -218,6 +226,11 @@ class Scheduler {
   // Ending tracking runs and recording lineage happen on this thread, off the engine's path: the
   // step's own state is already durable; the records follow (idempotent by external id).
   void Defer(std::function<void()> job);
+  // The values of `spec`'s secretEnv now, as redactions (those that cannot be read are left out).
+  std::vector<Redaction> CurrentRedactions(const StepSpec& spec) const;
+  // The redactions of attempts started by this process and not yet collected, by attempt id.
+  std::mutex redactions_mu_;
+  std::map<std::string, std::vector<Redaction>> redactions_;
   std::unique_ptr<WorkQueue> recorder_;
   // Executor callbacks reach the scheduler through this, so that one arriving after the scheduler
   // is gone (its attempt outlived it) is dropped: the attempt is recovered at the next start.

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -19,6 +20,7 @@
 #include "services/scheduler/local_executor.h"
 #include "services/scheduler/metadata_gateway.h"
 #include "services/scheduler/scheduler_service.h"
+#include "services/scheduler/secret_stores.h"
 
 ABSL_FLAG(int, scheduler_cpus, 0, "CPU cores steps may use at once; 0: this machine's");
 ABSL_FLAG(int64_t, scheduler_memory_mb, 0, "memory steps may use at once; 0: this machine's");
@@ -52,6 +54,10 @@ ABSL_FLAG(std::string, k8s_pod_template, "",
 ABSL_FLAG(std::string, k8s_scheduler_id, "mlops",
           "kubernetes: the mlops.dev/scheduler label of this scheduler's Jobs (schedulers sharing "
           "a namespace need different ones)");
+ABSL_FLAG(std::string, secrets_file, "",
+          "the values of the steps' secretEnv (YAML `secrets: [{name, data: {KEY: VALUE}}]`, mode "
+          "0600, re-read when it changes); without it, --executor=kubernetes reads the Secrets of "
+          "the Jobs' namespace");
 ABSL_FLAG(double, k8s_qps, 20, "kubernetes: API requests per second, sustained");
 ABSL_FLAG(int, k8s_burst, 40, "kubernetes: API requests in a burst above --k8s_qps");
 
@@ -60,8 +66,11 @@ namespace {
 
 // The Kubernetes executor as the flags say. FAILED_PRECONDITION for a configuration that cannot
 // work (no kubeconfig, not in a pod, an unreadable pod template); the API's codes when it cannot
-// list Jobs and Pods (UNAVAILABLE, PERMISSION_DENIED).
-absl::StatusOr<std::unique_ptr<Executor>> OpenKubernetesExecutor() {
+// list Jobs and Pods (UNAVAILABLE, PERMISSION_DENIED). `*secrets`, when null, becomes the Secrets
+// of the Jobs' namespace.
+absl::StatusOr<std::unique_ptr<Executor>> OpenKubernetesExecutor(
+    std::shared_ptr<SecretStore>* secrets,
+    const std::function<absl::StatusOr<std::string>()>& key) {
   const std::string kubeconfig = absl::GetFlag(FLAGS_k8s_kubeconfig);
   absl::StatusOr<k8s::KubeConfig> config =
       kubeconfig.empty() ? k8s::InClusterConfig() : k8s::LoadKubeconfig(kubeconfig);
@@ -88,8 +97,14 @@ absl::StatusOr<std::unique_ptr<Executor>> OpenKubernetesExecutor() {
   if (options.namespace_name.empty() && config->namespace_name.empty()) {
     options.namespace_name = "default";
   }
-  auto executor =
-      k8s::KubernetesExecutor::Start(std::make_shared<k8s::KubeClient>(*config), options);
+  auto client = std::make_shared<k8s::KubeClient>(*config);
+  if (*secrets == nullptr) {
+    ASSIGN_OR_RETURN(std::string version_key, key());
+    *secrets = std::make_shared<KubernetesSecrets>(
+        client, options.namespace_name.empty() ? config->namespace_name : options.namespace_name,
+        std::move(version_key));
+  }
+  auto executor = k8s::KubernetesExecutor::Start(client, options);
   if (!executor.ok()) {
     return absl::Status(
         executor.status().code(),
@@ -126,8 +141,12 @@ class QueueCollector : public prometheus::Collectable {
 
 class SchedulerComponent : public Component {
  public:
-  SchedulerComponent(std::unique_ptr<Db> db, std::string dir, std::unique_ptr<Executor> executor)
-      : db_(std::move(db)), dir_(std::move(dir)), executor_(std::move(executor)) {}
+  SchedulerComponent(std::unique_ptr<Db> db, std::string dir, std::unique_ptr<Executor> executor,
+                     std::shared_ptr<SecretStore> secrets)
+      : db_(std::move(db)),
+        dir_(std::move(dir)),
+        executor_(std::move(executor)),
+        secrets_(std::move(secrets)) {}
   ~SchedulerComponent() override {
     queues_->Set(nullptr);
     scheduler_.reset();  // the engine stops before the executor and the gateway go
@@ -153,6 +172,7 @@ class SchedulerComponent : public Component {
     metadata_ = std::make_unique<ClientMetadataGateway>(metadata);
     SchedulerOptions options;
     options.work_root = dir_ + "/work";
+    options.secrets = secrets_;
     int cpus = absl::GetFlag(FLAGS_scheduler_cpus);
     int64_t memory_mb = absl::GetFlag(FLAGS_scheduler_memory_mb);
     const bool local = executor_->name() == "local";
@@ -193,6 +213,7 @@ class SchedulerComponent : public Component {
   std::unique_ptr<Db> db_;
   std::string dir_;
   std::unique_ptr<Executor> executor_;
+  std::shared_ptr<SecretStore> secrets_;
   std::unique_ptr<ClientArtifactGateway> gateway_;
   std::unique_ptr<ClientMetadataGateway> metadata_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -209,10 +230,22 @@ absl::StatusOr<std::unique_ptr<Component>> OpenSchedulerComponent(const std::str
   Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
   auto db = Db::Open(dir + "/db", SchedulerColumnFamilies(), versioned);
   if (!db.ok()) return db.status();
+  // Secret versions (in step fingerprints) are keyed with this scheduler's own random key.
+  auto version_key = [&]() { return LoadOrCreateVersionKey(dir + "/secret_version_key"); };
+  std::shared_ptr<SecretStore> secrets;
+  if (const std::string file = absl::GetFlag(FLAGS_secrets_file); !file.empty()) {
+    ASSIGN_OR_RETURN(std::string key, version_key());
+    auto opened = SecretsFile::Open(file, std::move(key));
+    if (!opened.ok()) {
+      return absl::Status(opened.status().code(),
+                          StrCat("--secrets_file: ", opened.status().message()));
+    }
+    secrets = std::move(*opened);
+  }
   std::unique_ptr<Executor> executor;
   const std::string kind = absl::GetFlag(FLAGS_executor);
   if (kind == "kubernetes") {
-    ASSIGN_OR_RETURN(executor, OpenKubernetesExecutor());
+    ASSIGN_OR_RETURN(executor, OpenKubernetesExecutor(&secrets, version_key));
   } else if (kind == "local") {
     std::string waiter = absl::GetFlag(FLAGS_step_waiter);
     if (waiter.empty()) waiter = FindStepWaiter();
@@ -228,7 +261,7 @@ absl::StatusOr<std::unique_ptr<Component>> OpenSchedulerComponent(const std::str
         StrCat("--executor=", kind, ": expected local or kubernetes"));
   }
   return std::unique_ptr<Component>(
-      new SchedulerComponent(std::move(*db), dir, std::move(executor)));
+      new SchedulerComponent(std::move(*db), dir, std::move(executor), std::move(secrets)));
 }
 
 }  // namespace mlops::scheduler

@@ -251,12 +251,18 @@ void Scheduler::Evaluate(Run& run, size_t index) {
       input_digests[name] = "dataset:" + ref.dataset + "@" + pinned->second;
     }
   }
+  // The versions of its secrets are read by a worker too (a secrets file, the API server).
+  if (!spec.secret_env.empty() && !run.secret_versions.contains(index)) {
+    Resolve(run, index);
+    return;
+  }
   // What the executor adds to every pod, and the queue's own pod template (mu_ is held).
   std::string executor_settings = executor_->settings_fingerprint();
   if (auto pod = queue_pod_templates_.find(run.proto.queue()); pod != queue_pod_templates_.end()) {
     executor_settings += "\nqueue:" + pod->second;
   }
-  step.set_fingerprint(StepFingerprint(spec, input_digests, executor_settings));
+  step.set_fingerprint(
+      StepFingerprint(spec, input_digests, executor_settings, run.secret_versions[index]));
   run.input_digests[index] = input_digests;
   if (spec.cache && !run.proto.no_cache()) {
     // A cache record that cannot be read is a miss (logged): the step runs and rewrites it.
@@ -292,10 +298,27 @@ void Scheduler::Resolve(Run& run, size_t index) {
   for (const auto& [name, ref] : run.spec.steps[index].inputs) {
     if (ref.kind == InputRef::Kind::kDataset) refs.emplace_back(name, ref);
   }
-  workers_->Post([this, run_id = run.proto.id(), index, refs = std::move(refs)] {
+  workers_->Post([this, run_id = run.proto.id(), index, refs = std::move(refs),
+                  secret_env = run.spec.steps[index].secret_env] {
     Event event = Event::Of(Event::Kind::kResolved, run_id);
     event.step = index;
+    for (const auto& [name, ref] : secret_env) {
+      if (options_.secrets == nullptr) {
+        event.result.message =
+            "secretEnv " + name +
+            ": this scheduler has no secrets (--secrets_file on one machine; the Kubernetes "
+            "executor reads the Secrets of its namespace)";
+        break;
+      }
+      auto secret = options_.secrets->Get(ref.secret, ref.key);
+      if (!secret.ok()) {
+        event.result.message = "secretEnv " + name + ": " + std::string(secret.status().message());
+        break;
+      }
+      event.secret_versions[name] = secret->version;
+    }
     for (const auto& [name, ref] : refs) {
+      if (!event.result.message.empty()) break;
       auto version = artifacts_->ResolveDataset(ref.dataset, ref.ref);
       if (!version.ok()) {
         event.result.message = "input " + name + ": " + std::string(version.status().message());
@@ -315,6 +338,7 @@ bool Scheduler::Resolved(Run& run, const Event& event) {
     return true;
   }
   run.pinned[event.step] = event.outputs;
+  run.secret_versions[event.step] = event.secret_versions;
   Evaluate(run, event.step);
   return Terminal(run.proto.steps(static_cast<int>(event.step)).state());
 }

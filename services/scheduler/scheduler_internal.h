@@ -36,7 +36,10 @@ struct Scheduler::Run {
   std::map<std::string, size_t> index;
   // Dataset versions pinned when a step was evaluated: step index -> input name -> version.
   std::map<size_t, std::map<std::string, std::string>> pinned;
-  // Steps whose dataset refs a worker is resolving now (the engine never calls out itself).
+  // The versions of each step's secrets when it was evaluated: step index -> variable -> version.
+  std::map<size_t, std::map<std::string, std::string>> secret_versions;
+  // Steps whose dataset refs and secrets a worker is resolving now (the engine never calls out
+  // itself).
   std::set<size_t> resolving;
   // The content each step's inputs had when it became ready (for its lineage record).
   std::map<size_t, std::map<std::string, std::string>> input_digests;
@@ -84,12 +87,14 @@ struct Scheduler::Event {
   std::string handle;
   std::string tracking_run_id;
   // kDone: how it ended (outputs already checked and stored), its logs and outputs. kResolved:
-  // outputs holds input name -> dataset version, or result.message what failed.
+  // outputs holds input name -> dataset version and secret_versions variable -> version, or
+  // result.message what failed.
   AttemptResult result;
   std::string stdout_digest;
   std::string stderr_digest;
   std::map<std::string, std::string> outputs;
   std::map<std::string, double> metrics;  // final values from metrics.json
+  std::map<std::string, std::string> secret_versions;
 
   static Event Of(Kind kind, std::string run) {
     Event event;

@@ -132,18 +132,30 @@ grpc::Status SchedulerServiceImpl::GetStepLogs(grpc::ServerContext* context,
   }
   std::string path = scheduler->AttemptDir(run_id, step_name, attempt) +
                      (request->stderr() ? "/stderr.log" : "/stdout.log");
+  // The values of the step's secrets never leave the scheduler (kept logs are redacted when the
+  // attempt ends; a running one's is redacted here).
+  Redactor redactor(scheduler->LogRedactions(run_id, step_name));
+  auto send = [&](std::string data) {
+    if (data.empty()) return true;
+    v1::LogChunk chunk;
+    chunk.set_data(std::move(data));
+    return writer->Write(chunk);
+  };
   std::ifstream in(path, std::ios::binary);
   std::string buffer(64 << 10, '\0');
   for (;;) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
     std::streamsize n = in.gcount();
     if (n > 0) {
-      v1::LogChunk chunk;
-      chunk.set_data(buffer.data(), static_cast<size_t>(n));
-      if (!writer->Write(chunk)) return grpc::Status::OK;
+      if (!send(redactor.Feed(std::string_view(buffer.data(), static_cast<size_t>(n))))) {
+        return grpc::Status::OK;
+      }
       continue;
     }
-    if (!request->follow() || context->IsCancelled()) return grpc::Status::OK;
+    if (!request->follow() || context->IsCancelled()) {
+      send(redactor.Finish());
+      return grpc::Status::OK;
+    }
     // Follow: stop once this attempt has ended and everything it wrote was sent.
     auto now = scheduler->Get(run_id);
     bool ended = !now.ok();
@@ -157,7 +169,10 @@ grpc::Status SchedulerServiceImpl::GetStepLogs(grpc::ServerContext* context,
     in.clear();
     if (ended) {
       in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-      if (in.gcount() == 0) return grpc::Status::OK;
+      if (in.gcount() == 0) {
+        send(redactor.Finish());
+        return grpc::Status::OK;
+      }
       in.clear();
       in.seekg(-in.gcount(), std::ios::cur);
       continue;

@@ -9,16 +9,19 @@
 // (the pod's report waits for the scheduler to be back). With Kueue's controller manager running
 // in the cluster (tools/k8s/kueue.sh): a queue mapped to a LocalQueue leaves admission to Kueue,
 // and an attempt that Kueue preempts is retried. Service-account tokens authenticate against the
-// cluster's JWKS.
+// cluster's JWKS. A step's secretEnv comes from the namespace's Secrets and is redacted from its
+// logs.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/common/digest.h"
+#include "services/common/ids.h"
 #include "services/common/strings.h"
 #include "services/scheduler/kubernetes/kube_client.h"
 #include "tests/testing/testing.h"
@@ -241,6 +244,46 @@ steps:
   ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
   EXPECT_EQ(run.steps(0).attempts_size(), 2);
   EXPECT_EQ(run.steps(0).output_digests().at("o"), DigestHex(Sha256Of("epoch-7\n")));
+}
+
+TEST_F(KubernetesPipelineTest, SecretEnvComesFromTheNamespacesSecretsAndIsRedacted) {
+  const std::string password = StrCat("pw-", ::getpid(), "-", NowMs(), "-k8s");
+  auto created = admin_->Request(
+      "POST", StrCat("/api/v1/namespaces/", namespace_, "/secrets"),
+      StrCat(R"({"apiVersion":"v1","kind":"Secret","metadata":{"name":"warehouse"},)",
+             R"("stringData":{"password":")", password, R"("}})"));
+  ASSERT_TRUE(created.ok() && created->http_code == 201) << created.status();
+  auto server = StartServer();
+  auto stub = Connect(*server);
+  constexpr char kSecretPipeline[] = R"(name: secret
+steps:
+  - name: use
+    secretEnv: {PW: {secret: warehouse, key: password}}
+    outputs: {hash: hash.txt}
+    command: [/bin/sh, -c, 'printf %s "$PW" | sha256sum | cut -c1-64 > {{outputs.hash}}; echo "pw $PW"']
+)";
+  v1::PipelineRun run = WaitForEnd(stub.get(), Submit(stub.get(), kSecretPipeline).id());
+  ASSERT_EQ(run.state(), v1::SUCCEEDED) << run.DebugString();
+  // The pod had the value (through the Job's secretKeyRef: the scheduler never wrote it there).
+  EXPECT_EQ(run.steps(0).output_digests().at("hash"),
+            DigestHex(Sha256Of(DigestHex(Sha256Of(password)) + "\n")));
+  auto logs = Cli({"pipeline", "logs", run.id(), "use"}, *server);
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_THAT(logs.out, HasSubstr("pw [redacted: PW]"));
+  EXPECT_THAT(logs.out, ::testing::Not(HasSubstr(password)));
+  // A Secret the namespace does not have: the step fails naming it.
+  std::string missing = kSecretPipeline;
+  missing.replace(missing.find("secret: warehouse"), 17, "secret: nope");
+  v1::PipelineRun failed = WaitForEnd(stub.get(), Submit(stub.get(), missing).id());
+  ASSERT_EQ(failed.state(), v1::FAILED);
+  EXPECT_THAT(failed.steps(0).message(), HasSubstr("secret nope is not in Kubernetes Secrets in "
+                                                   "namespace " +
+                                                   namespace_));
+  server.reset();
+  std::ifstream log(dir_.path() + "/data.log");
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_THAT(text.str(), ::testing::Not(HasSubstr(password)));
 }
 
 TEST_F(KubernetesPipelineTest, AServerKilledWhilePodsRunIsRestartedAndTheRunCompletes) {

@@ -76,6 +76,24 @@ TEST(KubernetesJobTest, AnAttemptIsOneJobNamedByItsId) {
   EXPECT_FALSE(job->spec().has_completions());
 }
 
+TEST(KubernetesJobTest, SecretEnvIsASecretKeyRefNeverAValue) {
+  LaunchSpec spec = Spec();
+  spec.secret_env = {{"DB_PASSWORD", {"warehouse", "password"}}};
+  auto job = Built(spec, KubernetesOptions());
+  ASSERT_TRUE(job.ok()) << job.status();
+  const Container& main = job->spec().template_().spec().containers(0);
+  const EnvVar* found = nullptr;
+  for (const EnvVar& var : main.env()) {
+    if (var.name() == "DB_PASSWORD") found = &var;
+  }
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->value(), "");
+  EXPECT_EQ(found->value_from().secret_key_ref().name(), "warehouse");
+  EXPECT_EQ(found->value_from().secret_key_ref().key(), "password");
+  EXPECT_THAT(*BuildJob(spec, KubernetesOptions(), "ml"),
+              HasSubstr(R"("valueFrom":{"secretKeyRef":{)"));
+}
+
 TEST(KubernetesJobTest, ReplicasAreAnIndexedJobWithTorchrunRanks) {
   LaunchSpec spec = Spec();
   spec.replicas = 3;

@@ -411,6 +411,65 @@ TEST(PipelineSpecTest, PlaceholdersAreCheckedAtSubmission) {
   }
 }
 
+TEST(PipelineSpecTest, SecretEnvHoldsReferencesAndItsVersionsAreInTheKey) {
+  auto spec = ParsePipelineSpec(R"(name: s
+steps:
+  - name: load
+    command: [load]
+    env: {MODE: fast}
+    secretEnv:
+      DB_PASSWORD: {secret: warehouse, key: password}
+      TOKEN: {secret: mlops-token.v1, key: token}
+)");
+  ASSERT_OK(spec.status());
+  const StepSpec& load = spec->steps[0];
+  ASSERT_EQ(load.secret_env.size(), 2u);
+  EXPECT_EQ(load.secret_env.at("DB_PASSWORD"), (SecretRef{"warehouse", "password"}));
+  EXPECT_EQ(load.secret_env.at("TOKEN"), (SecretRef{"mlops-token.v1", "token"}));
+  EXPECT_FALSE(load.env.contains("TOKEN"));
+  // The key moves with a secret's version (its value rotated) and its reference, never needs the
+  // value; a step without secrets keeps the key it had before secretEnv existed.
+  std::map<std::string, std::string> versions = {{"DB_PASSWORD", "v1"}, {"TOKEN", "7"}};
+  const std::string base = StepFingerprint(load, {}, "", versions);
+  EXPECT_EQ(StepFingerprint(load, {}, "", versions), base);
+  auto rotated = versions;
+  rotated["TOKEN"] = "8";
+  EXPECT_NE(StepFingerprint(load, {}, "", rotated), base);
+  StepSpec other = load;
+  other.secret_env["TOKEN"].key = "other";
+  EXPECT_NE(StepFingerprint(other, {}, "", versions), base);
+  other = load;
+  other.secret_env.clear();
+  StepSpec plain = load;
+  plain.secret_env.clear();
+  EXPECT_EQ(StepFingerprint(other, {}, "", versions), StepFingerprint(plain, {}));
+  EXPECT_NE(StepFingerprint(other, {}), base);
+
+  struct Case {
+    const char* secret_env;
+    const char* error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"{A: plain}", "secretEnv.A: expected a mapping"},
+           {"{A: {secret: s}}", "secretEnv.A: expected {secret: NAME, key: KEY}"},
+           {"{A: {secret: s, key: k, value: v}}", "unknown key 'value' in step a: secretEnv.A"},
+           {"{A: {secret: Upper, key: k}}", "secretEnv.A.secret 'Upper' must be a Secret's name"},
+           {"{A: {secret: -s, key: k}}", "secretEnv.A.secret '-s' must be a Secret's name"},
+           {R"({A: {secret: s, key: "a/b"}})", "secretEnv.A.key 'a/b' must match"},
+           {R"({A: {secret: s, key: "..\n"}})", "secretEnv.A.key"},
+           {"{1A: {secret: s, key: k}}", "secretEnv: variable '1A' must match"},
+           {R"({"A=B": {secret: s, key: k}})", "secretEnv: variable 'A=B' must match"},
+           {"{MODE: {secret: s, key: k}}", "secretEnv: variable 'MODE' is in env too"},
+           {"{MLOPS_TOKEN: {secret: s, key: k}}", "MLOPS_ variables are the scheduler's"},
+       }) {
+    std::string yaml = std::string("name: p\nsteps:\n  - name: a\n    command: [x]\n") +
+                       "    env: {MODE: fast}\n    secretEnv: " + c.secret_env + "\n";
+    EXPECT_THAT(ParsePipelineSpec(yaml).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, c.error))
+        << yaml;
+  }
+}
+
 TEST(PipelineSpecTest, DurationsAndQuantities) {
   int64_t v = 0;
   EXPECT_TRUE(ParseDuration("1h30m", &v));

@@ -46,6 +46,8 @@ Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
               $MLOPS_METADATA_SERVER, ... then $MLOPS_SERVER)
   --ca        a PEM file of the CA that signs the server's certificate: connect with TLS
               (default $MLOPS_CA; unset: plaintext)
+  --cert, --key  PEM files of a client certificate and its key, for servers that require one
+              (mTLS, --tls_client_ca; default $MLOPS_CERT, $MLOPS_KEY); with --ca
   --token-file  a file holding the bearer token to present (default $MLOPS_TOKEN_FILE;
               $MLOPS_TOKEN, the token itself, wins); see docs/security.md
   --output    table (default), json, or dot (lineage)
@@ -119,7 +121,8 @@ Model registry:
 Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
   mlops pipeline submit FILE [--param K=V]... [--queue Q] [--no-cache] [--watch]
   mlops pipeline list [--max N]
-  mlops pipeline status RUN            the DAG: each step's state, duration, attempts, cache hits
+  mlops pipeline status RUN [--watch]  the DAG: each step's state, duration, attempts, cache hits
+                                       (--watch: once the run has ended; exit 1 unless it succeeded)
   mlops pipeline logs RUN STEP [--follow] [--stderr] [--attempt N]
   mlops pipeline cancel RUN
   mlops pipeline retry RUN             reruns only what failed or did not run
@@ -180,7 +183,8 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < raw.size(); ++i) {
       if (raw[i] == "--server" || raw[i] == "--output" || raw[i] == "--metadata_server" ||
           raw[i] == "--artifact_server" || raw[i] == "--scheduler_server" ||
-          raw[i] == "--monitoring_server" || raw[i] == "--ca" || raw[i] == "--token-file") {
+          raw[i] == "--monitoring_server" || raw[i] == "--ca" || raw[i] == "--cert" ||
+          raw[i] == "--key" || raw[i] == "--token-file") {
         ++i;
         continue;
       }
@@ -219,10 +223,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (output == "dot" && group != "lineage") throw UsageError{"--output dot: lineage only"};
-    auto metadata = ServiceChannel(endpoints.metadata, endpoints.ca_pem, endpoints.token);
+    auto metadata = ServiceChannel(endpoints.metadata, endpoints);
     auto artifact = endpoints.artifact == endpoints.metadata
                         ? metadata
-                        : ServiceChannel(endpoints.artifact, endpoints.ca_pem, endpoints.token);
+                        : ServiceChannel(endpoints.artifact, endpoints);
     if (group == "step") {
       TakeCommand("step", args);
       std::vector<std::string> argv = args.Rest();
@@ -232,8 +236,7 @@ int main(int argc, char** argv) {
         throw UsageError{"mlops step run is for a step's pod: MLOPS_STEP_MANIFEST is not set"};
       }
       auto exit_code =
-          RunStep(manifest, argv, artifact,
-                  ServiceChannel(endpoints.scheduler, endpoints.ca_pem, endpoints.token));
+          RunStep(manifest, argv, artifact, ServiceChannel(endpoints.scheduler, endpoints));
       if (!exit_code.ok()) throw UsageError{std::string(exit_code.status().message())};
       return *exit_code;
     }
@@ -245,21 +248,19 @@ int main(int argc, char** argv) {
     }
     if (group == "profile" || group == "profiles" || group == "monitor" || group == "monitors" ||
         group == "drift") {
-      return RunMonitoringCommand(
-          group.rfind("profile", 0) == 0   ? "profile"
-          : group.rfind("monitor", 0) == 0 ? "monitor"
-                                           : "drift",
-          args, ServiceChannel(endpoints.monitoring, endpoints.ca_pem, endpoints.token),
-          output == "json");
+      return RunMonitoringCommand(group.rfind("profile", 0) == 0   ? "profile"
+                                  : group.rfind("monitor", 0) == 0 ? "monitor"
+                                                                   : "drift",
+                                  args, ServiceChannel(endpoints.monitoring, endpoints),
+                                  output == "json");
     }
     std::string command = group == "lineage" ? "" : TakeCommand(found->name, args);
     if ((group == "runs") && command == "compare") {
       return CompareRunsCommandLine(args, metadata, artifact, output == "json");
     }
     if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
-      return RunPipelineCommand(
-          group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
-          ServiceChannel(endpoints.scheduler, endpoints.ca_pem, endpoints.token), output == "json");
+      return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
+                                ServiceChannel(endpoints.scheduler, endpoints), output == "json");
     }
     if (group == "lineage" || group == "models" || group == "model") {
       return RunLineageCommand(group == "model" ? "models" : group, command, args, metadata,

@@ -257,9 +257,13 @@ class PipelineCli {
   int Status(Args& args) {
     sv1::GetPipelineRunRequest request;
     request.set_id(args.Positional("RUN"));
+    // --watch: first follow the run to its end (as submit --watch), then show it; the exit code
+    // is then 0 only for a run that SUCCEEDED.
+    const bool watch = args.TakeFlag("--watch");
     args.ExpectEmpty();
+    const int watched = watch ? Watch(request.id()) : 0;
     auto run = Call(&sv1::SchedulerService::Stub::GetPipelineRun, request);
-    if (json_) return PrintJson(run), 0;
+    if (json_) return PrintJson(run), watched;
     std::cout << "run:      " << run.id() << "\npipeline: " << run.pipeline()
               << "\nstate:    " << sv1::RunState_Name(run.state()) << "\nqueue:    " << run.queue()
               << "\ncreated:  " << FormatTime(run.create_time_ms())
@@ -295,7 +299,7 @@ class PipelineCli {
       }
       PrintTable({"INSTANCE", sweep.metric(), "BEST"}, trials);
     }
-    return 0;
+    return watched;
   }
 
   int Logs(Args& args) {

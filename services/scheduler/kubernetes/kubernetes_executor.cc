@@ -329,6 +329,14 @@ absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOpt
     var->set_name(k);
     var->set_value(v);
   }
+  // Secret values never pass through the Job: the kubelet reads them from the Secret.
+  for (const auto& [k, ref] : spec.secret_env) {
+    EnvVar* var = main->add_env();
+    var->set_name(k);
+    auto* selector = var->mutable_value_from()->mutable_secret_key_ref();
+    selector->set_name(ref.secret);
+    selector->set_key(ref.key);
+  }
   auto set_resource = [&](const std::string& key, const std::string& value) {
     (*main->mutable_resources()->mutable_requests())[key] = value;
     (*main->mutable_resources()->mutable_limits())[key] = value;
