@@ -97,14 +97,16 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
   std::sort(frontier.begin(), frontier.end());
   for (uint64_t n : frontier) hop_of[n] = 0;
   absl::Status status = absl::OkStatus();
+  size_t examined = 0;  // edges
+  auto over_budget = [&](std::string_view what, size_t limit) {
+    return absl::InvalidArgumentError(StrCat("lineage: more than ", std::to_string(limit), " ",
+                                             what, " within ", std::to_string(hops),
+                                             " hops; use fewer hops or a stop_filter"));
+  };
   for (int hop = 0; !frontier.empty(); ++hop) {
     std::sort(frontier.begin(), frontier.end());
     for (uint64_t n : frontier) order.push_back(n);
-    if (order.size() > kMaxLineageNodes) {
-      return absl::InvalidArgumentError(StrCat("lineage: more than 1000000 nodes within ",
-                                               std::to_string(hops),
-                                               " hops; use fewer hops or a stop_filter"));
-    }
+    if (order.size() > budget_.max_nodes) return over_budget("nodes", budget_.max_nodes);
     std::vector<uint64_t> next;
     for (uint64_t n : frontier) {
       // The start nodes are always expanded; others stop when they match the filter.
@@ -130,6 +132,7 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
       auto follow = [&](const std::string& prefix, bool from_artifact) -> absl::Status {
         return db_->ScanProto<v1::Event>(
             edges_, prefix, {}, [&](std::string_view key, v1::Event& event) {
+              if (++examined > budget_.max_edges) return false;
               int64_t other = ReadId8(key.substr(key.size() - 8));
               uint64_t neighbor = pack(from_artifact ? v1::EXECUTION : v1::ARTIFACT, other);
               if (hop_of.try_emplace(neighbor, hop + 1).second) next.push_back(neighbor);
@@ -141,11 +144,14 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
       if (kind_of(n) == v1::ARTIFACT) {
         if (up) RETURN_IF_ERROR(follow(ArtifactEdgePrefix(id, v1::Event::OUTPUT), true));
         if (down) RETURN_IF_ERROR(follow(ArtifactEdgePrefix(id, v1::Event::INPUT), true));
+        if (examined > budget_.max_edges) return over_budget("edges", budget_.max_edges);
       } else {
         ASSIGN_OR_RETURN(auto stored,
                          db_->GetProto<internal::ExecutionEvents>(edges_, ExecutionEventsKey(id)));
         if (!stored) continue;
         internal::ExecutionEvents& events = *stored;
+        examined += static_cast<size_t>(events.events_size());
+        if (examined > budget_.max_edges) return over_budget("edges", budget_.max_edges);
         for (v1::Event& event : *events.mutable_events()) {
           if (event.type() == v1::Event::INPUT ? !up : !down) continue;
           uint64_t neighbor = pack(v1::ARTIFACT, event.artifact_id());

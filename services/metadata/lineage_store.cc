@@ -344,16 +344,17 @@ absl::StatusOr<std::unique_ptr<Db>> LineageStore::OpenDb(const std::string& path
                   versioned);
 }
 
-LineageStore::LineageStore(Db* db)
+LineageStore::LineageStore(Db* db, LineageBudget budget)
     : db_(db),
+      budget_(budget),
       types_(db->Cf(kLineageTypesCf)),
       nodes_(db->Cf(kLineageNodesCf)),
       keys_(db->Cf(kLineageKeysCf)),
       edges_(db->Cf(kLineageEdgesCf)),
       index_(db->Cf(kLineageIndexCf)) {}
 
-absl::StatusOr<std::unique_ptr<LineageStore>> LineageStore::Create(Db* db) {
-  std::unique_ptr<LineageStore> store(new LineageStore(db));
+absl::StatusOr<std::unique_ptr<LineageStore>> LineageStore::Create(Db* db, LineageBudget budget) {
+  std::unique_ptr<LineageStore> store(new LineageStore(db, budget));
   RETURN_IF_ERROR(store->Init());
   return store;
 }

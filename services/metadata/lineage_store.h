@@ -46,6 +46,14 @@ inline constexpr int kMaxProperties = 1000;
 inline constexpr int kMaxLineageHops = 100;
 inline constexpr size_t kMaxLineageNodes = 1000000;
 
+// The work one GetLineage call may do (docs/api.md, "GetLineage"): nodes reached and edges
+// examined, whatever the page asked for. Beyond either: INVALID_ARGUMENT (use fewer hops or a
+// stop filter), so that no query pins a core for long.
+struct LineageBudget {
+  size_t max_nodes = kMaxLineageNodes;
+  size_t max_edges = 4 * kMaxLineageNodes;
+};
+
 // Besides the codes each method names, every method returns DATA_LOSS for a stored record that
 // does not parse (naming its column family and key) and the storage's own error when RocksDB
 // fails (UNAVAILABLE; RESOURCE_EXHAUSTED when the disk is full).
@@ -59,7 +67,7 @@ class LineageStore {
   // Registers the built-in types (idempotently) and reads the id counters. `db` must hold the
   // lineage column families and outlive the store. DATA_LOSS for a stored type that does not
   // parse.
-  static absl::StatusOr<std::unique_ptr<LineageStore>> Create(Db* db);
+  static absl::StatusOr<std::unique_ptr<LineageStore>> Create(Db* db, LineageBudget budget = {});
 
   // INVALID_ARGUMENT (kind, name, property types), FAILED_PRECONDITION (changes the type of an
   // existing property).
@@ -102,12 +110,12 @@ class LineageStore {
       const v1::GetContextMembersRequest& request) const;
 
   // Breadth-first subgraph around the start node. NOT_FOUND (start), INVALID_ARGUMENT (no start,
-  // hops, filter, token), INVALID_ARGUMENT (more than 1,000,000 nodes: use fewer hops or a stop
-  // filter).
+  // hops, filter, token), INVALID_ARGUMENT (over the budget: more than 1,000,000 nodes reached or
+  // 4,000,000 edges examined; use fewer hops or a stop filter).
   absl::StatusOr<v1::LineageGraph> GetLineage(const v1::GetLineageRequest& request) const;
 
  private:
-  explicit LineageStore(Db* db);
+  LineageStore(Db* db, LineageBudget budget);
   absl::Status Init();
   int64_t NextId(v1::NodeKind kind);
   // Give a new node its id and times and add its record and keys to the batch.
@@ -117,6 +125,7 @@ class LineageStore {
   std::mutex& Stripe(std::string_view key) const;
 
   Db* db_;
+  const LineageBudget budget_;
   rocksdb::ColumnFamilyHandle* types_;
   rocksdb::ColumnFamilyHandle* nodes_;
   rocksdb::ColumnFamilyHandle* keys_;

@@ -398,6 +398,31 @@ TEST_F(LineageStoreTest, LineageUpstreamDownstreamHopsAndStopFilters) {
               StatusIs(absl::StatusCode::kInvalidArgument, "unknown field prefix"));
 }
 
+TEST_F(LineageStoreTest, AQueryOverItsBudgetOfNodesOrEdgesIsRefused) {
+  // One dataset read by 10 executions: 11 nodes, 10 edges from the dataset.
+  int64_t data = NewArtifact("Dataset", "popular");
+  for (int i = 0; i < 10; ++i) Step("Train", {data}, {});
+  v1::GetLineageRequest down;
+  down.set_artifact_id(data);
+  down.set_direction(v1::GetLineageRequest::DOWNSTREAM);
+  EXPECT_EQ(Nodes(down).size(), 11u);
+  auto with_budget = [&](LineageBudget budget) {
+    auto store = LineageStore::Create(db_.get(), budget);
+    EXPECT_OK(store.status());
+    return (*store)->GetLineage(down).status();
+  };
+  EXPECT_THAT(
+      with_budget({5, 100}),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               "lineage: more than 5 nodes within 3 hops; use fewer hops or a stop_filter"));
+  EXPECT_THAT(with_budget({100, 5}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "lineage: more than 5 edges within 3"));
+  // The executions' own events are read too (one each): 20 edges examined in all.
+  EXPECT_THAT(with_budget({100, 15}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "more than 15 edges"));
+  EXPECT_OK(with_budget({11, 20}));
+}
+
 TEST_F(LineageStoreTest, ListFiltersUseTheLineageDialect) {
   for (int rows : {10, 200, 3000}) {
     v1::PutArtifactRequest request;
