@@ -25,7 +25,8 @@ std::string EntryKey(int64_t time_ms, uint64_t sequence) {
 
 absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
                                                          const Db::Options& options,
-                                                         prometheus::Registry& registry) {
+                                                         prometheus::Registry& registry,
+                                                         int64_t retention_ms) {
   Db::Options db_options = options;
   db_options.block_cache_mb = 8;  // written far more than read
   db_options.format_version = 1;
@@ -38,7 +39,52 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path
   if (last->Valid() && last->key().size() == 16) {
     next = ReadBigEndian64(std::string_view(last->key().data() + 8, 8)) + 1;
   }
-  return std::unique_ptr<AuditLog>(new AuditLog(std::move(*db), next, registry));
+  std::unique_ptr<AuditLog> log(new AuditLog(std::move(*db), next, registry));
+  if (retention_ms > 0) {
+    auto purge = [log = log.get(), retention_ms] {
+      auto purged = log->Purge(NowMs() - retention_ms);
+      if (!purged.ok()) {
+        LogWarning("audit_purge_failed", {{"error", std::string(purged.status().message())}});
+      } else if (*purged > 0) {
+        LogInfo("audit_purged", {{"entries", std::to_string(*purged)},
+                                 {"older_than_ms", std::to_string(retention_ms)}});
+      }
+    };
+    purge();
+    log->purger_ = std::thread([log = log.get(), purge] {
+      std::unique_lock lock(log->mu_);
+      while (!log->wake_.wait_for(lock, std::chrono::hours(1), [&] { return log->stop_; })) {
+        lock.unlock();
+        purge();
+        lock.lock();
+      }
+    });
+  }
+  return log;
+}
+
+AuditLog::~AuditLog() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (purger_.joinable()) purger_.join();
+}
+
+absl::StatusOr<uint64_t> AuditLog::Purge(int64_t before_ms) {
+  if (before_ms <= 0) return 0;
+  const std::string end = EntryKey(before_ms, 0);
+  uint64_t count = 0;
+  std::unique_ptr<rocksdb::Iterator> it = db_->NewIterator(db_->Cf(kCf));
+  for (it->SeekToFirst(); it->Valid() && it->key().compare(end) < 0; it->Next()) ++count;
+  if (!it->status().ok()) return absl::UnavailableError(it->status().ToString());
+  if (count == 0) return 0;
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(db_->Cf(kCf), std::string(16, '\0'), end);
+  RETURN_IF_ERROR(db_->Write(&batch));
+  purged_->Increment(static_cast<double>(count));
+  return count;
 }
 
 AuditLog::AuditLog(std::unique_ptr<Db> db, uint64_t next_sequence, prometheus::Registry& registry)
@@ -47,7 +93,12 @@ AuditLog::AuditLog(std::unique_ptr<Db> db, uint64_t next_sequence, prometheus::R
       appended_(&prometheus::BuildCounter()
                      .Name("mlops_audit_entries_total")
                      .Help("Entries appended to the audit log (calls of mutating RPCs), by code")
-                     .Register(registry)) {}
+                     .Register(registry)),
+      purged_(&prometheus::BuildCounter()
+                   .Name("mlops_audit_entries_purged_total")
+                   .Help("Audit entries deleted for being older than --audit_retention_days")
+                   .Register(registry)
+                   .Add({})) {}
 
 absl::Status AuditLog::Append(const audit::v1::AuditEntry& entry) {
   rocksdb::WriteBatch batch;

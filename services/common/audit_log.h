@@ -3,6 +3,8 @@
 // resource it named, the client's request id, the result code and the time. Appended to its own
 // RocksDB (<data_dir>/audit, column family "audit") and never rewritten; listed through
 // mlops.audit.v1.AuditService (`mlops audit list`); counted in mlops_audit_entries_total{code}.
+// With a retention (--audit_retention_days), entries older than it are deleted, oldest first, at
+// start and every hour (mlops_audit_entries_purged_total); without one, entries are kept forever.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -11,8 +13,11 @@
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "mlops/audit/v1/audit.grpc.pb.h"
@@ -24,9 +29,12 @@ namespace mlops {
 class AuditLog {
  public:
   // Opens (creating) the audit database at `path`. The errors of Db::Open.
+  // `retention_ms` > 0 purges older entries at open and then hourly on a thread of its own.
   static absl::StatusOr<std::unique_ptr<AuditLog>> Open(const std::string& path,
                                                         const Db::Options& options,
-                                                        prometheus::Registry& registry);
+                                                        prometheus::Registry& registry,
+                                                        int64_t retention_ms = 0);
+  ~AuditLog();
   // Appends `entry` (time_ms set by the caller); the write is as durable as the server's other
   // writes (--sync_writes).
   absl::Status Append(const audit::v1::AuditEntry& entry);
@@ -34,6 +42,8 @@ class AuditLog {
   // page size or time or a bad page token.
   absl::StatusOr<audit::v1::ListAuditEntriesResponse> List(
       const audit::v1::ListAuditEntriesRequest& request) const;
+  // Deletes every entry older than `before_ms` (one range deletion); returns how many there were.
+  absl::StatusOr<uint64_t> Purge(int64_t before_ms);
   Db& db() { return *db_; }
 
  private:
@@ -41,6 +51,12 @@ class AuditLog {
   std::unique_ptr<Db> db_;
   std::atomic<uint64_t> next_sequence_;
   prometheus::Family<prometheus::Counter>* appended_;
+  prometheus::Counter* purged_;
+  // The retention thread.
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread purger_;
 };
 
 // The gRPC adapter of AuditLog::List.

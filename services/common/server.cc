@@ -83,6 +83,9 @@ ABSL_FLAG(double, rate_limit_burst, 0,
 ABSL_FLAG(int, max_streams_per_subject, 0,
           "Streaming calls (log follows, uploads, downloads, batches) one subject may have open "
           "at once (0: unlimited).");
+ABSL_FLAG(int, audit_retention_days, 0,
+          "Delete audit entries older than this many days (checked at start and hourly); 0 keeps "
+          "them forever.");
 ABSL_FLAG(bool, insecure_allow_unauthenticated, false,
           "Listen beyond loopback with authentication off (anyone who reaches the port may do "
           "anything). Logged as a warning.");
@@ -402,7 +405,12 @@ absl::Status ServiceHost::Start() {
 }
 
 absl::Status ServiceHost::OpenAuditLog(const std::string& path, const Db::Options& options) {
-  absl::StatusOr<std::unique_ptr<AuditLog>> log = AuditLog::Open(path, options, *registry_);
+  const int days = absl::GetFlag(FLAGS_audit_retention_days);
+  if (days < 0) {
+    return absl::InvalidArgumentError("--audit_retention_days: must be 0 (forever) or more");
+  }
+  absl::StatusOr<std::unique_ptr<AuditLog>> log =
+      AuditLog::Open(path, options, *registry_, int64_t{days} * 86400000);
   if (!log.ok()) return log.status();
   audit_log_ = std::move(*log);
   return absl::OkStatus();

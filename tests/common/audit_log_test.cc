@@ -1,11 +1,15 @@
 // The audit log's storage: entries in time order across a reopen (appending continues after the
-// last, never over it), filters, paging, bad requests refused, and concurrent appends all kept.
+// last, never over it), filters, paging, bad requests refused, concurrent appends all kept, and
+// a retention that deletes only older entries.
 #include "services/common/audit_log.h"
+
+#include <prometheus/text_serializer.h>
 
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "services/common/ids.h"
 #include "tests/testing/testing.h"
 
 namespace mlops {
@@ -86,6 +90,35 @@ TEST(AuditLogTest, EntriesKeepTheirOrderAcrossAReopenAndFiltersAndPagesApply) {
   negative.set_since_ms(0);
   negative.set_page_size(-1);
   EXPECT_THAT((*log)->List(negative).status(), StatusIs(absl::StatusCode::kInvalidArgument, ""));
+}
+
+TEST(AuditLogTest, ARetentionDeletesOnlyOlderEntriesAtOpenAndOnPurge) {
+  testing::TempDir dir;
+  const int64_t now = NowMs();
+  const int64_t day = 86400000;
+  {
+    prometheus::Registry registry;
+    auto log = AuditLog::Open(dir.path() + "/audit", Db::Options(), registry);
+    ASSERT_OK(log.status());
+    for (int64_t age : {40, 31, 29, 2, 0}) {
+      ASSERT_OK((*log)->Append(Entry(now - age * day, "age" + std::to_string(age))));
+    }
+  }
+  // Opened with 30 days: the two older ones go at once, and are counted.
+  prometheus::Registry registry;
+  auto log = AuditLog::Open(dir.path() + "/audit", Db::Options(), registry, 30 * day);
+  ASSERT_OK(log.status());
+  audit::v1::ListAuditEntriesRequest all;
+  EXPECT_THAT(Subjects(*(*log)->List(all)), ::testing::ElementsAre("age29", "age2", "age0"));
+  const std::string exposition = prometheus::TextSerializer().Serialize(registry.Collect());
+  EXPECT_THAT(exposition, ::testing::HasSubstr("mlops_audit_entries_purged_total 2"));
+  // A later purge takes what has aged past it since; appending goes on after it.
+  auto purged = (*log)->Purge(now - day);
+  ASSERT_OK(purged.status());
+  EXPECT_EQ(*purged, 2u);
+  EXPECT_EQ(*(*log)->Purge(now - day), 0u);
+  ASSERT_OK((*log)->Append(Entry(now + 1, "new")));
+  EXPECT_THAT(Subjects(*(*log)->List(all)), ::testing::ElementsAre("age0", "new"));
 }
 
 TEST(AuditLogTest, ConcurrentAppendsAreAllKeptEachUnderItsOwnKey) {
