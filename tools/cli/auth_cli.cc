@@ -93,8 +93,7 @@ int AuditListCommandLine(Args& args, const Endpoints& endpoints, bool json) {
                                      endpoints.monitoring};
   std::vector<audit::v1::AuditEntry> entries;
   for (const std::string& address : addresses) {
-    auto stub = audit::v1::AuditService::NewStub(
-        ServiceChannel(address, endpoints.ca_pem, endpoints.token));
+    auto stub = audit::v1::AuditService::NewStub(ServiceChannel(address, endpoints));
     audit::v1::ListAuditEntriesRequest page = request;
     page.set_page_size(static_cast<int>(std::min<int64_t>(max, 1000)));
     int64_t taken = 0;

@@ -207,6 +207,31 @@ Endpoints TakeEndpoints(Args& args) {
     }
     out.ca_pem = pem.str();
   }
+  // A client certificate for servers that require one (mTLS).
+  std::optional<std::string> cert = args.Take("--cert");
+  if (!cert) cert = env("MLOPS_CERT");
+  std::optional<std::string> key = args.Take("--key");
+  if (!key) key = env("MLOPS_KEY");
+  if (cert.has_value() != key.has_value()) {
+    throw UsageError{cert ? "--cert needs --key (or MLOPS_KEY): the certificate's private key"
+                          : "--key needs --cert (or MLOPS_CERT): the client certificate"};
+  }
+  if (cert) {
+    if (out.ca_pem.empty()) {
+      throw UsageError{"--cert and --key present a client certificate over TLS: give --ca too"};
+    }
+    auto read_pem = [](const std::string& flag, const std::string& path, const char* marker) {
+      std::ifstream in(path, std::ios::binary);
+      std::ostringstream pem;
+      pem << in.rdbuf();
+      if (!in || pem.str().find(marker) == std::string::npos) {
+        throw UsageError{flag + " " + path + ": not a readable PEM file"};
+      }
+      return pem.str();
+    };
+    out.cert_pem = read_pem("--cert", *cert, "-----BEGIN CERTIFICATE-----");
+    out.key_pem = read_pem("--key", *key, "PRIVATE KEY-----");
+  }
   std::optional<std::string> token_file = args.Take("--token-file");
   if (!token_file) token_file = env("MLOPS_TOKEN_FILE");
   if (auto token = env("MLOPS_TOKEN")) {
@@ -282,15 +307,17 @@ class MissingServiceInterceptorFactory
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address, const std::string& ca_pem,
-                                              const std::string& token) {
+std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address,
+                                              const Endpoints& endpoints) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   factories.push_back(std::make_unique<MissingServiceInterceptorFactory>(address));
   ChannelSecurity security;
-  security.ca_pem = ca_pem;
-  if (!token.empty()) security.token = [token] { return token; };
+  security.ca_pem = endpoints.ca_pem;
+  security.cert_pem = endpoints.cert_pem;
+  security.key_pem = endpoints.key_pem;
+  if (!endpoints.token.empty()) security.token = [token = endpoints.token] { return token; };
   return SecureChannel(address, security, args, std::move(factories));
 }
 

@@ -91,6 +91,9 @@ struct Endpoints {
   // PEM of the CA that signs the servers' certificates (--ca FILE or $MLOPS_CA): when set, every
   // channel uses TLS (e.g. the chart's router with tls.enabled); empty: plaintext.
   std::string ca_pem;
+  // The client certificate and key presented to servers that ask for one (mTLS: --tls_client_ca):
+  // --cert FILE and --key FILE, or $MLOPS_CERT and $MLOPS_KEY; both or neither, with --ca.
+  std::string cert_pem, key_pem;
   // The bearer token every call presents (docs/security.md): $MLOPS_TOKEN, else the contents of
   // --token-file FILE or $MLOPS_TOKEN_FILE (a Kubernetes service-account token); empty: none.
   std::string token;
@@ -99,9 +102,9 @@ Endpoints TakeEndpoints(Args& args);
 
 // A channel to `address` on which a call that the server answers UNIMPLEMENTED (it does not host
 // that service: a split deployment) fails with a message that says so and names the flag to set.
-// `ca_pem` non-empty: TLS, trusting that CA; `token` non-empty: sent as a bearer token.
+// With the endpoints' security: TLS when `ca_pem` is set (presenting `cert_pem` when set), the
+// bearer token when set.
 std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address,
-                                              const std::string& ca_pem = "",
-                                              const std::string& token = "");
+                                              const Endpoints& endpoints);
 
 }  // namespace mlops::cli
