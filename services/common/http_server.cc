@@ -6,6 +6,8 @@
 
 #include <sstream>
 
+#include "services/common/tls_front.h"
+
 namespace mlops {
 namespace {
 
@@ -19,6 +21,7 @@ void Reply(mg_connection* conn, int code, const char* content_type, const std::s
 
 }  // namespace
 
+HttpServer::HttpServer() = default;
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::AddCollectable(std::weak_ptr<prometheus::Collectable> collectable) {
@@ -31,9 +34,10 @@ void HttpServer::SetReadiness(std::function<bool()> ready) {
   ready_ = std::move(ready);
 }
 
-absl::Status HttpServer::Start(const std::string& host, int port) {
+absl::Status HttpServer::Start(const std::string& host, int port, const HttpTls* tls) {
   mg_init_library(0);
-  std::string listen = host + ":" + std::to_string(port);
+  // Behind a TLS front, civetweb is reached only from this process's relay, on loopback.
+  std::string listen = tls != nullptr ? "127.0.0.1:0" : host + ":" + std::to_string(port);
   const char* options[] = {"listening_ports",   listen.c_str(), "num_threads", "4",
                            "enable_keep_alive", "yes",          nullptr};
   mg_callbacks callbacks{};
@@ -50,10 +54,25 @@ absl::Status HttpServer::Start(const std::string& host, int port) {
   mg_set_request_handler(ctx_, "/healthz$", &HttpServer::HandleHealth, this);
   mg_set_request_handler(ctx_, "/readyz$", &HttpServer::HandleReady, this);
   mg_set_request_handler(ctx_, "/statusz$", &HttpServer::HandleStatus, this);
+  if (tls != nullptr) {
+    TlsFront::Options options;
+    options.cert_file = tls->cert_file;
+    options.key_file = tls->key_file;
+    options.client_ca_file = tls->client_ca_file;
+    options.reload_s = tls->reload_s;
+    auto front = TlsFront::Start(host, port, port_, options);
+    if (!front.ok()) {
+      Stop();
+      return front.status();
+    }
+    tls_ = std::move(*front);
+    port_ = tls_->port();
+  }
   return absl::OkStatus();
 }
 
 void HttpServer::Stop() {
+  tls_.reset();  // first: it relays to civetweb
   if (ctx_ != nullptr) {
     mg_stop(ctx_);
     ctx_ = nullptr;

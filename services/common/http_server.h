@@ -20,9 +20,17 @@ struct mg_connection;
 
 namespace mlops {
 
+class TlsFront;
+
+// TLS on the HTTP port (tls_front.h): the same files as the gRPC port's.
+struct HttpTls {
+  std::string cert_file, key_file, client_ca_file;
+  int reload_s = 10;
+};
+
 class HttpServer {
  public:
-  HttpServer() = default;
+  HttpServer();
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -34,8 +42,10 @@ class HttpServer {
   // /statusz answers the text `status` returns (the state of the peers).
   void SetStatusPage(std::function<std::string()> status);
 
-  // Listens on host:port (port 0 picks a free one). UNAVAILABLE when the port is taken.
-  absl::Status Start(const std::string& host, int port);
+  // Listens on host:port (port 0 picks a free one). UNAVAILABLE when the port is taken. With
+  // `tls`, civetweb listens on a loopback port and a TlsFront on host:port terminates TLS in front
+  // of it (FAILED_PRECONDITION when the files do not load).
+  absl::Status Start(const std::string& host, int port, const HttpTls* tls = nullptr);
   void Stop();
   int port() const { return port_; }
 
@@ -53,6 +63,7 @@ class HttpServer {
   std::function<bool()> ready_;
   std::function<std::string()> status_;
   mg_context* ctx_ = nullptr;
+  std::unique_ptr<TlsFront> tls_;
   int port_ = 0;
 };
 

@@ -394,7 +394,10 @@ absl::Status ServiceHost::Start() {
     return absl::UnavailableError("grpc: cannot listen on " + address);
   }
   if (config_.metrics_port >= 0) {
-    absl::Status status = http_.Start(config_.metrics_host, config_.metrics_port);
+    // TLS on the HTTP port too when the gRPC port has it: the same files, reloaded the same way.
+    HttpTls tls{config_.tls_cert, config_.tls_key, config_.tls_client_ca, config_.tls_reload_s};
+    absl::Status status = http_.Start(config_.metrics_host, config_.metrics_port,
+                                      config_.tls_cert.empty() ? nullptr : &tls);
     if (!status.ok()) {
       server_->Shutdown();
       server_.reset();

@@ -1,9 +1,12 @@
 // TLS on a real mlops-server with certificates made by openssl in the test: the CLI's --ca, a
 // foreign CA and plaintext refused, mutual TLS (no client certificate, one from another CA:
-// refused), and a certificate rotated on disk while a client streams: new connections get the
-// new certificate with no restart, the open stream finishes on the old one.
+// refused; the CLI's --cert/--key), and a certificate rotated on disk while a client streams: new
+// connections get the new certificate with no restart, the open stream finishes on the old one.
+// The HTTP port (/metrics, /healthz) serves the same certificates through the same rotation,
+// checked with curl.
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -64,6 +67,19 @@ std::shared_ptr<grpc::Channel> TlsChannel(const std::string& address, const std:
   return SecureChannel(address, security, grpc::ChannelArguments());
 }
 
+// GET https://127.0.0.1:PORT/PATH with curl, trusting `ca` (and presenting a client certificate
+// when given): the body on success, "" (with curl's reason in *error) otherwise.
+std::string Https(int port, const std::string& path, const std::string& ca,
+                  const std::string& cert = "", const std::string& key = "",
+                  std::string* error = nullptr) {
+  std::vector<std::string> argv = {"curl", "-sS", "-f", "--max-time", "10", "--cacert", ca};
+  if (!cert.empty()) argv.insert(argv.end(), {"--cert", cert, "--key", key});
+  argv.push_back("https://127.0.0.1:" + std::to_string(port) + path);
+  testing::CommandResult result = testing::RunCommand(argv);
+  if (error != nullptr) *error = result.err;
+  return result.exit_code == 0 ? result.out : "";
+}
+
 grpc::Status ListExperiments(const std::shared_ptr<grpc::Channel>& channel) {
   auto stub = md::MetadataService::NewStub(channel);
   grpc::ClientContext context;
@@ -97,6 +113,29 @@ TEST(TlsTest, TheCliConnectsWithItsCaAndNothingElseDoes) {
   auto foreign = mlops({"--ca", pki.Path("other.pem"), "experiments", "list"});
   EXPECT_EQ(foreign.exit_code, 1);
   EXPECT_THAT(foreign.err, HasSubstr("UNAVAILABLE"));
+  // The HTTP port serves the same certificate: /metrics over TLS, nothing in plaintext.
+  std::string metrics = Https(server.metrics_port(), "/metrics", pki.Path("ca.pem"));
+  EXPECT_THAT(metrics, HasSubstr("grpc_server_handled_total"));
+  EXPECT_EQ(Https(server.metrics_port(), "/healthz", pki.Path("ca.pem")), "ok\n");
+  EXPECT_NE(testing::HttpGet(server.metrics_port(), "/metrics").first, 200);
+  std::string error;
+  EXPECT_EQ(Https(server.metrics_port(), "/metrics", pki.Path("other.pem"), "", "", &error), "");
+  EXPECT_THAT(error, HasSubstr("certificate"));
+  // Many scrapes, some at once, each over its own connection.
+  std::vector<std::thread> scrapers;
+  std::atomic<int> scraped{0};
+  for (int i = 0; i < 8; ++i) {
+    scrapers.emplace_back([&] {
+      for (int j = 0; j < 5; ++j) {
+        if (Https(server.metrics_port(), "/metrics", pki.Path("ca.pem")).find("# TYPE") !=
+            std::string::npos) {
+          ++scraped;
+        }
+      }
+    });
+  }
+  for (auto& t : scrapers) t.join();
+  EXPECT_EQ(scraped.load(), 40);
 }
 
 TEST(TlsTest, MutualTlsRefusesClientsWithoutACertificateTheCaSigned) {
@@ -123,6 +162,39 @@ TEST(TlsTest, MutualTlsRefusesClientsWithoutACertificateTheCaSigned) {
                 TlsChannel(server.address(), ca, pki.Read("mallory.pem"), pki.Read("mallory.key")))
                 .error_code(),
             grpc::StatusCode::UNAVAILABLE);
+  // The HTTP port asks for client certificates as well.
+  EXPECT_THAT(Https(server.metrics_port(), "/metrics", pki.Path("ca.pem"), pki.Path("alice.pem"),
+                    pki.Path("alice.key")),
+              HasSubstr("# TYPE"));
+  EXPECT_EQ(Https(server.metrics_port(), "/metrics", pki.Path("ca.pem")), "");
+  EXPECT_EQ(Https(server.metrics_port(), "/metrics", pki.Path("ca.pem"), pki.Path("mallory.pem"),
+                  pki.Path("mallory.key")),
+            "");
+  // The CLI presents its certificate with --cert/--key (or MLOPS_CERT/MLOPS_KEY).
+  auto mlops = [&](std::vector<std::string> args, const std::vector<std::string>& env = {}) {
+    args.insert(args.begin(),
+                {MLOPS_CLI_BIN, "--server", server.address(), "--ca", pki.Path("ca.pem")});
+    return testing::RunCommand(args, env);
+  };
+  auto created = mlops({"--cert", pki.Path("alice.pem"), "--key", pki.Path("alice.key"),
+                        "experiments", "create", "over-mtls"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  auto listed = mlops({"experiments", "list"}, {"MLOPS_CERT=" + pki.Path("alice.pem"),
+                                                "MLOPS_KEY=" + pki.Path("alice.key")});
+  EXPECT_THAT(listed.out, HasSubstr("over-mtls"));
+  auto without = mlops({"experiments", "list"});
+  EXPECT_EQ(without.exit_code, 1);
+  EXPECT_THAT(without.err, HasSubstr("UNAVAILABLE"));
+  auto rogue = mlops(
+      {"--cert", pki.Path("mallory.pem"), "--key", pki.Path("mallory.key"), "experiments", "list"});
+  EXPECT_EQ(rogue.exit_code, 1);
+  auto half = mlops({"--cert", pki.Path("alice.pem"), "experiments", "list"});
+  EXPECT_EQ(half.exit_code, 2);
+  EXPECT_THAT(half.err, HasSubstr("--cert needs --key"));
+  auto not_pem = mlops(
+      {"--cert", pki.Path("alice.key"), "--key", pki.Path("alice.key"), "experiments", "list"});
+  EXPECT_EQ(not_pem.exit_code, 2);
+  EXPECT_THAT(not_pem.err, HasSubstr("not a readable PEM file"));
 }
 
 TEST(TlsTest, ARotatedCertificateServesNewConnectionsWhileAnOpenStreamFinishes) {
@@ -185,6 +257,14 @@ TEST(TlsTest, ARotatedCertificateServesNewConnectionsWhileAnOpenStreamFinishes) 
   // A new connection trusting only the old CA is refused now.
   EXPECT_EQ(ListExperiments(TlsChannel(server.address(), pki.Read("old-ca.pem"))).error_code(),
             grpc::StatusCode::UNAVAILABLE);
+  // The HTTP port rotated too (it checks at most every second, as connections arrive).
+  std::string rotated;
+  for (int i = 0; i < 50 && rotated.empty(); ++i) {
+    rotated = Https(server.metrics_port(), "/healthz", pki.Path("new-ca.pem"));
+    if (rotated.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(rotated, "ok\n");
+  EXPECT_EQ(Https(server.metrics_port(), "/healthz", pki.Path("old-ca.pem")), "");
   // The stream opened before the rotation goes on and finishes.
   ASSERT_TRUE(write_point(1));
   ASSERT_TRUE(stream->WritesDone());
