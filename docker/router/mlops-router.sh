@@ -111,6 +111,9 @@ $upstreams
 $locations
     # The standard health service: answered by the metadata service (every service serves it).
     location /grpc.health.v1.Health/ { $health }
+    # The audit log: every server keeps its own; through the router, the metadata service's (all
+    # of it for the all-in-one server). docs/security.md, "The audit log".
+    location /mlops.audit.v1. { $health }
     # Anything else: UNIMPLEMENTED, as a gRPC server says it (a trailers-only response).
     location / {
       default_type application/grpc;

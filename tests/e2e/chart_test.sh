@@ -274,15 +274,42 @@ mlops data list | grep -q demo-data || fail "the data is gone after the gc CronJ
 echo "chart: the gc and scrub CronJobs ran: $(tr '\n' ' ' < "$work/scrub.log" | cut -c1-100)"
 passed=$((passed + 1))
 
-# B. All-in-one, in the same namespace: its own release, volume and router.
+# B. All-in-one, in the same namespace: its own release, volume and router, with authentication
+# on (auth.*): a token file and the client token from Secrets.
+token=$("$cli" auth token create --auth-token-file "$work/tokens.yaml" --subject chart-ops \
+  --grant '*=admin' --operator 2>/dev/null)
+kubectl -n "$ns" create secret generic aio-tokens --from-file=tokens.yaml="$work/tokens.yaml" >/dev/null
+kubectl -n "$ns" create secret generic aio-client --from-literal=token="$token" >/dev/null
 t0=$(date +%s)
 h install aio "$chart" -n "$ns" "${images[@]}" --set allInOne.enabled=true \
-  --set allInOne.persistence.size=1Gi --set networkPolicy.enabled=false --wait --timeout 180s >/dev/null ||
+  --set allInOne.persistence.size=1Gi --set networkPolicy.enabled=false \
+  --set auth.tokenFileSecret=aio-tokens --set auth.clientTokenSecret=aio-client \
+  --set auth.auditRetentionDays=30 --wait --timeout 180s >/dev/null ||
   { kubectl -n "$ns" get pods,pvc >&2; fail "helm install (all-in-one) did not become ready"; }
 [ "$(kubectl -n "$ns" get statefulsets -l app.kubernetes.io/instance=aio -o name | wc -l)" = 1 ] ||
   fail "all-in-one made more than one StatefulSet"
 helm_test aio "router: monitoring answers"
 grep -q "server: healthy and ready" "$work/test-aio.out" || fail "helm test aio did not check the server"
-echo "chart: all-in-one installed (one pod) in $(( $(date +%s) - t0 )) s; helm test passes through its router"
+echo "chart: all-in-one installed (one pod, authentication on) in $(( $(date +%s) - t0 )) s; helm test passes through its router with the client token"
+passed=$((passed + 1))
+aio_ip=$(kubectl -n "$ns" get service aio-mlops-router -o jsonpath='{.spec.clusterIP}')
+aio() {  # aio TOKEN ARGS...: the CLI through the all-in-one router, presenting TOKEN ("" = none)
+  local token="$1"
+  shift
+  env -u MLOPS_METADATA_SERVER -u MLOPS_ARTIFACT_SERVER -u MLOPS_SCHEDULER_SERVER \
+    -u MLOPS_MONITORING_SERVER -u MLOPS_CA -u MLOPS_TOKEN_FILE MLOPS_TOKEN="$token" \
+    MLOPS_SERVER="$aio_ip:50051" "$cli" "$@"
+}
+if aio "" experiments list > "$work/anonymous.out" 2>&1; then
+  fail "the all-in-one server with authentication on answered a call without a token"
+fi
+grep -q UNAUTHENTICATED "$work/anonymous.out" || { cat "$work/anonymous.out" >&2; fail "no UNAUTHENTICATED without a token"; }
+aio "$token" experiments create chart-auth >/dev/null || fail "the token of the token file was refused"
+aio "$token" audit list > "$work/audit.out" || fail "audit list failed"
+grep -Eq 'chart-ops +CreateExperiment +default +name=chart-auth +OK' "$work/audit.out" ||
+  { cat "$work/audit.out" >&2; fail "the audit log does not show the token's subject creating chart-auth"; }
+kubectl -n "$ns" get statefulset aio-mlops-server -o yaml | grep -q MLOPS_AUDIT_RETENTION_DAYS ||
+  fail "auth.auditRetentionDays did not reach the server"
+echo "chart: authentication on: no token is UNAUTHENTICATED through the router, the token file's token creates, the audit log names its subject"
 passed=$((passed + 1))
 echo "chart: $passed passed, 0 failed"

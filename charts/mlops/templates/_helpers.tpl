@@ -79,6 +79,111 @@ namespace (docs/kubernetes.md). The scheduler and the all-in-one server take the
   (dict "name" "MLOPS_K8S_BURST" "value" (toString $k8s.burst)) | toJson -}}
 {{- end -}}
 
+{{/* True ("true") when the chart configures authentication: a token file or OIDC. */}}
+{{- define "mlops.authEnabled" -}}
+{{- if or .Values.auth.tokenFileSecret .Values.auth.oidc.issuer -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+The client token's env and volume for pods that call the services (the helm test, maintenance
+jobs): (dict "root" $ "part" "env"|"mount"|"volume"); nothing when authentication is off.
+*/}}
+{{- define "mlops.clientToken" -}}
+{{- if include "mlops.authEnabled" .root -}}
+{{- if eq .part "env" }}
+- {name: MLOPS_TOKEN_FILE, value: /etc/mlops/client/token}
+{{- else if eq .part "mount" }}
+- {name: client-token, mountPath: /etc/mlops/client, readOnly: true}
+{{- else }}
+- name: client-token
+  secret:
+    secretName: {{ .root.Values.auth.clientTokenSecret }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A server's security settings (docs/security.md) as env, volume mounts or volumes:
+(dict "root" $ "part" "env"|"mount"|"volume").
+*/}}
+{{- define "mlops.serverAuth" -}}
+{{- $auth := .root.Values.auth -}}
+{{- $on := include "mlops.authEnabled" .root -}}
+{{- if $on -}}
+{{- $_ := required "auth.clientTokenSecret: a Secret with the token the services present to each other is required with authentication on" $auth.clientTokenSecret -}}
+{{- if $auth.oidc.issuer -}}
+{{- $_ := required "auth.oidc.audience is required with auth.oidc.issuer" $auth.oidc.audience -}}
+{{- $_ := required "auth.bindingsConfigMap is required with auth.oidc.issuer" $auth.bindingsConfigMap -}}
+{{- if not (or $auth.oidc.jwksUrl $auth.oidc.jwksConfigMap) -}}
+{{- fail "auth.oidc: give jwksUrl or jwksConfigMap" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if eq .part "env" }}
+{{- if not $on }}
+# Authentication is not configured (auth.*): the services listen beyond loopback with it off,
+# which a server refuses unless told.
+- {name: MLOPS_INSECURE_ALLOW_UNAUTHENTICATED, value: "true"}
+{{- else }}
+- {name: MLOPS_IDENTITY_TOKEN_FILE, value: /etc/mlops/client/token}
+{{- if $auth.tokenFileSecret }}
+- {name: MLOPS_AUTH_TOKEN_FILE, value: /etc/mlops/tokens/tokens.yaml}
+{{- end }}
+{{- if $auth.oidc.issuer }}
+- {name: MLOPS_OIDC_ISSUER, value: {{ $auth.oidc.issuer | quote }}}
+- {name: MLOPS_OIDC_AUDIENCE, value: {{ $auth.oidc.audience | quote }}}
+- {name: MLOPS_OIDC_JWKS, value: {{ ternary "/etc/mlops/jwks/jwks.json" $auth.oidc.jwksUrl (not (empty $auth.oidc.jwksConfigMap)) | quote }}}
+- {name: MLOPS_OIDC_GROUPS_CLAIM, value: {{ $auth.oidc.groupsClaim | quote }}}
+- {name: MLOPS_AUTH_BINDINGS_FILE, value: /etc/mlops/bindings/bindings.yaml}
+{{- end }}
+{{- end }}
+{{- if $auth.rateLimitPerSubject }}
+- {name: MLOPS_RATE_LIMIT_PER_SUBJECT, value: {{ $auth.rateLimitPerSubject | quote }}}
+{{- end }}
+{{- if $auth.rateLimitBurst }}
+- {name: MLOPS_RATE_LIMIT_BURST, value: {{ $auth.rateLimitBurst | quote }}}
+{{- end }}
+{{- if $auth.maxStreamsPerSubject }}
+- {name: MLOPS_MAX_STREAMS_PER_SUBJECT, value: {{ $auth.maxStreamsPerSubject | quote }}}
+{{- end }}
+{{- if $auth.auditRetentionDays }}
+- {name: MLOPS_AUDIT_RETENTION_DAYS, value: {{ $auth.auditRetentionDays | quote }}}
+{{- end }}
+{{- else if $on }}
+{{- if eq .part "mount" }}
+- {name: client-token, mountPath: /etc/mlops/client, readOnly: true}
+{{- if $auth.tokenFileSecret }}
+- {name: auth-tokens, mountPath: /etc/mlops/tokens, readOnly: true}
+{{- end }}
+{{- if $auth.oidc.jwksConfigMap }}
+- {name: auth-jwks, mountPath: /etc/mlops/jwks, readOnly: true}
+{{- end }}
+{{- if $auth.oidc.issuer }}
+- {name: auth-bindings, mountPath: /etc/mlops/bindings, readOnly: true}
+{{- end }}
+{{- else }}
+- name: client-token
+  secret:
+    secretName: {{ $auth.clientTokenSecret }}
+{{- if $auth.tokenFileSecret }}
+- name: auth-tokens
+  secret:
+    secretName: {{ $auth.tokenFileSecret }}
+{{- end }}
+{{- if $auth.oidc.jwksConfigMap }}
+- name: auth-jwks
+  configMap:
+    name: {{ $auth.oidc.jwksConfigMap }}
+{{- end }}
+{{- if $auth.oidc.issuer }}
+- name: auth-bindings
+  configMap:
+    name: {{ $auth.bindingsConfigMap }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/*
 A service: its StatefulSet of one (it owns a RocksDB), its Service (gRPC and metrics ports) and
 its headless Service. (dict "root" $ "component" "metadata" "program" "mlops-metadata"); optional
@@ -172,9 +277,7 @@ spec:
             # (a force-deleted pod, a lost node's pod): wait for it instead of crash-looping
             # (within the startup probe's 120 s).
             - {name: MLOPS_LOCK_WAIT_S, value: "90"}
-            # The chart does not configure authentication yet (docs/security.md): the services
-            # listen beyond loopback with it off, which a server refuses unless told.
-            - {name: MLOPS_INSECURE_ALLOW_UNAUTHENTICATED, value: "true"}
+            {{- with include "mlops.serverAuth" (dict "root" $root "part" "env") | trim }}{{ . | nindent 12 }}{{ end }}
             - {name: MLOPS_ADVERTISE_HOST, value: {{ printf "%s.%s.svc.cluster.local" $name $root.Release.Namespace | quote }}}
             {{- if not $root.Values.allInOne.enabled }}
             {{- range $peer := list "metadata" "artifact" "scheduler" "monitoring" }}
@@ -208,9 +311,11 @@ spec:
           volumeMounts:
             - {name: data, mountPath: /data}
             - {name: tmp, mountPath: /tmp}
+            {{- with include "mlops.serverAuth" (dict "root" $root "part" "mount") | trim }}{{ . | nindent 12 }}{{ end }}
       volumes:
         - name: tmp
           emptyDir: {}
+        {{- with include "mlops.serverAuth" (dict "root" $root "part" "volume") | trim }}{{ . | nindent 8 }}{{ end }}
       {{- with $values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
