@@ -41,8 +41,10 @@ run_demo() {
 # stop_writer; then missing_acked: how many acknowledged experiments the service does not list.
 start_writer() {
   : > "$work/acked"
+  rm -f "$work/stop-writer"
   (
     for i in $(seq 1 100000); do
+      [ -e "$work/stop-writer" ] && break
       if mlops experiments create "$1-$i" >/dev/null 2>&1; then echo "$1-$i" >> "$work/acked"; fi
     done
   ) &
@@ -50,7 +52,9 @@ start_writer() {
   for _ in $(seq 1 300); do [ "$(wc -l < "$work/acked")" -ge "$2" ] && break; sleep 0.1; done
 }
 stop_writer() {
-  kill "$writer" 2>/dev/null || true
+  # Asked to stop between two calls, not killed: a call killed with its loop would go on as an
+  # orphan and could create an experiment after the caller has moved on.
+  touch "$work/stop-writer"
   wait "$writer" 2>/dev/null || true
   acked=$(wc -l < "$work/acked")
 }
