@@ -242,7 +242,7 @@ grpc::Status RpcGuard::Admit(const grpc::ServerContextBase& context, std::string
   if (it == metadata.end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "this server requires a bearer token (metadata authorization: Bearer "
-                        "<token>; the CLI reads --token or MLOPS_TOKEN)");
+                        "<token>; the CLI reads MLOPS_TOKEN or --token-file)");
   }
   std::string_view value(it->second.data(), it->second.size());
   constexpr std::string_view kBearer = "Bearer ";
