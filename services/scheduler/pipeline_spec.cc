@@ -287,16 +287,6 @@ absl::StatusOr<InputRef> ParseInputRef(const YamlNode& node, std::string_view wh
   return ref;
 }
 
-// A Kubernetes Secret's name: a DNS subdomain.
-bool ValidSecretName(std::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
-  }
-  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  return alnum(name.front()) && alnum(name.back());
-}
-
 // An environment variable's name as a shell would take it.
 bool ValidEnvName(std::string_view name) {
   if (name.empty() || name.size() > 128 || (name[0] >= '0' && name[0] <= '9')) return false;
@@ -342,9 +332,7 @@ absl::StatusOr<std::map<std::string, SecretRef>> ParseSecretEnv(
                                            "'-' and '.', at most 253, starting and ending with a "
                                            "letter or digit"));
     }
-    if (out_ref.key.empty() || out_ref.key.size() > 253 ||
-        !ValidKey(std::string_view(out_ref.key).substr(0, 128)) ||
-        (out_ref.key.size() > 128 && !ValidKey(std::string_view(out_ref.key).substr(128)))) {
+    if (!ValidSecretKey(out_ref.key)) {
       return ErrorAt(ref["key"],
                      StrCat(at, ".key '", out_ref.key, "' must match [A-Za-z0-9_.-]{1,253}"));
     }
@@ -922,6 +910,20 @@ std::string CanonicalArgument(const StepSpec& step, const std::string& arg) {
 }
 
 }  // namespace
+
+bool ValidSecretName(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
+  }
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  return alnum(name.front()) && alnum(name.back());
+}
+
+bool ValidSecretKey(std::string_view key) {
+  if (key.empty() || key.size() > 253) return false;
+  return ValidKey(key.substr(0, 128)) && (key.size() <= 128 || ValidKey(key.substr(128)));
+}
 
 std::string StepFingerprint(const StepSpec& step,
                             const std::map<std::string, std::string>& input_digests,

@@ -66,6 +66,11 @@ struct SecretRef {
   bool operator==(const SecretRef&) const = default;
 };
 
+// A secret's name as Kubernetes takes it (a lower-case DNS subdomain, at most 253 bytes) and a key
+// of its data ([A-Za-z0-9_.-]{1,253}): the rules of secretEnv and of the secrets file.
+bool ValidSecretName(std::string_view name);
+bool ValidSecretKey(std::string_view key);
+
 struct Resources {
   int64_t cpu_millis = 0;    // "1" = 1000, "500m" = 500
   int64_t memory_bytes = 0;  // "512Mi", "1G", plain bytes

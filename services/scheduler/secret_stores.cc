@@ -12,31 +12,12 @@
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/common/yaml_list.h"
+#include "services/scheduler/pipeline_spec.h"
 
 namespace mlops::scheduler {
 namespace {
 
 using Entry = std::pair<std::string, std::map<std::string, std::string>>;
-
-// Both rules as the pipeline spec applies them to references (pipeline_spec.cc).
-bool ValidName(const std::string& name) {
-  if (name.empty() || name.size() > 253) return false;
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) return false;
-  }
-  return name.front() != '-' && name.front() != '.' && name.back() != '-' && name.back() != '.';
-}
-
-bool ValidKey(const std::string& key) {
-  if (key.empty() || key.size() > 253) return false;
-  for (char c : key) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '-' || c == '.')) {
-      return false;
-    }
-  }
-  return true;
-}
 
 absl::StatusOr<Entry> ParseEntry(const YAML::Node& node, size_t index) {
   std::string where = "secrets[" + std::to_string(index) + "]";
@@ -53,7 +34,7 @@ absl::StatusOr<Entry> ParseEntry(const YAML::Node& node, size_t index) {
   }
   Entry entry;
   entry.first = node["name"].Scalar();
-  if (!ValidName(entry.first)) {
+  if (!ValidSecretName(entry.first)) {
     return absl::InvalidArgumentError(where + ": name '" + entry.first +
                                       "' must be a Kubernetes Secret's name");
   }
@@ -62,7 +43,7 @@ absl::StatusOr<Entry> ParseEntry(const YAML::Node& node, size_t index) {
   if (!data || !data.IsMap()) return absl::InvalidArgumentError(where + ": 'data' must be a map");
   for (const auto& field : data) {
     const std::string key = field.first.as<std::string>();
-    if (!ValidKey(key)) {
+    if (!ValidSecretKey(key)) {
       return absl::InvalidArgumentError(where + ": key '" + key +
                                         "' must match [A-Za-z0-9_.-]{1,253}");
     }
