@@ -162,8 +162,8 @@ TEST_F(SecretsCliTest, AStepGetsItsSecretAndTheValueIsKeptNowhere) {
   for (const auto& run : {id, again, third, missing}) {
     shown.push_back(Mlops({"--output", "json", "pipeline", "status", run}).out);
   }
-  auto tracked =
-      Mlops({"--output", "json", "runs", "search", "--experiment", "pipeline-warehouse-load", "--all"});
+  auto tracked = Mlops(
+      {"--output", "json", "runs", "search", "--experiment", "pipeline-warehouse-load", "--all"});
   EXPECT_THAT(tracked.out, HasSubstr("load")) << tracked.err;
   shown.push_back(tracked.out);
   shown.push_back(Mlops({"audit", "list", "--max", "1000"}).out);
