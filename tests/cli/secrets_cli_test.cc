@@ -108,7 +108,7 @@ TEST_F(SecretsCliTest, AStepGetsItsSecretAndTheValueIsKeptNowhere) {
   ASSERT_EQ(id.size(), 32u);
   // Followed while the step runs: redacted on the way out.
   testing::CommandResult followed;
-  for (int i = 0; i < 100; ++i) {
+  for (int i = 0; i < 600; ++i) {  // until the step has started (30 s at most)
     followed = Mlops({"pipeline", "logs", id, "load", "--follow"});
     if (followed.exit_code == 0 || followed.err.find("has not run") == std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
