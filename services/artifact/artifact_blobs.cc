@@ -85,7 +85,7 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
   }
   std::shared_lock lock(gc_mu_);
   rocksdb::WriteBatch batch;
-  RETURN_IF_ERROR(TouchSession(request.session_id(), &batch).status());
+  ASSIGN_OR_RETURN(OpenSession session, TouchSession(request.session_id(), &batch));
   int64_t now = NowMs();
   std::vector<v1::Blob> out;
   absl::flat_hash_set<std::string> touched_chunks;
@@ -93,10 +93,14 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
     const v1::BlobManifest& manifest = request.blobs(i);
     const RawDigest& digest = parsed[i].digest;
     // The session pins its blobs too, until the client has referenced them (a dataset version).
-    batch.Put(session_pins_, StrCat(request.session_id(), DigestBytes(digest)), "");
-    batch.Put(chunk_pins_, StrCat(DigestBytes(digest), request.session_id()), "");
+    batch.Put(session_pins_, StrCat(session.id, DigestBytes(digest)), "");
+    batch.Put(chunk_pins_, StrCat(DigestBytes(digest), session.id), "");
     ASSIGN_OR_RETURN(auto existing, GetBlob(digest));
-    if (existing) {
+    // A blob the project sees already is only touched; one stored for other projects only is
+    // checked from the project's own chunks like a new one (it must show it has the content).
+    ASSIGN_OR_RETURN(bool seen, existing ? Sees(kBlobRef, digest, session.project)
+                                         : absl::StatusOr<bool>(false));
+    if (existing && seen) {
       RETURN_IF_ERROR(CheckNotDamaged(digest, *existing));
       existing->set_touch_time_ms(now);
       if (request.pin()) existing->set_pinned(true);
@@ -113,7 +117,10 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
     for (size_t j = 0; j < parsed[i].chunks.size(); ++j) {
       const RawDigest& chunk = parsed[i].chunks[j];
       ASSIGN_OR_RETURN(auto record, GetChunk(chunk));
-      if (!record) {
+      // A chunk the project never sent is not stored as far as it can tell.
+      ASSIGN_OR_RETURN(bool chunk_seen, record ? Sees(kChunkRef, chunk, session.project)
+                                               : absl::StatusOr<bool>(false));
+      if (!record || !chunk_seen) {
         return absl::FailedPreconditionError(StrCat("blob ", DigestHex(digest), ": chunk ",
                                                     DigestHex(chunk),
                                                     " is not stored; upload it first"));
@@ -155,6 +162,15 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
         batch.Put(chunks_, key, EncodeChunkRecord(records[j].inline_data, records[j].size, now));
       }
     }
+    AddRef(&batch, kBlobRef, digest, session.project);
+    if (existing) {  // stored for other projects: now this one's too
+      RETURN_IF_ERROR(CheckNotDamaged(digest, *existing));
+      existing->set_touch_time_ms(now);
+      if (request.pin()) existing->set_pinned(true);
+      batch.Put(blobs_, DigestBytes(digest), existing->SerializeAsString());
+      out.push_back(BlobFromStored(digest, *existing));
+      continue;
+    }
     batch.Put(blobs_, DigestBytes(digest), stored.SerializeAsString());
     out.push_back(BlobFromStored(digest, stored));
   }
@@ -164,7 +180,7 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
 }
 
 absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
-    const std::vector<RawDigest>& digests) {
+    const std::vector<RawDigest>& digests, std::string_view project) {
   if (digests.size() > kMaxDigestsPerCall) {
     return absl::InvalidArgumentError(
         StrCat("digests: ", std::to_string(digests.size()), " given, at most 10000 per call"));
@@ -178,10 +194,24 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
   std::vector<rocksdb::Status> statuses(keys.size());
   db_->raw()->MultiGet(rocksdb::ReadOptions(), blobs_, keys.size(), keys.data(), values.data(),
                        statuses.data());
+  // The project's references, looked up alike.
+  std::vector<std::string> ref_keys;
+  ref_keys.reserve(digests.size());
+  for (const RawDigest& digest : digests) {
+    ref_keys.push_back(RefKey(kBlobRef, DigestBytes(digest), project));
+  }
+  std::vector<rocksdb::Slice> ref_slices(ref_keys.begin(), ref_keys.end());
+  std::vector<rocksdb::PinnableSlice> ref_values(keys.size());
+  std::vector<rocksdb::Status> ref_statuses(keys.size());
+  db_->raw()->MultiGet(rocksdb::ReadOptions(), project_refs_, ref_slices.size(), ref_slices.data(),
+                       ref_values.data(), ref_statuses.data());
   std::vector<int> missing;
   bool any_damaged = damaged_count_.load(std::memory_order_acquire) > 0;
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (statuses[i].IsNotFound()) {
+    if (!ref_statuses[i].ok() && !ref_statuses[i].IsNotFound()) {
+      return FromRocksStatus(ref_statuses[i], "find blobs");
+    }
+    if (statuses[i].IsNotFound() || ref_statuses[i].IsNotFound()) {
       missing.push_back(static_cast<int>(i));
     } else if (!statuses[i].ok()) {
       return FromRocksStatus(statuses[i], "find blobs");
@@ -196,8 +226,16 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
   return missing;
 }
 
-absl::StatusOr<v1::Blob> ArtifactStore::StatBlob(const RawDigest& digest, bool include_chunks) {
-  ASSIGN_OR_RETURN(auto stored, GetBlob(digest));
+absl::StatusOr<std::optional<internal::StoredBlob>> ArtifactStore::GetBlobIn(
+    const RawDigest& digest, std::string_view project) const {
+  ASSIGN_OR_RETURN(bool seen, Sees(kBlobRef, digest, project));
+  if (!seen) return std::nullopt;
+  return GetBlob(digest);
+}
+
+absl::StatusOr<v1::Blob> ArtifactStore::StatBlob(const RawDigest& digest, bool include_chunks,
+                                                 std::string_view project) {
+  ASSIGN_OR_RETURN(auto stored, GetBlobIn(digest, project));
   if (!stored) return absl::NotFoundError(StrCat("blob ", DigestHex(digest), " not found"));
   v1::Blob blob = BlobFromStored(digest, *stored);
   if (include_chunks) {
@@ -226,9 +264,10 @@ absl::StatusOr<v1::ListBlobsResponse> ArtifactStore::ListBlobs(
   return response;
 }
 
-absl::StatusOr<v1::Blob> ArtifactStore::SetBlobPinned(const RawDigest& digest, bool pinned) {
+absl::StatusOr<v1::Blob> ArtifactStore::SetBlobPinned(const RawDigest& digest, bool pinned,
+                                                      std::string_view project) {
   std::shared_lock lock(gc_mu_);
-  ASSIGN_OR_RETURN(auto stored, GetBlob(digest));
+  ASSIGN_OR_RETURN(auto stored, GetBlobIn(digest, project));
   if (!stored) return absl::NotFoundError(StrCat("blob ", DigestHex(digest), " not found"));
   stored->set_pinned(pinned);
   stored->set_touch_time_ms(NowMs());
@@ -240,8 +279,9 @@ absl::StatusOr<v1::Blob> ArtifactStore::SetBlobPinned(const RawDigest& digest, b
 
 absl::Status ArtifactStore::ReadBlob(const RawDigest& digest, int64_t offset, int64_t length,
                                      int64_t* blob_size,
-                                     absl::FunctionRef<bool(int64_t, std::string_view)> sink) {
-  ASSIGN_OR_RETURN(auto stored, GetBlob(digest));
+                                     absl::FunctionRef<bool(int64_t, std::string_view)> sink,
+                                     std::string_view project) {
+  ASSIGN_OR_RETURN(auto stored, GetBlobIn(digest, project));
   if (!stored) return absl::NotFoundError(StrCat("blob ", DigestHex(digest), " not found"));
   *blob_size = stored->size();
   if (offset < 0 || offset > stored->size()) {

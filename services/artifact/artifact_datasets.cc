@@ -18,6 +18,7 @@
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -26,6 +27,17 @@ namespace mlops::artifact {
 // Datasets and versions
 
 namespace {
+// A dataset's name carries its project (docs/api.md, "Projects"); it is stored as written, so only
+// the canonical spelling is accepted (no projects/default/).
+absl::Status ValidateDatasetName(std::string_view field, std::string_view name) {
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped(field, name));
+  if (scoped.project == kDefaultProject && scoped.name != name) {
+    return absl::InvalidArgumentError(StrCat(field, " \"", name.substr(0, 200),
+                                             "\": a dataset of project default has no prefix"));
+  }
+  return ValidateName(NameKind::kIdentifier, field, scoped.name);
+}
+
 v1::Dataset DatasetFromStored(std::string_view name, const internal::StoredDataset& stored) {
   v1::Dataset dataset;
   dataset.set_name(std::string(name));
@@ -37,7 +49,7 @@ v1::Dataset DatasetFromStored(std::string_view name, const internal::StoredDatas
 }  // namespace
 
 absl::StatusOr<v1::Dataset> ArtifactStore::CreateDataset(const v1::CreateDatasetRequest& request) {
-  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "name", request.name()));
+  RETURN_IF_ERROR(ValidateDatasetName("name", request.name()));
   if (request.description().size() > kMaxMessageBytes) {
     return absl::InvalidArgumentError("description: longer than 65536 bytes");
   }
@@ -56,7 +68,7 @@ absl::StatusOr<v1::Dataset> ArtifactStore::CreateDataset(const v1::CreateDataset
 }
 
 absl::StatusOr<v1::Dataset> ArtifactStore::GetDataset(std::string_view name) {
-  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "name", name));
+  RETURN_IF_ERROR(ValidateDatasetName("name", name));
   ASSIGN_OR_RETURN(auto stored, db_->GetProto<internal::StoredDataset>(datasets_, name));
   if (!stored) return absl::NotFoundError(StrCat("dataset ", name, " not found"));
   v1::Dataset dataset = DatasetFromStored(name, *stored);
@@ -68,11 +80,20 @@ absl::StatusOr<v1::Dataset> ArtifactStore::GetDataset(std::string_view name) {
 absl::StatusOr<v1::ListDatasetsResponse> ArtifactStore::ListDatasets(
     const v1::ListDatasetsRequest& request) {
   ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
-                                             request.page_token(), Fingerprint({"datasets"})));
+                                             request.page_token(),
+                                             Fingerprint({"datasets", request.project()})));
+  // Empty: project default; "*": every project.
+  const std::string_view project =
+      request.project().empty() ? kDefaultProject : std::string_view(request.project());
+  if (project != kEveryProject) RETURN_IF_ERROR(ValidateProject(project));
   v1::ListDatasetsResponse response;
   std::vector<std::string> names;
   RETURN_IF_ERROR(
       db_->ScanPrefix(datasets_, "", pager.after(), [&](std::string_view key, std::string_view) {
+        if (project != kEveryProject && ProjectOf(key) != project) {
+          pager.Pass(key);
+          return true;
+        }
         if (!pager.Take(key)) return false;
         names.emplace_back(key);
         return true;
@@ -122,7 +143,7 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::LoadVersion(std::string_view d
 
 absl::StatusOr<RawDigest> ArtifactStore::ResolveRef(std::string_view dataset,
                                                     std::string_view ref) const {
-  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "dataset", dataset));
+  RETURN_IF_ERROR(ValidateDatasetName("dataset", dataset));
   if (ref.empty()) ref = kLatestTag;
   if (ValidateName(NameKind::kIdentifier, "ref", ref).ok()) {
     ASSIGN_OR_RETURN(auto tagged, db_->Get(tags_, TagKey(dataset, ref)));
@@ -162,7 +183,7 @@ absl::StatusOr<RawDigest> ArtifactStore::ResolveRef(std::string_view dataset,
 
 absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
     const v1::CreateVersionRequest::Header& header, std::vector<v1::VersionEntry> entries) {
-  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "dataset", header.dataset()));
+  RETURN_IF_ERROR(ValidateDatasetName("dataset", header.dataset()));
   if (header.message().size() > kMaxMessageBytes) {
     return absl::InvalidArgumentError("message: longer than 65536 bytes");
   }
@@ -253,7 +274,8 @@ absl::StatusOr<v1::DatasetVersion> ArtifactStore::CreateVersion(
       std::string key(DigestBytes(entry.digest));
       auto it = checked.find(key);
       if (it == checked.end()) {
-        ASSIGN_OR_RETURN(auto blob, GetBlob(entry.digest));
+        // Only blobs the dataset's project sees (docs/api.md, "Projects").
+        ASSIGN_OR_RETURN(auto blob, GetBlobIn(entry.digest, ProjectOf(header.dataset())));
         if (!blob) {
           return absl::FailedPreconditionError(StrCat("entry ", entry.path, ": blob ",
                                                       DigestHex(entry.digest),

@@ -238,6 +238,7 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
       ASSIGN_OR_RETURN(bool session_pinned, PinnedBySession(dead_blobs[i]));
       if (session_pinned) continue;
       batch.Delete(blobs_, dead_blobs[i]);
+      DropRefs(&batch, kBlobRef, dead_blobs[i]);
       response.set_blobs_deleted(response.blobs_deleted() + 1);
     }
     return db_->WriteSync(&batch);
@@ -293,6 +294,7 @@ absl::StatusOr<v1::GarbageCollectResponse> ArtifactStore::GarbageCollect(
         continue;
       }
       batch.Delete(chunks_, dead_chunks[i]);
+      DropRefs(&batch, kChunkRef, dead_chunks[i]);
       if (IsDamaged(dead_chunks[i])) {
         batch.Delete(damaged_, dead_chunks[i]);
         forgotten.push_back(dead_chunks[i]);

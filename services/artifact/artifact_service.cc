@@ -1,7 +1,9 @@
 #include "services/artifact/artifact_service.h"
 
 #include "services/common/grpc_status.h"
+#include "services/common/projects.h"
 #include "services/common/request_errors.h"
+#include "services/common/rpc_guard.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -34,12 +36,36 @@ absl::StatusOr<RawDigest> ParseDigest(std::string_view hex) {
   return digest;
 }
 
+// A list or read request's project field: empty is default.
+std::string_view ProjectField(const std::string& project) {
+  return project.empty() ? kDefaultProject : std::string_view(project);
+}
+
+// A client stream acts in the project of its metadata (the guard checked the caller's role there):
+// a message naming another is refused.
+absl::Status InStreamProject(grpc::ServerContext* context, std::string_view field,
+                             std::string_view name) {
+  std::string project = StreamProject(*context);
+  if (ProjectOf(name) == project) return absl::OkStatus();
+  return absl::InvalidArgumentError(StrCat(field, " ", name.substr(0, 200), " is not in project ",
+                                           project,
+                                           ", the project this stream was opened for "
+                                           "(metadata ",
+                                           kProjectMetadata, ")"));
+}
+
 }  // namespace
 
 grpc::Status ArtifactServiceImpl::StartUpload(grpc::ServerContext*,
                                               const v1::StartUploadRequest* request,
                                               v1::UploadSession* response) {
-  return Reply(store_->StartUpload(request->ttl_seconds()), response);
+  if (!request->project().empty()) {
+    if (absl::Status valid = ValidateProject(request->project()); !valid.ok()) {
+      return ToGrpcStatus(valid);
+    }
+  }
+  return Reply(store_->StartUpload(request->ttl_seconds(), ProjectField(request->project())),
+               response);
 }
 
 grpc::Status ArtifactServiceImpl::FindMissingChunks(grpc::ServerContext*,
@@ -53,7 +79,7 @@ grpc::Status ArtifactServiceImpl::FindMissingChunks(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ArtifactServiceImpl::UploadChunks(grpc::ServerContext*,
+grpc::Status ArtifactServiceImpl::UploadChunks(grpc::ServerContext* context,
                                                grpc::ServerReader<v1::UploadChunksRequest>* reader,
                                                v1::UploadChunksResponse* response) {
   v1::UploadChunksRequest request;
@@ -65,6 +91,9 @@ grpc::Status ArtifactServiceImpl::UploadChunks(grpc::ServerContext*,
       if (session_id.empty()) {
         return ToGrpcStatus(
             absl::InvalidArgumentError("session_id: required in the first message"));
+      }
+      if (absl::Status in = InStreamProject(context, "session_id", session_id); !in.ok()) {
+        return ToGrpcStatus(in);
       }
     } else if (!request.session_id().empty() && request.session_id() != session_id) {
       return ToGrpcStatus(
@@ -110,7 +139,7 @@ grpc::Status ArtifactServiceImpl::FindMissingBlobs(grpc::ServerContext*,
                                                    v1::FindMissingBlobsResponse* response) {
   auto digests = ParseDigests(request->digests());
   if (!digests.ok()) return ToGrpcStatus(digests.status());
-  auto missing = store_->FindMissingBlobs(*digests);
+  auto missing = store_->FindMissingBlobs(*digests, ProjectField(request->project()));
   if (!missing.ok()) return ToGrpcStatus(missing.status());
   for (int i : *missing) response->add_missing(request->digests(i));
   response->set_damaged_chunks(store_->DamagedChunks());
@@ -121,7 +150,9 @@ grpc::Status ArtifactServiceImpl::StatBlob(grpc::ServerContext*, const v1::StatB
                                            v1::Blob* response) {
   auto digest = ParseDigest(request->digest());
   if (!digest.ok()) return ToGrpcStatus(digest.status());
-  return Reply(store_->StatBlob(*digest, request->include_chunks()), response);
+  return Reply(
+      store_->StatBlob(*digest, request->include_chunks(), ProjectField(request->project())),
+      response);
 }
 
 grpc::Status ArtifactServiceImpl::ListBlobs(grpc::ServerContext*,
@@ -138,23 +169,25 @@ grpc::Status ArtifactServiceImpl::Download(grpc::ServerContext* context,
   int64_t blob_size = 0;
   bool first = true;
   bool broken = false;
-  absl::Status status = store_->ReadBlob(*digest, request->offset(), request->length(), &blob_size,
-                                         [&](int64_t offset, std::string_view data) {
-                                           if (context->IsCancelled()) {
-                                             broken = true;
-                                             return false;
-                                           }
-                                           v1::DownloadResponse response;
-                                           response.set_offset(offset);
-                                           response.set_data(std::string(data));
-                                           if (first) response.set_blob_size(blob_size);
-                                           first = false;
-                                           if (!writer->Write(response)) {
-                                             broken = true;
-                                             return false;
-                                           }
-                                           return true;
-                                         });
+  absl::Status status = store_->ReadBlob(
+      *digest, request->offset(), request->length(), &blob_size,
+      [&](int64_t offset, std::string_view data) {
+        if (context->IsCancelled()) {
+          broken = true;
+          return false;
+        }
+        v1::DownloadResponse response;
+        response.set_offset(offset);
+        response.set_data(std::string(data));
+        if (first) response.set_blob_size(blob_size);
+        first = false;
+        if (!writer->Write(response)) {
+          broken = true;
+          return false;
+        }
+        return true;
+      },
+      ProjectField(request->project()));
   if (!status.ok()) return ToGrpcStatus(status);
   if (broken) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
   if (first) {  // empty blob or empty range: still say how big the blob is
@@ -171,7 +204,8 @@ grpc::Status ArtifactServiceImpl::SetBlobPinned(grpc::ServerContext*,
                                                 v1::Blob* response) {
   auto digest = ParseDigest(request->digest());
   if (!digest.ok()) return ToGrpcStatus(digest.status());
-  return Reply(store_->SetBlobPinned(*digest, request->pinned()), response);
+  return Reply(store_->SetBlobPinned(*digest, request->pinned(), ProjectField(request->project())),
+               response);
 }
 
 grpc::Status ArtifactServiceImpl::CreateDataset(grpc::ServerContext*,
@@ -193,7 +227,7 @@ grpc::Status ArtifactServiceImpl::ListDatasets(grpc::ServerContext*,
 }
 
 grpc::Status ArtifactServiceImpl::CreateVersion(
-    grpc::ServerContext*, grpc::ServerReader<v1::CreateVersionRequest>* reader,
+    grpc::ServerContext* context, grpc::ServerReader<v1::CreateVersionRequest>* reader,
     v1::DatasetVersion* response) {
   v1::CreateVersionRequest request;
   v1::CreateVersionRequest::Header header;
@@ -206,6 +240,10 @@ grpc::Status ArtifactServiceImpl::CreateVersion(
       }
       header = request.header();
       have_header = true;
+      if (absl::Status in = InStreamProject(context, "header.dataset", header.dataset());
+          !in.ok()) {
+        return ToGrpcStatus(in);
+      }
     } else if (!have_header) {
       return ToGrpcStatus(absl::InvalidArgumentError("header: required in the first message"));
     }

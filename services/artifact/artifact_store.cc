@@ -19,6 +19,7 @@
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -66,6 +67,10 @@ std::string EntryKey(const RawDigest& version, std::string_view path) {
 
 std::string TagKey(std::string_view dataset, std::string_view tag) {
   return StrCat(DatasetPrefix(dataset), tag);
+}
+
+std::string RefKey(char kind, std::string_view raw_digest, std::string_view project) {
+  return StrCat(std::string_view(&kind, 1), raw_digest, project);
 }
 
 absl::StatusOr<RawDigest> ParseDigestField(std::string_view field, std::string_view hex) {
@@ -120,13 +125,32 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::st
   std::error_code ec;
   std::filesystem::create_directories(dir + "/chunks/tmp", ec);
   if (ec) return absl::UnavailableError(StrCat("create ", dir, "/chunks: ", ec.message()));
-  // On-disk formats: 1 (issue 15) records the format; version_requests came with it.
-  Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
+  // On-disk formats: 1 (issue 15) records the format; version_requests came with it. 2 (issue
+  // 18): project_refs, every chunk and blob stored before it given to project default.
+  Migration projects = {
+      2, "chunks and blobs stored before projects belong to project default",
+      [](Db& db) -> absl::Status {
+        rocksdb::WriteBatch batch;
+        absl::Status written;
+        for (auto [cf, kind] : {std::pair{kChunksCf, kChunkRef}, std::pair{kBlobsCf, kBlobRef}}) {
+          RETURN_IF_ERROR(
+              db.ScanPrefix(db.Cf(cf), "", {}, [&](std::string_view key, std::string_view) {
+                batch.Put(db.Cf(kProjectRefsCf), RefKey(kind, key, kDefaultProject), "");
+                if (batch.Count() < 100000) return true;
+                written = db.Write(&batch);  // in pieces: a store may be large
+                batch.Clear();
+                return written.ok();
+              }));
+          RETURN_IF_ERROR(written);
+        }
+        return db.WriteSync(&batch);
+      }};
+  Db::Options versioned = Versioned(options, 2, {RecordFormatMigration(), std::move(projects)});
   ASSIGN_OR_RETURN(auto db,
                    Db::Open(dir + "/db",
                             {kChunksCf, kChunkDataCf, kBlobsCf, kSessionsCf, kSessionPinsCf,
                              kChunkPinsCf, kDatasetsCf, kVersionsCf, kVersionLogCf, kManifestsCf,
-                             kEntriesCf, kTagsCf, kDamagedCf, kVersionRequestsCf},
+                             kEntriesCf, kTagsCf, kDamagedCf, kVersionRequestsCf, kProjectRefsCf},
                             versioned));
   auto store = std::unique_ptr<ArtifactStore>(new ArtifactStore(dir, std::move(db)));
   RETURN_IF_ERROR(
@@ -154,7 +178,8 @@ ArtifactStore::ArtifactStore(std::string dir, std::unique_ptr<Db> db)
       manifests_(db_->Cf(kManifestsCf)),
       entries_(db_->Cf(kEntriesCf)),
       tags_(db_->Cf(kTagsCf)),
-      damaged_(db_->Cf(kDamagedCf)) {}
+      damaged_(db_->Cf(kDamagedCf)),
+      project_refs_(db_->Cf(kProjectRefsCf)) {}
 
 ArtifactStore::~ArtifactStore() = default;
 
@@ -178,7 +203,9 @@ StoreStats ArtifactStore::Stats() const {
 // ---------------------------------------------------------------------------------------------
 // Sessions and chunks
 
-absl::StatusOr<v1::UploadSession> ArtifactStore::StartUpload(int64_t ttl_seconds) {
+absl::StatusOr<v1::UploadSession> ArtifactStore::StartUpload(int64_t ttl_seconds,
+                                                             std::string_view project) {
+  RETURN_IF_ERROR(ValidateProject(project));
   if (ttl_seconds < 0) {
     return absl::InvalidArgumentError(
         StrCat("ttl_seconds ", std::to_string(ttl_seconds), ": must not be negative"));
@@ -187,45 +214,65 @@ absl::StatusOr<v1::UploadSession> ArtifactStore::StartUpload(int64_t ttl_seconds
   session.set_create_time_ms(NowMs());
   session.set_ttl_ms(ttl_seconds == 0 ? kDefaultSessionTtlMs : ttl_seconds * 1000);
   session.set_expire_time_ms(session.create_time_ms() + session.ttl_ms());
+  if (project != kDefaultProject) session.set_project(std::string(project));
   std::string id = NewId();
   rocksdb::WriteBatch batch;
   batch.Put(sessions_, id, session.SerializeAsString());
   RETURN_IF_ERROR(db_->Write(&batch));
   v1::UploadSession out;
-  out.set_id(id);
+  out.set_id(Qualify(project, id));
   out.set_create_time_ms(session.create_time_ms());
   out.set_expire_time_ms(session.expire_time_ms());
   return out;
 }
 
-absl::StatusOr<internal::StoredSession> ArtifactStore::TouchSession(std::string_view session_id,
-                                                                    rocksdb::WriteBatch* batch) {
+absl::StatusOr<ArtifactStore::OpenSession> ArtifactStore::TouchSession(std::string_view session_id,
+                                                                       rocksdb::WriteBatch* batch) {
   if (session_id.empty()) return absl::InvalidArgumentError("session_id: required");
-  ASSIGN_OR_RETURN(auto value, db_->GetProto<internal::StoredSession>(sessions_, session_id));
-  if (!value) {
-    return absl::NotFoundError(StrCat("upload session ", session_id.substr(0, 64), " not found"));
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped("session_id", session_id));
+  ASSIGN_OR_RETURN(auto value, db_->GetProto<internal::StoredSession>(sessions_, scoped.name));
+  // A session of another project is reported as one that does not exist.
+  if (!value || (value->project().empty() ? kDefaultProject : value->project()) != scoped.project) {
+    return absl::NotFoundError(StrCat("upload session ", session_id.substr(0, 200), " not found"));
   }
-  internal::StoredSession session = *std::move(value);
+  OpenSession session{std::move(scoped.name), *std::move(value), std::move(scoped.project)};
   int64_t now = NowMs();
-  if (session.expire_time_ms() < now) {
+  if (session.record.expire_time_ms() < now) {
     return absl::NotFoundError(StrCat("upload session ", session_id, " expired"));
   }
-  session.set_expire_time_ms(now + session.ttl_ms());
-  batch->Put(sessions_, session_id, session.SerializeAsString());
+  session.record.set_expire_time_ms(now + session.record.ttl_ms());
+  batch->Put(sessions_, session.id, session.record.SerializeAsString());
   return session;
+}
+
+absl::StatusOr<bool> ArtifactStore::Sees(char kind, const RawDigest& digest,
+                                         std::string_view project) const {
+  ASSIGN_OR_RETURN(auto value, db_->Get(project_refs_, RefKey(kind, DigestBytes(digest), project)));
+  return value.has_value();
+}
+
+void ArtifactStore::AddRef(rocksdb::WriteBatch* batch, char kind, const RawDigest& digest,
+                           std::string_view project) {
+  batch->Put(project_refs_, RefKey(kind, DigestBytes(digest), project), "");
+}
+
+void ArtifactStore::DropRefs(rocksdb::WriteBatch* batch, char kind, std::string_view raw_digest) {
+  // Project names are printable ASCII: every key of the content sorts before prefix + 0xff.
+  std::string prefix = RefKey(kind, raw_digest, "");
+  batch->DeleteRange(project_refs_, prefix, prefix + "\xff");
 }
 
 absl::Status ArtifactStore::FinishUpload(std::string_view session_id) {
   std::shared_lock lock(gc_mu_);
   rocksdb::WriteBatch batch;
-  RETURN_IF_ERROR(TouchSession(session_id, &batch).status());
+  ASSIGN_OR_RETURN(OpenSession session, TouchSession(session_id, &batch));
   batch.Clear();
-  batch.Delete(sessions_, session_id);
+  batch.Delete(sessions_, session.id);
   RETURN_IF_ERROR(
-      db_->ScanPrefix(session_pins_, session_id, {}, [&](std::string_view key, std::string_view) {
+      db_->ScanPrefix(session_pins_, session.id, {}, [&](std::string_view key, std::string_view) {
         batch.Delete(session_pins_, key);
-        std::string_view digest = key.substr(session_id.size());
-        batch.Delete(chunk_pins_, StrCat(digest, session_id));
+        std::string_view digest = key.substr(session.id.size());
+        batch.Delete(chunk_pins_, StrCat(digest, session.id));
         return true;
       }));
   return db_->Write(&batch);
@@ -253,7 +300,7 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingChunks(
   }
   std::shared_lock lock(gc_mu_);
   rocksdb::WriteBatch batch;
-  RETURN_IF_ERROR(TouchSession(session_id, &batch).status());
+  ASSIGN_OR_RETURN(OpenSession session, TouchSession(session_id, &batch));
   std::vector<int> missing;
   for (size_t i = 0; i < digests.size(); ++i) {
     ASSIGN_OR_RETURN(auto record, GetChunk(digests[i]));
@@ -261,8 +308,14 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingChunks(
       missing.push_back(static_cast<int>(i));
       continue;
     }
-    batch.Put(session_pins_, StrCat(session_id, DigestBytes(digests[i])), "");
-    batch.Put(chunk_pins_, StrCat(DigestBytes(digests[i]), session_id), "");
+    // Stored, but not for this project: missing to it (it must prove it has the bytes).
+    ASSIGN_OR_RETURN(bool seen, Sees(kChunkRef, digests[i], session.project));
+    if (!seen) {
+      missing.push_back(static_cast<int>(i));
+      continue;
+    }
+    batch.Put(session_pins_, StrCat(session.id, DigestBytes(digests[i])), "");
+    batch.Put(chunk_pins_, StrCat(DigestBytes(digests[i]), session.id), "");
   }
   RETURN_IF_ERROR(db_->Write(&batch));
   return missing;
@@ -334,7 +387,7 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
   }
   std::shared_lock lock(gc_mu_);
   rocksdb::WriteBatch batch;
-  RETURN_IF_ERROR(TouchSession(session_id, &batch).status());
+  ASSIGN_OR_RETURN(OpenSession session, TouchSession(session_id, &batch));
   PutChunksResult result;
   int64_t now = NowMs();
   std::set<std::string> synced_dirs;
@@ -343,8 +396,10 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
   std::vector<std::string> healed;
   for (const ChunkInput& chunk : chunks) {
     std::string_view key = DigestBytes(chunk.digest);
-    batch.Put(session_pins_, StrCat(session_id, key), "");
-    batch.Put(chunk_pins_, StrCat(key, session_id), "");
+    batch.Put(session_pins_, StrCat(session.id, key), "");
+    batch.Put(chunk_pins_, StrCat(key, session.id), "");
+    // The project sent the bytes (verified above): it sees the chunk from now on.
+    AddRef(&batch, kChunkRef, chunk.digest, session.project);
     ASSIGN_OR_RETURN(auto existing, GetChunk(chunk.digest));
     bool heal = IsDamaged(key);
     if ((existing && !heal) || !new_in_call.insert(std::string(key)).second) {

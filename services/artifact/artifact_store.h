@@ -16,6 +16,8 @@
 //   manifests     version digest -> count of entries already written
 //   entries       version digest + path -> StoredEntry     shared by every dataset with it
 //   tags          ordered(name) + tag -> version digest
+//   project_refs  kind ('c'/'b') + digest + project -> ""   the projects that may see a chunk or
+//                                                          blob (see Projects below)
 //   damaged       digest -> kind ('c' corrupt, 'm' missing) + time found
 //                 chunks whose stored bytes failed a check (scrub or a download); kept in memory
 //                 too. A damaged chunk counts as missing for FindMissingChunks, and a blob with
@@ -24,6 +26,14 @@
 // Chunks larger than 64 KiB are files chunks/<2 hex>/<64 hex>, written to chunks/tmp, fdatasynced
 // and renamed into place before their record is written, so a record always names complete bytes.
 // Commits of blobs and versions fsync the write-ahead log before they return.
+//
+// Projects (docs/api.md, "Projects"): content is stored once, whichever projects upload it, but a
+// project sees a chunk or blob only when it uploaded it (an upload session belongs to one project)
+// or committed it from chunks it sees; FindMissingChunks/FindMissingBlobs answer, and StatBlob,
+// ReadBlob and SetBlobPinned find, by that. A project that never uploaded X is told X is missing
+// and sends it; storing it again costs the server nothing but the reference. Datasets are named
+// within their project (`projects/P/name`), and a version may list only blobs its project sees.
+// Format 2 of the database gave every chunk and blob stored before projects to project default.
 //
 // Garbage collection: roots are pinned blobs and every blob a dataset version lists. A blob or
 // chunk is deleted only when it is unreachable, was not created or newly referenced within the
@@ -46,6 +56,7 @@
 #include "mlops/artifact/v1/artifact.pb.h"
 #include "services/common/db.h"
 #include "services/common/digest.h"
+#include "services/common/projects.h"
 
 namespace mlops::artifact {
 
@@ -93,11 +104,14 @@ class ArtifactStore {
 
   // --- Upload sessions ---
   // INVALID_ARGUMENT for a negative ttl.
-  absl::StatusOr<v1::UploadSession> StartUpload(int64_t ttl_seconds);
+  // Sessions belong to `project`; the session id is `projects/P/<id>` outside project default, and
+  // every method taking one answers NOT_FOUND for a session of another project.
+  absl::StatusOr<v1::UploadSession> StartUpload(int64_t ttl_seconds,
+                                                std::string_view project = kDefaultProject);
   // NOT_FOUND for an unknown or expired session. Releases the session's pins.
   absl::Status FinishUpload(std::string_view session_id);
-  // Indices (into `digests`) of the chunks not stored or marked damaged; pins the others to the
-  // session.
+  // Indices (into `digests`) of the chunks not stored, marked damaged or not seen by the
+  // session's project; pins the others to the session.
   // NOT_FOUND (session), INVALID_ARGUMENT (more than 10,000 digests).
   absl::StatusOr<std::vector<int>> FindMissingChunks(std::string_view session_id,
                                                      const std::vector<RawDigest>& digests);
@@ -126,20 +140,25 @@ class ArtifactStore {
 
   // --- Blobs ---
   // Indices of the blobs not stored or with a damaged chunk. INVALID_ARGUMENT over 10,000.
-  absl::StatusOr<std::vector<int>> FindMissingBlobs(const std::vector<RawDigest>& digests);
-  // NOT_FOUND.
-  absl::StatusOr<v1::Blob> StatBlob(const RawDigest& digest, bool include_chunks = false);
+  // Missing means missing to `project`: not stored or not seen by it.
+  absl::StatusOr<std::vector<int>> FindMissingBlobs(const std::vector<RawDigest>& digests,
+                                                    std::string_view project = kDefaultProject);
+  // NOT_FOUND (also when `project` does not see it, worded the same).
+  absl::StatusOr<v1::Blob> StatBlob(const RawDigest& digest, bool include_chunks = false,
+                                    std::string_view project = kDefaultProject);
   // By digest. INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::ListBlobsResponse> ListBlobs(const v1::ListBlobsRequest& request);
-  // NOT_FOUND.
-  absl::StatusOr<v1::Blob> SetBlobPinned(const RawDigest& digest, bool pinned);
+  // NOT_FOUND (as StatBlob).
+  absl::StatusOr<v1::Blob> SetBlobPinned(const RawDigest& digest, bool pinned,
+                                         std::string_view project = kDefaultProject);
   // Calls sink(offset, bytes) for consecutive pieces (at most 1 MiB) of [offset, offset+length)
   // (length 0: to the end); sink returns false to stop. Sets *blob_size first. Each chunk is read
   // whole and checked against its digest before any of it is passed on. NOT_FOUND (blob),
   // OUT_OF_RANGE (offset beyond the end), INVALID_ARGUMENT (negative length), DATA_LOSS naming
   // the chunk when its bytes are gone or corrupt (the chunk is then marked damaged).
   absl::Status ReadBlob(const RawDigest& digest, int64_t offset, int64_t length, int64_t* blob_size,
-                        absl::FunctionRef<bool(int64_t, std::string_view)> sink);
+                        absl::FunctionRef<bool(int64_t, std::string_view)> sink,
+                        std::string_view project = kDefaultProject);
 
   // --- Datasets ---
   // ALREADY_EXISTS, INVALID_ARGUMENT (name, description over 64 KiB).
@@ -198,8 +217,23 @@ class ArtifactStore {
   };
 
   ArtifactStore(std::string dir, std::unique_ptr<Db> db);
-  absl::StatusOr<internal::StoredSession> TouchSession(std::string_view session_id,
-                                                       rocksdb::WriteBatch* batch);
+  // An open session found by the id a request gave (`projects/P/<id>` or a bare id): its key (the
+  // bare id), record and project.
+  struct OpenSession {
+    std::string id;
+    internal::StoredSession record;
+    std::string project;
+  };
+  // The session, its expiry pushed back in `batch`; NOT_FOUND when unknown, expired or of another
+  // project than its id names.
+  absl::StatusOr<OpenSession> TouchSession(std::string_view session_id, rocksdb::WriteBatch* batch);
+  // Whether `project` sees the chunk or blob (kind kChunkRef or kBlobRef).
+  absl::StatusOr<bool> Sees(char kind, const RawDigest& digest, std::string_view project) const;
+  // Lets `project` see the chunk or blob.
+  void AddRef(rocksdb::WriteBatch* batch, char kind, const RawDigest& digest,
+              std::string_view project);
+  // Deletes every project's reference to the chunk or blob (it is being deleted).
+  void DropRefs(rocksdb::WriteBatch* batch, char kind, std::string_view raw_digest);
   // True when an open upload session sent, found or committed this chunk or blob digest.
   absl::StatusOr<bool> PinnedBySession(std::string_view raw_digest) const;
   absl::StatusOr<std::optional<ChunkRecord>> GetChunk(const RawDigest& digest) const;
@@ -214,6 +248,9 @@ class ArtifactStore {
   absl::StatusOr<std::string> ReadChunk(const RawDigest& digest, const ChunkRecord& record,
                                         int64_t offset, int64_t length) const;
   absl::StatusOr<std::optional<internal::StoredBlob>> GetBlob(const RawDigest& digest) const;
+  // The blob when `project` sees it, else none.
+  absl::StatusOr<std::optional<internal::StoredBlob>> GetBlobIn(const RawDigest& digest,
+                                                                std::string_view project) const;
   // A chunk file written to chunks/tmp, not yet synced or renamed into place.
   struct PendingFile {
     std::string path;
@@ -249,6 +286,7 @@ class ArtifactStore {
   rocksdb::ColumnFamilyHandle* entries_;
   rocksdb::ColumnFamilyHandle* tags_;
   rocksdb::ColumnFamilyHandle* damaged_;
+  rocksdb::ColumnFamilyHandle* project_refs_;
 
   mutable std::mutex damaged_mu_;
   absl::flat_hash_set<std::string> damaged_set_;  // raw digests, guarded by damaged_mu_

@@ -30,6 +30,11 @@ inline constexpr char kManifestsCf[] = "manifests";
 inline constexpr char kEntriesCf[] = "entries";
 inline constexpr char kTagsCf[] = "tags";
 inline constexpr char kDamagedCf[] = "damaged";
+// kind ('c' chunk, 'b' blob) + raw digest + project -> "": the projects that may see the content
+// (uploaded it, or reference it); see ArtifactStore.
+inline constexpr char kProjectRefsCf[] = "project_refs";
+inline constexpr char kChunkRef = 'c';
+inline constexpr char kBlobRef = 'b';
 
 inline constexpr int64_t kDefaultSessionTtlMs = 24LL * 3600 * 1000;
 inline constexpr int64_t kDefaultGraceMs = 3600LL * 1000;
@@ -50,6 +55,8 @@ std::string VersionKey(std::string_view dataset, const RawDigest& digest);
 std::string VersionLogKey(std::string_view dataset, int64_t sequence, const RawDigest& digest);
 std::string EntryKey(const RawDigest& version, std::string_view path);
 std::string TagKey(std::string_view dataset, std::string_view tag);
+// A project_refs key; with an empty project, the prefix of every project's key of the content.
+std::string RefKey(char kind, std::string_view raw_digest, std::string_view project);
 // INVALID_ARGUMENT naming `field` unless `hex` is 64 hex characters.
 absl::StatusOr<RawDigest> ParseDigestField(std::string_view field, std::string_view hex);
 bool IsHex(std::string_view s);

@@ -6,6 +6,7 @@
 #include "services/common/logging.h"
 #include "services/common/metrics.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 
 namespace mlops {
@@ -126,11 +127,15 @@ absl::StatusOr<audit::v1::ListAuditEntriesResponse> AuditLog::List(
     after.clear();
     AppendBigEndian64(&after, static_cast<uint64_t>(request.since_ms()));
   }
+  // Empty: project default, as for every request naming no project; "*": every project.
+  const std::string_view project =
+      request.project().empty() ? kDefaultProject : std::string_view(request.project());
   audit::v1::ListAuditEntriesResponse response;
   absl::Status scanned = db_->ScanProto<audit::v1::AuditEntry>(
       db_->Cf(kCf), "", after, [&](std::string_view key, audit::v1::AuditEntry& entry) {
         if (request.until_ms() > 0 && entry.time_ms() >= request.until_ms()) return false;
-        if ((!request.project().empty() && entry.project() != request.project()) ||
+        if ((project != kEveryProject &&
+             (entry.project().empty() ? kDefaultProject : entry.project()) != project) ||
             (!request.subject().empty() && entry.subject() != request.subject())) {
           pager->Pass(key);
           return true;

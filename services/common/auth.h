@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/projects.h"
 
 namespace mlops {
 
@@ -33,11 +34,6 @@ enum class Role : int { kNone = 0, kViewer = 1, kEditor = 2, kAdmin = 3 };
 std::string_view RoleName(Role role);
 // "viewer", "editor" or "admin"; false for anything else.
 bool ParseRole(std::string_view text, Role* role);
-
-// The project of a resource named without one.
-inline constexpr std::string_view kDefaultProject = "default";
-// A grant on this project applies to every project.
-inline constexpr std::string_view kEveryProject = "*";
 
 // An authenticated caller.
 struct Principal {

@@ -23,6 +23,8 @@ struct ChannelSecurity {
   // The bearer token of each call, asked for per call (so that a rotated token file applies);
   // null or "": no authorization metadata.
   std::function<std::string()> token;
+  // Non-empty and not "default": every call acts in this project (MakeProjectInterceptor).
+  std::string project;
 };
 
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(const ChannelSecurity& security);
@@ -31,7 +33,14 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(const ChannelSec
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeBearerTokenInterceptor(
     std::function<std::string()> token);
 
-// A channel to `address` with `security` (and, when it has a token, the interceptor above) plus
+// Puts every call of the channel in `project` (docs/api.md, "Projects"): names and ids that its
+// request's project fields (the access table's) give without a project get `projects/{project}/`,
+// an empty `project` field is set, and the call carries `mlops-project: {project}` metadata.
+std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeProjectInterceptor(
+    std::string project);
+
+// A channel to `address` with `security` (and, when it has a token or a project, the interceptors
+// above) plus
 // `more` interceptors.
 std::shared_ptr<grpc::Channel> SecureChannel(
     const std::string& address, const ChannelSecurity& security, grpc::ChannelArguments args,

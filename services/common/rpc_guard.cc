@@ -5,149 +5,22 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <set>
 #include <unordered_map>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "services/common/projects.h"
+#include "services/common/strings.h"
 
 namespace mlops {
 
-std::string_view AccessName(Access access) {
-  switch (access) {
-    case Access::kAuthenticated:
-      return "authenticated";
-    case Access::kViewer:
-      return "viewer";
-    case Access::kEditor:
-      return "editor";
-    case Access::kAdmin:
-      return "admin";
-    case Access::kOperator:
-      return "operator";
-  }
-  return "?";
-}
-
 namespace {
-
-// The one table of what every RPC needs (docs/security.md prints it). Reading needs viewer;
-// changing runs, datasets, models, lineage and pipelines needs editor; deleting experiments and
-// model versions, and pinning blobs, needs admin; what acts on the whole store (GC, scrub, listing
-// every blob) or configures it (queues) needs the global operator role.
-constexpr MethodAccess kAccessTable[] = {
-    // Every server's audit log: the entries of the request's project (every project's when the
-    // request names none: today every request acts in project default).
-    {"/mlops.audit.v1.AuditService/ListAuditEntries", Access::kAdmin, false},
-    {"/mlops.artifact.v1.ArtifactService/StartUpload", Access::kEditor, true},
-    {"/mlops.artifact.v1.ArtifactService/FindMissingChunks", Access::kEditor, false},
-    {"/mlops.artifact.v1.ArtifactService/UploadChunks", Access::kEditor, true},
-    {"/mlops.artifact.v1.ArtifactService/CommitBlobs", Access::kEditor, true},
-    {"/mlops.artifact.v1.ArtifactService/FinishUpload", Access::kEditor, true},
-    {"/mlops.artifact.v1.ArtifactService/FindMissingBlobs", Access::kEditor, false},
-    {"/mlops.artifact.v1.ArtifactService/StatBlob", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/ListBlobs", Access::kOperator, false},
-    {"/mlops.artifact.v1.ArtifactService/Download", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/SetBlobPinned", Access::kAdmin, true},
-    {"/mlops.artifact.v1.ArtifactService/CreateDataset", Access::kEditor, true},
-    {"/mlops.artifact.v1.ArtifactService/GetDataset", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/ListDatasets", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/CreateVersion", Access::kEditor, true},
-    {"/mlops.artifact.v1.ArtifactService/GetVersion", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/ListVersions", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/ListVersionEntries", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/DiffVersions", Access::kViewer, false},
-    {"/mlops.artifact.v1.ArtifactService/TagVersion", Access::kEditor, true},
-    {"/mlops.artifact.v1.ArtifactService/Scrub", Access::kOperator, true},
-    {"/mlops.artifact.v1.ArtifactService/GarbageCollect", Access::kOperator, true},
-    {"/mlops.metadata.v1.LineageService/PutType", Access::kEditor, true},
-    {"/mlops.metadata.v1.LineageService/GetType", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/ListTypes", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/PutArtifact", Access::kEditor, true},
-    {"/mlops.metadata.v1.LineageService/GetArtifact", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/ListArtifacts", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/PutExecution", Access::kEditor, true},
-    {"/mlops.metadata.v1.LineageService/PutExecutionStream", Access::kEditor, true},
-    {"/mlops.metadata.v1.LineageService/GetExecution", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/ListExecutions", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/PutContext", Access::kEditor, true},
-    {"/mlops.metadata.v1.LineageService/GetContext", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/ListContexts", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/AddParentContext", Access::kEditor, true},
-    {"/mlops.metadata.v1.LineageService/GetContextMembers", Access::kViewer, false},
-    {"/mlops.metadata.v1.LineageService/GetLineage", Access::kViewer, false},
-    {"/mlops.metadata.v1.MetadataService/CreateExperiment", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/GetExperiment", Access::kViewer, false},
-    {"/mlops.metadata.v1.MetadataService/GetExperimentByName", Access::kViewer, false},
-    {"/mlops.metadata.v1.MetadataService/ListExperiments", Access::kViewer, false},
-    {"/mlops.metadata.v1.MetadataService/UpdateExperiment", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/DeleteExperiment", Access::kAdmin, true},
-    {"/mlops.metadata.v1.MetadataService/RestoreExperiment", Access::kAdmin, true},
-    {"/mlops.metadata.v1.MetadataService/CreateRun", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/GetRun", Access::kViewer, false},
-    {"/mlops.metadata.v1.MetadataService/UpdateRun", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/DeleteRun", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/RestoreRun", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/LogBatch", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/LogStream", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/DeleteTag", Access::kEditor, true},
-    {"/mlops.metadata.v1.MetadataService/GetMetricHistory", Access::kViewer, false},
-    {"/mlops.metadata.v1.MetadataService/SearchRuns", Access::kViewer, false},
-    {"/mlops.metadata.v1.ModelRegistry/CreateRegisteredModel", Access::kEditor, true},
-    {"/mlops.metadata.v1.ModelRegistry/GetRegisteredModel", Access::kViewer, false},
-    {"/mlops.metadata.v1.ModelRegistry/ListRegisteredModels", Access::kViewer, false},
-    {"/mlops.metadata.v1.ModelRegistry/UpdateRegisteredModel", Access::kEditor, true},
-    {"/mlops.metadata.v1.ModelRegistry/CreateModelVersion", Access::kEditor, true},
-    {"/mlops.metadata.v1.ModelRegistry/GetModelVersion", Access::kViewer, false},
-    {"/mlops.metadata.v1.ModelRegistry/ListModelVersions", Access::kViewer, false},
-    {"/mlops.metadata.v1.ModelRegistry/UpdateModelVersion", Access::kEditor, true},
-    {"/mlops.metadata.v1.ModelRegistry/DeleteModelVersion", Access::kAdmin, true},
-    {"/mlops.metadata.v1.ModelRegistry/SetAlias", Access::kEditor, true},
-    {"/mlops.metadata.v1.ModelRegistry/DeleteAlias", Access::kEditor, true},
-    {"/mlops.metadata.v1.ModelRegistry/GetAliasHistory", Access::kViewer, false},
-    {"/mlops.monitoring.v1.MonitoringService/CreateProfile", Access::kEditor, true},
-    {"/mlops.monitoring.v1.MonitoringService/GetProfile", Access::kViewer, false},
-    {"/mlops.monitoring.v1.MonitoringService/ListProfiles", Access::kViewer, false},
-    {"/mlops.monitoring.v1.MonitoringService/CreateMonitor", Access::kEditor, true},
-    {"/mlops.monitoring.v1.MonitoringService/GetMonitor", Access::kViewer, false},
-    {"/mlops.monitoring.v1.MonitoringService/ListMonitors", Access::kViewer, false},
-    {"/mlops.monitoring.v1.MonitoringService/IngestSamples", Access::kEditor, true},
-    {"/mlops.monitoring.v1.MonitoringService/IngestFeedback", Access::kEditor, true},
-    {"/mlops.monitoring.v1.MonitoringService/EvaluateDataset", Access::kEditor, true},
-    {"/mlops.monitoring.v1.MonitoringService/ListReports", Access::kViewer, false},
-    {"/mlops.monitoring.v1.MonitoringService/ListAlerts", Access::kViewer, false},
-    {"/mlops.monitoring.v1.MonitoringService/AcknowledgeAlert", Access::kEditor, true},
-    {"/mlops.scheduler.v1.SchedulerService/SubmitPipeline", Access::kEditor, true},
-    {"/mlops.scheduler.v1.SchedulerService/GetPipelineRun", Access::kViewer, false},
-    {"/mlops.scheduler.v1.SchedulerService/ListPipelineRuns", Access::kViewer, false},
-    {"/mlops.scheduler.v1.SchedulerService/CancelPipelineRun", Access::kEditor, true},
-    {"/mlops.scheduler.v1.SchedulerService/RetryPipelineRun", Access::kEditor, true},
-    {"/mlops.scheduler.v1.SchedulerService/WatchPipelineRun", Access::kViewer, false},
-    {"/mlops.scheduler.v1.SchedulerService/GetStepLogs", Access::kViewer, false},
-    {"/mlops.scheduler.v1.SchedulerService/CreateSchedule", Access::kEditor, true},
-    {"/mlops.scheduler.v1.SchedulerService/ListSchedules", Access::kViewer, false},
-    {"/mlops.scheduler.v1.SchedulerService/DeleteSchedule", Access::kEditor, true},
-    {"/mlops.scheduler.v1.SchedulerService/PutQueue", Access::kOperator, true},
-    {"/mlops.scheduler.v1.SchedulerService/ListQueues", Access::kAuthenticated, false},
-    {"/mlops.scheduler.v1.SchedulerService/ReportAttempt", Access::kEditor, true},
-    {"/mlops.scheduler.v1.SchedulerService/ReportCheckpoint", Access::kEditor, true},
-};
 
 thread_local std::string t_call_subject;
 
 }  // namespace
-
-std::span<const MethodAccess> AccessTable() { return kAccessTable; }
-
-const MethodAccess* FindMethodAccess(std::string_view method) {
-  static const auto* by_method = [] {
-    auto* out = new std::unordered_map<std::string_view, const MethodAccess*>();
-    for (const MethodAccess& entry : kAccessTable) (*out)[entry.method] = &entry;
-    return out;
-  }();
-  auto it = by_method->find(method);
-  return it == by_method->end() ? nullptr : it->second;
-}
 
 std::string RequestResource(const google::protobuf::Message* request) {
   if (request == nullptr) return "";
@@ -203,9 +76,11 @@ std::string TakeCallSubject() {
   return out;
 }
 
-std::string_view RequestProject(const google::protobuf::Message* request) {
-  (void)request;
-  return kDefaultProject;
+std::string StreamProject(const grpc::ServerContextBase& context) {
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find(kProjectMetadata);
+  if (it == metadata.end() || it->second.empty()) return std::string(kDefaultProject);
+  return std::string(it->second.data(), it->second.size());
 }
 
 RpcGuard::RpcGuard(prometheus::Registry& registry, Options options)
@@ -217,8 +92,19 @@ RpcGuard::RpcGuard(prometheus::Registry& registry, Options options)
                     .Register(registry)) {}
 
 grpc::Status RpcGuard::Admit(const grpc::ServerContextBase& context, std::string_view method,
-                             const google::protobuf::Message* request, Principal* principal) {
+                             const google::protobuf::Message* request, Principal* principal,
+                             std::string* project) {
   const MethodAccess* access = FindMethodAccess(method);
+  // The project is read before anything else: a request naming no valid project, or two, is
+  // refused alike whoever sends it.
+  if (access != nullptr) {
+    absl::StatusOr<std::string> named = RequestProject(*access, request, StreamProject(context));
+    if (!named.ok()) {
+      return grpc::Status(static_cast<grpc::StatusCode>(named.status().code()),
+                          std::string(named.status().message()));
+    }
+    *project = std::move(*named);
+  }
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   // The server's own in-process calls carry its internal token (with authentication off too, so
@@ -274,12 +160,11 @@ grpc::Status RpcGuard::Admit(const grpc::ServerContextBase& context, std::string
     case Access::kViewer:
     case Access::kEditor:
     case Access::kAdmin: {
-      std::string_view project = RequestProject(request);
       Role need = access->access == Access::kViewer   ? Role::kViewer
                   : access->access == Access::kEditor ? Role::kEditor
                                                       : Role::kAdmin;
-      if (principal->RoleIn(project) >= need) return grpc::Status::OK;
-      return denied(std::string(RoleName(need)) + " in project " + std::string(project));
+      if (principal->RoleIn(*project) >= need) return grpc::Status::OK;
+      return denied(std::string(RoleName(need)) + " in project " + *project);
     }
   }
   return denied("an access the table does not define");
@@ -404,13 +289,14 @@ void RpcGuard::ReleaseStream(const grpc::ServerContextBase* context) {
 
 RpcGuard::Call::Call(RpcGuard* guard, grpc::ServerContextBase* context, const char* method,
                      const google::protobuf::Message* request) {
-  refusal_ = guard->Admit(*context, method, request, &principal_);
+  std::string project(kDefaultProject);
+  refusal_ = guard->Admit(*context, method, request, &principal_, &project);
   if (refusal_.ok()) refusal_ = guard->Limit(context, method, principal_.subject);
   t_call_subject = principal_.subject;
   if (const MethodAccess* access = FindMethodAccess(method);
       access == nullptr || access->mutation) {
-    guard->KeepCallRecord(context, {principal_.subject, std::string(RequestProject(request)),
-                                    RequestResource(request)});
+    guard->KeepCallRecord(context,
+                          {principal_.subject, std::move(project), RequestResource(request)});
   }
   if (!refusal_.ok()) {
     const grpc::StatusCode code = refusal_.error_code();

@@ -24,31 +24,12 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/access_table.h"
 #include "services/common/auth.h"
 
 namespace mlops {
-
-// What a method needs, in the project its request names (kViewer..kAdmin) or globally.
-enum class Access {
-  kAuthenticated,  // any authenticated caller (global, read-only facts such as the queues)
-  kViewer,
-  kEditor,
-  kAdmin,
-  kOperator,  // the global operator role: storage-wide maintenance and configuration
-};
-std::string_view AccessName(Access access);
-
-struct MethodAccess {
-  std::string_view method;  // "/mlops.metadata.v1.MetadataService/CreateRun"
-  Access access;
-  bool mutation;  // changes stored state (audited)
-};
-
-// Every RPC of every mlops service (the test in tests/common/rpc_guard_test.cc fails when a method
-// of a service descriptor has no entry, or an entry names no method).
-std::span<const MethodAccess> AccessTable();
-const MethodAccess* FindMethodAccess(std::string_view method);
 
 // The subject of the RPC this thread is serving, set by the guard and taken (cleared) by the RPC
 // metrics interceptor for the RPC log line. Empty when the guard did not run (a request that did
@@ -107,8 +88,10 @@ class RpcGuard {
   // Authenticates the call's `authorization: Bearer <token>` metadata and checks `method`'s
   // access for the project of `request` (null for client streams). OK, UNAUTHENTICATED or
   // PERMISSION_DENIED.
+  // `project` is set to the project the request acts in (for the audit log) when it is known.
   grpc::Status Admit(const grpc::ServerContextBase& context, std::string_view method,
-                     const google::protobuf::Message* request, Principal* principal);
+                     const google::protobuf::Message* request, Principal* principal,
+                     std::string* project);
 
  private:
   void KeepCallRecord(const grpc::ServerContextBase* context, CallRecord record);
@@ -173,8 +156,9 @@ class RefusedWriteReactor final : public grpc::ServerWriteReactor<Response> {
 // 128 bytes, at most 6 fields), for the audit log. "" for null (a client stream).
 std::string RequestResource(const google::protobuf::Message* request);
 
-// The project a request acts in. Resource names do not carry a project yet (docs/security.md):
-// every request acts in project "default".
-std::string_view RequestProject(const google::protobuf::Message* request);
+// The project of a client-streaming call (its `mlops-project` metadata, default when absent), for
+// implementations that must refuse a streamed message of another project.
+std::string StreamProject(const grpc::ServerContextBase& context);
+inline constexpr char kProjectMetadata[] = "mlops-project";
 
 }  // namespace mlops

@@ -1,7 +1,18 @@
 // gRPC adapter of the metadata service: checks request shape, calls MetadataStore, maps statuses.
 // Every RPC returns the codes documented on the MetadataStore method it calls.
+//
+// Projects (docs/api.md, "Projects") live here, at the boundary: the store keys experiments and
+// runs by their bare 32-hex ids and experiments' names in full (`projects/P/churn`), so an
+// experiment's project is the one its name says and a run's is its experiment's. Ids that come in
+// as `projects/P/<id>` are checked to be in P (an id of another project is NOT_FOUND, exactly as
+// an unknown one) and passed on bare; ids that go out carry their project again.
 #pragma once
 
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "absl/status/statusor.h"
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
 #include "services/metadata/metadata_store.h"
 
@@ -48,7 +59,19 @@ class MetadataServiceImpl final : public v1::MetadataService::Service {
                           v1::SearchRunsResponse* response) override;
 
  private:
+  // The bare id of experiment (run) `value` of request field `field`, when it is in the project
+  // `value` names; NOT_FOUND otherwise.
+  absl::StatusOr<std::string> ExperimentId(std::string_view field, std::string_view value);
+  absl::StatusOr<std::string> RunId(std::string_view field, std::string_view value);
+  // The project of the experiment (run) with bare id `id`; remembered, as it never changes.
+  absl::StatusOr<std::string> ExperimentProject(const std::string& id);
+  absl::StatusOr<std::string> RunProject(const std::string& id);
+  void Remember(std::unordered_map<std::string, std::string>& cache, const std::string& id,
+                std::string_view project);
+
   MetadataStore* store_;
+  std::mutex projects_mu_;
+  std::unordered_map<std::string, std::string> experiment_projects_, run_projects_;
 };
 
 }  // namespace mlops::metadata

@@ -10,6 +10,7 @@
 #include "services/common/ids.h"
 #include "services/common/names.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/metadata/run_index_internal.h"
@@ -161,7 +162,7 @@ std::mutex& MetadataStore::RunLock(std::string_view run_id) {
 absl::StatusOr<std::optional<std::string>> MetadataStore::LookupRequestId(
     std::string_view kind, std::string_view request_id) const {
   if (request_id.empty()) return std::nullopt;
-  if (request_id.size() > 128) {
+  if (request_id.size() > 300) {  // 128, plus the project the service adds (projects/P/)
     return absl::InvalidArgumentError("request_id: longer than 128 bytes");
   }
   return db_->Get(request_ids_, StrCat(kind, ":", request_id));
@@ -225,15 +226,23 @@ absl::StatusOr<v1::ListExperimentsResponse> MetadataStore::ListExperiments(
     const v1::ListExperimentsRequest& request) const {
   ASSIGN_OR_RETURN(
       Pager pager,
-      Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000, request.page_token(),
-                   Fingerprint({"experiments", v1::ViewType_Name(request.view())})));
+      Pager::Start(
+          db_->page_token_key(), request.page_size(), 100, 1000, request.page_token(),
+          Fingerprint({"experiments", v1::ViewType_Name(request.view()), request.project()})));
+  // Names carry the project (docs/api.md, "Projects"): empty is default, "*" every project.
+  const std::string_view project =
+      request.project().empty() ? kDefaultProject : std::string_view(request.project());
   v1::ListExperimentsResponse response;
   RETURN_IF_ERROR(db_->ScanProto<v1::Experiment>(
       experiments_, "", pager.after(), [&](std::string_view key, v1::Experiment& experiment) {
         bool deleted = experiment.lifecycle_stage() == v1::DELETED;
         bool wanted =
             request.view() == v1::ALL || (request.view() == v1::DELETED_ONLY ? deleted : !deleted);
-        if (!wanted) return true;
+        if (project != kEveryProject && ProjectOf(experiment.name()) != project) wanted = false;
+        if (!wanted) {
+          pager.Pass(key);
+          return true;
+        }
         if (!pager.Take(key)) return false;
         *response.add_experiments() = std::move(experiment);
         return true;
@@ -456,7 +465,11 @@ absl::Status MetadataStore::CheckWritable(const v1::Run& run, std::string_view a
 }
 
 absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
-  RETURN_IF_ERROR(ValidateId("run_id", request.run_id()));
+  return LogBatch(request.run_id(), request);
+}
+
+absl::Status MetadataStore::LogBatch(std::string_view run_id, const v1::LogBatchRequest& request) {
+  RETURN_IF_ERROR(ValidateId("run_id", run_id));
   if (request.metrics_size() > StoreLimits::kMaxMetricsPerBatch) {
     return absl::InvalidArgumentError(StrCat("metrics: ", request.metrics_size(),
                                              " points in one batch; at most ",
@@ -475,8 +488,8 @@ absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
   }
   int64_t now = NowMs();
 
-  std::lock_guard<std::mutex> lock(RunLock(request.run_id()));
-  ASSIGN_OR_RETURN(v1::Run run, LoadRun(request.run_id()));
+  std::lock_guard<std::mutex> lock(RunLock(run_id));
+  ASSIGN_OR_RETURN(v1::Run run, LoadRun(run_id));
   RETURN_IF_ERROR(CheckWritable(run, "logging"));
   const v1::Run old = run;
   for (const auto& [key, value] : request.params()) {

@@ -101,6 +101,8 @@ class MetadataStore {
   // when the run or its experiment is deleted; NOT_FOUND for an unknown run; INVALID_ARGUMENT for
   // a bad key (empty metric keys included) or value, or a batch over the limits.
   absl::Status LogBatch(const v1::LogBatchRequest& request);
+  // The same for run `run_id`, whatever request.run_id() says.
+  absl::Status LogBatch(std::string_view run_id, const v1::LogBatchRequest& request);
   // NOT_FOUND when the run or the tag is absent; FAILED_PRECONDITION when the run or its
   // experiment is deleted.
   absl::Status DeleteTag(std::string_view run_id, std::string_view key);

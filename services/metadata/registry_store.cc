@@ -6,6 +6,7 @@
 #include "services/common/ids.h"
 #include "services/common/names.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -16,8 +17,16 @@ constexpr char kRequestIdsCf[] = "request_ids";
 constexpr size_t kMaxDescriptionBytes = 64 << 10;
 constexpr int kMaxTags = 1000;
 
+// A model's name carries its project (docs/api.md, "Projects"); the key is the name as written,
+// so only the canonical spelling is accepted.
 absl::Status ValidateModelName(std::string_view name) {
-  return ValidateName(NameKind::kIdentifier, "name", name);
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped("name", name));
+  if (scoped.project == kDefaultProject && scoped.name != name) {
+    return absl::InvalidArgumentError(StrCat("name: \"", name.substr(0, 200),
+                                             "\": a name in project default has no prefix (\"",
+                                             scoped.name.substr(0, 200), "\")"));
+  }
+  return ValidateName(NameKind::kIdentifier, "name", scoped.name);
 }
 
 absl::Status ValidateAlias(std::string_view alias) {
@@ -137,11 +146,20 @@ absl::StatusOr<v1::RegisteredModel> RegistryStore::GetRegisteredModel(std::strin
 
 absl::StatusOr<v1::ListRegisteredModelsResponse> RegistryStore::ListRegisteredModels(
     const v1::ListRegisteredModelsRequest& request) const {
-  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
-                                             request.page_token(), Fingerprint({"models"})));
+  ASSIGN_OR_RETURN(Pager pager,
+                   Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
+                                request.page_token(), Fingerprint({"models", request.project()})));
+  // Empty: project default; "*": every project.
+  const std::string_view project =
+      request.project().empty() ? kDefaultProject : std::string_view(request.project());
+  if (project != kEveryProject) RETURN_IF_ERROR(ValidateProject(project));
   v1::ListRegisteredModelsResponse response;
   RETURN_IF_ERROR(db_->ScanProto<v1::RegisteredModel>(
       models_, "", pager.after(), [&](std::string_view key, v1::RegisteredModel& model) {
+        if (project != kEveryProject && ProjectOf(model.name()) != project) {
+          pager.Pass(key);
+          return true;
+        }
         if (!pager.Take(key)) return false;
         *response.add_models() = std::move(model);
         return true;
@@ -189,7 +207,7 @@ absl::StatusOr<v1::ModelVersion> RegistryStore::CreateModelVersion(
   if (request.description().size() > kMaxDescriptionBytes) {
     return absl::InvalidArgumentError("description: longer than 65536 bytes");
   }
-  if (request.source_run_id().size() > 64 || request.request_id().size() > 128) {
+  if (request.source_run_id().size() > 300 || request.request_id().size() > 128) {
     return absl::InvalidArgumentError("source_run_id or request_id: too long");
   }
   if (!v1::ModelVersion::Status_IsValid(request.status())) {

@@ -18,6 +18,13 @@ using ::mlops::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
+// The value of `result`, which must be OK.
+template <class T>
+T ValueOf(absl::StatusOr<T> result) {
+  EXPECT_OK(result.status());
+  return result.ok() ? *std::move(result) : T();
+}
+
 // A commit of one blob made of `parts`, in order.
 v1::CommitBlobsRequest CommitOf(const std::string& session, const std::vector<std::string>& parts,
                                 bool pin = false) {
@@ -487,6 +494,110 @@ TEST_F(ArtifactStoreTest, GarbageCollectionKeepsRootsAndSweepsTheRest) {
   auto entries = store_->ListVersionEntries(list);
   ASSERT_OK(entries.status());
   EXPECT_EQ(Read(entries->entries(0).digest()), kept_by_version);
+}
+
+// Projects (docs/api.md, "Projects"): content is stored once, but a project sees only what it
+// uploaded; another project is told the content is missing, must send it (storing nothing new),
+// and commits a blob only from chunks it sent; sessions and datasets are per project; a version
+// lists only blobs its project sees; garbage collection drops the references with the content.
+TEST_F(ArtifactStoreTest, EachProjectSeesOnlyTheContentItUploaded) {
+  std::string part1 = RandomBytes(100 << 10, 21), part2 = RandomBytes(90 << 10, 22);
+  std::string digest_hex = PutBlob({part1, part2});  // project default's session
+  RawDigest digest, chunk1;
+  ASSERT_TRUE(ParseDigestHex(digest_hex, &digest));
+  chunk1 = Sha256Of(part1);
+
+  auto vision = store_->StartUpload(0, "vision");
+  ASSERT_OK(vision.status());
+  ASSERT_THAT(vision->id(), ::testing::StartsWith("projects/vision/"));
+  // Its session is not found under its bare id (project default) nor in another project.
+  std::string bare = vision->id().substr(std::string("projects/vision/").size());
+  EXPECT_THAT(store_->FindMissingChunks(bare, {chunk1}).status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  EXPECT_THAT(store_->FindMissingChunks("projects/other/" + bare, {chunk1}).status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  EXPECT_THAT(ValueOf(store_->FindMissingChunks(session_, {chunk1})), ElementsAre());
+
+  // Stored, but missing to vision.
+  EXPECT_THAT(ValueOf(store_->FindMissingBlobs({digest}, "vision")), ElementsAre(0));
+  EXPECT_THAT(ValueOf(store_->FindMissingBlobs({digest})), ElementsAre());
+  EXPECT_THAT(ValueOf(store_->FindMissingChunks(vision->id(), {chunk1, Sha256Of(part2)})),
+              ElementsAre(0, 1));
+  EXPECT_THAT(store_->StatBlob(digest, false, "vision").status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  int64_t size = 0;
+  EXPECT_THAT(store_->ReadBlob(
+                  digest, 0, 0, &size, [](int64_t, std::string_view) { return true; }, "vision"),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  EXPECT_THAT(store_->SetBlobPinned(digest, true, "vision").status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  // Claiming the blob from chunks it never sent is refused as if they were not stored.
+  EXPECT_THAT(store_->CommitBlobs(CommitOf(vision->id(), {part1, part2})).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "is not stored; upload it first"));
+  // A version of a vision dataset cannot list the blob either.
+  v1::VersionEntry entry;
+  entry.set_path("f");
+  entry.set_digest(digest_hex);
+  entry.set_size(static_cast<int64_t>(part1.size() + part2.size()));
+  entry.set_mode(0644);
+  EXPECT_THAT(NewVersion("projects/vision/d", {entry}).status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "is not stored"));
+
+  // Vision sends the bytes: nothing new is stored, but now it sees them.
+  auto sent = store_->PutChunks(vision->id(), {{chunk1, part1}, {Sha256Of(part2), part2}});
+  ASSERT_OK(sent.status());
+  EXPECT_EQ(sent->stored, 0);
+  EXPECT_EQ(sent->already_present, 2);
+  ASSERT_OK(store_->CommitBlobs(CommitOf(vision->id(), {part1, part2})).status());
+  EXPECT_THAT(ValueOf(store_->FindMissingBlobs({digest}, "vision")), ElementsAre());
+  EXPECT_EQ(store_->StatBlob(digest, false, "vision")->size(), 190 << 10);
+  auto version = NewVersion("projects/vision/d", {entry});
+  ASSERT_OK(version.status());
+  EXPECT_EQ(version->dataset(), "projects/vision/d");
+
+  // Datasets are listed per project; the same name in two projects is two datasets.
+  ASSERT_OK(NewVersion("d", {entry}).status());
+  v1::ListDatasetsRequest ours, theirs, every;
+  theirs.set_project("vision");
+  every.set_project("*");
+  auto names = [&](const v1::ListDatasetsRequest& request) {
+    std::vector<std::string> out;
+    v1::ListDatasetsResponse listed = ValueOf(store_->ListDatasets(request));
+    for (const auto& dataset : listed.datasets()) {
+      out.push_back(dataset.name());
+    }
+    return out;
+  };
+  EXPECT_THAT(names(ours), ElementsAre("d"));
+  EXPECT_THAT(names(theirs), ElementsAre("projects/vision/d"));
+  EXPECT_THAT(names(every), ::testing::UnorderedElementsAre("d", "projects/vision/d"));
+  EXPECT_THAT(store_->GetDataset("projects/default/d").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "has no prefix"));
+
+  // Garbage collection drops every project's reference with the content: a project that uploads
+  // it again afterwards starts from nothing.
+  std::string garbage = RandomBytes(80 << 10, 23);
+  auto other = store_->StartUpload(0, "other");
+  ASSERT_OK(other.status());
+  ASSERT_OK(store_->PutChunks(other->id(), {{Sha256Of(garbage), garbage}}).status());
+  ASSERT_OK(store_->CommitBlobs(CommitOf(other->id(), {garbage})).status());
+  ASSERT_OK(store_->FinishUpload(other->id()));
+  ASSERT_OK(store_->FinishUpload(vision->id()));
+  ASSERT_OK(store_->FinishUpload(session_));
+  v1::GarbageCollectRequest gc;
+  gc.set_zero_grace(true);
+  Settle();
+  auto swept = store_->GarbageCollect(gc);
+  ASSERT_OK(swept.status());
+  EXPECT_EQ(swept->blobs_deleted(), 1);
+  int refs = 0;
+  ASSERT_OK(store_->db().ScanPrefix(
+      store_->db().Cf("project_refs"), "", {}, [&](std::string_view key, std::string_view) {
+        EXPECT_EQ(key.find(std::string(DigestBytes(Sha256Of(garbage)))), std::string::npos);
+        ++refs;
+        return true;
+      }));
+  EXPECT_EQ(refs, 2 * 3) << "the blob and its two chunks, for default and vision";
 }
 
 TEST_F(ArtifactStoreTest, GarbageCollectionNeverDeletesWhatAnOpenSessionSentOrFound) {

@@ -4,6 +4,7 @@
 // outputs stored in artifact) pass; a server listening beyond loopback needs authentication or
 // --insecure_allow_unauthenticated; JWTs signed by a JWKS's keys authenticate with the grants of a
 // bindings file.
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -127,6 +128,163 @@ TEST_F(AuthCliTest, TokensOpenTheServerToTheirRolesOnly) {
   auto refused = Mlops(server.address(), {"audit", "list"}, {"MLOPS_TOKEN=" + viewer_token});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("PERMISSION_DENIED"));
+}
+
+// The value of the first `"key": "..."` in JSON output.
+std::string JsonField(const std::string& json, const std::string& key) {
+  size_t at = json.find("\"" + key + "\": \"");
+  if (at == std::string::npos) return "";
+  at += key.size() + 5;
+  return json.substr(at, json.find('"', at) - at);
+}
+
+// Projects end to end (docs/api.md, "Projects"): the same names in two projects are two
+// resources; ids of project vision carry it; --project and MLOPS_PROJECT put bare names and ids
+// in a project; a member of one project neither reads nor finds (NOT_FOUND, as if absent) the
+// other's experiments, runs and models; lists and the audit log show one project.
+TEST_F(AuthCliTest, ProjectsKeepEachOnesExperimentsRunsAndModelsApart) {
+  auto token = [&](const std::string& subject, const std::string& grant) {
+    auto created = Create({"--subject", subject, "--grant", grant});
+    EXPECT_EQ(created.exit_code, 0) << created.err;
+    return "MLOPS_TOKEN=" + Trim(created.out);
+  };
+  std::string vis = token("vis", "vision=editor");
+  std::string def = token("def", "default=editor");
+  std::string boss = token("boss", "vision=admin");
+  testing::ChildServer server(MLOPS_SERVER_BIN, dir_.path() + "/data",
+                              {"--auth_token_file=" + tokens_});
+  server.Start();
+  auto as = [&](const std::string& who, std::vector<std::string> args,
+                std::vector<std::string> env = {}) {
+    env.push_back(who);
+    return Mlops(server.address(), std::move(args), env);
+  };
+
+  auto theirs =
+      as(vis, {"--project", "vision", "--output", "json", "experiments", "create", "churn"});
+  ASSERT_EQ(theirs.exit_code, 0) << theirs.err;
+  std::string their_experiment = JsonField(theirs.out, "id");
+  EXPECT_THAT(their_experiment, ::testing::StartsWith("projects/vision/"));
+  EXPECT_EQ(JsonField(theirs.out, "name"), "projects/vision/churn");
+  auto ours = as(def, {"--output", "json", "experiments", "create", "churn"});
+  ASSERT_EQ(ours.exit_code, 0) << ours.err;  // the same name in another project
+  std::string our_experiment = JsonField(ours.out, "id");
+  EXPECT_EQ(our_experiment.size(), 32u) << ours.out;
+
+  auto run =
+      as(vis, {"--output", "json", "runs", "create", "--experiment", "churn", "--param", "lr=0.1"},
+         {"MLOPS_PROJECT=vision"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::string run_id = JsonField(run.out, "id");
+  ASSERT_THAT(run_id, ::testing::StartsWith("projects/vision/"));
+  std::string bare_run = run_id.substr(std::string("projects/vision/").size());
+  EXPECT_EQ(JsonField(run.out, "experiment_id"), their_experiment);
+  // A bare id with --project is put in the project.
+  auto logged = as(vis, {"--project", "vision", "runs", "log", bare_run, "--metric", "acc=0.9"});
+  EXPECT_EQ(logged.exit_code, 0) << logged.err;
+  auto shown = as(vis, {"runs", "show", run_id});
+  ASSERT_EQ(shown.exit_code, 0) << shown.err;
+  EXPECT_THAT(shown.out, HasSubstr("acc"));
+  auto found = as(vis, {"--project", "vision", "runs", "search", "--experiment", "churn"});
+  ASSERT_EQ(found.exit_code, 0) << found.err;
+  EXPECT_THAT(found.out, HasSubstr(bare_run));
+
+  // The other project's member: denied by name, not found by the bare id.
+  auto denied = as(def, {"runs", "show", run_id});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(denied.err, HasSubstr("in project vision"));
+  auto absent = as(def, {"runs", "show", bare_run});
+  EXPECT_EQ(absent.exit_code, 1);
+  EXPECT_THAT(absent.err, HasSubstr("NOT_FOUND"));
+  auto no_log = as(def, {"runs", "log", bare_run, "--metric", "acc=0.1"});
+  EXPECT_EQ(no_log.exit_code, 1);
+  EXPECT_THAT(no_log.err, HasSubstr("NOT_FOUND"));
+  auto no_search = as(def, {"runs", "search", "--experiment",
+                            their_experiment.substr(std::string("projects/vision/").size())});
+  EXPECT_EQ(no_search.exit_code, 1);
+  EXPECT_THAT(no_search.err, HasSubstr("NOT_FOUND"));
+  auto list_theirs = as(def, {"--project", "vision", "experiments", "list"});
+  EXPECT_EQ(list_theirs.exit_code, 1);
+  EXPECT_THAT(list_theirs.err, HasSubstr("PERMISSION_DENIED"));
+  // Each project's list holds its own.
+  auto our_list = as(def, {"experiments", "list"});
+  ASSERT_EQ(our_list.exit_code, 0) << our_list.err;
+  EXPECT_THAT(our_list.out, HasSubstr(our_experiment));
+  EXPECT_THAT(our_list.out, Not(HasSubstr("projects/vision")));
+  auto their_list = as(vis, {"--project", "vision", "experiments", "list"});
+  ASSERT_EQ(their_list.exit_code, 0) << their_list.err;
+  EXPECT_THAT(their_list.out, HasSubstr(their_experiment));
+  EXPECT_THAT(their_list.out, Not(HasSubstr(our_experiment)));
+
+  // Models: the same name twice, each project listing its own.
+  ASSERT_EQ(as(vis, {"--project", "vision", "models", "create", "m"}).exit_code, 0);
+  ASSERT_EQ(as(def, {"models", "create", "m"}).exit_code, 0);
+  auto our_models = as(def, {"models", "list"});
+  ASSERT_EQ(our_models.exit_code, 0) << our_models.err;
+  EXPECT_THAT(our_models.out, ::testing::ContainsRegex("\nm +0"));
+  EXPECT_THAT(our_models.out, Not(HasSubstr("projects/vision/m")));
+  auto their_models = as(vis, {"--project", "vision", "models", "list"});
+  ASSERT_EQ(their_models.exit_code, 0) << their_models.err;
+  EXPECT_THAT(their_models.out, HasSubstr("projects/vision/m"));
+  EXPECT_THAT(their_models.out, Not(::testing::ContainsRegex("\nm +0")));
+  auto their_model = as(def, {"models", "show", "projects/vision/m"});
+  EXPECT_EQ(their_model.exit_code, 1);
+
+  // Content is stored once but seen per project: vision's file is not found from default until
+  // default uploads it too (and then its client sends every byte: nothing tells it the server
+  // had them).
+  std::string secret = dir_.path() + "/secret.txt";
+  std::ofstream(secret) << std::string(300000, 's') << "only vision has this\n";
+  auto put = as(vis, {"--project", "vision", "artifact", "put", secret});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  std::string digest = Trim(put.out);
+  ASSERT_EQ(digest.size(), 64u) << put.out;
+  ASSERT_EQ(as(vis, {"--project", "vision", "artifact", "stat", digest}).exit_code, 0);
+  auto unseen = as(def, {"artifact", "stat", digest});
+  EXPECT_EQ(unseen.exit_code, 1);
+  EXPECT_THAT(unseen.err, HasSubstr("NOT_FOUND"));
+  auto unread = as(def, {"artifact", "get", digest, dir_.path() + "/stolen.txt"});
+  EXPECT_EQ(unread.exit_code, 1);
+  EXPECT_THAT(unread.err, HasSubstr("NOT_FOUND"));
+  std::string data_dir = dir_.path() + "/ds";
+  std::filesystem::create_directories(data_dir);
+  std::filesystem::copy_file(secret, data_dir + "/a.txt");
+  auto pushed = as(vis, {"--project", "vision", "data", "push", data_dir, "--dataset", "d"});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  auto ours_pushed = as(def, {"data", "push", data_dir, "--dataset", "d"});
+  ASSERT_EQ(ours_pushed.exit_code, 0) << ours_pushed.err;
+  // "sent X in N of M chunks": default had never uploaded the file, so every chunk is sent.
+  size_t of = ours_pushed.out.find(" chunks (");
+  ASSERT_NE(of, std::string::npos) << ours_pushed.out;
+  size_t in = ours_pushed.out.rfind(" in ", of);
+  std::string counts = ours_pushed.out.substr(in + 4, of - in - 4);  // "N of M"
+  size_t space = counts.find(" of ");
+  ASSERT_NE(space, std::string::npos) << ours_pushed.out;
+  EXPECT_EQ(counts.substr(0, space), counts.substr(space + 4)) << ours_pushed.out;
+  EXPECT_NE(counts.substr(0, space), "0") << ours_pushed.out;
+  EXPECT_EQ(as(def, {"artifact", "stat", digest}).exit_code, 0) << "now default has it too";
+  auto our_data = as(def, {"data", "list"});
+  ASSERT_EQ(our_data.exit_code, 0) << our_data.err;
+  EXPECT_THAT(our_data.out, Not(HasSubstr("projects/vision")));
+  auto their_data = as(vis, {"--project", "vision", "data", "list"});
+  ASSERT_EQ(their_data.exit_code, 0) << their_data.err;
+  EXPECT_THAT(their_data.out, HasSubstr("projects/vision/d"));
+  auto no_pull = as(def, {"data", "pull", "projects/vision/d", dir_.path() + "/pulled"});
+  EXPECT_EQ(no_pull.exit_code, 1);
+  EXPECT_THAT(no_pull.err, HasSubstr("PERMISSION_DENIED"));
+
+  // The audit log of project vision: its calls only, for its admin only.
+  auto audit = as(boss, {"--project", "vision", "audit", "list", "--max", "1000"});
+  ASSERT_EQ(audit.exit_code, 0) << audit.err;
+  EXPECT_THAT(audit.out, ::testing::ContainsRegex("vis +CreateExperiment +vision"));
+  EXPECT_THAT(audit.out,
+              ::testing::ContainsRegex("vis +LogBatch +vision +run_id=projects/vision/"));
+  // def's calls were reads (not audited) or acted in project default (its refused LogBatch).
+  EXPECT_THAT(audit.out, Not(::testing::ContainsRegex(" def +[A-Z][a-z]")));
+  auto audit_default = as(boss, {"audit", "list"});
+  EXPECT_EQ(audit_default.exit_code, 1);
+  EXPECT_THAT(audit_default.err, HasSubstr("PERMISSION_DENIED"));
 }
 
 TEST_F(AuthCliTest, CreateRefusesWhatWouldMakeAUselessOrBrokenToken) {

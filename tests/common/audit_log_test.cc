@@ -50,9 +50,15 @@ TEST(AuditLogTest, EntriesKeepTheirOrderAcrossAReopenAndFiltersAndPagesApply) {
   ASSERT_OK((*log)->Append(Entry(1000, "d")));  // a clock that went back: still never overwrites
   ASSERT_OK((*log)->Append(Entry(3000, "e")));
   audit::v1::ListAuditEntriesRequest all;
+  all.set_project("*");  // every project's
   auto listed = (*log)->List(all);
   ASSERT_OK(listed.status());
   EXPECT_THAT(Subjects(*listed), ::testing::ElementsAre("a", "b", "d", "c", "e"));
+  audit::v1::ListAuditEntriesRequest no_project;  // project default's
+  EXPECT_THAT(Subjects(*(*log)->List(no_project)), ::testing::ElementsAre("a", "d", "c", "e"));
+  audit::v1::ListAuditEntriesRequest vision;
+  vision.set_project("vision");
+  EXPECT_THAT(Subjects(*(*log)->List(vision)), ::testing::ElementsAre("b"));
 
   audit::v1::ListAuditEntriesRequest window;
   window.set_since_ms(1000);
@@ -64,6 +70,7 @@ TEST(AuditLogTest, EntriesKeepTheirOrderAcrossAReopenAndFiltersAndPagesApply) {
   EXPECT_THAT(Subjects(*(*log)->List(by_subject)), ::testing::ElementsAre("e"));
 
   audit::v1::ListAuditEntriesRequest page;
+  page.set_project("*");
   page.set_page_size(2);
   std::vector<std::string> paged;
   for (int i = 0; i < 10; ++i) {

@@ -1,10 +1,11 @@
 // The one set of name rules (services/common/names.h): each kind accepts what its rule says and
-// refuses the rest with INVALID_ARGUMENT naming the field.
+// refuses the rest with INVALID_ARGUMENT naming the field; projects in names (projects.h).
 #include "services/common/names.h"
 
 #include <string>
 #include <vector>
 
+#include "services/common/projects.h"
 #include "tests/testing/testing.h"
 
 namespace mlops {
@@ -69,6 +70,36 @@ TEST(NamesTest, PathsAreRelativeWithoutDotComponents) {
     EXPECT_THAT(ValidatePath(bad), StatusIs(absl::StatusCode::kInvalidArgument, "path"))
         << bad.size();
   }
+}
+
+TEST(ProjectsTest, NamesCarryTheirProjectAsAPrefixAndNoneMeansDefault) {
+  auto scoped = ParseScoped("name", "projects/vision/churn");
+  ASSERT_OK(scoped.status());
+  EXPECT_EQ(scoped->project, "vision");
+  EXPECT_EQ(scoped->name, "churn");
+  scoped = ParseScoped("name", "churn");
+  ASSERT_OK(scoped.status());
+  EXPECT_EQ(scoped->project, "default");
+  EXPECT_EQ(scoped->name, "churn");
+  scoped = ParseScoped("run_id", "projects/a.b-c/x/y");  // the rest is the resource's own name
+  ASSERT_OK(scoped.status());
+  EXPECT_EQ(scoped->project, "a.b-c");
+  EXPECT_EQ(scoped->name, "x/y");
+  for (std::string bad : {"projects/", "projects/vision", "projects/vision/", "projects//x",
+                          "projects/no way/x", "projects/-x/y"}) {
+    EXPECT_THAT(ParseScoped("name", bad).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, "name: \"" + bad + "\""))
+        << bad;
+  }
+  EXPECT_EQ(ProjectOf("projects/vision/churn"), "vision");
+  EXPECT_EQ(ProjectOf("churn"), "default");
+  EXPECT_EQ(ProjectOf("projects/bad name/x"), "default");
+  EXPECT_EQ(Qualify("vision", "churn"), "projects/vision/churn");
+  EXPECT_EQ(Qualify("default", "churn"), "churn");
+  EXPECT_EQ(CanonicalName("projects/default/churn"), "churn");
+  EXPECT_EQ(CanonicalName("projects/vision/churn"), "projects/vision/churn");
+  EXPECT_THAT(NotInProject("run", "0123", "vision"),
+              StatusIs(absl::StatusCode::kNotFound, "run 0123 not found in project vision"));
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // format0-datadir.tar.gz, made by tests/fixtures/make_format0_datadir.sh with the server of
 // commit 66476f3 and the README's tour) opened by today's mlops-server: every database is
 // migrated once, and the runs, datasets, models, pipeline runs, profiles and monitors are all
-// there and readable.
+// there and readable (in project default).
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -52,10 +52,12 @@ TEST(UpgradeTest, ADataDirFromBeforeFormatsOpensWithEverythingInIt) {
   EXPECT_THAT(mlops({"profile", "list"}), HasSubstr("churn-train"));
   EXPECT_THAT(mlops({"monitor", "list"}), HasSubstr("churn"));
   // Each of the five databases (metadata, lineage, artifact, scheduler, monitoring) went from
-  // format 0 to 1, once.
+  // format 0 to 1, once, and artifact's on to 2, which gave every chunk and blob stored before
+  // projects to project default (the pull above read them through it).
   server.Terminate();
   std::string log = ReadAll(data + ".log");
-  EXPECT_EQ(Count(log, "storage_migrated"), 5u) << log;
+  EXPECT_EQ(Count(log, "storage_migrated"), 6u) << log;
+  EXPECT_EQ(Count(log, "from=1 to=2 what=\"chunks and blobs stored before projects"), 1u) << log;
   std::filesystem::rename(data + ".log", data + ".first.log");
   testing::ChildServer again(MLOPS_SERVER_BIN, data);
   again.Start();

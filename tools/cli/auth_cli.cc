@@ -81,7 +81,7 @@ int64_t ParseTimeFlag(const std::string& text, const std::string& flag) {
 
 int AuditListCommandLine(Args& args, const Endpoints& endpoints, bool json) {
   audit::v1::ListAuditEntriesRequest request;
-  request.set_project(args.Take("--project").value_or(""));
+  request.set_project(endpoints.project);  // the global --project: "*" lists every project
   request.set_subject(args.Take("--subject").value_or(""));
   if (auto since = args.Take("--since")) request.set_since_ms(ParseTimeFlag(*since, "--since"));
   if (auto until = args.Take("--until")) request.set_until_ms(ParseTimeFlag(*until, "--until"));

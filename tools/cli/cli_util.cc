@@ -14,6 +14,7 @@
 
 #include "services/common/channel.h"
 #include "services/common/digest.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -232,6 +233,16 @@ Endpoints TakeEndpoints(Args& args) {
     out.cert_pem = read_pem("--cert", *cert, "-----BEGIN CERTIFICATE-----");
     out.key_pem = read_pem("--key", *key, "PRIVATE KEY-----");
   }
+  // The project every call acts in (docs/api.md, "Projects").
+  std::optional<std::string> project = args.Take("--project");
+  if (!project) project = env("MLOPS_PROJECT");
+  if (project) {
+    absl::Status valid = *project == kEveryProject ? absl::OkStatus() : ValidateProject(*project);
+    if (!valid.ok()) {
+      throw UsageError{"--project (or MLOPS_PROJECT): " + std::string(valid.message())};
+    }
+    out.project = *project;
+  }
   std::optional<std::string> token_file = args.Take("--token-file");
   if (!token_file) token_file = env("MLOPS_TOKEN_FILE");
   if (auto token = env("MLOPS_TOKEN")) {
@@ -318,6 +329,7 @@ std::shared_ptr<grpc::Channel> ServiceChannel(const std::string& address,
   security.cert_pem = endpoints.cert_pem;
   security.key_pem = endpoints.key_pem;
   if (!endpoints.token.empty()) security.token = [token = endpoints.token] { return token; };
+  security.project = endpoints.project;
   return SecureChannel(address, security, args, std::move(factories));
 }
 

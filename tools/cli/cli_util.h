@@ -97,6 +97,9 @@ struct Endpoints {
   // The bearer token every call presents (docs/security.md): $MLOPS_TOKEN, else the contents of
   // --token-file FILE or $MLOPS_TOKEN_FILE (a Kubernetes service-account token); empty: none.
   std::string token;
+  // The project every call acts in: --project P or $MLOPS_PROJECT; empty: default. Names and ids
+  // given without a project are put in it, lists list it (docs/api.md, "Projects").
+  std::string project;
 };
 Endpoints TakeEndpoints(Args& args);
 

@@ -50,6 +50,9 @@ Usage: mlops [--server HOST:PORT] [--output table|json] <group> <command> [args]
               (mTLS, --tls_client_ca; default $MLOPS_CERT, $MLOPS_KEY); with --ca
   --token-file  a file holding the bearer token to present (default $MLOPS_TOKEN_FILE;
               $MLOPS_TOKEN, the token itself, wins); see docs/security.md
+  --project   the project to act in (default $MLOPS_PROJECT, else "default"): names and ids
+              given without projects/P/ are put in it, lists list it; "*" lists every project
+              (see docs/api.md, "Projects")
   --output    table (default), json, or dot (lineage)
   mlops --version                   the version and the commit it was built from
   mlops completion bash             tab completion: source <(mlops completion bash)
@@ -184,7 +187,7 @@ int main(int argc, char** argv) {
       if (raw[i] == "--server" || raw[i] == "--output" || raw[i] == "--metadata_server" ||
           raw[i] == "--artifact_server" || raw[i] == "--scheduler_server" ||
           raw[i] == "--monitoring_server" || raw[i] == "--ca" || raw[i] == "--cert" ||
-          raw[i] == "--key" || raw[i] == "--token-file") {
+          raw[i] == "--key" || raw[i] == "--token-file" || raw[i] == "--project") {
         ++i;
         continue;
       }

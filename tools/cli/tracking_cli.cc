@@ -15,6 +15,7 @@
 
 #include "mlops/metadata/v1/metadata.grpc.pb.h"
 #include "services/common/ids.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -62,7 +63,12 @@ class Cli {
   }
 
   std::string ResolveExperiment(const std::string& ref) {
-    if (mlops::IsValidId(ref)) return ref;
+    // An id, bare or in a project (projects/P/<id>), else a name (the channel puts a bare name in
+    // the --project's project).
+    if (absl::StatusOr<ScopedName> scoped = ParseScoped("EXPERIMENT", ref);
+        scoped.ok() && mlops::IsValidId(scoped->name)) {
+      return ref;
+    }
     v1::GetExperimentByNameRequest request;
     request.set_name(ref);
     return Call(&v1::MetadataService::Stub::GetExperimentByName, request).id();
