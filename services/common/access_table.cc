@@ -1,6 +1,7 @@
 #include "services/common/access_table.h"
 
 #include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
 
 #include <functional>
 #include <optional>
@@ -62,22 +63,31 @@ constexpr MethodAccess kAccessTable[] = {
     {"/mlops.artifact.v1.ArtifactService/TagVersion", Access::kEditor, true, "dataset"},
     {"/mlops.artifact.v1.ArtifactService/Scrub", Access::kOperator, true, ""},
     {"/mlops.artifact.v1.ArtifactService/GarbageCollect", Access::kOperator, true, ""},
-    {"/mlops.metadata.v1.LineageService/PutType", Access::kEditor, true, ""},
-    {"/mlops.metadata.v1.LineageService/GetType", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/ListTypes", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/PutArtifact", Access::kEditor, true, ""},
-    {"/mlops.metadata.v1.LineageService/GetArtifact", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/ListArtifacts", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/PutExecution", Access::kEditor, true, ""},
-    {"/mlops.metadata.v1.LineageService/PutExecutionStream", Access::kEditor, true, ""},
-    {"/mlops.metadata.v1.LineageService/GetExecution", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/ListExecutions", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/PutContext", Access::kEditor, true, ""},
-    {"/mlops.metadata.v1.LineageService/GetContext", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/ListContexts", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/AddParentContext", Access::kEditor, true, ""},
-    {"/mlops.metadata.v1.LineageService/GetContextMembers", Access::kViewer, false, ""},
-    {"/mlops.metadata.v1.LineageService/GetLineage", Access::kViewer, false, ""},
+    {"/mlops.metadata.v1.LineageService/PutType", Access::kEditor, true, "type.name"},
+    {"/mlops.metadata.v1.LineageService/GetType", Access::kViewer, false, "name"},
+    {"/mlops.metadata.v1.LineageService/ListTypes", Access::kViewer, false, "project"},
+    {"/mlops.metadata.v1.LineageService/PutArtifact", Access::kEditor, true,
+     "project artifact.type artifact.external_id"},
+    {"/mlops.metadata.v1.LineageService/GetArtifact", Access::kViewer, false,
+     "project type external_id"},
+    {"/mlops.metadata.v1.LineageService/ListArtifacts", Access::kViewer, false, "project type"},
+    {"/mlops.metadata.v1.LineageService/PutExecution", Access::kEditor, true,
+     "project execution.type execution.external_id execution.run_id artifacts.artifact.type "
+     "artifacts.artifact.external_id contexts.type contexts.external_id"},
+    {"/mlops.metadata.v1.LineageService/PutExecutionStream", Access::kEditor, true,
+     "@metadata project execution.type execution.external_id execution.run_id "
+     "artifacts.artifact.type artifacts.artifact.external_id contexts.type contexts.external_id"},
+    {"/mlops.metadata.v1.LineageService/GetExecution", Access::kViewer, false,
+     "project type external_id"},
+    {"/mlops.metadata.v1.LineageService/ListExecutions", Access::kViewer, false, "project type"},
+    {"/mlops.metadata.v1.LineageService/PutContext", Access::kEditor, true,
+     "project context.type context.external_id"},
+    {"/mlops.metadata.v1.LineageService/GetContext", Access::kViewer, false,
+     "project type external_id"},
+    {"/mlops.metadata.v1.LineageService/ListContexts", Access::kViewer, false, "project type"},
+    {"/mlops.metadata.v1.LineageService/AddParentContext", Access::kEditor, true, "project"},
+    {"/mlops.metadata.v1.LineageService/GetContextMembers", Access::kViewer, false, "project"},
+    {"/mlops.metadata.v1.LineageService/GetLineage", Access::kViewer, false, "project run_id"},
     {"/mlops.metadata.v1.MetadataService/CreateExperiment", Access::kEditor, true, "name"},
     {"/mlops.metadata.v1.MetadataService/GetExperiment", Access::kViewer, false, "experiment_id"},
     {"/mlops.metadata.v1.MetadataService/GetExperimentByName", Access::kViewer, false, "name"},
@@ -176,12 +186,22 @@ bool ForEachValue(const google::protobuf::Message& message, std::string_view pat
       descriptor->FindFieldByName(std::string(path.substr(0, dot)));
   if (field == nullptr) return false;
   if (dot != std::string_view::npos) {
-    if (field->is_repeated() ||
-        field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) {
-      return false;
+    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) return false;
+    std::string_view rest = path.substr(dot + 1);
+    if (field->is_repeated()) {  // every element's
+      bool known =
+          ForEachValue(*google::protobuf::MessageFactory::generated_factory()->GetPrototype(
+                           field->message_type()),
+                       rest, [](const std::string&) {});
+      for (int i = 0; known && i < reflection->FieldSize(message, field); ++i) {
+        ForEachValue(reflection->GetRepeatedMessage(message, field, i), rest, each);
+      }
+      return known;
     }
-    if (!reflection->HasField(message, field)) return true;
-    return ForEachValue(reflection->GetMessage(message, field), path.substr(dot + 1), each);
+    if (!reflection->HasField(message, field)) {
+      return ForEachValue(reflection->GetMessage(message, field), rest, [](const std::string&) {});
+    }
+    return ForEachValue(reflection->GetMessage(message, field), rest, each);
   }
   if (field->type() != google::protobuf::FieldDescriptor::TYPE_STRING) return false;
   if (field->is_repeated()) {
@@ -263,12 +283,15 @@ void QualifyValues(google::protobuf::Message* message, std::string_view path,
       descriptor->FindFieldByName(std::string(path.substr(0, dot)));
   if (field == nullptr) return;
   if (dot != std::string_view::npos) {
-    if (field->is_repeated() ||
-        field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE ||
-        !reflection->HasField(*message, field)) {
-      return;
+    if (field->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) return;
+    if (field->is_repeated()) {
+      for (int i = 0; i < reflection->FieldSize(*message, field); ++i) {
+        QualifyValues(reflection->MutableRepeatedMessage(message, field, i), path.substr(dot + 1),
+                      project);
+      }
+    } else if (reflection->HasField(*message, field)) {
+      QualifyValues(reflection->MutableMessage(message, field), path.substr(dot + 1), project);
     }
-    QualifyValues(reflection->MutableMessage(message, field), path.substr(dot + 1), project);
     return;
   }
   if (field->type() != google::protobuf::FieldDescriptor::TYPE_STRING) return;
@@ -295,6 +318,13 @@ void QualifyValues(google::protobuf::Message* message, std::string_view path,
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> MessageProject(const MethodAccess& method,
+                                           const google::protobuf::Message& message) {
+  MethodAccess fields = method;
+  if (fields.project.starts_with("@metadata")) fields.project.remove_prefix(9);
+  return RequestProject(fields, &message, "");
+}
 
 void QualifyRequest(const MethodAccess& method, std::string_view project,
                     google::protobuf::Message* request) {

@@ -52,6 +52,11 @@ absl::StatusOr<std::string> RequestProject(const MethodAccess& method,
                                            const google::protobuf::Message* request,
                                            std::string_view stream_project);
 
+// The project one message of a client stream names by the fields after "@metadata" (for other
+// methods, as RequestProject): the implementation refuses one that is not the stream's.
+absl::StatusOr<std::string> MessageProject(const MethodAccess& method,
+                                           const google::protobuf::Message& message);
+
 // Puts `request` (or a streamed message) of `method` in `project` where it names none: each value
 // of the method's project fields written without a prefix gets `projects/{project}/`, and an empty
 // `project` field is set.

@@ -25,8 +25,8 @@ using google::protobuf::Map;
 
 // Lineage
 
-absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
-    const v1::GetLineageRequest& request) const {
+absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(const v1::GetLineageRequest& request,
+                                                          std::string_view project) const {
   int hops = request.max_hops() == 0 ? 3 : request.max_hops();
   if (hops < 0 || hops > kMaxLineageHops) {
     return absl::InvalidArgumentError(
@@ -53,18 +53,22 @@ absl::StatusOr<v1::LineageGraph> LineageStore::GetLineage(
   std::string start_key;
   switch (request.start_case()) {
     case v1::GetLineageRequest::kArtifactId:
+      // Edges join nodes of one project: from a start in it, the walk never leaves it.
       RETURN_IF_ERROR(
-          MustLoad<v1::Artifact>(*db_, nodes_, v1::ARTIFACT, request.artifact_id()).status());
+          MustLoadIn<v1::Artifact>(*db_, nodes_, v1::ARTIFACT, request.artifact_id(), project)
+              .status());
       frontier.push_back(pack(v1::ARTIFACT, request.artifact_id()));
       start_key = StrCat("a", Id8(request.artifact_id()));
       break;
     case v1::GetLineageRequest::kExecutionId:
       RETURN_IF_ERROR(
-          MustLoad<v1::Execution>(*db_, nodes_, v1::EXECUTION, request.execution_id()).status());
+          MustLoadIn<v1::Execution>(*db_, nodes_, v1::EXECUTION, request.execution_id(), project)
+              .status());
       frontier.push_back(pack(v1::EXECUTION, request.execution_id()));
       start_key = StrCat("e", Id8(request.execution_id()));
       break;
     case v1::GetLineageRequest::kRunId:
+      RETURN_IF_ERROR(CheckInProject("run_id", request.run_id(), project));
       RETURN_IF_ERROR(db_->ScanPrefix(index_, RunIndexPrefix(request.run_id()), {},
                                       [&](std::string_view key, std::string_view) {
                                         frontier.push_back(pack(

@@ -3,10 +3,25 @@
 #include <deque>
 #include <mutex>
 
+#include "services/common/access_table.h"
 #include "services/common/grpc_status.h"
+#include "services/common/projects.h"
+#include "services/common/rpc_guard.h"
 #include "services/common/status.h"
+#include "services/common/strings.h"
 
 namespace mlops::metadata {
+namespace {
+
+// The project a request of `method` acts in, read from its fields by the access table as the guard
+// read it (which refused a request naming a malformed project or two).
+std::string CallProject(const char* method, const google::protobuf::Message& request) {
+  absl::StatusOr<std::string> project = RequestProject(*FindMethodAccess(method), &request, "");
+  return project.ok() ? *std::move(project) : std::string(kDefaultProject);
+}
+
+}  // namespace
+
 grpc::Status LineageServiceImpl::PutType(grpc::ServerContext*, const v1::PutTypeRequest* request,
                                          v1::NodeType* response) {
   return Reply(store_->PutType(request->type()), response);
@@ -23,7 +38,8 @@ grpc::ServerUnaryReactor* LineageServiceImpl::GetType(grpc::CallbackServerContex
 grpc::Status LineageServiceImpl::ListTypes(grpc::ServerContext*,
                                            const v1::ListTypesRequest* request,
                                            v1::ListTypesResponse* response) {
-  auto types = store_->ListTypes(request->kind());
+  auto types = store_->ListTypes(
+      request->kind(), CallProject("/mlops.metadata.v1.LineageService/ListTypes", *request));
   if (!types.ok()) return ToGrpcStatus(types.status());
   for (auto& type : *types) *response->add_types() = std::move(type);
   return grpc::Status::OK;
@@ -32,26 +48,38 @@ grpc::Status LineageServiceImpl::ListTypes(grpc::ServerContext*,
 grpc::Status LineageServiceImpl::PutArtifact(grpc::ServerContext*,
                                              const v1::PutArtifactRequest* request,
                                              v1::Artifact* response) {
-  return Reply(store_->PutArtifact(*request), response);
+  return Reply(
+      store_->PutArtifact(*request,
+                          CallProject("/mlops.metadata.v1.LineageService/PutArtifact", *request)),
+      response);
 }
 
 grpc::Status LineageServiceImpl::GetArtifact(grpc::ServerContext*,
                                              const v1::GetNodeRequest* request,
                                              v1::Artifact* response) {
-  return Reply(store_->GetArtifact(*request), response);
+  return Reply(
+      store_->GetArtifact(*request,
+                          CallProject("/mlops.metadata.v1.LineageService/GetArtifact", *request)),
+      response);
 }
 
 grpc::Status LineageServiceImpl::ListArtifacts(grpc::ServerContext*,
                                                const v1::ListNodesRequest* request,
                                                v1::ListArtifactsResponse* response) {
-  return Reply(store_->ListArtifacts(*request), response);
+  return Reply(
+      store_->ListArtifacts(
+          *request, CallProject("/mlops.metadata.v1.LineageService/ListArtifacts", *request)),
+      response);
 }
 
 grpc::ServerUnaryReactor* LineageServiceImpl::PutExecution(grpc::CallbackServerContext* context,
                                                            const v1::PutExecutionRequest* request,
                                                            v1::PutExecutionResponse* response) {
   auto* reactor = context->DefaultReactor();
-  reactor->Finish(Reply(store_->PutExecution(*request), response));
+  reactor->Finish(
+      Reply(store_->PutExecution(
+                *request, CallProject("/mlops.metadata.v1.LineageService/PutExecution", *request)),
+            response));
   return reactor;
 }
 
@@ -63,7 +91,10 @@ namespace {
 class PutExecutionStreamReactor
     : public grpc::ServerBidiReactor<v1::PutExecutionRequest, v1::PutExecutionResult> {
  public:
-  explicit PutExecutionStreamReactor(LineageStore* store) : store_(store) { StartRead(&request_); }
+  PutExecutionStreamReactor(LineageStore* store, std::string project)
+      : store_(store), project_(std::move(project)) {
+    StartRead(&request_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -73,7 +104,18 @@ class PutExecutionStreamReactor
       return;
     }
     v1::PutExecutionResult result;
-    auto response = store_->PutExecution(request_);
+    // The stream acts in the project of its metadata (the guard checked the caller's role there);
+    // a message naming another is refused.
+    static const MethodAccess* access =
+        FindMethodAccess("/mlops.metadata.v1.LineageService/PutExecutionStream");
+    absl::StatusOr<std::string> named = MessageProject(*access, request_);
+    absl::StatusOr<v1::PutExecutionResponse> response =
+        !named.ok() ? absl::StatusOr<v1::PutExecutionResponse>(named.status())
+        : *named != project_
+            ? absl::StatusOr<v1::PutExecutionResponse>(absl::InvalidArgumentError(StrCat(
+                  "the request is in project ", *named, ", not ", project_,
+                  ", the project this stream was opened for (metadata ", kProjectMetadata, ")")))
+            : store_->PutExecution(request_, project_);
     if (response.ok()) {
       *result.mutable_response() = std::move(*response);
     } else {
@@ -120,6 +162,7 @@ class PutExecutionStreamReactor
   }
 
   LineageStore* store_;
+  const std::string project_;
   v1::PutExecutionRequest request_;
   std::mutex mu_;
   std::deque<v1::PutExecutionResult> pending_;  // front: being written
@@ -132,55 +175,75 @@ class PutExecutionStreamReactor
 }  // namespace
 
 grpc::ServerBidiReactor<v1::PutExecutionRequest, v1::PutExecutionResult>*
-LineageServiceImpl::PutExecutionStream(grpc::CallbackServerContext*) {
-  return new PutExecutionStreamReactor(store_);
+LineageServiceImpl::PutExecutionStream(grpc::CallbackServerContext* context) {
+  return new PutExecutionStreamReactor(store_, StreamProject(*context));
 }
 
 grpc::Status LineageServiceImpl::GetExecution(grpc::ServerContext*,
                                               const v1::GetNodeRequest* request,
                                               v1::Execution* response) {
-  return Reply(store_->GetExecution(*request), response);
+  return Reply(
+      store_->GetExecution(*request,
+                           CallProject("/mlops.metadata.v1.LineageService/GetExecution", *request)),
+      response);
 }
 
 grpc::Status LineageServiceImpl::ListExecutions(grpc::ServerContext*,
                                                 const v1::ListNodesRequest* request,
                                                 v1::ListExecutionsResponse* response) {
-  return Reply(store_->ListExecutions(*request), response);
+  return Reply(
+      store_->ListExecutions(
+          *request, CallProject("/mlops.metadata.v1.LineageService/ListExecutions", *request)),
+      response);
 }
 
 grpc::Status LineageServiceImpl::PutContext(grpc::ServerContext*,
                                             const v1::PutContextRequest* request,
                                             v1::Context* response) {
-  return Reply(store_->PutContext(*request), response);
+  return Reply(store_->PutContext(
+                   *request, CallProject("/mlops.metadata.v1.LineageService/PutContext", *request)),
+               response);
 }
 
 grpc::Status LineageServiceImpl::GetContext(grpc::ServerContext*, const v1::GetNodeRequest* request,
                                             v1::Context* response) {
-  return Reply(store_->GetContext(*request), response);
+  return Reply(store_->GetContext(
+                   *request, CallProject("/mlops.metadata.v1.LineageService/GetContext", *request)),
+               response);
 }
 
 grpc::Status LineageServiceImpl::ListContexts(grpc::ServerContext*,
                                               const v1::ListNodesRequest* request,
                                               v1::ListContextsResponse* response) {
-  return Reply(store_->ListContexts(*request), response);
+  return Reply(
+      store_->ListContexts(*request,
+                           CallProject("/mlops.metadata.v1.LineageService/ListContexts", *request)),
+      response);
 }
 
 grpc::Status LineageServiceImpl::AddParentContext(grpc::ServerContext*,
                                                   const v1::AddParentContextRequest* request,
                                                   v1::AddParentContextResponse*) {
-  return ToGrpcStatus(store_->AddParentContext(request->child_id(), request->parent_id()));
+  return ToGrpcStatus(store_->AddParentContext(
+      request->child_id(), request->parent_id(),
+      CallProject("/mlops.metadata.v1.LineageService/AddParentContext", *request)));
 }
 
 grpc::Status LineageServiceImpl::GetContextMembers(grpc::ServerContext*,
                                                    const v1::GetContextMembersRequest* request,
                                                    v1::GetContextMembersResponse* response) {
-  return Reply(store_->GetContextMembers(*request), response);
+  return Reply(
+      store_->GetContextMembers(
+          *request, CallProject("/mlops.metadata.v1.LineageService/GetContextMembers", *request)),
+      response);
 }
 
 grpc::Status LineageServiceImpl::GetLineage(grpc::ServerContext*,
                                             const v1::GetLineageRequest* request,
                                             v1::LineageGraph* response) {
-  return Reply(store_->GetLineage(*request), response);
+  return Reply(store_->GetLineage(
+                   *request, CallProject("/mlops.metadata.v1.LineageService/GetLineage", *request)),
+               response);
 }
 
 grpc::Status ModelRegistryImpl::CreateRegisteredModel(

@@ -13,6 +13,7 @@
 #include "services/common/ids.h"
 #include "services/common/names.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/metadata/filter.h"
@@ -96,7 +97,12 @@ std::string MembershipKey(v1::NodeKind kind, int64_t node, int64_t context) {
 }
 
 absl::Status ValidateTypeName(std::string_view what, std::string_view name) {
-  return ValidateName(NameKind::kType, what, name);
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped(what, name));
+  if (scoped.project == kDefaultProject && scoped.name != name) {
+    return absl::InvalidArgumentError(
+        StrCat(what, " \"", name.substr(0, 200), "\": a type of project default has no prefix"));
+  }
+  return ValidateName(NameKind::kType, what, scoped.name);
 }
 
 absl::Status CheckLength(std::string_view what, std::string_view value, size_t max) {
@@ -283,6 +289,13 @@ bool NodeMatches(const Expr* expr, const NodeRef& node) {
 
 int64_t NextTime(int64_t previous) { return std::max(NowMs(), previous + 1); }
 
+absl::Status CheckInProject(std::string_view field, std::string_view value,
+                            std::string_view project) {
+  if (value.empty() || ProjectOf(value) == project) return absl::OkStatus();
+  return absl::InvalidArgumentError(StrCat(field, " ", value.substr(0, 200), " is not in project ",
+                                           project, ": one request acts in one project"));
+}
+
 absl::Status CheckExpected(std::string_view what, int64_t expected, int64_t stored) {
   if (expected != 0 && expected != stored) {
     return absl::AbortedError(StrCat(what, " was updated at ", std::to_string(stored),
@@ -333,6 +346,22 @@ const std::vector<v1::NodeType>& BuiltInTypes() {
   }();
   return *types;
 }
+
+namespace {
+// The built-in type `name` names in its project (`projects/P/Dataset` is Dataset in P), if any.
+std::optional<v1::NodeType> BuiltInIn(v1::NodeKind kind, std::string_view name) {
+  if (absl::StatusOr<ScopedName> scoped = ParseScoped("", name); scoped.ok()) {
+    for (const v1::NodeType& type : BuiltInTypes()) {
+      if (type.kind() == kind && type.name() == scoped->name) {
+        v1::NodeType out = type;
+        out.set_name(std::string(name));
+        return out;
+      }
+    }
+  }
+  return std::nullopt;
+}
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Db>> LineageStore::OpenDb(const std::string& path,
                                                          const Db::Options& options) {
@@ -407,6 +436,8 @@ absl::StatusOr<v1::NodeType> LineageStore::PutType(const v1::NodeType& type) {
   std::lock_guard lock(types_mu_);
   std::string key = TypeKey(type.kind(), type.name());
   ASSIGN_OR_RETURN(auto stored_value, db_->GetProto<v1::NodeType>(types_, key));
+  // A built-in type in another project than default exists before it is first stored there.
+  if (!stored_value) stored_value = BuiltInIn(type.kind(), type.name());
   v1::NodeType merged = type;
   if (stored_value) {
     const v1::NodeType& stored = *stored_value;
@@ -432,6 +463,7 @@ absl::StatusOr<v1::NodeType> LineageStore::PutType(const v1::NodeType& type) {
 
 absl::StatusOr<v1::NodeType> LineageStore::GetType(v1::NodeKind kind, std::string_view name) const {
   ASSIGN_OR_RETURN(auto type, db_->GetProto<v1::NodeType>(types_, TypeKey(kind, name)));
+  if (!type) type = BuiltInIn(kind, name);
   if (!type) {
     return absl::NotFoundError(StrCat(KindName(kind), " type \"", name.substr(0, 200),
                                       "\" not found (register it with PutType)"));
@@ -439,15 +471,28 @@ absl::StatusOr<v1::NodeType> LineageStore::GetType(v1::NodeKind kind, std::strin
   return *std::move(type);
 }
 
-absl::StatusOr<std::vector<v1::NodeType>> LineageStore::ListTypes(v1::NodeKind kind) const {
+absl::StatusOr<std::vector<v1::NodeType>> LineageStore::ListTypes(v1::NodeKind kind,
+                                                                  std::string_view project) const {
+  RETURN_IF_ERROR(ValidateProject(project));
   std::vector<v1::NodeType> out;
+  std::set<std::pair<int, std::string>> seen;
   std::string prefix =
       kind == v1::NODE_KIND_UNSPECIFIED ? std::string() : std::string(1, KindByte(kind));
   RETURN_IF_ERROR(
       db_->ScanProto<v1::NodeType>(types_, prefix, {}, [&](std::string_view, v1::NodeType& type) {
+        if (ProjectOf(type.name()) != project) return true;
+        seen.emplace(type.kind(), type.name());
         out.push_back(std::move(type));
         return true;
       }));
+  if (project != kDefaultProject) {  // the built-in types not stored in the project yet
+    for (const v1::NodeType& type : BuiltInTypes()) {
+      if (kind != v1::NODE_KIND_UNSPECIFIED && type.kind() != kind) continue;
+      std::string name = Qualify(project, type.name());
+      if (seen.contains({type.kind(), name})) continue;
+      out.push_back(*BuiltInIn(type.kind(), name));
+    }
+  }
   return out;
 }
 
@@ -474,15 +519,18 @@ absl::Status ValidateArtifactFields(const v1::Artifact& a) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::Artifact> LineageStore::PutArtifact(const v1::PutArtifactRequest& request) {
+absl::StatusOr<v1::Artifact> LineageStore::PutArtifact(const v1::PutArtifactRequest& request,
+                                                       std::string_view project) {
   v1::Artifact a = request.artifact();
   RETURN_IF_ERROR(ValidateArtifactFields(a));
+  RETURN_IF_ERROR(CheckInProject("artifact.type", a.type(), project));
+  RETURN_IF_ERROR(CheckInProject("artifact.external_id", a.external_id(), project));
   int64_t now = NowMs();
   rocksdb::WriteBatch batch;
   if (a.id() > 0) {
     std::lock_guard lock(Stripe(NodeKey(v1::ARTIFACT, a.id())));
     ASSIGN_OR_RETURN(v1::Artifact stored,
-                     MustLoad<v1::Artifact>(*db_, nodes_, v1::ARTIFACT, a.id()));
+                     MustLoadIn<v1::Artifact>(*db_, nodes_, v1::ARTIFACT, a.id(), project));
     RETURN_IF_ERROR(CheckExpected(StrCat("artifact ", std::to_string(a.id())),
                                   request.expected_update_time_ms(), stored.update_time_ms()));
     if (!a.type().empty() && a.type() != stored.type()) {
@@ -580,19 +628,22 @@ absl::StatusOr<int64_t> ResolveNodeId(const Db& db, rocksdb::ColumnFamilyHandle*
 
 }  // namespace
 
-absl::StatusOr<v1::Artifact> LineageStore::GetArtifact(const v1::GetNodeRequest& request) const {
+absl::StatusOr<v1::Artifact> LineageStore::GetArtifact(const v1::GetNodeRequest& request,
+                                                       std::string_view project) const {
   ASSIGN_OR_RETURN(int64_t id, ResolveNodeId(*db_, keys_, v1::ARTIFACT, request));
-  return MustLoad<v1::Artifact>(*db_, nodes_, v1::ARTIFACT, id);
+  return MustLoadIn<v1::Artifact>(*db_, nodes_, v1::ARTIFACT, id, project);
 }
 
-absl::StatusOr<v1::Execution> LineageStore::GetExecution(const v1::GetNodeRequest& request) const {
+absl::StatusOr<v1::Execution> LineageStore::GetExecution(const v1::GetNodeRequest& request,
+                                                         std::string_view project) const {
   ASSIGN_OR_RETURN(int64_t id, ResolveNodeId(*db_, keys_, v1::EXECUTION, request));
-  return MustLoad<v1::Execution>(*db_, nodes_, v1::EXECUTION, id);
+  return MustLoadIn<v1::Execution>(*db_, nodes_, v1::EXECUTION, id, project);
 }
 
-absl::StatusOr<v1::Context> LineageStore::GetContext(const v1::GetNodeRequest& request) const {
+absl::StatusOr<v1::Context> LineageStore::GetContext(const v1::GetNodeRequest& request,
+                                                     std::string_view project) const {
   ASSIGN_OR_RETURN(int64_t id, ResolveNodeId(*db_, keys_, v1::CONTEXT, request));
-  return MustLoad<v1::Context>(*db_, nodes_, v1::CONTEXT, id);
+  return MustLoadIn<v1::Context>(*db_, nodes_, v1::CONTEXT, id, project);
 }
 
 namespace {
@@ -602,14 +653,16 @@ namespace {
 template <typename Node, typename Response>
 absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* nodes,
                                    rocksdb::ColumnFamilyHandle* index, v1::NodeKind kind,
-                                   const v1::ListNodesRequest& request,
+                                   const v1::ListNodesRequest& request, std::string_view project,
                                    std::function<Node*(Response*)> add) {
+  RETURN_IF_ERROR(ValidateProject(project));
   RETURN_IF_ERROR(NormalizePageSize(request.page_size(), 100, 1000).status());
   ASSIGN_OR_RETURN(auto filter, ParseFilter(request.filter(), FilterDialect::kLineage));
-  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db.page_token_key(), request.page_size(), 100, 1000,
-                                             request.page_token(),
-                                             Fingerprint({"nodes", std::string(1, KindByte(kind)),
-                                                          request.type(), request.filter()})));
+  ASSIGN_OR_RETURN(
+      Pager pager,
+      Pager::Start(db.page_token_key(), request.page_size(), 100, 1000, request.page_token(),
+                   Fingerprint({"nodes", std::string(1, KindByte(kind)), request.type(),
+                                request.filter(), std::string(project)})));
   const std::string& after = pager.after();
   Response response;
   int64_t scanned = 0;
@@ -630,7 +683,7 @@ absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* no
       if constexpr (std::is_same_v<Node, v1::Execution>) ref.execution = &**node;
       if constexpr (std::is_same_v<Node, v1::Context>) ref.context = &**node;
     }
-    if (!*node || !NodeMatches(filter.get(), ref)) {
+    if (!*node || ProjectOf((*node)->type()) != project || !NodeMatches(filter.get(), ref)) {
       pager.Pass(key);
       return true;
     }
@@ -659,23 +712,23 @@ absl::StatusOr<Response> ListNodes(const Db& db, rocksdb::ColumnFamilyHandle* no
 }  // namespace
 
 absl::StatusOr<v1::ListArtifactsResponse> LineageStore::ListArtifacts(
-    const v1::ListNodesRequest& request) const {
+    const v1::ListNodesRequest& request, std::string_view project) const {
   return ListNodes<v1::Artifact, v1::ListArtifactsResponse>(
-      *db_, nodes_, index_, v1::ARTIFACT, request,
+      *db_, nodes_, index_, v1::ARTIFACT, request, project,
       [](v1::ListArtifactsResponse* r) { return r->add_artifacts(); });
 }
 
 absl::StatusOr<v1::ListExecutionsResponse> LineageStore::ListExecutions(
-    const v1::ListNodesRequest& request) const {
+    const v1::ListNodesRequest& request, std::string_view project) const {
   return ListNodes<v1::Execution, v1::ListExecutionsResponse>(
-      *db_, nodes_, index_, v1::EXECUTION, request,
+      *db_, nodes_, index_, v1::EXECUTION, request, project,
       [](v1::ListExecutionsResponse* r) { return r->add_executions(); });
 }
 
 absl::StatusOr<v1::ListContextsResponse> LineageStore::ListContexts(
-    const v1::ListNodesRequest& request) const {
+    const v1::ListNodesRequest& request, std::string_view project) const {
   return ListNodes<v1::Context, v1::ListContextsResponse>(
-      *db_, nodes_, index_, v1::CONTEXT, request,
+      *db_, nodes_, index_, v1::CONTEXT, request, project,
       [](v1::ListContextsResponse* r) { return r->add_contexts(); });
 }
 

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "mlops/metadata/v1/lineage.pb.h"
 #include "services/common/db.h"
+#include "services/common/projects.h"
 
 namespace mlops::metadata {
 
@@ -69,50 +70,68 @@ class LineageStore {
   // parse.
   static absl::StatusOr<std::unique_ptr<LineageStore>> Create(Db* db, LineageBudget budget = {});
 
+  // Projects (docs/api.md, "Projects"): a type of project P is named `projects/P/{name}` (the
+  // built-in types exist in every project under that name); a node's project is its type's. Every
+  // method that finds nodes by id takes the project of the request and answers NOT_FOUND for a
+  // node of another, and an external id or context name is one of the project's (the client
+  // qualifies it as it does any name). Edges join nodes of one project only, so a lineage query
+  // never leaves its project.
+  //
   // INVALID_ARGUMENT (kind, name, property types), FAILED_PRECONDITION (changes the type of an
   // existing property).
   absl::StatusOr<v1::NodeType> PutType(const v1::NodeType& type);
   // NOT_FOUND.
   absl::StatusOr<v1::NodeType> GetType(v1::NodeKind kind, std::string_view name) const;
-  // Built-in types first, then by name. INVALID_ARGUMENT for an unknown kind.
-  absl::StatusOr<std::vector<v1::NodeType>> ListTypes(v1::NodeKind kind) const;
+  // The project's types: built-in types first, then by name. INVALID_ARGUMENT for an unknown kind.
+  absl::StatusOr<std::vector<v1::NodeType>> ListTypes(
+      v1::NodeKind kind, std::string_view project = kDefaultProject) const;
 
   // Creates or updates. NOT_FOUND (unknown type; id > 0 that does not exist), INVALID_ARGUMENT
   // (properties that do not match the schema, a type change), ABORTED (stale
   // expected_update_time_ms), ALREADY_EXISTS (external_id taken by an artifact of another type).
-  absl::StatusOr<v1::Artifact> PutArtifact(const v1::PutArtifactRequest& request);
+  absl::StatusOr<v1::Artifact> PutArtifact(const v1::PutArtifactRequest& request,
+                                           std::string_view project = kDefaultProject);
   // By id or external_id. NOT_FOUND; INVALID_ARGUMENT when the request names neither.
-  absl::StatusOr<v1::Artifact> GetArtifact(const v1::GetNodeRequest& request) const;
+  absl::StatusOr<v1::Artifact> GetArtifact(const v1::GetNodeRequest& request,
+                                           std::string_view project = kDefaultProject) const;
   // INVALID_ARGUMENT (filter with its position, page size, page token). A call that walks
   // 200,000 entries returns a partial page with a token.
   absl::StatusOr<v1::ListArtifactsResponse> ListArtifacts(
-      const v1::ListNodesRequest& request) const;
+      const v1::ListNodesRequest& request, std::string_view project = kDefaultProject) const;
 
   // Atomic: the execution, new artifacts, events, contexts, associations and attributions in one
   // batch. Codes as PutArtifact, plus NOT_FOUND for events on missing artifacts or contexts, and
   // ALREADY_EXISTS when the execution's external_id was recorded for an execution of another
   // type (same type: the first call's ids are returned, already_existed).
-  absl::StatusOr<v1::PutExecutionResponse> PutExecution(const v1::PutExecutionRequest& request);
+  absl::StatusOr<v1::PutExecutionResponse> PutExecution(const v1::PutExecutionRequest& request,
+                                                        std::string_view project = kDefaultProject);
   // As GetArtifact / ListArtifacts.
-  absl::StatusOr<v1::Execution> GetExecution(const v1::GetNodeRequest& request) const;
+  absl::StatusOr<v1::Execution> GetExecution(const v1::GetNodeRequest& request,
+                                             std::string_view project = kDefaultProject) const;
   absl::StatusOr<v1::ListExecutionsResponse> ListExecutions(
-      const v1::ListNodesRequest& request) const;
+      const v1::ListNodesRequest& request, std::string_view project = kDefaultProject) const;
 
   // Creates or updates; a context is unique by type and name. Codes as PutArtifact.
-  absl::StatusOr<v1::Context> PutContext(const v1::PutContextRequest& request);
+  absl::StatusOr<v1::Context> PutContext(const v1::PutContextRequest& request,
+                                         std::string_view project = kDefaultProject);
   // By id, external_id or type and name; otherwise as GetArtifact / ListArtifacts.
-  absl::StatusOr<v1::Context> GetContext(const v1::GetNodeRequest& request) const;
-  absl::StatusOr<v1::ListContextsResponse> ListContexts(const v1::ListNodesRequest& request) const;
+  absl::StatusOr<v1::Context> GetContext(const v1::GetNodeRequest& request,
+                                         std::string_view project = kDefaultProject) const;
+  absl::StatusOr<v1::ListContextsResponse> ListContexts(
+      const v1::ListNodesRequest& request, std::string_view project = kDefaultProject) const;
   // NOT_FOUND, INVALID_ARGUMENT (a context its own parent, or a link closing a cycle).
-  absl::Status AddParentContext(int64_t child_id, int64_t parent_id);
+  absl::Status AddParentContext(int64_t child_id, int64_t parent_id,
+                                std::string_view project = kDefaultProject);
   // NOT_FOUND (context); INVALID_ARGUMENT (page size, page token).
   absl::StatusOr<v1::GetContextMembersResponse> GetContextMembers(
-      const v1::GetContextMembersRequest& request) const;
+      const v1::GetContextMembersRequest& request,
+      std::string_view project = kDefaultProject) const;
 
   // Breadth-first subgraph around the start node. NOT_FOUND (start), INVALID_ARGUMENT (no start,
   // hops, filter, token), INVALID_ARGUMENT (over the budget: more than 1,000,000 nodes reached or
   // 4,000,000 edges examined; use fewer hops or a stop filter).
-  absl::StatusOr<v1::LineageGraph> GetLineage(const v1::GetLineageRequest& request) const;
+  absl::StatusOr<v1::LineageGraph> GetLineage(const v1::GetLineageRequest& request,
+                                              std::string_view project = kDefaultProject) const;
 
  private:
   LineageStore(Db* db, LineageBudget budget);

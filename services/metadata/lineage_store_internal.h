@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "mlops/metadata/v1/lineage.pb.h"
 #include "services/common/db.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/metadata/filter.h"
@@ -51,6 +52,10 @@ absl::Status CheckProperties(const v1::NodeType& type,
 absl::Status ValidateArtifactFields(const v1::Artifact& a);
 // ABORTED when `expected` (not 0) is not the stored update time.
 absl::Status CheckExpected(std::string_view what, int64_t expected, int64_t stored);
+// INVALID_ARGUMENT when `value` (a type, external id or run id, when given) is not in `project`:
+// a node's project is its type's, and its external id is a name in that project.
+absl::Status CheckInProject(std::string_view field, std::string_view value,
+                            std::string_view project);
 // A time after `previous` (update times strictly increase).
 int64_t NextTime(int64_t previous);
 
@@ -65,6 +70,18 @@ absl::StatusOr<Node> MustLoad(const Db& db, rocksdb::ColumnFamilyHandle* cf, v1:
                               int64_t id) {
   ASSIGN_OR_RETURN(auto node, LoadNode<Node>(db, cf, kind, id));
   if (!node) {
+    return absl::NotFoundError(StrCat(KindName(kind), " ", std::to_string(id), " not found"));
+  }
+  return std::move(*node);
+}
+
+// MustLoad, for a node of `project` (a node's project is its type's: docs/api.md, "Projects"): a
+// node of another project is NOT_FOUND, worded as one that does not exist.
+template <typename Node>
+absl::StatusOr<Node> MustLoadIn(const Db& db, rocksdb::ColumnFamilyHandle* cf, v1::NodeKind kind,
+                                int64_t id, std::string_view project) {
+  ASSIGN_OR_RETURN(auto node, LoadNode<Node>(db, cf, kind, id));
+  if (!node || ProjectOf(node->type()) != project) {
     return absl::NotFoundError(StrCat(KindName(kind), " ", std::to_string(id), " not found"));
   }
   return std::move(*node);

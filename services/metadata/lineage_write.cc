@@ -26,8 +26,12 @@ using google::protobuf::Map;
 // Executions and contexts
 
 absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
-    const v1::PutExecutionRequest& request) {
+    const v1::PutExecutionRequest& request, std::string_view project) {
   const v1::Execution& in = request.execution();
+  RETURN_IF_ERROR(ValidateProject(project));
+  RETURN_IF_ERROR(CheckInProject("execution.type", in.type(), project));
+  RETURN_IF_ERROR(CheckInProject("execution.external_id", in.external_id(), project));
+  RETURN_IF_ERROR(CheckInProject("execution.run_id", in.run_id(), project));
   if (request.artifacts_size() > kMaxArtifactsPerExecution) {
     return absl::InvalidArgumentError("artifacts: more than 10000 in one call");
   }
@@ -36,7 +40,7 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   }
   RETURN_IF_ERROR(CheckLength("execution.name", in.name(), kMaxNameBytes));
   RETURN_IF_ERROR(CheckLength("execution.external_id", in.external_id(), kMaxExternalIdBytes));
-  RETURN_IF_ERROR(CheckLength("execution.run_id", in.run_id(), 64));
+  RETURN_IF_ERROR(CheckLength("execution.run_id", in.run_id(), 300));
   if (!v1::Execution::State_IsValid(in.state())) {
     return absl::InvalidArgumentError("execution.state: unknown");
   }
@@ -63,6 +67,10 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
       return absl::InvalidArgumentError(StrCat(field, ".event_type: INPUT or OUTPUT"));
     }
     RETURN_IF_ERROR(CheckLength(StrCat(field, ".path"), entry.path(), kMaxPathBytes));
+    RETURN_IF_ERROR(
+        CheckInProject(StrCat(field, ".artifact.type"), entry.artifact().type(), project));
+    RETURN_IF_ERROR(CheckInProject(StrCat(field, ".artifact.external_id"),
+                                   entry.artifact().external_id(), project));
     if (entry.artifact().id() == 0) {
       RETURN_IF_ERROR(ValidateArtifactFields(entry.artifact()));
       ASSIGN_OR_RETURN(v1::NodeType type, type_of(v1::ARTIFACT, entry.artifact().type()));
@@ -72,6 +80,8 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   }
   for (int i = 0; i < request.contexts_size(); ++i) {
     const v1::Context& c = request.contexts(i);
+    RETURN_IF_ERROR(CheckInProject("contexts.type", c.type(), project));
+    RETURN_IF_ERROR(CheckInProject("contexts.external_id", c.external_id(), project));
     if (c.id() > 0) continue;
     ASSIGN_OR_RETURN(v1::NodeType type, type_of(v1::CONTEXT, c.type()));
     RETURN_IF_ERROR(CheckProperties(type, c.properties(), c.custom_properties()));
@@ -105,8 +115,9 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
                      db_->GetProto<v1::PutExecutionResponse>(keys_, ResultKey(in.external_id())));
     if (recorded) {
       response = *std::move(recorded);
-      ASSIGN_OR_RETURN(v1::Execution stored, MustLoad<v1::Execution>(*db_, nodes_, v1::EXECUTION,
-                                                                     response.execution_id()));
+      ASSIGN_OR_RETURN(
+          v1::Execution stored,
+          MustLoadIn<v1::Execution>(*db_, nodes_, v1::EXECUTION, response.execution_id(), project));
       if (stored.type() != in.type()) {
         return absl::AlreadyExistsError(
             StrCat("execution external_id ", in.external_id(), " belongs to a ", stored.type()));
@@ -122,7 +133,7 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   v1::Execution execution = in;
   if (in.id() > 0) {
     ASSIGN_OR_RETURN(v1::Execution stored,
-                     MustLoad<v1::Execution>(*db_, nodes_, v1::EXECUTION, in.id()));
+                     MustLoadIn<v1::Execution>(*db_, nodes_, v1::EXECUTION, in.id(), project));
     RETURN_IF_ERROR(CheckExpected(StrCat("execution ", std::to_string(in.id())),
                                   request.expected_update_time_ms(), stored.update_time_ms()));
     if (!in.type().empty() && in.type() != stored.type()) {
@@ -179,10 +190,8 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   for (const auto& entry : request.artifacts()) {
     v1::Artifact a = entry.artifact();
     if (a.id() > 0) {
-      ASSIGN_OR_RETURN(auto exists, db_->Get(nodes_, NodeKey(v1::ARTIFACT, a.id())));
-      if (!exists) {
-        return absl::NotFoundError(StrCat("artifact ", std::to_string(a.id()), " not found"));
-      }
+      RETURN_IF_ERROR(
+          MustLoadIn<v1::Artifact>(*db_, nodes_, v1::ARTIFACT, a.id(), project).status());
     } else {
       int64_t existing = 0;
       if (!a.external_id().empty()) {
@@ -228,10 +237,7 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   for (int i = 0; i < request.contexts_size(); ++i) {
     v1::Context c = request.contexts(i);
     if (c.id() > 0) {
-      ASSIGN_OR_RETURN(auto exists, db_->Get(nodes_, NodeKey(v1::CONTEXT, c.id())));
-      if (!exists) {
-        return absl::NotFoundError(StrCat("context ", std::to_string(c.id()), " not found"));
-      }
+      RETURN_IF_ERROR(MustLoadIn<v1::Context>(*db_, nodes_, v1::CONTEXT, c.id(), project).status());
     } else {
       std::optional<std::string> id;
       if (!c.external_id().empty()) {
@@ -261,14 +267,18 @@ absl::StatusOr<v1::PutExecutionResponse> LineageStore::PutExecution(
   return response;
 }
 
-absl::StatusOr<v1::Context> LineageStore::PutContext(const v1::PutContextRequest& request) {
+absl::StatusOr<v1::Context> LineageStore::PutContext(const v1::PutContextRequest& request,
+                                                     std::string_view project) {
   v1::Context c = request.context();
+  RETURN_IF_ERROR(CheckInProject("context.type", c.type(), project));
+  RETURN_IF_ERROR(CheckInProject("context.external_id", c.external_id(), project));
   RETURN_IF_ERROR(CheckLength("context.name", c.name(), kMaxNameBytes));
   RETURN_IF_ERROR(CheckLength("context.external_id", c.external_id(), kMaxExternalIdBytes));
   rocksdb::WriteBatch batch;
   if (c.id() > 0) {
     std::lock_guard lock(Stripe(NodeKey(v1::CONTEXT, c.id())));
-    ASSIGN_OR_RETURN(v1::Context stored, MustLoad<v1::Context>(*db_, nodes_, v1::CONTEXT, c.id()));
+    ASSIGN_OR_RETURN(v1::Context stored,
+                     MustLoadIn<v1::Context>(*db_, nodes_, v1::CONTEXT, c.id(), project));
     RETURN_IF_ERROR(CheckExpected(StrCat("context ", std::to_string(c.id())),
                                   request.expected_update_time_ms(), stored.update_time_ms()));
     if ((!c.type().empty() && c.type() != stored.type()) ||
@@ -306,7 +316,8 @@ absl::StatusOr<v1::Context> LineageStore::PutContext(const v1::PutContextRequest
   return c;
 }
 
-absl::Status LineageStore::AddParentContext(int64_t child_id, int64_t parent_id) {
+absl::Status LineageStore::AddParentContext(int64_t child_id, int64_t parent_id,
+                                            std::string_view project) {
   if (child_id <= 0 || parent_id <= 0) {
     return absl::InvalidArgumentError("child_id and parent_id: required");
   }
@@ -316,8 +327,8 @@ absl::Status LineageStore::AddParentContext(int64_t child_id, int64_t parent_id)
   }
   // One link at a time, so that two links cannot close a cycle together.
   std::lock_guard lock(types_mu_);
-  RETURN_IF_ERROR(MustLoad<v1::Context>(*db_, nodes_, v1::CONTEXT, child_id).status());
-  RETURN_IF_ERROR(MustLoad<v1::Context>(*db_, nodes_, v1::CONTEXT, parent_id).status());
+  RETURN_IF_ERROR(MustLoadIn<v1::Context>(*db_, nodes_, v1::CONTEXT, child_id, project).status());
+  RETURN_IF_ERROR(MustLoadIn<v1::Context>(*db_, nodes_, v1::CONTEXT, parent_id, project).status());
   // A cycle appears when the child is already an ancestor of the parent.
   std::deque<int64_t> queue = {parent_id};
   absl::flat_hash_set<int64_t> seen = {parent_id};
@@ -349,9 +360,10 @@ absl::Status LineageStore::AddParentContext(int64_t child_id, int64_t parent_id)
 }
 
 absl::StatusOr<v1::GetContextMembersResponse> LineageStore::GetContextMembers(
-    const v1::GetContextMembersRequest& request) const {
+    const v1::GetContextMembersRequest& request, std::string_view project) const {
   RETURN_IF_ERROR(NormalizePageSize(request.page_size(), 100, 1000).status());
-  RETURN_IF_ERROR(MustLoad<v1::Context>(*db_, nodes_, v1::CONTEXT, request.context_id()).status());
+  RETURN_IF_ERROR(
+      MustLoadIn<v1::Context>(*db_, nodes_, v1::CONTEXT, request.context_id(), project).status());
   const std::string prefix = StrCat("C", Id8(request.context_id()));
   ASSIGN_OR_RETURN(
       Pager pager,

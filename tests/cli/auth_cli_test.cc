@@ -274,6 +274,33 @@ TEST_F(AuthCliTest, ProjectsKeepEachOnesExperimentsRunsAndModelsApart) {
   EXPECT_EQ(no_pull.exit_code, 1);
   EXPECT_THAT(no_pull.err, HasSubstr("PERMISSION_DENIED"));
 
+  // `mlops run` in project vision with a token for vision only: the run, its output and its
+  // lineage are all recorded there; default finds none of them.
+  std::string work = dir_.path() + "/work";
+  std::filesystem::create_directories(work);
+  auto run_here = [&](const std::string& who, const std::string& project,
+                      const std::vector<std::string>& args) {
+    std::string line =
+        "cd '" + work + "' && exec " + std::string(MLOPS_CLI_BIN) + " --server " + server.address();
+    for (const std::string& arg : args) line += " '" + arg + "'";
+    return testing::RunCommand({"/bin/sh", "-c", line}, {who, "MLOPS_PROJECT=" + project});
+  };
+  auto recorded = run_here(vis, "vision",
+                           {"run", "--experiment", "churn", "--output", "model.bin", "--",
+                            "/bin/sh", "-c", "echo weights > model.bin"});
+  ASSERT_EQ(recorded.exit_code, 0) << recorded.err;
+  size_t at = recorded.err.find("mlops: run projects/vision/");
+  ASSERT_NE(at, std::string::npos) << recorded.err;
+  std::string recorded_run = recorded.err.substr(at + 11, 16 + 32);
+  auto lineage = run_here(vis, "vision", {"lineage", recorded_run, "--downstream"});
+  ASSERT_EQ(lineage.exit_code, 0) << lineage.err;
+  EXPECT_THAT(lineage.out, HasSubstr("model.bin"));
+  auto their_lineage = run_here(def, "default", {"lineage", recorded_run});
+  EXPECT_EQ(their_lineage.exit_code, 1);
+  EXPECT_THAT(their_lineage.err, HasSubstr("PERMISSION_DENIED"));
+  auto no_lineage = run_here(def, "default", {"lineage", recorded_run.substr(16)});
+  EXPECT_EQ(no_lineage.exit_code, 1) << no_lineage.out;
+
   // The audit log of project vision: its calls only, for its admin only.
   auto audit = as(boss, {"--project", "vision", "audit", "list", "--max", "1000"});
   ASSERT_EQ(audit.exit_code, 0) << audit.err;

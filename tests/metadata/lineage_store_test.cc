@@ -423,6 +423,83 @@ TEST_F(LineageStoreTest, AQueryOverItsBudgetOfNodesOrEdgesIsRefused) {
   EXPECT_OK(with_budget({11, 20}));
 }
 
+// Projects (docs/api.md, "Projects"): a node's project is its type's; the built-in types exist
+// in every project; a node of another project is NOT_FOUND by id, cannot be linked, and is not
+// listed; external ids are names in their project.
+TEST_F(LineageStoreTest, NodesBelongToTheProjectOfTheirType) {
+  v1::PutArtifactRequest theirs;
+  theirs.mutable_artifact()->set_type("projects/vision/Dataset");  // built-in, in vision
+  theirs.mutable_artifact()->set_name("images");
+  theirs.mutable_artifact()->set_external_id("projects/vision/images@1");
+  auto artifact = lineage_->PutArtifact(theirs, "vision");
+  ASSERT_OK(artifact.status());
+  v1::PutArtifactRequest ours;
+  ours.mutable_artifact()->set_type("Dataset");
+  ours.mutable_artifact()->set_external_id("images@1");  // the same id in default: another node
+  auto our_artifact = lineage_->PutArtifact(ours);
+  ASSERT_OK(our_artifact.status());
+  EXPECT_NE(our_artifact->id(), artifact->id());
+
+  v1::GetNodeRequest get;
+  get.set_id(artifact->id());
+  EXPECT_OK(lineage_->GetArtifact(get, "vision").status());
+  EXPECT_THAT(lineage_->GetArtifact(get).status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  // A type or external id of another project than the request's is refused.
+  EXPECT_THAT(lineage_->PutArtifact(theirs, "default").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is not in project default"));
+  // An execution of default cannot read vision's artifact, nor vision's a default one.
+  v1::PutExecutionRequest reads;
+  reads.mutable_execution()->set_type("Train");
+  auto* input = reads.add_artifacts();
+  input->mutable_artifact()->set_id(artifact->id());
+  input->set_event_type(v1::Event::INPUT);
+  EXPECT_THAT(lineage_->PutExecution(reads).status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  reads.mutable_execution()->set_type("projects/vision/Train");
+  input->mutable_artifact()->set_id(our_artifact->id());
+  EXPECT_THAT(lineage_->PutExecution(reads, "vision").status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  input->mutable_artifact()->set_id(artifact->id());
+  auto step = lineage_->PutExecution(reads, "vision");
+  ASSERT_OK(step.status());
+
+  // Lineage and lists stay in their project.
+  v1::GetLineageRequest down;
+  down.set_artifact_id(artifact->id());
+  down.set_direction(v1::GetLineageRequest::DOWNSTREAM);
+  auto graph = lineage_->GetLineage(down, "vision");
+  ASSERT_OK(graph.status());
+  EXPECT_EQ(graph->nodes_size(), 2);
+  EXPECT_THAT(lineage_->GetLineage(down).status(),
+              StatusIs(absl::StatusCode::kNotFound, "not found"));
+  v1::ListNodesRequest list;
+  auto listed = lineage_->ListArtifacts(list);
+  ASSERT_OK(listed.status());
+  ASSERT_EQ(listed->artifacts_size(), 1);
+  EXPECT_EQ(listed->artifacts(0).id(), our_artifact->id());
+  listed = lineage_->ListArtifacts(list, "vision");
+  ASSERT_OK(listed.status());
+  ASSERT_EQ(listed->artifacts_size(), 1);
+  EXPECT_EQ(listed->artifacts(0).id(), artifact->id());
+
+  // Types: vision's own and the built-in ones under its name; default sees none of vision's.
+  v1::NodeType type;
+  type.set_kind(v1::ARTIFACT);
+  type.set_name("projects/vision/Images");
+  ASSERT_OK(lineage_->PutType(type).status());
+  auto vision_types = lineage_->ListTypes(v1::ARTIFACT, "vision");
+  ASSERT_OK(vision_types.status());
+  std::vector<std::string> names;
+  for (const auto& t : *vision_types) names.push_back(t.name());
+  EXPECT_THAT(names, ::testing::Contains("projects/vision/Images"));
+  EXPECT_THAT(names, ::testing::Contains("projects/vision/Dataset"));
+  EXPECT_THAT(names, ::testing::Not(::testing::Contains("Dataset")));
+  auto default_types = lineage_->ListTypes(v1::ARTIFACT);
+  ASSERT_OK(default_types.status());
+  for (const auto& t : *default_types) EXPECT_EQ(ProjectOf(t.name()), "default") << t.name();
+}
+
 TEST_F(LineageStoreTest, ListFiltersUseTheLineageDialect) {
   for (int rows : {10, 200, 3000}) {
     v1::PutArtifactRequest request;

@@ -12,6 +12,7 @@
 #include "mlops/metadata/v1/registry.grpc.pb.h"
 #include "services/artifact/client/artifact_client.h"
 #include "services/common/ids.h"
+#include "services/common/projects.h"
 #include "services/common/strings.h"
 
 namespace mlops::cli {
@@ -333,7 +334,8 @@ class LineageCli {
     std::string kind = colon == std::string::npos ? "" : ref.substr(0, colon);
     std::string value = colon == std::string::npos ? ref : ref.substr(colon + 1);
     if (kind.empty()) {
-      if (IsValidId(value)) {
+      absl::StatusOr<ScopedName> scoped = ParseScoped("REF", value);  // a run id in a project
+      if (IsValidId(value) || (scoped.ok() && IsValidId(scoped->name))) {
         kind = "run";
       } else {
         kind = "artifact";
