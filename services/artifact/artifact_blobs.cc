@@ -86,6 +86,19 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
   std::shared_lock lock(gc_mu_);
   rocksdb::WriteBatch batch;
   ASSIGN_OR_RETURN(OpenSession session, TouchSession(request.session_id(), &batch));
+  // What the project sees of the blobs and their chunks, looked up at once.
+  std::vector<RawDigest> blob_digests, chunk_digests;
+  for (const Parsed& blob : parsed) {
+    blob_digests.push_back(blob.digest);
+    chunk_digests.insert(chunk_digests.end(), blob.chunks.begin(), blob.chunks.end());
+  }
+  ASSIGN_OR_RETURN(std::vector<bool> blobs_seen, SeesAll(kBlobRef, blob_digests, session.project));
+  ASSIGN_OR_RETURN(std::vector<bool> chunks_seen,
+                   SeesAll(kChunkRef, chunk_digests, session.project));
+  absl::flat_hash_set<std::string> seen_chunks;
+  for (size_t i = 0; i < chunk_digests.size(); ++i) {
+    if (chunks_seen[i]) seen_chunks.insert(std::string(DigestBytes(chunk_digests[i])));
+  }
   int64_t now = NowMs();
   std::vector<v1::Blob> out;
   absl::flat_hash_set<std::string> touched_chunks;
@@ -98,9 +111,7 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
     ASSIGN_OR_RETURN(auto existing, GetBlob(digest));
     // A blob the project sees already is only touched; one stored for other projects only is
     // checked from the project's own chunks like a new one (it must show it has the content).
-    ASSIGN_OR_RETURN(bool seen, existing ? Sees(kBlobRef, digest, session.project)
-                                         : absl::StatusOr<bool>(false));
-    if (existing && seen) {
+    if (existing && blobs_seen[static_cast<size_t>(i)]) {
       RETURN_IF_ERROR(CheckNotDamaged(digest, *existing));
       existing->set_touch_time_ms(now);
       if (request.pin()) existing->set_pinned(true);
@@ -118,9 +129,7 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
       const RawDigest& chunk = parsed[i].chunks[j];
       ASSIGN_OR_RETURN(auto record, GetChunk(chunk));
       // A chunk the project never sent is not stored as far as it can tell.
-      ASSIGN_OR_RETURN(bool chunk_seen, record ? Sees(kChunkRef, chunk, session.project)
-                                               : absl::StatusOr<bool>(false));
-      if (!record || !chunk_seen) {
+      if (!record || !seen_chunks.contains(std::string(DigestBytes(chunk)))) {
         return absl::FailedPreconditionError(StrCat("blob ", DigestHex(digest), ": chunk ",
                                                     DigestHex(chunk),
                                                     " is not stored; upload it first"));
@@ -185,42 +194,21 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
     return absl::InvalidArgumentError(
         StrCat("digests: ", std::to_string(digests.size()), " given, at most 10000 per call"));
   }
-  std::vector<rocksdb::Slice> keys;
-  keys.reserve(digests.size());
-  for (const RawDigest& digest : digests) {
-    keys.emplace_back(reinterpret_cast<const char*>(digest.data()), digest.size());
-  }
-  std::vector<rocksdb::PinnableSlice> values(keys.size());
-  std::vector<rocksdb::Status> statuses(keys.size());
-  db_->raw()->MultiGet(rocksdb::ReadOptions(), blobs_, keys.size(), keys.data(), values.data(),
-                       statuses.data());
-  // The project's references, looked up alike.
-  std::vector<std::string> ref_keys;
-  ref_keys.reserve(digests.size());
-  for (const RawDigest& digest : digests) {
-    ref_keys.push_back(RefKey(kBlobRef, DigestBytes(digest), project));
-  }
-  std::vector<rocksdb::Slice> ref_slices(ref_keys.begin(), ref_keys.end());
-  std::vector<rocksdb::PinnableSlice> ref_values(keys.size());
-  std::vector<rocksdb::Status> ref_statuses(keys.size());
-  db_->raw()->MultiGet(rocksdb::ReadOptions(), project_refs_, ref_slices.size(), ref_slices.data(),
-                       ref_values.data(), ref_statuses.data());
+  // A blob the project sees is stored (its reference is written with it and deleted with it):
+  // one lookup of the project's references answers, and the blob records are read only to look
+  // for damaged chunks when there are any.
+  ASSIGN_OR_RETURN(std::vector<bool> seen, SeesAll(kBlobRef, digests, project));
   std::vector<int> missing;
   bool any_damaged = damaged_count_.load(std::memory_order_acquire) > 0;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (!ref_statuses[i].ok() && !ref_statuses[i].IsNotFound()) {
-      return FromRocksStatus(ref_statuses[i], "find blobs");
-    }
-    if (statuses[i].IsNotFound() || ref_statuses[i].IsNotFound()) {
+  for (size_t i = 0; i < digests.size(); ++i) {
+    if (!seen[i]) {
       missing.push_back(static_cast<int>(i));
-    } else if (!statuses[i].ok()) {
-      return FromRocksStatus(statuses[i], "find blobs");
     } else if (any_damaged) {
       // A blob with a damaged chunk is missing until an upload of its content heals it.
-      internal::StoredBlob blob;
-      RETURN_IF_ERROR(
-          db_->ParseRecord(blobs_, DigestBytes(digests[i]), values[i].ToStringView(), &blob));
-      if (!CheckNotDamaged(digests[i], blob).ok()) missing.push_back(static_cast<int>(i));
+      ASSIGN_OR_RETURN(auto blob, GetBlob(digests[i]));
+      if (!blob || !CheckNotDamaged(digests[i], *blob).ok()) {
+        missing.push_back(static_cast<int>(i));
+      }
     }
   }
   return missing;

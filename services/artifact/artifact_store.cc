@@ -251,6 +251,28 @@ absl::StatusOr<bool> ArtifactStore::Sees(char kind, const RawDigest& digest,
   return value.has_value();
 }
 
+absl::StatusOr<std::vector<bool>> ArtifactStore::SeesAll(char kind,
+                                                         const std::vector<RawDigest>& digests,
+                                                         std::string_view project) const {
+  std::vector<std::string> keys;
+  keys.reserve(digests.size());
+  for (const RawDigest& digest : digests)
+    keys.push_back(RefKey(kind, DigestBytes(digest), project));
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(keys.size());
+  std::vector<rocksdb::Status> statuses(keys.size());
+  db_->raw()->MultiGet(rocksdb::ReadOptions(), project_refs_, slices.size(), slices.data(),
+                       values.data(), statuses.data());
+  std::vector<bool> out(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!statuses[i].ok() && !statuses[i].IsNotFound()) {
+      return FromRocksStatus(statuses[i], "read project references");
+    }
+    out[i] = statuses[i].ok();
+  }
+  return out;
+}
+
 void ArtifactStore::AddRef(rocksdb::WriteBatch* batch, char kind, const RawDigest& digest,
                            std::string_view project) {
   batch->Put(project_refs_, RefKey(kind, DigestBytes(digest), project), "");
@@ -301,16 +323,13 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingChunks(
   std::shared_lock lock(gc_mu_);
   rocksdb::WriteBatch batch;
   ASSIGN_OR_RETURN(OpenSession session, TouchSession(session_id, &batch));
+  // A chunk the project sees is stored (a reference is written with the chunk or after it, and
+  // deleted with it): one lookup of the project's references answers. Stored but not seen is
+  // missing to the project: it must show it has the bytes.
+  ASSIGN_OR_RETURN(std::vector<bool> seen, SeesAll(kChunkRef, digests, session.project));
   std::vector<int> missing;
   for (size_t i = 0; i < digests.size(); ++i) {
-    ASSIGN_OR_RETURN(auto record, GetChunk(digests[i]));
-    if (!record || IsDamaged(DigestBytes(digests[i]))) {
-      missing.push_back(static_cast<int>(i));
-      continue;
-    }
-    // Stored, but not for this project: missing to it (it must prove it has the bytes).
-    ASSIGN_OR_RETURN(bool seen, Sees(kChunkRef, digests[i], session.project));
-    if (!seen) {
+    if (!seen[i] || IsDamaged(DigestBytes(digests[i]))) {
       missing.push_back(static_cast<int>(i));
       continue;
     }

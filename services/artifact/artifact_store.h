@@ -229,6 +229,9 @@ class ArtifactStore {
   absl::StatusOr<OpenSession> TouchSession(std::string_view session_id, rocksdb::WriteBatch* batch);
   // Whether `project` sees the chunk or blob (kind kChunkRef or kBlobRef).
   absl::StatusOr<bool> Sees(char kind, const RawDigest& digest, std::string_view project) const;
+  // Sees for many at once (one MultiGet).
+  absl::StatusOr<std::vector<bool>> SeesAll(char kind, const std::vector<RawDigest>& digests,
+                                            std::string_view project) const;
   // Lets `project` see the chunk or blob.
   void AddRef(rocksdb::WriteBatch* batch, char kind, const RawDigest& digest,
               std::string_view project);
