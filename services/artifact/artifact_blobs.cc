@@ -113,10 +113,13 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
     // checked from the project's own chunks like a new one (it must show it has the content).
     if (existing && blobs_seen[static_cast<size_t>(i)]) {
       RETURN_IF_ERROR(CheckNotDamaged(digest, *existing));
+      int64_t since = 0;
+      RETURN_IF_ERROR(GetBlobIn(digest, session.project, &since).status());
       existing->set_touch_time_ms(now);
       if (request.pin()) existing->set_pinned(true);
       batch.Put(blobs_, DigestBytes(digest), existing->SerializeAsString());
       out.push_back(BlobFromStored(digest, *existing));
+      if (since > 0) out.back().set_create_time_ms(since);
       continue;
     }
     internal::StoredBlob stored;
@@ -171,13 +174,14 @@ absl::StatusOr<std::vector<v1::Blob>> ArtifactStore::CommitBlobs(
         batch.Put(chunks_, key, EncodeChunkRecord(records[j].inline_data, records[j].size, now));
       }
     }
-    AddRef(&batch, kBlobRef, digest, session.project);
+    AddRef(&batch, kBlobRef, digest, session.project, now);
     if (existing) {  // stored for other projects: now this one's too
       RETURN_IF_ERROR(CheckNotDamaged(digest, *existing));
       existing->set_touch_time_ms(now);
       if (request.pin()) existing->set_pinned(true);
       batch.Put(blobs_, DigestBytes(digest), existing->SerializeAsString());
       out.push_back(BlobFromStored(digest, *existing));
+      out.back().set_create_time_ms(now);  // for this project, it is created now
       continue;
     }
     batch.Put(blobs_, DigestBytes(digest), stored.SerializeAsString());
@@ -215,17 +219,23 @@ absl::StatusOr<std::vector<int>> ArtifactStore::FindMissingBlobs(
 }
 
 absl::StatusOr<std::optional<internal::StoredBlob>> ArtifactStore::GetBlobIn(
-    const RawDigest& digest, std::string_view project) const {
-  ASSIGN_OR_RETURN(bool seen, Sees(kBlobRef, digest, project));
-  if (!seen) return std::nullopt;
+    const RawDigest& digest, std::string_view project, int64_t* since) const {
+  ASSIGN_OR_RETURN(auto ref,
+                   db_->Get(project_refs_, RefKey(kBlobRef, DigestBytes(digest), project)));
+  if (!ref) return std::nullopt;
+  if (since != nullptr) {
+    *since = ref->size() == 8 ? static_cast<int64_t>(ReadBigEndian64(*ref)) : 0;
+  }
   return GetBlob(digest);
 }
 
 absl::StatusOr<v1::Blob> ArtifactStore::StatBlob(const RawDigest& digest, bool include_chunks,
                                                  std::string_view project) {
-  ASSIGN_OR_RETURN(auto stored, GetBlobIn(digest, project));
+  int64_t since = 0;
+  ASSIGN_OR_RETURN(auto stored, GetBlobIn(digest, project, &since));
   if (!stored) return absl::NotFoundError(StrCat("blob ", DigestHex(digest), " not found"));
   v1::Blob blob = BlobFromStored(digest, *stored);
+  if (since > 0) blob.set_create_time_ms(since);  // when this project first had it
   if (include_chunks) {
     for (int i = 0; i < stored->chunk_sizes_size(); ++i) {
       v1::ChunkRef* ref = blob.add_chunks();
@@ -255,14 +265,17 @@ absl::StatusOr<v1::ListBlobsResponse> ArtifactStore::ListBlobs(
 absl::StatusOr<v1::Blob> ArtifactStore::SetBlobPinned(const RawDigest& digest, bool pinned,
                                                       std::string_view project) {
   std::shared_lock lock(gc_mu_);
-  ASSIGN_OR_RETURN(auto stored, GetBlobIn(digest, project));
+  int64_t since = 0;
+  ASSIGN_OR_RETURN(auto stored, GetBlobIn(digest, project, &since));
   if (!stored) return absl::NotFoundError(StrCat("blob ", DigestHex(digest), " not found"));
   stored->set_pinned(pinned);
   stored->set_touch_time_ms(NowMs());
   rocksdb::WriteBatch batch;
   batch.Put(blobs_, DigestBytes(digest), stored->SerializeAsString());
   RETURN_IF_ERROR(db_->WriteSync(&batch));
-  return BlobFromStored(digest, *stored);
+  v1::Blob blob = BlobFromStored(digest, *stored);
+  if (since > 0) blob.set_create_time_ms(since);
+  return blob;
 }
 
 absl::Status ArtifactStore::ReadBlob(const RawDigest& digest, int64_t offset, int64_t length,

@@ -113,8 +113,10 @@ grpc::Status ArtifactServiceImpl::UploadChunks(grpc::ServerContext* context,
     auto result = store_->PutChunks(session_id, chunks);
     if (!result.ok()) return ToGrpcStatus(result.status());
     response->set_chunks_received(response->chunks_received() + request.chunks_size());
-    response->set_chunks_stored(response->chunks_stored() + result->stored);
-    response->set_bytes_stored(response->bytes_stored() + result->bytes_stored);
+    // As the project sees it: a chunk it never sent counts as stored even when the server held
+    // the bytes for another project (nothing may tell it so).
+    response->set_chunks_stored(response->chunks_stored() + result->new_to_project);
+    response->set_bytes_stored(response->bytes_stored() + result->bytes_new_to_project);
   }
   return grpc::Status::OK;
 }

@@ -134,8 +134,14 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::st
         absl::Status written;
         for (auto [cf, kind] : {std::pair{kChunksCf, kChunkRef}, std::pair{kBlobsCf, kBlobRef}}) {
           RETURN_IF_ERROR(
-              db.ScanPrefix(db.Cf(cf), "", {}, [&](std::string_view key, std::string_view) {
-                batch.Put(db.Cf(kProjectRefsCf), RefKey(kind, key, kDefaultProject), "");
+              db.ScanPrefix(db.Cf(cf), "", {}, [&](std::string_view key, std::string_view value) {
+                // A blob is default's since it was created.
+                std::string since;
+                internal::StoredBlob blob;
+                if (kind == kBlobRef && blob.ParseFromString(std::string(value))) {
+                  AppendBigEndian64(&since, static_cast<uint64_t>(blob.create_time_ms()));
+                }
+                batch.Put(db.Cf(kProjectRefsCf), RefKey(kind, key, kDefaultProject), since);
                 if (batch.Count() < 100000) return true;
                 written = db.Write(&batch);  // in pieces: a store may be large
                 batch.Clear();
@@ -274,8 +280,10 @@ absl::StatusOr<std::vector<bool>> ArtifactStore::SeesAll(char kind,
 }
 
 void ArtifactStore::AddRef(rocksdb::WriteBatch* batch, char kind, const RawDigest& digest,
-                           std::string_view project) {
-  batch->Put(project_refs_, RefKey(kind, DigestBytes(digest), project), "");
+                           std::string_view project, int64_t now_ms) {
+  std::string since;
+  AppendBigEndian64(&since, static_cast<uint64_t>(now_ms));
+  batch->Put(project_refs_, RefKey(kind, DigestBytes(digest), project), since);
 }
 
 void ArtifactStore::DropRefs(rocksdb::WriteBatch* batch, char kind, std::string_view raw_digest) {
@@ -411,14 +419,22 @@ absl::StatusOr<ArtifactStore::PutChunksResult> ArtifactStore::PutChunks(
   int64_t now = NowMs();
   std::set<std::string> synced_dirs;
   std::vector<PendingFile> pending;
-  absl::flat_hash_set<std::string> new_in_call;
+  absl::flat_hash_set<std::string> new_in_call, new_to_project;
   std::vector<std::string> healed;
-  for (const ChunkInput& chunk : chunks) {
+  std::vector<RawDigest> digests;
+  for (const ChunkInput& chunk : chunks) digests.push_back(chunk.digest);
+  ASSIGN_OR_RETURN(std::vector<bool> seen, SeesAll(kChunkRef, digests, session.project));
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const ChunkInput& chunk = chunks[i];
     std::string_view key = DigestBytes(chunk.digest);
+    if (!seen[i] && new_to_project.insert(std::string(key)).second) {
+      ++result.new_to_project;
+      result.bytes_new_to_project += static_cast<int64_t>(chunk.data.size());
+    }
     batch.Put(session_pins_, StrCat(session.id, key), "");
     batch.Put(chunk_pins_, StrCat(key, session.id), "");
     // The project sent the bytes (verified above): it sees the chunk from now on.
-    AddRef(&batch, kChunkRef, chunk.digest, session.project);
+    if (!seen[i]) AddRef(&batch, kChunkRef, chunk.digest, session.project, now);
     ASSIGN_OR_RETURN(auto existing, GetChunk(chunk.digest));
     bool heal = IsDamaged(key);
     if ((existing && !heal) || !new_in_call.insert(std::string(key)).second) {

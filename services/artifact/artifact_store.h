@@ -16,7 +16,8 @@
 //   manifests     version digest -> count of entries already written
 //   entries       version digest + path -> StoredEntry     shared by every dataset with it
 //   tags          ordered(name) + tag -> version digest
-//   project_refs  kind ('c'/'b') + digest + project -> ""   the projects that may see a chunk or
+//   project_refs  kind ('c'/'b') + digest + project -> when the project first saw it (8 bytes)
+//                                                          the projects that may see a chunk or
 //                                                          blob (see Projects below)
 //   damaged       digest -> kind ('c' corrupt, 'm' missing) + time found
 //                 chunks whose stored bytes failed a check (scrub or a download); kept in memory
@@ -120,9 +121,13 @@ class ArtifactStore {
     std::string_view data;
   };
   struct PutChunksResult {
-    int64_t stored = 0;
+    int64_t stored = 0;  // written now (the server's own count, for its metrics)
     int64_t bytes_stored = 0;
     int64_t already_present = 0;
+    // New to the session's project (what the caller is told: whether another project held the
+    // bytes must not show), and their bytes.
+    int64_t new_to_project = 0;
+    int64_t bytes_new_to_project = 0;
   };
   // Verifies every chunk's bytes against its digest, then stores the new ones, and those marked
   // damaged (clearing the mark), durably (files are fdatasynced) and pins all to the session. A
@@ -232,9 +237,10 @@ class ArtifactStore {
   // Sees for many at once (one MultiGet).
   absl::StatusOr<std::vector<bool>> SeesAll(char kind, const std::vector<RawDigest>& digests,
                                             std::string_view project) const;
-  // Lets `project` see the chunk or blob.
+  // Lets `project` see the chunk or blob, since `now_ms` (what it is told of the blob's creation:
+  // when another project stored it first must not show).
   void AddRef(rocksdb::WriteBatch* batch, char kind, const RawDigest& digest,
-              std::string_view project);
+              std::string_view project, int64_t now_ms);
   // Deletes every project's reference to the chunk or blob (it is being deleted).
   void DropRefs(rocksdb::WriteBatch* batch, char kind, std::string_view raw_digest);
   // True when an open upload session sent, found or committed this chunk or blob digest.
@@ -251,9 +257,11 @@ class ArtifactStore {
   absl::StatusOr<std::string> ReadChunk(const RawDigest& digest, const ChunkRecord& record,
                                         int64_t offset, int64_t length) const;
   absl::StatusOr<std::optional<internal::StoredBlob>> GetBlob(const RawDigest& digest) const;
-  // The blob when `project` sees it, else none.
+  // The blob when `project` sees it, else none; `*since` (when given) is set to when the project
+  // first saw it.
   absl::StatusOr<std::optional<internal::StoredBlob>> GetBlobIn(const RawDigest& digest,
-                                                                std::string_view project) const;
+                                                                std::string_view project,
+                                                                int64_t* since = nullptr) const;
   // A chunk file written to chunks/tmp, not yet synced or renamed into place.
   struct PendingFile {
     std::string path;

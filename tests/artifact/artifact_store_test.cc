@@ -7,6 +7,7 @@
 #include <random>
 #include <thread>
 
+#include "services/common/ids.h"
 #include "tests/testing/testing.h"
 
 namespace mlops::artifact {
@@ -548,7 +549,19 @@ TEST_F(ArtifactStoreTest, EachProjectSeesOnlyTheContentItUploaded) {
   ASSERT_OK(sent.status());
   EXPECT_EQ(sent->stored, 0);
   EXPECT_EQ(sent->already_present, 2);
-  ASSERT_OK(store_->CommitBlobs(CommitOf(vision->id(), {part1, part2})).status());
+  // What vision is told: two chunks new to it, as if nobody had them (nothing may say otherwise).
+  EXPECT_EQ(sent->new_to_project, 2);
+  EXPECT_EQ(sent->bytes_new_to_project, 190 << 10);
+  Settle();
+  int64_t before_commit = NowMs();
+  auto committed = store_->CommitBlobs(CommitOf(vision->id(), {part1, part2}));
+  ASSERT_OK(committed.status());
+  EXPECT_GE(committed->at(0).create_time_ms(), before_commit) << "created now, for vision";
+  EXPECT_GE(store_->StatBlob(digest, false, "vision")->create_time_ms(), before_commit);
+  EXPECT_LT(store_->StatBlob(digest)->create_time_ms(), before_commit) << "default's is older";
+  auto again = store_->PutChunks(vision->id(), {{chunk1, part1}});
+  ASSERT_OK(again.status());
+  EXPECT_EQ(again->new_to_project, 0);
   EXPECT_THAT(ValueOf(store_->FindMissingBlobs({digest}, "vision")), ElementsAre());
   EXPECT_EQ(store_->StatBlob(digest, false, "vision")->size(), 190 << 10);
   auto version = NewVersion("projects/vision/d", {entry});
