@@ -132,7 +132,10 @@ absl::StatusOr<std::unique_ptr<ArtifactStore>> ArtifactStore::Open(const std::st
       [](Db& db) -> absl::Status {
         rocksdb::WriteBatch batch;
         absl::Status written;
-        for (auto [cf, kind] : {std::pair{kChunksCf, kChunkRef}, std::pair{kBlobsCf, kBlobRef}}) {
+        for (const auto& cf_kind :
+             {std::pair{kChunksCf, kChunkRef}, std::pair{kBlobsCf, kBlobRef}}) {
+          const char* cf = cf_kind.first;
+          const char kind = cf_kind.second;  // a lambda may not capture a structured binding
           RETURN_IF_ERROR(
               db.ScanPrefix(db.Cf(cf), "", {}, [&](std::string_view key, std::string_view value) {
                 // A blob is default's since it was created.
