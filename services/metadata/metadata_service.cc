@@ -75,20 +75,25 @@ absl::StatusOr<std::string> MetadataServiceImpl::RunProject(const std::string& i
   return project;
 }
 
+absl::StatusOr<std::string> MetadataServiceImpl::BareId(bool run, std::string_view field,
+                                                        std::string_view value) {
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped(field, value));
+  ASSIGN_OR_RETURN(std::string project,
+                   run ? RunProject(scoped.name) : ExperimentProject(scoped.name));
+  if (project != scoped.project) {
+    return NotInProject(run ? "run" : "experiment", scoped.name, scoped.project);
+  }
+  return std::move(scoped.name);
+}
+
 absl::StatusOr<std::string> MetadataServiceImpl::ExperimentId(std::string_view field,
                                                               std::string_view value) {
-  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped(field, value));
-  ASSIGN_OR_RETURN(std::string project, ExperimentProject(scoped.name));
-  if (project != scoped.project) return NotInProject("experiment", scoped.name, scoped.project);
-  return std::move(scoped.name);
+  return BareId(/*run=*/false, field, value);
 }
 
 absl::StatusOr<std::string> MetadataServiceImpl::RunId(std::string_view field,
                                                        std::string_view value) {
-  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped(field, value));
-  ASSIGN_OR_RETURN(std::string project, RunProject(scoped.name));
-  if (project != scoped.project) return NotInProject("run", scoped.name, scoped.project);
-  return std::move(scoped.name);
+  return BareId(/*run=*/true, field, value);
 }
 
 grpc::Status MetadataServiceImpl::CreateExperiment(grpc::ServerContext*,
@@ -140,8 +145,7 @@ grpc::Status MetadataServiceImpl::ListExperiments(grpc::ServerContext*,
 grpc::Status MetadataServiceImpl::UpdateExperiment(grpc::ServerContext*,
                                                    const v1::UpdateExperimentRequest* request,
                                                    v1::Experiment* response) {
-  absl::StatusOr<ScopedName> id = ParseScoped("experiment.id", request->experiment().id());
-  if (!id.ok()) return ToGrpcStatus(id.status());
+  const std::string_view project = ProjectOf(request->experiment().id());
   absl::StatusOr<std::string> bare = ExperimentId("experiment.id", request->experiment().id());
   if (!bare.ok()) return ToGrpcStatus(bare.status());
   v1::UpdateExperimentRequest update = *request;
@@ -150,10 +154,10 @@ grpc::Status MetadataServiceImpl::UpdateExperiment(grpc::ServerContext*,
                 "name") != request->update_mask().paths().end()) {
     absl::StatusOr<ScopedName> name = ParseScoped("experiment.name", request->experiment().name());
     if (!name.ok()) return ToGrpcStatus(name.status());
-    if (name->project != id->project) {
-      return ToGrpcStatus(absl::InvalidArgumentError(
-          StrCat("experiment.name: an experiment of project ", id->project,
-                 " cannot be renamed into project ", name->project)));
+    if (name->project != project) {
+      return ToGrpcStatus(
+          absl::InvalidArgumentError(StrCat("experiment.name: an experiment of project ", project,
+                                            " cannot be renamed into project ", name->project)));
     }
     update.mutable_experiment()->set_name(Qualify(name->project, name->name));
   }

@@ -63,6 +63,7 @@ class MetadataServiceImpl final : public v1::MetadataService::Service {
   // `value` names; NOT_FOUND otherwise.
   absl::StatusOr<std::string> ExperimentId(std::string_view field, std::string_view value);
   absl::StatusOr<std::string> RunId(std::string_view field, std::string_view value);
+  absl::StatusOr<std::string> BareId(bool run, std::string_view field, std::string_view value);
   // The project of the experiment (run) with bare id `id`; remembered, as it never changes.
   absl::StatusOr<std::string> ExperimentProject(const std::string& id);
   absl::StatusOr<std::string> RunProject(const std::string& id);
