@@ -9,9 +9,10 @@ namespace mlops {
 namespace {
 
 TEST(BenchSmokeTest, MetadataSuitePrintsItsFigures) {
-  auto result = testing::RunCommand({MLOPS_BENCH_BIN, "metadata", "--json", "--runs=2000",
-                                     "--batches=5", "--batch_points=200", "--queries=5",
-                                     "--lineage_runs=200", "--put_executions=2000"});
+  // Under `timeout`, so that a suite that hangs fails with what it printed (the phase it was in).
+  auto result = testing::RunCommand({"timeout", "-k", "5", "200", MLOPS_BENCH_BIN, "metadata",
+                                     "--json", "--runs=2000", "--batches=5", "--batch_points=200",
+                                     "--queries=5", "--lineage_runs=200", "--put_executions=2000"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const std::string& out = result.out;
   ASSERT_FALSE(out.empty());

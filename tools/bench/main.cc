@@ -21,13 +21,11 @@ int SpawnServer(const std::string& binary, const std::string& data_dir, int* pid
                 const std::vector<std::string>& extra_args) {
   std::string port_file = data_dir + ".ports";
   std::filesystem::remove(port_file);
-  std::vector<std::string> args = {binary,
-                                   "--host=127.0.0.1",
-                                   "--port=0",
-                                   "--metrics_port=-1",
-                                   "--data_dir=" + data_dir,
-                                   "--port_file=" + port_file,
-                                   "--max_message_mb=64"};
+  std::vector<std::string> args = {binary, "--host=127.0.0.1", "--port=0", "--metrics_port=-1",
+                                   "--data_dir=" + data_dir, "--port_file=" + port_file,
+                                   "--max_message_mb=64",
+                                   // Nothing is in flight when a suite stops its server.
+                                   "--shutdown_grace_s=1"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   SpawnOptions options;
   options.argv = std::move(args);
@@ -62,6 +60,14 @@ std::string BenchDir() { return std::filesystem::canonical("/proc/self/exe").par
 void StopServer(int pid) {
   kill(pid, SIGTERM);
   int status;
+  // A server that has not exited well after its shutdown grace is killed (and said so), so that a
+  // suite never waits forever on one.
+  for (int i = 0; i < 300; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::cerr << "mlops-bench: server " << pid << " did not stop within 15 s of SIGTERM; killed\n";
+  kill(pid, SIGKILL);
   waitpid(pid, &status, 0);
 }
 

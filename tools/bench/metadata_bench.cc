@@ -428,9 +428,9 @@ int RunMetadataBench(int argc, char** argv) {
   }
   char tmpl[] = "/tmp/mlops-bench-XXXXXX";
   o.work_dir = mkdtemp(tmpl);
-  auto log = [&](const std::string& line) {
-    if (!o.json) std::cerr << line << "\n";
-  };
+  // Progress goes to stderr even with --json (stdout has only the figures): a suite that stalls
+  // says where.
+  auto log = [&](const std::string& line) { std::cerr << line << "\n"; };
 
   std::map<std::string, double> figures;
   if (!o.skip_ingest) {
