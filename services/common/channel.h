@@ -27,6 +27,11 @@ struct ChannelSecurity {
   std::string project;
 };
 
+// A channel to one peer for calls in `project` (each puts its calls in that project), as a service
+// that acts in the projects of the resources it serves makes them (the scheduler's gateways).
+using ChannelForProject =
+    std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(const std::string& project)>;
+
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(const ChannelSecurity& security);
 
 // Adds `authorization: Bearer <token()>` to every call of the channel it is installed on.

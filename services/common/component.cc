@@ -4,6 +4,8 @@
 
 #include "absl/flags/flag.h"
 #include "services/common/logging.h"
+#include "services/common/projects.h"
+#include "services/common/status.h"
 
 ABSL_FLAG(std::string, artifact_address, "",
           "the artifact service (host:port) this server's components call; empty: this server");
@@ -51,7 +53,8 @@ std::string PeerAddress(const ServiceHost& host, Peer peer) {
   return address.empty() ? host.ReachableAddress() : address;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Peer peer) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Peer peer,
+                                                           const std::string& project) {
   std::string address = PeerFlag(peer);
   std::string name = PeerName(peer);
   if (address.empty()) {
@@ -60,11 +63,27 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Pe
                                            " service, which does not run in this process: set --" +
                                            name + "_address=HOST:PORT");
     }
-    return host.InProcessChannel();
+    return host.InProcessChannel(project);
   }
-  auto channel = host.PeerChannel(address);
-  host.WatchPeer(name, address, channel);
+  return host.PeerChannel(address, project);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Peer peer) {
+  ASSIGN_OR_RETURN(auto channel, PeerChannel(host, peer, ""));
+  if (std::string address = PeerFlag(peer); !address.empty()) {
+    host.WatchPeer(PeerName(peer), address, channel);
+  }
   return channel;
+}
+
+absl::StatusOr<ChannelForProject> PeerChannelsByProject(ServiceHost& host, Peer peer) {
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, PeerChannel(host, peer));
+  return ChannelForProject(
+      [&host, peer,
+       channel](const std::string& project) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
+        if (project.empty() || project == kDefaultProject) return channel;
+        return PeerChannel(host, peer, project);
+      });
 }
 
 int RunServerMain(const std::string& program, const std::vector<ComponentFactory>& factories) {

@@ -41,6 +41,13 @@ enum class Peer { kArtifact, kMetadata, kScheduler, kMonitoring };
 // exported as mlops_peer_up{peer} and shown on /statusz; a peer that is down does not make this
 // server unready (services call each other: readiness must not deadlock).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Peer peer);
+// The same for calls that act in `project` (docs/api.md, "Projects"): names and ids in its
+// requests without a project get it (MakeProjectInterceptor). Not watched (PeerChannel's is).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannel(ServiceHost& host, Peer peer,
+                                                           const std::string& project);
+// Both: a function giving the channel to `peer` for each project (the watched PeerChannel for
+// project default), for a component that acts in the projects of the resources it serves.
+absl::StatusOr<ChannelForProject> PeerChannelsByProject(ServiceHost& host, Peer peer);
 // The host:port of a peer as a child process (a pipeline step) reaches it: the flag's value, or
 // this server's reachable address when the flag is empty.
 std::string PeerAddress(const ServiceHost& host, Peer peer);

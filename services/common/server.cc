@@ -23,6 +23,7 @@
 #include "services/common/audit_log.h"
 #include "services/common/logging.h"
 #include "services/common/oidc.h"
+#include "services/common/projects.h"
 #include "services/common/request_errors.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
@@ -419,19 +420,25 @@ absl::Status ServiceHost::OpenAuditLog(const std::string& path, const Db::Option
   return absl::OkStatus();
 }
 
-std::shared_ptr<grpc::Channel> ServiceHost::InProcessChannel() {
+std::shared_ptr<grpc::Channel> ServiceHost::InProcessChannel(const std::string& project) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(config_.max_message_bytes);
   args.SetMaxSendMessageSize(config_.max_message_bytes);
-  if (guard_->internal_token().empty()) return server_->InProcessChannel(args);
+  const bool in_project = !project.empty() && project != kDefaultProject;
+  if (guard_->internal_token().empty() && !in_project) return server_->InProcessChannel(args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
-  factories.push_back(
-      MakeBearerTokenInterceptor([token = guard_->internal_token()] { return token; }));
+  if (!guard_->internal_token().empty()) {
+    factories.push_back(
+        MakeBearerTokenInterceptor([token = guard_->internal_token()] { return token; }));
+  }
+  if (in_project) factories.push_back(MakeProjectInterceptor(project));
   return server_->experimental().InProcessChannelWithInterceptors(args, std::move(factories));
 }
 
-std::shared_ptr<grpc::Channel> ServiceHost::PeerChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> ServiceHost::PeerChannel(const std::string& address,
+                                                        const std::string& project) {
   ChannelSecurity security;
+  security.project = project;
   if (!config_.peer_ca.empty()) {
     security.ca_pem = ReadSmallFile(config_.peer_ca).value_or("");
     if (!config_.tls_cert.empty()) {

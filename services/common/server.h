@@ -120,10 +120,13 @@ class ServiceHost {
   int metrics_port() const { return http_.port(); }
   // A channel to this server that stays inside the process (its calls are this process's own:
   // they carry the guard's internal token).
-  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // With a project other than default, every call of the channel acts in it
+  // (MakeProjectInterceptor).
+  std::shared_ptr<grpc::Channel> InProcessChannel(const std::string& project = "");
   // A channel to a peer service at `address`, secured as the config says (peer_ca, client
   // certificate, identity token).
-  std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address);
+  std::shared_ptr<grpc::Channel> PeerChannel(const std::string& address,
+                                             const std::string& project = "");
   // Watches a peer service's channel: mlops_peer_up{peer,address} (1 unless the channel is in
   // TRANSIENT_FAILURE or shut down, read at each scrape, which also asks it to connect), a log
   // line when that changes, and a line on /statusz.

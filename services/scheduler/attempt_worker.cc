@@ -81,12 +81,12 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
     const InputRef& ref = spec.inputs.at(input.name);
     absl::Status status;
     if (input.dataset) {
-      status = artifacts_->MaterializeDataset(ref.dataset, input.version, dir);
+      status = artifacts_->MaterializeDataset(plan->project, ref.dataset, input.version, dir);
       input_paths[input.name] = dir;
     } else {
       std::string file = dir + "/" + input.file_name;
       std::filesystem::create_directories(dir, ec);
-      status = artifacts_->MaterializeBlob(input.digest, file);
+      status = artifacts_->MaterializeBlob(plan->project, input.digest, file);
       input_paths[input.name] = file;
     }
     if (!status.ok()) return fail("input " + input.name + ": " + std::string(status.message()));
@@ -107,7 +107,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
       const std::string file = work + "/" + spec.checkpoint;
       std::filesystem::create_directories(std::filesystem::path(file).parent_path(), ec);
       if (!latest->empty()) {
-        absl::Status restored = artifacts_->MaterializeBlob(*latest, file);
+        absl::Status restored = artifacts_->MaterializeBlob(plan->project, *latest, file);
         if (!restored.ok()) return fail("restoring the checkpoint: " + restored.ToString());
       }
     }
@@ -158,6 +158,8 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   if (remote) launch.secret_env = spec.secret_env;
   for (const auto& [k, v] : spec.params) launch.env["MLOPS_PARAM_" + ToUpper(k)] = v;
   launch.env["MLOPS_PIPELINE_RUN_ID"] = plan->run_id;
+  // What the step does through the CLI or the SDK happens in its run's project.
+  launch.env["MLOPS_PROJECT"] = plan->project;
   launch.env["MLOPS_STEP"] = spec.name;
   // The same for every attempt of this step in this run: what the step writes (runs, model
   // versions) uses it as the request id, so that a retried attempt repeats no visible effect.
@@ -199,7 +201,7 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
   // The attempt's output streams are kept in the artifact service, whatever the outcome.
   auto keep = [&](const std::string& file) -> std::string {
     if (!std::filesystem::is_regular_file(file)) return "";
-    auto digest = artifacts_->UploadFile(file);
+    auto digest = artifacts_->UploadFile(plan.project, file);
     return digest.ok() ? *digest : "";
   };
   // What the step printed of its secrets never leaves its work dir: the logs are redacted in place
@@ -288,7 +290,7 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
         fail("declared output " + name + " (" + path + ") was not written");
         break;
       }
-      auto digest = artifacts_->UploadFile(file);
+      auto digest = artifacts_->UploadFile(plan.project, file);
       if (!digest.ok()) {
         fail("upload of output " + name + ": " + std::string(digest.status().message()));
         break;

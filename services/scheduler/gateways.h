@@ -14,23 +14,28 @@
 
 namespace mlops::scheduler {
 
-// Where step inputs come from and outputs go (the artifact service).
+// Where step inputs come from and outputs go (the artifact service). Every call acts in
+// `project`, the run's (docs/api.md, "Projects"): its datasets, the content it sees.
 class ArtifactGateway {
  public:
   virtual ~ArtifactGateway() = default;
   // The version digest a dataset ref names now (pins the input for the fingerprint).
-  virtual absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
+  virtual absl::StatusOr<std::string> ResolveDataset(const std::string& project,
+                                                     const std::string& dataset,
                                                      const std::string& ref) = 0;
   // Writes the files of dataset@version under `dir`.
-  virtual absl::Status MaterializeDataset(const std::string& dataset, const std::string& version,
-                                          const std::string& dir) = 0;
+  virtual absl::Status MaterializeDataset(const std::string& project, const std::string& dataset,
+                                          const std::string& version, const std::string& dir) = 0;
   // Writes blob `digest` to `path`.
-  virtual absl::Status MaterializeBlob(const std::string& digest, const std::string& path) = 0;
+  virtual absl::Status MaterializeBlob(const std::string& project, const std::string& digest,
+                                       const std::string& path) = 0;
   // Stores a file; returns its digest.
-  virtual absl::StatusOr<std::string> UploadFile(const std::string& path) = 0;
+  virtual absl::StatusOr<std::string> UploadFile(const std::string& project,
+                                                 const std::string& path) = 0;
 };
 
 struct StepRecord {
+  std::string project;  // the run's: the tracking run and the lineage are recorded there
   std::string pipeline;
   std::string pipeline_run;
   std::string step;
@@ -50,7 +55,7 @@ class MetadataGateway {
   virtual ~MetadataGateway() = default;
   // Creates the attempt's tracking run (RUNNING); returns its id.
   virtual absl::StatusOr<std::string> StartRun(const StepRecord& step) = 0;
-  // Logs the points of the attempt's metrics.json to its tracking run.
+  // Logs the points of the attempt's metrics.json to its tracking run (whose id says its project).
   virtual absl::Status LogMetrics(const std::string& run_id,
                                   const std::vector<MetricPoint>& points) = 0;
   // Ends the tracking run (FINISHED or FAILED) and, when it succeeded, records the lineage

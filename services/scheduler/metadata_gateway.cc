@@ -2,6 +2,7 @@
 
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -9,14 +10,47 @@ namespace mlops::scheduler {
 
 namespace mv1 = ::mlops::metadata::v1;
 
-ClientMetadataGateway::ClientMetadataGateway(std::shared_ptr<grpc::Channel> channel)
-    : tracking_(mv1::MetadataService::NewStub(channel)),
-      lineage_(mv1::LineageService::NewStub(channel)) {}
+namespace {
+// Projects whose stubs are kept at most: beyond, the map starts again (calls under way keep
+// theirs).
+constexpr size_t kMaxProjects = 256;
 
-absl::StatusOr<std::string> ClientMetadataGateway::ExperimentId(const std::string& pipeline) {
+// The pipeline run's id within its project (request ids, external ids and names are the
+// project's own: they carry no prefix).
+std::string RunInProject(const StepRecord& step) {
+  absl::StatusOr<ScopedName> scoped = ParseScoped("pipeline_run", step.pipeline_run);
+  return scoped.ok() ? scoped->name : step.pipeline_run;
+}
+
+}  // namespace
+
+ClientMetadataGateway::ClientMetadataGateway(ChannelForProject channels)
+    : channels_(std::move(channels)) {}
+
+absl::StatusOr<std::shared_ptr<ClientMetadataGateway::Project>> ClientMetadataGateway::For(
+    std::string_view project) {
+  std::lock_guard lock(mu_);
+  auto it = projects_.find(std::string(project));
+  if (it != projects_.end()) return it->second;
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, channels_(std::string(project)));
+  if (projects_.size() >= kMaxProjects) {
+    projects_.clear();
+    experiments_.clear();
+  }
+  auto stubs = std::make_shared<Project>();
+  stubs->tracking = mv1::MetadataService::NewStub(channel);
+  stubs->lineage = mv1::LineageService::NewStub(channel);
+  projects_[std::string(project)] = stubs;
+  return stubs;
+}
+
+absl::StatusOr<std::string> ClientMetadataGateway::ExperimentId(Project& stubs,
+                                                                const std::string& project,
+                                                                const std::string& pipeline) {
+  const std::string key = StrCat(project, "\n", pipeline);
   {
     std::lock_guard lock(mu_);
-    auto it = experiments_.find(pipeline);
+    auto it = experiments_.find(key);
     if (it != experiments_.end()) return it->second;
   }
   std::string name = "pipeline-" + pipeline;
@@ -26,24 +60,25 @@ absl::StatusOr<std::string> ClientMetadataGateway::ExperimentId(const std::strin
     mv1::CreateExperimentRequest request;
     request.set_name(name);
     request.set_description("runs of the steps of pipeline " + pipeline);
-    grpc::Status status = tracking_->CreateExperiment(&context, request, &experiment);
+    grpc::Status status = stubs.tracking->CreateExperiment(&context, request, &experiment);
     if (status.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
       grpc::ClientContext get_context;
       mv1::GetExperimentByNameRequest get;
       get.set_name(name);
       RETURN_IF_ERROR(
-          FromGrpcStatus(tracking_->GetExperimentByName(&get_context, get, &experiment)));
+          FromGrpcStatus(stubs.tracking->GetExperimentByName(&get_context, get, &experiment)));
     } else {
       RETURN_IF_ERROR(FromGrpcStatus(status));
     }
   }
   std::lock_guard lock(mu_);
-  experiments_[pipeline] = experiment.id();
+  experiments_[key] = experiment.id();
   return experiment.id();
 }
 
 absl::StatusOr<std::string> ClientMetadataGateway::StartRun(const StepRecord& step) {
-  ASSIGN_OR_RETURN(std::string experiment, ExperimentId(step.pipeline));
+  ASSIGN_OR_RETURN(std::shared_ptr<Project> stubs, For(step.project));
+  ASSIGN_OR_RETURN(std::string experiment, ExperimentId(*stubs, step.project, step.pipeline));
   mv1::CreateRunRequest request;
   request.set_experiment_id(experiment);
   request.set_name(StrCat(step.step, "#", std::to_string(step.attempt)));
@@ -59,16 +94,17 @@ absl::StatusOr<std::string> ClientMetadataGateway::StartRun(const StepRecord& st
   }
   // One tracking run per attempt, even when the call is retried.
   request.set_request_id(
-      StrCat(step.pipeline_run, "/", step.step, "/", std::to_string(step.attempt)));
+      StrCat(RunInProject(step), "/", step.step, "/", std::to_string(step.attempt)));
   mv1::Run run;
   grpc::ClientContext context;
-  RETURN_IF_ERROR(FromGrpcStatus(tracking_->CreateRun(&context, request, &run)));
+  RETURN_IF_ERROR(FromGrpcStatus(stubs->tracking->CreateRun(&context, request, &run)));
   return run.id();
 }
 
 absl::Status ClientMetadataGateway::LogMetrics(const std::string& run_id,
                                                const std::vector<MetricPoint>& points) {
   if (points.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::shared_ptr<Project> stubs, For(ProjectOf(run_id)));
   mv1::LogBatchRequest batch;
   batch.set_run_id(run_id);
   int64_t now = NowMs();
@@ -81,11 +117,12 @@ absl::Status ClientMetadataGateway::LogMetrics(const std::string& run_id,
   }
   mv1::LogBatchResponse response;
   grpc::ClientContext context;
-  return FromGrpcStatus(tracking_->LogBatch(&context, batch, &response));
+  return FromGrpcStatus(stubs->tracking->LogBatch(&context, batch, &response));
 }
 
 absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const StepRecord& step,
                                               bool succeeded) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Project> stubs, For(step.project));
   {
     mv1::UpdateRunRequest request;
     request.mutable_run()->set_id(run_id);
@@ -93,10 +130,10 @@ absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const S
     request.mutable_update_mask()->add_paths("status");
     mv1::Run run;
     grpc::ClientContext context;
-    RETURN_IF_ERROR(FromGrpcStatus(tracking_->UpdateRun(&context, request, &run)));
+    RETURN_IF_ERROR(FromGrpcStatus(stubs->tracking->UpdateRun(&context, request, &run)));
   }
   if (!succeeded) return absl::OkStatus();
-  if (!types_registered_) {
+  if (!stubs->types_registered) {
     for (auto [kind, name] :
          {std::pair{mv1::EXECUTION, "PipelineStep"}, std::pair{mv1::ARTIFACT, "StepOutput"}}) {
       mv1::PutTypeRequest request;
@@ -104,9 +141,9 @@ absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const S
       request.mutable_type()->set_name(name);
       mv1::NodeType type;
       grpc::ClientContext context;
-      RETURN_IF_ERROR(FromGrpcStatus(lineage_->PutType(&context, request, &type)));
+      RETURN_IF_ERROR(FromGrpcStatus(stubs->lineage->PutType(&context, request, &type)));
     }
-    types_registered_ = true;
+    stubs->types_registered = true;
   }
   mv1::PutExecutionRequest request;
   mv1::Execution* execution = request.mutable_execution();
@@ -115,7 +152,7 @@ absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const S
   execution->set_state(mv1::Execution::COMPLETE);
   execution->set_run_id(run_id);
   execution->set_external_id(
-      StrCat(step.pipeline_run, "/", step.step, "/", std::to_string(step.attempt)));
+      StrCat(RunInProject(step), "/", step.step, "/", std::to_string(step.attempt)));
   if (!step.image.empty()) {
     (*execution->mutable_custom_properties())["image"].set_string_value(step.image);
   }
@@ -151,10 +188,10 @@ absl::Status ClientMetadataGateway::FinishRun(const std::string& run_id, const S
   }
   mv1::Context* context_node = request.add_contexts();
   context_node->set_type("PipelineRun");
-  context_node->set_name(step.pipeline_run);
+  context_node->set_name(RunInProject(step));
   mv1::PutExecutionResponse response;
   grpc::ClientContext context;
-  return FromGrpcStatus(lineage_->PutExecution(&context, request, &response));
+  return FromGrpcStatus(stubs->lineage->PutExecution(&context, request, &response));
 }
 
 }  // namespace mlops::scheduler

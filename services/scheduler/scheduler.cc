@@ -14,6 +14,7 @@
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/scheduler/cron.h"
@@ -205,7 +206,32 @@ bool Scheduler::Persist(Run& run, size_t step) {
   return true;
 }
 
+size_t RunIdEnd(std::string_view key) {
+  size_t start = 0;
+  if (key.starts_with(kProjectsPrefix)) {
+    start = key.find('/', kProjectsPrefix.size());
+    if (start == std::string_view::npos) return start;
+    ++start;
+  }
+  return key.find('/', start);
+}
+
+namespace {
+
+// The stored key of the run that `id` names (`projects/default/x` is `x`), INVALID_ARGUMENT for
+// an id no run can have.
+absl::StatusOr<std::string> RunKey(std::string_view id) {
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped("id", id));
+  if (!IsValidId(scoped.name)) {
+    return absl::InvalidArgumentError(StrCat("id \"", id.substr(0, 200), "\": not a run id"));
+  }
+  return Qualify(scoped.project, scoped.name);
+}
+
+}  // namespace
+
 absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineRequest& request) {
+  if (!request.project().empty()) RETURN_IF_ERROR(ValidateProject(request.project()));
   ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(request.spec_yaml()));
   RETURN_IF_ERROR(ApplyParams(&spec, {request.params().begin(), request.params().end()}));
   ASSIGN_OR_RETURN(PipelineSpec expanded, ExpandSweeps(std::move(spec)));
@@ -219,7 +245,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipeline
   std::string queue = request.queue().empty() ? "default" : request.queue();
   auto run = std::make_unique<Run>();
   v1::PipelineRun& proto = run->proto;
-  proto.set_id(NewId());
+  proto.set_id(Qualify(request.project().empty() ? kDefaultProject : request.project(), NewId()));
   proto.set_pipeline(expanded.name);
   proto.set_queue(queue);
   proto.set_state(v1::PENDING);
@@ -264,13 +290,13 @@ absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipeline
   return out;
 }
 
-absl::StatusOr<v1::PipelineRun> Scheduler::Get(const std::string& id) const {
+absl::StatusOr<v1::PipelineRun> Scheduler::Get(const std::string& requested) const {
+  ASSIGN_OR_RETURN(const std::string id, RunKey(requested));
   {
     std::lock_guard lock(mu_);
     auto it = runs_.find(id);
     if (it != runs_.end()) return it->second->proto;
   }
-  if (!IsValidId(id)) return absl::InvalidArgumentError("id \"" + id + "\": not a run id");
   ASSIGN_OR_RETURN(auto header, db_->GetProto<v1::PipelineRun>(runs_cf_, id));
   if (!header) return absl::NotFoundError("pipeline run " + id + " not found");
   v1::PipelineRun run = *std::move(header);
@@ -284,17 +310,32 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Get(const std::string& id) const {
 
 absl::StatusOr<v1::ListPipelineRunsResponse> Scheduler::List(
     const v1::ListPipelineRunsRequest& request) const {
-  // Newest first: a page resumes before the key where the last one ended.
-  ASSIGN_OR_RETURN(Pager pager, Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
-                                             request.page_token(), Fingerprint({"pipeline_runs"})));
+  // Newest first: a page resumes before the key where the last one ended. A project's runs are
+  // the keys `projects/P/...`; project default's are the bare ids, which sort before them.
+  const std::string project = request.project().empty() ? "default" : request.project();
+  if (project == kEveryProject) {
+    return absl::InvalidArgumentError(
+        "project: runs are listed one project at a time (\"*\" is not accepted here)");
+  }
+  RETURN_IF_ERROR(ValidateProject(project));
+  ASSIGN_OR_RETURN(Pager pager,
+                   Pager::Start(db_->page_token_key(), request.page_size(), 100, 1000,
+                                request.page_token(), Fingerprint({"pipeline_runs", project})));
+  const bool in_default = project == kDefaultProject;
+  const std::string prefix = in_default ? "" : Qualify(project, "");
+  std::string before = pager.after();
+  if (before.empty() && in_default) before = std::string(kProjectsPrefix);
   v1::ListPipelineRunsResponse response;
   std::vector<std::string> ids;
-  RETURN_IF_ERROR(db_->ScanPrefixReverse(runs_cf_, "", pager.after(),
-                                         [&](std::string_view key, std::string_view) {
-                                           if (!pager.Take(key)) return false;
-                                           ids.emplace_back(key);
-                                           return true;
-                                         }));
+  RETURN_IF_ERROR(
+      db_->ScanPrefixReverse(runs_cf_, prefix, before, [&](std::string_view key, std::string_view) {
+        if (in_default && key.starts_with(kProjectsPrefix)) {
+          return true;  // a token from before projects
+        }
+        if (!pager.Take(key)) return false;
+        ids.emplace_back(key);
+        return true;
+      }));
   for (const auto& id : ids) {
     ASSIGN_OR_RETURN(v1::PipelineRun run, Get(id));
     run.clear_spec_yaml();
@@ -304,12 +345,13 @@ absl::StatusOr<v1::ListPipelineRunsResponse> Scheduler::List(
   return response;
 }
 
-absl::StatusOr<v1::PipelineRun> Scheduler::Cancel(const std::string& id) {
+absl::StatusOr<v1::PipelineRun> Scheduler::Cancel(const std::string& requested) {
   {
     std::lock_guard lock(mu_);
     RETURN_IF_ERROR(CheckStorage());
   }
-  ASSIGN_OR_RETURN(v1::PipelineRun run, Get(id));
+  ASSIGN_OR_RETURN(v1::PipelineRun run, Get(requested));
+  const std::string& id = run.id();
   if (Terminal(run.state())) {
     return absl::FailedPreconditionError("pipeline run " + id + " has finished (" +
                                          v1::RunState_Name(run.state()) + ")");
@@ -338,15 +380,16 @@ std::string CheckpointKey(const std::string& run_id, const std::string& step) {
 }  // namespace
 
 absl::StatusOr<Scheduler::RunningAttemptInfo> Scheduler::RunningAttempt(const std::string& id) {
-  // RUN/STEP/NUMBER: run ids hold no '/', swept step names may.
-  const size_t first = id.find('/');
+  // RUN/STEP/NUMBER: a run id holds '/' only in its project prefix; swept step names may.
+  const size_t first = RunIdEnd(id);
   const size_t last = id.rfind('/');
   if (first == std::string::npos || last == first || last + 1 >= id.size()) {
     return absl::InvalidArgumentError(
         StrCat("attempt id '", id.substr(0, 200), "': expected RUN/STEP/NUMBER"));
   }
   RunningAttemptInfo info;
-  info.run_id = id.substr(0, first);
+  ASSIGN_OR_RETURN(ScopedName run_id, ParseScoped("attempt_id", id.substr(0, first)));
+  info.run_id = Qualify(run_id.project, run_id.name);
   const std::string step_name = id.substr(first + 1, last - first - 1);
   const std::string number = id.substr(last + 1);
   std::lock_guard lock(mu_);
@@ -367,7 +410,7 @@ absl::StatusOr<Scheduler::RunningAttemptInfo> Scheduler::RunningAttempt(const st
 
 absl::StatusOr<v1::ReportAttemptResponse> Scheduler::ReportAttempt(
     const v1::ReportAttemptRequest& request) {
-  const std::string& id = request.attempt_id();
+  const std::string id = CanonicalName(request.attempt_id());
   ASSIGN_OR_RETURN(RunningAttemptInfo attempt, RunningAttempt(id));
   for (const auto& [name, digest] : request.outputs()) {
     RETURN_IF_ERROR(CheckDigest("output " + name, digest));
@@ -392,7 +435,7 @@ absl::StatusOr<v1::ReportAttemptResponse> Scheduler::ReportAttempt(
 
 absl::Status Scheduler::ReportCheckpoint(const v1::ReportCheckpointRequest& request) {
   RETURN_IF_ERROR(CheckDigest("checkpoint", request.digest()));
-  ASSIGN_OR_RETURN(RunningAttemptInfo attempt, RunningAttempt(request.attempt_id()));
+  ASSIGN_OR_RETURN(RunningAttemptInfo attempt, RunningAttempt(CanonicalName(request.attempt_id())));
   if (attempt.spec.checkpoint.empty()) {
     return absl::FailedPreconditionError(
         StrCat("step ", attempt.spec.name, " declares no checkpoint"));
@@ -413,8 +456,9 @@ absl::StatusOr<std::string> Scheduler::LatestCheckpoint(const std::string& run_i
   return digest.value_or("");
 }
 
-absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {
-  ASSIGN_OR_RETURN(v1::PipelineRun old, Get(id));
+absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& requested) {
+  ASSIGN_OR_RETURN(v1::PipelineRun old, Get(requested));
+  const std::string& id = old.id();
   if (!Terminal(old.state())) {
     return absl::FailedPreconditionError("pipeline run " + id + " is still " +
                                          v1::RunState_Name(old.state()));
@@ -423,6 +467,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Retry(const std::string& id) {
   request.set_spec_yaml(old.spec_yaml());
   *request.mutable_params() = old.params();
   request.set_queue(old.queue());
+  request.set_project(std::string(ProjectOf(id)));
   // Succeeded steps are reused through the cache (their fingerprints are recorded); a run
   // submitted with no_cache still reuses its own succeeded steps.
   ASSIGN_OR_RETURN(v1::PipelineRun run, Submit(request));
@@ -519,7 +564,9 @@ std::string Scheduler::AttemptDir(const std::string& run, const std::string& ste
   return StrCat(options_.work_root, "/", run, "/", step, "/", std::to_string(attempt));
 }
 
-int64_t Scheduler::WaitForChange(const std::string& id, int64_t seen, int64_t timeout_ms) const {
+int64_t Scheduler::WaitForChange(const std::string& requested, int64_t seen,
+                                 int64_t timeout_ms) const {
+  const std::string id = CanonicalName(requested);
   std::unique_lock lock(mu_);
   auto changes = [&]() -> int64_t {
     auto it = runs_.find(id);

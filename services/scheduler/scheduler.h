@@ -66,6 +66,11 @@ struct SchedulerOptions {
   int workers = 4;
 };
 
+// Where the pipeline run id that `key` starts with ends: `key` is "RUN/STEP" or
+// "RUN/STEP/ATTEMPT" (an attempt id, a cached_from), and a run id is a bare id or, outside project
+// default, `projects/P/<id>`. npos when no '/' follows the run id.
+size_t RunIdEnd(std::string_view key);
+
 // The stable key of a step of a pipeline run (32 hex characters), passed to every attempt as
 // MLOPS_STEP_KEY.
 std::string StepKeyOf(std::string_view run_id, std::string_view step);
@@ -89,12 +94,16 @@ class Scheduler {
   // storage's error when its own write fails (nothing is then changed). Reads keep answering, from
   // memory, which may be ahead of the disk after such a failure.
 
-  // INVALID_ARGUMENT (spec, params), NOT_FOUND (queue), RESOURCE_EXHAUSTED (a step that can never
-  // fit the capacity or its queue's quota).
+  // Runs and schedules belong to projects (their ids and names carry the project; docs/api.md,
+  // "Projects"): a run acts in its project (its steps' inputs, outputs, tracking runs, lineage and
+  // step cache), a schedule submits into its project. Queues are shared by every project.
+  //
+  // INVALID_ARGUMENT (spec, params, project), NOT_FOUND (queue), RESOURCE_EXHAUSTED (a step that
+  // can never fit the capacity or its queue's quota).
   absl::StatusOr<v1::PipelineRun> Submit(const v1::SubmitPipelineRequest& request);
   // NOT_FOUND; DATA_LOSS for a stored run that does not parse.
   absl::StatusOr<v1::PipelineRun> Get(const std::string& id) const;
-  // INVALID_ARGUMENT (page size, page token); DATA_LOSS.
+  // One project's runs, newest first. INVALID_ARGUMENT (project, page size, page token); DATA_LOSS.
   absl::StatusOr<v1::ListPipelineRunsResponse> List(
       const v1::ListPipelineRunsRequest& request) const;
   // NOT_FOUND; FAILED_PRECONDITION when the run has finished.
@@ -105,7 +114,8 @@ class Scheduler {
   absl::StatusOr<v1::Queue> PutQueue(const v1::Queue& queue);
   // INVALID_ARGUMENT (name, cron, spec, params), NOT_FOUND (queue), ALREADY_EXISTS (name).
   absl::StatusOr<v1::Schedule> CreateSchedule(const v1::Schedule& schedule);
-  std::vector<v1::Schedule> ListSchedules() const;
+  // The schedules of `project` ("" = default, "*" = every project). INVALID_ARGUMENT (project).
+  absl::StatusOr<std::vector<v1::Schedule>> ListSchedules(const std::string& project) const;
   // NOT_FOUND.
   absl::Status DeleteSchedule(const std::string& name);
   std::vector<v1::Queue> ListQueues() const;

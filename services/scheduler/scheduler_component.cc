@@ -166,10 +166,11 @@ class SchedulerComponent : public Component {
   absl::Status Started(ServiceHost& host) override {
     // Steps read inputs from and write outputs to the artifact service, and are recorded in the
     // metadata service as tracking runs and lineage executions.
-    ASSIGN_OR_RETURN(auto artifact, PeerChannel(host, Peer::kArtifact));
-    ASSIGN_OR_RETURN(auto metadata, PeerChannel(host, Peer::kMetadata));
-    gateway_ = std::make_unique<ClientArtifactGateway>(artifact);
-    metadata_ = std::make_unique<ClientMetadataGateway>(metadata);
+    // Each run acts in its project, through channels of that project.
+    ASSIGN_OR_RETURN(ChannelForProject artifact, PeerChannelsByProject(host, Peer::kArtifact));
+    ASSIGN_OR_RETURN(ChannelForProject metadata, PeerChannelsByProject(host, Peer::kMetadata));
+    gateway_ = std::make_unique<ClientArtifactGateway>(std::move(artifact));
+    metadata_ = std::make_unique<ClientMetadataGateway>(std::move(metadata));
     SchedulerOptions options;
     options.work_root = dir_ + "/work";
     options.secrets = secrets_;

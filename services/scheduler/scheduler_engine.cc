@@ -11,6 +11,7 @@
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/scheduler/cron.h"
@@ -119,7 +120,7 @@ void Scheduler::Loop() {
     std::vector<PendingStep> admitted;
     if (storage_error_.ok()) admitted = admission_.Admit();
     for (const PendingStep& p : admitted) {
-      size_t slash = p.id.find('/');
+      size_t slash = RunIdEnd(p.id);
       auto it = runs_.find(p.id.substr(0, slash));
       if (it == runs_.end()) {
         admission_.Release(p.id);
@@ -266,7 +267,8 @@ void Scheduler::Evaluate(Run& run, size_t index) {
   run.input_digests[index] = input_digests;
   if (spec.cache && !run.proto.no_cache()) {
     // A cache record that cannot be read is a miss (logged): the step runs and rewrites it.
-    auto cached = db_->GetProto<v1::StepRun>(cache_cf_, step.fingerprint());
+    auto cached =
+        db_->GetProto<v1::StepRun>(cache_cf_, CacheKey(run.proto.id(), step.fingerprint()));
     if (!cached.ok()) {
       LogWarning("cache_record_unreadable", {{"run", run.proto.id()},
                                              {"step", spec.name},
@@ -319,7 +321,8 @@ void Scheduler::Resolve(Run& run, size_t index) {
     }
     for (const auto& [name, ref] : refs) {
       if (!event.result.message.empty()) break;
-      auto version = artifacts_->ResolveDataset(ref.dataset, ref.ref);
+      auto version =
+          artifacts_->ResolveDataset(std::string(ProjectOf(run_id)), ref.dataset, ref.ref);
       if (!version.ok()) {
         event.result.message = "input " + name + ": " + std::string(version.status().message());
         break;
@@ -349,6 +352,7 @@ StepRecord Scheduler::Record(Run& run, size_t index) const {
   StepRecord record;
   record.pipeline = run.proto.pipeline();
   record.pipeline_run = run.proto.id();
+  record.project = std::string(ProjectOf(run.proto.id()));
   record.step = spec.name;
   record.attempt = step.attempts_size();
   record.command = spec.command;
@@ -370,6 +374,7 @@ std::shared_ptr<Scheduler::AttemptPlan> Scheduler::Plan(Run& run, size_t index) 
   const v1::StepRun& step = run.proto.steps(static_cast<int>(index));
   auto plan = std::make_shared<AttemptPlan>();
   plan->run_id = run.proto.id();
+  plan->project = std::string(ProjectOf(plan->run_id));
   plan->index = index;
   plan->number = step.attempts_size() > 0 ? step.attempts(step.attempts_size() - 1).number() : 0;
   plan->attempt_id = StrCat(plan->run_id, "/", spec.name, "/", std::to_string(plan->number));
@@ -475,7 +480,9 @@ void Scheduler::Finished(Run& run, const Event& event) {
     step.set_cached_from(StrCat(run.proto.id(), "/", spec.name));
     rocksdb::WriteBatch batch;
     batch.Put(steps_cf_, StepKey(run.proto.id(), index), step.SerializeAsString());
-    if (spec.cache) batch.Put(cache_cf_, step.fingerprint(), step.SerializeAsString());
+    if (spec.cache) {
+      batch.Put(cache_cf_, CacheKey(run.proto.id(), step.fingerprint()), step.SerializeAsString());
+    }
     if (!WriteOrStop(&batch, StrCat("step ", spec.name, " of pipeline run ", run.proto.id()))) {
       return;
     }

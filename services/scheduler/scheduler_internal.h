@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "services/common/encoding.h"
+#include "services/common/projects.h"
 #include "services/scheduler/scheduler.h"
 
 namespace mlops::scheduler {
@@ -28,6 +29,13 @@ inline std::string StepKey(const std::string& run, size_t index) {
   std::string key = run;
   AppendBigEndian64(&key, index);
   return key;
+}
+
+// The key of a step's record in the cache column family: the fingerprint within the run's project
+// (project default's are bare, as before projects), so that a project reuses only what its own
+// runs produced (another's outputs are content it may not see).
+inline std::string CacheKey(std::string_view run_id, std::string_view fingerprint) {
+  return Qualify(ProjectOf(run_id), fingerprint);
 }
 
 struct Scheduler::Run {
@@ -115,6 +123,7 @@ struct Scheduler::Event {
 // the engine's state.
 struct Scheduler::AttemptPlan {
   std::string run_id;
+  std::string project;  // the run's: its steps' inputs and outputs are that project's
   size_t index = 0;
   int number = 0;
   std::string attempt_id;

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "services/common/grpc_status.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 
 namespace mlops::scheduler {
@@ -87,7 +88,7 @@ grpc::Status SchedulerServiceImpl::GetStepLogs(grpc::ServerContext* context,
   MLOPS_SCHEDULER_OR_RETURN(scheduler);
   // A CACHED step has no attempt of its own: follow cached_from ("run id/step") to the run whose
   // attempt produced the outputs (a few hops at most: a cache hit names the producer).
-  std::string run_id = request->run_id(), step_name = request->step(), produced_by;
+  std::string run_id = CanonicalName(request->run_id()), step_name = request->step(), produced_by;
   v1::StepRun step;
   for (int hop = 0;; ++hop) {
     auto run = scheduler->Get(run_id);
@@ -103,7 +104,7 @@ grpc::Status SchedulerServiceImpl::GetStepLogs(grpc::ServerContext* context,
       return ToGrpcStatus(absl::NotFoundError("run " + run_id + " has no step " + step_name));
     }
     if (step.attempts_size() > 0 || step.state() != v1::CACHED || hop == 8) break;
-    size_t slash = step.cached_from().rfind('/');
+    size_t slash = RunIdEnd(step.cached_from());
     if (slash == std::string::npos) break;
     run_id = step.cached_from().substr(0, slash);
     step_name = step.cached_from().substr(slash + 1);
@@ -189,10 +190,12 @@ grpc::Status SchedulerServiceImpl::CreateSchedule(grpc::ServerContext*, const v1
 }
 
 grpc::Status SchedulerServiceImpl::ListSchedules(grpc::ServerContext*,
-                                                 const v1::ListSchedulesRequest*,
+                                                 const v1::ListSchedulesRequest* request,
                                                  v1::ListSchedulesResponse* response) {
   MLOPS_SCHEDULER_OR_RETURN(scheduler);
-  for (auto& schedule : scheduler->ListSchedules()) {
+  auto schedules = scheduler->ListSchedules(request->project());
+  if (!schedules.ok()) return ToGrpcStatus(schedules.status());
+  for (auto& schedule : *schedules) {
     schedule.clear_spec_yaml();
     *response->add_schedules() = std::move(schedule);
   }

@@ -11,6 +11,7 @@
 #include "services/common/logging.h"
 #include "services/common/names.h"
 #include "services/common/page_token.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/scheduler/cron.h"
@@ -20,8 +21,12 @@
 
 namespace mlops::scheduler {
 
-absl::StatusOr<v1::Schedule> Scheduler::CreateSchedule(const v1::Schedule& schedule) {
-  RETURN_IF_ERROR(ValidateName(NameKind::kStep, "name", schedule.name()));
+absl::StatusOr<v1::Schedule> Scheduler::CreateSchedule(const v1::Schedule& requested) {
+  // Keyed by its name in its project (`projects/P/name`; a bare name in project default).
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped("name", requested.name()));
+  RETURN_IF_ERROR(ValidateName(NameKind::kStep, "name", scoped.name));
+  v1::Schedule schedule = requested;
+  schedule.set_name(Qualify(scoped.project, scoped.name));
   ASSIGN_OR_RETURN(CronSchedule cron, CronSchedule::Parse(schedule.cron()));
   ASSIGN_OR_RETURN(PipelineSpec spec, ParsePipelineSpec(schedule.spec_yaml()));
   RETURN_IF_ERROR(ApplyParams(&spec, {schedule.params().begin(), schedule.params().end()}));
@@ -50,14 +55,21 @@ absl::StatusOr<v1::Schedule> Scheduler::CreateSchedule(const v1::Schedule& sched
   return stored;
 }
 
-std::vector<v1::Schedule> Scheduler::ListSchedules() const {
+absl::StatusOr<std::vector<v1::Schedule>> Scheduler::ListSchedules(
+    const std::string& requested) const {
+  const std::string project = requested.empty() ? std::string(kDefaultProject) : requested;
+  if (project != kEveryProject) RETURN_IF_ERROR(ValidateProject(project));
   std::lock_guard lock(mu_);
   std::vector<v1::Schedule> out;
-  for (const auto& [name, schedule] : schedules_) out.push_back(schedule);
+  for (const auto& [name, schedule] : schedules_) {
+    if (project == kEveryProject || ProjectOf(name) == project) out.push_back(schedule);
+  }
   return out;
 }
 
-absl::Status Scheduler::DeleteSchedule(const std::string& name) {
+absl::Status Scheduler::DeleteSchedule(const std::string& requested) {
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped("name", requested));
+  const std::string name = Qualify(scoped.project, scoped.name);
   std::lock_guard lock(mu_);
   RETURN_IF_ERROR(CheckStorage());
   if (!schedules_.contains(name)) return absl::NotFoundError("schedule " + name + " not found");
@@ -83,6 +95,7 @@ void Scheduler::FireSchedules(int64_t now) {
     *request.mutable_params() = schedule.params();
     request.set_queue(schedule.queue());
     request.set_no_cache(schedule.no_cache());
+    request.set_project(std::string(ProjectOf(name)));
     absl::StatusOr<v1::PipelineRun> run = absl::InternalError("spec");
     auto spec = ParsePipelineSpec(schedule.spec_yaml());
     if (spec.ok()) {

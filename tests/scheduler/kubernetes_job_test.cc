@@ -53,6 +53,17 @@ TEST(KubernetesJobTest, AnAttemptIsOneJobNamedByItsId) {
   EXPECT_EQ(job->metadata().namespace_(), "ml");
   EXPECT_EQ(job->metadata().labels().at("mlops.dev/scheduler"), "mlops");
   EXPECT_EQ(job->metadata().labels().at("mlops.dev/pipeline-run"), "0123abcd");
+  EXPECT_EQ(job->metadata().labels().at("mlops.dev/project"), "default");
+  // A run of another project: its id within the project, and the project, as labels (a label
+  // value holds no '/').
+  LaunchSpec in_vision = Spec();
+  in_vision.env["MLOPS_PIPELINE_RUN_ID"] = "projects/vision/0123abcd";
+  auto vision_job = Built(in_vision, options);
+  ASSERT_TRUE(vision_job.ok()) << vision_job.status();
+  EXPECT_EQ(vision_job->metadata().labels().at("mlops.dev/pipeline-run"), "0123abcd");
+  EXPECT_EQ(vision_job->metadata().labels().at("mlops.dev/project"), "vision");
+  EXPECT_EQ(vision_job->metadata().annotations().at("mlops.dev/pipeline-run-id"),
+            "projects/vision/0123abcd");
   // "train step" is no label value: it is only in the annotations.
   EXPECT_FALSE(job->metadata().labels().contains("mlops.dev/step"));
   EXPECT_EQ(job->metadata().annotations().at("mlops.dev/step-name"), "train step");

@@ -23,23 +23,24 @@ using ::mlops::testing::StatusIs;
 // scheduler_test through its gRPC client). Datasets resolve to a digest of their name.
 class MemoryArtifacts final : public ArtifactGateway {
  public:
-  absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
+  absl::StatusOr<std::string> ResolveDataset(const std::string&, const std::string& dataset,
                                              const std::string& ref) override {
     return DigestHex(Sha256Of(dataset + "@" + ref));
   }
-  absl::Status MaterializeDataset(const std::string&, const std::string&,
+  absl::Status MaterializeDataset(const std::string&, const std::string&, const std::string&,
                                   const std::string& dir) override {
     std::filesystem::create_directories(dir);
     return absl::OkStatus();
   }
-  absl::Status MaterializeBlob(const std::string& digest, const std::string& path) override {
+  absl::Status MaterializeBlob(const std::string&, const std::string& digest,
+                               const std::string& path) override {
     std::lock_guard lock(mu_);
     auto it = blobs_.find(digest);
     if (it == blobs_.end()) return absl::NotFoundError("blob " + digest);
     std::ofstream(path, std::ios::binary) << it->second;
     return absl::OkStatus();
   }
-  absl::StatusOr<std::string> UploadFile(const std::string& path) override {
+  absl::StatusOr<std::string> UploadFile(const std::string&, const std::string& path) override {
     std::ifstream in(path, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::string digest = DigestHex(Sha256Of(bytes));

@@ -27,23 +27,25 @@ using ::mlops::testing::StatusIs;
 class HoldingGateway final : public ArtifactGateway {
  public:
   explicit HoldingGateway(ArtifactGateway* real) : real_(real) {}
-  absl::StatusOr<std::string> ResolveDataset(const std::string& dataset,
+  absl::StatusOr<std::string> ResolveDataset(const std::string& project, const std::string& dataset,
                                              const std::string& ref) override {
     if (dataset == "held") {
       entered.set_value();
       release.get_future().wait();
     }
-    return real_->ResolveDataset(dataset, ref);
+    return real_->ResolveDataset(project, dataset, ref);
   }
-  absl::Status MaterializeDataset(const std::string& dataset, const std::string& version,
-                                  const std::string& dir) override {
-    return real_->MaterializeDataset(dataset, version, dir);
+  absl::Status MaterializeDataset(const std::string& project, const std::string& dataset,
+                                  const std::string& version, const std::string& dir) override {
+    return real_->MaterializeDataset(project, dataset, version, dir);
   }
-  absl::Status MaterializeBlob(const std::string& digest, const std::string& path) override {
-    return real_->MaterializeBlob(digest, path);
+  absl::Status MaterializeBlob(const std::string& project, const std::string& digest,
+                               const std::string& path) override {
+    return real_->MaterializeBlob(project, digest, path);
   }
-  absl::StatusOr<std::string> UploadFile(const std::string& path) override {
-    return real_->UploadFile(path);
+  absl::StatusOr<std::string> UploadFile(const std::string& project,
+                                         const std::string& path) override {
+    return real_->UploadFile(project, path);
   }
   std::promise<void> entered;
   std::promise<void> release;
@@ -57,8 +59,8 @@ class SchedulerTest : public ::testing::Test {
   SchedulerTest()
       : artifact_server_({artifact::OpenArtifactComponent, metadata::OpenMetadataComponent},
                          /*metrics=*/false),
-        gateway_(artifact_server_.NewChannel()),
-        metadata_(artifact_server_.NewChannel()),
+        gateway_(artifact_server_.ChannelsByProject()),
+        metadata_(artifact_server_.ChannelsByProject()),
         client_(artifact_server_.NewChannel()) {}
 
   void SetUp() override {
@@ -364,7 +366,7 @@ TEST_F(SchedulerTest, SchedulesSubmitRunsOnTime) {
   ASSERT_OK(created.status());
   std::vector<v1::Schedule> listed;
   for (int i = 0; i < 100; ++i) {
-    listed = scheduler_->ListSchedules();
+    listed = *scheduler_->ListSchedules("");
     if (!listed[0].last_run_id().empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -378,8 +380,8 @@ TEST_F(SchedulerTest, SchedulesSubmitRunsOnTime) {
   // Restart: the schedule survives, nothing fires again before its time.
   scheduler_.reset();
   Start();
-  ASSERT_EQ(scheduler_->ListSchedules().size(), 1u);
-  EXPECT_EQ(scheduler_->ListSchedules()[0].last_run_id(), listed[0].last_run_id());
+  ASSERT_EQ(scheduler_->ListSchedules("")->size(), 1u);
+  EXPECT_EQ((*scheduler_->ListSchedules(""))[0].last_run_id(), listed[0].last_run_id());
   EXPECT_THAT(scheduler_->CreateSchedule(schedule).status(),
               StatusIs(absl::StatusCode::kAlreadyExists, "nightly"));
   schedule.set_name("bad");

@@ -95,6 +95,18 @@ std::shared_ptr<grpc::Channel> InProcessServer::NewChannel() const {
   return grpc::CreateChannel(address(), grpc::InsecureChannelCredentials());
 }
 
+std::shared_ptr<grpc::Channel> InProcessServer::NewChannel(const std::string& project) const {
+  ChannelSecurity plain;
+  plain.project = project;
+  return SecureChannel(address(), plain, grpc::ChannelArguments());
+}
+
+ChannelForProject InProcessServer::ChannelsByProject() const {
+  return [this](const std::string& project) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
+    return NewChannel(project);
+  };
+}
+
 ChildServer::ChildServer(std::string binary, std::string data_dir,
                          std::vector<std::string> extra_args)
     : binary_(std::move(binary)),

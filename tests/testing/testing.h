@@ -49,6 +49,10 @@ class InProcessServer {
   std::string address() const { return "127.0.0.1:" + std::to_string(host_->port()); }
   int metrics_port() const { return host_->metrics_port(); }
   std::shared_ptr<grpc::Channel> NewChannel() const;
+  // A channel whose calls act in `project` (MakeProjectInterceptor; plain for "" and default), and
+  // the function that makes one per project (what a scheduler's gateways take).
+  std::shared_ptr<grpc::Channel> NewChannel(const std::string& project) const;
+  ChannelForProject ChannelsByProject() const;
   const std::string& data_dir() const { return dir_.path(); }
 
  private:

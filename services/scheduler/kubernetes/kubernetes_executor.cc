@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "services/common/digest.h"
 #include "services/common/logging.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -258,8 +259,13 @@ absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOpt
   };
   std::map<std::string, std::string> labels = {{kSchedulerLabel, options.scheduler_id},
                                                {kAttemptLabel, name.substr(6)}};
-  if (auto run = LabelValue(env_of("MLOPS_PIPELINE_RUN_ID")); !run.empty()) {
+  // The run's id within its project (a label value holds no '/'), and its project.
+  const std::string run_id = env_of("MLOPS_PIPELINE_RUN_ID");
+  if (auto run = LabelValue(run_id.substr(run_id.rfind('/') + 1)); !run.empty()) {
     labels["mlops.dev/pipeline-run"] = run;
+  }
+  if (auto project = LabelValue(std::string(ProjectOf(run_id))); !project.empty()) {
+    labels["mlops.dev/project"] = project;
   }
   if (auto step = LabelValue(env_of("MLOPS_STEP")); !step.empty()) labels["mlops.dev/step"] = step;
   for (const auto& [k, v] : labels) (*meta->mutable_labels())[k] = v;

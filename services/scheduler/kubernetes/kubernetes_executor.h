@@ -57,14 +57,14 @@ struct KubernetesOptions {
 std::string JobName(const std::string& attempt_id);
 
 // The Job an attempt is launched as (exposed for tests): labels mlops.dev/scheduler,
-// mlops.dev/attempt (the name's hash), mlops.dev/pipeline-run and mlops.dev/step where they are
-// valid label values; annotations with the attempt id, run and step; backoffLimit 0;
-// activeDeadlineSeconds from the timeout; requests = limits for cpu, memory and nvidia.com/gpu;
-// for replicas > 1 an Indexed Job with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in the env.
-// Returns the Job's JSON: pod template overrides keep fields mlops does not model. Objects merge
-// key by key, lists of named objects (containers, env, volumes, volumeMounts) by name, the first
-// container of an override, if unnamed, is the step's; INVALID_ARGUMENT for an override that is
-// no JSON object or names a known field with a wrong type.
+// mlops.dev/attempt (the name's hash), mlops.dev/pipeline-run (the run's id within its project),
+// mlops.dev/project and mlops.dev/step where they are valid label values; annotations with the
+// attempt id, run and step; backoffLimit 0; activeDeadlineSeconds from the timeout; requests =
+// limits for cpu, memory and nvidia.com/gpu; for replicas > 1 an Indexed Job with RANK, WORLD_SIZE,
+// MASTER_ADDR and MASTER_PORT in the env. Returns the Job's JSON: pod template overrides keep
+// fields mlops does not model. Objects merge key by key, lists of named objects (containers, env,
+// volumes, volumeMounts) by name, the first container of an override, if unnamed, is the step's;
+// INVALID_ARGUMENT for an override that is no JSON object or names a known field with a wrong type.
 absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOptions& options,
                                      const std::string& namespace_name);
 
