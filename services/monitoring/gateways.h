@@ -21,7 +21,8 @@ class DatasetSource {
     std::string resolved;  // NAME@sha256:... (the version the ref named when it was read)
     std::vector<std::unique_ptr<Table>> tables;  // its .csv and .mlcol files, by path
   };
-  // Reads dataset `ref` (NAME or NAME@REF). NOT_FOUND when there is no such dataset or version,
+  // Reads dataset `ref` (NAME or NAME@REF; the name carries its project, `projects/P/NAME`, and
+  // the dataset is read in that project). NOT_FOUND when there is no such dataset or version,
   // INVALID_ARGUMENT when it holds no table or a table does not parse, UNAVAILABLE when the
   // artifact service cannot be reached.
   virtual absl::StatusOr<Dataset> Read(const std::string& ref) = 0;
@@ -37,10 +38,11 @@ class ModelResolver {
 };
 
 struct RetrainRequest {
+  std::string project;  // the monitor's: the pipeline runs there
   std::string spec_yaml;
   std::map<std::string, std::string> params;
   std::string queue;
-  std::string request_id;  // the alert id: submitting twice makes one pipeline run
+  std::string request_id;  // the alert's id in its project: submitting twice makes one run
 };
 
 class RetrainTrigger {

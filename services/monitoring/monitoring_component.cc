@@ -27,11 +27,12 @@ class MonitoringComponent : public Component {
     std::error_code ec;
     std::filesystem::remove_all(dir_ + "/work", ec);  // datasets a previous life was reading
     std::filesystem::create_directories(dir_ + "/work", ec);
-    ASSIGN_OR_RETURN(auto artifact, PeerChannel(host, Peer::kArtifact));
+    // Datasets are read in their project, through a channel of that project.
+    ASSIGN_OR_RETURN(ChannelForProject artifact, PeerChannelsByProject(host, Peer::kArtifact));
     ASSIGN_OR_RETURN(auto metadata, PeerChannel(host, Peer::kMetadata));
     ASSIGN_OR_RETURN(auto scheduler, PeerChannel(host, Peer::kScheduler));
     store_ = std::make_unique<MonitoringStore>(
-        db_.get(), host.registry(), ArtifactDatasetSource(artifact, dir_ + "/work"),
+        db_.get(), host.registry(), ArtifactDatasetSource(std::move(artifact), dir_ + "/work"),
         RegistryModelResolver(metadata), SchedulerRetrainTrigger(scheduler));
     RETURN_IF_ERROR(store_->Load());
     service_->SetStore(store_.get());

@@ -3,7 +3,9 @@
 #include <chrono>
 
 #include "services/common/grpc_status.h"
+#include "services/common/projects.h"
 #include "services/common/request_errors.h"
+#include "services/common/rpc_guard.h"
 #include "services/common/strings.h"
 
 namespace mlops::monitoring {
@@ -47,10 +49,10 @@ grpc::Status MonitoringServiceImpl::GetProfile(grpc::ServerContext*,
 }
 
 grpc::Status MonitoringServiceImpl::ListProfiles(grpc::ServerContext*,
-                                                 const v1::ListProfilesRequest*,
+                                                 const v1::ListProfilesRequest* request,
                                                  v1::ListProfilesResponse* response) {
   return WithStore([&](MonitoringStore& store) {
-    auto profiles = store.ListProfiles();
+    auto profiles = store.ListProfiles(request->project());
     if (!profiles.ok()) return ToGrpcStatus(profiles.status());
     for (auto& profile : *profiles) *response->add_profiles() = std::move(profile);
     return grpc::Status::OK;
@@ -71,21 +73,36 @@ grpc::Status MonitoringServiceImpl::GetMonitor(grpc::ServerContext*,
 }
 
 grpc::Status MonitoringServiceImpl::ListMonitors(grpc::ServerContext*,
-                                                 const v1::ListMonitorsRequest*,
+                                                 const v1::ListMonitorsRequest* request,
                                                  v1::ListMonitorsResponse* response) {
   return WithStore([&](MonitoringStore& store) {
-    for (auto& monitor : store.ListMonitors()) *response->add_monitors() = std::move(monitor);
+    auto monitors = store.ListMonitors(request->project());
+    if (!monitors.ok()) return ToGrpcStatus(monitors.status());
+    for (auto& monitor : *monitors) *response->add_monitors() = std::move(monitor);
     return grpc::Status::OK;
   });
 }
 
-grpc::Status MonitoringServiceImpl::IngestSamples(grpc::ServerContext*,
+grpc::Status MonitoringServiceImpl::IngestSamples(grpc::ServerContext* context,
                                                   grpc::ServerReader<v1::SampleBatch>* reader,
                                                   v1::IngestSamplesResponse* response) {
+  // The stream acts in the project of its metadata (the guard checked the caller's role there): a
+  // batch naming a monitor of another project ends it.
+  const std::string project = StreamProject(*context);
+  absl::Status foreign;
   return WithStore([&](MonitoringStore& store) {
     absl::Status status = store.IngestSamples(
-        [reader](v1::SampleBatch* batch) { return reader->Read(batch); }, response);
+        [&](v1::SampleBatch* batch) {
+          if (!reader->Read(batch)) return false;
+          if (batch->monitor().empty() || ProjectOf(batch->monitor()) == project) return true;
+          foreign = absl::InvalidArgumentError(
+              StrCat("monitor ", batch->monitor().substr(0, 200), " is not in project ", project,
+                     ", the project this stream was opened for (metadata ", kProjectMetadata, ")"));
+          return false;
+        },
+        response);
     if (!status.ok()) return ToGrpcStatus(status);
+    if (!foreign.ok()) return ToGrpcStatus(foreign);
     // A batch that did not parse ends the reads: what came before it is kept (as for any failing
     // batch), and the call says where it stopped.
     if (std::optional<std::string> parse_error = TakeParseError()) {
@@ -126,7 +143,8 @@ grpc::Status MonitoringServiceImpl::ListAlerts(grpc::ServerContext*,
                                                const v1::ListAlertsRequest* request,
                                                v1::ListAlertsResponse* response) {
   return WithStore([&](MonitoringStore& store) {
-    auto alerts = store.ListAlerts(request->monitor(), request->unacknowledged_only());
+    auto alerts =
+        store.ListAlerts(request->monitor(), request->project(), request->unacknowledged_only());
     if (!alerts.ok()) return ToGrpcStatus(alerts.status());
     for (auto& alert : *alerts) *response->add_alerts() = std::move(alert);
     return grpc::Status::OK;

@@ -7,6 +7,7 @@
 #include "services/common/ids.h"
 #include "services/common/logging.h"
 #include "services/common/names.h"
+#include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 
@@ -17,6 +18,40 @@ std::string VersionKey(const std::string& name, int64_t version) {
   std::string key = name + '\0';
   AppendBigEndian64(&key, static_cast<uint64_t>(version));
   return key;
+}
+
+// The stored name of resource `value` (request field `field`): its name in its project, by the
+// identifier rule, with the project's prefix outside project default.
+absl::StatusOr<std::string> StoredName(std::string_view field, std::string_view value) {
+  ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped(field, value));
+  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, field, scoped.name));
+  return Qualify(scoped.project, scoped.name);
+}
+
+// INVALID_ARGUMENT unless `value` (request field `field`) names something of `project`, the
+// project of `owner`: one monitor's or profile's references all stay in its project.
+absl::Status InProject(std::string_view field, std::string_view value, std::string_view owner,
+                       std::string_view project) {
+  if (value.empty() || ProjectOf(value) == project) return absl::OkStatus();
+  return absl::InvalidArgumentError(StrCat(field, " ", value.substr(0, 200), " is in project ",
+                                           ProjectOf(value), ", ", owner, " in project ", project,
+                                           ": one request acts in one project"));
+}
+
+// A list request's project: "" is default, "*" every project.
+absl::StatusOr<std::string> ListedProject(const std::string& project) {
+  if (project.empty()) return std::string(kDefaultProject);
+  if (project != kEveryProject) RETURN_IF_ERROR(ValidateProject(project));
+  return project;
+}
+
+bool Listed(std::string_view project, std::string_view name) {
+  return project == kEveryProject || ProjectOf(name) == project;
+}
+
+// The bare part of an id in its project (`projects/P/x` -> x).
+std::string_view InProjectId(std::string_view id) {
+  return id.starts_with(kProjectsPrefix) ? id.substr(id.find('/', kProjectsPrefix.size()) + 1) : id;
 }
 
 // A stored prediction: the predicted value and when it expires.
@@ -130,13 +165,7 @@ absl::Status MonitoringStore::Load() {
   for (const v1::Alert& alert : pending) {
     auto state = states_.find(alert.monitor());
     if (state == states_.end()) continue;
-    const v1::Monitor& monitor = state->second->monitor;
-    RetrainJob job{monitor.name(), alert.id(), 0, {}};
-    job.request.spec_yaml = monitor.retrain_pipeline_yaml();
-    job.request.params = {monitor.retrain_params().begin(), monitor.retrain_params().end()};
-    job.request.queue = monitor.retrain_queue();
-    job.request.request_id = alert.id();
-    retrain_queue_.push_back(std::move(job));
+    retrain_queue_.push_back(RetrainJobFor(state->second->monitor, alert, 0));
   }
   if (!pending.empty()) {
     LogInfo("retrains_resumed", {{"count", std::to_string(retrain_queue_.size())}});
@@ -145,8 +174,21 @@ absl::Status MonitoringStore::Load() {
   return absl::OkStatus();
 }
 
+MonitoringStore::RetrainJob MonitoringStore::RetrainJobFor(const v1::Monitor& monitor,
+                                                           const v1::Alert& alert,
+                                                           int64_t previous_retrain_ms) {
+  RetrainJob job{monitor.name(), alert.id(), previous_retrain_ms, {}};
+  job.request.project = std::string(ProjectOf(monitor.name()));
+  job.request.spec_yaml = monitor.retrain_pipeline_yaml();
+  job.request.params = {monitor.retrain_params().begin(), monitor.retrain_params().end()};
+  job.request.queue = monitor.retrain_queue();
+  job.request.request_id = std::string(InProjectId(alert.id()));
+  return job;
+}
+
 absl::StatusOr<std::shared_ptr<MonitorState>> MonitoringStore::Find(
-    const std::string& monitor) const {
+    const std::string& requested) const {
+  const std::string monitor = CanonicalName(requested);
   std::lock_guard lock(mu_);
   auto it = states_.find(monitor);
   if (it == states_.end()) return absl::NotFoundError("monitor " + monitor + " not found");
@@ -158,7 +200,8 @@ absl::StatusOr<std::shared_ptr<MonitorState>> MonitoringStore::Find(
 
 absl::StatusOr<v1::Profile> MonitoringStore::CreateProfile(
     const v1::CreateProfileRequest& request) {
-  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "name", request.name()));
+  ASSIGN_OR_RETURN(const std::string name, StoredName("name", request.name()));
+  RETURN_IF_ERROR(InProject("dataset", request.dataset(), "the profile", ProjectOf(name)));
   std::vector<std::unique_ptr<Table>> tables;
   std::string source;
   if (request.has_samples()) {
@@ -169,7 +212,8 @@ absl::StatusOr<v1::Profile> MonitoringStore::CreateProfile(
     if (datasets_ == nullptr) {
       return absl::FailedPreconditionError("no artifact service configured");
     }
-    ASSIGN_OR_RETURN(DatasetSource::Dataset dataset, datasets_->Read(request.dataset()));
+    ASSIGN_OR_RETURN(DatasetSource::Dataset dataset,
+                     datasets_->Read(CanonicalName(request.dataset())));
     tables = std::move(dataset.tables);
     source = "dataset " + dataset.resolved;
   } else {
@@ -178,14 +222,14 @@ absl::StatusOr<v1::Profile> MonitoringStore::CreateProfile(
   std::vector<std::string> categorical(request.categorical().begin(), request.categorical().end());
   ASSIGN_OR_RETURN(auto features, ProfileTables(tables, categorical, request.max_categories()));
   v1::Profile profile;
-  profile.set_name(request.name());
+  profile.set_name(name);
   profile.set_source(source);
   uint64_t rows = 0;
   for (const auto& table : tables) rows += table->rows();
   profile.set_rows(rows);
   for (auto& f : features) *profile.add_features() = std::move(f);
   std::lock_guard lock(mu_);
-  auto latest = GetProfile(request.name(), 0);
+  auto latest = GetProfile(name, 0);
   if (!latest.ok() && !absl::IsNotFound(latest.status())) return latest.status();
   profile.set_version(latest.ok() ? latest->version() + 1 : 1);
   profile.set_create_time_ms(NowMs());
@@ -196,8 +240,9 @@ absl::StatusOr<v1::Profile> MonitoringStore::CreateProfile(
   return profile;
 }
 
-absl::StatusOr<v1::Profile> MonitoringStore::GetProfile(const std::string& name,
+absl::StatusOr<v1::Profile> MonitoringStore::GetProfile(const std::string& requested,
                                                         int64_t version) const {
+  const std::string name = CanonicalName(requested);
   std::optional<v1::Profile> profile;
   if (version > 0) {
     ASSIGN_OR_RETURN(profile, db_->GetProto<v1::Profile>(profiles_cf_, VersionKey(name, version)));
@@ -216,10 +261,13 @@ absl::StatusOr<v1::Profile> MonitoringStore::GetProfile(const std::string& name,
   return *std::move(profile);
 }
 
-absl::StatusOr<std::vector<v1::Profile>> MonitoringStore::ListProfiles() const {
+absl::StatusOr<std::vector<v1::Profile>> MonitoringStore::ListProfiles(
+    const std::string& requested) const {
+  ASSIGN_OR_RETURN(const std::string project, ListedProject(requested));
   std::map<std::string, v1::Profile> latest;
   RETURN_IF_ERROR(db_->ScanProto<v1::Profile>(profiles_cf_, "", {},
                                               [&](std::string_view, v1::Profile& profile) {
+                                                if (!Listed(project, profile.name())) return true;
                                                 profile.clear_features();
                                                 // Versions ascend: the last one stays.
                                                 latest[profile.name()] = std::move(profile);
@@ -234,7 +282,12 @@ absl::StatusOr<std::vector<v1::Profile>> MonitoringStore::ListProfiles() const {
 // Monitors
 
 absl::StatusOr<v1::Monitor> MonitoringStore::CreateMonitor(v1::Monitor monitor) {
-  RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, "name", monitor.name()));
+  ASSIGN_OR_RETURN(const std::string name, StoredName("name", monitor.name()));
+  monitor.set_name(name);
+  RETURN_IF_ERROR(InProject("profile", monitor.profile(), "the monitor", ProjectOf(name)));
+  RETURN_IF_ERROR(InProject("model", monitor.model(), "the monitor", ProjectOf(name)));
+  monitor.set_profile(CanonicalName(monitor.profile()));
+  monitor.set_model(CanonicalName(monitor.model()));
   ASSIGN_OR_RETURN(v1::Profile profile, GetProfile(monitor.profile(), monitor.profile_version()));
   monitor.set_profile_version(profile.version());
   if (monitor.features().empty()) {
@@ -295,10 +348,21 @@ absl::StatusOr<v1::Monitor> MonitoringStore::GetMonitor(const std::string& name)
   return state->monitor;
 }
 
-std::vector<v1::Monitor> MonitoringStore::ListMonitors() const {
-  std::lock_guard lock(mu_);
+absl::StatusOr<std::vector<v1::Monitor>> MonitoringStore::ListMonitors(
+    const std::string& requested) const {
+  ASSIGN_OR_RETURN(const std::string project, ListedProject(requested));
+  std::vector<std::shared_ptr<MonitorState>> states;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [name, state] : states_) {
+      if (Listed(project, name)) states.push_back(state);
+    }
+  }
   std::vector<v1::Monitor> monitors;
-  for (const auto& [name, state] : states_) monitors.push_back(state->monitor);
+  for (const auto& state : states) {
+    std::lock_guard lock(state->mu);
+    monitors.push_back(state->monitor);
+  }
   return monitors;
 }
 
@@ -373,7 +437,8 @@ v1::DriftReport MonitoringStore::CloseWindow(MonitorState& state, int64_t now, C
 
 void MonitoringStore::Publish(MonitorState& state, v1::DriftReport* report, Change& change) {
   const v1::Monitor& monitor = state.monitor;
-  report->set_id(NewId());
+  const std::string_view project = ProjectOf(monitor.name());
+  report->set_id(Qualify(project, NewId()));
   report->set_monitor(monitor.name());
   const std::string reason = Assess(monitor, report);
   metrics_.ExportReport(monitor, *report);
@@ -384,7 +449,7 @@ void MonitoringStore::Publish(MonitorState& state, v1::DriftReport* report, Chan
   change.Put(reports_cf_, std::move(key), report->SerializeAsString());
   if (reason.empty()) return;
   v1::Alert alert;
-  alert.set_id(NewId());
+  alert.set_id(Qualify(project, NewId()));
   alert.set_monitor(monitor.name());
   alert.set_report_id(report->id());
   alert.set_time_ms(NowMs());
@@ -397,12 +462,7 @@ void MonitoringStore::Publish(MonitorState& state, v1::DriftReport* report, Chan
       (last == 0 || alert.time_ms() - last >= monitor.cooldown_ms())) {
     alert.set_retrain(v1::RETRAIN_PENDING);
     state.window.set_last_retrain_ms(alert.time_ms());
-    RetrainJob job{monitor.name(), alert.id(), last, {}};
-    job.request.spec_yaml = monitor.retrain_pipeline_yaml();
-    job.request.params = {monitor.retrain_params().begin(), monitor.retrain_params().end()};
-    job.request.queue = monitor.retrain_queue();
-    job.request.request_id = alert.id();
-    change.retrains.push_back(std::move(job));
+    change.retrains.push_back(RetrainJobFor(monitor, alert, last));
   }
   change.Put(alerts_cf_, alert.id(), alert.SerializeAsString());
 }
@@ -419,7 +479,8 @@ absl::Status MonitoringStore::IngestSamples(const std::function<bool(v1::SampleB
   while (status.ok() && next(&batch)) {
     if (state == nullptr) {
       ASSIGN_OR_RETURN(state, Find(batch.monitor()));
-    } else if (!batch.monitor().empty() && batch.monitor() != state->monitor.name()) {
+    } else if (!batch.monitor().empty() &&
+               CanonicalName(batch.monitor()) != state->monitor.name()) {
       status = absl::InvalidArgumentError("one IngestSamples call feeds one monitor");
       break;
     }
@@ -509,6 +570,11 @@ absl::StatusOr<v1::IngestFeedbackResponse> MonitoringStore::IngestFeedback(
 absl::StatusOr<v1::DriftReport> MonitoringStore::EvaluateDataset(
     const v1::EvaluateDatasetRequest& request) {
   std::shared_ptr<MonitorState> state;
+  // The project the dataset must be in: the monitor's, or the profile's.
+  const std::string_view project =
+      ProjectOf(request.monitor().empty() ? request.profile() : request.monitor());
+  RETURN_IF_ERROR(InProject("dataset", request.dataset(),
+                            request.monitor().empty() ? "the profile" : "the monitor", project));
   if (!request.monitor().empty()) {
     ASSIGN_OR_RETURN(state, Find(request.monitor()));
   } else if (!request.profile().empty()) {
@@ -525,7 +591,8 @@ absl::StatusOr<v1::DriftReport> MonitoringStore::EvaluateDataset(
     return absl::InvalidArgumentError("monitor or profile: what to compare the dataset against");
   }
   if (datasets_ == nullptr) return absl::FailedPreconditionError("no artifact service configured");
-  ASSIGN_OR_RETURN(DatasetSource::Dataset dataset, datasets_->Read(request.dataset()));
+  ASSIGN_OR_RETURN(DatasetSource::Dataset dataset,
+                   datasets_->Read(CanonicalName(request.dataset())));
   // The profile and tests of a monitor never change: no lock while the dataset is evaluated.
   auto report = DatasetReport(*state, dataset.tables);
   if (!report.ok()) {
@@ -549,33 +616,41 @@ absl::StatusOr<v1::DriftReport> MonitoringStore::EvaluateDataset(
 absl::StatusOr<std::vector<v1::DriftReport>> MonitoringStore::ListReports(
     const std::string& monitor, int limit) const {
   RETURN_IF_ERROR(Find(monitor).status());
+  const std::string name = CanonicalName(monitor);
   std::vector<v1::DriftReport> reports;
   RETURN_IF_ERROR(db_->ScanProtoReverse<v1::DriftReport>(
-      reports_cf_, monitor + '\0', {}, [&](std::string_view, v1::DriftReport& report) {
+      reports_cf_, name + '\0', {}, [&](std::string_view, v1::DriftReport& report) {
         reports.push_back(std::move(report));
         return static_cast<int>(reports.size()) < limit;
       }));
   return reports;
 }
 
-absl::StatusOr<std::vector<v1::Alert>> MonitoringStore::ListAlerts(const std::string& monitor,
-                                                                   bool unacknowledged_only) const {
+absl::StatusOr<std::vector<v1::Alert>> MonitoringStore::ListAlerts(
+    const std::string& requested_monitor, const std::string& requested_project,
+    bool unacknowledged_only) const {
+  const std::string monitor = CanonicalName(requested_monitor);
+  ASSIGN_OR_RETURN(const std::string project, ListedProject(requested_project));
   std::vector<v1::Alert> alerts;
   RETURN_IF_ERROR(
       db_->ScanProto<v1::Alert>(alerts_cf_, "", {}, [&](std::string_view, v1::Alert& alert) {
-        if ((monitor.empty() || alert.monitor() == monitor) &&
+        if ((monitor.empty() ? Listed(project, alert.monitor()) : alert.monitor() == monitor) &&
             !(unacknowledged_only && alert.acknowledged())) {
           alerts.push_back(std::move(alert));
         }
         return true;
       }));
-  // Ids are time-ordered: newest first.
-  std::reverse(alerts.begin(), alerts.end());
+  // Newest first. Ids are time-ordered within a project (keys of other projects sort apart).
+  std::sort(alerts.begin(), alerts.end(), [](const v1::Alert& a, const v1::Alert& b) {
+    std::string_view x = InProjectId(a.id()), y = InProjectId(b.id());
+    return x != y ? x > y : a.id() > b.id();
+  });
   return alerts;
 }
 
-absl::StatusOr<v1::Alert> MonitoringStore::AcknowledgeAlert(const std::string& id,
+absl::StatusOr<v1::Alert> MonitoringStore::AcknowledgeAlert(const std::string& requested,
                                                             const std::string& by) {
+  const std::string id = CanonicalName(requested);
   std::lock_guard lock(alerts_mu_);
   ASSIGN_OR_RETURN(auto stored, db_->GetProto<v1::Alert>(alerts_cf_, id));
   if (!stored.has_value()) return absl::NotFoundError("alert " + id + " not found");

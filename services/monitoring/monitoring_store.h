@@ -78,6 +78,12 @@ class MonitoringStore {
   // starts the retraining worker. Call once, before anything else.
   absl::Status Load();
 
+  // Names (profiles, monitors, models, datasets) carry their project (docs/api.md, "Projects"):
+  // `projects/P/name`, a bare name in project default (`projects/default/name` is that name too).
+  // A monitor's profile and model, and the datasets a profile is made from or a monitor compared
+  // with, are in the monitor's (profile's) project: INVALID_ARGUMENT otherwise. Reports and alerts
+  // take the monitor's project (their ids `projects/P/<hex>`), and so does its retraining.
+  //
   // A new version of profile `request.name`. INVALID_ARGUMENT for a bad name, samples that do not
   // fill rows x columns, a column missing from a file or a `categorical` naming no column;
   // NOT_FOUND / INVALID_ARGUMENT / UNAVAILABLE from the dataset source; FAILED_PRECONDITION when
@@ -85,15 +91,17 @@ class MonitoringStore {
   absl::StatusOr<v1::Profile> CreateProfile(const v1::CreateProfileRequest& request);
   // Version `version` (0: the latest). NOT_FOUND.
   absl::StatusOr<v1::Profile> GetProfile(const std::string& name, int64_t version) const;
-  // The latest version of every profile, without its features, by name.
-  absl::StatusOr<std::vector<v1::Profile>> ListProfiles() const;
+  // The latest version of every profile of `project` ("" = default, "*" = every project), without
+  // its features, by name. INVALID_ARGUMENT for a malformed project.
+  absl::StatusOr<std::vector<v1::Profile>> ListProfiles(const std::string& project) const;
 
   // Creates a monitor (defaults filled in). INVALID_ARGUMENT for a bad name, feature, test,
   // threshold, window, task or ttl; NOT_FOUND for its profile or model; ALREADY_EXISTS.
   absl::StatusOr<v1::Monitor> CreateMonitor(v1::Monitor monitor);
   // NOT_FOUND.
   absl::StatusOr<v1::Monitor> GetMonitor(const std::string& name) const;
-  std::vector<v1::Monitor> ListMonitors() const;
+  // The monitors of `project` ("" = default, "*" = every project). INVALID_ARGUMENT (project).
+  absl::StatusOr<std::vector<v1::Monitor>> ListMonitors(const std::string& project) const;
 
   // Feeds the batches `next` yields (until it returns false) to one monitor; windows that fill up
   // or time out close into reports (response.closed). What was added before a bad batch is kept
@@ -111,8 +119,10 @@ class MonitoringStore {
   // The newest `limit` reports of a monitor, newest first. NOT_FOUND for the monitor.
   absl::StatusOr<std::vector<v1::DriftReport>> ListReports(const std::string& monitor,
                                                            int limit) const;
-  // Alerts newest first, of one monitor ("" : every one).
+  // Alerts newest first, of one monitor ("": every one of `project`; "" = default, "*" = every
+  // project).
   absl::StatusOr<std::vector<v1::Alert>> ListAlerts(const std::string& monitor,
+                                                    const std::string& project,
                                                     bool unacknowledged_only) const;
   // NOT_FOUND. Acknowledging twice keeps the first `by`.
   absl::StatusOr<v1::Alert> AcknowledgeAlert(const std::string& id, const std::string& by);
@@ -131,6 +141,9 @@ class MonitoringStore {
   };
 
   absl::StatusOr<std::shared_ptr<MonitorState>> Find(const std::string& monitor) const;
+  // The retraining an alert of `monitor` asks for.
+  static RetrainJob RetrainJobFor(const v1::Monitor& monitor, const v1::Alert& alert,
+                                  int64_t previous_retrain_ms);
   // Closes the window of `state` (held locked) into a published report.
   v1::DriftReport CloseWindow(MonitorState& state, int64_t now, Change& change);
   // Judges the report, exports it, and adds it (and its alert, and the alert's retraining) to

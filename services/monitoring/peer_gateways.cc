@@ -9,6 +9,8 @@
 #include "services/artifact/client/artifact_client.h"
 #include "services/common/grpc_status.h"
 #include "services/common/ids.h"
+#include "services/common/projects.h"
+#include "services/common/status.h"
 #include "services/common/strings.h"
 
 namespace mlops::monitoring {
@@ -16,8 +18,8 @@ namespace {
 
 class ArtifactSource final : public DatasetSource {
  public:
-  ArtifactSource(std::shared_ptr<grpc::Channel> channel, std::string work_dir)
-      : channel_(std::move(channel)), work_dir_(std::move(work_dir)) {}
+  ArtifactSource(ChannelForProject channels, std::string work_dir)
+      : channels_(std::move(channels)), work_dir_(std::move(work_dir)) {}
 
   absl::StatusOr<Dataset> Read(const std::string& ref) override {
     size_t at = ref.find('@');
@@ -26,7 +28,10 @@ class ArtifactSource final : public DatasetSource {
     std::string dir = StrCat(work_dir_, "/", NewId());
     artifact::ClientOptions options;
     options.sync_downloads = false;  // a scratch copy
-    artifact::ArtifactClient client(channel_, options);
+    // Read in the dataset's project: its version and the content that project sees.
+    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                     channels_(std::string(ProjectOf(dataset))));
+    artifact::ArtifactClient client(std::move(channel), options);
     auto pulled = client.Pull(dataset, version, dir, nullptr);
     Dataset result;
     absl::Status status = pulled.status();
@@ -60,7 +65,7 @@ class ArtifactSource final : public DatasetSource {
   }
 
  private:
-  std::shared_ptr<grpc::Channel> channel_;
+  ChannelForProject channels_;
   std::string work_dir_;
 };
 
@@ -102,6 +107,7 @@ class SchedulerTrigger final : public RetrainTrigger {
     for (const auto& [k, v] : request.params) (*submit.mutable_params())[k] = v;
     submit.set_queue(request.queue);
     submit.set_request_id(request.request_id);
+    submit.set_project(request.project);
     scheduler::v1::PipelineRun run;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -116,7 +122,7 @@ class SchedulerTrigger final : public RetrainTrigger {
 
 }  // namespace
 
-std::unique_ptr<DatasetSource> ArtifactDatasetSource(std::shared_ptr<grpc::Channel> artifact,
+std::unique_ptr<DatasetSource> ArtifactDatasetSource(ChannelForProject artifact,
                                                      std::string work_dir) {
   if (artifact == nullptr) return nullptr;
   return std::make_unique<ArtifactSource>(std::move(artifact), std::move(work_dir));

@@ -6,13 +6,14 @@
 #include <memory>
 #include <string>
 
+#include "services/common/channel.h"
 #include "services/monitoring/gateways.h"
 
 namespace mlops::monitoring {
 
 // Pulls a dataset version into a scratch directory under `work_dir`, reads its tables and removes
 // the files (the tables keep what they need).
-std::unique_ptr<DatasetSource> ArtifactDatasetSource(std::shared_ptr<grpc::Channel> artifact,
+std::unique_ptr<DatasetSource> ArtifactDatasetSource(ChannelForProject artifact,
                                                      std::string work_dir);
 // Asks the model registry (ModelRegistry.GetModelVersion).
 std::unique_ptr<ModelResolver> RegistryModelResolver(std::shared_ptr<grpc::Channel> metadata);

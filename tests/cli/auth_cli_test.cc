@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
+#include <tuple>
 
 #include "absl/time/clock.h"
 #include "tests/testing/jwt_testing.h"
@@ -42,6 +44,19 @@ class AuthCliTest : public ::testing::Test {
                                const std::vector<std::string>& env = {}) {
     args.insert(args.begin(), {MLOPS_CLI_BIN, "--server", address});
     return testing::RunCommand(args, env);
+  }
+
+  // A new token for `subject` with `grant`, as the environment entry that presents it.
+  std::string TokenEnv(const std::string& subject, const std::string& grant) {
+    auto created = Create({"--subject", subject, "--grant", grant});
+    EXPECT_EQ(created.exit_code, 0) << created.err;
+    return "MLOPS_TOKEN=" + Trim(created.out);
+  }
+  // `mlops` against `server` as `who` (a TokenEnv), with more environment.
+  testing::CommandResult As(const testing::ChildServer& server, const std::string& who,
+                            std::vector<std::string> args, std::vector<std::string> env = {}) {
+    env.push_back(who);
+    return Mlops(server.address(), std::move(args), env);
   }
 
   testing::TempDir dir_;
@@ -143,22 +158,14 @@ std::string JsonField(const std::string& json, const std::string& key) {
 // in a project; a member of one project neither reads nor finds (NOT_FOUND, as if absent) the
 // other's experiments, runs and models; lists and the audit log show one project.
 TEST_F(AuthCliTest, ProjectsKeepEachOnesExperimentsRunsAndModelsApart) {
-  auto token = [&](const std::string& subject, const std::string& grant) {
-    auto created = Create({"--subject", subject, "--grant", grant});
-    EXPECT_EQ(created.exit_code, 0) << created.err;
-    return "MLOPS_TOKEN=" + Trim(created.out);
-  };
-  std::string vis = token("vis", "vision=editor");
-  std::string def = token("def", "default=editor");
-  std::string boss = token("boss", "vision=admin");
+  std::string vis = TokenEnv("vis", "vision=editor");
+  std::string def = TokenEnv("def", "default=editor");
+  std::string boss = TokenEnv("boss", "vision=admin");
   testing::ChildServer server(MLOPS_SERVER_BIN, dir_.path() + "/data",
                               {"--auth_token_file=" + tokens_});
   server.Start();
   auto as = [&](const std::string& who, std::vector<std::string> args,
-                std::vector<std::string> env = {}) {
-    env.push_back(who);
-    return Mlops(server.address(), std::move(args), env);
-  };
+                std::vector<std::string> env = {}) { return As(server, who, args, env); };
 
   auto theirs =
       as(vis, {"--project", "vision", "--output", "json", "experiments", "create", "churn"});
@@ -312,6 +319,236 @@ TEST_F(AuthCliTest, ProjectsKeepEachOnesExperimentsRunsAndModelsApart) {
   auto audit_default = as(boss, {"audit", "list"});
   EXPECT_EQ(audit_default.exit_code, 1);
   EXPECT_THAT(audit_default.err, HasSubstr("PERMISSION_DENIED"));
+}
+
+// A pipeline submitted in project vision runs there: its steps read vision's dataset (default's
+// of the same name differs), see MLOPS_PROJECT=vision, store outputs vision sees, are recorded as
+// tracking runs and lineage in vision, and reuse only vision's step cache; default's members see
+// none of it, and its own run of the same pipeline runs every step. Schedules too belong to a
+// project.
+TEST_F(AuthCliTest, PipelinesRunInTheirProjectAndReuseOnlyItsCache) {
+  std::string vis = TokenEnv("vis", "vision=editor");
+  std::string def = TokenEnv("def", "default=editor");
+  std::string ops = TokenEnv("ops", "*=viewer");
+  testing::ChildServer server(MLOPS_SERVER_BIN, dir_.path() + "/data",
+                              {"--auth_token_file=" + tokens_});
+  server.Start();
+  auto as = [&](const std::string& who, std::vector<std::string> args,
+                std::vector<std::string> env = {}) { return As(server, who, args, env); };
+  // Dataset d in each project, with different contents.
+  for (const auto& [who, project, text] :
+       {std::tuple{vis, "vision", "vision's rows"}, std::tuple{def, "default", "default's rows"}}) {
+    std::string data = dir_.path() + "/d-" + project;
+    std::filesystem::create_directories(data);
+    std::ofstream(data + "/a.txt") << text << "\n";
+    auto pushed =
+        as(who, {"--project", project, "data", "push", data, "--dataset", "d", "--tag", "v1"});
+    ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  }
+  std::string spec = dir_.path() + "/copy.yaml";
+  std::ofstream(spec) << R"(name: copy
+steps:
+  - name: read
+    command: [/bin/sh, -c, "echo project=$MLOPS_PROJECT; cat {{inputs.data}}/a.txt > {{outputs.copy}}; echo '{\"rows\": 1}' > metrics.json"]
+    inputs: {data: "dataset:d@v1"}
+    outputs: {copy: copy.txt}
+)";
+  auto submit = [&](const std::string& who, const std::string& project) {
+    auto submitted = as(who, {"--project", project, "pipeline", "submit", spec, "--watch"});
+    EXPECT_EQ(submitted.exit_code, 0) << submitted.out << submitted.err;
+    return Trim(submitted.out.substr(0, submitted.out.find('\n')));
+  };
+  std::string theirs = submit(vis, "vision");
+  ASSERT_THAT(theirs, ::testing::StartsWith("projects/vision/"));
+  std::string bare = theirs.substr(std::string("projects/vision/").size());
+  ASSERT_EQ(bare.size(), 32u) << theirs;
+  auto logs = as(vis, {"--project", "vision", "pipeline", "logs", bare, "read"});
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "project=vision\n");
+  auto status = as(vis, {"--output", "json", "pipeline", "status", theirs});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  std::string output = JsonField(status.out, "copy");
+  ASSERT_EQ(output.size(), 64u) << status.out;
+  std::string got = dir_.path() + "/got.txt";
+  ASSERT_EQ(as(vis, {"--project", "vision", "artifact", "get", output, got}).exit_code, 0);
+  EXPECT_EQ(ReadAll(got), "vision's rows\n");
+  // The step's tracking run is in vision's experiment for the pipeline, its lineage there too.
+  auto experiments = as(vis, {"--project", "vision", "experiments", "list"});
+  ASSERT_EQ(experiments.exit_code, 0) << experiments.err;
+  EXPECT_THAT(experiments.out, HasSubstr("projects/vision/pipeline-copy"));
+  std::string tracking = JsonField(status.out, "tracking_run_id");
+  ASSERT_THAT(tracking, ::testing::StartsWith("projects/vision/")) << status.out;
+  auto lineage = as(vis, {"lineage", tracking, "--downstream"});
+  ASSERT_EQ(lineage.exit_code, 0) << lineage.err;
+  EXPECT_THAT(lineage.out, HasSubstr(output.substr(0, 12)));
+
+  // Default's members: the run is refused by its id, absent by its bare id and from their list.
+  auto denied = as(def, {"pipeline", "status", theirs});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
+  auto absent = as(def, {"pipeline", "status", bare});
+  EXPECT_EQ(absent.exit_code, 1);
+  EXPECT_THAT(absent.err, HasSubstr("NOT_FOUND"));
+  auto no_logs = as(def, {"pipeline", "logs", bare, "read"});
+  EXPECT_EQ(no_logs.exit_code, 1);
+  auto no_cancel = as(def, {"pipeline", "cancel", bare});
+  EXPECT_EQ(no_cancel.exit_code, 1);
+  EXPECT_THAT(no_cancel.err, HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(as(def, {"artifact", "stat", output}).exit_code, 1) << "vision's output";
+  EXPECT_THAT(as(def, {"experiments", "list"}).out, Not(HasSubstr("pipeline-copy")));
+
+  // Default's run of the same pipeline reads its own d and runs: vision's cache is not its.
+  std::string ours = submit(def, "default");
+  ASSERT_EQ(ours.size(), 32u) << ours;
+  auto our_status = as(def, {"--output", "json", "pipeline", "status", ours});
+  ASSERT_EQ(our_status.exit_code, 0) << our_status.err;
+  EXPECT_EQ(JsonField(our_status.out, "state"), "SUCCEEDED");
+  EXPECT_EQ(JsonField(our_status.out, "cached_from"), ours + "/read") << our_status.out;
+  auto our_logs = as(def, {"pipeline", "logs", ours, "read"});
+  EXPECT_EQ(our_logs.out, "project=default\n");
+  // Vision's second run is a cache hit on its first.
+  std::string again = submit(vis, "vision");
+  auto again_status = as(vis, {"--output", "json", "pipeline", "status", again});
+  EXPECT_EQ(JsonField(again_status.out, "cached_from"), theirs + "/read") << again_status.out;
+  EXPECT_THAT(again_status.out, HasSubstr("\"CACHED\""));
+
+  // Lists: each project its own runs; an operator with a role in every project lists schedules of
+  // all of them.
+  auto our_runs = as(def, {"pipeline", "list"});
+  ASSERT_EQ(our_runs.exit_code, 0) << our_runs.err;
+  EXPECT_THAT(our_runs.out, HasSubstr(ours));
+  EXPECT_THAT(our_runs.out, Not(HasSubstr("projects/vision")));
+  auto their_runs = as(vis, {"--project", "vision", "pipeline", "list"});
+  ASSERT_EQ(their_runs.exit_code, 0) << their_runs.err;
+  EXPECT_THAT(their_runs.out, HasSubstr(theirs));
+  EXPECT_THAT(their_runs.out, HasSubstr(again));
+  EXPECT_THAT(their_runs.out, Not(HasSubstr(ours)));
+  auto scheduled = as(vis, {"--project", "vision", "pipeline", "schedule", spec, "--name",
+                            "nightly", "--cron", "0 3 * * *"});
+  ASSERT_EQ(scheduled.exit_code, 0) << scheduled.err;
+  ASSERT_EQ(
+      as(def, {"pipeline", "schedule", spec, "--name", "nightly", "--cron", "0 4 * * *"}).exit_code,
+      0)
+      << "the same name in another project";
+  auto their_schedules = as(vis, {"--project", "vision", "pipeline", "schedules"});
+  EXPECT_THAT(their_schedules.out, HasSubstr("projects/vision/nightly"));
+  EXPECT_THAT(their_schedules.out, Not(HasSubstr("0 4 * * *")));
+  auto all_schedules = as(ops, {"--project", "*", "pipeline", "schedules"});
+  ASSERT_EQ(all_schedules.exit_code, 0) << all_schedules.err;
+  EXPECT_THAT(all_schedules.out, HasSubstr("projects/vision/nightly"));
+  EXPECT_THAT(all_schedules.out, HasSubstr("0 4 * * *"));
+  auto no_unschedule = as(def, {"pipeline", "unschedule", "projects/vision/nightly"});
+  EXPECT_EQ(no_unschedule.exit_code, 1);
+  EXPECT_THAT(no_unschedule.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_EQ(as(vis, {"--project", "vision", "pipeline", "unschedule", "nightly"}).exit_code, 0);
+  EXPECT_THAT(as(def, {"pipeline", "schedules"}).out, HasSubstr("nightly"))
+      << "default's schedule of the same name stays";
+  // Runs are listed one project at a time.
+  auto every_run = as(ops, {"--project", "*", "pipeline", "list"});
+  EXPECT_EQ(every_run.exit_code, 1);
+  EXPECT_THAT(every_run.err, HasSubstr("one project at a time"));
+}
+
+// Monitoring in projects: vision's profile is made from vision's dataset, its monitor watches
+// vision's data and retrains in vision; default's members neither read nor find any of it, and a
+// request mixing the two projects is refused.
+TEST_F(AuthCliTest, MonitorsWatchAndRetrainInTheirProject) {
+  std::string vis = TokenEnv("vis", "vision=editor");
+  std::string def = TokenEnv("def", "default=editor");
+  testing::ChildServer server(MLOPS_SERVER_BIN, dir_.path() + "/data",
+                              {"--auth_token_file=" + tokens_});
+  server.Start();
+  auto as = [&](const std::string& who, std::vector<std::string> args) {
+    return As(server, who, args);
+  };
+  auto in_vision = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--project", "vision"});
+    return as(vis, std::move(args));
+  };
+  // Vision's reference rows around 40, its production rows around 60; default's around 60 too.
+  auto push = [&](const std::string& who, const std::string& project, const std::string& name,
+                  double center) {
+    std::string data = dir_.path() + "/" + project + "-" + name;
+    std::filesystem::create_directories(data);
+    std::ofstream csv(data + "/rows.csv");
+    csv << "age,plan\n";
+    for (int i = 0; i < 400; ++i) {
+      csv << center + (i % 21) - 10 << "," << (i % 4 ? "basic" : "pro") << "\n";
+    }
+    csv.close();
+    auto pushed =
+        as(who, {"--project", project, "data", "push", data, "--dataset", name, "--tag", "v1"});
+    EXPECT_EQ(pushed.exit_code, 0) << pushed.err;
+    return data + "/rows.csv";
+  };
+  push(vis, "vision", "users", 40);
+  std::string production = push(vis, "vision", "prod", 60);
+  push(def, "default", "users", 60);
+  auto profile = in_vision({"profile", "create", "base", "--dataset", "users@v1"});
+  ASSERT_EQ(profile.exit_code, 0) << profile.err;
+  EXPECT_THAT(profile.out, HasSubstr("projects/vision/base@1: 400 rows"));
+  // Compared with vision's users (the same rows): no drift; default's users would have drifted.
+  EXPECT_EQ(in_vision({"drift", "users@v1", "--against", "base"}).exit_code, 0);
+  std::string retrain = dir_.path() + "/retrain.yaml";
+  std::ofstream(retrain) << "name: retrain\nsteps:\n  - name: fit\n"
+                            "    command: [/bin/sh, -c, \"echo fit in $MLOPS_PROJECT\"]\n";
+  auto monitor = in_vision({"monitor", "create", "watch", "--profile", "base", "--window-rows",
+                            "400", "--retrain", retrain});
+  ASSERT_EQ(monitor.exit_code, 0) << monitor.err;
+  auto ingested = in_vision({"monitor", "ingest", "watch", "--file", production});
+  ASSERT_EQ(ingested.exit_code, 0) << ingested.err;
+  EXPECT_THAT(ingested.out, HasSubstr("ingested 400 rows into watch"));
+  EXPECT_THAT(ingested.out, HasSubstr("(DRIFTED)"));
+  auto alerts = in_vision({"--output", "json", "monitor", "alerts", "watch"});
+  ASSERT_EQ(alerts.exit_code, 0) << alerts.err;
+  std::string alert = JsonField(alerts.out, "id");
+  ASSERT_THAT(alert, ::testing::StartsWith("projects/vision/")) << alerts.out;
+  EXPECT_THAT(JsonField(alerts.out, "report_id"), ::testing::StartsWith("projects/vision/"));
+  // The retraining runs in vision (the scheduler is called after the alert is stored).
+  std::string retrained;
+  for (int i = 0; i < 100 && retrained.empty(); ++i) {
+    retrained = JsonField(in_vision({"--output", "json", "monitor", "alerts", "watch"}).out,
+                          "pipeline_run_id");
+    if (retrained.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_THAT(retrained, ::testing::StartsWith("projects/vision/"));
+  auto watched = in_vision({"pipeline", "status", retrained, "--watch"});
+  EXPECT_EQ(watched.exit_code, 0) << watched.err;
+  EXPECT_EQ(in_vision({"pipeline", "logs", retrained, "fit"}).out, "fit in vision\n");
+
+  // Default: none of it is listed, named ids are refused, bare ones are not found.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"profile", "list"}, {"monitor", "list"}, {"monitor", "alerts"}}) {
+    auto listed = as(def, args);
+    EXPECT_EQ(listed.exit_code, 0) << listed.err;
+    EXPECT_THAT(listed.out, Not(HasSubstr("base"))) << args[0];
+    EXPECT_THAT(listed.out, Not(HasSubstr("watch"))) << args[0];
+  }
+  auto denied = as(def, {"monitor", "report", "projects/vision/watch"});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_THAT(denied.err, HasSubstr("PERMISSION_DENIED"));
+  auto absent = as(def, {"monitor", "report", "watch"});
+  EXPECT_EQ(absent.exit_code, 1);
+  EXPECT_THAT(absent.err, HasSubstr("NOT_FOUND"));
+  auto no_ack = as(def, {"monitor", "ack", alert.substr(std::string("projects/vision/").size())});
+  EXPECT_EQ(no_ack.exit_code, 1);
+  EXPECT_THAT(no_ack.err, HasSubstr("NOT_FOUND"));
+  auto no_profile = as(def, {"profile", "show", "base"});
+  EXPECT_EQ(no_profile.exit_code, 1);
+  EXPECT_THAT(no_profile.err, HasSubstr("NOT_FOUND"));
+  // One request, one project: a profile of vision from default's dataset, default's data against
+  // vision's profile.
+  auto mixed = in_vision({"profile", "create", "other", "--dataset", "projects/default/users@v1"});
+  EXPECT_EQ(mixed.exit_code, 1);
+  EXPECT_THAT(mixed.err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(mixed.err, HasSubstr("one request acts in one project"));
+  auto crossed = as(def, {"drift", "users@v1", "--against", "projects/vision/base"});
+  EXPECT_NE(crossed.exit_code, 0);
+  EXPECT_THAT(crossed.err, HasSubstr("INVALID_ARGUMENT"));
+  // Vision's member acknowledges its alert by the id it was given.
+  auto ack = in_vision({"monitor", "ack", alert, "--by", "vis"});
+  EXPECT_EQ(ack.exit_code, 0) << ack.err;
+  EXPECT_THAT(ack.out, HasSubstr("acknowledged by vis"));
 }
 
 TEST_F(AuthCliTest, CreateRefusesWhatWouldMakeAUselessOrBrokenToken) {

@@ -176,7 +176,7 @@ class MonitoringStoreTest : public ::testing::Test {
   }
 
   std::vector<v1::Alert> Alerts(const std::string& monitor) {
-    auto alerts = store_->ListAlerts(monitor, false);
+    auto alerts = store_->ListAlerts(monitor, "", false);
     EXPECT_OK(alerts.status());
     return alerts.ok() ? *alerts : std::vector<v1::Alert>{};
   }
