@@ -242,10 +242,28 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Submit(const v1::SubmitPipelineReques
 absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipelineRequest& request,
                                                         PipelineSpec expanded) {
   RETURN_IF_ERROR(CheckStorage());
+  const std::string_view project =
+      request.project().empty() ? kDefaultProject : std::string_view(request.project());
+  // A submission retried with its request_id (a client that timed out, the monitoring service's
+  // retraining worker) returns the run the first one made: the id is recorded with the run.
+  std::string request_key;
+  if (!request.request_id().empty()) {
+    if (request.request_id().size() > kMaxRequestIdBytes) {
+      return absl::InvalidArgumentError(StrCat("request_id: at most ",
+                                               std::to_string(kMaxRequestIdBytes), " bytes"));
+    }
+    request_key = StrCat(kRequestKeyPrefix, Qualify(project, request.request_id()));
+    ASSIGN_OR_RETURN(std::optional<std::string> earlier, db_->Get(reports_cf_, request_key));
+    if (earlier.has_value()) {
+      auto it = runs_.find(*earlier);
+      if (it != runs_.end()) return it->second->proto;
+      return ReadRun(*earlier);
+    }
+  }
   std::string queue = request.queue().empty() ? "default" : request.queue();
   auto run = std::make_unique<Run>();
   v1::PipelineRun& proto = run->proto;
-  proto.set_id(Qualify(request.project().empty() ? kDefaultProject : request.project(), NewId()));
+  proto.set_id(Qualify(project, NewId()));
   proto.set_pipeline(expanded.name);
   proto.set_queue(queue);
   proto.set_state(v1::PENDING);
@@ -282,6 +300,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipeline
   v1::PipelineRun header = proto;
   header.clear_steps();
   batch.Put(runs_cf_, proto.id(), header.SerializeAsString());
+  if (!request_key.empty()) batch.Put(reports_cf_, request_key, proto.id());
   RETURN_IF_ERROR(db_->Write(&batch));
   v1::PipelineRun out = proto;
   events_.push_back(Event::Of(Event::Kind::kAdvance, proto.id()));
@@ -297,6 +316,10 @@ absl::StatusOr<v1::PipelineRun> Scheduler::Get(const std::string& requested) con
     auto it = runs_.find(id);
     if (it != runs_.end()) return it->second->proto;
   }
+  return ReadRun(id);
+}
+
+absl::StatusOr<v1::PipelineRun> Scheduler::ReadRun(const std::string& id) const {
   ASSIGN_OR_RETURN(auto header, db_->GetProto<v1::PipelineRun>(runs_cf_, id));
   if (!header) return absl::NotFoundError("pipeline run " + id + " not found");
   v1::PipelineRun run = *std::move(header);
@@ -372,7 +395,7 @@ absl::Status CheckDigest(const std::string& what, const std::string& digest) {
 }
 
 // Where the latest checkpoint of a step of a run is kept (in the reports column family; attempt
-// ids never start so).
+// ids never start so, nor kRequestKeyPrefix).
 std::string CheckpointKey(const std::string& run_id, const std::string& step) {
   return StrCat("checkpoint:", run_id, "/", step);
 }

@@ -43,8 +43,12 @@ inline constexpr char kStepsCf[] = "sched_steps";
 inline constexpr char kCacheCf[] = "sched_cache";
 inline constexpr char kQueuesCf[] = "sched_queues";
 inline constexpr char kSchedulesCf[] = "sched_schedules";
-// Reports of attempts that ran where the scheduler's disk is not seen (ReportAttempt), by id.
+// Reports of attempts that ran where the scheduler's disk is not seen (ReportAttempt), by id; the
+// latest checkpoint of each step ("checkpoint:" keys); the run each submission's request_id made
+// (kRequestKeyPrefix + the request id in its project).
 inline constexpr char kReportsCf[] = "sched_reports";
+inline constexpr char kRequestKeyPrefix[] = "request:";
+inline constexpr size_t kMaxRequestIdBytes = 256;
 // Every column family Open needs.
 inline const std::vector<std::string>& SchedulerColumnFamilies() {
   static const std::vector<std::string> names = {kRunsCf,   kStepsCf,     kCacheCf,
@@ -98,8 +102,9 @@ class Scheduler {
   // "Projects"): a run acts in its project (its steps' inputs, outputs, tracking runs, lineage and
   // step cache), a schedule submits into its project. Queues are shared by every project.
   //
-  // INVALID_ARGUMENT (spec, params, project), NOT_FOUND (queue), RESOURCE_EXHAUSTED (a step that
-  // can never fit the capacity or its queue's quota).
+  // A submission with a request_id made before (in the same project) returns that run.
+  // INVALID_ARGUMENT (spec, params, project, request_id over kMaxRequestIdBytes), NOT_FOUND
+  // (queue), RESOURCE_EXHAUSTED (a step that can never fit the capacity or its queue's quota).
   absl::StatusOr<v1::PipelineRun> Submit(const v1::SubmitPipelineRequest& request);
   // NOT_FOUND; DATA_LOSS for a stored run that does not parse.
   absl::StatusOr<v1::PipelineRun> Get(const std::string& id) const;
@@ -151,6 +156,8 @@ class Scheduler {
     StepSpec spec;
   };
   absl::StatusOr<RunningAttemptInfo> RunningAttempt(const std::string& id);
+  // A run as stored (header and steps); NOT_FOUND, DATA_LOSS. No lock needed.
+  absl::StatusOr<v1::PipelineRun> ReadRun(const std::string& id) const;
   // The latest checkpoint kept for a step of a run ("" for none), and keeping one.
   absl::StatusOr<std::string> LatestCheckpoint(const std::string& run_id,
                                                const std::string& step) const;

@@ -206,6 +206,77 @@ TEST_F(SchedulerCoreTest, ASubmissionWhoseWriteFailsIsRefusedAndLeavesNoRun) {
   ASSERT_OK(Submit("name: p\nsteps:\n  - name: a\n    command: [true]\n").status());
 }
 
+// A submission retried with its request_id returns the first run, also after a restart; the same
+// request id in another project, or none, makes a new run; runs are listed per project.
+TEST_F(SchedulerCoreTest, ARetriedSubmissionReturnsTheFirstRunOfItsProject) {
+  ASSERT_OK(Start());
+  auto submit = [&](const std::string& project, const std::string& request_id) {
+    v1::SubmitPipelineRequest request;
+    request.set_spec_yaml("name: p\nsteps:\n  - name: a\n    command: [true]\n");
+    request.set_project(project);
+    request.set_request_id(request_id);
+    return scheduler_->Submit(request);
+  };
+  auto first = submit("", "alert-1");
+  ASSERT_OK(first.status());
+  EXPECT_EQ(first->id().size(), 32u);
+  auto again = submit("default", "alert-1");
+  ASSERT_OK(again.status());
+  EXPECT_EQ(again->id(), first->id());
+  auto vision = submit("vision", "alert-1");
+  ASSERT_OK(vision.status());
+  EXPECT_THAT(vision->id(), ::testing::StartsWith("projects/vision/"));
+  auto unnamed = submit("", "");
+  ASSERT_OK(unnamed.status());
+  EXPECT_NE(unnamed->id(), first->id());
+  EXPECT_THAT(submit("", std::string(257, 'x')).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "request_id"));
+  EXPECT_THAT(submit("bad/project", "x").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "project"));
+  WaitFor(first->id(), [](const v1::PipelineRun& r) { return r.state() == v1::SUCCEEDED; });
+  Close();
+  ASSERT_OK(Start());
+  auto after = submit("", "alert-1");
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->id(), first->id());
+  auto vision_after = submit("vision", "alert-1");
+  ASSERT_OK(vision_after.status());
+  EXPECT_EQ(vision_after->id(), vision->id());
+
+  v1::ListPipelineRunsRequest list;
+  auto ours = scheduler_->List(list);
+  ASSERT_OK(ours.status());
+  ASSERT_EQ(ours->runs_size(), 2);
+  EXPECT_EQ(ours->runs(0).id(), unnamed->id());  // newest first
+  EXPECT_EQ(ours->runs(1).id(), first->id());
+  list.set_project("vision");
+  auto theirs = scheduler_->List(list);
+  ASSERT_OK(theirs.status());
+  ASSERT_EQ(theirs->runs_size(), 1);
+  EXPECT_EQ(theirs->runs(0).id(), vision->id());
+  // A page token of one project's listing does not list another's.
+  list.set_project("");
+  list.set_page_size(1);
+  auto page = scheduler_->List(list);
+  ASSERT_OK(page.status());
+  ASSERT_FALSE(page->next_page_token().empty());
+  list.set_project("vision");
+  list.set_page_token(page->next_page_token());
+  EXPECT_THAT(scheduler_->List(list).status(), StatusIs(absl::StatusCode::kInvalidArgument, ""));
+  list.set_project("*");
+  list.clear_page_token();
+  EXPECT_THAT(scheduler_->List(list).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "one project at a time"));
+  // Ids: another project's run is not found by its bare id; the long spelling of default works.
+  EXPECT_THAT(scheduler_->Get(vision->id().substr(16)).status(),
+              StatusIs(absl::StatusCode::kNotFound, ""));
+  EXPECT_THAT(scheduler_->Get("projects/other/" + vision->id().substr(16)).status(),
+              StatusIs(absl::StatusCode::kNotFound, ""));
+  auto long_spelling = scheduler_->Get("projects/default/" + first->id());
+  ASSERT_OK(long_spelling.status());
+  EXPECT_EQ(long_spelling->id(), first->id());
+}
+
 TEST_F(SchedulerCoreTest, ReportsOfRemoteAttemptsAreCheckedAndTheFirstIsKept) {
   ASSERT_OK(Start());
   const std::string go = dir_.path() + "/go";
