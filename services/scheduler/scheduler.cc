@@ -3,6 +3,7 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
@@ -106,6 +107,9 @@ absl::Status Scheduler::Recover() {
         has_default = has_default || q.name() == "default";
         if (!q.pod_template_json().empty()) queue_pod_templates_[q.name()] = q.pod_template_json();
         if (kueue) queue_kueue_[q.name()] = q.kueue_local_queue();
+        if (!q.projects().empty()) {
+          queue_projects_[q.name()] = {q.projects().begin(), q.projects().end()};
+        }
         return true;
       }));
   if (!has_default) RETURN_IF_ERROR(admission_.SetQueue({"default", 0, 0, {}}));
@@ -271,9 +275,7 @@ absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipeline
   proto.set_create_time_ms(NowMs());
   proto.set_spec_yaml(request.spec_yaml());
   proto.set_no_cache(request.no_cache());
-  bool known_queue = false;
-  for (const auto& q : admission_.Queues()) known_queue = known_queue || q.name == queue;
-  if (!known_queue) return absl::NotFoundError("queue " + queue + " not found");
+  RETURN_IF_ERROR(CheckQueue(queue, project));
   rocksdb::WriteBatch batch;
   // A step that could never be admitted is refused now rather than left pending forever; each
   // distinct request is checked once.
@@ -530,6 +532,12 @@ absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
                  " executor has no Kueue (kueue_local_queue needs --executor=kubernetes)"));
     }
   }
+  for (const std::string& project : queue.projects()) {
+    if (absl::Status valid = ValidateProject(project); !valid.ok()) {
+      return absl::InvalidArgumentError(StrCat("queue ", queue.name(), ": projects: ",
+                                               valid.message()));
+    }
+  }
   std::lock_guard lock(mu_);
   RETURN_IF_ERROR(CheckStorage());
   RETURN_IF_ERROR(admission_.SetQueue({queue.name(),
@@ -553,6 +561,11 @@ absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
   } else {
     queue_kueue_[queue.name()] = kueue;
   }
+  if (queue.projects().empty()) {
+    queue_projects_.erase(queue.name());
+  } else {
+    queue_projects_[queue.name()] = {queue.projects().begin(), queue.projects().end()};
+  }
   wake_.notify_all();
   return queue;
 }
@@ -574,12 +587,31 @@ std::vector<v1::Queue> Scheduler::ListQueues() const {
     if (auto kueue = queue_kueue_.find(q.name); kueue != queue_kueue_.end()) {
       queue.set_kueue_local_queue(kueue->second);
     }
+    if (auto projects = queue_projects_.find(q.name); projects != queue_projects_.end()) {
+      for (const std::string& project : projects->second) queue.add_projects(project);
+    }
     Admission::QueueStats stats = admission_.Stats(q.name);
     queue.set_pending(static_cast<int64_t>(stats.pending));
     queue.set_running(static_cast<int64_t>(stats.running));
     out.push_back(queue);
   }
   return out;
+}
+
+absl::Status Scheduler::CheckQueue(const std::string& queue, std::string_view project) const {
+  bool known = false;
+  for (const auto& q : admission_.Queues()) known = known || q.name == queue;
+  if (!known) return absl::NotFoundError("queue " + queue + " not found");
+  auto projects = queue_projects_.find(queue);
+  if (projects == queue_projects_.end() ||
+      std::find(projects->second.begin(), projects->second.end(), project) !=
+          projects->second.end()) {
+    return absl::OkStatus();
+  }
+  std::string open_to;
+  for (const std::string& p : projects->second) open_to += (open_to.empty() ? "" : ", ") + p;
+  return absl::PermissionDeniedError(StrCat("queue ", queue, " is open to project(s) ", open_to,
+                                            ", not to project ", project));
 }
 
 std::string Scheduler::AttemptDir(const std::string& run, const std::string& step,

@@ -34,9 +34,7 @@ absl::StatusOr<v1::Schedule> Scheduler::CreateSchedule(const v1::Schedule& reque
   std::lock_guard lock(mu_);
   RETURN_IF_ERROR(CheckStorage());
   std::string queue = schedule.queue().empty() ? "default" : schedule.queue();
-  bool known_queue = false;
-  for (const auto& q : admission_.Queues()) known_queue = known_queue || q.name == queue;
-  if (!known_queue) return absl::NotFoundError("queue " + queue + " not found");
+  RETURN_IF_ERROR(CheckQueue(queue, scoped.project));
   if (schedules_.contains(schedule.name())) {
     return absl::AlreadyExistsError("schedule " + schedule.name() + " exists");
   }

@@ -330,6 +330,9 @@ TEST_F(AuthCliTest, PipelinesRunInTheirProjectAndReuseOnlyItsCache) {
   std::string vis = TokenEnv("vis", "vision=editor");
   std::string def = TokenEnv("def", "default=editor");
   std::string ops = TokenEnv("ops", "*=viewer");
+  auto op = Create({"--subject", "op", "--operator"});
+  ASSERT_EQ(op.exit_code, 0) << op.err;
+  std::string operator_env = "MLOPS_TOKEN=" + Trim(op.out);
   testing::ChildServer server(MLOPS_SERVER_BIN, dir_.path() + "/data",
                               {"--auth_token_file=" + tokens_});
   server.Start();
@@ -447,6 +450,23 @@ steps:
   auto every_run = as(ops, {"--project", "*", "pipeline", "list"});
   EXPECT_EQ(every_run.exit_code, 1);
   EXPECT_THAT(every_run.err, HasSubstr("one project at a time"));
+  // A queue open to vision only: vision's runs and schedules use it, default's are refused.
+  auto put_queue = as(operator_env, {"queues", "put", "vision-gpu", "--open-to", "vision"});
+  ASSERT_EQ(put_queue.exit_code, 0) << put_queue.err;
+  auto queues = as(vis, {"queues", "list"});
+  EXPECT_THAT(queues.out, ::testing::ContainsRegex("vision-gpu .* vision\n"));
+  auto on_queue =
+      as(vis, {"--project", "vision", "pipeline", "submit", spec, "--queue", "vision-gpu"});
+  EXPECT_EQ(on_queue.exit_code, 0) << on_queue.err;
+  auto off_queue = as(def, {"pipeline", "submit", spec, "--queue", "vision-gpu"});
+  EXPECT_EQ(off_queue.exit_code, 1);
+  EXPECT_THAT(off_queue.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_THAT(off_queue.err, HasSubstr("queue vision-gpu is open to project(s) vision"));
+  auto off_schedule = as(def, {"pipeline", "schedule", spec, "--name", "gpu", "--cron", "@daily",
+                               "--queue", "vision-gpu"});
+  EXPECT_EQ(off_schedule.exit_code, 1);
+  EXPECT_THAT(off_schedule.err, HasSubstr("PERMISSION_DENIED"));
+  EXPECT_EQ(as(operator_env, {"queues", "put", "bad", "--open-to", "a/b"}).exit_code, 1);
 }
 
 // Monitoring in projects: vision's profile is made from vision's dataset, its monitor watches

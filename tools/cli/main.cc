@@ -136,6 +136,7 @@ Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
   mlops queues put NAME [--priority P] [--max-concurrency N] [--cpu 4] [--memory 8Gi] [--gpu 1]
                   [--pod-template FILE]   (JSON of a PodTemplateSpec: the Kubernetes executor)
                   [--kueue LOCALQUEUE]    (Kueue admits the queue's steps: the Kubernetes executor)
+                  [--open-to PROJECT]...  (only runs of these projects may use it; default: every)
 
 Monitoring (drift of production data against the training data):
   mlops profile create NAME --dataset DATASET@VERSION [--categorical a,b] [--max-categories N]

@@ -5,6 +5,7 @@
 #include <map>
 #include <sstream>
 
+#include "absl/strings/str_join.h"
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/common/strings.h"
 #include "services/scheduler/quantities.h"
@@ -108,10 +109,11 @@ class PipelineCli {
                         limit(q.cpu_millis(), "m"), limit(q.memory_bytes() >> 20, "Mi"),
                         limit(q.gpus(), ""), std::to_string(q.pending()),
                         std::to_string(q.running()),
-                        q.kueue_local_queue().empty() ? "-" : q.kueue_local_queue()});
+                        q.kueue_local_queue().empty() ? "-" : q.kueue_local_queue(),
+                        q.projects().empty() ? "*" : absl::StrJoin(q.projects(), ",")});
       }
       PrintTable({"QUEUE", "PRIORITY", "MAX RUNNING", "CPU", "MEMORY", "GPU", "PENDING", "RUNNING",
-                  "KUEUE"},
+                  "KUEUE", "PROJECTS"},
                  rows);
       return 0;
     }
@@ -142,6 +144,10 @@ class PipelineCli {
       }
       // The Kubernetes executor: Kueue admits this queue's steps (a LocalQueue's name).
       queue.set_kueue_local_queue(args.Take("--kueue").value_or(""));
+      // The projects whose runs may use the queue (none: every project).
+      for (const std::string& project : args.TakeAll("--open-to")) {
+        queue.add_projects(project);
+      }
       args.ExpectEmpty();
       auto stored = Call(&sv1::SchedulerService::Stub::PutQueue, queue);
       if (json_) return PrintJson(stored), 0;
