@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <mutex>
 
 #include "mlops/metadata/v1/registry.grpc.pb.h"
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
@@ -29,8 +31,7 @@ class ArtifactSource final : public DatasetSource {
     artifact::ClientOptions options;
     options.sync_downloads = false;  // a scratch copy
     // Read in the dataset's project: its version and the content that project sees.
-    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                     channels_(std::string(ProjectOf(dataset))));
+    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Channel(ProjectOf(dataset)));
     artifact::ArtifactClient client(std::move(channel), options);
     auto pulled = client.Pull(dataset, version, dir, nullptr);
     Dataset result;
@@ -65,7 +66,21 @@ class ArtifactSource final : public DatasetSource {
   }
 
  private:
+  // The channel of `project`, made on first use (at most kMaxChannels kept).
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(std::string_view project) {
+    std::lock_guard lock(mu_);
+    auto it = by_project_.find(project);
+    if (it != by_project_.end()) return it->second;
+    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, channels_(std::string(project)));
+    if (by_project_.size() >= kMaxChannels) by_project_.clear();
+    by_project_.emplace(project, channel);
+    return channel;
+  }
+
+  static constexpr size_t kMaxChannels = 256;
   ChannelForProject channels_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>, std::less<>> by_project_;
   std::string work_dir_;
 };
 

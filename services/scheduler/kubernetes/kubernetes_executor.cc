@@ -264,7 +264,8 @@ absl::StatusOr<std::string> BuildJob(const LaunchSpec& spec, const KubernetesOpt
   if (auto run = LabelValue(run_id.substr(run_id.rfind('/') + 1)); !run.empty()) {
     labels["mlops.dev/pipeline-run"] = run;
   }
-  if (auto project = LabelValue(std::string(ProjectOf(run_id))); !project.empty()) {
+  if (auto project = LabelValue(std::string(ProjectOf(run_id)));
+      !run_id.empty() && !project.empty()) {
     labels["mlops.dev/project"] = project;
   }
   if (auto step = LabelValue(env_of("MLOPS_STEP")); !step.empty()) labels["mlops.dev/step"] = step;
