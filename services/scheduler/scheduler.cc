@@ -253,8 +253,8 @@ absl::StatusOr<v1::PipelineRun> Scheduler::SubmitLocked(const v1::SubmitPipeline
   std::string request_key;
   if (!request.request_id().empty()) {
     if (request.request_id().size() > kMaxRequestIdBytes) {
-      return absl::InvalidArgumentError(StrCat("request_id: at most ",
-                                               std::to_string(kMaxRequestIdBytes), " bytes"));
+      return absl::InvalidArgumentError(
+          StrCat("request_id: at most ", std::to_string(kMaxRequestIdBytes), " bytes"));
     }
     request_key = StrCat(kRequestKeyPrefix, Qualify(project, request.request_id()));
     ASSIGN_OR_RETURN(std::optional<std::string> earlier, db_->Get(reports_cf_, request_key));
@@ -534,8 +534,8 @@ absl::StatusOr<v1::Queue> Scheduler::PutQueue(const v1::Queue& queue) {
   }
   for (const std::string& project : queue.projects()) {
     if (absl::Status valid = ValidateProject(project); !valid.ok()) {
-      return absl::InvalidArgumentError(StrCat("queue ", queue.name(), ": projects: ",
-                                               valid.message()));
+      return absl::InvalidArgumentError(
+          StrCat("queue ", queue.name(), ": projects: ", valid.message()));
     }
   }
   std::lock_guard lock(mu_);
@@ -610,8 +610,8 @@ absl::Status Scheduler::CheckQueue(const std::string& queue, std::string_view pr
   }
   std::string open_to;
   for (const std::string& p : projects->second) open_to += (open_to.empty() ? "" : ", ") + p;
-  return absl::PermissionDeniedError(StrCat("queue ", queue, " is open to project(s) ", open_to,
-                                            ", not to project ", project));
+  return absl::PermissionDeniedError(
+      StrCat("queue ", queue, " is open to project(s) ", open_to, ", not to project ", project));
 }
 
 std::string Scheduler::AttemptDir(const std::string& run, const std::string& step,

@@ -236,7 +236,8 @@ class Scheduler {
   std::map<std::string, std::string> queue_pod_templates_;  // queue -> Queue.pod_template_json
   std::map<std::string, std::string> queue_kueue_;          // queue -> Queue.kueue_local_queue
   std::map<std::string, std::vector<std::string>> queue_projects_;  // queue -> Queue.projects
-  // OK when `queue` exists and runs of `project` may use it: NOT_FOUND, PERMISSION_DENIED. mu_ held.
+  // OK when `queue` exists and runs of `project` may use it: NOT_FOUND, PERMISSION_DENIED. mu_
+  // held.
   absl::Status CheckQueue(const std::string& queue, std::string_view project) const;
   bool stop_ = false;
   std::thread engine_;
