@@ -122,13 +122,13 @@ class PutExecutionStreamReactor
       result.set_code(static_cast<int>(response.status().code()));
       result.set_message(std::string(response.status().message()));
     }
-    {
-      std::lock_guard lock(mu_);
-      pending_.push_back(std::move(result));
-      if (!writing_) {
-        writing_ = true;
-        StartWrite(&pending_.front());
-      }
+    std::lock_guard lock(mu_);
+    // Once finished (a write failed: the client went away), nothing more is started.
+    if (finished_) return;
+    pending_.push_back(std::move(result));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(&pending_.front());
     }
     StartRead(&request_);
   }
