@@ -1,8 +1,15 @@
 #include "services/metadata/metadata_component.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "mlops/metadata/v1/lineage.guard.pb.h"
 #include "mlops/metadata/v1/metadata.guard.pb.h"
 #include "mlops/metadata/v1/registry.guard.pb.h"
+#include "services/common/ids.h"
+#include "services/common/logging.h"
 #include "services/metadata/lineage_service.h"
 #include "services/metadata/metadata_service.h"
 
@@ -30,6 +37,27 @@ class MetadataComponent : public Component {
     host.rocksdb_collector().Add("metadata", &store_->db());
     host.rocksdb_collector().Add("lineage", lineage_db_.get());
   }
+  absl::Status Started(ServiceHost&) override {
+    purger_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mu_);
+      do {
+        absl::StatusOr<uint64_t> purged = store_->PurgeLogWriters(NowMs());
+        if (!purged.ok()) {
+          LogWarning("log_writers_purge_failed", {{"error", purged.status().ToString()}});
+        }
+      } while (!stop_cv_.wait_for(lock, std::chrono::hours(1), [this] { return stopping_; }));
+    });
+    return absl::OkStatus();
+  }
+  void Stop() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    stop_cv_.notify_all();
+    if (purger_.joinable()) purger_.join();
+  }
+  ~MetadataComponent() override { Stop(); }
 
  private:
   std::unique_ptr<MetadataStore> store_;
@@ -39,6 +67,11 @@ class MetadataComponent : public Component {
   MetadataServiceImpl service_;
   LineageServiceImpl lineage_service_;
   ModelRegistryImpl registry_service_;
+  // Purges the writer sequences of long-ended runs at start and hourly (PurgeLogWriters).
+  std::mutex mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  std::thread purger_;
 };
 
 }  // namespace

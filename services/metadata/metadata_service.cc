@@ -231,10 +231,13 @@ grpc::Status MetadataServiceImpl::RestoreRun(grpc::ServerContext*,
 }
 
 grpc::Status MetadataServiceImpl::LogBatch(grpc::ServerContext*, const v1::LogBatchRequest* request,
-                                           v1::LogBatchResponse*) {
+                                           v1::LogBatchResponse* response) {
   absl::StatusOr<std::string> id = RunId("run_id", request->run_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
-  return ToGrpcStatus(store_->LogBatch(*id, *request));
+  absl::StatusOr<LogResult> result = store_->LogBatch(*id, *request);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  response->set_duplicate(result->duplicate);
+  return grpc::Status::OK;
 }
 
 grpc::Status MetadataServiceImpl::LogStream(grpc::ServerContext* context,
@@ -243,26 +246,32 @@ grpc::Status MetadataServiceImpl::LogStream(grpc::ServerContext* context,
   const std::string project = StreamProject(*context);
   v1::LogBatchRequest request;
   while (reader->Read(&request)) {
-    absl::Status status;
+    absl::StatusOr<LogResult> result;
     if (ProjectOf(request.run_id()) != project) {
-      status = absl::InvalidArgumentError(
+      result = absl::InvalidArgumentError(
           StrCat("run_id ", request.run_id(), " is not in project ", project,
                  ", the project this stream was opened for (metadata ", kProjectMetadata, ")"));
     } else if (absl::StatusOr<std::string> id = RunId("run_id", request.run_id()); !id.ok()) {
-      status = id.status();
+      result = id.status();
     } else {
-      status = store_->LogBatch(*id, request);
+      result = store_->LogBatch(*id, request);
     }
-    if (!status.ok()) {
+    if (!result.ok()) {
+      const absl::Status& status = result.status();
       return ToGrpcStatus(absl::Status(
-          status.code(), StrCat("message ", response->batches() + 1, ": ", status.message())));
+          status.code(), StrCat("message ", response->batches() + response->duplicates() + 1, ": ",
+                                status.message())));
+    }
+    if (result->duplicate) {
+      response->set_duplicates(response->duplicates() + 1);
+      continue;
     }
     response->set_batches(response->batches() + 1);
-    response->set_metrics(response->metrics() + request.metrics_size());
+    response->set_metrics(response->metrics() + result->points);
   }
   if (auto error = TakeParseError()) {
-    return ToGrpcStatus(
-        absl::InvalidArgumentError(StrCat("message ", response->batches() + 1, ": ", *error)));
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        StrCat("message ", response->batches() + response->duplicates() + 1, ": ", *error)));
   }
   return grpc::Status::OK;
 }

@@ -24,6 +24,7 @@ constexpr char kRunsCf[] = "runs";
 constexpr char kMetricsCf[] = "metrics";
 constexpr char kRunIndexCf[] = "run_index";
 constexpr char kRequestIdsCf[] = "request_ids";
+constexpr char kLogWritersCf[] = "log_writers";
 
 absl::Status ValidateId(std::string_view field, std::string_view id) {
   if (id.empty()) return absl::InvalidArgumentError(StrCat(field, ": required"));
@@ -72,6 +73,34 @@ absl::Status ValidateStringMap(std::string_view what,
       return absl::InvalidArgumentError(
           StrCat(what, " '", key, "': value longer than ", max_value, " bytes"));
     }
+  }
+  return absl::OkStatus();
+}
+
+// A LogBatch writer: 1..64 characters of [A-Za-z0-9._:-].
+absl::Status ValidateWriter(const v1::LogBatchRequest& request) {
+  const std::string& writer = request.writer();
+  if (writer.empty()) {
+    if (request.sequence() != 0) {
+      return absl::InvalidArgumentError("sequence: set without a writer (give both or neither)");
+    }
+    return absl::OkStatus();
+  }
+  if (writer.size() > StoreLimits::kMaxWriterLength) {
+    return absl::InvalidArgumentError(StrCat("writer '", writer.substr(0, 40), "...': longer than ",
+                                             StoreLimits::kMaxWriterLength, " characters"));
+  }
+  for (char c : writer) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.' || c == ':';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          "writer: only letters, digits and _ - . : allowed (e.g. a random id per process)");
+    }
+  }
+  if (request.sequence() <= 0) {
+    return absl::InvalidArgumentError(StrCat("sequence: must be above 0 with writer '", writer,
+                                             "' (got ", request.sequence(), ")"));
   }
   return absl::OkStatus();
 }
@@ -141,7 +170,7 @@ absl::StatusOr<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::st
   db_options.insert_hint_prefixes.emplace_back(kMetricsCf, MetricSeriesPrefixExtractor());
   ASSIGN_OR_RETURN(auto db, Db::Open(path,
                                      {kExperimentsCf, kExperimentNamesCf, kRunsCf, kMetricsCf,
-                                      kRunIndexCf, kRequestIdsCf},
+                                      kRunIndexCf, kRequestIdsCf, kLogWritersCf},
                                      db_options));
   return std::unique_ptr<MetadataStore>(new MetadataStore(std::move(db)));
 }
@@ -153,7 +182,8 @@ MetadataStore::MetadataStore(std::unique_ptr<Db> db)
       runs_(db_->Cf(kRunsCf)),
       metrics_(db_->Cf(kMetricsCf)),
       index_(db_->Cf(kRunIndexCf)),
-      request_ids_(db_->Cf(kRequestIdsCf)) {}
+      request_ids_(db_->Cf(kRequestIdsCf)),
+      log_writers_(db_->Cf(kLogWritersCf)) {}
 
 std::mutex& MetadataStore::RunLock(std::string_view run_id) {
   return run_locks_[std::hash<std::string_view>()(run_id) % run_locks_.size()];
@@ -464,17 +494,30 @@ absl::Status MetadataStore::CheckWritable(const v1::Run& run, std::string_view a
   return absl::OkStatus();
 }
 
-absl::Status MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
+absl::StatusOr<LogResult> MetadataStore::LogBatch(const v1::LogBatchRequest& request) {
   return LogBatch(request.run_id(), request);
 }
 
-absl::Status MetadataStore::LogBatch(std::string_view run_id, const v1::LogBatchRequest& request) {
+absl::StatusOr<LogResult> MetadataStore::LogBatch(std::string_view run_id,
+                                                  const v1::LogBatchRequest& request) {
   RETURN_IF_ERROR(ValidateId("run_id", run_id));
-  if (request.metrics_size() > StoreLimits::kMaxMetricsPerBatch) {
-    return absl::InvalidArgumentError(StrCat("metrics: ", request.metrics_size(),
-                                             " points in one batch; at most ",
+  int64_t points = request.metrics_size();
+  for (const v1::MetricSeries& series : request.series()) {
+    RETURN_IF_ERROR(ValidateKey("series", series.key()));
+    if ((series.steps_size() != 0 && series.steps_size() != series.values_size()) ||
+        (series.timestamps_ms_size() != 0 && series.timestamps_ms_size() != series.values_size())) {
+      return absl::InvalidArgumentError(
+          StrCat("series '", series.key(), "': ", series.values_size(), " values, ",
+                 series.steps_size(), " steps and ", series.timestamps_ms_size(),
+                 " timestamps; steps and timestamps_ms must be empty or one per value"));
+    }
+    points += series.values_size();
+  }
+  if (points > StoreLimits::kMaxMetricsPerBatch) {
+    return absl::InvalidArgumentError(StrCat("metrics: ", points, " points in one batch; at most ",
                                              StoreLimits::kMaxMetricsPerBatch));
   }
+  RETURN_IF_ERROR(ValidateWriter(request));
   RETURN_IF_ERROR(ValidateStringMap("param", request.params(), StoreLimits::kMaxParamValueLength,
                                     StoreLimits::kMaxParamsPerBatch));
   RETURN_IF_ERROR(ValidateStringMap("tag", request.tags(), StoreLimits::kMaxTagValueLength,
@@ -491,6 +534,19 @@ absl::Status MetadataStore::LogBatch(std::string_view run_id, const v1::LogBatch
   std::lock_guard<std::mutex> lock(RunLock(run_id));
   ASSIGN_OR_RETURN(v1::Run run, LoadRun(run_id));
   RETURN_IF_ERROR(CheckWritable(run, "logging"));
+  std::string writer_key;
+  if (!request.writer().empty()) {
+    writer_key = StrCat(run_id, request.writer());
+    ASSIGN_OR_RETURN(std::optional<std::string> last, db_->Get(log_writers_, writer_key));
+    if (last.has_value()) {
+      std::string_view rest = *last;
+      int64_t applied = 0;
+      if (!ConsumeOrderedInt64(&rest, &applied)) {
+        return absl::DataLossError(StrCat("log_writers: record of ", writer_key, " is corrupt"));
+      }
+      if (request.sequence() <= applied) return LogResult{.duplicate = true};
+    }
+  }
   const v1::Run old = run;
   for (const auto& [key, value] : request.params()) {
     auto it = run.params().find(key);
@@ -512,7 +568,7 @@ absl::Status MetadataStore::LogBatch(std::string_view run_id, const v1::LogBatch
   for (const auto& [key, value] : request.tags()) (*run.mutable_tags())[key] = value;
 
   rocksdb::WriteBatch batch;
-  if (request.metrics_size() > 0) {
+  if (points > 0) {
     // key -> index into run.latest_metrics (owning keys: the messages are overwritten below)
     std::map<std::string, int, std::less<>> latest_index;
     for (int i = 0; i < run.latest_metrics_size(); ++i) {
@@ -522,35 +578,80 @@ absl::Status MetadataStore::LogBatch(std::string_view run_id, const v1::LogBatch
     std::string prefix;
     std::string_view prefix_key;
     bool have_prefix = false;
-    for (const v1::Metric& metric : request.metrics()) {
-      if (!have_prefix || metric.key() != prefix_key) {
-        prefix = MetricPrefix(run.id(), metric.key());
-        prefix_key = metric.key();
+    auto add = [&](const std::string& key, double value, int64_t step, int64_t timestamp_ms) {
+      if (!have_prefix || key != prefix_key) {
+        prefix = MetricPrefix(run.id(), key);
+        prefix_key = key;
         have_prefix = true;
       }
-      int64_t timestamp = metric.timestamp_ms() != 0 ? metric.timestamp_ms() : now;
+      int64_t timestamp = timestamp_ms != 0 ? timestamp_ms : now;
       key_buffer = prefix;
-      AppendOrderedInt64(&key_buffer, metric.step());
+      AppendOrderedInt64(&key_buffer, step);
       AppendOrderedInt64(&key_buffer, timestamp);
-      batch.Put(metrics_, key_buffer, EncodeDouble(metric.value()));
+      batch.Put(metrics_, key_buffer, EncodeDouble(value));
 
-      auto it = latest_index.find(metric.key());
+      auto it = latest_index.find(key);
       if (it == latest_index.end()) {
         v1::Metric* added = run.add_latest_metrics();
-        *added = metric;
+        added->set_key(key);
+        added->set_value(value);
+        added->set_step(step);
         added->set_timestamp_ms(timestamp);
-        latest_index.emplace(metric.key(), run.latest_metrics_size() - 1);
-      } else if (Supersedes(metric.step(), timestamp, run.latest_metrics(it->second))) {
+        latest_index.emplace(key, run.latest_metrics_size() - 1);
+      } else if (Supersedes(step, timestamp, run.latest_metrics(it->second))) {
         v1::Metric* latest = run.mutable_latest_metrics(it->second);
-        latest->set_value(metric.value());
-        latest->set_step(metric.step());
+        latest->set_value(value);
+        latest->set_step(step);
         latest->set_timestamp_ms(timestamp);
+      }
+    };
+    for (const v1::Metric& metric : request.metrics()) {
+      add(metric.key(), metric.value(), metric.step(), metric.timestamp_ms());
+    }
+    for (const v1::MetricSeries& series : request.series()) {
+      for (int i = 0; i < series.values_size(); ++i) {
+        add(series.key(), series.values(i), series.steps_size() != 0 ? series.steps(i) : 0,
+            series.timestamps_ms_size() != 0 ? series.timestamps_ms(i) : 0);
       }
     }
   }
+  if (!writer_key.empty()) {
+    std::string sequence;
+    AppendOrderedInt64(&sequence, request.sequence());
+    batch.Put(log_writers_, writer_key, sequence);
+  }
   run.set_update_time_ms(now);
   PutRun(&old, run, &batch);
-  return db_->Write(&batch);
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return LogResult{.duplicate = false, .points = points};
+}
+
+absl::StatusOr<uint64_t> MetadataStore::PurgeLogWriters(int64_t now_ms) {
+  // Entries are keyed run id (32 bytes) | writer: one run at a time, its record read once.
+  std::vector<std::string> stale;
+  std::string current_run;
+  bool current_stale = false;
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(log_writers_, "", "", [&](std::string_view key, std::string_view) {
+        if (key.size() <= internal::kIdLength) {
+          stale.emplace_back(key);  // not a key this store writes
+          return true;
+        }
+        std::string_view run_id = key.substr(0, internal::kIdLength);
+        if (run_id != current_run) {
+          current_run = std::string(run_id);
+          absl::StatusOr<v1::Run> run = LoadRun(current_run);
+          current_stale = run.status().code() == absl::StatusCode::kNotFound ||
+                          (run.ok() && IsTerminal(run->status()) &&
+                           run->end_time_ms() + kLogWriterWindowMs < now_ms);
+        }
+        if (current_stale) stale.emplace_back(key);
+        return true;
+      }));
+  rocksdb::WriteBatch batch;
+  for (const std::string& key : stale) batch.Delete(log_writers_, key);
+  if (!stale.empty()) RETURN_IF_ERROR(db_->Write(&batch));
+  return stale.size();
 }
 
 absl::Status MetadataStore::DeleteTag(std::string_view run_id, std::string_view key) {

@@ -9,6 +9,8 @@
 //   run_index          kind | ordered(key) | ordered(value) | run id -> "" (secondary indexes:
 //                      'p' params, 't' tags, 'm' latest metric values, 'a' attributes)
 //   request_ids        kind:request_id -> id (idempotent Create)
+//   log_writers        run id | writer -> ordered(last sequence applied) (exactly-once LogBatch;
+//                      purged 7 days after the run ended: PurgeLogWriters)
 // Every mutation is one WriteBatch. Run mutations are serialized per run by a striped lock; index
 // entries are diffed against the previous version of the run.
 //
@@ -40,6 +42,16 @@ struct StoreLimits {
   static constexpr int kMaxParamsPerBatch = 1000;
   static constexpr int kMaxTagsPerBatch = 1000;
   static constexpr int kMaxFilterLength = 16 * 1024;
+  static constexpr size_t kMaxWriterLength = 64;
+};
+
+// How long after its run ended a LogBatch writer's last sequence is kept (replays after that may
+// apply again: the spools of the SDK are replayed within minutes, not days).
+inline constexpr int64_t kLogWriterWindowMs = int64_t{7} * 24 * 3600 * 1000;
+
+struct LogResult {
+  bool duplicate = false;  // writer and sequence said it was applied before: nothing changed
+  int64_t points = 0;      // metric points stored
 };
 
 // Search planning limits (see run_search.cc). Tests shrink them to drive every strategy.
@@ -99,10 +111,16 @@ class MetadataStore {
   // Atomic: either every param, tag and point is stored or none. FAILED_PRECONDITION when a param
   // already has a different value, when a new param is logged to a run in a terminal status, or
   // when the run or its experiment is deleted; NOT_FOUND for an unknown run; INVALID_ARGUMENT for
-  // a bad key (empty metric keys included) or value, or a batch over the limits.
-  absl::Status LogBatch(const v1::LogBatchRequest& request);
+  // a bad key (empty metric keys included) or value, a malformed series, writer or sequence, or a
+  // batch over the limits. With a writer, a sequence at or below the last one applied for it on
+  // this run is a duplicate: nothing changes (the check and the write are one WriteBatch under
+  // the run's lock, so a batch is applied at most once).
+  absl::StatusOr<LogResult> LogBatch(const v1::LogBatchRequest& request);
   // The same for run `run_id`, whatever request.run_id() says.
-  absl::Status LogBatch(std::string_view run_id, const v1::LogBatchRequest& request);
+  absl::StatusOr<LogResult> LogBatch(std::string_view run_id, const v1::LogBatchRequest& request);
+  // Deletes the writer sequences of runs that ended more than kLogWriterWindowMs before `now_ms`
+  // (or no longer exist). Returns how many entries it deleted.
+  absl::StatusOr<uint64_t> PurgeLogWriters(int64_t now_ms);
   // NOT_FOUND when the run or the tag is absent; FAILED_PRECONDITION when the run or its
   // experiment is deleted.
   absl::Status DeleteTag(std::string_view run_id, std::string_view key);
@@ -139,6 +157,7 @@ class MetadataStore {
   rocksdb::ColumnFamilyHandle* metrics_;
   rocksdb::ColumnFamilyHandle* index_;
   rocksdb::ColumnFamilyHandle* request_ids_;
+  rocksdb::ColumnFamilyHandle* log_writers_;
 
   std::mutex experiments_mu_;  // serializes experiment mutations (name uniqueness)
   std::mutex request_ids_mu_;  // serializes create-with-request-id

@@ -165,6 +165,57 @@ TEST_F(MetadataServiceTest, LogStreamAppliesEveryMessageInOrder) {
   EXPECT_EQ(fetched.tags().at("stage"), "one");
 }
 
+TEST_F(MetadataServiceTest, ReplayedBatchesOfAWriterAreAnsweredAsDuplicates) {
+  auto run = CreateRun(CreateExperiment("svc-replay").id());
+  auto batch_of = [&](int64_t sequence) {
+    v1::LogBatchRequest batch;
+    batch.set_run_id(run.id());
+    batch.set_writer("sdk-1234");
+    batch.set_sequence(sequence);
+    v1::MetricSeries* series = batch.add_series();
+    series->set_key("loss");
+    for (int i = 0; i < 100; ++i) {
+      series->add_values(i);
+      series->add_steps(sequence * 100 + i);
+      series->add_timestamps_ms(1);
+    }
+    return batch;
+  };
+  // A stream broke after its first two batches were applied: the client sends all four again.
+  {
+    grpc::ClientContext context;
+    v1::LogStreamResponse response;
+    auto writer = stub_->LogStream(&context, &response);
+    ASSERT_TRUE(writer->Write(batch_of(1)) && writer->Write(batch_of(2)));
+    writer->WritesDone();
+    ASSERT_TRUE(writer->Finish().ok());
+    EXPECT_EQ(response.metrics(), 200);
+  }
+  grpc::ClientContext context;
+  v1::LogStreamResponse response;
+  auto writer = stub_->LogStream(&context, &response);
+  for (int64_t sequence = 1; sequence <= 4; ++sequence)
+    ASSERT_TRUE(writer->Write(batch_of(sequence)));
+  writer->WritesDone();
+  ASSERT_TRUE(writer->Finish().ok());
+  EXPECT_EQ(response.batches(), 2);
+  EXPECT_EQ(response.duplicates(), 2);
+  EXPECT_EQ(response.metrics(), 200);
+  // Unary: the answer says so.
+  grpc::ClientContext unary_context;
+  v1::LogBatchResponse unary;
+  ASSERT_TRUE(stub_->LogBatch(&unary_context, batch_of(3), &unary).ok());
+  EXPECT_TRUE(unary.duplicate());
+
+  grpc::ClientContext history_context;
+  v1::GetMetricHistoryRequest history;
+  history.set_run_id(run.id());
+  history.set_key("loss");
+  v1::GetMetricHistoryResponse points;
+  ASSERT_TRUE(stub_->GetMetricHistory(&history_context, history, &points).ok());
+  EXPECT_EQ(points.metrics_size(), 400);  // each of the four batches once
+}
+
 TEST_F(MetadataServiceTest, HealthServiceReportsServing) {
   // grpc.health.v1.Health/Check with an empty request (the overall server status).
   auto [status, bytes] =

@@ -1,7 +1,9 @@
 #include "services/metadata/metadata_store.h"
 
 #include <cmath>
+#include <map>
 
+#include "services/common/ids.h"
 #include "tests/testing/testing.h"
 
 namespace mlops::metadata {
@@ -193,6 +195,172 @@ TEST_F(MetadataStoreTest, LogBatchIsAtomicAndParamsAreImmutable) {
   late.mutable_params()->clear();
   *late.add_metrics() = Point("acc", 0.9, 0);
   EXPECT_OK(store_->LogBatch(late));
+}
+
+TEST_F(MetadataStoreTest, SeriesAreStoredLikeMetricsAndCountAgainstTheBatchLimit) {
+  auto run = MakeRun(MakeExperiment("e").id());
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  v1::MetricSeries* loss = batch.add_series();
+  loss->set_key("loss");
+  for (int i = 0; i < 5; ++i) {
+    loss->add_values(1.0 / (i + 1));
+    loss->add_steps(i);
+    loss->add_timestamps_ms(1000 + i);
+  }
+  v1::MetricSeries* lr = batch.add_series();  // no steps, no timestamps: step 0, now
+  lr->set_key("lr");
+  lr->add_values(0.1);
+  *batch.add_metrics() = Point("acc", 0.5, 4);
+  auto logged = store_->LogBatch(batch);
+  ASSERT_OK(logged);
+  EXPECT_FALSE(logged->duplicate);
+  EXPECT_EQ(logged->points, 7);
+
+  v1::GetMetricHistoryRequest history;
+  history.set_run_id(run.id());
+  history.set_key("loss");
+  auto points = store_->GetMetricHistory(history);
+  ASSERT_OK(points);
+  ASSERT_EQ(points->metrics_size(), 5);
+  EXPECT_EQ(points->metrics(3).step(), 3);
+  EXPECT_EQ(points->metrics(3).timestamp_ms(), 1003);
+  EXPECT_DOUBLE_EQ(points->metrics(3).value(), 0.25);
+  history.set_key("lr");
+  points = store_->GetMetricHistory(history);
+  ASSERT_EQ(points->metrics_size(), 1);
+  EXPECT_EQ(points->metrics(0).step(), 0);
+  EXPECT_GT(points->metrics(0).timestamp_ms(), 1000000);  // the server's now
+  auto stored = store_->GetRun(run.id());
+  ASSERT_OK(stored);
+  std::map<std::string, double> latest;
+  for (const v1::Metric& m : stored->latest_metrics()) latest[m.key()] = m.value();
+  EXPECT_EQ(latest, (std::map<std::string, double>{{"acc", 0.5}, {"loss", 0.2}, {"lr", 0.1}}));
+
+  // Malformed series and batches over the limit change nothing.
+  v1::LogBatchRequest bad;
+  bad.set_run_id(run.id());
+  v1::MetricSeries* uneven = bad.add_series();
+  uneven->set_key("loss");
+  uneven->add_values(9);
+  uneven->add_values(9);
+  uneven->add_steps(7);
+  EXPECT_THAT(store_->LogBatch(bad), StatusIs(absl::StatusCode::kInvalidArgument, "one per value"));
+  bad.clear_series();
+  bad.add_series()->set_key("bad key!");
+  EXPECT_THAT(store_->LogBatch(bad), StatusIs(absl::StatusCode::kInvalidArgument, "series key"));
+  bad.clear_series();
+  for (int i = 0; i < 5001; ++i) *bad.add_metrics() = Point("loss", 9, 100 + i);
+  v1::MetricSeries* more = bad.add_series();
+  more->set_key("loss");
+  for (int i = 0; i < 5000; ++i) more->add_values(9);
+  EXPECT_THAT(store_->LogBatch(bad), StatusIs(absl::StatusCode::kInvalidArgument, "10001 points"));
+  history.set_key("loss");
+  EXPECT_EQ(store_->GetMetricHistory(history)->metrics_size(), 5);
+}
+
+TEST_F(MetadataStoreTest, ABatchOfAWriterIsAppliedOnceWhateverIsReplayed) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id());
+  auto other_run = MakeRun(experiment.id());
+  auto batch_of = [](const std::string& run_id, const std::string& writer, int64_t sequence,
+                     const std::string& tag, int64_t step) {
+    v1::LogBatchRequest batch;
+    batch.set_run_id(run_id);
+    batch.set_writer(writer);
+    batch.set_sequence(sequence);
+    (*batch.mutable_tags())["last"] = tag;
+    *batch.add_metrics() = Point("loss", static_cast<double>(step), step, 1000 + step);
+    return batch;
+  };
+  auto tag_of = [&](const std::string& run_id) {
+    return store_->GetRun(run_id)->tags().at("last");
+  };
+  auto points_of = [&](const std::string& run_id) {
+    v1::GetMetricHistoryRequest history;
+    history.set_run_id(run_id);
+    history.set_key("loss");
+    return store_->GetMetricHistory(history)->metrics_size();
+  };
+
+  auto first = store_->LogBatch(batch_of(run.id(), "proc-a", 1, "one", 1));
+  ASSERT_OK(first);
+  EXPECT_FALSE(first->duplicate);
+  ASSERT_OK(store_->LogBatch(batch_of(run.id(), "proc-a", 2, "two", 2)));
+  // Replays of 1 and 2 (after answers that never came) change nothing, even with other content.
+  auto replay = store_->LogBatch(batch_of(run.id(), "proc-a", 1, "replayed", 3));
+  ASSERT_OK(replay);
+  EXPECT_TRUE(replay->duplicate);
+  EXPECT_EQ(replay->points, 0);
+  EXPECT_TRUE(store_->LogBatch(batch_of(run.id(), "proc-a", 2, "replayed", 3))->duplicate);
+  EXPECT_EQ(tag_of(run.id()), "two");
+  EXPECT_EQ(points_of(run.id()), 2);
+  // Gaps are fine; another writer, and the same writer on another run, have sequences of their own.
+  EXPECT_FALSE(store_->LogBatch(batch_of(run.id(), "proc-a", 10, "ten", 10))->duplicate);
+  EXPECT_FALSE(store_->LogBatch(batch_of(run.id(), "proc-b", 1, "b", 11))->duplicate);
+  EXPECT_FALSE(store_->LogBatch(batch_of(other_run.id(), "proc-a", 1, "x", 1))->duplicate);
+  EXPECT_EQ(points_of(run.id()), 4);
+  // A batch without a writer is applied every time it is sent.
+  v1::LogBatchRequest plain = batch_of(run.id(), "", 0, "plain", 20);
+  ASSERT_OK(store_->LogBatch(plain));
+  ASSERT_OK(store_->LogBatch(plain));
+  EXPECT_EQ(tag_of(run.id()), "plain");
+
+  // The sequences survive a restart.
+  Reopen();
+  EXPECT_TRUE(store_->LogBatch(batch_of(run.id(), "proc-a", 10, "again", 30))->duplicate);
+  EXPECT_TRUE(store_->LogBatch(batch_of(run.id(), "proc-b", 1, "again", 30))->duplicate);
+  EXPECT_EQ(points_of(run.id()), 5);
+
+  // Malformed writers and sequences are refused, and a refused batch leaves no sequence.
+  EXPECT_THAT(store_->LogBatch(batch_of(run.id(), "proc/a", 1, "x", 40)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "writer: only letters"));
+  EXPECT_THAT(store_->LogBatch(batch_of(run.id(), std::string(65, 'w'), 1, "x", 40)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "longer than 64"));
+  EXPECT_THAT(store_->LogBatch(batch_of(run.id(), "proc-c", 0, "x", 40)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "sequence: must be above 0"));
+  EXPECT_THAT(store_->LogBatch(batch_of(run.id(), "", 5, "x", 40)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "without a writer"));
+  v1::LogBatchRequest refused = batch_of(run.id(), "proc-d", 1, "x", 40);
+  refused.mutable_metrics(0)->set_key("");
+  EXPECT_THAT(store_->LogBatch(refused), StatusIs(absl::StatusCode::kInvalidArgument, "metric"));
+  refused.mutable_metrics(0)->set_key("loss");
+  EXPECT_FALSE(store_->LogBatch(refused)->duplicate);
+  EXPECT_EQ(points_of(run.id()), 6);
+}
+
+TEST_F(MetadataStoreTest, WriterSequencesArePurgedAWeekAfterTheirRunEnded) {
+  auto experiment = MakeExperiment("e");
+  auto running = MakeRun(experiment.id());
+  auto ended = MakeRun(experiment.id());
+  for (const v1::Run* run : {&running, &ended}) {
+    for (const char* writer : {"w1", "w2"}) {
+      v1::LogBatchRequest batch;
+      batch.set_run_id(run->id());
+      batch.set_writer(writer);
+      batch.set_sequence(1);
+      *batch.add_metrics() = Point("loss", 1, 1);
+      ASSERT_OK(store_->LogBatch(batch));
+    }
+  }
+  v1::UpdateRunRequest finish;
+  finish.mutable_run()->set_id(ended.id());
+  finish.mutable_run()->set_status(v1::FINISHED);
+  finish.mutable_run()->set_end_time_ms(5000);
+  finish.mutable_update_mask()->add_paths("status");
+  finish.mutable_update_mask()->add_paths("end_time_ms");
+  ASSERT_OK(store_->UpdateRun(finish));
+
+  EXPECT_EQ(*store_->PurgeLogWriters(5000 + kLogWriterWindowMs), 0u);
+  EXPECT_EQ(*store_->PurgeLogWriters(5001 + kLogWriterWindowMs), 2u);
+  EXPECT_EQ(*store_->PurgeLogWriters(NowMs() + 2 * kLogWriterWindowMs), 0u);  // running: kept
+  v1::LogBatchRequest replay;
+  replay.set_run_id(running.id());
+  replay.set_writer("w1");
+  replay.set_sequence(1);
+  EXPECT_TRUE(store_->LogBatch(replay)->duplicate);
+  replay.set_run_id(ended.id());
+  EXPECT_FALSE(store_->LogBatch(replay)->duplicate);  // forgotten: applied again
 }
 
 TEST_F(MetadataStoreTest, NanAndInfinityAreValues) {

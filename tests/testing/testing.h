@@ -158,8 +158,15 @@ std::pair<grpc::Status, std::string> RawUnaryCall(
     const std::string& request,
     const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
+// The status of an absl::Status or absl::StatusOr, for the matchers and macros below.
+inline const absl::Status& StatusOf(const absl::Status& status) { return status; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& value) {
+  return value.status();
+}
+
 MATCHER_P2(StatusIs, code, substring, "") {
-  const absl::Status& status = arg;
+  const absl::Status& status = ::mlops::testing::StatusOf(arg);
   if (status.code() != code) {
     *result_listener << "code " << absl::StatusCodeToString(status.code()) << ": "
                      << status.message();
@@ -185,16 +192,16 @@ MATCHER_P2(GrpcStatusIs, code, substring, "") {
   return true;
 }
 
-#define ASSERT_OK(expr)                                       \
-  do {                                                        \
-    const auto& assert_ok_status_ = (expr);                   \
-    ASSERT_TRUE(assert_ok_status_.ok()) << assert_ok_status_; \
+#define ASSERT_OK(expr)                                                                   \
+  do {                                                                                    \
+    const auto& assert_ok_status_ = (expr);                                               \
+    ASSERT_TRUE(assert_ok_status_.ok()) << ::mlops::testing::StatusOf(assert_ok_status_); \
   } while (false)
 
-#define EXPECT_OK(expr)                                       \
-  do {                                                        \
-    const auto& expect_ok_status_ = (expr);                   \
-    EXPECT_TRUE(expect_ok_status_.ok()) << expect_ok_status_; \
+#define EXPECT_OK(expr)                                                                   \
+  do {                                                                                    \
+    const auto& expect_ok_status_ = (expr);                                               \
+    EXPECT_TRUE(expect_ok_status_.ok()) << ::mlops::testing::StatusOf(expect_ok_status_); \
   } while (false)
 
 }  // namespace mlops::testing
