@@ -8,6 +8,7 @@
 #   SKIP_FUZZ=1 tools/test.sh  skip the fuzz stage (tools/fuzz.sh --seconds 10) after ASan+UBSan
 #   SKIP_TSAN=1 tools/test.sh  skip the ThreadSanitizer pass (local iteration only; CI runs it)
 #   SKIP_E2E=1 tools/test.sh   skip the deployment test on docker/compose.yaml (images, Prometheus)
+#   SKIP_PYTHON=1 tools/test.sh  skip the Python SDK stage (installed into a venv, pytest)
 #   SKIP_K8S=1 tools/test.sh   skip the Kubernetes stage: a real single-node cluster (tools/k8s),
 #                              its binaries built from the Go module proxy into a cache dir once
 set -euo pipefail
@@ -30,6 +31,17 @@ cmake --build --preset default -j2
 
 step "ctest (default preset)"
 ctest --preset default -j2 --timeout 600
+
+if [ "${SKIP_PYTHON:-0}" != "1" ]; then
+  step "Python SDK: installed into a venv over Debian's packages, pytest against real servers"
+  # The install docs/python.md gives: Debian's /usr/bin/python3 (grpcio, protobuf and numpy from
+  # Debian), a venv that sees them, and pip without build isolation or downloads.
+  rm -rf build/default/venv
+  /usr/bin/python3 -m venv --system-site-packages build/default/venv
+  build/default/venv/bin/pip install --quiet --no-build-isolation --no-deps --no-index ./python
+  (cd tests/python && MLOPS_BUILD_DIR="$PWD/../../build/default" \
+    ../../build/default/venv/bin/python -m pytest -q -p no:cacheprovider .)
+fi
 
 if [ "${SKIP_E2E:-0}" != "1" ]; then
   step "e2e: docker/compose.yaml with the images of this build (tests/e2e/compose_test.sh)"
