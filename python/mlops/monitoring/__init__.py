@@ -25,7 +25,7 @@ class _Ingester:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.rows: Dict[Tuple[str, Tuple[str, ...], Tuple[str, ...]], List[Tuple]] = {}
+        self.rows: Dict[Tuple, List[Tuple]] = {}
         self.count = 0
         self.dropped = 0
         self.errors: List[errors.MlopsError] = []
@@ -37,8 +37,11 @@ class _Ingester:
 
     def add(self, monitor: str, numeric: Sequence[str], categorical: Sequence[str],
             rows: List[Tuple]) -> None:
+        # Rows with and without request ids or predictions travel in batches of their own.
+        key = (monitor, tuple(numeric), tuple(categorical), rows[0][2] is not None,
+               rows[0][3] is not None)
         with self.lock:
-            self.rows.setdefault((monitor, tuple(numeric), tuple(categorical)), []).extend(rows)
+            self.rows.setdefault(key, []).extend(rows)
             self.count += len(rows)
             while self.count > _MAX_ROWS_BUFFERED:
                 key = next(iter(self.rows))
@@ -55,11 +58,11 @@ class _Ingester:
                 batches, self.rows, self.count = self.rows, {}, 0
                 self.sending = True
             failed = {}
-            for (monitor, numeric, categorical), rows in batches.items():
+            for key, rows in batches.items():
                 try:
-                    self.send(monitor, numeric, categorical, rows)
+                    self.send(key[0], key[1], key[2], rows)
                 except errors.Unavailable:
-                    failed[(monitor, numeric, categorical)] = rows  # kept for the next round
+                    failed[key] = rows  # kept for the next round
                 except errors.MlopsError as e:
                     with self.lock:
                         self.errors.append(e)
