@@ -193,6 +193,21 @@ curl -s "localhost:$metrics_port/metrics" |
 echo "\$ curl -s localhost:$metrics_port/metrics | grep grpc_server_handled_total | head -3"
 curl -s "localhost:$metrics_port/metrics" | grep '^grpc_server_handled_total' | head -3 || true
 
+say "12. From Python (docs/python.md): a scikit-learn model trained with the SDK in a git repo,"
+say "    then reproduced bit for bit from what start_run recorded"
+py_repo="$(mktemp -d /tmp/mlops-python.XXXXXX)"
+cp examples/python/train.py "$py_repo/"
+git -C "$py_repo" init -q
+git -C "$py_repo" add train.py
+git -C "$py_repo" -c user.name=quickstart -c user.email=quickstart@localhost commit -qm train
+echo "\$ (cd $py_repo && PYTHONPATH=$bin/python /usr/bin/python3 train.py --epochs 20)"
+py_out="$(cd "$py_repo" && PYTHONPATH="$bin/python" /usr/bin/python3 train.py --epochs 20 \
+  --model python-quickstart)"
+echo "$py_out"
+py_run="$(echo "$py_out" | awk '/^run / { sub(":", "", $2); print $2; exit }')"
+echo "\$ (cd $py_repo && mlops reproduce $py_run)"
+(cd "$py_repo" && PYTHONPATH="$bin/python" mlops reproduce "$py_run")
+
 shell_lines=""
 [ "$on_path" = no ] && shell_lines+="  export PATH=\"$prefix/bin:\$PATH\"
 "
