@@ -45,6 +45,16 @@ class MetadataServiceTest : public ::testing::Test {
     return run;
   }
 
+  v1::GetMetricHistoryResponse History(const std::string& run_id, const std::string& key) {
+    grpc::ClientContext context;
+    v1::GetMetricHistoryRequest request;
+    request.set_run_id(run_id);
+    request.set_key(key);
+    v1::GetMetricHistoryResponse points;
+    EXPECT_TRUE(stub_->GetMetricHistory(&context, request, &points).ok());
+    return points;
+  }
+
   static testing::InProcessServer* server_;
   std::unique_ptr<v1::MetadataService::Stub> stub_;
 };
@@ -135,12 +145,7 @@ TEST_F(MetadataServiceTest, LogStreamAppliesEveryMessageInOrder) {
   EXPECT_EQ(response.batches(), 20);
   EXPECT_EQ(response.metrics(), 10000);
 
-  grpc::ClientContext history_context;
-  v1::GetMetricHistoryRequest history;
-  history.set_run_id(run.id());
-  history.set_key("loss");
-  v1::GetMetricHistoryResponse points;
-  ASSERT_TRUE(stub_->GetMetricHistory(&history_context, history, &points).ok());
+  v1::GetMetricHistoryResponse points = History(run.id(), "loss");
   EXPECT_EQ(points.metrics_size(), 10000);
   EXPECT_EQ(points.metrics(9999).step(), 9999);
 
@@ -207,13 +212,7 @@ TEST_F(MetadataServiceTest, ReplayedBatchesOfAWriterAreAnsweredAsDuplicates) {
   ASSERT_TRUE(stub_->LogBatch(&unary_context, batch_of(3), &unary).ok());
   EXPECT_TRUE(unary.duplicate());
 
-  grpc::ClientContext history_context;
-  v1::GetMetricHistoryRequest history;
-  history.set_run_id(run.id());
-  history.set_key("loss");
-  v1::GetMetricHistoryResponse points;
-  ASSERT_TRUE(stub_->GetMetricHistory(&history_context, history, &points).ok());
-  EXPECT_EQ(points.metrics_size(), 400);  // each of the four batches once
+  EXPECT_EQ(History(run.id(), "loss").metrics_size(), 400);  // each of the four batches once
 }
 
 TEST_F(MetadataServiceTest, HealthServiceReportsServing) {

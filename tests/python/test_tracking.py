@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import threading
+import time
 
 import grpc
 import pytest
@@ -35,16 +36,21 @@ def test_a_run_records_params_tags_and_every_metric_point(sdk_env):
         mlops.log_metric("lr", 0.05)
         mlops.log_metric("weird", float("nan"))
         assert run.flush(10)
+        for step in range(1000, 6000):
+            run.log_metrics({"loss": 1.0 / (step + 1), "acc": step / 1000}, step=step)
+        started = time.monotonic()
+    # The end (after 10,000 unsent points) returns within 2 s with the server up.
+    assert time.monotonic() - started < 2.0
     assert mlops.active_run() is None
     info = run.info()
     assert info.status == mpb.FINISHED and info.end_time_ms > 0
     assert dict(info.params) == {"lr": "0.1", "layers": "3", "optimizer": "adam"}
     assert info.tags["team"] == "churn" and info.tags["stage"] == "trained"
     latest = {m.key: m for m in info.latest_metrics}
-    assert latest["loss"].step == 999 and latest["loss"].value == pytest.approx(1 / 1000)
+    assert latest["loss"].step == 5999 and latest["loss"].value == pytest.approx(1 / 6000)
     assert math.isnan(latest["weird"].value)
     loss = history(run.id, "loss")
-    assert [p.step for p in loss] == list(range(1000))
+    assert [p.step for p in loss] == list(range(6000))
     # Steps default to the next step of that key.
     assert [(p.step, p.value) for p in history(run.id, "lr")] == [(0, 0.1), (1, 0.05)]
     # The run says how it was made.
