@@ -29,6 +29,9 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# python/ (this script's directory) holds the sources without their generated stubs: import the
+# package from PYTHONPATH (the build tree or an install) instead.
+sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != ROOT / "python"]
 
 
 class Server:

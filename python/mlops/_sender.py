@@ -208,16 +208,16 @@ class Sender:
             run = self._runs.get(run_id)
             if run is None:
                 run = self._runs[run_id] = _RunBuffer()
-            size = 0
+            size = 24 * len(points)
+            all_series = run.series
             for key, value in points:
-                series = run.series.get(key)
+                series = all_series.get(key)
                 if series is None:
-                    series = run.series[key] = _Series()
+                    series = all_series[key] = _Series()
                     size += 100 + len(key)
                 series.values.append(value)
                 series.steps.append(step)
                 series.stamps.append(stamp)
-                size += 24
             self._room(size)
 
     def log_entries(self, run_id: str, params: Dict[str, str], tags: Dict[str, str]) -> None:

@@ -186,19 +186,29 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None,
                     timestamp_ms: Optional[int] = None) -> None:
         """log_metric for every item, at one step and time."""
-        points = []
         next_step = self._next_step
-        for key, value in metrics.items():
-            if key not in next_step:
-                _check_key("metric", key)
-                next_step[key] = 0
-            points.append((key, _value(key, value)))
+        try:
+            points = [(key, float(value)) for key, value in metrics.items()]
+        except (TypeError, ValueError):
+            for key, value in metrics.items():
+                _value(key, value)  # raises, naming the key
+            raise
         if step is None:
-            step = max((next_step[key] for key, _ in points), default=0)
+            step = 0
+            for key, _ in points:
+                known = next_step.get(key)
+                if known is None:
+                    _check_key("metric", key)
+                elif known > step:
+                    step = known
         else:
             step = _step(step)
+            for key, _ in points:
+                if key not in next_step:
+                    _check_key("metric", key)
+        after = step + 1
         for key, _ in points:
-            next_step[key] = step + 1
+            next_step[key] = after
         stamp = time.time_ns() // 1000000 if timestamp_ms is None else _step(timestamp_ms)
         _the_sender().log_points(self.id, points, step, stamp)
 
@@ -271,6 +281,9 @@ class Run:
             self._ended = True
             if self in _started:
                 _started.remove(self)
+        active = _active.get()
+        if self in active:  # no longer the active run of this thread or task
+            _active.set(tuple(r for r in active if r is not self))
         if self._outputs:
             self._store_outputs()
         if self._owner_pid == os.getpid() and not self._attached:
@@ -496,9 +509,7 @@ def log_artifact(path: str, name: Optional[str] = None) -> str:
 
 def end_run(status: str = "FINISHED") -> None:
     """Ends the active run of this thread or task."""
-    run = _need_run()
-    run.end(status)
-    _active.set(tuple(r for r in _active.get() if r is not run))
+    _need_run().end(status)
 
 
 def flush(timeout: Optional[float] = None) -> bool:
