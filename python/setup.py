@@ -21,4 +21,5 @@ class BuildWithStubs(build_py):
                         str(proto_root), "--out", self.build_lib], check=True)
 
 
-setup(packages=find_packages(include=["mlops", "mlops.*"]), cmdclass={"build_py": BuildWithStubs})
+setup(packages=find_packages(include=["mlops", "mlops.*"]), package_data={"mlops": ["py.typed"]},
+      cmdclass={"build_py": BuildWithStubs})

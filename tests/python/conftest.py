@@ -19,7 +19,8 @@ CLI = BUILD / "tools" / "cli" / "mlops"
 
 
 class Server:
-    def __init__(self, directory: pathlib.Path) -> None:
+    def __init__(self, directory: pathlib.Path, extra_args=()) -> None:
+        self.extra_args = list(extra_args)
         self.data_dir = directory / "data"
         self.log = directory / "server.log"
         self.port_file = directory / "ports"
@@ -35,7 +36,7 @@ class Server:
             self.port_file.unlink()
         args = [str(SERVER_BINARY), "--host=127.0.0.1", f"--port={self.port}", "--metrics_port=0",
                 f"--data_dir={self.data_dir}", f"--port_file={self.port_file}",
-                "--shutdown_grace_s=1"]
+                "--shutdown_grace_s=1", *self.extra_args]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=log)
         deadline = time.monotonic() + 30

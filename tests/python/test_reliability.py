@@ -143,3 +143,39 @@ if __name__ == "__main__":
         assert [p.step for p in history(run_id, f"w{i}")] == list(range(200))
     assert len(history(run_id, "parent")) == 2
     assert mlops.Run(run_id).info().status == mpb.FINISHED
+
+
+def test_a_dataloader_style_worker_pool_logs_to_the_parents_run(server, sdk_env):
+    # Workers forked once, fed batches through a queue (multiprocessing.Pool), each logging what
+    # it loaded, as a PyTorch DataLoader's workers would; the parent trains and logs meanwhile.
+    code = """
+import multiprocessing as mp, mlops
+
+_run = None
+
+def init(run):
+    global _run
+    _run = run
+
+def load(batch):
+    _run.log_metric("loaded", batch, step=batch)
+    return batch * 2
+
+if __name__ == "__main__":
+    with mlops.start_run(experiment="py-loader", record_source=False) as run:
+        with mp.get_context("fork").Pool(3, initializer=init, initargs=(run,)) as pool:
+            for step, out in enumerate(pool.imap(load, range(300))):
+                run.log_metric("trained", out, step=step)
+            pool.close()
+            pool.join()
+    print(run.id)
+"""
+    path = os.path.join(sdk_env["MLOPS_SPOOL_DIR"] + "-loader.py")
+    with open(path, "w") as f:
+        f.write(code)
+    done = subprocess.run([sys.executable, path], env=child_env(**sdk_env), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.split()[-1]
+    assert [p.step for p in history(run_id, "loaded")] == list(range(300))
+    assert [p.value for p in history(run_id, "trained")] == [2.0 * i for i in range(300)]
