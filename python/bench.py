@@ -163,8 +163,8 @@ def main() -> None:
         assert run.flush(600)
         base = statistics.median(plain)
         figures["training_steps_per_s"] = round(args.steps / base)
-        figures["sdk_training_overhead_pct"] = round(100 * (statistics.median(logged) - base) / base,
-                                                     2)
+        figures["sdk_training_overhead_pct"] = round(
+            100 * (statistics.median(logged) - base) / base, 2)
         figures["sync_training_overhead_pct"] = round(
             100 * (statistics.median(synced) - base) / base, 1)
         run.end()

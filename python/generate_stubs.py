@@ -3,8 +3,8 @@
 
 Run by the CMake target `mlops_python` (into build/<preset>/python) and by setup.py's build_py
 (into the wheel), so the stubs are never hand-edited and never older than the protos. Module paths
-follow the proto paths: proto/mlops/metadata/v1/metadata.proto becomes mlops.metadata.v1.metadata_pb2
-(with _pb2_grpc and a .pyi of type hints beside it).
+follow the proto paths: proto/mlops/metadata/v1/metadata.proto becomes
+mlops.metadata.v1.metadata_pb2 (with _pb2_grpc and a .pyi of type hints beside it).
 """
 import argparse
 import os
@@ -15,7 +15,8 @@ import sys
 
 
 def public_protos(proto_root: pathlib.Path) -> list:
-    return sorted(p.relative_to(proto_root).as_posix() for p in proto_root.glob("mlops/*/v1/*.proto"))
+    found = proto_root.glob("mlops/*/v1/*.proto")
+    return sorted(p.relative_to(proto_root).as_posix() for p in found)
 
 
 def generate(proto_root: pathlib.Path, out: pathlib.Path, protoc: str, plugin: str) -> None:
@@ -45,7 +46,8 @@ def main() -> None:
     parser.add_argument("--sources", type=pathlib.Path,
                         help="copy this package directory (python/mlops) to OUT/mlops first")
     parser.add_argument("--protoc", default=shutil.which("protoc") or "protoc")
-    parser.add_argument("--plugin", default=shutil.which("grpc_python_plugin") or "grpc_python_plugin")
+    parser.add_argument("--plugin",
+                        default=shutil.which("grpc_python_plugin") or "grpc_python_plugin")
     parser.add_argument("--stamp", type=pathlib.Path, help="a file to touch when done")
     args = parser.parse_args()
     if args.sources:

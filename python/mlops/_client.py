@@ -40,7 +40,8 @@ def _read(path: str, what: str, marker: str) -> bytes:
 
 
 class Connection:
-    """The settings of one client and its channels (one per address, made in the calling process)."""
+    """The settings of one client, and its channels (one per address, made in the calling
+    process)."""
 
     def __init__(self, server: Optional[str] = None, *, token: Optional[str] = None,
                  token_file: Optional[str] = None, ca: Optional[str] = None,
@@ -65,7 +66,8 @@ class Connection:
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(ca, "ca", "-----BEGIN CERTIFICATE-----"),
                 private_key=_read(key, "key", "PRIVATE KEY-----") if key else None,
-                certificate_chain=_read(cert, "cert", "-----BEGIN CERTIFICATE-----") if cert else None)
+                certificate_chain=(_read(cert, "cert", "-----BEGIN CERTIFICATE-----") if cert
+                                   else None))
         if token is None:
             token = _env("MLOPS_TOKEN")
         token_file = token_file or _env("MLOPS_TOKEN_FILE")
@@ -107,7 +109,7 @@ class Connection:
         address = self.addresses[service]
         with self._lock:
             if self._pid != os.getpid():
-                # Inherited across fork: the parent's channels are its own, never used or closed here.
+                # Inherited across fork: the parent's channels are its own, never used or closed.
                 self._channels = {}
                 self._pid = os.getpid()
             channel = self._channels.get(address)

@@ -421,7 +421,8 @@ def start_run(experiment: Optional[str] = None, *, name: str = "",
         run = Run(got.id, got.experiment_id, got.name, owner=True)
     else:
         experiment = experiment or os.environ.get("MLOPS_EXPERIMENT") or "default"
-        request = mpb.CreateRunRequest(experiment_id=_experiment_id(experiment), name=name,
+        experiment_id = _patiently(lambda: _experiment_id(experiment))
+        request = mpb.CreateRunRequest(experiment_id=experiment_id, name=name,
                                        request_id=uuid.uuid4().hex)
         for key, value in params.items():
             request.params[_check_key("param", key)] = _param_value(key, value,
@@ -451,19 +452,23 @@ def start_run(experiment: Optional[str] = None, *, name: str = "",
     return run
 
 
-def _create_run(c: Connection, request: mpb.CreateRunRequest) -> mpb.Run:
-    # The request id makes a retry after a lost answer return the same run; a server that is away
-    # is waited for up to MLOPS_START_TIMEOUT_S (default 60 s).
+def _patiently(call):
+    # Starting a run waits for a server that is away for up to MLOPS_START_TIMEOUT_S (default
+    # 60 s); CreateRun's request id makes a retry after a lost answer return the same run.
     deadline = time.monotonic() + float(os.environ.get("MLOPS_START_TIMEOUT_S", 60))
     pause = 0.1
     while True:
         try:
-            return c.unary("metadata", _md("CreateRun"), request, mpb.Run)
+            return call()
         except (errors.Unavailable, errors.DeadlineExceeded):
             if time.monotonic() + pause > deadline:
                 raise
             time.sleep(pause)
             pause = min(2.0, pause * 2)
+
+
+def _create_run(c: Connection, request: mpb.CreateRunRequest) -> mpb.Run:
+    return _patiently(lambda: c.unary("metadata", _md("CreateRun"), request, mpb.Run))
 
 
 def active_run() -> Optional[Run]:

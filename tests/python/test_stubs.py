@@ -36,4 +36,5 @@ def test_every_public_proto_has_a_stub_matching_it():
         module = importlib.import_module(proto[:-len(".proto")].replace("/", ".") + "_pb2")
         importlib.import_module(proto[:-len(".proto")].replace("/", ".") + "_pb2_grpc")
         stub = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
-        assert without_json_names(stub) == without_json_names(by_name[proto]), f"{proto}: the generated stub is stale"
+        assert without_json_names(stub) == without_json_names(by_name[proto]), \
+            f"{proto}: the generated stub is stale"
