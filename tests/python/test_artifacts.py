@@ -79,6 +79,9 @@ def test_models_register_alias_and_read_back(sdk_env, tmp_path):
     assert out.read_bytes() == b"better" * 1000
     with pytest.raises(mlops.NotFound):
         mlops.models.get_version("py-churn@staging")
+    assert mlops.models.delete_alias("py-churn", "production").from_version == 2
+    with pytest.raises(mlops.NotFound):
+        mlops.models.get_version("py-churn@production")
 
 
 def test_datasets_push_pull_open_and_the_run_records_the_version(sdk_env, tmp_path):
@@ -91,6 +94,9 @@ def test_datasets_push_pull_open_and_the_run_records_the_version(sdk_env, tmp_pa
     (source / "train.csv").write_text("a,b\n1,2\n5,6\n")
     mlops.data.push(str(source), "py-data", message="second")
     assert mlops.data.open("py-data@v1", "train.csv") == b"a,b\n1,2\n"
+    assert sorted(e.path for e in mlops.data.entries("py-data@v1")) == ["sub/test.csv",
+                                                                         "train.csv"]
+    assert mlops.data.get_version("py-data@v1").digest == v1.digest
     assert mlops.data.open("py-data", "train.csv") == b"a,b\n1,2\n5,6\n"
     with mlops.start_run(experiment="py-data", record_source=False) as run:
         pulled = mlops.data.pull("py-data@v1", str(tmp_path / "pulled"))

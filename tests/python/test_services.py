@@ -23,6 +23,13 @@ steps:
     command: ["sh", "-c", "exit {{params.code}}"]
 """
 
+SLOW = """
+name: py-slow
+steps:
+  - name: sleep
+    command: ["sleep", "60"]
+"""
+
 
 def test_a_pipeline_is_submitted_and_watched_to_its_end(sdk_env):
     done = mlops.pipelines.submit(SPEC, {"code": "0"}, watch=True, timeout=120)
@@ -35,6 +42,10 @@ def test_a_pipeline_is_submitted_and_watched_to_its_end(sdk_env):
     assert mlops.pipelines.wait(again.id, timeout=120).state == spb.SUCCEEDED
     with pytest.raises(mlops.InvalidArgument):
         mlops.pipelines.submit("name: broken\nsteps: 7\n")
+    slow = mlops.pipelines.submit(SLOW)
+    assert mlops.pipelines.get(slow.id).id == slow.id
+    mlops.pipelines.cancel(slow.id)
+    assert mlops.pipelines.wait(slow.id, timeout=60).state == spb.CANCELED
 
 
 def test_ingested_rows_reach_the_monitor_in_windows(server, sdk_env, tmp_path):
