@@ -77,7 +77,7 @@ def test_ingested_rows_reach_the_monitor_in_windows(server, sdk_env, tmp_path):
         mlops.monitoring.flush(30)
 
 
-def test_lineage_of_a_pipeline_step_run(sdk_env):
+def test_lineage_of_a_pipeline_step_run(sdk_env, tmp_path):
     done = mlops.pipelines.submit(SPEC, {"code": "0", "word": "lineage"}, watch=True, timeout=120)
     assert done.state == spb.SUCCEEDED
     say = done.steps[0]
@@ -87,3 +87,11 @@ def test_lineage_of_a_pipeline_step_run(sdk_env):
     assert graph.total_nodes >= 2  # the step's execution and its output
     with pytest.raises(mlops.InvalidArgument):
         mlops.lineage("bogus:1")
+    assert mlops.lineage(f"run:{run_id}", upstream=False, downstream=True).total_nodes == \
+        graph.total_nodes
+    # A model registered from a file nothing in the graph produced has no node to start from.
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"m")
+    mlops.models.register(None, str(model), "py-lineage-model")
+    with pytest.raises(mlops.NotFound, match="no artifact in the lineage graph"):
+        mlops.lineage("model:py-lineage-model@1")

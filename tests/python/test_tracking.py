@@ -59,6 +59,30 @@ def test_a_run_records_params_tags_and_every_metric_point(sdk_env):
     assert info.source.dependency_digests["python:installed"].startswith("sha256:")
 
 
+def test_the_fluent_functions_act_on_the_active_run(sdk_env, tmp_path):
+    run = mlops.start_run(experiment="py-fluent", record_source=False)  # no `with`
+    assert mlops.active_run() is run
+    mlops.log_param("lr", 0.5)
+    mlops.log_params({"epochs": 3})
+    mlops.set_tag("stage", "one")
+    mlops.set_tags({"owner": "py"})
+    mlops.log_metrics({"loss": 1.0, "acc": 0.5})
+    (tmp_path / "notes.txt").write_text("notes")
+    digest = mlops.log_artifact(str(tmp_path / "notes.txt"), name="notes")
+    mlops.end_run()
+    assert mlops.active_run() is None
+    info = run.info()
+    assert info.status == mpb.FINISHED
+    assert dict(info.params) == {"lr": "0.5", "epochs": "3"}
+    assert info.tags["stage"] == "one" and info.tags["owner"] == "py"
+    assert info.tags["mlops.artifact.notes"] == digest
+    assert {m.key for m in info.latest_metrics} == {"loss", "acc"}
+    with pytest.raises(mlops.FailedPrecondition):
+        mlops.end_run()
+    with pytest.raises(mlops.InvalidArgument):
+        run.end("RUNNING")
+
+
 def test_a_block_that_raises_ends_failed_and_nested_runs_name_their_parent(sdk_env):
     with pytest.raises(ZeroDivisionError):
         with mlops.start_run(experiment="py-basics", record_source=False) as parent:
