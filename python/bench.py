@@ -96,13 +96,13 @@ def main() -> None:
     scratch = tempfile.mkdtemp(prefix="mlops-pybench-")
     server = Server(build / "tools" / "server" / "mlops-server", scratch)
     server.start()
-    os.environ["MLOPS_SPOOL_DIR"] = os.path.join(scratch, "spool")
-    import mlops
-    from mlops.metadata.v1 import metadata_pb2 as mpb
-    from mlops.tracking import connection
-    mlops.set_server(f"127.0.0.1:{server.port}")
     figures = {}
-    try:
+    try:  # the server is stopped whatever fails, the import included
+        os.environ["MLOPS_SPOOL_DIR"] = os.path.join(scratch, "spool")
+        import mlops
+        from mlops.metadata.v1 import metadata_pb2 as mpb
+        from mlops.tracking import connection
+        mlops.set_server(f"127.0.0.1:{server.port}")
         # Throughput and enqueue latency while the sender works.
         run = mlops.start_run(experiment="bench", record_source=False)
         keys = [f"m{i}" for i in range(10)]
