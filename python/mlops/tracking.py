@@ -80,7 +80,7 @@ def connection() -> Connection:
 def _the_sender() -> Sender:
     global _sender, _sender_pid
     sender = _sender
-    if sender is not None and _sender_pid == os.getpid():
+    if sender is not None:  # a forked child starts with none (_after_fork_in_child)
         return sender
     with _lock:
         if _sender is None or _sender_pid != os.getpid():
