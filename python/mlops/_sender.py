@@ -34,9 +34,10 @@ import threading
 import time
 import uuid
 import zlib
-from typing import Dict, List, Optional, Tuple
+from typing import Collection, Dict, List, Optional, Tuple
 
 import grpc
+import numpy as np
 
 from . import errors
 from ._client import Connection, method
@@ -54,7 +55,6 @@ _KIND_UPDATE_RUN = 2
 # A spool record: payload length, CRC-32 of kind + payload, kind; then the payload (a serialized
 # LogBatchRequest or UpdateRunRequest).
 _RECORD = struct.Struct("<IIB")
-_LITTLE = sys.byteorder == "little"
 
 
 def _varint(value: int) -> bytes:
@@ -69,27 +69,28 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes((tag,)) + _varint(len(payload)) + payload
+def append_series(out: bytearray, key: bytes, values: np.ndarray, steps: np.ndarray,
+                  stamps: np.ndarray) -> None:
+    """Appends to `out` LogBatchRequest field 5 (a MetricSeries) holding these points, encoded by
+    hand: the arrays (contiguous, little-endian 8-byte values: packed double and sfixed64) are
+    copied in as they are, once."""
+    length = _varint(8 * len(values))
+    packed = 3 * (1 + len(length) + 8 * len(values))
+    key_length = _varint(len(key))
+    out += b"\x2a" + _varint(1 + len(key_length) + len(key) + packed)
+    out += b"\x0a" + key_length + key
+    out += b"\x12" + length
+    out += memoryview(values).cast("B")
+    out += b"\x1a" + length
+    out += memoryview(steps).cast("B")
+    out += b"\x22" + length
+    out += memoryview(stamps).cast("B")
 
 
-def _packed(values: array.array) -> bytes:
-    if not _LITTLE:
-        values = array.array(values.typecode, values)
-        values.byteswap()
-    return values.tobytes()
-
-
-def encode_series(key: bytes, values: array.array, steps: array.array,
-                  stamps: array.array) -> bytes:
-    """LogBatchRequest field 5 (MetricSeries) holding these points, encoded by hand: the arrays
-    go on the wire as they are (packed double and sfixed64 are little-endian 8-byte values)."""
-    body = (_field(0x0A, key) + _field(0x12, _packed(values)) + _field(0x1A, _packed(steps)) +
-            _field(0x22, _packed(stamps)))
-    return _field(0x2A, body)
-
-
-class _Series:
+class _Rows:
+    """The points of the log calls of one run with the same keys, in call order: one row of
+    values per call (row-major, len(keys) values a row), its step and its time. The sender turns
+    the rows into one series per key (a transposition), so a log call does no work per key."""
     __slots__ = ("values", "steps", "stamps")
 
     def __init__(self) -> None:
@@ -99,12 +100,30 @@ class _Series:
 
 
 class _RunBuffer:
-    __slots__ = ("series", "params", "tags")
+    __slots__ = ("rows", "params", "tags")
 
     def __init__(self) -> None:
-        self.series: Dict[str, _Series] = {}
+        self.rows: Dict[Tuple[str, ...], _Rows] = {}
         self.params: Dict[str, str] = {}
         self.tags: Dict[str, str] = {}
+
+
+def _series(run: _RunBuffer) -> List[Tuple[bytes, np.ndarray, np.ndarray, np.ndarray, int]]:
+    """(key, values, steps, stamps, 0) per key and set of keys, the points in call order (the
+    last item is where the points not yet sent start)."""
+    out = []
+    for keys, rows in run.rows.items():
+        if not rows.steps:
+            continue  # made by a call whose values were refused
+        steps = np.frombuffer(rows.steps, dtype=np.int64).astype("<i8", copy=False)
+        stamps = np.frombuffer(rows.stamps, dtype=np.int64).astype("<i8", copy=False)
+        # One copy turns the rows into contiguous columns, one per key.
+        columns = np.ascontiguousarray(
+            np.frombuffer(rows.values, dtype=np.float64).reshape(len(steps), len(keys)).T,
+            dtype="<f8")
+        for key, column in zip(keys, columns):
+            out.append((key.encode(), column, steps, stamps, 0))
+    return out
 
 
 class _Spool:
@@ -161,7 +180,7 @@ class Sender:
     """One per process (see module doc); made by the first log call, never inherited by a fork."""
 
     def __init__(self, connection: Connection, *, max_buffer_bytes: int = 64 << 20,
-                 max_spool_bytes: int = 4 << 30, interval: float = 0.2,
+                 max_spool_bytes: int = 4 << 30, interval: float = 0.5,
                  send_timeout: float = 10.0, directory: Optional[str] = None) -> None:
         self.connection = connection
         self.writer = "py-" + uuid.uuid4().hex
@@ -178,6 +197,7 @@ class Sender:
         self._runs: Dict[str, _RunBuffer] = {}
         self._ends: List[bytes] = []
         self._bytes = 0
+        self._half_buffer = max_buffer_bytes // 2
         self._tickets = 0      # flush requests so far
         self._served = 0       # the flush requests whose data the server has acknowledged
         self._errors: List[errors.MlopsError] = []
@@ -202,23 +222,29 @@ class Sender:
             while self._bytes > self.max_buffer_bytes and not self._stopping:
                 self._space.wait(1.0)
 
-    def log_points(self, run_id: str, points: List[Tuple[str, float]], step: int,
-                   stamp: int) -> None:
+    def log_points(self, run_id: str, keys: Tuple[str, ...], values: Collection[float],
+                   step: int, stamp: int) -> None:
+        """Appends one row: the values of `keys` (in that order) at one step and time. Raises
+        TypeError or OverflowError, appending nothing, when a value is not a float or an int."""
         with self._lock:
             run = self._runs.get(run_id)
             if run is None:
                 run = self._runs[run_id] = _RunBuffer()
-            size = 24 * len(points)
-            all_series = run.series
-            for key, value in points:
-                series = all_series.get(key)
-                if series is None:
-                    series = all_series[key] = _Series()
-                    size += 100 + len(key)
-                series.values.append(value)
-                series.steps.append(step)
-                series.stamps.append(stamp)
-            self._room(size)
+            rows = run.rows.get(keys)
+            if rows is None:
+                rows = run.rows[keys] = _Rows()
+                self._bytes += 100 + sum(map(len, keys))
+            row_start = len(rows.values)
+            try:
+                rows.values.extend(values)
+            except (TypeError, OverflowError):
+                del rows.values[row_start:]
+                raise
+            rows.steps.append(step)
+            rows.stamps.append(stamp)
+            self._bytes += 16 + 8 * len(values)
+            if self._bytes > self._half_buffer:
+                self._room(0)
 
     def log_entries(self, run_id: str, params: Dict[str, str], tags: Dict[str, str]) -> None:
         with self._lock:
@@ -321,7 +347,7 @@ class Sender:
         for run_id, run in runs.items():
             params = list(run.params.items())
             tags = list(run.tags.items())
-            series = [(key.encode(), s) for key, s in run.series.items()]
+            series = _series(run)
             while params or tags or series:
                 self._sequence += 1
                 head = metadata_pb2.LogBatchRequest(
@@ -330,24 +356,20 @@ class Sender:
                     tags=dict(tags[:MAX_ENTRIES_PER_BATCH]))
                 params = params[MAX_ENTRIES_PER_BATCH:]
                 tags = tags[MAX_ENTRIES_PER_BATCH:]
-                parts = [head.SerializeToString()]
+                out = bytearray(head.SerializeToString())
                 room = MAX_POINTS_PER_BATCH
                 while series and room > 0:
-                    key, s = series[0]
-                    n = len(s.values)
-                    if n <= room:
-                        parts.append(encode_series(key, s.values, s.steps, s.stamps))
-                        series.pop(0)
-                        room -= n
+                    key, values, steps, stamps, start = series[0]
+                    n = min(len(values) - start, room)
+                    if start + n < len(values):
+                        series[0] = (key, values, steps, stamps, start + n)
                     else:
-                        parts.append(encode_series(key, s.values[:room], s.steps[:room],
-                                                   s.stamps[:room]))
-                        rest = _Series()
-                        rest.values, rest.steps, rest.stamps = (s.values[room:], s.steps[room:],
-                                                                s.stamps[room:])
-                        series[0] = (key, rest)
-                        room = 0
-                yield _KIND_LOG, b"".join(parts)
+                        series.pop(0)
+                    end = start + n
+                    append_series(out, key, values[start:end], steps[start:end],
+                                  stamps[start:end])
+                    room -= n
+                yield _KIND_LOG, bytes(out)
         for payload in ends:
             yield _KIND_UPDATE_RUN, payload
 

@@ -8,6 +8,7 @@ object (which also pickles for spawn). Only the process that started a run ends 
 """
 from __future__ import annotations
 
+import array
 import atexit
 import contextvars
 import math
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 from . import errors
 from ._client import Connection, method
@@ -89,7 +90,7 @@ def _the_sender() -> Sender:
                 connection(),
                 max_buffer_bytes=int(env.get("MLOPS_BUFFER_BYTES", 64 << 20)),
                 max_spool_bytes=int(env.get("MLOPS_SPOOL_MAX_BYTES", 4 << 30)),
-                interval=float(env.get("MLOPS_FLUSH_INTERVAL_S", 0.2)),
+                interval=float(env.get("MLOPS_FLUSH_INTERVAL_S", 0.5)),
                 send_timeout=float(env.get("MLOPS_SEND_TIMEOUT_S", 10)))
             _sender_pid = os.getpid()
             # multiprocessing children leave through os._exit, which skips atexit.
@@ -144,7 +145,7 @@ def _step(step: Any) -> int:
 def _value(key: str, value: Any) -> float:
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise errors.InvalidArgument(
             f"metric {key!r}: {value!r} is not a number") from None
 
@@ -164,6 +165,7 @@ class Run:
         self._ended = False
         self._params: Dict[str, str] = {}
         self._next_step: Dict[str, int] = {}
+        self._key_sets: Set[Tuple[str, ...]] = set()  # of metrics, validated
         self._outputs: List[str] = []
         self._work_dir = os.getcwd()
         self._token: Optional[contextvars.Token] = None
@@ -186,31 +188,38 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None,
                     timestamp_ms: Optional[int] = None) -> None:
         """log_metric for every item, at one step and time."""
-        next_step = self._next_step
-        try:
-            points = [(key, float(value)) for key, value in metrics.items()]
-        except (TypeError, ValueError):
-            for key, value in metrics.items():
-                _value(key, value)  # raises, naming the key
-            raise
-        if step is None:
-            step = 0
-            for key, _ in points:
-                known = next_step.get(key)
-                if known is None:
-                    _check_key("metric", key)
-                elif known > step:
-                    step = known
+        # The hot path of a training loop: one row of values for the set of keys (validated once
+        # per set), no work per key beyond the default steps.
+        if type(metrics) is dict:
+            keys = tuple(metrics)
+            values = metrics.values()
         else:
+            items = list(metrics.items())
+            keys = tuple(key for key, _ in items)
+            values = [value for _, value in items]
+        if not keys:
+            return
+        if keys not in self._key_sets:
+            self._check_key_set(keys)
+        next_step = self._next_step
+        if step is None:
+            step = max([next_step.get(key, 0) for key in keys])
+        elif type(step) is not int or not _INT64[0] <= step <= _INT64[1]:
             step = _step(step)
-            for key, _ in points:
-                if key not in next_step:
-                    _check_key("metric", key)
-        after = step + 1
-        for key, _ in points:
-            next_step[key] = after
         stamp = time.time_ns() // 1000000 if timestamp_ms is None else _step(timestamp_ms)
-        _the_sender().log_points(self.id, points, step, stamp)
+        try:  # the sender's row takes the values as they are when all are numbers
+            _the_sender().log_points(self.id, keys, values, step, stamp)
+        except (TypeError, OverflowError):  # strings of numbers, or not numbers (raises)
+            row = array.array("d", [_value(key, value) for key, value in zip(keys, values)])
+            _the_sender().log_points(self.id, keys, row, step, stamp)
+        next_step.update(dict.fromkeys(keys, step + 1))
+
+    def _check_key_set(self, keys: Tuple[str, ...]) -> None:
+        for key in keys:
+            _check_key("metric", key)
+        if len(self._key_sets) >= 4096:  # sets of keys that change every call: keep it bounded
+            self._key_sets.clear()
+        self._key_sets.add(keys)
 
     def log_param(self, key: str, value: Any) -> None:
         self.log_params({key: value})

@@ -59,6 +59,40 @@ def test_a_run_records_params_tags_and_every_metric_point(sdk_env):
     assert info.source.dependency_digests["python:installed"].startswith("sha256:")
 
 
+def test_points_of_calls_with_different_sets_of_keys_arrive_in_full(sdk_env):
+    # A call appends one row per set of keys; the sender turns rows into one series per key and
+    # splits them at 10,000 points a batch. Keys shared by several sets, sets of 1 and of 2,500
+    # keys, and refused values (nothing of that call is kept) must all come out exactly.
+    wide = {f"w{i}": float(i) for i in range(2500)}
+    with mlops.start_run(experiment="py-keysets", record_source=False) as run:
+        for step in range(3000):
+            if step % 3 == 0:
+                run.log_metrics({"loss": step, "acc": -step}, step=step)
+            elif step % 3 == 1:
+                run.log_metrics({"acc": -step, "loss": step, "lr": 0.5}, step=step)
+            else:
+                run.log_metric("loss", step, step=step)
+            if step % 1000 == 0:
+                run.log_metrics(wide, step=step)
+        with pytest.raises(mlops.InvalidArgument, match="'acc'.*not a number"):
+            run.log_metrics({"loss": 1.0, "acc": "high"}, step=99999)
+        with pytest.raises(mlops.InvalidArgument, match="not a number"):
+            run.log_metrics({"fresh": 1.0, "set": None}, step=99999)
+        run.log_metrics({"loss": "3000.5"}, step=3000)  # a string of a number is a number
+        run.log_metrics({"acc": 1.0, "loss": 2.0})  # the default step: one past the largest
+    loss = history(run.id, "loss")
+    assert [(p.step, p.value) for p in loss] == (
+        [(s, float(s)) for s in range(3000)] + [(3000, 3000.5), (3001, 2.0)])
+    acc = history(run.id, "acc")
+    assert [p.step for p in acc] == [s for s in range(3000) if s % 3 != 2] + [3001]
+    assert [p.value for p in acc[:-1]] == [-float(p.step) for p in acc[:-1]]
+    assert [p.step for p in history(run.id, "lr")] == list(range(1, 3000, 3))
+    for key in ("w0", "w1234", "w2499"):
+        assert [(p.step, p.value) for p in history(run.id, key)] == [
+            (s, wide[key]) for s in (0, 1000, 2000)]
+    assert history(run.id, "fresh") == [] and history(run.id, "set") == []
+
+
 def test_the_fluent_functions_act_on_the_active_run(sdk_env, tmp_path):
     run = mlops.start_run(experiment="py-fluent", record_source=False)  # no `with`
     assert mlops.active_run() is run
