@@ -56,6 +56,37 @@ class BearerTokenInterceptorFactory : public grpc::experimental::ClientIntercept
   std::function<std::string()> token_;
 };
 
+class MetadataInterceptor : public grpc::experimental::Interceptor {
+ public:
+  explicit MetadataInterceptor(const std::vector<std::pair<std::string, std::string>>* entries)
+      : entries_(entries) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      for (const auto& [key, value] : *entries_) {
+        methods->GetSendInitialMetadata()->emplace(key, value);
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::vector<std::pair<std::string, std::string>>* entries_;
+};
+
+class MetadataInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit MetadataInterceptorFactory(std::vector<std::pair<std::string, std::string>> entries)
+      : entries_(std::move(entries)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new MetadataInterceptor(&entries_);
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> entries_;
+};
+
 // Puts every call in one project (docs/api.md, "Projects"): the request's names and ids written
 // without a project get it (QualifyRequest, by the access table), and the call carries it as
 // mlops-project metadata (what a client stream acts in). The request is rewritten in its
@@ -130,6 +161,11 @@ class ProjectInterceptorFactory : public grpc::experimental::ClientInterceptorFa
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeProjectInterceptor(
     std::string project) {
   return std::make_unique<ProjectInterceptorFactory>(std::move(project));
+}
+
+std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeMetadataInterceptor(
+    std::vector<std::pair<std::string, std::string>> entries) {
+  return std::make_unique<MetadataInterceptorFactory>(std::move(entries));
 }
 
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeBearerTokenInterceptor(

@@ -38,6 +38,10 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(const ChannelSec
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeBearerTokenInterceptor(
     std::function<std::string()> token);
 
+// Adds these metadata entries (key, value) to every call of the channel it is installed on.
+std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> MakeMetadataInterceptor(
+    std::vector<std::pair<std::string, std::string>> entries);
+
 // Puts every call of the channel in `project` (docs/api.md, "Projects"): names and ids that its
 // request's project fields (the access table's) give without a project get `projects/{project}/`,
 // an empty `project` field is set, and the call carries `mlops-project: {project}` metadata.

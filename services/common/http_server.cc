@@ -34,11 +34,24 @@ void HttpServer::SetReadiness(std::function<bool()> ready) {
   ready_ = std::move(ready);
 }
 
+void HttpServer::AddHandler(const std::string& prefix, std::function<int(mg_connection*)> handler) {
+  std::lock_guard<std::mutex> lock(mu_);
+  routes_.push_back(std::make_unique<Route>(Route{prefix, std::move(handler)}));
+  if (ctx_ != nullptr) {
+    mg_set_request_handler(ctx_, prefix.c_str(), &HttpServer::HandleRoute, routes_.back().get());
+  }
+}
+
+int HttpServer::HandleRoute(mg_connection* conn, void* route) {
+  return static_cast<Route*>(route)->handler(conn);
+}
+
 absl::Status HttpServer::Start(const std::string& host, int port, const HttpTls* tls) {
   mg_init_library(0);
   // Behind a TLS front, civetweb is reached only from this process's relay, on loopback.
   std::string listen = tls != nullptr ? "127.0.0.1:0" : host + ":" + std::to_string(port);
-  const char* options[] = {"listening_ports",   listen.c_str(), "num_threads", "4",
+  // A keep-alive connection, and a followed stream of the JSON API, hold a worker thread each.
+  const char* options[] = {"listening_ports",   listen.c_str(), "num_threads", "64",
                            "enable_keep_alive", "yes",          nullptr};
   mg_callbacks callbacks{};
   // civetweb logs bind failures through this callback; returning 1 silences its own printing.
@@ -54,6 +67,12 @@ absl::Status HttpServer::Start(const std::string& host, int port, const HttpTls*
   mg_set_request_handler(ctx_, "/healthz$", &HttpServer::HandleHealth, this);
   mg_set_request_handler(ctx_, "/readyz$", &HttpServer::HandleReady, this);
   mg_set_request_handler(ctx_, "/statusz$", &HttpServer::HandleStatus, this);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& route : routes_) {
+      mg_set_request_handler(ctx_, route->prefix.c_str(), &HttpServer::HandleRoute, route.get());
+    }
+  }
   if (tls != nullptr) {
     TlsFront::Options options;
     options.cert_file = tls->cert_file;

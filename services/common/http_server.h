@@ -41,6 +41,9 @@ class HttpServer {
   void SetReadiness(std::function<bool()> ready);
   // /statusz answers the text `status` returns (the state of the peers).
   void SetStatusPage(std::function<std::string()> status);
+  // Serves every URI that starts with `prefix` (e.g. "/api/v1/") with `handler`, which returns the
+  // HTTP status it sent. Before or after Start; the handler must outlive the server.
+  void AddHandler(const std::string& prefix, std::function<int(mg_connection*)> handler);
 
   // Listens on host:port (port 0 picks a free one). UNAVAILABLE when the port is taken. With
   // `tls`, civetweb listens on a loopback port and a TlsFront on host:port terminates TLS in front
@@ -57,11 +60,18 @@ class HttpServer {
   static int HandleHealth(mg_connection* conn, void* self);
   static int HandleReady(mg_connection* conn, void* self);
   static int HandleStatus(mg_connection* conn, void* self);
+  static int HandleRoute(mg_connection* conn, void* route);
+
+  struct Route {
+    std::string prefix;
+    std::function<int(mg_connection*)> handler;
+  };
 
   mutable std::mutex mu_;
   std::vector<std::weak_ptr<prometheus::Collectable>> collectables_;
   std::function<bool()> ready_;
   std::function<std::string()> status_;
+  std::vector<std::unique_ptr<Route>> routes_;
   mg_context* ctx_ = nullptr;
   std::unique_ptr<TlsFront> tls_;
   int port_ = 0;

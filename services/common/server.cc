@@ -21,6 +21,7 @@
 #include "absl/flags/usage.h"
 #include "mlops/audit/v1/audit.guard.pb.h"
 #include "services/common/audit_log.h"
+#include "services/common/json_api.h"
 #include "services/common/logging.h"
 #include "services/common/oidc.h"
 #include "services/common/projects.h"
@@ -395,6 +396,20 @@ absl::Status ServiceHost::Start() {
     return absl::UnavailableError("grpc: cannot listen on " + address);
   }
   if (config_.metrics_port >= 0) {
+    // The JSON API calls this server in-process without the internal token: each call carries
+    // the HTTP request's credentials and passes the guard like any other.
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(config_.max_message_bytes);
+    args.SetMaxSendMessageSize(config_.max_message_bytes);
+    std::vector<std::string> services(serves_.begin(), serves_.end());
+    services.push_back("audit");
+    JsonApi::Options options;
+    options.max_body_bytes = config_.max_message_bytes;
+    json_api_ = std::make_unique<JsonApi>(server_->InProcessChannel(args), services, options);
+    for (auto& [prefix, handler] : api_routes_) json_api_->AddRoute(prefix, std::move(handler));
+    api_routes_.clear();
+    http_.AddHandler("/api/v1/",
+                     [api = json_api_.get()](mg_connection* conn) { return api->Handle(conn); });
     // TLS on the HTTP port too when the gRPC port has it: the same files, reloaded the same way.
     HttpTls tls{config_.tls_cert, config_.tls_key, config_.tls_client_ca, config_.tls_reload_s};
     absl::Status status = http_.Start(config_.metrics_host, config_.metrics_port,
@@ -435,6 +450,26 @@ std::shared_ptr<grpc::Channel> ServiceHost::InProcessChannel(const std::string& 
   return server_->experimental().InProcessChannelWithInterceptors(args, std::move(factories));
 }
 
+void ServiceHost::AddApiRoute(
+    const std::string& prefix,
+    std::function<int(mg_connection* conn, const std::string& rest)> handler) {
+  api_routes_.emplace_back(prefix, std::move(handler));
+}
+
+std::shared_ptr<grpc::Channel> ServiceHost::CallerChannel(mg_connection* conn,
+                                                          const std::string& project) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(config_.max_message_bytes);
+  args.SetMaxSendMessageSize(config_.max_message_bytes);
+  std::vector<std::pair<std::string, std::string>> entries = RequestMetadata(conn);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  factories.push_back(MakeMetadataInterceptor(std::move(entries)));
+  if (!project.empty() && project != kDefaultProject) {
+    factories.push_back(MakeProjectInterceptor(project));
+  }
+  return server_->experimental().InProcessChannelWithInterceptors(args, std::move(factories));
+}
+
 std::shared_ptr<grpc::Channel> ServiceHost::PeerChannel(const std::string& address,
                                                         const std::string& project) {
   ChannelSecurity security;
@@ -459,9 +494,9 @@ void ServiceHost::Shutdown(absl::Duration grace) {
   if (server_ != nullptr) {
     server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
     server_->Wait();
-    server_.reset();
   }
-  http_.Stop();
+  http_.Stop();  // after the RPCs (those of the JSON API end with them), before the server goes
+  server_.reset();
 }
 
 int WaitForShutdownSignal() {

@@ -110,6 +110,14 @@ class ServiceHost {
   prometheus::Registry& registry() { return *registry_; }
   RocksDbCollector& rocksdb_collector() { return *rocksdb_; }
   HttpServer& http() { return http_; }
+  // Routes of the HTTP API beyond the RPCs (JsonApi::AddRoute: /api/v1/<prefix>/...), served once
+  // Start has run with an HTTP port. Register before Start.
+  void AddApiRoute(const std::string& prefix,
+                   std::function<int(mg_connection* conn, const std::string& rest)> handler);
+  // A channel to this server for serving the HTTP request `conn`: its calls carry the request's
+  // Authorization, Mlops-Project and X-Request-Id headers (not the internal token), so they pass
+  // the guard as the caller; with a project other than default they act in it.
+  std::shared_ptr<grpc::Channel> CallerChannel(mg_connection* conn, const std::string& project);
 
   // Builds and starts the gRPC server, then the HTTP endpoint. UNAVAILABLE when a port is taken.
   absl::Status Start();
@@ -149,6 +157,9 @@ class ServiceHost {
   std::vector<std::unique_ptr<grpc::Service>> guarded_;
   std::shared_ptr<FileTokenSource> identity_token_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<class JsonApi> json_api_;
+  std::vector<std::pair<std::string, std::function<int(mg_connection*, const std::string&)>>>
+      api_routes_;
   HttpServer http_;
   int port_ = 0;
 };

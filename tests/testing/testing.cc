@@ -197,6 +197,57 @@ std::pair<int, std::string> HttpGet(int port, const std::string& path) {
   return {static_cast<int>(code), body};
 }
 
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
+                         const std::string& body, const std::vector<std::string>& headers) {
+  CURL* curl = curl_easy_init();
+  HttpResponse response;
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method == "HEAD") curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  }
+  curl_slist* list = nullptr;
+  for (const std::string& header : headers) list = curl_slist_append(list, header.c_str());
+  if (list != nullptr) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(
+      curl, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* out) -> size_t {
+        static_cast<std::string*>(out)->append(data, size * n);
+        return size * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(
+      curl, CURLOPT_HEADERFUNCTION, +[](char* data, size_t size, size_t n, void* out) -> size_t {
+        std::string line(data, size * n);
+        size_t colon = line.find(':');
+        if (colon != std::string::npos) {
+          std::string name = line.substr(0, colon);
+          for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          size_t start = line.find_first_not_of(' ', colon + 1);
+          size_t stop = line.find_last_not_of("\r\n");
+          (*static_cast<std::map<std::string, std::string>*>(out))[name] =
+              start == std::string::npos || stop < start ? ""
+                                                         : line.substr(start, stop - start + 1);
+        }
+        return size * n;
+      });
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response.headers);
+  if (curl_easy_perform(curl) == CURLE_OK) {
+    long code = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+    response.status = static_cast<int>(code);
+    char* type = nullptr;
+    curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
+    if (type != nullptr) response.content_type = type;
+  }
+  curl_slist_free_all(list);
+  curl_easy_cleanup(curl);
+  return response;
+}
+
 std::string RandomBytes(size_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::string out(n, '\0');

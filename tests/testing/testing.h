@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -125,6 +126,17 @@ class ServerSuite : public ::testing::Test {
 
 // HTTP GET on 127.0.0.1:port; returns the status code and body.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
+
+// One HTTP request to 127.0.0.1:port (libcurl): the status (0 when none came), the body and the
+// Content-Type.
+struct HttpResponse {
+  int status = 0;
+  std::string body, content_type;
+  std::map<std::string, std::string> headers;  // names in lower case
+};
+HttpResponse HttpRequest(int port, const std::string& method, const std::string& path,
+                         const std::string& body = "",
+                         const std::vector<std::string>& headers = {});
 
 // Appends to the token file at `path` an entry for `subject` holding `role` in project "default";
 // returns the new token (the test fails when the file cannot be written).
