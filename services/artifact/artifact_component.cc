@@ -2,6 +2,7 @@
 
 #include "mlops/artifact/v1/artifact.guard.pb.h"
 #include "services/artifact/artifact_service.h"
+#include "services/artifact/blob_routes.h"
 #include "services/common/metrics.h"
 
 namespace mlops::artifact {
@@ -77,6 +78,7 @@ class ArtifactComponent : public Component {
     host.DeclareServes("artifact");
     host.rocksdb_collector().Add("artifact", &store_->db());
     host.http().AddCollectable(collector_);
+    AddBlobRoutes(host);
   }
 
  private:
