@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "services/common/logging.h"
 
 namespace mlops {
 namespace {
@@ -34,38 +35,6 @@ const std::map<std::string, std::vector<std::string>>& PackageServices() {
       {"audit", {"mlops.audit.v1.AuditService"}},
   };
   return *services;
-}
-
-std::string JsonString(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
-          out += escaped;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
 }
 
 std::unique_ptr<Message> NewMessage(const google::protobuf::Descriptor* type) {
@@ -213,7 +182,7 @@ const char* CodeName(grpc::StatusCode code) {
 
 std::string JsonError(const grpc::Status& status) {
   return absl::StrCat("{\"code\":\"", CodeName(status.error_code()),
-                      "\",\"message\":", JsonString(status.error_message()), "}");
+                      "\",\"message\":", JsonQuote(status.error_message()), "}");
 }
 
 void SendReply(mg_connection* conn, int status, const char* content_type, std::string_view body,
@@ -378,10 +347,10 @@ std::string JsonApi::Index() const {
   std::string out = "{\"routes\":[";
   bool first = true;
   for (const auto& [route, method] : methods_) {
-    absl::StrAppend(&out, first ? "" : ",", "{\"route\":", JsonString("/api/v1/" + route),
-                    ",\"method\":", JsonString(method->full_name()),
-                    ",\"request\":", JsonString(method->input_type()->full_name()),
-                    ",\"response\":", JsonString(method->output_type()->full_name()),
+    absl::StrAppend(&out, first ? "" : ",", "{\"route\":", JsonQuote("/api/v1/" + route),
+                    ",\"method\":", JsonQuote(method->full_name()),
+                    ",\"request\":", JsonQuote(method->input_type()->full_name()),
+                    ",\"response\":", JsonQuote(method->output_type()->full_name()),
                     ",\"clientStreaming\":", method->client_streaming() ? "true" : "false",
                     ",\"serverStreaming\":", method->server_streaming() ? "true" : "false", "}");
     first = false;
