@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -130,6 +131,14 @@ double DecodeDouble(std::string_view bytes) {
 
 // True when a point at (step, timestamp) supersedes `latest` as the latest point of its metric:
 // a higher step, or the same step and a timestamp as late or later.
+// Counts one point into a metric's summary; NaN never becomes its min or max.
+void FoldSummary(double value, v1::MetricSummary* summary) {
+  summary->set_count(summary->count() + 1);
+  if (std::isnan(value)) return;
+  if (std::isnan(summary->min()) || value < summary->min()) summary->set_min(value);
+  if (std::isnan(summary->max()) || value > summary->max()) summary->set_max(value);
+}
+
 bool Supersedes(int64_t step, int64_t timestamp, const v1::Metric& latest) {
   if (step != latest.step()) return step > latest.step();
   return timestamp >= latest.timestamp_ms();
@@ -574,11 +583,35 @@ absl::StatusOr<LogResult> MetadataStore::LogBatch(std::string_view run_id,
     for (int i = 0; i < run.latest_metrics_size(); ++i) {
       latest_index[run.latest_metrics(i).key()] = i;
     }
+    // key -> index into run.metric_summaries
+    std::map<std::string, int, std::less<>> summary_index;
+    for (int i = 0; i < run.metric_summaries_size(); ++i) {
+      summary_index[run.metric_summaries(i).key()] = i;
+    }
+    absl::Status backfilled;
     std::string key_buffer;
     std::string prefix;
     std::string_view prefix_key;
     bool have_prefix = false;
     auto add = [&](const std::string& key, double value, int64_t step, int64_t timestamp_ms) {
+      auto summary_it = summary_index.find(key);
+      if (summary_it == summary_index.end()) {
+        v1::MetricSummary* created = run.add_metric_summaries();
+        created->set_key(key);
+        created->set_min(std::numeric_limits<double>::quiet_NaN());
+        created->set_max(std::numeric_limits<double>::quiet_NaN());
+        summary_it = summary_index.emplace(key, run.metric_summaries_size() - 1).first;
+        if (latest_index.count(key) != 0) {
+          // A metric logged before runs kept summaries (an older data dir): its stored points
+          // first (this batch's are not written yet).
+          backfilled.Update(db_->ScanPrefix(
+              metrics_, MetricPrefix(run.id(), key), "", [&](std::string_view, std::string_view v) {
+                FoldSummary(DecodeDouble(v), run.mutable_metric_summaries(summary_it->second));
+                return true;
+              }));
+        }
+      }
+      FoldSummary(value, run.mutable_metric_summaries(summary_it->second));
       if (!have_prefix || key != prefix_key) {
         prefix = MetricPrefix(run.id(), key);
         prefix_key = key;
@@ -614,6 +647,7 @@ absl::StatusOr<LogResult> MetadataStore::LogBatch(std::string_view run_id,
             series.timestamps_ms_size() != 0 ? series.timestamps_ms(i) : 0);
       }
     }
+    RETURN_IF_ERROR(backfilled);
   }
   if (!writer_key.empty()) {
     std::string sequence;
@@ -681,37 +715,57 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
   ASSIGN_OR_RETURN(auto exists, db_->Get(runs_, request.run_id()));
   if (!exists) return absl::NotFoundError(StrCat("run ", request.run_id(), " not found"));
 
+  if (request.has_min_step() && request.has_max_step() && request.min_step() > request.max_step()) {
+    return absl::InvalidArgumentError(
+        StrCat("min_step ", request.min_step(), " is greater than max_step ", request.max_step()));
+  }
+
   std::string prefix = MetricPrefix(request.run_id(), request.key());
-  auto decode = [&prefix](std::string_view key, std::string_view value, v1::Metric* metric) {
-    std::string_view rest = key.substr(prefix.size());
+  // The scan of a step range begins after every point of step min_step - 1 and stops at the first
+  // point beyond max_step (keys are ordered by step, then timestamp).
+  std::string range_start;
+  if (request.has_min_step() && request.min_step() > std::numeric_limits<int64_t>::min()) {
+    range_start = prefix;
+    AppendOrderedInt64(&range_start, request.min_step() - 1);
+    AppendOrderedInt64(&range_start, std::numeric_limits<int64_t>::max());
+  }
+  struct Point {
     int64_t step = 0, timestamp = 0;
-    ConsumeOrderedInt64(&rest, &step);
-    ConsumeOrderedInt64(&rest, &timestamp);
-    metric->set_step(step);
-    metric->set_timestamp_ms(timestamp);
-    metric->set_value(DecodeDouble(value));
+    double value = 0;
+  };
+  // False when the point is beyond max_step (the scan stops there).
+  auto decode = [&prefix, &request](std::string_view key, std::string_view value, Point* point) {
+    std::string_view rest = key.substr(prefix.size());
+    ConsumeOrderedInt64(&rest, &point->step);
+    ConsumeOrderedInt64(&rest, &point->timestamp);
+    point->value = DecodeDouble(value);
+    return !request.has_max_step() || point->step <= request.max_step();
+  };
+  auto add = [&request](const Point& point, v1::GetMetricHistoryResponse* response) {
+    v1::Metric* metric = response->add_metrics();
+    metric->set_key(request.key());
+    metric->set_step(point.step);
+    metric->set_timestamp_ms(point.timestamp);
+    metric->set_value(point.value);
   };
   v1::GetMetricHistoryResponse response;
   if (request.max_points() > 0) {
-    std::vector<v1::Metric> points;
-    RETURN_IF_ERROR(
-        db_->ScanPrefix(metrics_, prefix, "", [&](std::string_view key, std::string_view value) {
-          points.emplace_back();
-          decode(key, value, &points.back());
-          return true;
-        }));
+    std::vector<Point> points;
+    RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, range_start,
+                                    [&](std::string_view key, std::string_view value) {
+                                      Point point;
+                                      if (!decode(key, value, &point)) return false;
+                                      points.push_back(point);
+                                      return true;
+                                    }));
     response.set_total_points(static_cast<int64_t>(points.size()));
     size_t max_points = static_cast<size_t>(request.max_points());
     if (points.size() <= max_points) {
-      for (auto& point : points) {
-        point.set_key(request.key());
-        *response.add_metrics() = std::move(point);
-      }
+      for (const Point& point : points) add(point, &response);
       return response;
     }
     // Equal-count buckets; from each the minimum and maximum (in step order), plus the last point.
     size_t buckets = (max_points - 1) / 2;
-    std::vector<size_t> keep;
     size_t n = points.size() - 1;  // the last point is kept separately
     for (size_t b = 0; b < buckets; ++b) {
       size_t begin = b * n / buckets, end = (b + 1) * n / buckets;
@@ -719,31 +773,31 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
       size_t lo = begin, hi = begin;
       for (size_t i = begin; i < end; ++i) {
         // NaN never wins min or max; keep it only if the whole bucket is NaN.
-        if (points[i].value() < points[lo].value() || std::isnan(points[lo].value())) lo = i;
-        if (points[i].value() > points[hi].value() || std::isnan(points[hi].value())) hi = i;
+        if (points[i].value < points[lo].value || std::isnan(points[lo].value)) lo = i;
+        if (points[i].value > points[hi].value || std::isnan(points[hi].value)) hi = i;
       }
-      keep.push_back(std::min(lo, hi));
-      if (lo != hi) keep.push_back(std::max(lo, hi));
+      add(points[std::min(lo, hi)], &response);
+      if (lo != hi) add(points[std::max(lo, hi)], &response);
     }
-    keep.push_back(points.size() - 1);
-    for (size_t i : keep) {
-      points[i].set_key(request.key());
-      *response.add_metrics() = points[i];
-    }
+    add(points.back(), &response);
     return response;
   }
   ASSIGN_OR_RETURN(
       Pager pager,
       Pager::Start(db_->page_token_key(), request.page_size(), 10000, 100000, request.page_token(),
-                   Fingerprint({"history", request.run_id(), request.key()}), prefix));
-  RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, pager.after(),
-                                  [&](std::string_view key, std::string_view value) {
-                                    if (!pager.Take(key)) return false;
-                                    v1::Metric* metric = response.add_metrics();
-                                    metric->set_key(request.key());
-                                    decode(key, value, metric);
-                                    return true;
-                                  }));
+                   Fingerprint({"history", request.run_id(), request.key(),
+                                request.has_min_step() ? StrCat(request.min_step()) : "",
+                                request.has_max_step() ? StrCat(request.max_step()) : ""}),
+                   prefix));
+  std::string_view after = pager.after().empty() ? std::string_view(range_start) : pager.after();
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(metrics_, prefix, after, [&](std::string_view key, std::string_view value) {
+        Point point;
+        if (!decode(key, value, &point)) return false;
+        if (!pager.Take(key)) return false;
+        add(point, &response);
+        return true;
+      }));
   response.set_next_page_token(pager.NextToken());
   return response;
 }

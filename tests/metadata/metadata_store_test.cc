@@ -450,6 +450,120 @@ TEST_F(MetadataStoreTest, MetricHistoryPagesAndDownsamples) {
               StatusIs(absl::StatusCode::kInvalidArgument, "page_token"));
 }
 
+TEST_F(MetadataStoreTest, AStepRangeIsServedAtFullDetailOrDownsampledAgain) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id());
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  for (int i = 0; i < 9000; ++i) *batch.add_metrics() = Point("curve", i % 7, i);
+  *batch.add_metrics() = Point("curve", 42, 5000, 1);  // a second point at step 5000
+  ASSERT_OK(store_->LogBatch(batch));
+
+  v1::GetMetricHistoryRequest request;
+  request.set_run_id(run.id());
+  request.set_key("curve");
+  request.set_max_points(1000);
+  request.set_min_step(5000);
+  request.set_max_step(5400);
+  auto zoomed = store_->GetMetricHistory(request);
+  ASSERT_TRUE(zoomed.ok()) << zoomed.status();
+  // 402 points fit in 1,000: every one, both points of step 5000 included, nothing outside.
+  ASSERT_EQ(zoomed->metrics_size(), 402);
+  EXPECT_EQ(zoomed->total_points(), 402);
+  EXPECT_EQ(zoomed->metrics(0).step(), 5000);
+  EXPECT_EQ(zoomed->metrics(1).step(), 5000);
+  EXPECT_EQ(zoomed->metrics(401).step(), 5400);
+
+  request.set_max_points(101);  // downsampled within the range: the range's last point kept
+  auto sampled = store_->GetMetricHistory(request);
+  ASSERT_TRUE(sampled.ok());
+  EXPECT_LE(sampled->metrics_size(), 101);
+  EXPECT_EQ(sampled->total_points(), 402);
+  EXPECT_GE(sampled->metrics(0).step(), 5000);
+  EXPECT_EQ(sampled->metrics(sampled->metrics_size() - 1).step(), 5400);
+
+  // Pages of a range; a token of one range is refused for another.
+  request.set_max_points(0);
+  request.set_page_size(150);
+  request.clear_max_step();  // open above: to the end
+  std::vector<int64_t> steps;
+  std::string first_token;
+  do {
+    auto page = store_->GetMetricHistory(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& m : page->metrics()) steps.push_back(m.step());
+    if (first_token.empty()) first_token = page->next_page_token();
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty());
+  ASSERT_EQ(steps.size(), 4001u);
+  EXPECT_EQ(steps.front(), 5000);
+  EXPECT_EQ(steps.back(), 8999);
+  request.set_min_step(10);
+  request.set_page_token(first_token);
+  EXPECT_THAT(store_->GetMetricHistory(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "page_token"));
+
+  request.set_page_token("");
+  request.set_min_step(9000);
+  request.set_max_step(10);
+  EXPECT_THAT(store_->GetMetricHistory(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "min_step"));
+  request.set_min_step(20000);  // beyond the last step: empty, not an error
+  request.clear_max_step();
+  auto none = store_->GetMetricHistory(request);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->metrics_size(), 0);
+}
+
+TEST_F(MetadataStoreTest, EachMetricKeepsItsMinMaxAndCountAcrossBatches) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id());
+  v1::LogBatchRequest batch;
+  batch.set_run_id(run.id());
+  *batch.add_metrics() = Point("loss", 2.5, 0);
+  *batch.add_metrics() = Point("loss", std::nan(""), 1);  // never the min or max
+  *batch.add_metrics() = Point("loss", 0.5, 2);
+  *batch.add_metrics() = Point("only_nan", std::nan(""), 0);
+  v1::MetricSeries* series = batch.add_series();
+  series->set_key("acc");
+  for (double v : {0.1, 0.9, 0.4}) series->add_values(v);
+  ASSERT_OK(store_->LogBatch(batch));
+  v1::LogBatchRequest more;
+  more.set_run_id(run.id());
+  *more.add_metrics() = Point("loss", 1.0, 3);  // the last value, neither min nor max
+  *more.add_metrics() = Point("loss", -INFINITY, 4);
+  ASSERT_OK(store_->LogBatch(more));
+
+  auto stored = store_->GetRun(run.id());
+  ASSERT_TRUE(stored.ok());
+  std::map<std::string, v1::MetricSummary> summaries;
+  for (const auto& s : stored->metric_summaries()) summaries[s.key()] = s;
+  ASSERT_EQ(summaries.size(), 3u);
+  EXPECT_EQ(summaries["loss"].min(), -INFINITY);
+  EXPECT_DOUBLE_EQ(summaries["loss"].max(), 2.5);
+  EXPECT_EQ(summaries["loss"].count(), 5);
+  EXPECT_DOUBLE_EQ(summaries["acc"].min(), 0.1);
+  EXPECT_DOUBLE_EQ(summaries["acc"].max(), 0.9);
+  EXPECT_EQ(summaries["acc"].count(), 3);
+  EXPECT_TRUE(std::isnan(summaries["only_nan"].min()));
+  EXPECT_TRUE(std::isnan(summaries["only_nan"].max()));
+  EXPECT_EQ(summaries["only_nan"].count(), 1);
+
+  // A refused batch changes no summary.
+  v1::LogBatchRequest bad;
+  bad.set_run_id(run.id());
+  *bad.add_metrics() = Point("loss", -50, 5);
+  *bad.add_metrics() = Point("", 1, 5);
+  EXPECT_FALSE(store_->LogBatch(bad).ok());
+  auto again = store_->GetRun(run.id());
+  ASSERT_TRUE(again.ok());
+  for (const auto& s : again->metric_summaries()) {
+    if (s.key() == "loss") {
+      EXPECT_EQ(s.min(), -INFINITY);
+    }
+  }
+}
+
 TEST_F(MetadataStoreTest, EverythingSurvivesReopen) {
   auto experiment = MakeExperiment("e");
   auto run = MakeRun(experiment.id(), {{"lr", "0.1"}});
