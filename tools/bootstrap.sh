@@ -9,7 +9,7 @@ PACKAGES=(
   librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev libcivetweb-dev
   libyaml-cpp-dev libssl-dev libcurl4-openssl-dev zlib1g-dev
   clang libclang-rt-14-dev libfuzzer-14-dev libjwt-dev
-  prometheus clang-format curl openssl procps python3 restic graphviz
+  prometheus clang-format curl openssl procps python3 restic graphviz libjs-chart.js libjs-d3
   python3-grpcio python3-protobuf python3-pytest python3-numpy python3-sklearn python3-venv
   python3-pip python3-setuptools
 )

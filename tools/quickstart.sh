@@ -227,6 +227,7 @@ ${path_hint}Then, for example (the CLI finds the server through MLOPS_SERVER, de
   mlops models list; mlops models show $name@production
   mlops pipeline list; mlops models versions demo; mlops monitor list
   mlops monitor report $name
+  web UI:    http://localhost:$metrics_port/   (runs, curves, lineage, models, pipelines, drift)
   metrics:   curl -s http://localhost:$metrics_port/metrics   (also /healthz, /readyz)
   alerting:  charts/mlops/files/prometheus-rules.yaml, charts/mlops/files/grafana-dashboard.json
   benchmark: cmake --build --preset default --target mlops-bench &&

@@ -26,6 +26,7 @@
 #include "services/common/oidc.h"
 #include "services/common/projects.h"
 #include "services/common/request_errors.h"
+#include "services/common/web_ui.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address the gRPC and HTTP servers bind to. Beyond loopback it needs authentication "
@@ -410,6 +411,7 @@ absl::Status ServiceHost::Start() {
     api_routes_.clear();
     http_.AddHandler("/api/v1/",
                      [api = json_api_.get()](mg_connection* conn) { return api->Handle(conn); });
+    ServeWebUi(&http_);
     // TLS on the HTTP port too when the gRPC port has it: the same files, reloaded the same way.
     HttpTls tls{config_.tls_cert, config_.tls_key, config_.tls_client_ca, config_.tls_reload_s};
     absl::Status status = http_.Start(config_.metrics_host, config_.metrics_port,

@@ -357,6 +357,65 @@ TEST_F(JsonApiTest, BlobsGoUpAndDownAsRawBytesWithRanges) {
   EXPECT_EQ(testing::HttpRequest(port, "GET", url + "/more").status, 404);
 }
 
+TEST_F(JsonApiTest, TheWebUiIsServedFromTheBinaryWithItsLibrariesAndLicences) {
+  int port = server_->metrics_port();
+  auto page = testing::HttpRequest(port, "GET", "/");
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.content_type, "text/html; charset=utf-8");
+  EXPECT_NE(page.body.find("<script type=\"module\" src=\"/assets/app.js\">"), std::string::npos);
+  EXPECT_NE(page.headers["content-security-policy"].find("default-src 'self'"), std::string::npos);
+  // The state of a view is its query string: every view is the same page.
+  EXPECT_EQ(testing::HttpRequest(port, "GET", "/?view=runs&experiments=x").body, page.body);
+
+  // Every file the page or a module names is embedded, with its type.
+  struct Asset {
+    std::string path, type, contains;
+  };
+  for (const Asset& a : std::vector<Asset>{
+           {"/assets/app.js", "text/javascript; charset=utf-8", "import"},
+           {"/assets/pages/runs.js", "text/javascript; charset=utf-8", "SearchRuns"},
+           {"/assets/style.css", "text/css; charset=utf-8", ".vtable"},
+           {"/assets/vendor/chart.min.js", "text/javascript; charset=utf-8", "Chart.js v3"},
+           {"/assets/vendor/d3.min.js", "text/javascript; charset=utf-8", "d3"},
+           {"/assets/vendor/chart.js.LICENSE.txt", "text/plain; charset=utf-8", "Expat"},
+           {"/assets/vendor/d3.LICENSE.txt", "text/plain; charset=utf-8", "BSD"}}) {
+    auto file = testing::HttpRequest(port, "GET", a.path);
+    ASSERT_EQ(file.status, 200) << a.path;
+    EXPECT_EQ(file.content_type, a.type) << a.path;
+    EXPECT_NE(file.body.find(a.contains), std::string::npos) << a.path;
+    // Revalidated by its ETag: 304 and no body while it is unchanged.
+    std::string etag = file.headers["etag"];
+    ASSERT_FALSE(etag.empty()) << a.path;
+    auto again = testing::HttpRequest(port, "GET", a.path, "", {"If-None-Match: " + etag});
+    EXPECT_EQ(again.status, 304) << a.path;
+    EXPECT_TRUE(again.body.empty());
+    auto head = testing::HttpRequest(port, "HEAD", a.path);
+    EXPECT_EQ(head.status, 200);
+    EXPECT_EQ(head.headers["content-length"], std::to_string(file.body.size()));
+  }
+  // Each module the page loads imports only embedded modules.
+  for (const std::string module : {"/assets/app.js", "/assets/pages/compare.js"}) {
+    std::string body = testing::HttpRequest(port, "GET", module).body;
+    std::string dir = module.substr(0, module.rfind('/') + 1);
+    for (size_t at = body.find("from '"); at != std::string::npos; at = body.find("from '", at)) {
+      at += 6;
+      std::string target = body.substr(at, body.find('\'', at) - at);
+      std::string path = dir + target;
+      for (size_t dots; (dots = path.find("/./")) != std::string::npos;) path.erase(dots, 2);
+      for (size_t up; (up = path.find("/../")) != std::string::npos;) {
+        size_t parent = path.rfind('/', up - 1);
+        path.erase(parent, up + 3 - parent);
+      }
+      EXPECT_EQ(testing::HttpRequest(port, "GET", path).status, 200) << module << " -> " << path;
+    }
+  }
+  EXPECT_EQ(testing::HttpRequest(port, "GET", "/assets/nothing.js").status, 404);
+  EXPECT_EQ(testing::HttpRequest(port, "GET", "/index.html").status, 404);  // only "/" is the page
+  EXPECT_EQ(testing::HttpRequest(port, "GET", "/runs").status, 404);  // no other top-level path
+  EXPECT_EQ(testing::HttpRequest(port, "POST", "/", "x").status, 405);
+  EXPECT_EQ(testing::HttpRequest(port, "GET", "/metrics").status, 200);  // beside the UI
+}
+
 TEST(ByteRangeTest, FollowsRfc9110) {
   int64_t begin = -1, end = -1;
   bool whole = false;
