@@ -9,6 +9,7 @@
 #   SKIP_TSAN=1 tools/test.sh  skip the ThreadSanitizer pass (local iteration only; CI runs it)
 #   SKIP_E2E=1 tools/test.sh   skip the deployment test on docker/compose.yaml (images, Prometheus)
 #   SKIP_PYTHON=1 tools/test.sh  skip the Python SDK stage (installed into a venv, pytest)
+#   SKIP_UI=1 tools/test.sh    skip the web UI stage (headless Chromium + Selenium, tests/ui)
 #   SKIP_K8S=1 tools/test.sh   skip the Kubernetes stage: a real single-node cluster (tools/k8s),
 #                              its binaries built from the Go module proxy into a cache dir once
 set -euo pipefail
@@ -19,8 +20,8 @@ tools/bootstrap.sh
 
 step() { echo; echo "== $* ($(( $(date +%s) - start ))s)"; }
 
-step "format check (clang-format, Google style, 100 columns)"
-mapfile -t sources < <(git ls-files '*.cc' '*.h' 2>/dev/null || find services tools tests -name '*.cc' -o -name '*.h')
+step "format check (clang-format, Google style, 100 columns: C++ and the web UI's JavaScript)"
+mapfile -t sources < <(git ls-files '*.cc' '*.h' '*.js' 2>/dev/null || find services tools tests ui -name '*.cc' -o -name '*.h' -o -name '*.js')
 if [ "${#sources[@]}" -gt 0 ]; then
   clang-format --dry-run --Werror "${sources[@]}"
 fi
@@ -41,6 +42,20 @@ if [ "${SKIP_PYTHON:-0}" != "1" ]; then
   build/default/venv/bin/pip install --quiet --no-build-isolation --no-deps --no-index ./python
   (cd tests/python && MLOPS_BUILD_DIR="$PWD/../../build/default" \
     ../../build/default/venv/bin/python -m pytest -q -p no:cacheprovider .)
+fi
+
+if [ "${SKIP_UI:-0}" != "1" ]; then
+  step "web UI: headless Chromium (Selenium) against mlops-server after the demo, 100,000 runs (tests/ui)"
+  ui_packages=(chromium chromium-driver python3-selenium)
+  for p in "${ui_packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends "${ui_packages[@]}" >/dev/null
+      break
+    fi
+  done
+  (cd tests/ui && MLOPS_BUILD_DIR="$PWD/../../build/default" \
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider .)
+  echo "screenshots of every page: build/default/ui-screenshots/"
 fi
 
 if [ "${SKIP_E2E:-0}" != "1" ]; then

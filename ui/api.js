@@ -14,8 +14,10 @@ export function token() {
   return sessionStorage.getItem('mlops.token') || '';
 }
 export function setToken(value) {
-  if (value) sessionStorage.setItem('mlops.token', value);
-  else sessionStorage.removeItem('mlops.token');
+  if (value)
+    sessionStorage.setItem('mlops.token', value);
+  else
+    sessionStorage.removeItem('mlops.token');
 }
 
 function headers(project) {
@@ -31,14 +33,17 @@ async function errorOf(response) {
     const body = await response.json();
     code = body.code || code;
     message = body.message || message;
-  } catch (e) { /* not JSON */ }
+  } catch (e) { /* not JSON */
+  }
   return new ApiError(code, message, response.status);
 }
 
 // One unary call; resolves to the response message as a plain object.
 export async function call(service, method, request = {}, options = {}) {
   const response = await fetch(`/api/v1/${service}/${method}`, {
-    method: 'POST', headers: headers(options.project), body: JSON.stringify(request),
+    method: 'POST',
+    headers: headers(options.project),
+    body: JSON.stringify(request),
     signal: options.signal,
   });
   if (!response.ok) throw await errorOf(response);
@@ -49,7 +54,9 @@ export async function call(service, method, request = {}, options = {}) {
 // (EventSource can only GET, so the stream is read with fetch as JSON lines.)
 export async function stream(service, method, request, onMessage, options = {}) {
   const response = await fetch(`/api/v1/${service}/${method}`, {
-    method: 'POST', headers: headers(options.project), body: JSON.stringify(request),
+    method: 'POST',
+    headers: headers(options.project),
+    body: JSON.stringify(request),
     signal: options.signal,
   });
   if (!response.ok) throw await errorOf(response);

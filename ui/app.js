@@ -1,16 +1,16 @@
 // The web UI's shell: one page at "/" whose state is the query string (every view can be shared
 // by its URL), a navigation bar, auto-refresh, and a prompt for a token when the server wants one.
 import {ApiError, setToken} from './api.js';
-import {h, error} from './ui.js';
-import * as experiments from './pages/experiments.js';
-import * as runs from './pages/runs.js';
-import * as run from './pages/run.js';
 import * as compare from './pages/compare.js';
 import * as datasets from './pages/datasets.js';
+import * as experiments from './pages/experiments.js';
 import * as lineage from './pages/lineage.js';
 import * as models from './pages/models.js';
-import * as pipelines from './pages/pipelines.js';
 import * as monitoring from './pages/monitoring.js';
+import * as pipelines from './pages/pipelines.js';
+import * as run from './pages/run.js';
+import * as runs from './pages/runs.js';
+import {error, h} from './ui.js';
 
 const PAGES = {
   experiments: {module: experiments, title: 'Experiments', nav: true},
@@ -41,7 +41,8 @@ function viewOf(p) {
 // in the URL without drawing it again.
 export function go(state, {replace = false} = {}) {
   const query = new URLSearchParams();
-  for (const [k, v] of Object.entries(state)) if (v !== undefined && v !== '') query.set(k, v);
+  for (const [k, v] of Object.entries(state))
+    if (v !== undefined && v !== '') query.set(k, v);
   const url = '?' + query.toString();
   if (replace) {
     history.replaceState(null, '', url);
@@ -82,13 +83,19 @@ async function render() {
 }
 
 function tokenForm() {
-  const input = h('input', {type: 'password', placeholder: 'token', 'aria-label': 'token',
-                            autocomplete: 'off'});
-  return h('form', {class: 'token', onsubmit: (event) => {
-    event.preventDefault();
-    setToken(input.value.trim());
-    render();
-  }}, 'The server asks for a token (mlops auth): ', input, h('button', {}, 'Use'));
+  const input =
+      h('input',
+        {type: 'password', placeholder: 'token', 'aria-label': 'token', autocomplete: 'off'});
+  return h(
+      'form', {
+        class: 'token',
+        onsubmit: (event) => {
+          event.preventDefault();
+          setToken(input.value.trim());
+          render();
+        }
+      },
+      'The server asks for a token (mlops auth): ', input, h('button', {}, 'Use'));
 }
 
 // Links inside the page that only change the query string are followed without reloading.

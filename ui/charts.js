@@ -5,8 +5,10 @@
 import {call} from './api.js';
 import {h, number} from './ui.js';
 
-const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2',
-                 '#7f7f7f', '#bcbd22', '#17becf'];
+const PALETTE = [
+  '#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
+  '#17becf'
+];
 export function color(i) {
   return i < PALETTE.length ? PALETTE[i] : `hsl(${(i * 137.5) % 360}, 60%, 45%)`;
 }
@@ -33,21 +35,35 @@ export class MetricChart {
     this.canvas = h('canvas', {'aria-label': `${key} by step`, role: 'img'});
     this.band = h('div', {class: 'zoom-band', hidden: true});
     this.status = h('span', {class: 'muted chart-status'});
-    this.element = h('figure', {class: 'chart', 'data-key': key},
-                     h('figcaption', {}, h('b', {}, key), ' ', this.status),
-                     h('div', {class: 'chart-area'}, this.canvas, this.band));
+    this.element =
+        h('figure', {class: 'chart', 'data-key': key},
+          h('figcaption', {}, h('b', {}, key), ' ', this.status),
+          h('div', {class: 'chart-area'}, this.canvas, this.band));
     this.chart = new Chart(this.canvas, {
       type: 'line',
-      data: {datasets: curves.map((c, i) => ({
-        label: c.label, data: [], borderColor: color(i), backgroundColor: color(i),
-        borderWidth: 1.2, pointRadius: 0, spanGaps: true,
-      }))},
+      data: {
+        datasets: curves.map((c, i) => ({
+                               label: c.label,
+                               data: [],
+                               borderColor: color(i),
+                               backgroundColor: color(i),
+                               borderWidth: 1.2,
+                               pointRadius: 0,
+                               spanGaps: true,
+                             }))
+      },
       options: {
-        animation: false, parsing: false, normalized: true, responsive: true,
-        maintainAspectRatio: false, interaction: {mode: 'nearest', intersect: false},
+        animation: false,
+        parsing: false,
+        normalized: true,
+        responsive: true,
+        maintainAspectRatio: false,
+        interaction: {mode: 'nearest', intersect: false},
         scales: {x: {type: 'linear', title: {display: true, text: 'step'}}},
-        plugins: {legend: {display: curves.length <= 12, position: 'bottom'},
-                  tooltip: {callbacks: {label: (c) => `${c.dataset.label}: ${number(c.parsed.y)}`}}},
+        plugins: {
+          legend: {display: curves.length <= 12, position: 'bottom'},
+          tooltip: {callbacks: {label: (c) => `${c.dataset.label}: ${number(c.parsed.y)}`}}
+        },
       },
     });
     this.bindZoom();
@@ -61,6 +77,7 @@ export class MetricChart {
     let points = 0;
     data.forEach((d, i) => {
       this.chart.data.datasets[i].data = d;
+      this.chart.data.datasets[i].pointRadius = d.length <= 50 ? 2 : 0;  // a few points: dots
       points += d.length;
     });
     this.chart.options.scales.x.min = range ? range[0] : undefined;

@@ -6,9 +6,12 @@ export function h(tag, attrs = {}, ...children) {
   const element = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith('on')) element.addEventListener(key.slice(2), value);
-    else if (key === 'text') element.textContent = value;
-    else element.setAttribute(key, value === true ? '' : value);
+    if (key.startsWith('on'))
+      element.addEventListener(key.slice(2), value);
+    else if (key === 'text')
+      element.textContent = value;
+    else
+      element.setAttribute(key, value === true ? '' : value);
   }
   append(element, children);
   return element;
@@ -17,8 +20,10 @@ export function h(tag, attrs = {}, ...children) {
 function append(element, children) {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
-    if (Array.isArray(child)) append(element, child);
-    else element.append(child instanceof Node ? child : String(child));
+    if (Array.isArray(child))
+      append(element, child);
+    else
+      element.append(child instanceof Node ? child : String(child));
   }
 }
 
@@ -65,7 +70,10 @@ export function bytes(n) {
   n = Number(n || 0);
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; ++i; }
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    ++i;
+  }
   return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
 }
 
@@ -76,8 +84,9 @@ export function state(value) {
 
 // An error as the page shows it: the gRPC code and the server's message.
 export function error(e) {
-  return h('div', {class: 'error', role: 'alert'}, h('b', {}, e.code || 'ERROR'), ' ',
-           e.message || String(e));
+  return h(
+      'div', {class: 'error', role: 'alert'}, h('b', {}, e.code || 'ERROR'), ' ',
+      e.message || String(e));
 }
 
 export function section(title, ...children) {
@@ -88,9 +97,13 @@ export function section(title, ...children) {
 export function mapTable(map, empty = 'none') {
   const entries = Object.entries(map || {}).sort(([a], [b]) => a.localeCompare(b));
   if (!entries.length) return h('p', {class: 'muted'}, empty);
-  return h('table', {class: 'kv'}, h('tbody', {}, entries.map(
-      ([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, typeof v === 'object' ?
-                                                             JSON.stringify(v) : String(v))))));
+  return h(
+      'table', {class: 'kv'},
+      h('tbody', {},
+        entries.map(
+            ([k, v]) =>
+                h('tr', {}, h('th', {}, k),
+                  h('td', {}, typeof v === 'object' ? JSON.stringify(v) : String(v))))));
 }
 
 // A plain table: columns are {title, value(row) -> node or text}; rows can be navigated with the
@@ -98,8 +111,9 @@ export function mapTable(map, empty = 'none') {
 export function table(columns, rows, options = {}) {
   const body = h('tbody', {});
   for (const row of rows) {
-    const tr = h('tr', {tabindex: options.open ? '-1' : null},
-                 columns.map((c) => h('td', {class: c.class}, c.value(row))));
+    const tr =
+        h('tr', {tabindex: options.open ? '-1' : null},
+          columns.map((c) => h('td', {class: c.class}, c.value(row))));
     if (options.open) {
       tr.addEventListener('dblclick', () => options.open(row));
       tr.addEventListener('keydown', (event) => {
@@ -108,11 +122,12 @@ export function table(columns, rows, options = {}) {
     }
     body.append(tr);
   }
-  const t = h('table', {class: 'grid'},
-              h('thead', {}, h('tr', {}, columns.map((c) => h('th', {}, c.title)))), body);
+  const t =
+      h('table', {class: 'grid'},
+        h('thead', {}, h('tr', {}, columns.map((c) => h('th', {}, c.title)))), body);
   if (options.open) keyboardRows(t, () => [...body.rows]);
   if (!rows.length) return h('div', {}, t, h('p', {class: 'muted'}, options.empty || 'none'));
-  return t;
+  return h('div', {class: 'scroll-x'}, t);  // a narrow window scrolls the table, not the page
 }
 
 // Up/Down/Home/End move the focus between rows.
@@ -121,11 +136,16 @@ function keyboardRows(container, rows) {
     const list = rows();
     const i = list.indexOf(document.activeElement);
     let next = -1;
-    if (event.key === 'ArrowDown') next = Math.min(list.length - 1, i + 1);
-    else if (event.key === 'ArrowUp') next = Math.max(0, i - 1);
-    else if (event.key === 'Home') next = 0;
-    else if (event.key === 'End') next = list.length - 1;
-    else return;
+    if (event.key === 'ArrowDown')
+      next = Math.min(list.length - 1, i + 1);
+    else if (event.key === 'ArrowUp')
+      next = Math.max(0, i - 1);
+    else if (event.key === 'Home')
+      next = 0;
+    else if (event.key === 'End')
+      next = list.length - 1;
+    else
+      return;
     event.preventDefault();
     if (list[next]) list[next].focus();
   });
@@ -143,8 +163,9 @@ export class VirtualTable {
     this.cursor = 0;
     this.selected = new Set();
     this.columns = [];
-    this.element = h('div', {class: 'vtable', tabindex: '0', role: 'grid',
-                             'aria-label': options.label || 'table'});
+    this.element =
+        h('div',
+          {class: 'vtable', tabindex: '0', role: 'grid', 'aria-label': options.label || 'table'});
     this.header = h('div', {class: 'vhead', role: 'row'});
     this.viewport = h('div', {class: 'vbody'});
     this.spacer = h('div', {class: 'vspacer'});
@@ -163,7 +184,8 @@ export class VirtualTable {
     this.header.style.gridTemplateColumns = template;
     this.header.replaceChildren(...columns.map((c) => {
       const arrow = sort && sort.key === c.key ? (sort.desc ? ' ▼' : ' ▲') : '';
-      const cell = h('div', {class: 'vcell', role: 'columnheader', title: c.title}, c.title + arrow);
+      const cell =
+          h('div', {class: 'vcell', role: 'columnheader', title: c.title}, c.title + arrow);
       if (c.sortable !== false && this.options.onSort) {
         cell.classList.add('sortable');
         cell.addEventListener('click', () => this.options.onSort(c));
@@ -211,8 +233,10 @@ export class VirtualTable {
     node.style.gridTemplateColumns = this.template;
     for (const c of this.columns) {
       const cell = h('div', {class: 'vcell' + (c.numeric ? ' num' : ''), role: 'gridcell'});
-      if (c.cell) cell.append(c.cell(row, this));
-      else cell.textContent = c.value(row);
+      if (c.cell)
+        cell.append(c.cell(row, this));
+      else
+        cell.textContent = c.value(row);
       node.append(cell);
     }
     node.addEventListener('click', () => {
@@ -225,8 +249,10 @@ export class VirtualTable {
 
   toggle(row) {
     const id = this.options.id(row);
-    if (this.selected.has(id)) this.selected.delete(id);
-    else this.selected.add(id);
+    if (this.selected.has(id))
+      this.selected.delete(id);
+    else
+      this.selected.add(id);
     this.render(true);
     if (this.options.onSelect) this.options.onSelect(this.selected);
   }
@@ -235,12 +261,24 @@ export class VirtualTable {
     const page = Math.max(1, Math.floor(this.viewport.clientHeight / this.rowHeight) - 1);
     let next = this.cursor;
     switch (event.key) {
-      case 'ArrowDown': next += 1; break;
-      case 'ArrowUp': next -= 1; break;
-      case 'PageDown': next += page; break;
-      case 'PageUp': next -= page; break;
-      case 'Home': next = 0; break;
-      case 'End': next = this.rows.length - 1; break;
+      case 'ArrowDown':
+        next += 1;
+        break;
+      case 'ArrowUp':
+        next -= 1;
+        break;
+      case 'PageDown':
+        next += page;
+        break;
+      case 'PageUp':
+        next -= page;
+        break;
+      case 'Home':
+        next = 0;
+        break;
+      case 'End':
+        next = this.rows.length - 1;
+        break;
       case ' ':
         if (this.rows[this.cursor]) this.toggle(this.rows[this.cursor]);
         event.preventDefault();
@@ -248,12 +286,14 @@ export class VirtualTable {
       case 'Enter':
         if (this.rows[this.cursor] && this.options.open) this.options.open(this.rows[this.cursor]);
         return;
-      default: return;
+      default:
+        return;
     }
     event.preventDefault();
     this.cursor = Math.max(0, Math.min(this.rows.length - 1, next));
     const y = this.cursor * this.rowHeight;
-    if (y < this.viewport.scrollTop) this.viewport.scrollTop = y;
+    if (y < this.viewport.scrollTop)
+      this.viewport.scrollTop = y;
     else if (y + this.rowHeight > this.viewport.scrollTop + this.viewport.clientHeight) {
       this.viewport.scrollTop = y + this.rowHeight - this.viewport.clientHeight;
     }

@@ -16,6 +16,7 @@ int RunSchedulerBench(int argc, char** argv);
 int RunMonitoringBench(int argc, char** argv);
 int RunK8sBench(int argc, char** argv);
 int RunRouterBench(int argc, char** argv);
+int RunUiBench(int argc, char** argv);
 
 // The lineage part of the metadata suite (lineage_bench.cc).
 struct LineageOptions {

@@ -95,8 +95,9 @@ int main(int argc, char** argv) {
   if (suite == "monitoring") return mlops::bench::RunMonitoringBench(argc, argv);
   if (suite == "k8s") return mlops::bench::RunK8sBench(argc, argv);
   if (suite == "router") return mlops::bench::RunRouterBench(argc, argv);
+  if (suite == "ui") return mlops::bench::RunUiBench(argc, argv);
   std::cerr
-      << "usage: mlops-bench metadata|artifact|scheduler|monitoring|k8s|router [--json] [suite "
+      << "usage: mlops-bench metadata|artifact|scheduler|monitoring|k8s|router|ui [--json] [suite "
          "flags]\n"
          "  (mlops-bench <suite> --help lists a suite's flags)\n";
   return 2;

@@ -3,7 +3,7 @@
 // server where it indexes the column, otherwise over the loaded runs), a choice of param, tag and
 // metric columns (each metric's last value, and its min and max), and selection for comparison.
 import {ApiError, call} from '../api.js';
-import {VirtualTable, duration, error, h, href, number, time} from '../ui.js';
+import {duration, error, h, href, number, time, VirtualTable} from '../ui.js';
 
 const FIRST_PAGE = 200;  // painted at once; the rest follows in the background
 const PAGE = 5000;
@@ -28,39 +28,70 @@ function column(id) {
   const attributes = {
     name: {title: 'Name', value: (r) => r.name || '', order: 'name', width: 'minmax(10em, 2fr)'},
     status: {title: 'Status', value: (r) => r.status || '', order: 'status', width: '7em'},
-    start_time: {title: 'Started', value: (r) => time(r.startTimeMs), order: 'start_time',
-                 sortValue: (r) => Number(r.startTimeMs || 0), width: '11em'},
-    duration: {title: 'Duration', value: (r) => duration(r.startTimeMs, r.endTimeMs),
-               sortValue: (r) => Number(r.endTimeMs || Date.now()) - Number(r.startTimeMs || 0),
-               width: '7em'},
+    start_time: {
+      title: 'Started',
+      value: (r) => time(r.startTimeMs),
+      order: 'start_time',
+      sortValue: (r) => Number(r.startTimeMs || 0),
+      width: '12.5em'
+    },
+    duration: {
+      title: 'Duration',
+      value: (r) => duration(r.startTimeMs, r.endTimeMs),
+      sortValue: (r) => Number(r.endTimeMs || Date.now()) - Number(r.startTimeMs || 0),
+      width: '7em'
+    },
     experiment: {title: 'Experiment', value: (r) => r.experimentId, order: 'experiment_id'},
     id: {title: 'Run id', value: (r) => r.id, order: 'run_id', width: '18em'},
   };
   if (kind === 'a') return {id, key: id, ...attributes[key]};
   if (kind === 'p') {
-    return {id, key: id, title: key, value: (r) => (r.params || {})[key] ?? '',
-            order: 'params.' + quoted(key)};
+    return {
+      id,
+      key: id,
+      title: key,
+      value: (r) => (r.params || {})[key] ?? '',
+      order: 'params.' + quoted(key)
+    };
   }
   if (kind === 't') {
-    return {id, key: id, title: 'tag ' + key, value: (r) => (r.tags || {})[key] ?? '',
-            order: 'tags.' + quoted(key)};
+    return {
+      id,
+      key: id,
+      title: 'tag ' + key,
+      value: (r) => (r.tags || {})[key] ?? '',
+      order: 'tags.' + quoted(key)
+    };
   }
   if (kind === 'm') {
-    return {id, key: id, title: key, numeric: true,
-            value: (r) => number(metricOf(r, key)?.value), order: 'metrics.' + quoted(key),
-            sortValue: (r) => Number(metricOf(r, key)?.value ?? NaN)};
+    return {
+      id,
+      key: id,
+      title: key,
+      numeric: true,
+      value: (r) => number(metricOf(r, key)?.value),
+      order: 'metrics.' + quoted(key),
+      sortValue: (r) => Number(metricOf(r, key)?.value ?? NaN)
+    };
   }
   // min and max: sorted over the loaded runs (the server indexes each metric's last value)
   const pick = (r) => summaryOf(r, key)?.[kind];
-  return {id, key: id, title: `${key} (${kind})`, numeric: true, value: (r) => number(pick(r)),
-          sortValue: (r) => Number(pick(r) ?? NaN)};
+  return {
+    id,
+    key: id,
+    title: `${key} (${kind})`,
+    numeric: true,
+    value: (r) => number(pick(r)),
+    sortValue: (r) => Number(pick(r) ?? NaN)
+  };
 }
 
 export async function render(main, params, context) {
   const experiments = (params.experiments || '').split(',').filter(Boolean);
   if (!experiments.length) {
-    main.replaceChildren(h('p', {}, 'Choose experiments on the ',
-                           h('a', {href: '?view=experiments'}, 'experiments page'), '.'));
+    main.replaceChildren(
+        h('p', {}, 'Choose experiments on the ',
+          h('a', {href: '?view=experiments'}, 'experiments page'), '.'));
     return null;
   }
   let filter = params.filter || '';
@@ -71,21 +102,29 @@ export async function render(main, params, context) {
   const known = {p: new Set(), t: new Set(), m: new Set()};
 
   const status = h('span', {class: 'muted', 'aria-live': 'polite'});
-  const filterInput = h('input', {type: 'search', class: 'filter', value: filter,
-                                  'aria-label': 'filter', spellcheck: 'false',
-                                  placeholder: 'metrics.acc > 0.9 and params.opt = "adam"'});
+  const filterInput = h('input', {
+    type: 'search',
+    class: 'filter',
+    value: filter,
+    'aria-label': 'filter',
+    spellcheck: 'false',
+    placeholder: 'metrics.acc > 0.9 and params.opt = "adam"'
+  });
   const filterError = h('div', {class: 'filter-error', hidden: true});
   const compareLink = h('a', {class: 'button', href: '#', 'aria-disabled': 'true'}, 'Compare');
   const chooser = h('div', {class: 'columns'});
   const tableView = new VirtualTable({
-    label: 'runs', id: (r) => r.id,
+    label: 'runs',
+    id: (r) => r.id,
     open: (r) => context.go({view: 'run', id: r.id}),
     onSort: (c) => {
       const desc = order.startsWith(c.id + ' ') && order.endsWith(' asc');
       order = `${c.id} ${desc ? 'desc' : 'asc'}`;
       save();
-      if (c.order) load();
-      else applyColumns();
+      if (c.order)
+        load();
+      else
+        applyColumns();
     },
     onSelect: (selected) => {
       const ids = [...selected].slice(0, MAX_COMPARE);
@@ -97,26 +136,48 @@ export async function render(main, params, context) {
   });
 
   function save() {
-    context.go({view: 'runs', experiments: experiments.join(','), filter, order,
-                columns: columnIds ? columnIds.map(encodeURIComponent).join(',') : ''},
-               {replace: true});
+    context.go(
+        {
+          view: 'runs',
+          experiments: experiments.join(','),
+          filter,
+          order,
+          columns: columnIds ? columnIds.map(encodeURIComponent).join(',') : ''
+        },
+        {replace: true});
   }
 
   function columns() {
-    const select = {id: 'select', key: 'select', title: '', width: '2.2em', sortable: false,
-                    value: () => '', cell: (r, t) => h('input', {
-                      type: 'checkbox', 'aria-label': 'select ' + (r.name || r.id),
-                      checked: t.selected.has(r.id), onclick: (e) => e.stopPropagation(),
-                      onchange: () => t.toggle(r)})};
-    const nameLink = {...column('a:name'), cell: (r) => h('a', {href: href({view: 'run', id: r.id})},
-                                                          r.name || r.id)};
+    const select = {
+      id: 'select',
+      key: 'select',
+      title: '',
+      width: '2.2em',
+      sortable: false,
+      value: () => '',
+      cell: (r, t) => h('input', {
+        type: 'checkbox',
+        'aria-label': 'select ' + (r.name || r.id),
+        checked: t.selected.has(r.id),
+        onclick: (e) => e.stopPropagation(),
+        onchange: () => t.toggle(r)
+      })
+    };
+    const nameLink = {
+      ...column('a:name'),
+      cell: (r) => h('a', {href: href({view: 'run', id: r.id})}, r.name || r.id)
+    };
     const ids = columnIds || [
-      'a:status', 'a:start_time', 'a:duration',
+      'a:status',
+      'a:start_time',
+      'a:duration',
       ...[...known.m].slice(0, 6).map((k) => 'm:' + k),
       ...[...known.p].slice(0, 6).map((k) => 'p:' + k),
     ];
-    return [select, nameLink, ...ids.filter((id) => id !== 'a:name').map(column)
-                                    .filter((c) => c.title !== undefined)];
+    return [
+      select, nameLink,
+      ...ids.filter((id) => id !== 'a:name').map(column).filter((c) => c.title !== undefined)
+    ];
   }
 
   function applyColumns() {
@@ -140,22 +201,32 @@ export async function render(main, params, context) {
 
   function drawChooser(cols) {
     const shown = new Set(cols.map((c) => c.id));
-    const box = (id, label) => h('label', {}, h('input', {
-      type: 'checkbox', checked: shown.has(id), onchange: (event) => {
-        const current = cols.map((c) => c.id).filter((c) => c !== 'select' && c !== 'a:name');
-        columnIds = event.target.checked ? [...current, id] : current.filter((c) => c !== id);
-        save();
-        applyColumns();
-      }}), label);
+    const box = (id, label) =>
+        h('label', {}, h('input', {
+            type: 'checkbox',
+            checked: shown.has(id),
+            onchange: (event) => {
+              const current = cols.map((c) => c.id).filter((c) => c !== 'select' && c !== 'a:name');
+              columnIds = event.target.checked ? [...current, id] : current.filter((c) => c !== id);
+              save();
+              applyColumns();
+            }
+          }),
+          label);
     const attributes = ['status', 'start_time', 'duration', 'experiment', 'id'];
-    chooser.replaceChildren(h('details', {}, h('summary', {}, 'Columns'),
-      h('div', {class: 'choices'},
-        h('fieldset', {}, h('legend', {}, 'Run'), attributes.map((a) => box('a:' + a, a))),
-        h('fieldset', {}, h('legend', {}, 'Metrics (last, min, max)'), [...known.m].sort().map(
-            (k) => h('span', {class: 'choice'}, box('m:' + k, k), box('min:' + k, 'min'),
-                     box('max:' + k, 'max')))),
-        h('fieldset', {}, h('legend', {}, 'Params'), [...known.p].sort().map((k) => box('p:' + k, k))),
-        h('fieldset', {}, h('legend', {}, 'Tags'), [...known.t].sort().map((k) => box('t:' + k, k))))));
+    chooser.replaceChildren(
+        h('details', {}, h('summary', {}, 'Columns'),
+          h('div', {class: 'choices'},
+            h('fieldset', {}, h('legend', {}, 'Run'), attributes.map((a) => box('a:' + a, a))),
+            h('fieldset', {}, h('legend', {}, 'Metrics (last, min, max)'),
+              [...known.m].sort().map(
+                  (k) =>
+                      h('span', {class: 'choice'}, box('m:' + k, k), box('min:' + k, 'min'),
+                        box('max:' + k, 'max')))),
+            h('fieldset', {}, h('legend', {}, 'Params'),
+              [...known.p].sort().map((k) => box('p:' + k, k))),
+            h('fieldset', {}, h('legend', {}, 'Tags'),
+              [...known.t].sort().map((k) => box('t:' + k, k))))));
   }
 
   function learn(batch) {
@@ -176,8 +247,8 @@ export async function render(main, params, context) {
     const position = Number(match[1]);  // 1-based, in characters
     const chars = [...filter];
     filterError.replaceChildren(
-        h('pre', {class: 'filter-caret', 'data-position': position},
-          chars.join(''), '\n', ' '.repeat(Math.max(0, position - 1)), '^'),
+        h('pre', {class: 'filter-caret', 'data-position': position}, chars.join(''), '\n',
+          ' '.repeat(Math.max(0, position - 1)), '^'),
         error(e));
     // Put the cursor where the server found the error (selection offsets count UTF-16 units).
     const offset = chars.slice(0, position - 1).join('').length;
@@ -195,15 +266,16 @@ export async function render(main, params, context) {
     }
     const started = performance.now();
     status.textContent = 'loading…';
+    tableView.element.dataset.loaded = 'false';
     filterError.hidden = true;
     let pageToken = '';
     let loaded = [];
     let first = true;
     try {
       do {
-        const response = await call('metadata', 'SearchRuns',
-                                    {...request, pageSize: first ? FIRST_PAGE : PAGE, pageToken},
-                                    {signal: context.signal});
+        const response = await call(
+            'metadata', 'SearchRuns', {...request, pageSize: first ? FIRST_PAGE : PAGE, pageToken},
+            {signal: context.signal});
         if (mine !== generation) return;
         const batch = response.runs || [];
         learn(batch);
@@ -217,35 +289,61 @@ export async function render(main, params, context) {
           requestAnimationFrame(() => setTimeout(() => performance.mark('mlops-runs-first-paint')));
           first = false;
         }
-        status.textContent = `${loaded.length} runs` + (pageToken ? ' loaded, loading more…' :
-            ` · ${Math.round(performance.now() - started)} ms`);
+        status.textContent = `${loaded.length} runs` +
+            (pageToken ? ' loaded, loading more…' :
+                         ` · ${Math.round(performance.now() - started)} ms`);
       } while (pageToken);
       tableView.element.dataset.loaded = 'true';
       performance.mark('mlops-runs-loaded');
     } catch (e) {
       if (mine !== generation || context.signal.aborted) return;
       status.textContent = '';
-      if (e instanceof ApiError && e.code === 'INVALID_ARGUMENT' && filter) showFilterError(e);
-      else throw e;
+      if (e instanceof ApiError && e.code === 'INVALID_ARGUMENT' && filter)
+        showFilterError(e);
+      else
+        throw e;
     }
   }
 
-  const form = h('form', {class: 'filter-form', onsubmit: (event) => {
-    event.preventDefault();
-    filter = filterInput.value.trim();
-    save();
-    load();
-  }}, filterInput, h('button', {}, 'Search'));
-  main.replaceChildren(h('section', {class: 'runs-page'},
-    h('h2', {}, 'Runs ', h('span', {class: 'muted'},
-                            experiments.length === 1 ? '' : `of ${experiments.length} experiments`)),
-    form, filterError,
-    h('div', {class: 'toolbar'}, compareLink, chooser, status),
-    tableView.element));
+  const form =
+      h('form', {
+        class: 'filter-form',
+        onsubmit: (event) => {
+          event.preventDefault();
+          filter = filterInput.value.trim();
+          save();
+          load();
+        }
+      },
+        filterInput, h('button', {}, 'Search'));
+  main.replaceChildren(
+      h('section', {class: 'runs-page'},
+        h('h2', {}, 'Runs ',
+          h('span', {class: 'muted'},
+            experiments.length === 1 ? '' : `of ${experiments.length} experiments`)),
+        form, filterError, h('div', {class: 'toolbar'}, compareLink, chooser, status),
+        tableView.element));
   await load();
-  return {
-    // Auto-refresh: runs that are still RUNNING change; reload when the whole list is in.
-    refresh: () => rows.some((r) => r.status === 'RUNNING') ? load() : null,
-    dispose: () => ++generation,
-  };
+  // Auto-refresh: a short list is searched again (new runs appear); in a long one the RUNNING
+  // runs in view are fetched again, in place.
+  async function refresh() {
+    if (tableView.element.dataset.loaded !== 'true') return;
+    if (rows.length <= PAGE) {
+      await load();
+      return;
+    }
+    const mine = generation;
+    const inView =
+        tableView.rows.slice(tableView.first, tableView.last).filter((r) => r.status === 'RUNNING');
+    const fresh = await Promise.all(inView.map((r) => call('metadata', 'GetRun', {runId: r.id})));
+    if (mine !== generation) return;
+    const byId = new Map(fresh.map((r) => [r.id, r]));
+    const replace = (list) => list.forEach((r, i) => {
+      if (byId.has(r.id)) list[i] = byId.get(r.id);
+    });
+    replace(rows);
+    replace(tableView.rows);
+    tableView.render(true);
+  }
+  return {refresh, dispose: () => ++generation};
 }
