@@ -48,7 +48,8 @@ export class MetricChart {
                                borderColor: color(i),
                                backgroundColor: color(i),
                                borderWidth: 1.2,
-                               pointRadius: 0,
+                               // A curve of a few points shows them as dots.
+                               pointRadius: (context) => context.dataset.data.length <= 50 ? 2 : 0,
                                spanGaps: true,
                              }))
       },
@@ -77,7 +78,6 @@ export class MetricChart {
     let points = 0;
     data.forEach((d, i) => {
       this.chart.data.datasets[i].data = d;
-      this.chart.data.datasets[i].pointRadius = d.length <= 50 ? 2 : 0;  // a few points: dots
       points += d.length;
     });
     this.chart.options.scales.x.min = range ? range[0] : undefined;
