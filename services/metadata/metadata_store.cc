@@ -14,6 +14,7 @@
 #include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
+#include "services/metadata/metric_tiles.h"
 #include "services/metadata/run_index_internal.h"
 
 namespace mlops::metadata {
@@ -23,6 +24,7 @@ constexpr char kExperimentsCf[] = "experiments";
 constexpr char kExperimentNamesCf[] = "experiment_names";
 constexpr char kRunsCf[] = "runs";
 constexpr char kMetricsCf[] = "metrics";
+constexpr char kMetricTilesCf[] = "metric_tiles";
 constexpr char kRunIndexCf[] = "run_index";
 constexpr char kRequestIdsCf[] = "request_ids";
 constexpr char kLogWritersCf[] = "log_writers";
@@ -174,12 +176,16 @@ std::shared_ptr<const rocksdb::SliceTransform> MetricSeriesPrefixExtractor() {
 
 absl::StatusOr<std::unique_ptr<MetadataStore>> MetadataStore::Open(const std::string& path,
                                                                    const Db::Options& options) {
-  // On-disk formats: 1 (issue 15) records the format.
-  Db::Options db_options = Versioned(options, 1, {RecordFormatMigration()});
+  // On-disk formats: 1 (issue 15) records the format; 2 adds the metric_tiles column family,
+  // filled as metrics are logged (a metric logged before gets its tiles at its next batch).
+  Db::Options db_options = Versioned(
+      options, 2,
+      {RecordFormatMigration(),
+       {2, "metric tiles for downsampled histories (filled as metrics are logged)", nullptr}});
   db_options.insert_hint_prefixes.emplace_back(kMetricsCf, MetricSeriesPrefixExtractor());
   ASSIGN_OR_RETURN(auto db, Db::Open(path,
                                      {kExperimentsCf, kExperimentNamesCf, kRunsCf, kMetricsCf,
-                                      kRunIndexCf, kRequestIdsCf, kLogWritersCf},
+                                      kMetricTilesCf, kRunIndexCf, kRequestIdsCf, kLogWritersCf},
                                      db_options));
   return std::unique_ptr<MetadataStore>(new MetadataStore(std::move(db)));
 }
@@ -190,6 +196,7 @@ MetadataStore::MetadataStore(std::unique_ptr<Db> db)
       experiment_names_(db_->Cf(kExperimentNamesCf)),
       runs_(db_->Cf(kRunsCf)),
       metrics_(db_->Cf(kMetricsCf)),
+      tiles_(db_->Cf(kMetricTilesCf)),
       index_(db_->Cf(kRunIndexCf)),
       request_ids_(db_->Cf(kRequestIdsCf)),
       log_writers_(db_->Cf(kLogWritersCf)) {}
@@ -589,11 +596,19 @@ absl::StatusOr<LogResult> MetadataStore::LogBatch(std::string_view run_id,
       summary_index[run.metric_summaries(i).key()] = i;
     }
     absl::Status backfilled;
+    std::map<std::string, internal::TileBuilder, std::less<>> tiles;  // metric key -> its tiles
+    internal::TileBuilder* builder = nullptr;
     std::string key_buffer;
     std::string prefix;
     std::string_view prefix_key;
     bool have_prefix = false;
     auto add = [&](const std::string& key, double value, int64_t step, int64_t timestamp_ms) {
+      if (!have_prefix || key != prefix_key) {
+        prefix = MetricPrefix(run.id(), key);
+        prefix_key = key;
+        have_prefix = true;
+        builder = &tiles[key];
+      }
       auto summary_it = summary_index.find(key);
       if (summary_it == summary_index.end()) {
         v1::MetricSummary* created = run.add_metric_summaries();
@@ -605,19 +620,20 @@ absl::StatusOr<LogResult> MetadataStore::LogBatch(std::string_view run_id,
           // A metric logged before runs kept summaries (an older data dir): its stored points
           // first (this batch's are not written yet).
           backfilled.Update(db_->ScanPrefix(
-              metrics_, MetricPrefix(run.id(), key), "", [&](std::string_view, std::string_view v) {
+              metrics_, prefix, "", [&](std::string_view stored, std::string_view v) {
+                std::string_view rest = stored.substr(prefix.size());
+                int64_t old_step = 0, old_timestamp = 0;
+                ConsumeOrderedInt64(&rest, &old_step);
+                ConsumeOrderedInt64(&rest, &old_timestamp);
                 FoldSummary(DecodeDouble(v), run.mutable_metric_summaries(summary_it->second));
+                builder->Add(old_step, old_timestamp, DecodeDouble(v));
                 return true;
               }));
         }
       }
       FoldSummary(value, run.mutable_metric_summaries(summary_it->second));
-      if (!have_prefix || key != prefix_key) {
-        prefix = MetricPrefix(run.id(), key);
-        prefix_key = key;
-        have_prefix = true;
-      }
       int64_t timestamp = timestamp_ms != 0 ? timestamp_ms : now;
+      builder->Add(step, timestamp, value);
       key_buffer = prefix;
       AppendOrderedInt64(&key_buffer, step);
       AppendOrderedInt64(&key_buffer, timestamp);
@@ -648,6 +664,24 @@ absl::StatusOr<LogResult> MetadataStore::LogBatch(std::string_view run_id,
       }
     }
     RETURN_IF_ERROR(backfilled);
+    // Each touched tile merged into the stored one, every level, in the same write (the run's
+    // lock keeps another batch of this run from merging in between).
+    for (const auto& [key, builder] : tiles) {
+      std::string metric_prefix = MetricPrefix(run.id(), key);
+      for (int level = 0; level < internal::kTileLevels; ++level) {
+        for (auto& [block, tile] : builder.Level(level)) {
+          std::string tile_key = internal::TileKey(metric_prefix, level, block);
+          ASSIGN_OR_RETURN(std::optional<std::string> stored, db_->Get(tiles_, tile_key));
+          internal::Tile merged;
+          if (stored.has_value() && !internal::Tile::Decode(*stored, &merged)) {
+            return absl::DataLossError(StrCat("metric_tiles: the tile of ", run.id(), " '", key,
+                                              "' level ", level, " is corrupt"));
+          }
+          merged.Merge(tile);
+          batch.Put(tiles_, tile_key, merged.Encode());
+        }
+      }
+    }
   }
   if (!writer_key.empty()) {
     std::string sequence;
@@ -704,6 +738,164 @@ absl::Status MetadataStore::DeleteTag(std::string_view run_id, std::string_view 
   return db_->Write(&batch);
 }
 
+absl::StatusOr<bool> MetadataStore::TiledHistory(const v1::GetMetricHistoryRequest& request,
+                                                 const v1::Run& run,
+                                                 v1::GetMetricHistoryResponse* response) const {
+  // Tiles pay off once a history has many more points than asked for; shorter ones (and metrics
+  // logged before tiles existed, which have no summary yet) are read point by point.
+  constexpr int64_t kTilesOver = 64;
+  const int64_t max_points = request.max_points();
+  const v1::MetricSummary* summary = nullptr;
+  for (const v1::MetricSummary& s : run.metric_summaries()) {
+    if (s.key() == request.key()) summary = &s;
+  }
+  if (summary == nullptr || summary->count() <= kTilesOver * max_points) return false;
+
+  const std::string prefix = MetricPrefix(request.run_id(), request.key());
+  auto step_of = [&prefix](std::string_view key) {
+    std::string_view rest = key.substr(prefix.size());
+    int64_t step = 0;
+    ConsumeOrderedInt64(&rest, &step);
+    return step;
+  };
+  // The steps drawn: the range asked for, narrowed to the first and last points in it.
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t want_lo = request.has_min_step() ? request.min_step() : kMin;
+  const int64_t want_hi = request.has_max_step() ? request.max_step() : kMax;
+  std::string after, before;
+  if (want_lo > kMin) {
+    after = prefix;
+    AppendOrderedInt64(&after, want_lo - 1);
+    AppendOrderedInt64(&after, kMax);
+  }
+  if (want_hi < kMax) {
+    before = prefix;
+    AppendOrderedInt64(&before, want_hi + 1);
+  }
+  bool any = false;
+  int64_t lo = 0, hi = 0;
+  RETURN_IF_ERROR(
+      db_->ScanPrefix(metrics_, prefix, after, [&](std::string_view key, std::string_view) {
+        lo = step_of(key);
+        any = lo <= want_hi;
+        return false;
+      }));
+  if (!any) return true;  // no point in the range: an empty answer
+  RETURN_IF_ERROR(
+      db_->ScanPrefixReverse(metrics_, prefix, before, [&](std::string_view key, std::string_view) {
+        hi = step_of(key);
+        return false;
+      }));
+
+  // The finest level whose blocks over [lo, hi] fit: a minimum and a maximum from each.
+  const int64_t buckets = (max_points - 1) / 2;
+  int level = 0;
+  while (level + 1 < internal::kTileLevels &&
+         internal::TileBlock(hi, level) - internal::TileBlock(lo, level) + 1 > buckets) {
+    ++level;
+  }
+  if (internal::TileBlock(hi, level) - internal::TileBlock(lo, level) + 1 > buckets) {
+    return false;  // too few points asked for even the coarsest tiles
+  }
+  const int64_t first = internal::TileBlock(lo, level), last = internal::TileBlock(hi, level);
+  const std::string level_prefix = internal::TileLevelPrefix(prefix, level);
+  std::string start;
+  if (first > kMin) start = internal::TileKey(prefix, level, first - 1);
+  std::vector<std::pair<int64_t, internal::Tile>> tiles;
+  absl::Status corrupt;
+  RETURN_IF_ERROR(db_->ScanPrefix(
+      tiles_, level_prefix, start, [&](std::string_view key, std::string_view value) {
+        std::string_view rest = key.substr(level_prefix.size());
+        int64_t block = 0;
+        ConsumeOrderedInt64(&rest, &block);
+        if (block > last) return false;
+        internal::Tile tile;
+        if (!internal::Tile::Decode(value, &tile)) {
+          corrupt = absl::DataLossError(StrCat("metric_tiles: a tile of run ", request.run_id(),
+                                               " '", request.key(), "' is corrupt"));
+          return false;
+        }
+        tiles.emplace_back(block, tile);
+        return true;
+      }));
+  RETURN_IF_ERROR(corrupt);
+  // A block the range cuts is summed again from its points inside the range (one at each end).
+  auto exact = [&](internal::Tile* tile, int64_t from, int64_t to) -> absl::Status {
+    *tile = internal::Tile();
+    std::string begin;
+    if (from > kMin) {
+      begin = prefix;
+      AppendOrderedInt64(&begin, from - 1);
+      AppendOrderedInt64(&begin, kMax);
+    }
+    return db_->ScanPrefix(metrics_, prefix, begin,
+                           [&](std::string_view key, std::string_view value) {
+                             std::string_view rest = key.substr(prefix.size());
+                             int64_t step = 0, timestamp = 0;
+                             ConsumeOrderedInt64(&rest, &step);
+                             ConsumeOrderedInt64(&rest, &timestamp);
+                             if (step > to) return false;
+                             tile->Add(step, timestamp, DecodeDouble(value));
+                             return true;
+                           });
+  };
+  const int shift = internal::TileShift(level);
+  for (auto& [block, tile] : tiles) {
+    // (|block| <= 2^(63 - shift): the product fits; shifted as unsigned to stay defined)
+    int64_t block_lo = static_cast<int64_t>(static_cast<uint64_t>(block) << shift);
+    int64_t block_hi = block_lo + ((int64_t{1} << shift) - 1);
+    // Without a range, lo and hi are the first and last points: no block holds a point beyond.
+    if ((block == first && request.has_min_step() && want_lo > block_lo) ||
+        (block == last && request.has_max_step() && want_hi < block_hi)) {
+      RETURN_IF_ERROR(exact(&tile, std::max(lo, block_lo), std::min(hi, block_hi)));
+    }
+  }
+  int64_t total = 0;
+  for (const auto& [block, tile] : tiles) total += tile.count;
+  if (total <= kTilesOver * max_points) {
+    return false;  // few enough to read point by point
+  }
+
+  auto add = [&](int64_t step, int64_t timestamp, double value) {
+    v1::Metric* metric = response->add_metrics();
+    metric->set_key(request.key());
+    metric->set_step(step);
+    metric->set_timestamp_ms(timestamp);
+    metric->set_value(value);
+  };
+  const internal::Tile* final_tile = nullptr;
+  for (const auto& [block, tile] : tiles) {
+    if (tile.count == 0) continue;
+    final_tile = &tile;
+    if (std::isnan(tile.min)) {  // every point NaN: the bucket shows as its last point
+      add(tile.last_step, tile.last_timestamp, tile.last_value);
+      continue;
+    }
+    bool min_first = std::make_pair(tile.min_step, tile.min_timestamp) <=
+                     std::make_pair(tile.max_step, tile.max_timestamp);
+    if (min_first) {
+      add(tile.min_step, tile.min_timestamp, tile.min);
+      if (tile.max_step != tile.min_step || tile.max_timestamp != tile.min_timestamp) {
+        add(tile.max_step, tile.max_timestamp, tile.max);
+      }
+    } else {
+      add(tile.max_step, tile.max_timestamp, tile.max);
+      add(tile.min_step, tile.min_timestamp, tile.min);
+    }
+  }
+  // Always the last point.
+  if (final_tile != nullptr) {
+    const v1::Metric& shown = response->metrics(response->metrics_size() - 1);
+    if (shown.step() != final_tile->last_step ||
+        shown.timestamp_ms() != final_tile->last_timestamp) {
+      add(final_tile->last_step, final_tile->last_timestamp, final_tile->last_value);
+    }
+  }
+  response->set_total_points(total);
+  return true;
+}
+
 absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
     const v1::GetMetricHistoryRequest& request) const {
   RETURN_IF_ERROR(ValidateId("run_id", request.run_id()));
@@ -712,8 +904,8 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
     return absl::InvalidArgumentError("max_points: must be 0 (no downsampling) or at least 3");
   }
   RETURN_IF_ERROR(NormalizePageSize(request.page_size(), 10000, 100000).status());
-  ASSIGN_OR_RETURN(auto exists, db_->Get(runs_, request.run_id()));
-  if (!exists) return absl::NotFoundError(StrCat("run ", request.run_id(), " not found"));
+  ASSIGN_OR_RETURN(std::optional<v1::Run> run, db_->GetProto<v1::Run>(runs_, request.run_id()));
+  if (!run) return absl::NotFoundError(StrCat("run ", request.run_id(), " not found"));
 
   if (request.has_min_step() && request.has_max_step() && request.min_step() > request.max_step()) {
     return absl::InvalidArgumentError(
@@ -750,6 +942,8 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
   };
   v1::GetMetricHistoryResponse response;
   if (request.max_points() > 0) {
+    ASSIGN_OR_RETURN(bool tiled, TiledHistory(request, *run, &response));
+    if (tiled) return response;
     std::vector<Point> points;
     RETURN_IF_ERROR(db_->ScanPrefix(metrics_, prefix, range_start,
                                     [&](std::string_view key, std::string_view value) {

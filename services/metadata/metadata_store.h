@@ -149,12 +149,18 @@ class MetadataStore {
   absl::StatusOr<std::optional<std::string>> LookupRequestId(std::string_view kind,
                                                              std::string_view request_id) const;
 
+  // GetMetricHistory with max_points from the metric's tiles (metric_tiles.h): false when the
+  // history is short enough (or too old to have tiles) to be read point by point.
+  absl::StatusOr<bool> TiledHistory(const v1::GetMetricHistoryRequest& request, const v1::Run& run,
+                                    v1::GetMetricHistoryResponse* response) const;
+
   std::unique_ptr<Db> db_;
   SearchTuning tuning_;
   rocksdb::ColumnFamilyHandle* experiments_;
   rocksdb::ColumnFamilyHandle* experiment_names_;
   rocksdb::ColumnFamilyHandle* runs_;
   rocksdb::ColumnFamilyHandle* metrics_;
+  rocksdb::ColumnFamilyHandle* tiles_;  // metric_tiles.h
   rocksdb::ColumnFamilyHandle* index_;
   rocksdb::ColumnFamilyHandle* request_ids_;
   rocksdb::ColumnFamilyHandle* log_writers_;

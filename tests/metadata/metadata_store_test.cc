@@ -515,6 +515,90 @@ TEST_F(MetadataStoreTest, AStepRangeIsServedAtFullDetailOrDownsampledAgain) {
   EXPECT_EQ(none->metrics_size(), 0);
 }
 
+TEST_F(MetadataStoreTest, ALongHistoryIsDownsampledFromTilesWithItsSpikesAndLastPoint) {
+  auto experiment = MakeExperiment("e");
+  auto run = MakeRun(experiment.id());
+  // 100,000 points in ten batches (tiles merge across batches), with spikes and a NaN stretch.
+  const int n = 100000;
+  auto value = [](int i) {
+    if (i == 9999) return 500.0;   // outside the zoomed range below
+    if (i == 10000) return 400.0;  // its first step
+    if (i == 77777) return -300.0;
+    if (i >= 50000 && i < 52048) return std::nan("");  // whole blocks of NaN
+    return std::sin(i / 1000.0);
+  };
+  for (int from = 0; from < n; from += 10000) {
+    v1::LogBatchRequest batch;
+    batch.set_run_id(run.id());
+    for (int i = from; i < from + 10000; ++i) *batch.add_metrics() = Point("curve", value(i), i);
+    ASSERT_OK(store_->LogBatch(batch));
+  }
+  v1::GetMetricHistoryRequest request;
+  request.set_run_id(run.id());
+  request.set_key("curve");
+  request.set_max_points(1001);
+  auto sampled = store_->GetMetricHistory(request);
+  ASSERT_TRUE(sampled.ok()) << sampled.status();
+  EXPECT_EQ(sampled->total_points(), n);
+  EXPECT_LE(sampled->metrics_size(), 1001);
+  EXPECT_GE(sampled->metrics_size(), 400);
+  std::map<int64_t, double> shown;
+  int64_t previous = -1;
+  for (const auto& m : sampled->metrics()) {
+    EXPECT_GT(m.step(), previous);  // in step order, each point once
+    previous = m.step();
+    shown[m.step()] = m.value();
+    if (!std::isnan(m.value())) {
+      EXPECT_DOUBLE_EQ(m.value(), value(static_cast<int>(m.step())));
+    }
+  }
+  EXPECT_EQ(shown.count(9999), 1u);  // the spikes survive (10000's shares 9999's bucket)
+  EXPECT_EQ(shown.count(77777), 1u);
+  EXPECT_EQ(shown.rbegin()->first, n - 1);  // the last point
+  bool nan_bucket = false;
+  for (const auto& [step, v] : shown) nan_bucket |= step >= 50000 && step < 52048 && std::isnan(v);
+  EXPECT_TRUE(nan_bucket);
+
+  // A zoomed range: nothing outside it, its own spikes, its first and last steps' blocks exact.
+  request.set_min_step(10000);
+  request.set_max_step(90000);
+  auto zoomed = store_->GetMetricHistory(request);
+  ASSERT_TRUE(zoomed.ok()) << zoomed.status();
+  EXPECT_EQ(zoomed->total_points(), 80001);
+  ASSERT_GT(zoomed->metrics_size(), 0);
+  EXPECT_LE(zoomed->metrics_size(), 1001);
+  EXPECT_EQ(zoomed->metrics(0).step(), 10000);  // the range's maximum is its first point
+  EXPECT_EQ(zoomed->metrics(zoomed->metrics_size() - 1).step(), 90000);
+  bool low_spike = false;
+  for (const auto& m : zoomed->metrics()) {
+    EXPECT_GE(m.step(), 10000);
+    EXPECT_LE(m.step(), 90000);
+    low_spike |= m.step() == 77777;
+  }
+  EXPECT_TRUE(low_spike);
+
+  // A narrow range is read point by point: every point.
+  request.set_min_step(30000);
+  request.set_max_step(30500);
+  auto narrow = store_->GetMetricHistory(request);
+  ASSERT_TRUE(narrow.ok());
+  EXPECT_EQ(narrow->metrics_size(), 501);
+
+  // Points logged later, out of step order, merge into their tiles.
+  v1::LogBatchRequest late;
+  late.set_run_id(run.id());
+  *late.add_metrics() = Point("curve", 1000.0, 42);
+  ASSERT_OK(store_->LogBatch(late));
+  request.clear_min_step();
+  request.clear_max_step();
+  auto again = store_->GetMetricHistory(request);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->total_points(), n + 1);
+  bool late_spike = false;
+  for (const auto& m : again->metrics()) late_spike |= m.step() == 42 && m.value() == 1000.0;
+  EXPECT_TRUE(late_spike);
+}
+
 TEST_F(MetadataStoreTest, EachMetricKeepsItsMinMaxAndCountAcrossBatches) {
   auto experiment = MakeExperiment("e");
   auto run = MakeRun(experiment.id());
