@@ -788,14 +788,19 @@ absl::StatusOr<bool> MetadataStore::TiledHistory(const v1::GetMetricHistoryReque
         return false;
       }));
 
-  // The finest level whose blocks over [lo, hi] fit: a minimum and a maximum from each.
+  // The finest level with at most 32 blocks per bucket over [lo, hi] (at most 32,768 tile reads);
+  // its tiles are merged, adjacent ones together, into at most (max_points - 1) / 2 buckets, each
+  // shown by its minimum and maximum. A range of fewer finest blocks than buckets is read point
+  // by point instead (its buckets would be coarser than asked for).
   const int64_t buckets = (max_points - 1) / 2;
+  if (internal::TileBlock(hi, 0) - internal::TileBlock(lo, 0) + 1 < buckets) return false;
+  const int64_t max_reads = std::min<int64_t>(32 * buckets, 32768);
   int level = 0;
   while (level + 1 < internal::kTileLevels &&
-         internal::TileBlock(hi, level) - internal::TileBlock(lo, level) + 1 > buckets) {
+         internal::TileBlock(hi, level) - internal::TileBlock(lo, level) + 1 > max_reads) {
     ++level;
   }
-  if (internal::TileBlock(hi, level) - internal::TileBlock(lo, level) + 1 > buckets) {
+  if (internal::TileBlock(hi, level) - internal::TileBlock(lo, level) + 1 > max_reads) {
     return false;  // too few points asked for even the coarsest tiles
   }
   const int64_t first = internal::TileBlock(lo, level), last = internal::TileBlock(hi, level);
@@ -856,6 +861,17 @@ absl::StatusOr<bool> MetadataStore::TiledHistory(const v1::GetMetricHistoryReque
   if (total <= kTilesOver * max_points) {
     return false;  // few enough to read point by point
   }
+  // Adjacent tiles merged into the buckets: `per` blocks each.
+  const int64_t per = (last - first + buckets) / buckets;
+  std::vector<std::pair<int64_t, internal::Tile>> merged;
+  for (const auto& [block, tile] : tiles) {
+    int64_t bucket = (block - first) / per;
+    if (merged.empty() || merged.back().first != bucket)
+      merged.emplace_back(bucket, tile);
+    else
+      merged.back().second.Merge(tile);
+  }
+  tiles.swap(merged);
 
   auto add = [&](int64_t step, int64_t timestamp, double value) {
     v1::Metric* metric = response->add_metrics();
