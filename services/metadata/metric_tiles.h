@@ -2,13 +2,14 @@
 // millions of points is drawn from a thousand stored summaries rather than a scan of every point.
 //
 // For every metric of a run and every level L (0..kTileLevels-1), the steps are cut into aligned
-// blocks of 2^(8 + 5L) steps (256; 8,192; ...; 2^58: eleven levels cover every int64 step); a
-// reader takes the finest level with at most 32 blocks per bucket and merges adjacent tiles into
-// its buckets. (Each level costs every LogBatch a tile write per metric: docs/performance.md.) A
-// tile holds its block's minimum and maximum points (NaN
-// never counts), its last point (highest step, then timestamp) and how many points were logged into
-// it. LogBatch merges each batch's tiles into the stored ones in the same atomic write. Written by
-// hand: no Debian package keeps a multi-resolution summary of a series in a key-value store.
+// blocks of 2^(8 + 5L) steps (256; 8,192; 262,144); a reader takes the finest level with at most
+// 32 blocks per bucket and merges adjacent tiles into its buckets, so 32,768 tiles of the coarsest
+// level cover 8.6 billion steps (a wider range is read point by point). Each level costs every
+// LogBatch a tile write per metric, so there are only three (docs/performance.md). A tile holds its
+// block's minimum and maximum points (NaN never counts), its last point (highest step, then
+// timestamp) and how many points were logged into it. LogBatch merges each batch's tiles into the
+// stored ones in the same atomic write. Written by hand: no Debian package keeps a multi-resolution
+// summary of a series in a key-value store.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,7 @@
 
 namespace mlops::metadata::internal {
 
-constexpr int kTileLevels = 11;  // blocks of 2^8, 2^13, ..., 2^58 steps
+constexpr int kTileLevels = 3;  // blocks of 2^8, 2^13, 2^18 steps
 inline int TileShift(int level) { return 8 + 5 * level; }
 inline int64_t TileBlock(int64_t step, int level) { return step >> TileShift(level); }
 
