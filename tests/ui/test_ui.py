@@ -256,3 +256,42 @@ def test_what_an_alias_pointed_at_on_a_date(site, page):
         assert f"version {moves[0]['toVersion']}" in answer_at(after_first)
     assert f"version {moves[1]['toVersion']}" in answer_at((second // 1000 + 1) * 1000)
     page.shoot("model-at-date")
+
+
+def test_a_lineage_of_thousands_of_nodes_groups_siblings_until_opened(site, page):
+    # One execution that read one artifact and wrote 3,000 (one PutExecution call).
+    outputs = [{"artifact": {"type": "StepOutput", "name": f"shard-{i}",
+                             "uri": f"mlops://test/shard-{i}"},
+                "eventType": "OUTPUT", "path": f"out/{i}"} for i in range(3000)]
+    source = {"artifact": {"type": "StepOutput", "name": "fan-source", "uri": "mlops://test/src"},
+              "eventType": "INPUT", "path": "in"}
+    put = site.api("metadata", "PutExecution", {
+        "execution": {"type": "PipelineStep", "name": "fan-out"},
+        "artifacts": [source] + outputs})
+    execution = put.get("executionId") or put["execution"]["id"]
+    page.open(site.url(view="lineage", execution=execution, direction="BOTH", depth=2),
+              "svg.lineage-graph g.node")
+    assert page.css("svg.lineage-graph")[0].get_attribute("data-nodes") == "3002"
+    assert len(page.css("svg.lineage-graph g.node")) < 10  # the 3,000 are one group
+    group = page.css("svg.lineage-graph g.node.group")[0]
+    assert "3000 × StepOutput" in page.driver.execute_script(
+        "return arguments[0].textContent", group)
+    page.shoot("lineage-grouped")
+    group.click()
+    page.wait_until("document.querySelectorAll('svg.lineage-graph g.node').length > 3000")
+    page.shoot("lineage-opened")
+    assert page.console_errors() == []
+
+
+def test_a_dataset_shows_its_files_and_the_difference_between_two_versions(site, page):
+    page.open(site.url(view="datasets", name="demo-data"), "table.grid tbody tr")
+    text = page.driver.find_element(By.TAG_NAME, "main").text
+    assert "customers.csv" in text  # the files of the latest version, with sizes
+    versions = site.api("artifact", "ListVersions", {"dataset": "demo-data"})["versions"]
+    assert len(versions) >= 2
+    page.css("section button")[0].click()  # Compare: the two latest versions
+    summary = page.wait_for(".diff-summary")[0].text
+    assert "1 modified" in summary, summary
+    assert "from=" in page.driver.current_url and "to=" in page.driver.current_url
+    page.shoot("dataset-diff")
+    assert page.console_errors() == []
