@@ -20,10 +20,17 @@ export function setToken(value) {
     sessionStorage.removeItem('mlops.token');
 }
 
-function headers(project) {
+// The project every call names (Mlops-Project; empty: the server's default): the page's
+// `project` query parameter (docs/ui.md).
+export function project() {
+  return new URLSearchParams(location.search).get('project') || '';
+}
+
+function headers(explicitProject) {
   const h = {'Content-Type': 'application/json'};
   if (token()) h['Authorization'] = 'Bearer ' + token();
-  if (project) h['Mlops-Project'] = project;
+  const p = explicitProject || project();
+  if (p) h['Mlops-Project'] = p;
   return h;
 }
 

@@ -10,7 +10,7 @@ import * as monitoring from './pages/monitoring.js';
 import * as pipelines from './pages/pipelines.js';
 import * as run from './pages/run.js';
 import * as runs from './pages/runs.js';
-import {error, h} from './ui.js';
+import {error, h, href} from './ui.js';
 
 const PAGES = {
   experiments: {module: experiments, title: 'Experiments', nav: true},
@@ -27,6 +27,7 @@ const PAGES = {
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const autoRefresh = document.getElementById('auto-refresh');
+const projectBox = document.getElementById('project');
 let current = null;  // {page, controller}
 
 function params() {
@@ -40,10 +41,7 @@ function viewOf(p) {
 // Goes to another view (a new history entry) or, with replace, records the current view's state
 // in the URL without drawing it again.
 export function go(state, {replace = false} = {}) {
-  const query = new URLSearchParams();
-  for (const [k, v] of Object.entries(state))
-    if (v !== undefined && v !== '') query.set(k, v);
-  const url = '?' + query.toString();
+  const url = href(state);
   if (replace) {
     history.replaceState(null, '', url);
     return;
@@ -68,7 +66,11 @@ async function render() {
   const p = params();
   const view = viewOf(p);
   document.title = `${PAGES[view].title} · mlops`;
-  for (const a of nav.children) a.classList.toggle('active', a.dataset.view === view);
+  for (const a of nav.children) {
+    a.classList.toggle('active', a.dataset.view === view);
+    a.setAttribute('href', href({view: a.dataset.view}));  // in the page's project
+  }
+  projectBox.value = p.project || '';
   main.replaceChildren(h('p', {class: 'muted'}, 'loading…'));
   const context = {signal: controller.signal, go, params: p};
   try {
@@ -116,6 +118,10 @@ window.addEventListener('popstate', render);
 for (const [view, page] of Object.entries(PAGES)) {
   if (page.nav) nav.append(h('a', {href: '?view=' + view, 'data-view': view}, page.title));
 }
+// Another project: its experiments (the views of one project are not another's).
+projectBox.addEventListener('change', () => {
+  go({view: 'experiments', project: projectBox.value.trim()});
+});
 
 // Auto-refresh (on unless turned off; remembered): every 5 s the page's refresh(), if it has one,
 // while the tab is visible.

@@ -28,8 +28,11 @@ function append(element, children) {
 }
 
 // A link to a page of the UI: link({view: 'run', id}, text).
+// A link keeps the page's project unless it names one.
 export function href(state) {
   const params = new URLSearchParams();
+  const project = new URLSearchParams(location.search).get('project');
+  if (project && !('project' in state)) params.set('project', project);
   for (const [key, value] of Object.entries(state)) {
     if (value !== undefined && value !== null && value !== '') params.set(key, value);
   }

@@ -43,6 +43,34 @@ class Site:
         return self.base + "/?" + "&".join(f"{k}={v}" for k, v in state.items())
 
 
+def start_server(work, data, extra_args=()):
+    """A real mlops-server on loopback port 0 with its data in `data`; returns the process and its
+    gRPC and HTTP ports (log in work/server.log)."""
+    ports = work / "ports"
+    with open(work / "server.log", "ab") as log:
+        server = subprocess.Popen(
+            [str(BUILD / "tools" / "server" / "mlops-server"), "--host=127.0.0.1", "--port=0",
+             "--metrics_port=0", f"--data_dir={data}", f"--port_file={ports}",
+             "--shutdown_grace_s=1", *extra_args], stdout=log, stderr=log)
+    deadline = time.monotonic() + 60
+    while not (ports.exists() and len(ports.read_text().split()) >= 2):
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_server(server)
+            raise RuntimeError(f"mlops-server did not start: see {work / 'server.log'}")
+        time.sleep(0.05)
+    grpc_port, http_port = (int(p) for p in ports.read_text().split()[:2])
+    return server, grpc_port, http_port
+
+
+def stop_server(server):
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
     work = tmp_path_factory.mktemp("ui")
@@ -53,19 +81,8 @@ def site(tmp_path_factory):
                     "--points=200000"], check=True, stdout=subprocess.DEVNULL)
     seed = (data / "ui-seed.txt").read_text().split()
     print(f"seeded {BULK_RUNS} runs in {time.monotonic() - started:.0f} s")
-    ports = work / "ports"
-    log = open(work / "server.log", "ab")
-    server = subprocess.Popen(
-        [str(BUILD / "tools" / "server" / "mlops-server"), "--host=127.0.0.1", "--port=0",
-         "--metrics_port=0", f"--data_dir={data}", f"--port_file={ports}",
-         "--shutdown_grace_s=1"], stdout=log, stderr=log)
+    server, grpc_port, http_port = start_server(work, data)
     try:
-        deadline = time.monotonic() + 60
-        while not (ports.exists() and len(ports.read_text().split()) >= 2):
-            assert server.poll() is None, f"mlops-server exited: see {work / 'server.log'}"
-            assert time.monotonic() < deadline, "mlops-server wrote no port file"
-            time.sleep(0.05)
-        grpc_port, http_port = (int(p) for p in ports.read_text().split()[:2])
         started = time.monotonic()
         env = dict(os.environ, MLOPS_SERVER=f"127.0.0.1:{grpc_port}")
         with open(work / "demo.log", "wb") as demo_log:
@@ -74,13 +91,7 @@ def site(tmp_path_factory):
         print(f"demo ran in {time.monotonic() - started:.0f} s")
         yield Site(http_port, grpc_port, seed)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        stop_server(server)
 
 
 @pytest.fixture(scope="session")

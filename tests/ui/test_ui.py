@@ -2,13 +2,16 @@
 page loads with no console error and shows the demo's real data; the filter box reports a bad
 filter's position; compare draws a curve per run; 100,000 runs scroll and sort; charts zoom.
 Every page is saved as a screenshot (MLOPS_UI_SCREENSHOTS)."""
+import json
 import re
+import subprocess
+import urllib.request
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from conftest import BULK_RUNS
+from conftest import BUILD, BULK_RUNS, start_server, stop_server
 
 
 def demo_pipeline_runs(site):
@@ -295,3 +298,49 @@ def test_a_dataset_shows_its_files_and_the_difference_between_two_versions(site,
     assert "from=" in page.driver.current_url and "to=" in page.driver.current_url
     page.shoot("dataset-diff")
     assert page.console_errors() == []
+
+
+def test_a_server_with_tokens_asks_for_one_and_pages_follow_the_project(tmp_path, page):
+    tokens = tmp_path / "tokens.yaml"
+
+    def token(subject, *grants):
+        args = [str(BUILD / "tools" / "cli" / "mlops"), "auth", "token", "create",
+                "--auth-token-file", str(tokens), "--subject", subject]
+        for grant in grants:
+            args += ["--grant", grant]
+        return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+    editor = token("ui-editor", "default=editor", "vision=editor")
+    server, _, http_port = start_server(tmp_path, tmp_path / "data",
+                                        [f"--auth_token_file={tokens}"])
+    try:
+        base = f"http://127.0.0.1:{http_port}"
+        for name in ("in-default", "projects/vision/in-vision"):
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {editor}"}
+            request = urllib.request.Request(
+                f"{base}/api/v1/metadata/CreateExperiment",
+                data=json.dumps({"name": name}).encode(), headers=headers, method="POST")
+            urllib.request.urlopen(request, timeout=30).read()
+        # No token: the page says so and asks for one; given, the page loads.
+        page.driver.get(base + "/?view=experiments")
+        page.wait_until("document.querySelector('form.token') !== null")
+        assert "UNAUTHENTICATED" in page.driver.find_element(By.TAG_NAME, "main").text
+        page.shoot("token-asked")
+        page.css("form.token input")[0].send_keys(editor + Keys.ENTER)
+        page.wait_for("table.grid tbody tr")
+        text = page.driver.find_element(By.TAG_NAME, "main").text
+        assert "in-default" in text and "in-vision" not in text
+        # The project box: the pages of another project, the project kept in the URL and links.
+        box = page.css("#project")[0]
+        box.send_keys("vision" + Keys.ENTER)
+        page.wait_until("new URLSearchParams(location.search).get('project') === 'vision'")
+        page.wait_until("document.querySelector('main').textContent.includes('in-vision')")
+        assert "in-default" not in page.driver.find_element(By.TAG_NAME, "main").text
+        link = page.css("main table.grid a")[0].get_attribute("href")
+        assert "project=vision" in link
+        nav = [a.get_attribute("href") for a in page.css("#nav a")]
+        assert all("project=vision" in a for a in nav), nav
+        page.shoot("project-vision")
+    finally:
+        stop_server(server)
+        page.driver.execute_script("sessionStorage.clear()")

@@ -1,6 +1,6 @@
 // Datasets: every dataset; one dataset's versions with their tags, the files of a version with
 // their sizes, and the difference between two versions.
-import {all, call} from '../api.js';
+import {all, call, project} from '../api.js';
 import {bytes, h, link, section, table, time} from '../ui.js';
 
 function short(digest) {
@@ -10,7 +10,8 @@ function short(digest) {
 async function list(main, context) {
   async function load() {
     const datasets = await all(
-        'artifact', 'ListDatasets', {pageSize: 1000}, 'datasets', 100000, {signal: context.signal});
+        'artifact', 'ListDatasets', {pageSize: 1000, project: project()}, 'datasets', 100000,
+        {signal: context.signal});
     main.replaceChildren(section(
         'Datasets',
         table(

@@ -1,6 +1,6 @@
 // Experiments: every experiment, with links to its runs; several can be opened together (runs
 // compared across experiments).
-import {all} from '../api.js';
+import {all, project} from '../api.js';
 import {h, href, link, section, table, time} from '../ui.js';
 
 export async function render(main, params, context) {
@@ -14,7 +14,7 @@ export async function render(main, params, context) {
   };
   async function load() {
     const experiments = await all(
-        'metadata', 'ListExperiments', {pageSize: 1000}, 'experiments', 100000,
+        'metadata', 'ListExperiments', {pageSize: 1000, project: project()}, 'experiments', 100000,
         {signal: context.signal});
     experiments.sort((a, b) => Number(b.createTimeMs || 0) - Number(a.createTimeMs || 0));
     list.replaceChildren(table(

@@ -3,7 +3,7 @@
 // what they produced) with d3 (Debian's libjs-d3, 3.5): pan and zoom with the mouse, click a node
 // to walk to it. A node with many neighbours of one type shows them as one group until opened, so
 // thousands of nodes stay readable.
-import {call} from '../api.js';
+import {call, project} from '../api.js';
 import {error, h, link, section, time} from '../ui.js';
 
 const GROUP_OVER = 8;  // siblings of one type beyond this many are drawn as one group
@@ -23,8 +23,8 @@ async function start(params, signal) {
   }
   if (params.digest) {
     const found = await call(
-        'metadata', 'ListArtifacts', {filter: `digest = '${params.digest}'`, pageSize: 1},
-        {signal});
+        'metadata', 'ListArtifacts',
+        {filter: `digest = '${params.digest}'`, pageSize: 1, project: project()}, {signal});
     if (!(found.artifacts || []).length) {
       throw Object.assign(
           new Error(`no lineage node has digest ${params.digest}`), {code: 'NOT_FOUND'});
@@ -211,8 +211,8 @@ function details(n) {
 }
 
 async function picker(main, context) {
-  const artifacts =
-      await call('metadata', 'ListArtifacts', {pageSize: 100}, {signal: context.signal});
+  const artifacts = await call(
+      'metadata', 'ListArtifacts', {pageSize: 100, project: project()}, {signal: context.signal});
   main.replaceChildren(section(
       'Lineage',
       h('p', {},

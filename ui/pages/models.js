@@ -1,12 +1,12 @@
 // The model registry: every model; one model's versions, its aliases, each alias's history as a
 // timeline, and what an alias pointed to at a given date ("what was in production on date D").
-import {all, call} from '../api.js';
+import {all, call, project} from '../api.js';
 import {error, h, link, section, state, table, time} from '../ui.js';
 
 async function list(main, context) {
   async function load() {
     const models = await all(
-        'metadata', 'ListRegisteredModels', {pageSize: 1000}, 'models', 100000,
+        'metadata', 'ListRegisteredModels', {pageSize: 1000, project: project()}, 'models', 100000,
         {signal: context.signal});
     main.replaceChildren(section(
         'Models',

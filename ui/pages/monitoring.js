@@ -1,7 +1,7 @@
 // Monitoring: the monitors and every alert (acknowledge from here); one monitor's drift per
 // feature over time, the reference histogram (its profile) against the current window's, and its
 // reports and alerts.
-import {call} from '../api.js';
+import {call, project} from '../api.js';
 import {color} from '../charts.js';
 import {error, h, link, number, section, table, time} from '../ui.js';
 
@@ -36,8 +36,8 @@ async function acknowledge(a) {
 async function list(main, context) {
   async function load() {
     const [monitors, alerts] = await Promise.all([
-      call('monitoring', 'ListMonitors', {}, {signal: context.signal}),
-      call('monitoring', 'ListAlerts', {}, {signal: context.signal})
+      call('monitoring', 'ListMonitors', {project: project()}, {signal: context.signal}),
+      call('monitoring', 'ListAlerts', {project: project()}, {signal: context.signal})
     ]);
     main.replaceChildren(
         section(

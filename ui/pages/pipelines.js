@@ -1,7 +1,7 @@
 // Pipelines: the pipeline runs; one run's DAG with each step coloured by its state, live (the
 // scheduler's WatchPipelineRun stream), a step's logs following while it runs, cache hits, the
 // sweeps' results with a link comparing their tracking runs, and retry and cancel.
-import {all, call, stream} from '../api.js';
+import {all, call, project, stream} from '../api.js';
 import {duration, error, h, href, link, number, section, state, table, time} from '../ui.js';
 
 const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELED']);
@@ -9,7 +9,8 @@ const TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'CANCELED']);
 async function list(main, context) {
   async function load() {
     const runs = await all(
-        'scheduler', 'ListPipelineRuns', {pageSize: 500}, 'runs', 500, {signal: context.signal});
+        'scheduler', 'ListPipelineRuns', {pageSize: 500, project: project()}, 'runs', 500,
+        {signal: context.signal});
     main.replaceChildren(section(
         'Pipeline runs',
         table(
