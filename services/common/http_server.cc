@@ -53,15 +53,11 @@ absl::Status HttpServer::Start(const std::string& host, int port, const HttpTls*
   // A keep-alive connection, and a followed stream of the JSON API, hold a worker thread each.
   // TCP_NODELAY: a reply's headers and body leave in separate writes; with Nagle's algorithm the
   // body waits for the client's delayed ACK (~40 ms on Linux) on a kept-alive connection.
-  const char* options[] = {"listening_ports",
-                           listen.c_str(),
-                           "num_threads",
-                           "64",
-                           "enable_keep_alive",
-                           "yes",
-                           "tcp_nodelay",
-                           "1",
-                           nullptr};
+  // max_request_size (request line and headers; civetweb's default is 16 KiB): the web UI's
+  // compare page names up to 500 run ids in its URL (~17 KiB).
+  const char* options[] = {"listening_ports",   listen.c_str(), "num_threads", "64",
+                           "enable_keep_alive", "yes",          "tcp_nodelay", "1",
+                           "max_request_size",  "65536",        nullptr};
   mg_callbacks callbacks{};
   // civetweb logs bind failures through this callback; returning 1 silences its own printing.
   callbacks.log_message = [](const mg_connection*, const char*) { return 1; };

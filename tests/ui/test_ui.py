@@ -344,3 +344,20 @@ def test_a_server_with_tokens_asks_for_one_and_pages_follow_the_project(tmp_path
     finally:
         stop_server(server)
         page.driver.execute_script("sessionStorage.clear()")
+
+
+def test_compare_takes_five_hundred_runs(site, page):
+    ids = []
+    token = ""
+    while len(ids) < 500:
+        found = site.api("metadata", "SearchRuns", {"experimentIds": [site.bulk_experiment],
+                                                    "pageSize": 500, "pageToken": token})
+        ids += [r["id"] for r in found["runs"]]
+        token = found.get("nextPageToken", "")
+    page.open(site.url(view="compare", runs=",".join(ids[:500])), "canvas[data-curves]",
+              timeout=120)
+    first = page.css("canvas[data-curves]")[0]
+    assert first.get_attribute("data-curves") == "500"
+    assert "Compare 500 runs" in page.driver.find_element(By.TAG_NAME, "h2").text
+    page.shoot("compare-500")
+    assert page.console_errors() == []
