@@ -45,8 +45,8 @@ async function errorOf(response) {
   return new ApiError(code, message, response.status);
 }
 
-// One unary call; resolves to the response message as a plain object.
-export async function call(service, method, request = {}, options = {}) {
+// POSTs the request to its route; the response once its status says it succeeded.
+async function post(service, method, request, options) {
   const response = await fetch(`/api/v1/${service}/${method}`, {
     method: 'POST',
     headers: headers(options.project),
@@ -54,19 +54,18 @@ export async function call(service, method, request = {}, options = {}) {
     signal: options.signal,
   });
   if (!response.ok) throw await errorOf(response);
-  return response.json();
+  return response;
+}
+
+// One unary call; resolves to the response message as a plain object.
+export async function call(service, method, request = {}, options = {}) {
+  return (await post(service, method, request, options)).json();
 }
 
 // A server stream: calls onMessage for each message as it arrives; resolves when the stream ends.
 // (EventSource can only GET, so the stream is read with fetch as JSON lines.)
 export async function stream(service, method, request, onMessage, options = {}) {
-  const response = await fetch(`/api/v1/${service}/${method}`, {
-    method: 'POST',
-    headers: headers(options.project),
-    body: JSON.stringify(request),
-    signal: options.signal,
-  });
-  if (!response.ok) throw await errorOf(response);
+  const response = await post(service, method, request, options);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
