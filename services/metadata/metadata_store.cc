@@ -133,6 +133,23 @@ double DecodeDouble(std::string_view bytes) {
 
 // True when a point at (step, timestamp) supersedes `latest` as the latest point of its metric:
 // a higher step, or the same step and a timestamp as late or later.
+// A point's key is MetricPrefix | ordered(step) | ordered(timestamp): its step and timestamp.
+void ParsePointKey(std::string_view key, size_t prefix_size, int64_t* step, int64_t* timestamp) {
+  std::string_view rest = key.substr(prefix_size);
+  ConsumeOrderedInt64(&rest, step);
+  ConsumeOrderedInt64(&rest, timestamp);
+}
+
+// The key a scan of a metric's points from `step` on begins after (ScanPrefix's `after`): past
+// every point of step - 1; empty for the lowest step.
+std::string PointsFrom(std::string_view metric_prefix, int64_t step) {
+  if (step == std::numeric_limits<int64_t>::min()) return "";
+  std::string out(metric_prefix);
+  AppendOrderedInt64(&out, step - 1);
+  AppendOrderedInt64(&out, std::numeric_limits<int64_t>::max());
+  return out;
+}
+
 // Counts one point into a metric's summary; NaN never becomes its min or max.
 void FoldSummary(double value, v1::MetricSummary* summary) {
   summary->set_count(summary->count() + 1);
@@ -621,10 +638,8 @@ absl::StatusOr<LogResult> MetadataStore::LogBatch(std::string_view run_id,
           // first (this batch's are not written yet).
           backfilled.Update(db_->ScanPrefix(
               metrics_, prefix, "", [&](std::string_view stored, std::string_view v) {
-                std::string_view rest = stored.substr(prefix.size());
                 int64_t old_step = 0, old_timestamp = 0;
-                ConsumeOrderedInt64(&rest, &old_step);
-                ConsumeOrderedInt64(&rest, &old_timestamp);
+                ParsePointKey(stored, prefix.size(), &old_step, &old_timestamp);
                 FoldSummary(DecodeDouble(v), run.mutable_metric_summaries(summary_it->second));
                 builder->Add(old_step, old_timestamp, DecodeDouble(v));
                 return true;
@@ -753,9 +768,8 @@ absl::StatusOr<bool> MetadataStore::TiledHistory(const v1::GetMetricHistoryReque
 
   const std::string prefix = MetricPrefix(request.run_id(), request.key());
   auto step_of = [&prefix](std::string_view key) {
-    std::string_view rest = key.substr(prefix.size());
-    int64_t step = 0;
-    ConsumeOrderedInt64(&rest, &step);
+    int64_t step = 0, timestamp = 0;
+    ParsePointKey(key, prefix.size(), &step, &timestamp);
     return step;
   };
   // The steps drawn: the range asked for, narrowed to the first and last points in it.
@@ -763,12 +777,8 @@ absl::StatusOr<bool> MetadataStore::TiledHistory(const v1::GetMetricHistoryReque
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
   const int64_t want_lo = request.has_min_step() ? request.min_step() : kMin;
   const int64_t want_hi = request.has_max_step() ? request.max_step() : kMax;
-  std::string after, before;
-  if (want_lo > kMin) {
-    after = prefix;
-    AppendOrderedInt64(&after, want_lo - 1);
-    AppendOrderedInt64(&after, kMax);
-  }
+  const std::string after = PointsFrom(prefix, want_lo);
+  std::string before;
   if (want_hi < kMax) {
     before = prefix;
     AppendOrderedInt64(&before, want_hi + 1);
@@ -828,18 +838,10 @@ absl::StatusOr<bool> MetadataStore::TiledHistory(const v1::GetMetricHistoryReque
   // A block the range cuts is summed again from its points inside the range (one at each end).
   auto exact = [&](internal::Tile* tile, int64_t from, int64_t to) -> absl::Status {
     *tile = internal::Tile();
-    std::string begin;
-    if (from > kMin) {
-      begin = prefix;
-      AppendOrderedInt64(&begin, from - 1);
-      AppendOrderedInt64(&begin, kMax);
-    }
-    return db_->ScanPrefix(metrics_, prefix, begin,
+    return db_->ScanPrefix(metrics_, prefix, PointsFrom(prefix, from),
                            [&](std::string_view key, std::string_view value) {
-                             std::string_view rest = key.substr(prefix.size());
                              int64_t step = 0, timestamp = 0;
-                             ConsumeOrderedInt64(&rest, &step);
-                             ConsumeOrderedInt64(&rest, &timestamp);
+                             ParsePointKey(key, prefix.size(), &step, &timestamp);
                              if (step > to) return false;
                              tile->Add(step, timestamp, DecodeDouble(value));
                              return true;
@@ -931,21 +933,15 @@ absl::StatusOr<v1::GetMetricHistoryResponse> MetadataStore::GetMetricHistory(
   std::string prefix = MetricPrefix(request.run_id(), request.key());
   // The scan of a step range begins after every point of step min_step - 1 and stops at the first
   // point beyond max_step (keys are ordered by step, then timestamp).
-  std::string range_start;
-  if (request.has_min_step() && request.min_step() > std::numeric_limits<int64_t>::min()) {
-    range_start = prefix;
-    AppendOrderedInt64(&range_start, request.min_step() - 1);
-    AppendOrderedInt64(&range_start, std::numeric_limits<int64_t>::max());
-  }
+  const std::string range_start =
+      request.has_min_step() ? PointsFrom(prefix, request.min_step()) : std::string();
   struct Point {
     int64_t step = 0, timestamp = 0;
     double value = 0;
   };
   // False when the point is beyond max_step (the scan stops there).
   auto decode = [&prefix, &request](std::string_view key, std::string_view value, Point* point) {
-    std::string_view rest = key.substr(prefix.size());
-    ConsumeOrderedInt64(&rest, &point->step);
-    ConsumeOrderedInt64(&rest, &point->timestamp);
+    ParsePointKey(key, prefix.size(), &point->step, &point->timestamp);
     point->value = DecodeDouble(value);
     return !request.has_max_step() || point->step <= request.max_step();
   };
