@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "mlops/monitoring/v1/monitoring.pb.h"
 #include "services/monitoring/table.h"
 
 namespace mlops::monitoring {
@@ -18,8 +19,9 @@ class DatasetSource {
  public:
   virtual ~DatasetSource() = default;
   struct Dataset {
-    std::string resolved;  // NAME@sha256:... (the version the ref named when it was read)
+    std::string resolved;  // NAME@DIGEST (the version the ref named when it was read)
     std::vector<std::unique_ptr<Table>> tables;  // its .csv and .mlcol files, by path
+    std::vector<std::string> files;              // their paths in the dataset
   };
   // Reads dataset `ref` (NAME or NAME@REF; the name carries its project, `projects/P/NAME`, and
   // the dataset is read in that project). NOT_FOUND when there is no such dataset or version,
@@ -51,6 +53,17 @@ class RetrainTrigger {
   // Submits the retraining pipeline; returns the pipeline run id. UNAVAILABLE, DEADLINE_EXCEEDED,
   // RESOURCE_EXHAUSTED and ABORTED are retried by the caller; any other code is final.
   virtual absl::StatusOr<std::string> Submit(const RetrainRequest& request) = 0;
+};
+
+// Where validations are recorded in lineage (the metadata service's LineageService).
+class LineageRecorder {
+ public:
+  virtual ~LineageRecorder() = default;
+  // Records `report` as a Validate execution (external id `validation:<report id>`) with the
+  // dataset version it read (the Dataset artifact `dataset:NAME@DIGEST`) as its input and a
+  // Statistics artifact holding the verdict as its output, in the dataset's project. Returns the
+  // Statistics artifact's id. Recording the same report twice records it once.
+  virtual absl::StatusOr<int64_t> RecordValidation(const v1::ValidationReport& report) = 0;
 };
 
 }  // namespace mlops::monitoring

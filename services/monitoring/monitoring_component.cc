@@ -34,6 +34,7 @@ class MonitoringComponent : public Component {
     store_ = std::make_unique<MonitoringStore>(
         db_.get(), host.registry(), ArtifactDatasetSource(std::move(artifact), dir_ + "/work"),
         RegistryModelResolver(metadata), SchedulerRetrainTrigger(scheduler));
+    store_->SetLineage(LineageServiceRecorderFor(metadata));
     RETURN_IF_ERROR(store_->Load());
     service_->SetStore(store_.get());
     return absl::OkStatus();
@@ -51,8 +52,9 @@ class MonitoringComponent : public Component {
 absl::StatusOr<std::unique_ptr<Component>> OpenMonitoringComponent(const std::string& data_dir,
                                                                    const Db::Options& options) {
   std::string dir = data_dir + "/monitoring";
-  // On-disk formats: 1 (issue 15) records the format.
-  Db::Options versioned = Versioned(options, 1, {RecordFormatMigration()});
+  // On-disk formats: 1 (issue 15) records the format; 2 (issue 21) adds schemas and validations.
+  Db::Options versioned = Versioned(
+      options, 2, {RecordFormatMigration(), {2, "schemas and validation reports", nullptr}});
   auto db = Db::Open(dir + "/db", MonitoringColumnFamilies(), versioned);
   if (!db.ok()) return db.status();
   return std::unique_ptr<Component>(new MonitoringComponent(std::move(*db), dir));

@@ -1,5 +1,6 @@
 #include "services/monitoring/monitoring_metrics.h"
 
+#include <cctype>
 #include <map>
 
 namespace mlops::monitoring {
@@ -58,7 +59,18 @@ MonitoringMetrics::MonitoringMetrics(prometheus::Registry& registry)
                         "Retraining pipelines submitted to the scheduler, per monitor")),
       retrain_failures_(Counter(registry, "mlops_monitoring_retrain_failures_total",
                                 "Retrainings that could not be submitted (the scheduler refused "
-                                "them or stayed unavailable), per monitor")) {}
+                                "them or stayed unavailable), per monitor")),
+      validations_(Counter(registry, "mlops_validations_total",
+                           "Datasets validated against a schema, by result (valid, invalid)")),
+      anomalies_(Counter(registry, "mlops_validation_anomalies_total",
+                         "Anomalies found by validations, by kind")),
+      lineage_failures_(Counter(registry, "mlops_validation_lineage_failures_total",
+                                "Validations whose lineage record failed (the report is stored)")) {
+  // At 0 from the start, so that increase() sees the first one.
+  validations_.Add({{"result", "valid"}});
+  validations_.Add({{"result", "invalid"}});
+  lineage_failures_.Add({});
+}
 
 void MonitoringMetrics::InitSeries(const v1::Monitor& monitor) {
   auto by_monitor = ByMonitor(monitor.name());
@@ -127,6 +139,16 @@ void MonitoringMetrics::CountRetrain(const std::string& monitor) {
 }
 void MonitoringMetrics::CountRetrainFailure(const std::string& monitor) {
   retrain_failures_.Add(ByMonitor(monitor)).Increment();
+}
+
+void MonitoringMetrics::CountValidation(const v1::ValidationReport& report, bool lineage_failed) {
+  validations_.Add({{"result", report.valid() ? "valid" : "invalid"}}).Increment();
+  for (const v1::Anomaly& anomaly : report.anomalies()) {
+    std::string kind = v1::Anomaly::Kind_Name(anomaly.kind());
+    for (char& c : kind) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    anomalies_.Add({{"kind", kind}}).Increment();
+  }
+  if (lineage_failed) lineage_failures_.Add({}).Increment();
 }
 
 }  // namespace mlops::monitoring

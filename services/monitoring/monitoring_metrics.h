@@ -30,6 +30,9 @@ class MonitoringMetrics {
   void CountAlert(const std::string& monitor);
   void CountRetrain(const std::string& monitor);
   void CountRetrainFailure(const std::string& monitor);
+  // A validation (docs/validation.md): its verdict, its anomalies by kind, and whether its lineage
+  // record failed.
+  void CountValidation(const v1::ValidationReport& report, bool lineage_failed);
 
  private:
   prometheus::Family<prometheus::Gauge>& psi_;
@@ -48,6 +51,9 @@ class MonitoringMetrics {
   prometheus::Family<prometheus::Counter>& reports_;
   prometheus::Family<prometheus::Counter>& retrains_;
   prometheus::Family<prometheus::Counter>& retrain_failures_;
+  prometheus::Family<prometheus::Counter>& validations_;
+  prometheus::Family<prometheus::Counter>& anomalies_;
+  prometheus::Family<prometheus::Counter>& lineage_failures_;
 };
 
 }  // namespace mlops::monitoring

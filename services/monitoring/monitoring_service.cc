@@ -159,4 +159,44 @@ grpc::Status MonitoringServiceImpl::AcknowledgeAlert(grpc::ServerContext*,
   });
 }
 
+grpc::Status MonitoringServiceImpl::InferSchema(grpc::ServerContext*,
+                                                const v1::InferSchemaRequest* request,
+                                                v1::Schema* response) {
+  return WithStore(
+      [&](MonitoringStore& store) { return Reply(store.InferSchema(*request), response); });
+}
+
+grpc::Status MonitoringServiceImpl::PutSchema(grpc::ServerContext*, const v1::Schema* request,
+                                              v1::Schema* response) {
+  return WithStore(
+      [&](MonitoringStore& store) { return Reply(store.PutSchema(*request), response); });
+}
+
+grpc::Status MonitoringServiceImpl::GetSchema(grpc::ServerContext*,
+                                              const v1::GetSchemaRequest* request,
+                                              v1::Schema* response) {
+  return WithStore([&](MonitoringStore& store) {
+    return Reply(store.GetSchema(request->name(), request->version()), response);
+  });
+}
+
+grpc::Status MonitoringServiceImpl::Validate(grpc::ServerContext*,
+                                             const v1::ValidateRequest* request,
+                                             v1::ValidationReport* response) {
+  return WithStore(
+      [&](MonitoringStore& store) { return Reply(store.Validate(*request), response); });
+}
+
+grpc::Status MonitoringServiceImpl::ListValidations(grpc::ServerContext*,
+                                                    const v1::ListValidationsRequest* request,
+                                                    v1::ListValidationsResponse* response) {
+  return WithStore([&](MonitoringStore& store) {
+    int limit = request->page_size() > 0 ? std::min(request->page_size(), 1000) : 20;
+    auto reports = store.ListValidations(request->dataset(), limit);
+    if (!reports.ok()) return ToGrpcStatus(reports.status());
+    for (auto& report : *reports) *response->add_reports() = std::move(report);
+    return grpc::Status::OK;
+  });
+}
+
 }  // namespace mlops::monitoring

@@ -43,6 +43,14 @@ class MonitoringServiceImpl final : public v1::MonitoringService::Service {
                           v1::ListAlertsResponse*) override;
   grpc::Status AcknowledgeAlert(grpc::ServerContext*, const v1::AcknowledgeAlertRequest*,
                                 v1::Alert*) override;
+  grpc::Status InferSchema(grpc::ServerContext*, const v1::InferSchemaRequest*,
+                           v1::Schema*) override;
+  grpc::Status PutSchema(grpc::ServerContext*, const v1::Schema*, v1::Schema*) override;
+  grpc::Status GetSchema(grpc::ServerContext*, const v1::GetSchemaRequest*, v1::Schema*) override;
+  grpc::Status Validate(grpc::ServerContext*, const v1::ValidateRequest*,
+                        v1::ValidationReport*) override;
+  grpc::Status ListValidations(grpc::ServerContext*, const v1::ListValidationsRequest*,
+                               v1::ListValidationsResponse*) override;
 
  private:
   absl::StatusOr<MonitoringStore*> Store();

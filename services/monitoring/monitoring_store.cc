@@ -10,9 +10,9 @@
 #include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
+#include "services/monitoring/monitoring_store_internal.h"
 
 namespace mlops::monitoring {
-namespace {
 
 std::string VersionKey(const std::string& name, int64_t version) {
   std::string key = name + '\0';
@@ -20,16 +20,12 @@ std::string VersionKey(const std::string& name, int64_t version) {
   return key;
 }
 
-// The stored name of resource `value` (request field `field`): its name in its project, by the
-// identifier rule, with the project's prefix outside project default.
 absl::StatusOr<std::string> StoredName(std::string_view field, std::string_view value) {
   ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped(field, value));
   RETURN_IF_ERROR(ValidateName(NameKind::kIdentifier, field, scoped.name));
   return Qualify(scoped.project, scoped.name);
 }
 
-// INVALID_ARGUMENT unless `value` (request field `field`) names something of `project`, the
-// project of `owner`: one monitor's or profile's references all stay in its project.
 absl::Status InProject(std::string_view field, std::string_view value, std::string_view owner,
                        std::string_view project) {
   if (value.empty() || ProjectOf(value) == project) return absl::OkStatus();
@@ -37,6 +33,8 @@ absl::Status InProject(std::string_view field, std::string_view value, std::stri
                                            ProjectOf(value), ", ", owner, " in project ", project,
                                            ": one request acts in one project"));
 }
+
+namespace {
 
 // A list request's project: "" is default, "*" every project.
 absl::StatusOr<std::string> ListedProject(const std::string& project) {
@@ -77,8 +75,9 @@ bool DecodePrediction(std::string_view value, double* prediction, int64_t* expir
 }  // namespace
 
 const std::vector<std::string>& MonitoringColumnFamilies() {
-  static const std::vector<std::string> names = {
-      kProfilesCf, kMonitorsCf, kWindowsCf, kReportsCf, kAlertsCf, kPredictionsCf, kExpiryCf};
+  static const std::vector<std::string> names = {kProfilesCf, kMonitorsCf, kWindowsCf,
+                                                 kReportsCf,  kAlertsCf,   kPredictionsCf,
+                                                 kExpiryCf,   kSchemasCf,  kValidationsCf};
   return names;
 }
 
@@ -116,7 +115,9 @@ MonitoringStore::MonitoringStore(Db* db, prometheus::Registry& registry,
       reports_cf_(db->Cf(kReportsCf)),
       alerts_cf_(db->Cf(kAlertsCf)),
       predictions_cf_(db->Cf(kPredictionsCf)),
-      expiry_cf_(db->Cf(kExpiryCf)) {}
+      expiry_cf_(db->Cf(kExpiryCf)),
+      schemas_cf_(db->Cf(kSchemasCf)),
+      validations_cf_(db->Cf(kValidationsCf)) {}
 
 MonitoringStore::~MonitoringStore() {
   {

@@ -16,6 +16,8 @@
 //                    labels that come later
 //   mon_prediction_expiry  monitor + \0 + expiry time (8 bytes BE) + request id -> "": what to
 //                    drop when predictions outlive the monitor's label_ttl_ms
+//   mon_schemas      dataset name + \0 + version (8 bytes BE) -> Schema
+//   mon_validations  dataset name + \0 + time (8 bytes BE) + id -> ValidationReport
 //
 // Every method returns OK or the code its comment names; DATA_LOSS when a stored record does not
 // parse, and the storage's own error when a read or write fails.
@@ -47,6 +49,8 @@ inline constexpr char kReportsCf[] = "mon_reports";
 inline constexpr char kAlertsCf[] = "mon_alerts";
 inline constexpr char kPredictionsCf[] = "mon_predictions";
 inline constexpr char kExpiryCf[] = "mon_prediction_expiry";
+inline constexpr char kSchemasCf[] = "mon_schemas";
+inline constexpr char kValidationsCf[] = "mon_validations";
 const std::vector<std::string>& MonitoringColumnFamilies();
 
 class MonitoringStore {
@@ -130,6 +134,33 @@ class MonitoringStore {
   // Waits until no retraining is queued or in flight (for tests and orderly shutdown).
   void WaitForRetrains();
 
+  // Data validation (monitoring_validation.cc, docs/validation.md). A schema is named by its
+  // dataset (`projects/P/NAME`) and versioned; validation reports are kept under the dataset's
+  // name.
+  //
+  // Where validations are recorded in lineage (null: not recorded). Call before Load.
+  void SetLineage(std::unique_ptr<LineageRecorder> lineage) { lineage_ = std::move(lineage); }
+  // The schema of dataset `request.dataset` (NAME@REF) inferred from that version; stored as the
+  // next version of the dataset's schema when `request.save`. NOT_FOUND / INVALID_ARGUMENT /
+  // UNAVAILABLE from the dataset source, INVALID_ARGUMENT for a `categorical` naming no column,
+  // FAILED_PRECONDITION without a dataset source.
+  absl::StatusOr<v1::Schema> InferSchema(const v1::InferSchemaRequest& request);
+  // Stores `schema` as the next version of schema `schema.name`. INVALID_ARGUMENT for a bad name
+  // or a schema CheckSchema refuses (nothing stored).
+  absl::StatusOr<v1::Schema> PutSchema(v1::Schema schema);
+  // Version `version` (0: the latest). NOT_FOUND.
+  absl::StatusOr<v1::Schema> GetSchema(const std::string& name, int64_t version) const;
+  // Checks dataset `request.dataset` against the request's schema, or the stored one of
+  // `request.schema` (default: the dataset's name) version `schema_version` (0: the latest). The
+  // report is stored and recorded in lineage (when that fails the report is still returned and
+  // stored, with lineage_artifact_id 0, and the failure logged and counted). NOT_FOUND for the
+  // schema or the dataset; INVALID_ARGUMENT for a bad schema or a schema of another project;
+  // FAILED_PRECONDITION without a dataset source; UNAVAILABLE when the dataset cannot be read.
+  absl::StatusOr<v1::ValidationReport> Validate(const v1::ValidateRequest& request);
+  // The newest `limit` reports of dataset `dataset` (a name), newest first.
+  absl::StatusOr<std::vector<v1::ValidationReport>> ListValidations(const std::string& dataset,
+                                                                    int limit) const;
+
  private:
   // What one call changes, written as one batch when it ends.
   struct Change;
@@ -167,6 +198,7 @@ class MonitoringStore {
   std::unique_ptr<DatasetSource> datasets_;
   std::unique_ptr<ModelResolver> models_;
   std::unique_ptr<RetrainTrigger> retrain_;
+  std::unique_ptr<LineageRecorder> lineage_;
   Options options_;
   rocksdb::ColumnFamilyHandle* profiles_cf_;
   rocksdb::ColumnFamilyHandle* monitors_cf_;
@@ -175,8 +207,10 @@ class MonitoringStore {
   rocksdb::ColumnFamilyHandle* alerts_cf_;
   rocksdb::ColumnFamilyHandle* predictions_cf_;
   rocksdb::ColumnFamilyHandle* expiry_cf_;
+  rocksdb::ColumnFamilyHandle* schemas_cf_;
+  rocksdb::ColumnFamilyHandle* validations_cf_;
 
-  mutable std::mutex mu_;  // guards states_ and profile version assignment
+  mutable std::mutex mu_;  // guards states_ and profile and schema version assignment
   std::map<std::string, std::shared_ptr<MonitorState>> states_;
   std::mutex alerts_mu_;  // alert read-modify-write (acknowledgement, retraining outcome)
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 
+#include "mlops/metadata/v1/lineage.grpc.pb.h"
 #include "mlops/metadata/v1/registry.grpc.pb.h"
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
 #include "services/artifact/client/artifact_client.h"
@@ -53,6 +54,7 @@ class ArtifactSource final : public DatasetSource {
           break;
         }
         result.tables.push_back(std::move(*table));
+        result.files.push_back(std::filesystem::relative(file, dir).string());
       }
       if (status.ok() && result.tables.empty()) {
         status = absl::InvalidArgumentError("dataset " + ref + " holds no .csv or .mlcol file");
@@ -135,7 +137,67 @@ class SchedulerTrigger final : public RetrainTrigger {
   std::unique_ptr<scheduler::v1::SchedulerService::Stub> stub_;
 };
 
+class LineageServiceRecorder final : public LineageRecorder {
+ public:
+  explicit LineageServiceRecorder(std::shared_ptr<grpc::Channel> channel)
+      : stub_(metadata::v1::LineageService::NewStub(channel)) {}
+
+  absl::StatusOr<int64_t> RecordValidation(const v1::ValidationReport& report) override {
+    namespace mv1 = metadata::v1;
+    ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped("dataset", report.dataset()));
+    const std::string& dataset = scoped.name;
+    mv1::PutExecutionRequest request;
+    request.set_project(scoped.project);
+    mv1::Execution* execution = request.mutable_execution();
+    execution->set_type("Validate");
+    execution->set_name("validate " + dataset.substr(0, dataset.find('@')));
+    execution->set_state(mv1::Execution::COMPLETE);
+    execution->set_external_id("validation:" + report.id());
+    auto* input = request.add_artifacts();
+    input->set_event_type(mv1::Event::INPUT);
+    input->set_path("dataset");
+    input->mutable_artifact()->set_type("Dataset");
+    input->mutable_artifact()->set_name(dataset);
+    input->mutable_artifact()->set_external_id("dataset:" + dataset);
+    input->mutable_artifact()->set_digest(dataset.substr(dataset.rfind('@') + 1));
+    auto* output = request.add_artifacts();
+    output->set_event_type(mv1::Event::OUTPUT);
+    output->set_path("validation");
+    mv1::Artifact* stats = output->mutable_artifact();
+    stats->set_type("Statistics");
+    stats->set_name("validation of " + dataset);
+    stats->set_external_id("validation:" + report.id());
+    stats->set_uri("validation:" + report.id());
+    auto& props = *stats->mutable_custom_properties();
+    props["kind"].set_string_value("validation");
+    props["report"].set_string_value(report.id());
+    props["valid"].set_bool_value(report.valid());
+    props["anomalies"].set_int_value(report.anomalies_size());
+    props["rows"].set_int_value(static_cast<int64_t>(report.rows()));
+    if (!report.schema().empty()) {
+      props["schema"].set_string_value(
+          StrCat(report.schema(), "@", std::to_string(report.schema_version())));
+    }
+    mv1::PutExecutionResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status status = stub_->PutExecution(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (response.artifact_ids_size() < 2) return absl::InternalError("no artifact id returned");
+    return response.artifact_ids(1);
+  }
+
+ private:
+  std::unique_ptr<metadata::v1::LineageService::Stub> stub_;
+};
+
 }  // namespace
+
+std::unique_ptr<LineageRecorder> LineageServiceRecorderFor(
+    std::shared_ptr<grpc::Channel> metadata) {
+  if (metadata == nullptr) return nullptr;
+  return std::make_unique<LineageServiceRecorder>(std::move(metadata));
+}
 
 std::unique_ptr<DatasetSource> ArtifactDatasetSource(ChannelForProject artifact,
                                                      std::string work_dir) {

@@ -17,6 +17,8 @@ std::unique_ptr<DatasetSource> ArtifactDatasetSource(ChannelForProject artifact,
                                                      std::string work_dir);
 // Asks the model registry (ModelRegistry.GetModelVersion).
 std::unique_ptr<ModelResolver> RegistryModelResolver(std::shared_ptr<grpc::Channel> metadata);
+// LineageService.PutExecution with a 30 s deadline.
+std::unique_ptr<LineageRecorder> LineageServiceRecorderFor(std::shared_ptr<grpc::Channel> metadata);
 // SchedulerService.SubmitPipeline with a 30 s deadline.
 std::unique_ptr<RetrainTrigger> SchedulerRetrainTrigger(std::shared_ptr<grpc::Channel> scheduler);
 

@@ -5,9 +5,11 @@
 // refused without touching what is stored.
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <thread>
 
+#include "mlops/metadata/v1/lineage.grpc.pb.h"
 #include "mlops/metadata/v1/registry.grpc.pb.h"
 #include "mlops/monitoring/v1/monitoring.grpc.pb.h"
 #include "mlops/scheduler/v1/scheduler.grpc.pb.h"
@@ -478,6 +480,182 @@ TEST_F(MonitoringServiceTest, PredictionsWaitForTheirLabelsOnlySoLong) {
   defaults.set_label_ttl_ms(0);
   ASSERT_TRUE(CreateMonitor(defaults, &created).ok());
   EXPECT_EQ(created.label_ttl_ms(), int64_t{7} * 24 * 3600 * 1000);
+}
+
+TEST_F(MonitoringServiceTest, SchemasAreInferredStoredAndValidationsRecordedInLineage) {
+  testing::TempDir dir;
+  // v1: 200 clean rows; v2: the same with an age out of range, an unseen plan, a repeated id,
+  // missing incomes and a leaked label column.
+  auto write = [&](const std::string& sub, bool bad) {
+    std::filesystem::create_directories(dir.path() + "/" + sub);
+    std::ofstream csv(dir.path() + "/" + sub + "/customers.csv");
+    csv << "id,age,plan,income" << (bad ? ",label" : "") << "\n";
+    for (int i = 0; i < 200; ++i) {
+      int id = bad && i == 7 ? 3 : i;
+      int age = bad && i % 50 == 0 ? 150 : 18 + i % 60;
+      std::string plan = bad && i == 11 ? "gold" : (i % 3 == 0 ? "pro" : "basic");
+      std::string income = bad && i % 10 == 1 ? "" : std::to_string(1000 + i * 10.5);
+      csv << id << "," << age << "," << plan << "," << income << (bad ? ",1" : "") << "\n";
+    }
+  };
+  write("v1", false);
+  write("v2", true);
+  artifact::ArtifactClient client(server_.NewChannel());
+  ASSERT_OK(client.Push(dir.path() + "/v1", "customers", {"v1"}, "", nullptr).status());
+  ASSERT_OK(client.Push(dir.path() + "/v2", "customers", {"v2"}, "", nullptr).status());
+
+  v1::InferSchemaRequest infer;
+  infer.set_dataset("customers@v1");
+  infer.set_save(true);
+  v1::Schema schema;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->InferSchema(&context, infer, &schema).ok());
+  }
+  EXPECT_EQ(schema.name(), "customers");
+  EXPECT_EQ(schema.version(), 1);
+  EXPECT_THAT(schema.source(), ::testing::StartsWith("inferred from customers@"));
+  ASSERT_EQ(schema.features_size(), 4);
+  EXPECT_TRUE(schema.features(0).unique());
+  EXPECT_EQ(schema.features(1).min(), 18);
+  EXPECT_EQ(schema.features(1).max(), 77);
+
+  auto validate = [&](const std::string& dataset, v1::ValidationReport* report) {
+    v1::ValidateRequest request;
+    request.set_dataset(dataset);
+    grpc::ClientContext context;
+    return stub_->Validate(&context, request, report);
+  };
+  v1::ValidationReport good, bad;
+  ASSERT_TRUE(validate("customers@v1", &good).ok());
+  EXPECT_TRUE(good.valid());
+  EXPECT_EQ(good.rows(), 200u);
+  EXPECT_EQ(good.schema(), "customers");
+  EXPECT_EQ(good.schema_version(), 1);
+  EXPECT_GT(good.lineage_artifact_id(), 0);
+  ASSERT_TRUE(validate("customers@v2", &bad).ok());
+  EXPECT_FALSE(bad.valid());
+  std::map<std::string, uint64_t> found;  // "feature kind" -> rows
+  for (const auto& a : bad.anomalies()) {
+    found[a.feature() + " " + v1::Anomaly::Kind_Name(a.kind())] = a.rows();
+  }
+  EXPECT_EQ(found, (std::map<std::string, uint64_t>{{"id DUPLICATE_VALUES", 1},
+                                                    {"age OUT_OF_RANGE", 4},
+                                                    {"plan UNSEEN_CATEGORY", 1},
+                                                    {"income TOO_MANY_MISSING", 20},
+                                                    {"label UNEXPECTED_COLUMN", 0}}))
+      << bad.DebugString();
+  EXPECT_EQ(bad.anomalies(4).file(), "customers.csv");
+
+  // In lineage: the dataset version -> Validate -> Statistics holding the verdict.
+  auto lineage = metadata::v1::LineageService::NewStub(server_.NewChannel());
+  metadata::v1::GetNodeRequest get;
+  get.set_id(bad.lineage_artifact_id());
+  metadata::v1::Artifact stats;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(lineage->GetArtifact(&context, get, &stats).ok());
+  }
+  EXPECT_EQ(stats.type(), "Statistics");
+  EXPECT_FALSE(stats.custom_properties().at("valid").bool_value());
+  EXPECT_EQ(stats.custom_properties().at("anomalies").int_value(), 5);
+  metadata::v1::GetLineageRequest walk;
+  walk.set_artifact_id(bad.lineage_artifact_id());
+  walk.set_max_hops(2);
+  metadata::v1::LineageGraph graph;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(lineage->GetLineage(&context, walk, &graph).ok());
+  }
+  bool dataset_found = false;
+  for (const auto& node : graph.nodes()) {
+    const auto& a = node.artifact();
+    dataset_found = dataset_found || (node.has_artifact() && a.type() == "Dataset" &&
+                                      "customers@" + a.digest() == bad.dataset());
+  }
+  EXPECT_TRUE(dataset_found) << graph.DebugString();
+
+  // Bad input: clear codes, nothing stored.
+  v1::ValidationReport unused;
+  EXPECT_THAT(validate("nosuch@v1", &unused),
+              GrpcStatusIs(grpc::StatusCode::NOT_FOUND, "nosuch has no schema"));
+  {
+    v1::ValidateRequest request;
+    request.set_dataset("customers@v1");
+    request.set_schema_version(9);
+    grpc::ClientContext context;
+    EXPECT_THAT(stub_->Validate(&context, request, &unused),
+                GrpcStatusIs(grpc::StatusCode::NOT_FOUND, "version 9"));
+  }
+  {
+    v1::ValidateRequest request;
+    request.set_dataset("customers@v1");
+    request.set_schema("projects/other/customers");
+    grpc::ClientContext context;
+    EXPECT_THAT(stub_->Validate(&context, request, &unused),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "project other"));
+  }
+  {
+    v1::ValidateRequest request;
+    request.set_dataset("customers@v1");
+    auto* f = request.mutable_inline_schema()->add_features();
+    f->set_name("age");
+    f->set_type(v1::FeatureSchema::STRING);
+    f->set_min(3);
+    grpc::ClientContext context;
+    EXPECT_THAT(stub_->Validate(&context, request, &unused),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "a range needs type"));
+  }
+  {
+    v1::Schema broken = schema;
+    broken.mutable_features(1)->set_min(100);
+    v1::Schema stored;
+    grpc::ClientContext context;
+    EXPECT_THAT(stub_->PutSchema(&context, broken, &stored),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "is empty"));
+  }
+  {
+    v1::InferSchemaRequest request;
+    request.set_dataset("customers@v1");
+    request.add_categorical("nope");
+    request.set_save(true);
+    grpc::ClientContext context;
+    EXPECT_THAT(stub_->InferSchema(&context, request, &schema),
+                GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "nope"));
+  }
+  {
+    v1::GetSchemaRequest request;
+    request.set_name("customers");
+    v1::Schema latest;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->GetSchema(&context, request, &latest).ok());
+    EXPECT_EQ(latest.version(), 1);  // the refused calls stored nothing
+  }
+  // An edited schema (the age range widened) is the next version, and v2 then has one anomaly
+  // fewer.
+  {
+    v1::Schema edited = schema;
+    edited.mutable_features(1)->set_max(200);
+    v1::Schema stored;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->PutSchema(&context, edited, &stored).ok());
+    EXPECT_EQ(stored.version(), 2);
+  }
+  v1::ValidationReport again;
+  ASSERT_TRUE(validate("customers@v2", &again).ok());
+  EXPECT_EQ(again.schema_version(), 2);
+  EXPECT_EQ(again.anomalies_size(), 4);
+
+  v1::ListValidationsRequest list;
+  list.set_dataset("customers");
+  v1::ListValidationsResponse listed;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->ListValidations(&context, list, &listed).ok());
+  }
+  ASSERT_EQ(listed.reports_size(), 3);
+  EXPECT_EQ(listed.reports(0).id(), again.id());  // newest first
+  EXPECT_EQ(listed.reports(2).id(), good.id());
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ int RunMonitoringBench(int argc, char** argv);
 int RunK8sBench(int argc, char** argv);
 int RunRouterBench(int argc, char** argv);
 int RunUiBench(int argc, char** argv);
+int RunValidationBench(int argc, char** argv);
 
 // The lineage part of the metadata suite (lineage_bench.cc).
 struct LineageOptions {

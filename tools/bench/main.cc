@@ -96,9 +96,10 @@ int main(int argc, char** argv) {
   if (suite == "k8s") return mlops::bench::RunK8sBench(argc, argv);
   if (suite == "router") return mlops::bench::RunRouterBench(argc, argv);
   if (suite == "ui") return mlops::bench::RunUiBench(argc, argv);
-  std::cerr
-      << "usage: mlops-bench metadata|artifact|scheduler|monitoring|k8s|router|ui [--json] [suite "
-         "flags]\n"
-         "  (mlops-bench <suite> --help lists a suite's flags)\n";
+  if (suite == "validation") return mlops::bench::RunValidationBench(argc, argv);
+  std::cerr << "usage: mlops-bench metadata|artifact|scheduler|monitoring|k8s|router|ui|validation "
+               "[--json] [suite "
+               "flags]\n"
+               "  (mlops-bench <suite> --help lists a suite's flags)\n";
   return 2;
 }

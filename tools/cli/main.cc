@@ -152,6 +152,14 @@ Monitoring (drift of production data against the training data):
   mlops monitor ingest NAME --file ROWS.csv [--batch 1000]    stream production rows
   mlops monitor alerts [NAME] [--open]; mlops monitor ack ALERT [--by USER]
 
+Data validation (docs/validation.md):
+  mlops schema infer DATASET@VERSION [--categorical a,b] [--max-categories N] [--save]
+                                       prints the schema as YAML (--save: stored, versioned)
+  mlops schema put FILE.yaml [--name DATASET]; mlops schema show DATASET[@VERSION]
+  mlops validate DATASET@VERSION [--schema DATASET[@VERSION] | --schema FILE.yaml]
+                                       the anomalies; exit 3 when there is one
+  mlops validations DATASET [--max N]  past validations of the dataset
+
 Security (docs/security.md; `auth token create` needs no server):
   mlops auth token create --subject S --auth-token-file FILE [--grant PROJECT=viewer|editor|admin]...
                           [--operator] [--expires 2027-06-30T00:00:00Z]
@@ -256,6 +264,11 @@ int main(int argc, char** argv) {
                                   : group.rfind("monitor", 0) == 0 ? "monitor"
                                                                    : "drift",
                                   args, ServiceChannel(endpoints.monitoring, endpoints),
+                                  output == "json");
+    }
+    if (group == "schema" || group == "schemas" || group == "validate" || group == "validations") {
+      return RunValidationCommand(group == "schemas" ? "schema" : group, args,
+                                  ServiceChannel(endpoints.monitoring, endpoints),
                                   output == "json");
     }
     std::string command = group == "lineage" ? "" : TakeCommand(found->name, args);

@@ -1,4 +1,5 @@
-// `mlops profile ...`, `mlops monitor ...` and `mlops drift ...`: the monitoring service.
+// `mlops profile ...`, `mlops monitor ...`, `mlops drift ...` and data validation: the monitoring
+// service.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -11,6 +12,10 @@
 namespace mlops::cli {
 
 int RunMonitoringCommand(const std::string& group, Args& args,
+                         std::shared_ptr<grpc::Channel> channel, bool json);
+
+// `mlops schema infer|put|show`, `mlops validate` and `mlops validations` (validation_cli.cc).
+int RunValidationCommand(const std::string& group, Args& args,
                          std::shared_ptr<grpc::Channel> channel, bool json);
 
 }  // namespace mlops::cli
