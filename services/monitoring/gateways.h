@@ -28,6 +28,15 @@ class DatasetSource {
   // INVALID_ARGUMENT when it holds no table or a table does not parse, UNAVAILABLE when the
   // artifact service cannot be reached.
   virtual absl::StatusOr<Dataset> Read(const std::string& ref) = 0;
+  // Reads one blob of `project` as the table of a file named `file_name` (.csv or .mlcol);
+  // resolved is `blob:<digest>`. NOT_FOUND for no such blob, INVALID_ARGUMENT for another
+  // extension or a table that does not parse, UNAVAILABLE as Read. A source that cannot read
+  // blobs answers FAILED_PRECONDITION.
+  virtual absl::StatusOr<Dataset> ReadBlob(const std::string& project, const std::string& digest,
+                                           const std::string& file_name) {
+    (void)project, (void)digest, (void)file_name;
+    return absl::FailedPreconditionError("this dataset source reads no blobs");
+  }
 };
 
 class ModelResolver {

@@ -1,6 +1,7 @@
 // MonitoringStore: data validation (schemas, validations and their lineage).
 #include <chrono>
 
+#include "services/common/digest.h"
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
@@ -81,8 +82,26 @@ absl::StatusOr<v1::Schema> MonitoringStore::GetSchema(const std::string& request
 }
 
 absl::StatusOr<v1::ValidationReport> MonitoringStore::Validate(const v1::ValidateRequest& request) {
-  ASSIGN_OR_RETURN(const std::string dataset_name, DatasetName("dataset", request.dataset()));
-  const std::string project(ProjectOf(dataset_name));
+  const bool blob = !request.blob().empty();
+  std::string dataset_name;  // the name the report is kept under
+  std::string project;
+  if (blob) {
+    if (!request.dataset().empty()) {
+      return absl::InvalidArgumentError("a dataset or a blob, not both");
+    }
+    if (request.schema().empty()) {
+      return absl::InvalidArgumentError(
+          "schema: a blob is validated against a named schema (its reports are kept under it)");
+    }
+    if (!request.project().empty()) RETURN_IF_ERROR(ValidateProject(request.project()));
+    project = request.project().empty() ? std::string(kDefaultProject) : request.project();
+    if (RawDigest raw; !ParseDigestHex(request.blob(), &raw)) {
+      return absl::InvalidArgumentError("blob: a digest (64 hex characters)");
+    }
+  } else {
+    ASSIGN_OR_RETURN(dataset_name, DatasetName("dataset", request.dataset()));
+    project = std::string(ProjectOf(dataset_name));
+  }
   v1::Schema schema;
   if (request.has_inline_schema()) {
     schema = request.inline_schema();
@@ -93,6 +112,7 @@ absl::StatusOr<v1::ValidationReport> MonitoringStore::Validate(const v1::Validat
     if (!request.schema().empty()) {
       ASSIGN_OR_RETURN(schema_name, StoredName("schema", request.schema()));
     }
+    if (blob) dataset_name = schema_name;
     RETURN_IF_ERROR(InProject("schema", schema_name, "the dataset", project));
     if (request.schema_version() < 0) {
       return absl::InvalidArgumentError("schema_version: 0 (the latest) or a version");
@@ -100,8 +120,15 @@ absl::StatusOr<v1::ValidationReport> MonitoringStore::Validate(const v1::Validat
     ASSIGN_OR_RETURN(schema, GetSchema(schema_name, request.schema_version()));
   }
   if (datasets_ == nullptr) return absl::FailedPreconditionError("no artifact service configured");
-  ASSIGN_OR_RETURN(DatasetSource::Dataset dataset,
-                   datasets_->Read(CanonicalName(request.dataset())));
+  if (blob && dataset_name.empty()) {
+    // An inline schema and a blob: kept under the schema's own name.
+    ASSIGN_OR_RETURN(dataset_name, StoredName("schema", request.schema()));
+  }
+  absl::StatusOr<DatasetSource::Dataset> read =
+      blob ? datasets_->ReadBlob(project, request.blob(), request.blob_name())
+           : datasets_->Read(CanonicalName(request.dataset()));
+  if (!read.ok()) return read.status();
+  DatasetSource::Dataset dataset = *std::move(read);
 
   v1::ValidationReport report;
   const auto start = std::chrono::steady_clock::now();
@@ -113,7 +140,11 @@ absl::StatusOr<v1::ValidationReport> MonitoringStore::Validate(const v1::Validat
                              .count());
   const std::string id = NewId();
   report.set_id(Qualify(project, id));
-  report.set_dataset(dataset.resolved);
+  if (blob) {
+    report.set_blob(request.blob());
+  } else {
+    report.set_dataset(dataset.resolved);
+  }
   report.set_schema(request.has_inline_schema() ? "" : schema.name());
   report.set_schema_version(schema.version());
   report.set_rows(rows);

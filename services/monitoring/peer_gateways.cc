@@ -67,6 +67,37 @@ class ArtifactSource final : public DatasetSource {
     return result;
   }
 
+  absl::StatusOr<Dataset> ReadBlob(const std::string& project, const std::string& digest,
+                                   const std::string& file_name) override {
+    const std::string ext = std::filesystem::path(file_name).extension().string();
+    if (ext != ".csv" && ext != ".mlcol") {
+      return absl::InvalidArgumentError("blob_name " + file_name +
+                                        ": a .csv or .mlcol file is what can be validated");
+    }
+    std::string dir = StrCat(work_dir_, "/", NewId());
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    const std::string file = dir + "/data" + ext;
+    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, Channel(project));
+    artifact::ClientOptions options;
+    options.sync_downloads = false;  // a scratch copy
+    artifact::ArtifactClient client(std::move(channel), options);
+    absl::Status status = client.DownloadToFile(digest, file, nullptr);
+    Dataset result;
+    if (status.ok()) {
+      auto table = Table::ReadFile(file);
+      status = table.status();
+      if (table.ok()) {
+        result.resolved = "blob:" + digest;
+        result.tables.push_back(std::move(*table));
+        result.files.push_back(std::filesystem::path(file_name).filename().string());
+      }
+    }
+    std::filesystem::remove_all(dir, ec);
+    if (!status.ok()) return status;
+    return result;
+  }
+
  private:
   // The channel of `project`, made on first use (at most kMaxChannels kept).
   absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(std::string_view project) {
@@ -144,8 +175,12 @@ class LineageServiceRecorder final : public LineageRecorder {
 
   absl::StatusOr<int64_t> RecordValidation(const v1::ValidationReport& report) override {
     namespace mv1 = metadata::v1;
-    ASSIGN_OR_RETURN(ScopedName scoped, ParseScoped("dataset", report.dataset()));
-    const std::string& dataset = scoped.name;
+    const bool blob = !report.blob().empty();
+    // A dataset's report is in its project; a blob's id carries the project it was read in.
+    ASSIGN_OR_RETURN(ScopedName scoped,
+                     ParseScoped("dataset", blob ? report.id() : report.dataset()));
+    const std::string dataset = blob ? "blob:" + report.blob() : scoped.name;
+    if (blob) RETURN_IF_ERROR(RegisterStepOutputType(scoped.project));
     mv1::PutExecutionRequest request;
     request.set_project(scoped.project);
     mv1::Execution* execution = request.mutable_execution();
@@ -156,10 +191,17 @@ class LineageServiceRecorder final : public LineageRecorder {
     auto* input = request.add_artifacts();
     input->set_event_type(mv1::Event::INPUT);
     input->set_path("dataset");
-    input->mutable_artifact()->set_type("Dataset");
-    input->mutable_artifact()->set_name(dataset);
-    input->mutable_artifact()->set_external_id("dataset:" + dataset);
-    input->mutable_artifact()->set_digest(dataset.substr(dataset.rfind('@') + 1));
+    if (blob) {
+      // The node the scheduler records for a step's output (metadata_gateway.cc).
+      input->mutable_artifact()->set_type("StepOutput");
+      input->mutable_artifact()->set_external_id(dataset);
+      input->mutable_artifact()->set_digest(report.blob());
+    } else {
+      input->mutable_artifact()->set_type("Dataset");
+      input->mutable_artifact()->set_name(dataset);
+      input->mutable_artifact()->set_external_id("dataset:" + dataset);
+      input->mutable_artifact()->set_digest(dataset.substr(dataset.rfind('@') + 1));
+    }
     auto* output = request.add_artifacts();
     output->set_event_type(mv1::Event::OUTPUT);
     output->set_path("validation");
@@ -188,6 +230,17 @@ class LineageServiceRecorder final : public LineageRecorder {
   }
 
  private:
+  // The scheduler's type of a step's output, in `project` (PutType of an identical type is OK).
+  absl::Status RegisterStepOutputType(const std::string& project) {
+    metadata::v1::PutTypeRequest request;
+    request.mutable_type()->set_kind(metadata::v1::ARTIFACT);
+    request.mutable_type()->set_name(Qualify(project, "StepOutput"));
+    metadata::v1::NodeType type;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return FromGrpcStatus(stub_->PutType(&context, request, &type));
+  }
+
   std::unique_ptr<metadata::v1::LineageService::Stub> stub_;
 };
 

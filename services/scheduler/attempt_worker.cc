@@ -44,6 +44,7 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   std::filesystem::remove_all(work, ec);  // a previous life's leftovers
   // Only the directories the step uses: each costs a file-system operation per attempt.
   std::filesystem::create_directories(work, ec);
+  if (spec.validate) return RunValidation(std::move(plan));
   std::map<std::string, std::string> input_paths, output_paths;
   const bool remote = executor_->remote();
   v1::StepManifest manifest;
@@ -185,6 +186,62 @@ void Scheduler::Prepare(std::shared_ptr<AttemptPlan> plan) {
   Post(std::move(started));
 }
 
+void Scheduler::RunValidation(std::shared_ptr<AttemptPlan> plan) {
+  const StepSpec& spec = plan->spec;
+  if (metadata_ != nullptr) {
+    auto tracking = metadata_->StartRun(plan->record);
+    if (tracking.ok()) plan->tracking_run_id = *tracking;
+  }
+  Event started = Event::Of(Event::Kind::kStarted, plan->run_id);
+  started.step = plan->index;
+  started.attempt = plan->number;
+  started.handle = kValidationHandle;
+  started.tracking_run_id = plan->tracking_run_id;
+  Post(std::move(started));
+
+  AttemptResult result;
+  result.start_ms = NowMs();
+  ValidationGateway::Request request;
+  request.project = plan->project;
+  request.schema = spec.validate_schema;
+  request.schema_version = spec.validate_schema_version;
+  for (const AttemptPlan::Input& input : plan->inputs) {  // the one input, "data"
+    if (input.dataset) {
+      request.dataset = spec.inputs.at(input.name).dataset;
+      request.version = input.version;
+    } else {
+      request.blob = input.digest;
+      request.file_name = input.file_name;
+    }
+  }
+  absl::StatusOr<ValidationGateway::Result> verdict =
+      options_.validation == nullptr
+          ? absl::FailedPreconditionError(
+                "a validate step needs the monitoring service: this scheduler has none "
+                "(--monitoring_address)")
+          : options_.validation->Validate(request);
+  // What a process would have printed: the report on stdout, a failure to make one on stderr.
+  std::ofstream(plan->work + (verdict.ok() ? "/stdout.log" : "/stderr.log"))
+      << (verdict.ok() ? verdict->text : "validation: " + verdict.status().ToString() + "\n");
+  result.end_ms = NowMs();
+  if (!verdict.ok()) {
+    // The monitoring service out of reach is the scheduler's trouble, not the step's: the attempt
+    // is lost and tried again (at most kMaxLostAttempts times); any other error fails it.
+    const bool unreachable =
+        absl::IsUnavailable(verdict.status()) || absl::IsDeadlineExceeded(verdict.status());
+    result.outcome = unreachable ? AttemptResult::Outcome::kLost : AttemptResult::Outcome::kFailed;
+    result.message = "validation: " + std::string(verdict.status().message());
+  } else if (verdict->valid) {
+    result.outcome = AttemptResult::Outcome::kSucceeded;
+    result.exit_code = 0;
+  } else {
+    result.outcome = AttemptResult::Outcome::kFailed;
+    result.exit_code = 3;  // as `mlops validate`
+    result.message = verdict->summary;
+  }
+  Collect(*plan, std::move(result));
+}
+
 std::function<void(const AttemptResult&)> Scheduler::WhenDone(std::shared_ptr<AttemptPlan> plan) {
   return [mailbox = mailbox_, plan = std::move(plan)](const AttemptResult& result) {
     std::lock_guard lock(mailbox->mu);
@@ -246,7 +303,7 @@ void Scheduler::Collect(const AttemptPlan& plan, AttemptResult result) {
     outcome.outcome = AttemptResult::Outcome::kFailed;
     outcome.message = std::move(message);
   };
-  if (executor_->remote()) {
+  if (executor_->remote() && !plan.spec.validate) {
     // What the pod reported: its outputs are uploaded already; its metrics.json comes here.
     std::lock_guard lock(reports_mu_);
     auto report = db_->GetProto<v1::ReportAttemptRequest>(reports_cf_, plan.attempt_id);

@@ -4,6 +4,7 @@
 // executors may bring their own.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -62,6 +63,34 @@ class MetadataGateway {
   // execution with its inputs and outputs.
   virtual absl::Status FinishRun(const std::string& run_id, const StepRecord& step,
                                  bool succeeded) = 0;
+};
+
+// Where a built-in `validate:` step is carried out (the monitoring service's Validate): the
+// scheduler runs no process for it.
+class ValidationGateway {
+ public:
+  virtual ~ValidationGateway() = default;
+  struct Request {
+    std::string project;  // the run's
+    // A dataset version, or a step's output (a blob and the name of its file).
+    std::string dataset;
+    std::string version;  // the version digest pinned for the run
+    std::string blob;
+    std::string file_name;
+    std::string schema;  // the schema's dataset name ("" = the dataset's own)
+    int64_t schema_version = 0;
+  };
+  struct Result {
+    bool valid = false;
+    std::string report_id;
+    // The report for a person: what was validated against what, then one line per anomaly.
+    std::string text;
+    std::string summary;  // "3 anomalies: age: 2 values outside [0, 120] ..."
+  };
+  // The validation's verdict. A code when it could not be made: NOT_FOUND (no schema, no such
+  // dataset), INVALID_ARGUMENT (a table that does not parse), UNAVAILABLE (the monitoring service
+  // cannot be reached), FAILED_PRECONDITION (no monitoring service configured).
+  virtual absl::StatusOr<Result> Validate(const Request& request) = 0;
 };
 
 }  // namespace mlops::scheduler

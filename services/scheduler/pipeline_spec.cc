@@ -340,13 +340,62 @@ absl::StatusOr<std::map<std::string, SecretRef>> ParseSecretEnv(
   return out;
 }
 
+// `validate: {dataset: REF, schema: NAME[@VERSION]}`: a built-in step. It takes nothing a process
+// would (command, image, inputs, outputs, env, resources, sweeps, ...).
+absl::Status ParseValidate(const YamlNode& node, const YamlNode& validate, const std::string& where,
+                           StepSpec* step) {
+  for (const char* key :
+       {"command", "image", "inputs", "outputs", "env", "secretEnv", "resources", "replicas",
+        "sweep", "objective", "params", "kubernetes", "checkpoint", "cache"}) {
+    if (node[key]) {
+      return ErrorAt(node[key],
+                     StrCat(where, ": a validate step runs no process: it takes no '", key, "'"));
+    }
+  }
+  RETURN_IF_ERROR(ExpectMap(validate, where + ": validate"));
+  RETURN_IF_ERROR(OnlyKeys(validate, where + ": validate", {"dataset", "schema"}));
+  if (!validate["dataset"]) {
+    return ErrorAt(validate, where + ": validate: 'dataset' is required (dataset:NAME[@REF] or " +
+                                 "STEP.outputs.NAME)");
+  }
+  ASSIGN_OR_RETURN(InputRef ref, ParseInputRef(validate["dataset"], where + ": validate.dataset"));
+  if (const YamlNode schema = validate["schema"]) {
+    ASSIGN_OR_RETURN(std::string text, Scalar(schema, where + ": validate.schema"));
+    size_t at = text.find('@');
+    step->validate_schema = text.substr(0, at);
+    if (at != std::string::npos) {
+      char* end = nullptr;
+      long long version = std::strtoll(text.c_str() + at + 1, &end, 10);
+      if (at + 1 == text.size() || *end != '\0' || version < 1) {
+        return ErrorAt(schema, where + ": validate.schema '" + text +
+                                   "': expected NAME or NAME@VERSION (a version number)");
+      }
+      step->validate_schema_version = version;
+    }
+    if (!ValidateName(NameKind::kIdentifier, "schema", step->validate_schema).ok()) {
+      return ErrorAt(schema, where + ": validate.schema '" + text + "': a dataset's name");
+    }
+  } else if (ref.kind != InputRef::Kind::kDataset) {
+    return ErrorAt(validate, where + ": validate: a step's output is checked against a named " +
+                                 "schema: add schema: NAME");
+  }
+  step->validate = true;
+  step->cache = false;
+  step->inputs["data"] = std::move(ref);
+  // An attempt the scheduler's restart or an unreachable monitoring service interrupted is lost,
+  // not failed, and tried again after this (anomalies fail it: `retries` as for any step).
+  step->retries.backoff_ms = 2000;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
                                    const std::map<std::string, std::string>& params) {
   RETURN_IF_ERROR(ExpectMap(node, "step"));
-  RETURN_IF_ERROR(OnlyKeys(node, "step",
-                           {"name", "needs", "image", "command", "inputs", "outputs", "env",
-                            "secretEnv", "resources", "replicas", "retries", "timeout", "cache",
-                            "sweep", "objective", "params", "kubernetes", "checkpoint"}));
+  RETURN_IF_ERROR(
+      OnlyKeys(node, "step",
+               {"name", "needs", "image", "command", "inputs", "outputs", "env", "secretEnv",
+                "resources", "replicas", "retries", "timeout", "cache", "sweep", "objective",
+                "params", "kubernetes", "checkpoint", "validate"}));
   StepSpec step;
   step.line = node.Mark().line + 1;
   if (!node["name"]) return ErrorAt(node, "step: 'name' is required");
@@ -367,11 +416,15 @@ absl::StatusOr<StepSpec> ParseStep(const YamlNode& node,
     ASSIGN_OR_RETURN(step.image, Scalar(image, where + ": image"));
   }
   const YamlNode command = node["command"];
-  if (!command) return ErrorAt(node, where + ": 'command' is required");
-  if (!command.IsSequence() || command.size() == 0) {
-    return ErrorAt(command, where + ": command: expected a non-empty list of arguments");
+  if (const YamlNode validate = node["validate"]) {
+    RETURN_IF_ERROR(ParseValidate(node, validate, where, &step));
+  } else if (!command) {
+    return ErrorAt(node, where + ": 'command' is required (or 'validate', a built-in step)");
   }
-  for (size_t i = 0; i < command.size(); ++i) {
+  for (size_t i = 0; command && i < command.size(); ++i) {
+    if (!command.IsSequence() || command.size() == 0) {
+      return ErrorAt(command, where + ": command: expected a non-empty list of arguments");
+    }
     ASSIGN_OR_RETURN(std::string value, Scalar(command[i], where + ": command"));
     step.command.push_back(value);
   }
@@ -959,6 +1012,11 @@ std::string StepFingerprint(const StepSpec& step,
   put(std::to_string(step.replicas));
   put_map("inputs", input_digests);
   // Only when set, so that the keys of steps cached before these existed stay valid.
+  if (step.validate) {
+    put("validate");
+    put(step.validate_schema);
+    put(std::to_string(step.validate_schema_version));
+  }
   if (!step.secret_env.empty()) {
     // The references and the version of each value, never the value.
     put("secretEnv");

@@ -24,6 +24,8 @@
 //                           # named in the command; a step sees no other pipeline param
 //       objective: {metric: accuracy, goal: maximize}   # picks the best instance of the sweep
 //       checkpoint: ckpt/state.pt   # kept as it changes, restored before a retry
+//     - name: check                  # a built-in step: no command, no process
+//       validate: {dataset: preprocess.outputs.train, schema: churn@2}  # or dataset:NAME[@REF]
 //       kubernetes:         # the Kubernetes executor only (docs/kubernetes.md)
 //         service_account: trainer
 //         node_selector: {pool: gpu}
@@ -115,7 +117,13 @@ struct StepSpec {
   // restored before a retry; not part of the fingerprint (it changes how, not what, a step
   // computes).
   std::string checkpoint;
-  int line = 0;  // of the step in the YAML (1-based)
+  // A built-in validation step (`validate: {dataset: REF, schema: NAME[@VERSION]}`): no command
+  // and no process; its one input, "data", is checked against the stored schema through the
+  // monitoring service (docs/validation.md) and any anomaly fails it. Never cached.
+  bool validate = false;
+  std::string validate_schema;          // "" = the input dataset's own name
+  int64_t validate_schema_version = 0;  // 0 = the latest when it runs
+  int line = 0;                         // of the step in the YAML (1-based)
 };
 
 struct PipelineSpec {

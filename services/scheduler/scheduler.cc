@@ -55,6 +55,16 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Open(Db* db, Executor* exe
   scheduler->recorder_ = std::make_unique<WorkQueue>(1);
   // Attempts that were running: re-attached, or collected as they ended or were lost.
   for (auto& [plan, spec] : scheduler->recovered_) {
+    if (plan->spec.validate) {
+      // No process to re-attach to: the validation the restart interrupted is done again.
+      AttemptResult lost;
+      lost.outcome = AttemptResult::Outcome::kLost;
+      lost.message = "the scheduler restarted during the validation";
+      lost.start_ms = spec.start_ms;
+      lost.end_ms = NowMs();
+      scheduler->WhenDone(plan)(lost);
+      continue;
+    }
     scheduler->executor_->Recover(spec, scheduler->WhenDone(plan));
   }
   scheduler->recovered_.clear();

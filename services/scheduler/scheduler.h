@@ -68,6 +68,9 @@ struct SchedulerOptions {
   // Threads that prepare attempts (inputs, tracking run, process start) and collect them (logs,
   // outputs, metrics): the engine thread only decides and persists.
   int workers = 4;
+  // Where built-in `validate:` steps are carried out (the monitoring service); null: they fail,
+  // saying so.
+  std::shared_ptr<ValidationGateway> validation;
 };
 
 // Where the pipeline run id that `key` starts with ends: `key` is "RUN/STEP" or
@@ -194,6 +197,8 @@ class Scheduler {
   bool Persist(Run& run, size_t step);
   // Worker-thread work: nothing here touches the runs; results come back as events.
   void Prepare(std::shared_ptr<AttemptPlan> plan);
+  // A built-in validate step: the monitoring service checks its input; no process runs.
+  void RunValidation(std::shared_ptr<AttemptPlan> plan);
   void Collect(const AttemptPlan& plan, AttemptResult result);
   // The executor's `done` for an attempt: hands the result to a worker to collect (dropped once
   // the scheduler is gone: the attempt is recovered at the next start).

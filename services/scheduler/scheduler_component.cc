@@ -21,6 +21,7 @@
 #include "services/scheduler/metadata_gateway.h"
 #include "services/scheduler/scheduler_service.h"
 #include "services/scheduler/secret_stores.h"
+#include "services/scheduler/validation_gateway.h"
 
 ABSL_FLAG(int, scheduler_cpus, 0, "CPU cores steps may use at once; 0: this machine's");
 ABSL_FLAG(int64_t, scheduler_memory_mb, 0, "memory steps may use at once; 0: this machine's");
@@ -174,6 +175,9 @@ class SchedulerComponent : public Component {
     SchedulerOptions options;
     options.work_root = dir_ + "/work";
     options.secrets = secrets_;
+    // Built-in validate steps are carried out by the monitoring service, in the run's project.
+    ASSIGN_OR_RETURN(ChannelForProject monitoring, PeerChannelsByProject(host, Peer::kMonitoring));
+    options.validation = MonitoringValidationGateway(std::move(monitoring));
     int cpus = absl::GetFlag(FLAGS_scheduler_cpus);
     int64_t memory_mb = absl::GetFlag(FLAGS_scheduler_memory_mb);
     const bool local = executor_->name() == "local";

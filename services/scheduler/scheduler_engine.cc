@@ -85,7 +85,7 @@ void Scheduler::Loop() {
         case Event::Kind::kDone:
           Finished(run, event);
           // Stored: the executor may drop what it kept to report this attempt again.
-          if (storage_error_.ok()) {
+          if (storage_error_.ok() && !run.spec.steps[event.step].validate) {
             executor_->Collected(StrCat(run.proto.id(), "/", run.spec.steps[event.step].name, "/",
                                         std::to_string(event.attempt)));
           }

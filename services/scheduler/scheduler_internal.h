@@ -16,6 +16,8 @@ namespace mlops::scheduler {
 
 // Lost attempts (the scheduler stopped while they ran) retried beyond the step's own limit.
 inline constexpr int kMaxLostAttempts = 3;
+// The handle recorded for a built-in validate step's attempt (no executor holds it).
+inline constexpr char kValidationHandle[] = "builtin:validate";
 
 inline bool Terminal(v1::RunState state) {
   return state == v1::SUCCEEDED || state == v1::FAILED || state == v1::CACHED ||

@@ -90,6 +90,28 @@ class MonitoringServiceTest : public ::testing::Test {
     return {response.alerts().begin(), response.alerts().end()};
   }
 
+  // Dataset `customers`: v1, 200 clean rows; v2, the same with an age out of range, an unseen
+  // plan, a repeated id, missing incomes and a leaked label column. Files under `dir`.
+  void PushCustomers(const std::string& dir) {
+    auto write = [&](const std::string& sub, bool bad) {
+      std::filesystem::create_directories(dir + "/" + sub);
+      std::ofstream csv(dir + "/" + sub + "/customers.csv");
+      csv << "id,age,plan,income" << (bad ? ",label" : "") << "\n";
+      for (int i = 0; i < 200; ++i) {
+        int id = bad && i == 7 ? 3 : i;
+        int age = bad && i % 50 == 0 ? 150 : 18 + i % 60;
+        std::string plan = bad && i == 11 ? "gold" : (i % 3 == 0 ? "pro" : "basic");
+        std::string income = bad && i % 10 == 1 ? "" : std::to_string(1000 + i * 10.5);
+        csv << id << "," << age << "," << plan << "," << income << (bad ? ",1" : "") << "\n";
+      }
+    };
+    write("v1", false);
+    write("v2", true);
+    artifact::ArtifactClient client(server_.NewChannel());
+    ASSERT_OK(client.Push(dir + "/v1", "customers", {"v1"}, "", nullptr).status());
+    ASSERT_OK(client.Push(dir + "/v2", "customers", {"v2"}, "", nullptr).status());
+  }
+
   testing::InProcessServer server_;
   std::unique_ptr<v1::MonitoringService::Stub> stub_;
 };
@@ -484,25 +506,7 @@ TEST_F(MonitoringServiceTest, PredictionsWaitForTheirLabelsOnlySoLong) {
 
 TEST_F(MonitoringServiceTest, SchemasAreInferredStoredAndValidationsRecordedInLineage) {
   testing::TempDir dir;
-  // v1: 200 clean rows; v2: the same with an age out of range, an unseen plan, a repeated id,
-  // missing incomes and a leaked label column.
-  auto write = [&](const std::string& sub, bool bad) {
-    std::filesystem::create_directories(dir.path() + "/" + sub);
-    std::ofstream csv(dir.path() + "/" + sub + "/customers.csv");
-    csv << "id,age,plan,income" << (bad ? ",label" : "") << "\n";
-    for (int i = 0; i < 200; ++i) {
-      int id = bad && i == 7 ? 3 : i;
-      int age = bad && i % 50 == 0 ? 150 : 18 + i % 60;
-      std::string plan = bad && i == 11 ? "gold" : (i % 3 == 0 ? "pro" : "basic");
-      std::string income = bad && i % 10 == 1 ? "" : std::to_string(1000 + i * 10.5);
-      csv << id << "," << age << "," << plan << "," << income << (bad ? ",1" : "") << "\n";
-    }
-  };
-  write("v1", false);
-  write("v2", true);
-  artifact::ArtifactClient client(server_.NewChannel());
-  ASSERT_OK(client.Push(dir.path() + "/v1", "customers", {"v1"}, "", nullptr).status());
-  ASSERT_OK(client.Push(dir.path() + "/v2", "customers", {"v2"}, "", nullptr).status());
+  PushCustomers(dir.path());
 
   v1::InferSchemaRequest infer;
   infer.set_dataset("customers@v1");
@@ -656,6 +660,78 @@ TEST_F(MonitoringServiceTest, SchemasAreInferredStoredAndValidationsRecordedInLi
   ASSERT_EQ(listed.reports_size(), 3);
   EXPECT_EQ(listed.reports(0).id(), again.id());  // newest first
   EXPECT_EQ(listed.reports(2).id(), good.id());
+}
+
+TEST_F(MonitoringServiceTest, APipelinesValidateStepsGateWhatFollows) {
+  testing::TempDir dir;
+  PushCustomers(dir.path());
+  {
+    v1::InferSchemaRequest infer;
+    infer.set_dataset("customers@v1");
+    infer.set_save(true);
+    v1::Schema schema;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->InferSchema(&context, infer, &schema).ok());
+  }
+  auto scheduler = scheduler::v1::SchedulerService::NewStub(server_.NewChannel());
+  scheduler::v1::SubmitPipelineRequest submit;
+  submit.set_spec_yaml(R"(name: gate
+steps:
+  - name: good
+    validate: {dataset: "dataset:customers@v1"}
+  - name: bad
+    validate: {dataset: "dataset:customers@v2"}
+  - name: train
+    needs: [bad]
+    command: [sh, -c, "echo trained"]
+  - name: copy
+    command: [sh, -c, "cp {{inputs.d}}/customers.csv {{outputs.t}}"]
+    inputs: {d: "dataset:customers@v1"}
+    outputs: {t: t.csv}
+  - name: output
+    validate: {dataset: copy.outputs.t, schema: customers}
+)");
+  scheduler::v1::PipelineRun run;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(scheduler->SubmitPipeline(&context, submit, &run).ok());
+  }
+  for (int i = 0;
+       i < 600 && run.state() != scheduler::v1::FAILED && run.state() != scheduler::v1::SUCCEEDED;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    scheduler::v1::GetPipelineRunRequest get;
+    get.set_id(run.id());
+    grpc::ClientContext context;
+    ASSERT_TRUE(scheduler->GetPipelineRun(&context, get, &run).ok());
+  }
+  ASSERT_EQ(run.state(), scheduler::v1::FAILED) << run.DebugString();
+  std::map<std::string, scheduler::v1::StepRun> steps;
+  for (const auto& step : run.steps()) steps[step.name()] = step;
+  EXPECT_EQ(steps["good"].state(), scheduler::v1::SUCCEEDED);
+  EXPECT_EQ(steps["bad"].state(), scheduler::v1::FAILED);
+  EXPECT_THAT(steps["bad"].message(), ::testing::HasSubstr("5 anomalies: id: 1 row repeats"));
+  EXPECT_EQ(steps["train"].state(), scheduler::v1::SKIPPED);
+  EXPECT_EQ(steps["output"].state(), scheduler::v1::SUCCEEDED) << steps["output"].DebugString();
+
+  // Each validation is a stored report: the step output's under the schema's name, by digest.
+  v1::ListValidationsRequest list;
+  list.set_dataset("customers");
+  v1::ListValidationsResponse listed;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->ListValidations(&context, list, &listed).ok());
+  }
+  ASSERT_EQ(listed.reports_size(), 3);
+  int blobs = 0;
+  for (const auto& report : listed.reports()) {
+    if (report.blob().empty()) continue;
+    ++blobs;
+    EXPECT_EQ(report.blob(), steps["copy"].output_digests().at("t"));
+    EXPECT_TRUE(report.valid());
+    EXPECT_GT(report.lineage_artifact_id(), 0);
+  }
+  EXPECT_EQ(blobs, 1);
 }
 
 }  // namespace

@@ -581,5 +581,65 @@ TEST(PipelineSpecTest, ParsesOneHundredThousandSteps) {
               StatusIs(absl::StatusCode::kInvalidArgument, "100000"));
 }
 
+TEST(PipelineSpecTest, ValidateStepsAreBuiltInAndTakeNothingAProcessWould) {
+  auto spec = ParsePipelineSpec(R"(name: v
+steps:
+  - name: prep
+    command: [prep, "{{outputs.train}}"]
+    outputs: {train: train.csv}
+  - name: check
+    validate: {dataset: prep.outputs.train, schema: churn@3}
+    retries: {limit: 1}
+  - name: raw
+    validate: {dataset: "dataset:churn@v2"}
+)");
+  ASSERT_OK(spec.status());
+  ASSERT_EQ(spec->steps.size(), 3u);
+  const StepSpec& check = spec->steps[1];
+  EXPECT_TRUE(check.validate);
+  EXPECT_TRUE(check.command.empty());
+  EXPECT_FALSE(check.cache);
+  EXPECT_EQ(check.validate_schema, "churn");
+  EXPECT_EQ(check.validate_schema_version, 3);
+  EXPECT_THAT(check.needs, ElementsAre("prep"));  // implied by its input
+  EXPECT_EQ(check.inputs.at("data").step, "prep");
+  EXPECT_EQ(check.retries.limit, 1);
+  EXPECT_EQ(check.retries.backoff_ms, 2000);
+  const StepSpec& raw = spec->steps[2];
+  EXPECT_EQ(raw.validate_schema, "");  // the dataset's own
+  EXPECT_EQ(raw.inputs.at("data").dataset, "churn");
+  EXPECT_EQ(raw.inputs.at("data").ref, "v2");
+  // The schema is part of the step's fingerprint.
+  StepSpec other = check;
+  other.validate_schema_version = 4;
+  EXPECT_NE(StepFingerprint(check, {{"data", "abc"}}, ""),
+            StepFingerprint(other, {{"data", "abc"}}, ""));
+
+  const std::string head = "name: p\nsteps:\n";
+  for (const auto& [yaml, message] : std::vector<std::pair<std::string, std::string>>{
+           {head + "  - name: a\n    validate: {dataset: \"dataset:d\"}\n    command: [x]\n",
+            "step a: a validate step runs no process: it takes no 'command'"},
+           {head + "  - name: a\n    validate: {schema: s}\n",
+            "line 4, column 15: step a: validate: 'dataset' is required"},
+           {head + "  - name: a\n    validate: {dataset: \"dataset:d\", colour: red}\n",
+            "unknown key 'colour' in step a: validate"},
+           {head + "  - name: b\n    command: [x]\n    outputs: {o: o.csv}\n"
+                   "  - name: a\n    validate: {dataset: b.outputs.o}\n",
+            "step a: validate: a step's output is checked against a named schema"},
+           {head + "  - name: a\n    validate: {dataset: \"dataset:d\", schema: s@x}\n",
+            "validate.schema 's@x': expected NAME or NAME@VERSION"},
+           {head + "  - name: a\n    validate: {dataset: \"dataset:d\", schema: \"a/b\"}\n",
+            "validate.schema 'a/b': a dataset's name"},
+           {head + "  - name: a\n    validate: {dataset: \"dataset:d\"}\n    cache: true\n",
+            "it takes no 'cache'"},
+           {head + "  - name: a\n    image: x\n",
+            "step a: 'command' is required (or 'validate', a built-in step)"},
+       }) {
+    EXPECT_THAT(ParsePipelineSpec(yaml).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, message))
+        << yaml;
+  }
+}
+
 }  // namespace
 }  // namespace mlops::scheduler

@@ -49,9 +49,45 @@ class MemoryArtifacts final : public ArtifactGateway {
     return digest;
   }
 
+  std::string Bytes(const std::string& digest) {
+    std::lock_guard lock(mu_);
+    auto it = blobs_.find(digest);
+    return it == blobs_.end() ? "" : it->second;
+  }
+
  private:
   std::mutex mu_;
   std::map<std::string, std::string> blobs_;
+};
+
+// The monitoring service's Validate as a script (a fake: the real one is driven by a pipeline in
+// monitoring_service_test): a blob is UNAVAILABLE at its first try, then has anomalies; a dataset
+// version is valid. Every request is kept.
+class ScriptedValidation final : public ValidationGateway {
+ public:
+  absl::StatusOr<Result> Validate(const Request& request) override {
+    std::lock_guard lock(mu_);
+    requests_.push_back(request);
+    Result result;
+    if (request.blob.empty()) {
+      result.valid = true;
+      result.text = "valid: no anomaly\n";
+      return result;
+    }
+    if (++blob_calls_ == 1) return absl::UnavailableError("monitoring is restarting");
+    result.text = "out_of_range: age: 2 values outside [0, 120]\nINVALID: 1 anomalies\n";
+    result.summary = "1 anomalies: age: 2 values outside [0, 120]";
+    return result;
+  }
+  std::vector<Request> requests() {
+    std::lock_guard lock(mu_);
+    return requests_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Request> requests_;
+  int blob_calls_ = 0;
 };
 
 // A stand-in for an executor whose attempts get lost (a node gone, a Job that Kueue preempted),
@@ -106,6 +142,7 @@ class SchedulerCoreTest : public ::testing::Test {
     if (losing) losing_ = std::make_unique<LosingExecutor>(executor_.get());
     SchedulerOptions scheduler_options;
     scheduler_options.work_root = dir_.path() + "/work";
+    scheduler_options.validation = validation_;
     scheduler_options.capacity = {4000, int64_t{8} << 30, 0};
     auto scheduler =
         Scheduler::Open(db_.get(), losing ? static_cast<Executor*>(losing_.get()) : executor_.get(),
@@ -143,6 +180,7 @@ class SchedulerCoreTest : public ::testing::Test {
 
   testing::TempDir dir_;
   MemoryArtifacts artifacts_;
+  std::shared_ptr<ScriptedValidation> validation_ = std::make_shared<ScriptedValidation>();
   std::unique_ptr<Db> db_;
   std::unique_ptr<LocalExecutor> executor_;
   std::unique_ptr<LosingExecutor> losing_;
@@ -473,6 +511,64 @@ steps:
   request.set_digest(DigestHex(Sha256Of("x")));
   EXPECT_THAT(scheduler_->ReportCheckpoint(request),
               StatusIs(absl::StatusCode::kNotFound, "is not running"));
+}
+
+TEST_F(SchedulerCoreTest, ValidateStepsRunNoProcessAndTheirAnomaliesStopWhatFollows) {
+  ASSERT_OK(Start());
+  auto run = Submit(R"(name: v
+steps:
+  - name: make
+    command: [sh, -c, 'echo age > {{outputs.table}}']
+    outputs: {table: t.csv}
+  - name: check
+    validate: {dataset: make.outputs.table, schema: customers@2}
+  - name: train
+    needs: [check]
+    command: [sh, -c, 'echo trained']
+  - name: raw
+    validate: {dataset: "dataset:customers@v1"}
+)");
+  ASSERT_OK(run.status());
+  v1::PipelineRun done = WaitFor(run->id(), [](const v1::PipelineRun& r) {
+    return r.state() == v1::SUCCEEDED || r.state() == v1::FAILED;
+  });
+  ASSERT_EQ(done.state(), v1::FAILED);
+  std::map<std::string, v1::StepRun> steps;
+  for (const auto& step : done.steps()) steps[step.name()] = step;
+  // The unreachable monitoring service lost the first attempt (not counted), the anomalies failed
+  // the second; what needed the step never ran.
+  const v1::StepRun& check = steps["check"];
+  EXPECT_EQ(check.state(), v1::FAILED);
+  ASSERT_EQ(check.attempts_size(), 2) << check.DebugString();
+  EXPECT_EQ(check.attempts(0).outcome(), "LOST");
+  EXPECT_THAT(check.attempts(0).message(), ::testing::HasSubstr("monitoring is restarting"));
+  EXPECT_EQ(check.attempts(1).outcome(), "FAILED");
+  EXPECT_EQ(check.attempts(1).exit_code(), 3);
+  EXPECT_THAT(check.message(), ::testing::HasSubstr("age: 2 values outside [0, 120]"));
+  EXPECT_THAT(artifacts_.Bytes(check.attempts(1).stdout_digest()),
+              ::testing::HasSubstr("INVALID: 1 anomalies"));
+  EXPECT_EQ(steps["train"].state(), v1::SKIPPED);
+  EXPECT_EQ(steps["raw"].state(), v1::SUCCEEDED);
+  // What was asked: the step's output by digest and file name, the named schema's version; the
+  // dataset at the version the run pinned, against its own schema, in the run's project.
+  bool blob = false, dataset = false;
+  for (const auto& request : validation_->requests()) {
+    EXPECT_EQ(request.project, "default");
+    if (!request.blob.empty()) {
+      blob = true;
+      EXPECT_EQ(request.blob, steps["make"].output_digests().at("table"));
+      EXPECT_EQ(request.file_name, "t.csv");
+      EXPECT_EQ(request.schema, "customers");
+      EXPECT_EQ(request.schema_version, 2);
+    } else {
+      dataset = true;
+      EXPECT_EQ(request.dataset, "customers");
+      EXPECT_EQ(request.version, DigestHex(Sha256Of(std::string("customers@v1"))));
+      EXPECT_EQ(request.schema, "");
+    }
+  }
+  EXPECT_TRUE(blob && dataset);
+  EXPECT_EQ(validation_->requests().size(), 3u);
 }
 
 }  // namespace
