@@ -38,9 +38,14 @@ std::string Short(double value) {
 
 }  // namespace
 
-absl::Status MonitorState::Init(v1::Monitor m, v1::Profile p) {
+absl::Status MonitorState::Init(v1::Monitor m, v1::Profile p, v1::Schema s) {
   monitor = std::move(m);
   profile = std::move(p);
+  schema = std::move(s);
+  validator.reset();
+  if (!monitor.schema().empty()) {
+    validator = std::make_unique<Validator>(schema, ValidatorOptions{false, false});
+  }
   features.clear();
   for (const auto& name : monitor.features()) {
     int found = -1;
@@ -60,6 +65,9 @@ absl::Status MonitorState::Init(v1::Monitor m, v1::Profile p) {
 
 void MonitorState::Reset(int64_t now) {
   for (auto& w : windows) w.Clear();
+  if (validator != nullptr) {
+    validator = std::make_unique<Validator>(schema, ValidatorOptions{false, false});
+  }
   int64_t last_retrain = window.last_retrain_ms();
   window.Clear();
   window.set_start_time_ms(now);
@@ -73,6 +81,7 @@ internal::WindowState MonitorState::Save() const {
     w.Save(&counts);
     saved.add_features()->mutable_counts()->Add(counts.begin(), counts.end());
   }
+  if (validator != nullptr) *saved.mutable_validation() = validator->Save();
   return saved;
 }
 
@@ -83,6 +92,8 @@ void MonitorState::Load(const internal::WindowState& saved) {
     windows[i].Load({counts.begin(), counts.end()});
   }
   window.clear_features();
+  if (validator != nullptr) validator->Load(window.validation());
+  window.clear_validation();
 }
 
 absl::Status BatchColumns::Map(const MonitorState& state, const v1::SampleBatch& batch) {
@@ -115,6 +126,9 @@ absl::Status BatchColumns::Map(const MonitorState& state, const v1::SampleBatch&
       }
     }
     seen_ = columns;
+    numeric_names_.assign(batch.numeric_columns().begin(), batch.numeric_columns().end());
+    categorical_names_.assign(batch.categorical_columns().begin(),
+                              batch.categorical_columns().end());
     numeric_width_ = numeric;
     categorical_width_ = categorical;
   } else if (seen_.empty()) {
@@ -150,6 +164,27 @@ void BatchColumns::AddRows(MonitorState& state, const v1::SampleBatch& batch, si
       }
     }
   }
+  if (state.validator == nullptr || n == 0) return;
+  // The rows as columns: what the validator reads (a copy, only for a monitor with a schema).
+  std::vector<Column> columns(numeric_width_ + categorical_width_);
+  for (size_t c = 0; c < numeric_width_; ++c) {
+    columns[c].name = numeric_names_[c];
+    columns[c].owned.resize(n);
+    for (size_t r = 0; r < n; ++r) {
+      columns[c].owned[r] = batch.numeric(static_cast<int>((begin + r) * numeric_width_ + c));
+    }
+  }
+  for (size_t c = 0; c < categorical_width_; ++c) {
+    Column& column = columns[numeric_width_ + c];
+    column.name = categorical_names_[c];
+    column.numeric = false;
+    column.strings.resize(n);
+    for (size_t r = 0; r < n; ++r) {
+      column.strings[r] = batch.categorical(static_cast<int>((begin + r) * categorical_width_ + c));
+    }
+  }
+  std::unique_ptr<Table> table = Table::FromColumns(std::move(columns), n);
+  state.validator->Add(*table, "window");
 }
 
 absl::StatusOr<std::unique_ptr<Table>> TableFromSamples(const v1::SampleBatch& samples) {
@@ -311,6 +346,12 @@ std::string Assess(const v1::Monitor& monitor, v1::DriftReport* report) {
   if (report->drifted()) {
     reason = StrCat("drift share ", Short(report->drift_share()),
                     " >= ", Short(monitor.drift_share_threshold()));
+  }
+  if (report->anomalies_size() > 0) {
+    reason += StrCat(reason.empty() ? "" : "; ", "skew: ", std::to_string(report->anomalies_size()),
+                     " anomalies against schema ", monitor.schema(), "@",
+                     std::to_string(monitor.schema_version()), " (",
+                     report->anomalies(0).description().substr(0, 200), ")");
   }
   if (report->labeled() == 0 || monitor.task().empty()) return reason;
   if (monitor.task() == "classification") {

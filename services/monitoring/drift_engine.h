@@ -15,6 +15,7 @@
 #include "mlops/monitoring/v1/monitoring.pb.h"
 #include "services/monitoring/profile.h"
 #include "services/monitoring/table.h"
+#include "services/monitoring/validation.h"
 
 namespace mlops::monitoring {
 
@@ -27,10 +28,14 @@ struct MonitorState {
   std::vector<FeatureWindow> windows;
   std::vector<v1::DriftTest> tests;
   internal::WindowState window;  // counts live in `windows`; the rest here
+  // With the monitor's schema (monitor.schema): the window's rows checked against it
+  // (training/serving skew); keys and row counts are not checked on a stream.
+  v1::Schema schema;
+  std::unique_ptr<Validator> validator;
 
-  // Watches monitor.features() of `profile` with monitor.tests(). INVALID_ARGUMENT naming a
-  // feature the profile lacks.
-  absl::Status Init(v1::Monitor monitor, v1::Profile profile);
+  // Watches monitor.features() of `profile` with monitor.tests(), and checks rows against
+  // `schema` when the monitor names one. INVALID_ARGUMENT naming a feature the profile lacks.
+  absl::Status Init(v1::Monitor monitor, v1::Profile profile, v1::Schema schema = {});
   // Empties the window and starts the next one at `now` (the last retraining time stays).
   void Reset(int64_t now);
   // The open window as stored (the counts included).
@@ -48,12 +53,14 @@ class BatchColumns {
   // none or one per row).
   absl::Status Map(const MonitorState& state, const v1::SampleBatch& batch);
   size_t rows() const { return rows_; }
-  // Adds rows [begin, begin + n) of `batch` to the windows of `state`.
+  // Adds rows [begin, begin + n) of `batch` to the windows of `state`, and, when it has a
+  // validator, every column of those rows to it.
   void AddRows(MonitorState& state, const v1::SampleBatch& batch, size_t begin, size_t n) const;
 
  private:
-  std::string seen_;                        // the column names last mapped
-  std::vector<int> numeric_, categorical_;  // per watched feature; -1: absent
+  std::vector<std::string> numeric_names_, categorical_names_;  // the columns last named
+  std::string seen_;                                            // the column names last mapped
+  std::vector<int> numeric_, categorical_;                      // per watched feature; -1: absent
   size_t numeric_width_ = 0, categorical_width_ = 0, rows_ = 0;
 };
 

@@ -146,7 +146,11 @@ absl::Status MonitoringStore::Load() {
   for (v1::Monitor& monitor : monitors) {
     auto state = std::make_shared<MonitorState>();
     ASSIGN_OR_RETURN(v1::Profile profile, GetProfile(monitor.profile(), monitor.profile_version()));
-    RETURN_IF_ERROR(state->Init(std::move(monitor), std::move(profile)));
+    v1::Schema schema;
+    if (!monitor.schema().empty()) {
+      ASSIGN_OR_RETURN(schema, GetSchema(monitor.schema(), monitor.schema_version()));
+    }
+    RETURN_IF_ERROR(state->Init(std::move(monitor), std::move(profile), std::move(schema)));
     const std::string& name = state->monitor.name();
     state->Reset(NowMs());
     ASSIGN_OR_RETURN(auto saved, db_->GetProto<internal::WindowState>(windows_cf_, name));
@@ -327,9 +331,28 @@ absl::StatusOr<v1::Monitor> MonitoringStore::CreateMonitor(v1::Monitor monitor) 
     }
     if (version.ok()) monitor.set_resolved_version(*version);
   }
+  v1::Schema schema;
+  if (!monitor.schema().empty()) {
+    // Rows are checked against this version of the schema for the monitor's life.
+    ASSIGN_OR_RETURN(std::string schema_name, StoredName("schema", monitor.schema()));
+    RETURN_IF_ERROR(InProject("schema", schema_name, "the monitor", ProjectOf(name)));
+    if (monitor.schema_version() < 0) {
+      return absl::InvalidArgumentError("schema_version: 0 (the latest) or a version");
+    }
+    auto found = GetSchema(schema_name, monitor.schema_version());
+    if (absl::IsNotFound(found.status())) {
+      return absl::NotFoundError("schema: " + std::string(found.status().message()));
+    }
+    if (!found.ok()) return found.status();
+    schema = *std::move(found);
+    monitor.set_schema(schema_name);
+    monitor.set_schema_version(schema.version());
+  } else if (monitor.schema_version() != 0) {
+    return absl::InvalidArgumentError("schema_version without a schema");
+  }
   monitor.set_create_time_ms(NowMs());
   auto state = std::make_shared<MonitorState>();
-  RETURN_IF_ERROR(state->Init(monitor, std::move(profile)));
+  RETURN_IF_ERROR(state->Init(monitor, std::move(profile), std::move(schema)));
   state->Reset(monitor.create_time_ms());
   std::lock_guard lock(mu_);
   if (states_.contains(monitor.name())) {
@@ -431,6 +454,11 @@ absl::Status MonitoringStore::Commit(Change& change, const MonitorState* state) 
 
 v1::DriftReport MonitoringStore::CloseWindow(MonitorState& state, int64_t now, Change& change) {
   v1::DriftReport report = WindowReport(state, now);
+  if (state.validator != nullptr) {
+    for (v1::Anomaly& anomaly : state.validator->Finish()) {
+      *report.add_anomalies() = std::move(anomaly);
+    }
+  }
   Publish(state, &report, change);
   state.Reset(now);
   return report;
@@ -458,9 +486,11 @@ void MonitoringStore::Publish(MonitorState& state, v1::DriftReport* report, Chan
   metrics_.CountAlert(monitor.name());
   // One retraining per episode: none while the cooldown after the last one runs. The scheduler
   // is called by the retraining worker once the alert is stored, never under the state's lock.
+  // Skew alone alerts but retrains nothing: a model retrained on data that breaks its schema would
+  // learn the break.
   const int64_t last = state.window.last_retrain_ms();
-  if (!monitor.retrain_pipeline_yaml().empty() && retrain_ != nullptr &&
-      (last == 0 || alert.time_ms() - last >= monitor.cooldown_ms())) {
+  if ((report->drifted() || report->degraded()) && !monitor.retrain_pipeline_yaml().empty() &&
+      retrain_ != nullptr && (last == 0 || alert.time_ms() - last >= monitor.cooldown_ms())) {
     alert.set_retrain(v1::RETRAIN_PENDING);
     state.window.set_last_retrain_ms(alert.time_ms());
     change.retrains.push_back(RetrainJobFor(monitor, alert, last));
@@ -601,6 +631,14 @@ absl::StatusOr<v1::DriftReport> MonitoringStore::EvaluateDataset(
         StrCat("dataset ", dataset.resolved, " ", report.status().message()));
   }
   report->set_source("dataset " + dataset.resolved);
+  if (!state->monitor.schema().empty()) {
+    // Skew of a whole dataset: every check but the row count (the training set's is no guide).
+    Validator validator(state->schema, ValidatorOptions{true, false});
+    for (size_t i = 0; i < dataset.tables.size(); ++i) {
+      validator.Add(*dataset.tables[i], i < dataset.files.size() ? dataset.files[i] : "");
+    }
+    for (v1::Anomaly& anomaly : validator.Finish()) *report->add_anomalies() = std::move(anomaly);
+  }
   report->set_start_time_ms(NowMs());
   report->set_end_time_ms(report->start_time_ms());
   if (request.monitor().empty()) {

@@ -342,7 +342,8 @@ struct Validator::Feature {
   std::vector<std::string> missing_from;  // required, and not in these files
 };
 
-Validator::Validator(const v1::Schema& schema) : schema_(schema) {
+Validator::Validator(const v1::Schema& schema, ValidatorOptions options)
+    : schema_(schema), options_(options) {
   for (const FeatureSchema& f : schema.features()) {
     auto feature = std::make_unique<Feature>();
     feature->schema = &f;
@@ -370,7 +371,9 @@ void Validator::Add(const Table& table, std::string_view file) {
   for (auto& feature : features_) {
     const Column* column = table.Find(feature->schema->name());
     if (column == nullptr) {
-      if (!feature->schema->has_required() || feature->schema->required()) {
+      if ((!feature->schema->has_required() || feature->schema->required()) &&
+          std::find(feature->missing_from.begin(), feature->missing_from.end(), file) ==
+              feature->missing_from.end()) {
         feature->missing_from.emplace_back(file);
       }
       continue;
@@ -389,16 +392,77 @@ void Validator::Add(const Table& table, std::string_view file) {
     bool named = false;
     for (const auto& f : schema_.features()) named = named || f.name() == column.name;
     if (absent || (!named && !schema_.allow_extra_columns())) {
-      column_anomalies_.push_back(
-          MakeAnomaly(Anomaly::UNEXPECTED_COLUMN, column.name, absent ? "absent" : "no such column",
-                      "a column", 0, {},
-                      StrCat(column.name, ": ",
-                             absent ? "a column the schema says must be absent"
-                                    : "a column the schema does not name",
-                             ", in ", file)));
-      column_anomalies_.back().set_file(std::string(file));
+      Anomaly anomaly = MakeAnomaly(Anomaly::UNEXPECTED_COLUMN, column.name,
+                                    absent ? "absent" : "no such column", "a column", 0, {},
+                                    StrCat(column.name, ": ",
+                                           absent ? "a column the schema says must be absent"
+                                                  : "a column the schema does not name",
+                                           ", in ", file));
+      anomaly.set_file(std::string(file));
+      AddColumnAnomaly(std::move(anomaly));
     }
   }
+}
+
+void Validator::AddColumnAnomaly(Anomaly anomaly) {
+  for (const Anomaly& a : column_anomalies_) {
+    if (a.kind() == anomaly.kind() && a.feature() == anomaly.feature() &&
+        a.file() == anomaly.file()) {
+      return;
+    }
+  }
+  column_anomalies_.push_back(std::move(anomaly));
+}
+
+namespace {
+
+void SaveOffenders(const Offenders& from, internal::Offenders* to) {
+  to->set_rows(from.rows);
+  for (const std::string& e : from.examples) to->add_examples(e);
+}
+
+void LoadOffenders(const internal::Offenders& from, Offenders* to) {
+  to->rows = from.rows();
+  to->examples.assign(from.examples().begin(), from.examples().end());
+}
+
+}  // namespace
+
+internal::ValidationState Validator::Save() const {
+  internal::ValidationState state;
+  state.set_rows(rows_);
+  for (const auto& f : features_) {
+    internal::FeatureValidation* out = state.add_features();
+    out->set_rows(f->rows);
+    out->set_missing(f->missing);
+    out->set_found_min(f->found_min);
+    out->set_found_max(f->found_max);
+    out->set_found_text(f->found_text);
+    SaveOffenders(f->wrong_type, out->mutable_wrong_type());
+    SaveOffenders(f->out_of_range, out->mutable_out_of_range());
+    SaveOffenders(f->unseen, out->mutable_unseen());
+    for (const std::string& file : f->missing_from) out->add_missing_from(file);
+  }
+  for (const Anomaly& a : column_anomalies_) *state.add_column_anomalies() = a;
+  return state;
+}
+
+void Validator::Load(const internal::ValidationState& state) {
+  rows_ = state.rows();
+  for (size_t i = 0; i < features_.size() && i < static_cast<size_t>(state.features_size()); ++i) {
+    const internal::FeatureValidation& in = state.features(static_cast<int>(i));
+    Feature& f = *features_[i];
+    f.rows = in.rows();
+    f.missing = in.missing();
+    f.found_min = in.found_min();
+    f.found_max = in.found_max();
+    f.found_text = in.found_text();
+    LoadOffenders(in.wrong_type(), &f.wrong_type);
+    LoadOffenders(in.out_of_range(), &f.out_of_range);
+    LoadOffenders(in.unseen(), &f.unseen);
+    f.missing_from.assign(in.missing_from().begin(), in.missing_from().end());
+  }
+  column_anomalies_.assign(state.column_anomalies().begin(), state.column_anomalies().end());
 }
 
 void Validator::AddNumeric(Feature& f, const double* values, uint64_t n) {
@@ -406,7 +470,7 @@ void Validator::AddNumeric(Feature& f, const double* values, uint64_t n) {
   const bool check_bool = f.type == FeatureSchema::BOOL;
   const double lo = f.has_min ? f.min : -std::numeric_limits<double>::infinity();
   const double hi = f.has_max ? f.max : std::numeric_limits<double>::infinity();
-  const bool unique = f.schema->unique();
+  const bool unique = f.schema->unique() && options_.keys;
   double found_min = f.found_min, found_max = f.found_max;
   uint64_t missing = 0;
   for (uint64_t i = 0; i < n; ++i) {
@@ -430,7 +494,7 @@ void Validator::AddNumeric(Feature& f, const double* values, uint64_t n) {
 
 void Validator::AddText(Feature& f, const std::vector<std::string>& values) {
   const bool number = f.type == FeatureSchema::INT || f.type == FeatureSchema::FLOAT;
-  const bool unique = f.schema->unique();
+  const bool unique = f.schema->unique() && options_.keys;
   for (const std::string& v : values) {
     if (v.empty()) {
       ++f.missing;
@@ -506,7 +570,7 @@ std::vector<Anomaly> Validator::Finish() {
                                   StrCat(name, ": ", found, ", expected ", expected)));
       }
     }
-    if (s.unique()) {
+    if (s.unique() && options_.keys) {
       Offenders repeats;
       auto count_repeats = [&](auto& values, auto example) {
         std::sort(values.begin(), values.end());
@@ -529,8 +593,8 @@ std::vector<Anomaly> Validator::Finish() {
   }
   for (Anomaly& a : column_anomalies_) out.push_back(std::move(a));
   column_anomalies_.clear();
-  if ((schema_.has_min_rows() && rows_ < schema_.min_rows()) ||
-      (schema_.has_max_rows() && rows_ > schema_.max_rows())) {
+  if (options_.row_count && ((schema_.has_min_rows() && rows_ < schema_.min_rows()) ||
+                             (schema_.has_max_rows() && rows_ > schema_.max_rows()))) {
     std::string expected =
         schema_.has_min_rows() && schema_.has_max_rows()
             ? StrCat("[", Count(schema_.min_rows()), ", ", Count(schema_.max_rows()), "] rows")

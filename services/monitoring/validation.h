@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "mlops/monitoring/internal/storage.pb.h"
 #include "mlops/monitoring/v1/monitoring.pb.h"
 #include "services/monitoring/table.h"
 
@@ -39,10 +40,18 @@ absl::StatusOr<v1::Schema> InferSchema(const std::vector<const Table*>& tables,
 // max_missing outside [0, 1], min_rows > max_rows, a column both a feature and absent.
 absl::Status CheckSchema(const v1::Schema& schema);
 
-// Checks tables against a (checked) schema. The tables must outlive Finish.
+struct ValidatorOptions {
+  // Whether unique features are checked (their values are kept until Finish, as views into the
+  // tables) and the dataset's row count. A stream of windows checks neither.
+  bool keys = true;
+  bool row_count = true;
+};
+
+// Checks tables against a (checked) schema, which must outlive it; with `keys`, the tables must
+// outlive Finish. A column anomaly found again (the same kind, feature and file) counts once.
 class Validator {
  public:
-  explicit Validator(const v1::Schema& schema);
+  explicit Validator(const v1::Schema& schema, ValidatorOptions options = {});
   ~Validator();
   Validator(const Validator&) = delete;
   Validator& operator=(const Validator&) = delete;
@@ -54,12 +63,21 @@ class Validator {
   std::vector<v1::Anomaly> Finish();
   uint64_t rows() const { return rows_; }
 
+  // What has been counted, to keep across restarts (keys, when checked, are not saved), and back.
+  // Load ignores features the schema no longer has at the same position.
+  internal::ValidationState Save() const;
+  void Load(const internal::ValidationState& state);
+
  private:
   struct Feature;
   void AddNumeric(Feature& feature, const double* values, uint64_t n);
   void AddText(Feature& feature, const std::vector<std::string>& values);
 
+  // Adds a column anomaly unless it is there already.
+  void AddColumnAnomaly(v1::Anomaly anomaly);
+
   const v1::Schema& schema_;
+  ValidatorOptions options_;
   std::vector<std::unique_ptr<Feature>> features_;
   std::vector<v1::Anomaly> column_anomalies_;  // missing, unexpected and absent columns
   uint64_t rows_ = 0;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -364,6 +365,85 @@ TEST_F(MonitoringStoreTest, ACorruptRecordIsDataLossNotAnEmptyOne) {
   testing::SetRecord(dir_.path() + "/db", kAlertsCf, alert, v1::Alert().SerializeAsString());
   Open();
   EXPECT_THAT(load_, StatusIs(absl::StatusCode::kDataLoss, "column family mon_monitors, key \"m"));
+}
+
+TEST_F(MonitoringStoreTest, WindowsAreCheckedAgainstTheMonitorsSchemaAcrossARestart) {
+  ASSERT_OK(load_);
+  v1::Schema schema;
+  schema.set_name("serving");
+  auto* x = schema.add_features();
+  x->set_name("x");
+  x->set_type(v1::FeatureSchema::FLOAT);
+  x->set_min(-5);
+  x->set_max(5);
+  auto* colour = schema.add_features();
+  colour->set_name("colour");
+  colour->set_type(v1::FeatureSchema::CATEGORY);
+  colour->add_values("red");
+  colour->add_values("green");
+  ASSERT_OK(store_->PutSchema(schema).status());
+  v1::CreateProfileRequest profile;
+  profile.set_name("p-skew");
+  *profile.mutable_samples() = Rows("", 2000, 0, 1);
+  ASSERT_OK(store_->CreateProfile(profile).status());
+  v1::Monitor monitor;
+  monitor.set_name("skew");
+  monitor.set_profile("p-skew");
+  monitor.set_window_rows(100);
+  monitor.set_retrain_pipeline_yaml("name: retrain\nsteps:\n  - name: fit\n    command: [true]\n");
+  monitor.set_schema("nosuch");
+  EXPECT_THAT(store_->CreateMonitor(monitor).status(),
+              StatusIs(absl::StatusCode::kNotFound, "schema: dataset nosuch has no schema"));
+  monitor.set_schema("serving");
+  monitor.set_schema_version(5);
+  EXPECT_THAT(store_->CreateMonitor(monitor).status(),
+              StatusIs(absl::StatusCode::kNotFound, "version 5"));
+  monitor.set_schema_version(0);
+  auto created = store_->CreateMonitor(monitor);
+  ASSERT_OK(created.status());
+  EXPECT_EQ(created->schema_version(), 1);  // the latest, resolved at creation
+
+  // Rows with x (watched and checked) and colour (only checked); `odd` rows break the schema.
+  auto rows = [](int n, uint64_t seed, std::map<int, double> bad_x,
+                 std::map<int, std::string> bad_colour) {
+    v1::SampleBatch batch = Rows("skew", n, 0, seed);
+    batch.add_categorical_columns("colour");
+    for (int i = 0; i < n; ++i) {
+      if (bad_x.contains(i)) batch.set_numeric(i, bad_x[i]);
+      batch.add_categorical(bad_colour.contains(i) ? bad_colour[i] : "red");
+    }
+    return batch;
+  };
+  auto first = Ingest({rows(60, 2, {{3, 50}, {9, -70}}, {{4, "blue"}})});
+  ASSERT_OK(first.status());
+  EXPECT_EQ(first->closed_size(), 0);
+  Open();  // a restart in the middle of the window: what it counted is kept
+  ASSERT_OK(load_);
+  auto second = Ingest({rows(40, 3, {{1, 99}}, {{2, "purple"}})});
+  ASSERT_OK(second.status());
+  ASSERT_EQ(second->closed_size(), 1);
+  const v1::DriftReport& report = second->closed(0);
+  ASSERT_EQ(report.anomalies_size(), 2) << report.DebugString();
+  EXPECT_EQ(report.anomalies(0).kind(), v1::Anomaly::OUT_OF_RANGE);
+  EXPECT_EQ(report.anomalies(0).rows(), 3u);
+  EXPECT_EQ(report.anomalies(0).found(), "[-70, 99]");
+  EXPECT_EQ(report.anomalies(1).kind(), v1::Anomaly::UNSEEN_CATEGORY);
+  EXPECT_THAT(report.anomalies(1).examples(), ::testing::ElementsAre("blue", "purple"));
+  EXPECT_FALSE(report.drifted());
+  // Skew alerts, and retrains nothing.
+  store_->WaitForRetrains();
+  auto alerts = Alerts("skew");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_THAT(alerts[0].reason(),
+              ::testing::HasSubstr("skew: 2 anomalies against schema serving@1 (x: 3 values"));
+  EXPECT_EQ(alerts[0].retrain(), v1::RETRAIN_NONE);
+  EXPECT_EQ(trigger_.calls(), 0);
+  // The next window starts clean.
+  auto clean = Ingest({rows(100, 4, {}, {})});
+  ASSERT_OK(clean.status());
+  ASSERT_EQ(clean->closed_size(), 1);
+  EXPECT_EQ(clean->closed(0).anomalies_size(), 0);
+  EXPECT_EQ(Alerts("skew").size(), 1u);
 }
 
 }  // namespace

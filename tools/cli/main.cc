@@ -145,6 +145,7 @@ Monitoring (drift of production data against the training data):
                                        a table per feature; exit 3 when the dataset drifted
   mlops drift DATASET@VERSION --monitor NAME      stored as the monitor's report
   mlops monitor create NAME --profile P[@V] [--model M[@VERSION|ALIAS]] [--features a,b]
+        [--schema DATASET[@V]]             (rows checked against it: training/serving skew)
         [--test ks,psi] [--window-rows N | --window 10m] [--drift-share 0.5]
         [--task classification|regression --baseline B --max-degradation D]
         [--retrain FILE [--retrain-param K=V]... [--queue Q] [--cooldown 1h]]

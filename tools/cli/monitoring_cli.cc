@@ -364,6 +364,11 @@ class MonitoringCli {
     for (const auto& list : args.TakeAll("--features")) {
       for (const auto& f : SplitList(list)) monitor.add_features(f);
     }
+    if (auto schema = args.Take("--schema")) {
+      auto [schema_name, schema_version] = NameVersion(*schema, "--schema");
+      monitor.set_schema(schema_name);
+      monitor.set_schema_version(schema_version);
+    }
     for (const auto& test : Tests(args)) *monitor.add_tests() = test;
     if (auto rows = args.Take("--window-rows")) {
       monitor.set_window_rows(ParseInt(*rows, "--window-rows"));
@@ -409,6 +414,10 @@ class MonitoringCli {
               << created.profile_version();
     if (!created.model().empty()) {
       std::cout << ", model " << created.model() << " version " << created.resolved_version();
+    }
+    if (!created.schema().empty()) {
+      std::cout << ", rows checked against schema " << created.schema() << "@"
+                << created.schema_version();
     }
     std::cout << "\n";
     return 0;
@@ -468,6 +477,10 @@ class MonitoringCli {
       std::cout << "labels: " << report.labeled() << ", accuracy " << Fixed(report.accuracy())
                 << ", rmse " << Fixed(report.rmse()) << ", mae " << Fixed(report.mae())
                 << (report.degraded() ? " (DEGRADED)" : "") << "\n";
+    }
+    if (report.anomalies_size() > 0) {
+      std::cout << "skew: " << report.anomalies_size() << " anomalies against the schema\n";
+      for (const auto& a : report.anomalies()) std::cout << "  " << a.description() << "\n";
     }
     std::cout << "\n";
     std::vector<std::vector<std::string>> rows;
