@@ -78,5 +78,21 @@ TEST(BenchSmokeTest, MonitoringSuitePrintsItsFigures) {
   EXPECT_GE(std::atoi(out.c_str() + at + 26), 10) << out;
 }
 
+TEST(BenchSmokeTest, ValidationSuitePrintsItsFigures) {
+  // pandas is the bench's own business: the smoke test does not need it.
+  auto result =
+      testing::RunCommand({MLOPS_BENCH_BIN, "validation", "--json", "--rows=20000", "--features=12",
+                           "--categorical=3", "--rounds=1", "--pandas=false"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string& out = result.out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << "one line of JSON";
+  for (const char* key : {"validate_seconds", "floor_seconds", "ratio_to_floor", "infer_seconds",
+                          "rpc_validate_seconds", "rpc_check_seconds"}) {
+    EXPECT_NE(out.find(std::string("\"") + key + "\": "), std::string::npos) << key;
+  }
+  // The four planted anomalies, and nothing else.
+  EXPECT_NE(out.find("\"anomalies\": 4,"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace mlops
