@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "mlops/monitoring/v1/monitoring.pb.h"
+#include "services/common/status.h"
 #include "services/monitoring/table.h"
 
 namespace mlops::monitoring {
@@ -39,6 +40,12 @@ class DatasetSource {
   }
 };
 
+struct ModelVersionRef {
+  int64_t version = 0;
+  int64_t artifact_id = 0;  // the Model artifact in lineage (0: not known)
+  std::string artifact_digest;
+};
+
 class ModelResolver {
  public:
   virtual ~ModelResolver() = default;
@@ -46,6 +53,14 @@ class ModelResolver {
   // NOT_FOUND when the model or the version/alias does not exist; other codes when the registry
   // could not answer.
   virtual absl::StatusOr<int64_t> Resolve(const std::string& model, const std::string& version) = 0;
+  // The same version with what lineage knows of it. The default knows only its number.
+  virtual absl::StatusOr<ModelVersionRef> Describe(const std::string& model,
+                                                   const std::string& version) {
+    ASSIGN_OR_RETURN(int64_t number, Resolve(model, version));
+    ModelVersionRef ref;
+    ref.version = number;
+    return ref;
+  }
 };
 
 struct RetrainRequest {
@@ -73,6 +88,12 @@ class LineageRecorder {
   // Statistics artifact holding the verdict as its output, in the dataset's project. Returns the
   // Statistics artifact's id. Recording the same report twice records it once.
   virtual absl::StatusOr<int64_t> RecordValidation(const v1::ValidationReport& report) = 0;
+  // Records `evaluation` as an Evaluate execution (external id `evaluation:<id>`) whose inputs are
+  // the model version's Model artifact (`model_artifact_id`, when known) and the dataset version
+  // it read, and whose output is a Metrics artifact with the headline figures, in the model's
+  // project. Returns the Metrics artifact's id.
+  virtual absl::StatusOr<int64_t> RecordEvaluation(const v1::Evaluation& evaluation,
+                                                   int64_t model_artifact_id) = 0;
 };
 
 }  // namespace mlops::monitoring

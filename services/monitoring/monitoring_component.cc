@@ -52,9 +52,12 @@ class MonitoringComponent : public Component {
 absl::StatusOr<std::unique_ptr<Component>> OpenMonitoringComponent(const std::string& data_dir,
                                                                    const Db::Options& options) {
   std::string dir = data_dir + "/monitoring";
-  // On-disk formats: 1 (issue 15) records the format; 2 (issue 21) adds schemas and validations.
-  Db::Options versioned = Versioned(
-      options, 2, {RecordFormatMigration(), {2, "schemas and validation reports", nullptr}});
+  // On-disk formats: 1 (issue 15) records the format; 2 (issue 21) adds schemas and validations,
+  // 3 (issue 21) model evaluations.
+  Db::Options versioned = Versioned(options, 3,
+                                    {RecordFormatMigration(),
+                                     {2, "schemas and validation reports", nullptr},
+                                     {3, "model evaluations", nullptr}});
   auto db = Db::Open(dir + "/db", MonitoringColumnFamilies(), versioned);
   if (!db.ok()) return db.status();
   return std::unique_ptr<Component>(new MonitoringComponent(std::move(*db), dir));

@@ -65,11 +65,18 @@ MonitoringMetrics::MonitoringMetrics(prometheus::Registry& registry)
       anomalies_(Counter(registry, "mlops_validation_anomalies_total",
                          "Anomalies found by validations, by kind")),
       lineage_failures_(Counter(registry, "mlops_validation_lineage_failures_total",
-                                "Validations whose lineage record failed (the report is stored)")) {
+                                "Validations whose lineage record failed (the report is stored)")),
+      evaluations_(Counter(registry, "mlops_model_evaluations_total",
+                           "Model versions evaluated on a dataset (EvaluateModel)")),
+      evaluation_lineage_failures_(
+          Counter(registry, "mlops_model_evaluation_lineage_failures_total",
+                  "Evaluations whose lineage record failed (the evaluation is stored)")) {
   // At 0 from the start, so that increase() sees the first one.
   validations_.Add({{"result", "valid"}});
   validations_.Add({{"result", "invalid"}});
   lineage_failures_.Add({});
+  evaluations_.Add({});
+  evaluation_lineage_failures_.Add({});
 }
 
 void MonitoringMetrics::InitSeries(const v1::Monitor& monitor) {
@@ -149,6 +156,11 @@ void MonitoringMetrics::CountValidation(const v1::ValidationReport& report, bool
     anomalies_.Add({{"kind", kind}}).Increment();
   }
   if (lineage_failed) lineage_failures_.Add({}).Increment();
+}
+
+void MonitoringMetrics::CountEvaluation(bool lineage_failed) {
+  evaluations_.Add({}).Increment();
+  if (lineage_failed) evaluation_lineage_failures_.Add({}).Increment();
 }
 
 }  // namespace mlops::monitoring

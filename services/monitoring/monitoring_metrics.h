@@ -33,6 +33,8 @@ class MonitoringMetrics {
   // A validation (docs/validation.md): its verdict, its anomalies by kind, and whether its lineage
   // record failed.
   void CountValidation(const v1::ValidationReport& report, bool lineage_failed);
+  // A model evaluation, and whether its lineage record failed.
+  void CountEvaluation(bool lineage_failed);
 
  private:
   prometheus::Family<prometheus::Gauge>& psi_;
@@ -54,6 +56,8 @@ class MonitoringMetrics {
   prometheus::Family<prometheus::Counter>& validations_;
   prometheus::Family<prometheus::Counter>& anomalies_;
   prometheus::Family<prometheus::Counter>& lineage_failures_;
+  prometheus::Family<prometheus::Counter>& evaluations_;
+  prometheus::Family<prometheus::Counter>& evaluation_lineage_failures_;
 };
 
 }  // namespace mlops::monitoring

@@ -199,4 +199,30 @@ grpc::Status MonitoringServiceImpl::ListValidations(grpc::ServerContext*,
   });
 }
 
+grpc::Status MonitoringServiceImpl::EvaluateModel(grpc::ServerContext*,
+                                                  const v1::EvaluateModelRequest* request,
+                                                  v1::Evaluation* response) {
+  return WithStore(
+      [&](MonitoringStore& store) { return Reply(store.EvaluateModel(*request), response); });
+}
+
+grpc::Status MonitoringServiceImpl::GetEvaluation(grpc::ServerContext*,
+                                                  const v1::GetEvaluationRequest* request,
+                                                  v1::Evaluation* response) {
+  return WithStore(
+      [&](MonitoringStore& store) { return Reply(store.GetEvaluation(request->id()), response); });
+}
+
+grpc::Status MonitoringServiceImpl::ListEvaluations(grpc::ServerContext*,
+                                                    const v1::ListEvaluationsRequest* request,
+                                                    v1::ListEvaluationsResponse* response) {
+  return WithStore([&](MonitoringStore& store) {
+    int limit = request->page_size() > 0 ? std::min(request->page_size(), 1000) : 20;
+    auto evaluations = store.ListEvaluations(request->model(), request->version(), limit);
+    if (!evaluations.ok()) return ToGrpcStatus(evaluations.status());
+    for (auto& e : *evaluations) *response->add_evaluations() = std::move(e);
+    return grpc::Status::OK;
+  });
+}
+
 }  // namespace mlops::monitoring

@@ -51,6 +51,12 @@ class MonitoringServiceImpl final : public v1::MonitoringService::Service {
                         v1::ValidationReport*) override;
   grpc::Status ListValidations(grpc::ServerContext*, const v1::ListValidationsRequest*,
                                v1::ListValidationsResponse*) override;
+  grpc::Status EvaluateModel(grpc::ServerContext*, const v1::EvaluateModelRequest*,
+                             v1::Evaluation*) override;
+  grpc::Status GetEvaluation(grpc::ServerContext*, const v1::GetEvaluationRequest*,
+                             v1::Evaluation*) override;
+  grpc::Status ListEvaluations(grpc::ServerContext*, const v1::ListEvaluationsRequest*,
+                               v1::ListEvaluationsResponse*) override;
 
  private:
   absl::StatusOr<MonitoringStore*> Store();

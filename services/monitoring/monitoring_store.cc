@@ -75,9 +75,9 @@ bool DecodePrediction(std::string_view value, double* prediction, int64_t* expir
 }  // namespace
 
 const std::vector<std::string>& MonitoringColumnFamilies() {
-  static const std::vector<std::string> names = {kProfilesCf, kMonitorsCf, kWindowsCf,
-                                                 kReportsCf,  kAlertsCf,   kPredictionsCf,
-                                                 kExpiryCf,   kSchemasCf,  kValidationsCf};
+  static const std::vector<std::string> names = {
+      kProfilesCf, kMonitorsCf, kWindowsCf,     kReportsCf,     kAlertsCf,       kPredictionsCf,
+      kExpiryCf,   kSchemasCf,  kValidationsCf, kEvaluationsCf, kEvaluationIdsCf};
   return names;
 }
 
@@ -117,7 +117,9 @@ MonitoringStore::MonitoringStore(Db* db, prometheus::Registry& registry,
       predictions_cf_(db->Cf(kPredictionsCf)),
       expiry_cf_(db->Cf(kExpiryCf)),
       schemas_cf_(db->Cf(kSchemasCf)),
-      validations_cf_(db->Cf(kValidationsCf)) {}
+      validations_cf_(db->Cf(kValidationsCf)),
+      evaluations_cf_(db->Cf(kEvaluationsCf)),
+      evaluation_ids_cf_(db->Cf(kEvaluationIdsCf)) {}
 
 MonitoringStore::~MonitoringStore() {
   {

@@ -18,6 +18,8 @@
 //                    drop when predictions outlive the monitor's label_ttl_ms
 //   mon_schemas      dataset name + \0 + version (8 bytes BE) -> Schema
 //   mon_validations  dataset name + \0 + time (8 bytes BE) + id -> ValidationReport
+//   mon_evaluations  model name + \0 + version (8 bytes BE) + time (8 bytes BE) + id -> Evaluation
+//   mon_evaluation_ids  evaluation id -> its key in mon_evaluations
 //
 // Every method returns OK or the code its comment names; DATA_LOSS when a stored record does not
 // parse, and the storage's own error when a read or write fails.
@@ -51,6 +53,8 @@ inline constexpr char kPredictionsCf[] = "mon_predictions";
 inline constexpr char kExpiryCf[] = "mon_prediction_expiry";
 inline constexpr char kSchemasCf[] = "mon_schemas";
 inline constexpr char kValidationsCf[] = "mon_validations";
+inline constexpr char kEvaluationsCf[] = "mon_evaluations";
+inline constexpr char kEvaluationIdsCf[] = "mon_evaluation_ids";
 const std::vector<std::string>& MonitoringColumnFamilies();
 
 class MonitoringStore {
@@ -161,6 +165,19 @@ class MonitoringStore {
   absl::StatusOr<std::vector<v1::ValidationReport>> ListValidations(const std::string& dataset,
                                                                     int limit) const;
 
+  // Model analysis (monitoring_evaluation.cc, docs/analysis.md). The metrics of model
+  // `request.model` version `request.version` (a number or an alias, "" = latest) on dataset
+  // `request.dataset` (in the model's project), stored and recorded in lineage (a failure to
+  // record is logged and counted; lineage_artifact_id is then 0). NOT_FOUND for the model,
+  // version or dataset; INVALID_ARGUMENT for a bad request (EvaluatePredictions) or a dataset of
+  // another project; FAILED_PRECONDITION without a model registry or a dataset source.
+  absl::StatusOr<v1::Evaluation> EvaluateModel(const v1::EvaluateModelRequest& request);
+  // NOT_FOUND.
+  absl::StatusOr<v1::Evaluation> GetEvaluation(const std::string& id) const;
+  // The newest `limit` evaluations of a model (version 0: of every version), without slices.
+  absl::StatusOr<std::vector<v1::Evaluation>> ListEvaluations(const std::string& model,
+                                                              int64_t version, int limit) const;
+
  private:
   // What one call changes, written as one batch when it ends.
   struct Change;
@@ -209,6 +226,8 @@ class MonitoringStore {
   rocksdb::ColumnFamilyHandle* expiry_cf_;
   rocksdb::ColumnFamilyHandle* schemas_cf_;
   rocksdb::ColumnFamilyHandle* validations_cf_;
+  rocksdb::ColumnFamilyHandle* evaluations_cf_;
+  rocksdb::ColumnFamilyHandle* evaluation_ids_cf_;
 
   mutable std::mutex mu_;  // guards states_ and profile and schema version assignment
   std::map<std::string, std::shared_ptr<MonitorState>> states_;

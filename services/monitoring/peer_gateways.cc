@@ -123,21 +123,44 @@ class RegistryResolver final : public ModelResolver {
       : stub_(metadata::v1::ModelRegistry::NewStub(channel)) {}
 
   absl::StatusOr<int64_t> Resolve(const std::string& model, const std::string& version) override {
+    ASSIGN_OR_RETURN(ModelVersionRef ref, Describe(model, version));
+    return ref.version;
+  }
+
+  absl::StatusOr<ModelVersionRef> Describe(const std::string& model,
+                                           const std::string& version) override {
     metadata::v1::GetModelVersionRequest get;
     get.set_name(model);
     char* end = nullptr;
     int64_t number = std::strtoll(version.c_str(), &end, 10);
     if (!version.empty() && *end == '\0') {
       get.set_version(number);
+    } else if (!version.empty()) {
+      get.set_alias(version);
     } else {
-      get.set_alias(version.empty() ? "latest" : version);
+      // The latest version: the registered model knows its number.
+      metadata::v1::GetRegisteredModelRequest model_request;
+      model_request.set_name(model);
+      metadata::v1::RegisteredModel registered;
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      grpc::Status status = stub_->GetRegisteredModel(&context, model_request, &registered);
+      if (!status.ok()) return FromGrpcStatus(status);
+      if (registered.latest_version() == 0) {
+        return absl::NotFoundError("model " + model + " has no version yet");
+      }
+      get.set_version(registered.latest_version());
     }
     metadata::v1::ModelVersion found;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     grpc::Status status = stub_->GetModelVersion(&context, get, &found);
     if (!status.ok()) return FromGrpcStatus(status);
-    return found.version();
+    ModelVersionRef ref;
+    ref.version = found.version();
+    ref.artifact_id = found.artifact_id();
+    ref.artifact_digest = found.artifact_digest();
+    return ref;
   }
 
  private:
@@ -227,6 +250,65 @@ class LineageServiceRecorder final : public LineageRecorder {
     if (!status.ok()) return FromGrpcStatus(status);
     if (response.artifact_ids_size() < 2) return absl::InternalError("no artifact id returned");
     return response.artifact_ids(1);
+  }
+
+  absl::StatusOr<int64_t> RecordEvaluation(const v1::Evaluation& evaluation,
+                                           int64_t model_artifact_id) override {
+    namespace mv1 = metadata::v1;
+    ASSIGN_OR_RETURN(ScopedName model, ParseScoped("model", evaluation.model()));
+    ASSIGN_OR_RETURN(ScopedName dataset, ParseScoped("dataset", evaluation.dataset()));
+    mv1::PutExecutionRequest request;
+    request.set_project(model.project);
+    mv1::Execution* execution = request.mutable_execution();
+    execution->set_type("Evaluate");
+    execution->set_name(
+        StrCat("evaluate ", model.name, " v", std::to_string(evaluation.model_version())));
+    execution->set_state(mv1::Execution::COMPLETE);
+    execution->set_external_id("evaluation:" + evaluation.id());
+    if (model_artifact_id > 0) {
+      auto* input = request.add_artifacts();
+      input->set_event_type(mv1::Event::INPUT);
+      input->set_path("model");
+      input->mutable_artifact()->set_id(model_artifact_id);
+    }
+    auto* data = request.add_artifacts();
+    data->set_event_type(mv1::Event::INPUT);
+    data->set_path("dataset");
+    data->mutable_artifact()->set_type("Dataset");
+    data->mutable_artifact()->set_name(dataset.name);
+    data->mutable_artifact()->set_external_id("dataset:" + dataset.name);
+    data->mutable_artifact()->set_digest(dataset.name.substr(dataset.name.rfind('@') + 1));
+    auto* output = request.add_artifacts();
+    output->set_event_type(mv1::Event::OUTPUT);
+    output->set_path("evaluation");
+    mv1::Artifact* metrics = output->mutable_artifact();
+    metrics->set_type("Metrics");
+    metrics->set_name(
+        StrCat("evaluation of ", model.name, " v", std::to_string(evaluation.model_version())));
+    metrics->set_external_id("evaluation:" + evaluation.id());
+    metrics->set_uri("evaluation:" + evaluation.id());
+    auto& props = *metrics->mutable_custom_properties();
+    props["kind"].set_string_value("evaluation");
+    props["evaluation"].set_string_value(evaluation.id());
+    props["model"].set_string_value(model.name);
+    props["model_version"].set_int_value(evaluation.model_version());
+    props["rows"].set_int_value(static_cast<int64_t>(evaluation.overall().count()));
+    const v1::ModelMetrics& overall = evaluation.overall();
+    if (evaluation.task() == "regression") {
+      props["rmse"].set_double_value(overall.rmse());
+      props["r2"].set_double_value(overall.r2());
+    } else {
+      props["accuracy"].set_double_value(overall.accuracy());
+      props["macro_f1"].set_double_value(overall.macro_f1());
+      if (overall.has_roc_auc()) props["roc_auc"].set_double_value(overall.roc_auc());
+    }
+    mv1::PutExecutionResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::Status status = stub_->PutExecution(&context, request, &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    if (response.artifact_ids_size() == 0) return absl::InternalError("no artifact id returned");
+    return response.artifact_ids(response.artifact_ids_size() - 1);
   }
 
  private:

@@ -55,12 +55,13 @@ TEST(UpgradeTest, ADataDirFromBeforeFormatsOpensWithEverythingInIt) {
   // format 0 to 1, once, artifact's on to 2, which gave every chunk and blob stored before
   // projects to project default (the pull above read them through it), metadata's on to 2
   // (the metric tiles' column family, empty until metrics are logged) and monitoring's on to 2
-  // (the column families of schemas and validation reports).
+  // and 3 (the column families of schemas and validation reports, then of model evaluations).
   server.Terminate();
   std::string log = ReadAll(data + ".log");
-  EXPECT_EQ(Count(log, "storage_migrated"), 8u) << log;
+  EXPECT_EQ(Count(log, "storage_migrated"), 9u) << log;
   EXPECT_EQ(Count(log, "from=1 to=2 what=\"metric tiles"), 1u) << log;
   EXPECT_EQ(Count(log, "from=1 to=2 what=\"schemas and validation reports"), 1u) << log;
+  EXPECT_EQ(Count(log, "from=2 to=3 what=\"model evaluations"), 1u) << log;
   EXPECT_EQ(Count(log, "from=1 to=2 what=\"chunks and blobs stored before projects"), 1u) << log;
   std::filesystem::rename(data + ".log", data + ".first.log");
   testing::ChildServer again(MLOPS_SERVER_BIN, data);

@@ -734,5 +734,142 @@ steps:
   EXPECT_EQ(blobs, 1);
 }
 
+TEST_F(MonitoringServiceTest, ModelVersionsAreEvaluatedStoredAndLinkedInLineage) {
+  // A model whose version 1 has a Model artifact in lineage, and `production` pointing at it.
+  auto registry = metadata::v1::ModelRegistry::NewStub(server_.NewChannel());
+  auto lineage = metadata::v1::LineageService::NewStub(server_.NewChannel());
+  int64_t model_artifact = 0;
+  {
+    metadata::v1::PutArtifactRequest put;
+    put.mutable_artifact()->set_type("Model");
+    put.mutable_artifact()->set_name("churn");
+    put.mutable_artifact()->set_digest(std::string(64, 'c'));
+    metadata::v1::Artifact artifact;
+    grpc::ClientContext context;
+    ASSERT_TRUE(lineage->PutArtifact(&context, put, &artifact).ok());
+    model_artifact = artifact.id();
+    metadata::v1::CreateModelVersionRequest version;
+    version.set_name("churn");
+    version.set_create_model(true);
+    version.set_artifact_digest(std::string(64, 'c'));
+    version.set_artifact_id(model_artifact);
+    metadata::v1::ModelVersion created;
+    grpc::ClientContext version_context;
+    ASSERT_TRUE(registry->CreateModelVersion(&version_context, version, &created).ok());
+    metadata::v1::SetAliasRequest alias;
+    alias.set_name("churn");
+    alias.set_alias("production");
+    alias.set_version(1);
+    metadata::v1::AliasMove move;
+    grpc::ClientContext alias_context;
+    ASSERT_TRUE(registry->SetAlias(&alias_context, alias, &move).ok());
+  }
+  // Test rows: 8 of 10 predictions right; the two wrong ones are in city b.
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/test");
+  {
+    std::ofstream csv(dir.path() + "/test/scored.csv");
+    csv << "label,prediction,score,city\n"
+           "1,1,0.9,a\n0,0,0.2,a\n1,1,0.8,a\n0,0,0.1,a\n1,1,0.7,a\n"
+           "0,1,0.6,b\n1,0,0.4,b\n0,0,0.3,b\n1,1,0.95,b\n0,0,0.05,b\n";
+  }
+  artifact::ArtifactClient client(server_.NewChannel());
+  ASSERT_OK(client.Push(dir.path() + "/test", "churn-test", {"v1"}, "", nullptr).status());
+
+  v1::EvaluateModelRequest request;
+  request.set_model("churn");
+  request.set_version("production");
+  request.set_dataset("churn-test@v1");
+  request.set_task("classification");
+  request.set_score_column("score");
+  request.add_slice_by("city");
+  request.set_sensitive_feature("city");
+  v1::Evaluation evaluation;
+  {
+    grpc::ClientContext context;
+    grpc::Status status = stub_->EvaluateModel(&context, request, &evaluation);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(evaluation.model(), "churn");
+  EXPECT_EQ(evaluation.model_version(), 1);
+  EXPECT_THAT(evaluation.dataset(), ::testing::StartsWith("churn-test@"));
+  EXPECT_DOUBLE_EQ(evaluation.overall().accuracy(), 0.8);
+  // ROC AUC: of the 25 (positive, negative) pairs, only (0.4 vs 0.6) is ordered wrong: 24/25.
+  EXPECT_DOUBLE_EQ(evaluation.overall().roc_auc(), 0.96);
+  ASSERT_EQ(evaluation.slices_size(), 2);
+  EXPECT_DOUBLE_EQ(evaluation.slices(0).metrics().accuracy(), 1.0);
+  EXPECT_DOUBLE_EQ(evaluation.slices(1).metrics().accuracy(), 0.6);
+  // Selection rates: a 3/5, b 2/5.
+  EXPECT_DOUBLE_EQ(evaluation.fairness().demographic_parity_difference(), 0.2);
+  EXPECT_GT(evaluation.lineage_artifact_id(), 0);
+
+  // Lineage: the Metrics artifact comes from an Evaluate execution of the model and the dataset.
+  metadata::v1::GetLineageRequest walk;
+  walk.set_artifact_id(evaluation.lineage_artifact_id());
+  walk.set_max_hops(2);
+  metadata::v1::LineageGraph graph;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(lineage->GetLineage(&context, walk, &graph).ok());
+  }
+  bool model_found = false, dataset_found = false;
+  for (const auto& node : graph.nodes()) {
+    if (!node.has_artifact()) continue;
+    model_found = model_found || node.artifact().id() == model_artifact;
+    dataset_found =
+        dataset_found || "churn-test@" + node.artifact().digest() == evaluation.dataset();
+  }
+  EXPECT_TRUE(model_found && dataset_found) << graph.DebugString();
+
+  // Stored: by id and by model version.
+  {
+    v1::GetEvaluationRequest get;
+    get.set_id(evaluation.id());
+    v1::Evaluation stored;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->GetEvaluation(&context, get, &stored).ok());
+    EXPECT_EQ(stored.slices_size(), 2);
+    EXPECT_DOUBLE_EQ(stored.overall().roc_auc(), 0.96);
+  }
+  // No version: the latest.
+  {
+    v1::EvaluateModelRequest latest = request;
+    latest.clear_version();
+    latest.clear_slice_by();
+    v1::Evaluation again;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->EvaluateModel(&context, latest, &again).ok());
+    EXPECT_EQ(again.model_version(), 1);
+  }
+  // Bad input: clear codes, nothing stored.
+  auto refuse = [&](v1::EvaluateModelRequest bad, grpc::StatusCode code, const std::string& what) {
+    v1::Evaluation unused;
+    grpc::ClientContext context;
+    EXPECT_THAT(stub_->EvaluateModel(&context, bad, &unused), GrpcStatusIs(code, what));
+  };
+  v1::EvaluateModelRequest bad = request;
+  bad.set_version("staging");
+  refuse(bad, grpc::StatusCode::NOT_FOUND, "staging");
+  bad = request;
+  bad.set_dataset("nosuch@v1");
+  refuse(bad, grpc::StatusCode::NOT_FOUND, "nosuch");
+  bad = request;
+  bad.set_score_column("city");
+  refuse(bad, grpc::StatusCode::INVALID_ARGUMENT, "score_column city: a numeric column");
+  bad = request;
+  bad.set_dataset("projects/other/churn-test@v1");
+  refuse(bad, grpc::StatusCode::INVALID_ARGUMENT, "project other");
+  {
+    v1::ListEvaluationsRequest list;
+    list.set_model("churn");
+    v1::ListEvaluationsResponse listed;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->ListEvaluations(&context, list, &listed).ok());
+    ASSERT_EQ(listed.evaluations_size(), 2);
+    EXPECT_EQ(listed.evaluations(1).id(), evaluation.id());  // newest first
+    EXPECT_EQ(listed.evaluations(0).slices_size(), 0);  // listed without slices
+  }
+}
+
 }  // namespace
 }  // namespace mlops::monitoring

@@ -120,6 +120,11 @@ Model registry:
   mlops models alias NAME ALIAS --delete
   mlops models history NAME ALIAS [--at TIME]         (TIME: ms or 2026-11-27T05:00:00Z)
   mlops models delete-version NAME VERSION
+  mlops models evaluate NAME[@ALIAS|VERSION] --dataset D@V [--task classification|regression]
+        [--label label] [--prediction prediction] [--score COLUMN] [--positive 1]
+        [--slice FEATURE]... [--cross A,B]... [--buckets 4] [--sensitive FEATURE]
+                                       metrics overall, per slice, fairness (docs/analysis.md)
+  mlops models evaluations NAME[@VERSION] [--max N]
 
 Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
   mlops pipeline submit FILE [--param K=V]... [--queue Q] [--no-cache] [--watch]
@@ -279,6 +284,11 @@ int main(int argc, char** argv) {
     if (group == "pipeline" || group == "pipelines" || group == "queues" || group == "queue") {
       return RunPipelineCommand(group.rfind("queue", 0) == 0 ? "queues" : "pipeline", command, args,
                                 ServiceChannel(endpoints.scheduler, endpoints), output == "json");
+    }
+    if ((group == "models" || group == "model") &&
+        (command == "evaluate" || command == "evaluations")) {
+      return RunAnalysisCommand(command, args, ServiceChannel(endpoints.monitoring, endpoints),
+                                output == "json");
     }
     if (group == "lineage" || group == "models" || group == "model") {
       return RunLineageCommand(group == "model" ? "models" : group, command, args, metadata,

@@ -18,4 +18,8 @@ int RunMonitoringCommand(const std::string& group, Args& args,
 int RunValidationCommand(const std::string& group, Args& args,
                          std::shared_ptr<grpc::Channel> channel, bool json);
 
+// `mlops models evaluate|evaluations` (analysis_cli.cc).
+int RunAnalysisCommand(const std::string& command, Args& args,
+                       std::shared_ptr<grpc::Channel> channel, bool json);
+
 }  // namespace mlops::cli
