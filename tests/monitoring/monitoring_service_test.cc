@@ -867,7 +867,7 @@ TEST_F(MonitoringServiceTest, ModelVersionsAreEvaluatedStoredAndLinkedInLineage)
     ASSERT_TRUE(stub_->ListEvaluations(&context, list, &listed).ok());
     ASSERT_EQ(listed.evaluations_size(), 2);
     EXPECT_EQ(listed.evaluations(1).id(), evaluation.id());  // newest first
-    EXPECT_EQ(listed.evaluations(0).slices_size(), 0);  // listed without slices
+    EXPECT_EQ(listed.evaluations(0).slices_size(), 0);       // listed without slices
   }
 }
 
