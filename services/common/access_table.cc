@@ -119,6 +119,10 @@ constexpr MethodAccess kAccessTable[] = {
     {"/mlops.metadata.v1.ModelRegistry/SetAlias", Access::kEditor, true, "name"},
     {"/mlops.metadata.v1.ModelRegistry/DeleteAlias", Access::kEditor, true, "name"},
     {"/mlops.metadata.v1.ModelRegistry/GetAliasHistory", Access::kViewer, false, "name"},
+    // A blessing is an evaluation's verdict (editor, as the evaluation); what an alias requires
+    // is the model's governance (admin).
+    {"/mlops.metadata.v1.ModelRegistry/SetBlessing", Access::kEditor, true, "name"},
+    {"/mlops.metadata.v1.ModelRegistry/SetAliasPolicy", Access::kAdmin, true, "name"},
     {"/mlops.monitoring.v1.MonitoringService/CreateProfile", Access::kEditor, true, "name dataset"},
     {"/mlops.monitoring.v1.MonitoringService/GetProfile", Access::kViewer, false, "name"},
     {"/mlops.monitoring.v1.MonitoringService/ListProfiles", Access::kViewer, false, "project"},

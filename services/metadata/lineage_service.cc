@@ -317,4 +317,16 @@ grpc::Status ModelRegistryImpl::GetAliasHistory(grpc::ServerContext*,
   return Reply(store_->GetAliasHistory(*request), response);
 }
 
+grpc::Status ModelRegistryImpl::SetBlessing(grpc::ServerContext*,
+                                            const v1::SetBlessingRequest* request,
+                                            v1::ModelVersion* response) {
+  return Reply(store_->SetBlessing(*request), response);
+}
+
+grpc::Status ModelRegistryImpl::SetAliasPolicy(grpc::ServerContext*,
+                                               const v1::SetAliasPolicyRequest* request,
+                                               v1::RegisteredModel* response) {
+  return Reply(store_->SetAliasPolicy(*request), response);
+}
+
 }  // namespace mlops::metadata

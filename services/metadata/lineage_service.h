@@ -94,6 +94,10 @@ class ModelRegistryImpl final : public v1::ModelRegistry::Service {
                            v1::AliasMove* response) override;
   grpc::Status GetAliasHistory(grpc::ServerContext*, const v1::GetAliasHistoryRequest* request,
                                v1::GetAliasHistoryResponse* response) override;
+  grpc::Status SetBlessing(grpc::ServerContext*, const v1::SetBlessingRequest* request,
+                           v1::ModelVersion* response) override;
+  grpc::Status SetAliasPolicy(grpc::ServerContext*, const v1::SetAliasPolicyRequest* request,
+                              v1::RegisteredModel* response) override;
 
  private:
   RegistryStore* store_;

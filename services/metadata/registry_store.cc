@@ -361,8 +361,10 @@ absl::Status RegistryStore::DeleteModelVersion(std::string_view name, int64_t ve
 
 absl::StatusOr<v1::AliasMove> RegistryStore::RecordMove(
     v1::RegisteredModel& model, const std::string& alias, int64_t to_version,
-    const std::string& actor, const std::string& reason, rocksdb::WriteBatch* batch) {
+    const std::string& actor, const std::string& reason, rocksdb::WriteBatch* batch,
+    bool overridden) {
   v1::AliasMove move;
+  move.set_overridden(overridden);
   move.set_name(model.name());
   move.set_alias(alias);
   auto it = model.aliases().find(alias);
@@ -397,9 +399,32 @@ absl::StatusOr<v1::AliasMove> RegistryStore::SetAlias(const v1::SetAliasRequest&
   if (request.actor().size() > 256 || request.reason().size() > 4096) {
     return absl::InvalidArgumentError("actor or reason: too long");
   }
+  if (request.override() && request.reason().empty()) {
+    return absl::InvalidArgumentError("override: say why (reason), for the alias history");
+  }
   std::lock_guard lock(ModelLock(request.name()));
   ASSIGN_OR_RETURN(v1::RegisteredModel model, LoadModel(request.name()));
-  RETURN_IF_ERROR(LoadVersion(model, request.version()).status());
+  ASSIGN_OR_RETURN(v1::ModelVersion version, LoadVersion(model, request.version()));
+  // The promotion gate: an alias that requires a blessing moves only to a blessed version.
+  bool overridden = false;
+  if (auto policy = model.alias_policies().find(request.alias());
+      policy != model.alias_policies().end() && policy->second.require_blessing() &&
+      !version.blessing().blessed()) {
+    if (!request.override()) {
+      std::string why;
+      if (!version.has_blessing()) {
+        why = "it has no blessing (evaluate it with a policy: mlops models evaluate ... --policy)";
+      } else {
+        why = "its evaluation " + version.blessing().evaluation_id() + " failed";
+        for (const std::string& rule : version.blessing().failed()) why += "; " + rule;
+      }
+      return absl::FailedPreconditionError(
+          StrCat("alias ", request.alias(), " of ", request.name(),
+                 " requires a blessed version, and version ", std::to_string(request.version()),
+                 " is not blessed: ", why, " (override it with a reason to move it anyway)"));
+    }
+    overridden = true;
+  }
   auto it = model.aliases().find(request.alias());
   int64_t current = it == model.aliases().end() ? -1 : it->second;
   if (request.expected_version() != 0 && request.expected_version() != current) {
@@ -409,10 +434,50 @@ absl::StatusOr<v1::AliasMove> RegistryStore::SetAlias(const v1::SetAliasRequest&
                ", not at expected_version ", std::to_string(request.expected_version())));
   }
   rocksdb::WriteBatch batch;
-  ASSIGN_OR_RETURN(v1::AliasMove move, RecordMove(model, request.alias(), request.version(),
-                                                  request.actor(), request.reason(), &batch));
+  ASSIGN_OR_RETURN(v1::AliasMove move,
+                   RecordMove(model, request.alias(), request.version(), request.actor(),
+                              request.reason(), &batch, overridden));
   RETURN_IF_ERROR(db_->Write(&batch));
   return move;
+}
+
+absl::StatusOr<v1::ModelVersion> RegistryStore::SetBlessing(const v1::SetBlessingRequest& request) {
+  const v1::Blessing& blessing = request.blessing();
+  if (blessing.blessed() && blessing.failed_size() > 0) {
+    return absl::InvalidArgumentError("blessing: blessed, yet with failed rules");
+  }
+  if (blessing.ByteSizeLong() > 64 * 1024) {
+    return absl::InvalidArgumentError("blessing: at most 64 KiB");
+  }
+  std::lock_guard lock(ModelLock(request.name()));
+  ASSIGN_OR_RETURN(v1::RegisteredModel model, LoadModel(request.name()));
+  ASSIGN_OR_RETURN(v1::ModelVersion version, LoadVersion(model, request.version()));
+  *version.mutable_blessing() = blessing;
+  version.mutable_blessing()->set_time_ms(NowMs());
+  version.set_update_time_ms(NextTime(version.update_time_ms()));
+  v1::ModelVersion stored = version;
+  stored.clear_aliases();  // derived from the model's aliases when read
+  rocksdb::WriteBatch batch;
+  batch.Put(versions_, VersionKey(request.name(), request.version()), stored.SerializeAsString());
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return version;
+}
+
+absl::StatusOr<v1::RegisteredModel> RegistryStore::SetAliasPolicy(
+    const v1::SetAliasPolicyRequest& request) {
+  RETURN_IF_ERROR(ValidateAlias(request.alias()));
+  std::lock_guard lock(ModelLock(request.name()));
+  ASSIGN_OR_RETURN(v1::RegisteredModel model, LoadModel(request.name()));
+  if (request.policy().require_blessing()) {
+    (*model.mutable_alias_policies())[request.alias()] = request.policy();
+  } else {
+    model.mutable_alias_policies()->erase(request.alias());
+  }
+  model.set_update_time_ms(NextTime(model.update_time_ms()));
+  rocksdb::WriteBatch batch;
+  batch.Put(models_, model.name(), model.SerializeAsString());
+  RETURN_IF_ERROR(db_->Write(&batch));
+  return model;
 }
 
 absl::StatusOr<v1::AliasMove> RegistryStore::DeleteAlias(const v1::DeleteAliasRequest& request) {

@@ -58,8 +58,9 @@ class RegistryStore {
   // NOT_FOUND, FAILED_PRECONDITION naming the alias that points at it.
   absl::Status DeleteModelVersion(std::string_view name, int64_t version);
 
-  // NOT_FOUND (model, version), INVALID_ARGUMENT (alias name), ABORTED (expected_version differs
-  // from where the alias points now).
+  // NOT_FOUND (model, version), INVALID_ARGUMENT (alias name; an override without a reason),
+  // ABORTED (expected_version differs from where the alias points now), FAILED_PRECONDITION (the
+  // alias requires a blessing the version lacks: the message names each rule that failed).
   absl::StatusOr<v1::AliasMove> SetAlias(const v1::SetAliasRequest& request);
   // NOT_FOUND (model, alias).
   absl::StatusOr<v1::AliasMove> DeleteAlias(const v1::DeleteAliasRequest& request);
@@ -68,6 +69,12 @@ class RegistryStore {
   absl::StatusOr<v1::GetAliasHistoryResponse> GetAliasHistory(
       const v1::GetAliasHistoryRequest& request) const;
 
+  // Records the version's blessing (replacing an earlier one). NOT_FOUND; INVALID_ARGUMENT for a
+  // blessing that is blessed with failed rules, or too large.
+  absl::StatusOr<v1::ModelVersion> SetBlessing(const v1::SetBlessingRequest& request);
+  // NOT_FOUND (model); INVALID_ARGUMENT (alias name).
+  absl::StatusOr<v1::RegisteredModel> SetAliasPolicy(const v1::SetAliasPolicyRequest& request);
+
  private:
   std::mutex& ModelLock(std::string_view name);
   absl::StatusOr<v1::RegisteredModel> LoadModel(std::string_view name) const;
@@ -75,7 +82,8 @@ class RegistryStore {
                                                int64_t version) const;
   absl::StatusOr<v1::AliasMove> RecordMove(v1::RegisteredModel& model, const std::string& alias,
                                            int64_t to_version, const std::string& actor,
-                                           const std::string& reason, rocksdb::WriteBatch* batch);
+                                           const std::string& reason, rocksdb::WriteBatch* batch,
+                                           bool overridden = false);
 
   Db* db_;
   rocksdb::ColumnFamilyHandle* models_;

@@ -53,6 +53,13 @@ class ModelResolver {
   // NOT_FOUND when the model or the version/alias does not exist; other codes when the registry
   // could not answer.
   virtual absl::StatusOr<int64_t> Resolve(const std::string& model, const std::string& version) = 0;
+  // Records the verdict of `evaluation` (which has one) as the blessing of model version
+  // `version` in the registry. The default has no registry to record it in.
+  virtual absl::Status RecordBlessing(const std::string& model, int64_t version,
+                                      const v1::Evaluation& evaluation) {
+    (void)model, (void)version, (void)evaluation;
+    return absl::FailedPreconditionError("no model registry to record a blessing in");
+  }
   // The same version with what lineage knows of it. The default knows only its number.
   virtual absl::StatusOr<ModelVersionRef> Describe(const std::string& model,
                                                    const std::string& version) {

@@ -1,15 +1,18 @@
 // MonitoringStore: model analysis (evaluations of model versions on datasets, and their lineage).
 #include <algorithm>
+#include <optional>
 
 #include "services/common/encoding.h"
 #include "services/common/ids.h"
 #include "services/common/logging.h"
+#include "services/common/names.h"
 #include "services/common/projects.h"
 #include "services/common/status.h"
 #include "services/common/strings.h"
 #include "services/monitoring/evaluation.h"
 #include "services/monitoring/monitoring_store.h"
 #include "services/monitoring/monitoring_store_internal.h"
+#include "services/monitoring/policy.h"
 
 namespace mlops::monitoring {
 namespace {
@@ -31,6 +34,14 @@ absl::StatusOr<v1::Evaluation> MonitoringStore::EvaluateModel(
     return absl::InvalidArgumentError("dataset: the dataset version to evaluate on, NAME@REF");
   }
   RETURN_IF_ERROR(InProject("dataset", request.dataset(), "the model", project));
+  std::vector<Rule> rules;
+  for (const std::string& text : request.policy()) {
+    ASSIGN_OR_RETURN(Rule rule, ParseRule(text));
+    rules.push_back(std::move(rule));
+  }
+  if (!request.champion().empty()) {
+    RETURN_IF_ERROR(ValidateName(NameKind::kAlias, "champion", request.champion()));
+  }
   if (models_ == nullptr) return absl::FailedPreconditionError("no model registry configured");
   if (datasets_ == nullptr) return absl::FailedPreconditionError("no artifact service configured");
   auto version = models_->Describe(model, request.version());
@@ -42,37 +53,89 @@ absl::StatusOr<v1::Evaluation> MonitoringStore::EvaluateModel(
                    datasets_->Read(CanonicalName(request.dataset())));
   std::vector<const Table*> tables;
   for (const auto& table : dataset.tables) tables.push_back(table.get());
-  auto evaluated = EvaluatePredictions(tables, request);
-  if (!evaluated.ok()) {
-    return absl::Status(evaluated.status().code(),
-                        StrCat("dataset ", dataset.resolved, ": ", evaluated.status().message()));
+  auto evaluate = [&](const v1::EvaluateModelRequest& asked,
+                      int64_t model_version) -> absl::StatusOr<v1::Evaluation> {
+    auto evaluated = EvaluatePredictions(tables, asked);
+    if (!evaluated.ok()) {
+      return absl::Status(evaluated.status().code(),
+                          StrCat("dataset ", dataset.resolved, ": ", evaluated.status().message()));
+    }
+    evaluated->set_id(Qualify(project, NewId()));
+    evaluated->set_model(model);
+    evaluated->set_model_version(model_version);
+    evaluated->set_dataset(dataset.resolved);
+    evaluated->set_time_ms(NowMs());
+    return evaluated;
+  };
+  // Stored, and recorded in lineage (a failure to record is logged and counted).
+  auto keep = [&](v1::Evaluation& evaluation, int64_t model_artifact_id) -> absl::Status {
+    bool lineage_failed = false;
+    if (lineage_ != nullptr) {
+      auto artifact = lineage_->RecordEvaluation(evaluation, model_artifact_id);
+      if (artifact.ok()) {
+        evaluation.set_lineage_artifact_id(*artifact);
+      } else {
+        lineage_failed = true;
+        LogWarning("evaluation_lineage_failed",
+                   {{"evaluation", evaluation.id()}, {"error", artifact.status().ToString()}});
+      }
+    }
+    std::string key = VersionPrefix(model, evaluation.model_version());
+    AppendBigEndian64(&key, static_cast<uint64_t>(evaluation.time_ms()));
+    key += InProjectId(evaluation.id());
+    rocksdb::WriteBatch batch;
+    batch.Put(evaluations_cf_, key, evaluation.SerializeAsString());
+    batch.Put(evaluation_ids_cf_, evaluation.id(), key);
+    RETURN_IF_ERROR(db_->WriteSync(&batch));
+    metrics_.CountEvaluation(lineage_failed);
+    return absl::OkStatus();
+  };
+  ASSIGN_OR_RETURN(v1::Evaluation evaluation, evaluate(request, version->version));
+
+  if (!rules.empty()) {
+    // The champion: the version its alias names now, evaluated on the same dataset version.
+    const std::string alias = request.champion().empty() ? "production" : request.champion();
+    auto champion_ref = models_->Describe(model, alias);
+    if (!champion_ref.ok() && !absl::IsNotFound(champion_ref.status())) {
+      return champion_ref.status();
+    }
+    const int64_t champion_version = champion_ref.ok() ? champion_ref->version : 0;
+    std::optional<v1::Evaluation> champion;
+    if (champion_version > 0 && !request.champion_prediction_column().empty()) {
+      v1::EvaluateModelRequest theirs = request;
+      theirs.set_prediction_column(request.champion_prediction_column());
+      theirs.set_score_column(request.champion_score_column());
+      theirs.clear_policy();
+      theirs.clear_champion_prediction_column();
+      theirs.clear_champion_score_column();
+      theirs.set_version(std::to_string(champion_version));
+      ASSIGN_OR_RETURN(champion, evaluate(theirs, champion_version));
+      RETURN_IF_ERROR(keep(*champion, champion_ref->artifact_id));
+    } else if (champion_version > 0) {
+      RETURN_IF_ERROR(db_->ScanProto<v1::Evaluation>(evaluations_cf_,
+                                                     VersionPrefix(model, champion_version), {},
+                                                     [&](std::string_view, v1::Evaluation& stored) {
+                                                       if (stored.dataset() == dataset.resolved)
+                                                         champion = std::move(stored);
+                                                       return true;  // the last one is the newest
+                                                     }));
+    }
+    *evaluation.mutable_verdict() =
+        Judge(rules, evaluation, champion.has_value() ? &*champion : nullptr, champion_version);
+    if (champion.has_value()) *evaluation.mutable_champion() = champion->overall();
   }
-  v1::Evaluation evaluation = *std::move(evaluated);
-  const std::string id = NewId();
-  evaluation.set_id(Qualify(project, id));
-  evaluation.set_model(model);
-  evaluation.set_model_version(version->version);
-  evaluation.set_dataset(dataset.resolved);
-  evaluation.set_time_ms(NowMs());
-  bool lineage_failed = false;
-  if (lineage_ != nullptr) {
-    auto artifact = lineage_->RecordEvaluation(evaluation, version->artifact_id);
-    if (artifact.ok()) {
-      evaluation.set_lineage_artifact_id(*artifact);
-    } else {
-      lineage_failed = true;
-      LogWarning("evaluation_lineage_failed",
-                 {{"evaluation", evaluation.id()}, {"error", artifact.status().ToString()}});
+  RETURN_IF_ERROR(keep(evaluation, version->artifact_id));
+  if (!rules.empty()) {
+    // The verdict becomes the version's blessing, which the registry's alias policies consult.
+    absl::Status blessed = models_->RecordBlessing(model, version->version, evaluation);
+    if (!blessed.ok()) {
+      return absl::Status(blessed.code(),
+                          StrCat("evaluation ", evaluation.id(),
+                                 " is stored, but its blessing could not be recorded in the "
+                                 "registry (evaluate again): ",
+                                 blessed.message()));
     }
   }
-  std::string key = VersionPrefix(model, version->version);
-  AppendBigEndian64(&key, static_cast<uint64_t>(evaluation.time_ms()));
-  key += id;
-  rocksdb::WriteBatch batch;
-  batch.Put(evaluations_cf_, key, evaluation.SerializeAsString());
-  batch.Put(evaluation_ids_cf_, evaluation.id(), key);
-  RETURN_IF_ERROR(db_->WriteSync(&batch));
-  metrics_.CountEvaluation(lineage_failed);
   return evaluation;
 }
 

@@ -34,6 +34,10 @@ absl::Status InProject(std::string_view field, std::string_view value, std::stri
                                            ": one request acts in one project"));
 }
 
+std::string_view InProjectId(std::string_view id) {
+  return id.starts_with(kProjectsPrefix) ? id.substr(id.find('/', kProjectsPrefix.size()) + 1) : id;
+}
+
 namespace {
 
 // A list request's project: "" is default, "*" every project.
@@ -45,11 +49,6 @@ absl::StatusOr<std::string> ListedProject(const std::string& project) {
 
 bool Listed(std::string_view project, std::string_view name) {
   return project == kEveryProject || ProjectOf(name) == project;
-}
-
-// The bare part of an id in its project (`projects/P/x` -> x).
-std::string_view InProjectId(std::string_view id) {
-  return id.starts_with(kProjectsPrefix) ? id.substr(id.find('/', kProjectsPrefix.size()) + 1) : id;
 }
 
 // A stored prediction: the predicted value and when it expires.

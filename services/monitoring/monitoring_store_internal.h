@@ -22,4 +22,7 @@ absl::StatusOr<std::string> StoredName(std::string_view field, std::string_view 
 absl::Status InProject(std::string_view field, std::string_view value, std::string_view owner,
                        std::string_view project);
 
+// The bare part of an id in its project (`projects/P/x` -> x).
+std::string_view InProjectId(std::string_view id);
+
 }  // namespace mlops::monitoring

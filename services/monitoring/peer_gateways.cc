@@ -127,6 +127,25 @@ class RegistryResolver final : public ModelResolver {
     return ref.version;
   }
 
+  absl::Status RecordBlessing(const std::string& model, int64_t version,
+                              const v1::Evaluation& evaluation) override {
+    metadata::v1::SetBlessingRequest request;
+    request.set_name(model);
+    request.set_version(version);
+    metadata::v1::Blessing* blessing = request.mutable_blessing();
+    const v1::Verdict& verdict = evaluation.verdict();
+    blessing->set_blessed(verdict.blessed());
+    blessing->set_evaluation_id(evaluation.id());
+    for (const auto& rule : verdict.failed()) blessing->add_failed(rule);
+    for (const auto& rule : verdict.passed()) blessing->add_passed(rule);
+    for (const auto& rule : verdict.policy()) blessing->add_policy(rule);
+    blessing->set_champion_version(verdict.champion_version());
+    metadata::v1::ModelVersion updated;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    return FromGrpcStatus(stub_->SetBlessing(&context, request, &updated));
+  }
+
   absl::StatusOr<ModelVersionRef> Describe(const std::string& model,
                                            const std::string& version) override {
     metadata::v1::GetModelVersionRequest get;

@@ -210,5 +210,96 @@ TEST_F(RegistryStoreTest, RacingAliasMovesLeaveAConsistentHistory) {
             moves->moves(0).to_version());
 }
 
+TEST_F(RegistryStoreTest, AnAliasThatRequiresABlessingMovesOnlyToBlessedVersionsOrByOverride) {
+  const int64_t v1 = NewVersion(), v2 = NewVersion(), v3 = NewVersion();
+  ASSERT_OK(Move("production", v1).status());
+  v1::SetAliasPolicyRequest policy;
+  policy.set_name("iris");
+  policy.set_alias("production");
+  policy.mutable_policy()->set_require_blessing(true);
+  auto model = registry_->SetAliasPolicy(policy);
+  ASSERT_OK(model.status());
+  EXPECT_TRUE(model->alias_policies().at("production").require_blessing());
+
+  // v2 was never judged; v3's evaluation failed two rules.
+  EXPECT_THAT(Move("production", v2).status(), StatusIs(absl::StatusCode::kFailedPrecondition,
+                                                        "version 2 is not blessed: it has no "
+                                                        "blessing"));
+  v1::SetBlessingRequest bless;
+  bless.set_name("iris");
+  bless.set_version(v3);
+  bless.mutable_blessing()->set_evaluation_id("e3");
+  bless.mutable_blessing()->add_failed("accuracy 0.84 < 0.9 (accuracy >= 0.9)");
+  bless.mutable_blessing()->add_failed("slice city=b (n=150): accuracy 0.7 < 0.8");
+  bless.mutable_blessing()->add_passed("roc_auc >= champion - 0.01");
+  auto blessed = registry_->SetBlessing(bless);
+  ASSERT_OK(blessed.status());
+  EXPECT_GT(blessed->blessing().time_ms(), 0);
+  auto refused = Move("production", v3);
+  EXPECT_THAT(refused.status(),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       "evaluation e3 failed; accuracy 0.84 < 0.9 (accuracy >= 0.9); slice city=b "
+                       "(n=150): accuracy 0.7 < 0.8 (override it with a reason"));
+  // Refused: the alias did not move and nothing was recorded.
+  v1::GetModelVersionRequest get;
+  get.set_name("iris");
+  get.set_alias("production");
+  EXPECT_EQ(registry_->GetModelVersion(get)->version(), v1);
+  v1::GetAliasHistoryRequest history;
+  history.set_name("iris");
+  history.set_alias("production");
+  EXPECT_EQ(registry_->GetAliasHistory(history)->moves_size(), 1);
+  // Other aliases are free.
+  EXPECT_OK(Move("staging", v3).status());
+
+  // An override needs a reason, and is recorded as one.
+  v1::SetAliasRequest request;
+  request.set_name("iris");
+  request.set_alias("production");
+  request.set_version(v3);
+  request.set_override(true);
+  EXPECT_THAT(registry_->SetAlias(request).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "say why"));
+  request.set_reason("incident 42: v1 leaks memory");
+  request.set_actor("bob");
+  auto overridden = registry_->SetAlias(request);
+  ASSERT_OK(overridden.status());
+  EXPECT_TRUE(overridden->overridden());
+  auto moves = registry_->GetAliasHistory(history);
+  ASSERT_OK(moves.status());
+  ASSERT_EQ(moves->moves_size(), 2);
+  EXPECT_TRUE(moves->moves(0).overridden());
+  EXPECT_EQ(moves->moves(0).reason(), "incident 42: v1 leaks memory");
+  EXPECT_FALSE(moves->moves(1).overridden());
+
+  // A blessed version moves freely; an override of a blessed version is no override.
+  bless.set_version(v2);
+  bless.mutable_blessing()->clear_failed();
+  bless.mutable_blessing()->set_blessed(true);
+  ASSERT_OK(registry_->SetBlessing(bless).status());
+  request.set_version(v2);
+  auto plain = Move("production", v2);
+  ASSERT_OK(plain.status());
+  EXPECT_FALSE(plain->overridden());
+  // A blessing that is blessed with failed rules is not one.
+  bless.mutable_blessing()->add_failed("x");
+  EXPECT_THAT(registry_->SetBlessing(bless).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "blessed, yet with failed rules"));
+  // The version read back carries its blessing (and its aliases, not stored with it).
+  get.clear_alias();
+  get.set_version(v2);
+  auto read = registry_->GetModelVersion(get);
+  ASSERT_OK(read.status());
+  EXPECT_TRUE(read->blessing().blessed());
+  EXPECT_THAT(read->aliases(), ::testing::ElementsAre("production"));
+  // Removing the policy frees the alias.
+  policy.mutable_policy()->set_require_blessing(false);
+  ASSERT_OK(registry_->SetAliasPolicy(policy).status());
+  EXPECT_OK(Move("production", v1).status());
+  policy.set_alias("no good");
+  EXPECT_THAT(registry_->SetAliasPolicy(policy).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "alias"));
+}
+
 }  // namespace
 }  // namespace mlops::metadata

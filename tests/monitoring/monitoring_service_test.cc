@@ -871,5 +871,98 @@ TEST_F(MonitoringServiceTest, ModelVersionsAreEvaluatedStoredAndLinkedInLineage)
   }
 }
 
+TEST_F(MonitoringServiceTest, APolicyBlessesAVersionAndTheAliasGateFollowsTheBlessing) {
+  // churn v1 is in production; v2 is the challenger. The test rows carry both models'
+  // predictions: v2 gets 8 of 10 right, v1 9 of 10.
+  auto registry = metadata::v1::ModelRegistry::NewStub(server_.NewChannel());
+  for (int i = 0; i < 2; ++i) {
+    metadata::v1::CreateModelVersionRequest version;
+    version.set_name("churn");
+    version.set_create_model(true);
+    version.set_artifact_digest(std::string(64, i == 0 ? 'a' : 'b'));
+    metadata::v1::ModelVersion created;
+    grpc::ClientContext context;
+    ASSERT_TRUE(registry->CreateModelVersion(&context, version, &created).ok());
+  }
+  auto set_alias = [&](int64_t version, bool override, const std::string& reason) {
+    metadata::v1::SetAliasRequest alias;
+    alias.set_name("churn");
+    alias.set_alias("production");
+    alias.set_version(version);
+    alias.set_override(override);
+    alias.set_reason(reason);
+    metadata::v1::AliasMove move;
+    grpc::ClientContext context;
+    return registry->SetAlias(&context, alias, &move);
+  };
+  ASSERT_TRUE(set_alias(1, false, "").ok());
+  {
+    metadata::v1::SetAliasPolicyRequest policy;
+    policy.set_name("churn");
+    policy.set_alias("production");
+    policy.mutable_policy()->set_require_blessing(true);
+    metadata::v1::RegisteredModel model;
+    grpc::ClientContext context;
+    ASSERT_TRUE(registry->SetAliasPolicy(&context, policy, &model).ok());
+  }
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/test");
+  {
+    std::ofstream csv(dir.path() + "/test/scored.csv");
+    csv << "label,prediction,v1\n1,1,1\n0,0,0\n1,1,1\n0,0,0\n1,1,1\n0,1,0\n1,0,1\n0,0,0\n1,1,1\n"
+           "0,0,1\n";
+  }
+  artifact::ArtifactClient client(server_.NewChannel());
+  ASSERT_OK(client.Push(dir.path() + "/test", "churn-test", {"v1"}, "", nullptr).status());
+  auto evaluate = [&](std::vector<std::string> policy, bool champion_column, v1::Evaluation* out) {
+    v1::EvaluateModelRequest request;
+    request.set_model("churn");
+    request.set_version("2");
+    request.set_dataset("churn-test@v1");
+    request.set_task("classification");
+    for (const auto& rule : policy) request.add_policy(rule);
+    if (champion_column) request.set_champion_prediction_column("v1");
+    grpc::ClientContext context;
+    return stub_->EvaluateModel(&context, request, out);
+  };
+  auto blessing = [&]() {
+    metadata::v1::GetModelVersionRequest get;
+    get.set_name("churn");
+    get.set_version(2);
+    metadata::v1::ModelVersion version;
+    grpc::ClientContext context;
+    EXPECT_TRUE(registry->GetModelVersion(&context, get, &version).ok());
+    return version.blessing();
+  };
+
+  // Worse than the champion: not blessed, and the gate refuses the move.
+  v1::Evaluation first;
+  ASSERT_TRUE(evaluate({"accuracy >= champion", "accuracy >= 0.75"}, true, &first).ok());
+  EXPECT_FALSE(first.verdict().blessed());
+  EXPECT_EQ(first.verdict().champion_version(), 1);
+  EXPECT_DOUBLE_EQ(first.champion().accuracy(), 0.9);
+  EXPECT_THAT(first.verdict().failed(),
+              ::testing::ElementsAre("accuracy 0.8 < 0.9 (champion 0.9) (accuracy >= champion)"));
+  EXPECT_THAT(first.verdict().passed(), ::testing::ElementsAre("accuracy >= 0.75"));
+  EXPECT_FALSE(blessing().blessed());
+  EXPECT_EQ(blessing().evaluation_id(), first.id());
+  EXPECT_THAT(set_alias(2, false, ""),
+              GrpcStatusIs(grpc::StatusCode::FAILED_PRECONDITION,
+                           "version 2 is not blessed: its evaluation " + first.id() +
+                               " failed; accuracy 0.8 < 0.9"));
+  // The champion's evaluation on the same data was stored too: a later policy finds it there.
+  v1::Evaluation second;
+  ASSERT_TRUE(evaluate({"accuracy >= champion - 0.15"}, false, &second).ok());
+  EXPECT_TRUE(second.verdict().blessed()) << second.verdict().DebugString();
+  EXPECT_FALSE(second.verdict().champion_evaluation().empty());
+  EXPECT_TRUE(blessing().blessed());
+  EXPECT_TRUE(set_alias(2, false, "").ok());
+  // A bad rule is refused before anything is evaluated.
+  v1::Evaluation unused;
+  EXPECT_THAT(evaluate({"accuracy ~ 1"}, false, &unused),
+              GrpcStatusIs(grpc::StatusCode::INVALID_ARGUMENT, "policy rule 'accuracy ~ 1'"));
+  EXPECT_TRUE(blessing().blessed());
+}
+
 }  // namespace
 }  // namespace mlops::monitoring

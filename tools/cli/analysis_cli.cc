@@ -62,6 +62,24 @@ void PrintEvaluation(const mv1::Evaluation& e) {
     }
     PrintTable({"CLASS", "PRECISION", "RECALL", "F1", "SUPPORT"}, classes);
   }
+  if (e.verdict().policy_size() > 0) {
+    const auto& v = e.verdict();
+    std::cout << "\n" << (v.blessed() ? "BLESSED" : "NOT BLESSED");
+    if (v.champion_version() > 0) {
+      std::cout << " against the champion, version " << v.champion_version();
+      if (e.has_champion()) {
+        std::cout << " ("
+                  << (e.task() == "regression" ? "rmse " + Figure(e.champion().rmse())
+                                               : "accuracy " + Figure(e.champion().accuracy()))
+                  << ")";
+      }
+    } else {
+      std::cout << " (no champion to compare with)";
+    }
+    std::cout << "\n";
+    for (const auto& rule : v.failed()) std::cout << "  failed: " << rule << "\n";
+    for (const auto& rule : v.passed()) std::cout << "  passed: " << rule << "\n";
+  }
   if (!e.fairness().feature().empty()) {
     const auto& f = e.fairness();
     std::cout << "\nfairness across " << f.feature() << ": demographic parity difference "
@@ -114,12 +132,18 @@ int RunAnalysisCommand(const std::string& command, Args& args,
       request.set_buckets(static_cast<int32_t>(ParseInt(*v, "--buckets")));
     }
     if (auto v = args.Take("--sensitive")) request.set_sensitive_feature(*v);
+    for (const auto& rule : args.TakeAll("--policy")) request.add_policy(rule);
+    if (auto v = args.Take("--champion")) request.set_champion(*v);
+    if (auto v = args.Take("--champion-prediction")) request.set_champion_prediction_column(*v);
+    if (auto v = args.Take("--champion-score")) request.set_champion_score_column(*v);
     args.ExpectEmpty();
     auto evaluation = CallOrExit(stub.get(), &mv1::MonitoringService::Stub::EvaluateModel, request,
                                  std::chrono::minutes(30));
-    if (json) return PrintJson(evaluation), 0;
+    const int code =
+        evaluation.verdict().policy_size() > 0 && !evaluation.verdict().blessed() ? 3 : 0;
+    if (json) return PrintJson(evaluation), code;
     PrintEvaluation(evaluation);
-    return 0;
+    return code;
   }
   if (command == "evaluations") {
     mv1::ListEvaluationsRequest request;

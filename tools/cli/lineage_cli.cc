@@ -250,13 +250,32 @@ class LineageCli {
         }
         request.set_actor(actor);
         request.set_reason(reason);
+        request.set_override(args.TakeFlag("--override"));
         args.ExpectEmpty();
         move = Call(registry_.get(), &mv1::ModelRegistry::Stub::SetAlias, request);
       }
       if (output_ == "json") return PrintJson(move), 0;
       std::cout << name << "@" << alias << ": " << VersionText(move.from_version()) << " -> "
                 << VersionText(move.to_version()) << " (move " << move.sequence() << " by "
-                << move.actor() << " at " << FormatTime(move.time_ms()) << ")\n";
+                << move.actor() << " at " << FormatTime(move.time_ms())
+                << (move.overridden() ? ", OVERRIDING the alias's blessing requirement" : "")
+                << ")\n";
+      return 0;
+    }
+    if (command == "alias-policy") {
+      mv1::SetAliasPolicyRequest request;
+      request.set_name(args.Positional("NAME"));
+      request.set_alias(args.Positional("ALIAS"));
+      const bool require = args.TakeFlag("--require-blessing");
+      const bool none = args.TakeFlag("--none");
+      if (require == none) throw UsageError{"alias-policy needs --require-blessing or --none"};
+      request.mutable_policy()->set_require_blessing(require);
+      args.ExpectEmpty();
+      auto model = Call(registry_.get(), &mv1::ModelRegistry::Stub::SetAliasPolicy, request);
+      if (output_ == "json") return PrintJson(model), 0;
+      std::cout << request.name() << "@" << request.alias()
+                << (require ? ": moves only to a blessed version (or with --override --reason)\n"
+                            : ": moves to any version\n");
       return 0;
     }
     if (command == "history") {
@@ -298,7 +317,7 @@ class LineageCli {
       for (const auto& m : all.moves()) {
         rows.push_back({std::to_string(m.sequence()), FormatTime(m.time_ms()),
                         VersionText(m.from_version()), VersionText(m.to_version()), m.actor(),
-                        m.reason()});
+                        m.overridden() ? "OVERRIDE: " + m.reason() : m.reason()});
       }
       PrintTable({"MOVE", "TIME", "FROM", "TO", "BY", "REASON"}, rows);
       return 0;
@@ -440,7 +459,12 @@ class LineageCli {
               << "\ncreated:     " << FormatTime(m.create_time_ms()) << "\n";
     for (const auto& [a, v] :
          std::map<std::string, int64_t>(m.aliases().begin(), m.aliases().end())) {
-      std::cout << "alias:       " << a << " -> v" << v << "\n";
+      auto policy = m.alias_policies().find(a);
+      std::cout << "alias:       " << a << " -> v" << v
+                << (policy != m.alias_policies().end() && policy->second.require_blessing()
+                        ? " (requires a blessing)"
+                        : "")
+                << "\n";
     }
     for (const auto& [k, v] :
          std::map<std::string, std::string>(m.tags().begin(), m.tags().end())) {
@@ -458,6 +482,15 @@ class LineageCli {
               << "\ncreated:  " << FormatTime(v.create_time_ms()) << "\naliases:  ";
     for (int i = 0; i < v.aliases_size(); ++i) std::cout << (i ? ", " : "") << v.aliases(i);
     std::cout << "\n";
+    if (v.has_blessing()) {
+      const auto& b = v.blessing();
+      std::cout << "blessing: " << (b.blessed() ? "BLESSED" : "NOT BLESSED") << " by evaluation "
+                << b.evaluation_id() << " at " << FormatTime(b.time_ms());
+      if (b.champion_version() > 0) std::cout << " against v" << b.champion_version();
+      std::cout << "\n";
+      for (const auto& rule : b.failed()) std::cout << "  failed: " << rule << "\n";
+      for (const auto& rule : b.passed()) std::cout << "  passed: " << rule << "\n";
+    }
   }
 
   // The lineage artifact with this content digest (a Model first, else whatever recorded those

@@ -123,7 +123,13 @@ Model registry:
   mlops models evaluate NAME[@ALIAS|VERSION] --dataset D@V [--task classification|regression]
         [--label label] [--prediction prediction] [--score COLUMN] [--positive 1]
         [--slice FEATURE]... [--cross A,B]... [--buckets 4] [--sensitive FEATURE]
-                                       metrics overall, per slice, fairness (docs/analysis.md)
+        [--policy "accuracy >= 0.9"]... [--champion production]
+        [--champion-prediction COLUMN [--champion-score COLUMN]]
+                                       metrics overall, per slice, fairness (docs/analysis.md);
+                                       with a policy the verdict is the version's blessing
+                                       (exit 3 when not blessed)
+  mlops models alias-policy NAME ALIAS --require-blessing|--none
+  mlops models alias NAME ALIAS VERSION --override --reason TEXT   past a missing blessing
   mlops models evaluations NAME[@VERSION] [--max N]
 
 Pipelines (the scheduler; FILE is a pipeline spec in YAML, see docs/api.md):
