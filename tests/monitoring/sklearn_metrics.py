@@ -9,18 +9,18 @@ computed here with numpy). Prints one JSON object.
 
 Columns: label, prediction, and for classification score (the probability of class 1).
 """
+import csv
 import json
 import sys
 
 import numpy as np
-import pandas as pd
 from sklearn import metrics
 from sklearn.calibration import calibration_curve
 
 
 def classification(frame):
-    y = frame['label'].astype(str).to_numpy()
-    yhat = frame['prediction'].astype(str).to_numpy()
+    y = np.array(frame['label'])
+    yhat = np.array(frame['prediction'])
     labels = sorted(set(y) | set(yhat), key=lambda v: float(v))
     p, r, f, s = metrics.precision_recall_fscore_support(
         y, yhat, labels=labels, zero_division=0)
@@ -39,7 +39,7 @@ def classification(frame):
         out[average + '_f1'] = af
     if 'score' in frame:
         truth = (y == '1').astype(int)
-        score = frame['score'].to_numpy(dtype=float)
+        score = np.array(frame['score'], dtype=float)
         if 0 < truth.sum() < len(truth):
             out['roc_auc'] = metrics.roc_auc_score(truth, score)
         if truth.sum() > 0:
@@ -58,8 +58,8 @@ def classification(frame):
 
 
 def regression(frame):
-    y = frame['label'].to_numpy(dtype=float)
-    yhat = frame['prediction'].to_numpy(dtype=float)
+    y = np.array(frame['label'], dtype=float)
+    yhat = np.array(frame['prediction'], dtype=float)
     return {
         'count': len(y),
         'rmse': metrics.mean_squared_error(y, yhat) ** 0.5,
@@ -71,12 +71,14 @@ def regression(frame):
 
 def fairness(frame, feature):
     groups = {}
-    truth = frame['label'].astype(str) == '1'
-    predicted = frame['prediction'].astype(str) == '1'
+    truth = np.array(frame['label']) == '1'
+    predicted = np.array(frame['prediction']) == '1'
+    values = np.array(frame[feature])
     selection, tpr, fpr = [], [], []
-    for group, rows in frame.groupby(frame[feature].astype(str)):
-        t, p = truth[rows.index], predicted[rows.index]
-        rates = {'count': len(rows), 'selection_rate': p.mean()}
+    for group in sorted(set(values)):
+        rows = values == group
+        t, p = truth[rows], predicted[rows]
+        rates = {'count': int(rows.sum()), 'selection_rate': p.mean()}
         selection.append(rates['selection_rate'])
         if t.sum() > 0:
             rates['true_positive_rate'] = (p & t).sum() / t.sum()
@@ -104,13 +106,15 @@ def main():
     path, task = sys.argv[1], sys.argv[2]
     slice_feature = sys.argv[3] if len(sys.argv) > 3 else ''
     sensitive = sys.argv[4] if len(sys.argv) > 4 else ''
-    frame = pd.read_csv(path, dtype={'label': str, 'prediction': str}
-                        if task == 'classification' else None)
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    frame = {key: [row[key] for row in rows] for key in rows[0]}
     compute = classification if task == 'classification' else regression
     out = {'overall': compute(frame), 'slices': {}}
     if slice_feature:
-        for value, rows in frame.groupby(frame[slice_feature].astype(str)):
-            out['slices'][value] = compute(rows.reset_index(drop=True))
+        for value in sorted(set(frame[slice_feature])):
+            keep = [i for i, v in enumerate(frame[slice_feature]) if v == value]
+            out['slices'][value] = compute({k: [col[i] for i in keep] for k, col in frame.items()})
     if sensitive:
         out['fairness'] = fairness(frame, sensitive)
 
