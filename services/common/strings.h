@@ -38,6 +38,11 @@ std::string StrCat(const Args&... args) {
 std::string ToLower(std::string_view text);
 std::string ToUpper(std::string_view text);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+// Whether `text` is UTF-8 (what a proto string must hold): well-formed sequences, no overlong
+// forms, no surrogates, nothing past U+10FFFF.
+bool IsUtf8(std::string_view text);
+// `text` with every byte that is not part of a UTF-8 sequence written as \xNN.
+std::string Utf8Safe(std::string_view text);
 // Shortest text that parses back to the same double ("0.1", "1e+300", "nan", "inf").
 std::string FormatDouble(double value);
 // Milliseconds since the epoch as RFC 3339 in UTC, as people write times in messages:

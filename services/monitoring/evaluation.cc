@@ -202,7 +202,7 @@ v1::ModelMetrics Classification(const Data& d, const std::vector<uint32_t>& rows
     const double recall = row_sum[c] > 0 ? tp / static_cast<double>(row_sum[c]) : 0;
     const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
     v1::ClassMetrics* out = m.add_classes();
-    out->set_label(d.classes[c]);
+    out->set_label(Utf8Safe(d.classes[c]));
     out->set_precision(precision);
     out->set_recall(recall);
     out->set_f1(f1);
@@ -470,8 +470,8 @@ absl::StatusOr<v1::Evaluation> EvaluatePredictions(const std::vector<const Table
       auto it = groups.find(value);
       if (it == groups.end()) continue;
       v1::SliceMetrics* slice = evaluation.add_slices();
-      slice->set_feature(feature);
-      slice->set_value(value);
+      slice->set_feature(Utf8Safe(feature));
+      slice->set_value(Utf8Safe(value));
       *slice->mutable_metrics() = metrics(it->second);
     }
   };
@@ -509,7 +509,7 @@ absl::StatusOr<v1::Evaluation> EvaluatePredictions(const std::vector<const Table
       }
       if (count == 0) continue;
       v1::GroupRates* rates = fairness->add_groups();
-      rates->set_group(group);
+      rates->set_group(Utf8Safe(group));
       rates->set_count(count);
       rates->set_selection_rate(static_cast<double>(selected) / static_cast<double>(count));
       selection.push_back(rates->selection_rate());

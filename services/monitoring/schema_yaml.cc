@@ -154,7 +154,7 @@ std::string SchemaToYaml(const v1::Schema& schema) {
     out += "]\n";
   }
   if (schema.allow_extra_columns()) out += "allow_extra_columns: true\n";
-  out += "features:\n";
+  out += schema.features_size() == 0 ? "features: []\n" : "features:\n";
   for (const FeatureSchema& f : schema.features()) {
     const char* type = "any";
     for (auto [t, name] : kTypes) {
@@ -194,6 +194,7 @@ std::string SchemaToYaml(const v1::Schema& schema) {
 }
 
 absl::StatusOr<v1::Schema> SchemaFromYaml(std::string_view yaml) {
+  if (!IsUtf8(yaml)) return absl::InvalidArgumentError("a schema is UTF-8 text");
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -225,6 +226,7 @@ absl::StatusOr<v1::Schema> SchemaFromYaml(std::string_view yaml) {
         ASSIGN_OR_RETURN(bool allow, Bool(value, key));
         schema.set_allow_extra_columns(allow);
       } else if (key == "features") {
+        if (value.IsNull()) continue;  // `features:` with nothing after it: none
         if (!value.IsSequence()) return ErrorAt(value, "features: a list");
         for (const YAML::Node& item : value) {
           ASSIGN_OR_RETURN(*schema.add_features(), Feature(item));

@@ -233,7 +233,7 @@ absl::StatusOr<v1::Schema> InferSchema(const std::vector<const Table*>& tables,
   schema.set_min_rows(1);
   for (ColumnFacts& f : facts) {
     FeatureSchema* out = schema.add_features();
-    out->set_name(f.name);
+    out->set_name(Utf8Safe(f.name));
     if (f.tables < static_cast<int>(tables.size())) out->set_required(false);
     const uint64_t present = f.rows - f.missing;
     if (f.missing > 0) {
@@ -260,7 +260,7 @@ absl::StatusOr<v1::Schema> InferSchema(const std::vector<const Table*>& tables,
       out->set_type(FeatureSchema::CATEGORY);
       std::vector<std::string> values(f.distinct.begin(), f.distinct.end());
       std::sort(values.begin(), values.end());
-      for (auto& v : values) out->add_values(std::move(v));
+      for (auto& v : values) out->add_values(Utf8Safe(v));
     } else if (f.numeric) {  // asked to be categorical, but too many values: a number after all
       out->set_type(f.integral ? FeatureSchema::INT : FeatureSchema::FLOAT);
     } else {
@@ -593,6 +593,15 @@ std::vector<Anomaly> Validator::Finish() {
   }
   for (Anomaly& a : column_anomalies_) out.push_back(std::move(a));
   column_anomalies_.clear();
+  // Names and values come from the data, which need not be UTF-8; a proto string must be.
+  for (Anomaly& a : out) {
+    a.set_feature(Utf8Safe(a.feature()));
+    a.set_found(Utf8Safe(a.found()));
+    a.set_expected(Utf8Safe(a.expected()));
+    a.set_description(Utf8Safe(a.description()));
+    a.set_file(Utf8Safe(a.file()));
+    for (std::string& e : *a.mutable_examples()) e = Utf8Safe(e);
+  }
   if (options_.row_count && ((schema_.has_min_rows() && rows_ < schema_.min_rows()) ||
                              (schema_.has_max_rows() && rows_ > schema_.max_rows()))) {
     std::string expected =

@@ -23,5 +23,19 @@ TEST(StringsTest, CatAndFormat) {
   EXPECT_TRUE(EqualsIgnoreCase("AnD", "and"));
 }
 
+TEST(StringsTest, Utf8IsCheckedAndBadBytesAreEscaped) {
+  EXPECT_TRUE(IsUtf8(""));
+  EXPECT_TRUE(IsUtf8("plain"));
+  EXPECT_TRUE(IsUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));  // é € 😀
+  EXPECT_FALSE(IsUtf8("caf\xe9"));                                   // Latin-1 é
+  EXPECT_FALSE(IsUtf8("\xc3"));                                      // cut short
+  EXPECT_FALSE(IsUtf8("\xc0\xaf"));                                  // overlong '/'
+  EXPECT_FALSE(IsUtf8("\xed\xa0\x80"));                              // a surrogate
+  EXPECT_FALSE(IsUtf8("\xf4\x90\x80\x80"));                          // past U+10FFFF
+  EXPECT_EQ(Utf8Safe("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_EQ(Utf8Safe("caf\xe9!"), "caf\\xe9!");
+  EXPECT_EQ(Utf8Safe("\xc3"), "\\xc3");
+}
+
 }  // namespace
 }  // namespace mlops

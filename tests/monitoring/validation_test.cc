@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "services/common/strings.h"
 #include "services/monitoring/schema_yaml.h"
 #include "tests/testing/testing.h"
 
@@ -358,6 +359,25 @@ TEST(SchemaYamlTest, RoundTripsAndRefusesWhatIsNotASchema) {
   bad("- a\n", "a schema is a map");
   bad("features:\n  - {name: a, min: ten}\n", "min: a finite number");
   bad("features:\n  - {name: a, type: float, max: .inf}\n", "max: a finite number");
+}
+
+TEST(ValidatorTest, ValuesThatAreNotUtf8AreReportedEscaped) {
+  // A Latin-1 file: the report (a proto, whose strings must be UTF-8) escapes the bad bytes.
+  auto table = Csv("city\nparis\ncaf\xe9\n");
+  v1::Schema schema;
+  auto* city = schema.add_features();
+  city->set_name("city");
+  city->set_type(FeatureSchema::CATEGORY);
+  city->add_values("paris");
+  auto anomalies = Check(schema, {table.get()});
+  ASSERT_EQ(anomalies.size(), 1u);
+  EXPECT_THAT(anomalies[0].examples(), ElementsAre("caf\\xe9"));
+  EXPECT_TRUE(IsUtf8(anomalies[0].description()));
+  auto inferred = InferSchema({table.get()}, {});
+  ASSERT_OK(inferred.status());
+  EXPECT_THAT(inferred->features(0).values(), ElementsAre("caf\\xe9", "paris"));
+  EXPECT_THAT(SchemaFromYaml("name: caf\xe9\n").status(),
+              mlops::testing::StatusIs(absl::StatusCode::kInvalidArgument, "UTF-8"));
 }
 
 }  // namespace
