@@ -45,9 +45,7 @@ Struct Sklearn(const std::string& csv, const std::string& task, const std::strin
   return result;
 }
 
-bool SklearnRuns() {
-  return std::system("/usr/bin/python3 -c 'import sklearn' 2>/dev/null") == 0;
-}
+bool SklearnRuns() { return std::system("/usr/bin/python3 -c 'import sklearn' 2>/dev/null") == 0; }
 
 const Value& Field(const Struct& s, const std::string& key) {
   static const Value* missing = new Value();
