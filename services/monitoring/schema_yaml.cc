@@ -49,7 +49,12 @@ absl::Status ErrorAt(const YAML::Node& node, std::string_view message) {
 
 absl::StatusOr<std::string> String(const YAML::Node& node, std::string_view key) {
   if (!node.IsScalar()) return ErrorAt(node, StrCat(key, ": a string"));
-  return node.Scalar();
+  // Escapes ("\uD800", "\0") can make what the text was not.
+  const std::string& text = node.Scalar();
+  if (!IsUtf8(text) || text.find('\0') != std::string::npos) {
+    return ErrorAt(node, StrCat(key, ": not UTF-8 text"));
+  }
+  return text;
 }
 
 absl::StatusOr<double> Number(const YAML::Node& node, std::string_view key) {
@@ -195,6 +200,11 @@ std::string SchemaToYaml(const v1::Schema& schema) {
 
 absl::StatusOr<v1::Schema> SchemaFromYaml(std::string_view yaml) {
   if (!IsUtf8(yaml)) return absl::InvalidArgumentError("a schema is UTF-8 text");
+  for (char c : yaml) {
+    if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t' && c != '\r') {
+      return absl::InvalidArgumentError("a schema is text: no control characters");
+    }
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));

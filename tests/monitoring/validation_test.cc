@@ -358,6 +358,8 @@ TEST(SchemaYamlTest, RoundTripsAndRefusesWhatIsNotASchema) {
   bad("features: [\n", "not valid YAML");
   bad("- a\n", "a schema is a map");
   bad("features:\n  - {name: a, min: ten}\n", "min: a finite number");
+  bad("name: \"\\uD800\"\n", "invalid unicode");  // an escape that would make a surrogate
+  bad(std::string_view("name: a\0b\n", 10), "no control characters");
   bad("features:\n  - {name: a, type: float, max: .inf}\n", "max: a finite number");
 }
 
