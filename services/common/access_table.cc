@@ -119,6 +119,7 @@ constexpr MethodAccess kAccessTable[] = {
     {"/mlops.metadata.v1.ModelRegistry/SetAlias", Access::kEditor, true, "name"},
     {"/mlops.metadata.v1.ModelRegistry/DeleteAlias", Access::kEditor, true, "name"},
     {"/mlops.metadata.v1.ModelRegistry/GetAliasHistory", Access::kViewer, false, "name"},
+    {"/mlops.metadata.v1.ModelRegistry/WatchAlias", Access::kViewer, false, "name"},
     // A blessing is an evaluation's verdict (editor, as the evaluation); what an alias requires
     // is the model's governance (admin).
     {"/mlops.metadata.v1.ModelRegistry/SetBlessing", Access::kEditor, true, "name"},

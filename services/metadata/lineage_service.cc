@@ -317,6 +317,43 @@ grpc::Status ModelRegistryImpl::GetAliasHistory(grpc::ServerContext*,
   return Reply(store_->GetAliasHistory(*request), response);
 }
 
+grpc::Status ModelRegistryImpl::WatchAlias(grpc::ServerContext* context,
+                                           const v1::WatchAliasRequest* request,
+                                           grpc::ServerWriter<v1::AliasUpdate>* writer) {
+  int64_t seen = request->after_sequence();
+  if (seen < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError("after_sequence: 0 or a move's sequence"));
+  }
+  bool current_only = seen == 0;  // the first answer is where the alias points now
+  uint64_t moves = store_->moves();
+  while (!context->IsCancelled()) {
+    auto updates = store_->MovesAfter(request->name(), request->alias(), seen);
+    if (!updates.ok()) return ToGrpcStatus(updates.status());
+    if (current_only && updates->size() > 1) updates->erase(updates->begin(), updates->end() - 1);
+    for (const v1::AliasUpdate& update : *updates) {
+      if (!writer->Write(update)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+      }
+      seen = update.move().sequence();
+      current_only = false;
+    }
+    // Until another move (of any alias), looking at the client now and then.
+    for (uint64_t now = moves; now == moves && !context->IsCancelled();) {
+      if (store_->stopping()) {
+        return grpc::Status(
+            grpc::StatusCode::UNAVAILABLE,
+            "the server is shutting down: reconnect with after_sequence " + std::to_string(seen));
+      }
+      now = store_->WaitForMove(moves, 500);
+      if (now != moves) {
+        moves = now;
+        break;
+      }
+    }
+  }
+  return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+}
+
 grpc::Status ModelRegistryImpl::SetBlessing(grpc::ServerContext*,
                                             const v1::SetBlessingRequest* request,
                                             v1::ModelVersion* response) {

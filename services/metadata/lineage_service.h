@@ -98,6 +98,8 @@ class ModelRegistryImpl final : public v1::ModelRegistry::Service {
                            v1::ModelVersion* response) override;
   grpc::Status SetAliasPolicy(grpc::ServerContext*, const v1::SetAliasPolicyRequest* request,
                               v1::RegisteredModel* response) override;
+  grpc::Status WatchAlias(grpc::ServerContext* context, const v1::WatchAliasRequest* request,
+                          grpc::ServerWriter<v1::AliasUpdate>* writer) override;
 
  private:
   RegistryStore* store_;

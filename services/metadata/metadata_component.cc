@@ -50,6 +50,7 @@ class MetadataComponent : public Component {
     return absl::OkStatus();
   }
   void Stop() override {
+    registry_.StopWatches();  // watchers reconnect elsewhere now, not after the grace period
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;

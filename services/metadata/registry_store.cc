@@ -1,5 +1,7 @@
 #include "services/metadata/registry_store.h"
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
 
 #include "services/common/encoding.h"
@@ -438,7 +440,76 @@ absl::StatusOr<v1::AliasMove> RegistryStore::SetAlias(const v1::SetAliasRequest&
                    RecordMove(model, request.alias(), request.version(), request.actor(),
                               request.reason(), &batch, overridden));
   RETURN_IF_ERROR(db_->Write(&batch));
+  NoteMove();
   return move;
+}
+
+void RegistryStore::NoteMove() {
+  {
+    std::lock_guard lock(moves_mu_);
+    ++moves_;
+  }
+  moved_.notify_all();
+}
+
+uint64_t RegistryStore::moves() const {
+  std::lock_guard lock(moves_mu_);
+  return moves_;
+}
+
+uint64_t RegistryStore::WaitForMove(uint64_t seen, int64_t timeout_ms) const {
+  std::unique_lock lock(moves_mu_);
+  moved_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                  [&] { return moves_ != seen || stopping_; });
+  return moves_;
+}
+
+void RegistryStore::StopWatches() {
+  {
+    std::lock_guard lock(moves_mu_);
+    stopping_ = true;
+  }
+  moved_.notify_all();
+}
+
+bool RegistryStore::stopping() const {
+  std::lock_guard lock(moves_mu_);
+  return stopping_;
+}
+
+absl::StatusOr<std::vector<v1::AliasUpdate>> RegistryStore::MovesAfter(
+    std::string_view name, std::string_view alias, int64_t after_sequence) const {
+  RETURN_IF_ERROR(ValidateAlias(alias));
+  ASSIGN_OR_RETURN(v1::RegisteredModel model, LoadModel(name));
+  std::vector<v1::AliasUpdate> updates;
+  int64_t latest = 0;
+  // History keys run newest first: scan until the move after `after_sequence`.
+  RETURN_IF_ERROR(db_->ScanProto<v1::AliasMove>(history_, HistoryPrefix(model.name(), alias), {},
+                                                [&](std::string_view, v1::AliasMove& move) {
+                                                  latest = std::max(latest, move.sequence());
+                                                  if (move.sequence() <= after_sequence)
+                                                    return false;
+                                                  v1::AliasUpdate update;
+                                                  *update.mutable_move() = std::move(move);
+                                                  updates.push_back(std::move(update));
+                                                  return true;
+                                                }));
+  if (after_sequence > latest) {
+    return absl::OutOfRangeError(StrCat("alias ", alias, " of ", model.name(), " has had ",
+                                        std::to_string(latest), " moves, not ",
+                                        std::to_string(after_sequence)));
+  }
+  std::reverse(updates.begin(), updates.end());
+  for (v1::AliasUpdate& update : updates) {
+    if (update.move().to_version() == 0) continue;
+    auto version = LoadVersion(model, update.move().to_version());
+    if (version.ok()) {
+      *update.mutable_version() = *std::move(version);
+    } else if (!absl::IsNotFound(version.status())) {
+      return version.status();
+    }
+  }
+  return updates;
 }
 
 absl::StatusOr<v1::ModelVersion> RegistryStore::SetBlessing(const v1::SetBlessingRequest& request) {
@@ -491,6 +562,7 @@ absl::StatusOr<v1::AliasMove> RegistryStore::DeleteAlias(const v1::DeleteAliasRe
   ASSIGN_OR_RETURN(v1::AliasMove move, RecordMove(model, request.alias(), 0, request.actor(),
                                                   request.reason(), &batch));
   RETURN_IF_ERROR(db_->Write(&batch));
+  NoteMove();
   return move;
 }
 

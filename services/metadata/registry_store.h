@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 
@@ -75,6 +76,21 @@ class RegistryStore {
   // NOT_FOUND (model); INVALID_ARGUMENT (alias name).
   absl::StatusOr<v1::RegisteredModel> SetAliasPolicy(const v1::SetAliasPolicyRequest& request);
 
+  // The moves of an alias after move `after_sequence`, oldest first (each with the version it
+  // points at after it, when it still exists). NOT_FOUND (model), INVALID_ARGUMENT (alias),
+  // OUT_OF_RANGE when the alias has fewer than `after_sequence` moves.
+  absl::StatusOr<std::vector<v1::AliasUpdate>> MovesAfter(std::string_view name,
+                                                          std::string_view alias,
+                                                          int64_t after_sequence) const;
+  // A counter of alias moves (any alias), and a wait until it passes `seen` (at most
+  // `timeout_ms`); returns the counter.
+  uint64_t moves() const;
+  uint64_t WaitForMove(uint64_t seen, int64_t timeout_ms) const;
+  // The server is shutting down: WaitForMove returns at once and stopping() is true, so that
+  // watches end (their clients reconnect) instead of holding the shutdown for its grace period.
+  void StopWatches();
+  bool stopping() const;
+
  private:
   std::mutex& ModelLock(std::string_view name);
   absl::StatusOr<v1::RegisteredModel> LoadModel(std::string_view name) const;
@@ -91,6 +107,12 @@ class RegistryStore {
   rocksdb::ColumnFamilyHandle* history_;
   rocksdb::ColumnFamilyHandle* request_ids_;
   std::array<std::mutex, 64> locks_;
+  // Alias moves, for watchers (WaitForMove).
+  mutable std::mutex moves_mu_;
+  mutable std::condition_variable moved_;
+  uint64_t moves_ = 0;     // guarded by moves_mu_
+  bool stopping_ = false;  // guarded by moves_mu_
+  void NoteMove();
 };
 
 }  // namespace mlops::metadata

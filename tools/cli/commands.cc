@@ -23,7 +23,7 @@ const std::vector<CommandGroup>& CommandGroups() {
       {"models",
        {"model"},
        {"create", "register", "list", "versions", "show", "alias", "history", "delete-version",
-        "evaluate", "evaluations", "alias-policy"}},
+        "evaluate", "evaluations", "alias-policy", "watch"}},
       {"pipeline",
        {"pipelines"},
        {"submit", "list", "status", "logs", "cancel", "retry", "schedule", "schedules",

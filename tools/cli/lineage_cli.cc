@@ -1,12 +1,15 @@
 #include "tools/cli/lineage_cli.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <pwd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <ctime>
 #include <iostream>
 #include <map>
 #include <optional>
+#include <thread>
 
 #include "mlops/metadata/v1/lineage.grpc.pb.h"
 #include "mlops/metadata/v1/registry.grpc.pb.h"
@@ -261,6 +264,60 @@ class LineageCli {
                 << (move.overridden() ? ", OVERRIDING the alias's blessing requirement" : "")
                 << ")\n";
       return 0;
+    }
+    if (command == "watch") {
+      mv1::WatchAliasRequest request;
+      request.set_name(args.Positional("NAME"));
+      request.set_alias(args.Positional("ALIAS"));
+      const int64_t count = ParseInt(args.Take("--count").value_or("0"), "--count");
+      if (auto after = args.Take("--after"))
+        request.set_after_sequence(ParseInt(*after, "--after"));
+      args.ExpectEmpty();
+      // Follows the alias until interrupted (or --count updates); when the server goes away it
+      // reconnects, resuming after the last move seen, so no move is missed or shown twice.
+      int64_t received = 0;
+      int backoff_ms = 500;
+      for (;;) {
+        grpc::ClientContext context;
+        auto reader = registry_->WatchAlias(&context, request);
+        mv1::AliasUpdate update;
+        while (reader->Read(&update)) {
+          backoff_ms = 500;
+          request.set_after_sequence(update.move().sequence());
+          const auto& m = update.move();
+          if (output_ == "json") {
+            std::string line;
+            (void)google::protobuf::util::MessageToJsonString(update, &line);
+            std::cout << line << std::endl;
+          } else {
+            std::cout << request.name() << "@" << request.alias() << " -> "
+                      << (m.to_version() == 0 ? std::string("deleted")
+                                              : VersionText(m.to_version()))
+                      << (update.has_version() ? " (" + update.version().artifact_digest() + ")"
+                                               : "")
+                      << ": move " << m.sequence() << " by " << m.actor() << " at "
+                      << FormatTime(m.time_ms()) << (m.overridden() ? ", OVERRIDE" : "")
+                      << (m.reason().empty() ? "" : ", " + m.reason()) << std::endl;
+          }
+          if (count > 0 && ++received >= count) {
+            context.TryCancel();
+            reader->Finish();
+            return 0;
+          }
+        }
+        grpc::Status status = reader->Finish();
+        // The server going away (shutting down, restarting, unreachable) ends the stream with
+        // one of these; anything else is an answer.
+        if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+            status.error_code() != grpc::StatusCode::CANCELLED &&
+            status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          FailRpc(status);
+        }
+        std::cerr << "watch: " << status.error_message() << "; reconnecting in " << backoff_ms
+                  << " ms, after move " << request.after_sequence() << "\n";
+        std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+        backoff_ms = std::min(backoff_ms * 2, 10000);
+      }
     }
     if (command == "alias-policy") {
       mv1::SetAliasPolicyRequest request;

@@ -128,6 +128,8 @@ Model registry:
                                        metrics overall, per slice, fairness (docs/analysis.md);
                                        with a policy the verdict is the version's blessing
                                        (exit 3 when not blessed)
+  mlops models watch NAME ALIAS [--count N] [--after MOVE]
+                                       where the alias points, then every move (reconnects)
   mlops models alias-policy NAME ALIAS --require-blessing|--none
   mlops models alias NAME ALIAS VERSION --override --reason TEXT   past a missing blessing
   mlops models evaluations NAME[@VERSION] [--max N]
