@@ -101,7 +101,7 @@ TEST_F(CliTest, UnknownWordsListTheValidOnesAndVersionAndCompletionWork) {
        "_mlops && echo \"${COMPREPLY[*]}\"",
        MLOPS_CLI_BIN});
   ASSERT_EQ(completion.exit_code, 0) << completion.err;
-  EXPECT_EQ(completion.out, "run runs\nalias\n");
+  EXPECT_EQ(completion.out, "run runs\nalias alias-policy\n");
 }
 
 TEST_F(CliTest, UnreachableServerSaysSo) {
