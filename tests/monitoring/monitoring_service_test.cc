@@ -112,6 +112,35 @@ class MonitoringServiceTest : public ::testing::Test {
     ASSERT_OK(client.Push(dir + "/v2", "customers", {"v2"}, "", nullptr).status());
   }
 
+  // Version N+1 of registered model `model` (created with its first version), its content
+  // digest 64 x `fill`, its lineage Model artifact `artifact_id` (0: none).
+  void AddVersion(const std::string& model, char fill, int64_t artifact_id = 0) {
+    auto registry = metadata::v1::ModelRegistry::NewStub(server_.NewChannel());
+    metadata::v1::CreateModelVersionRequest version;
+    version.set_name(model);
+    version.set_create_model(true);
+    version.set_artifact_digest(std::string(64, fill));
+    version.set_artifact_id(artifact_id);
+    metadata::v1::ModelVersion created;
+    grpc::ClientContext context;
+    ASSERT_TRUE(registry->CreateModelVersion(&context, version, &created).ok());
+  }
+
+  // Points `model`@production at `version`.
+  grpc::Status SetProduction(const std::string& model, int64_t version, bool override = false,
+                             const std::string& reason = "") {
+    auto registry = metadata::v1::ModelRegistry::NewStub(server_.NewChannel());
+    metadata::v1::SetAliasRequest alias;
+    alias.set_name(model);
+    alias.set_alias("production");
+    alias.set_version(version);
+    alias.set_override(override);
+    alias.set_reason(reason);
+    metadata::v1::AliasMove move;
+    grpc::ClientContext context;
+    return registry->SetAlias(&context, alias, &move);
+  }
+
   testing::InProcessServer server_;
   std::unique_ptr<v1::MonitoringService::Stub> stub_;
 };
@@ -385,21 +414,9 @@ TEST_F(MonitoringServiceTest, TimeWindowsRegressionErrorsAndModelsFromTheRegistr
     metadata::v1::RegisteredModel model;
     grpc::ClientContext context;
     ASSERT_TRUE(registry->CreateRegisteredModel(&context, create, &model).ok());
-    for (int i = 0; i < 2; ++i) {
-      metadata::v1::CreateModelVersionRequest version;
-      version.set_name("pricing");
-      version.set_artifact_digest(std::string(64, i == 0 ? 'a' : 'b'));
-      metadata::v1::ModelVersion created;
-      grpc::ClientContext version_context;
-      ASSERT_TRUE(registry->CreateModelVersion(&version_context, version, &created).ok());
-    }
-    metadata::v1::SetAliasRequest alias;
-    alias.set_name("pricing");
-    alias.set_alias("production");
-    alias.set_version(2);
-    metadata::v1::AliasMove move;
-    grpc::ClientContext alias_context;
-    ASSERT_TRUE(registry->SetAlias(&alias_context, alias, &move).ok());
+    AddVersion("pricing", 'a');
+    AddVersion("pricing", 'b');
+    ASSERT_TRUE(SetProduction("pricing", 2).ok());
   }
   v1::Monitor monitor;
   monitor.set_name("prices");
@@ -748,21 +765,8 @@ TEST_F(MonitoringServiceTest, ModelVersionsAreEvaluatedStoredAndLinkedInLineage)
     grpc::ClientContext context;
     ASSERT_TRUE(lineage->PutArtifact(&context, put, &artifact).ok());
     model_artifact = artifact.id();
-    metadata::v1::CreateModelVersionRequest version;
-    version.set_name("churn");
-    version.set_create_model(true);
-    version.set_artifact_digest(std::string(64, 'c'));
-    version.set_artifact_id(model_artifact);
-    metadata::v1::ModelVersion created;
-    grpc::ClientContext version_context;
-    ASSERT_TRUE(registry->CreateModelVersion(&version_context, version, &created).ok());
-    metadata::v1::SetAliasRequest alias;
-    alias.set_name("churn");
-    alias.set_alias("production");
-    alias.set_version(1);
-    metadata::v1::AliasMove move;
-    grpc::ClientContext alias_context;
-    ASSERT_TRUE(registry->SetAlias(&alias_context, alias, &move).ok());
+    AddVersion("churn", 'c', model_artifact);
+    ASSERT_TRUE(SetProduction("churn", 1).ok());
   }
   // Test rows: 8 of 10 predictions right; the two wrong ones are in city b.
   testing::TempDir dir;
@@ -875,27 +879,9 @@ TEST_F(MonitoringServiceTest, APolicyBlessesAVersionAndTheAliasGateFollowsTheBle
   // churn v1 is in production; v2 is the challenger. The test rows carry both models'
   // predictions: v2 gets 8 of 10 right, v1 9 of 10.
   auto registry = metadata::v1::ModelRegistry::NewStub(server_.NewChannel());
-  for (int i = 0; i < 2; ++i) {
-    metadata::v1::CreateModelVersionRequest version;
-    version.set_name("churn");
-    version.set_create_model(true);
-    version.set_artifact_digest(std::string(64, i == 0 ? 'a' : 'b'));
-    metadata::v1::ModelVersion created;
-    grpc::ClientContext context;
-    ASSERT_TRUE(registry->CreateModelVersion(&context, version, &created).ok());
-  }
-  auto set_alias = [&](int64_t version, bool override, const std::string& reason) {
-    metadata::v1::SetAliasRequest alias;
-    alias.set_name("churn");
-    alias.set_alias("production");
-    alias.set_version(version);
-    alias.set_override(override);
-    alias.set_reason(reason);
-    metadata::v1::AliasMove move;
-    grpc::ClientContext context;
-    return registry->SetAlias(&context, alias, &move);
-  };
-  ASSERT_TRUE(set_alias(1, false, "").ok());
+  AddVersion("churn", 'a');
+  AddVersion("churn", 'b');
+  ASSERT_TRUE(SetProduction("churn", 1).ok());
   {
     metadata::v1::SetAliasPolicyRequest policy;
     policy.set_name("churn");
@@ -946,7 +932,7 @@ TEST_F(MonitoringServiceTest, APolicyBlessesAVersionAndTheAliasGateFollowsTheBle
   EXPECT_THAT(first.verdict().passed(), ::testing::ElementsAre("accuracy >= 0.75"));
   EXPECT_FALSE(blessing().blessed());
   EXPECT_EQ(blessing().evaluation_id(), first.id());
-  EXPECT_THAT(set_alias(2, false, ""),
+  EXPECT_THAT(SetProduction("churn", 2),
               GrpcStatusIs(grpc::StatusCode::FAILED_PRECONDITION,
                            "version 2 is not blessed: its evaluation " + first.id() +
                                " failed; accuracy 0.8 < 0.9"));
@@ -956,7 +942,7 @@ TEST_F(MonitoringServiceTest, APolicyBlessesAVersionAndTheAliasGateFollowsTheBle
   EXPECT_TRUE(second.verdict().blessed()) << second.verdict().DebugString();
   EXPECT_FALSE(second.verdict().champion_evaluation().empty());
   EXPECT_TRUE(blessing().blessed());
-  EXPECT_TRUE(set_alias(2, false, "").ok());
+  EXPECT_TRUE(SetProduction("churn", 2).ok());
   // A bad rule is refused before anything is evaluated.
   v1::Evaluation unused;
   EXPECT_THAT(evaluate({"accuracy ~ 1"}, false, &unused),
