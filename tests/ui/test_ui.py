@@ -361,3 +361,26 @@ def test_compare_takes_five_hundred_runs(site, page):
     assert "Compare 500 runs" in page.driver.find_element(By.TAG_NAME, "h2").text
     page.shoot("compare-500")
     assert page.console_errors() == []
+
+
+def test_validations_evaluations_and_blessings_are_shown(site, page):
+    site.api("monitoring", "InferSchema", {"dataset": "demo-data@v1", "save": True})
+    report = site.api("monitoring", "Validate", {"dataset": "demo-data@v1"})
+    assert report["valid"], report
+    # A version judged by a policy it cannot pass: its champion was never evaluated on this data.
+    evaluation = site.api("monitoring", "EvaluateModel", {
+        "model": "demo", "version": "1", "dataset": "demo-data@v1", "task": "classification",
+        "predictionColumn": "label", "policy": ["accuracy >= 0.9", "accuracy >= champion"]})
+    assert not evaluation["verdict"].get("blessed"), evaluation["verdict"]  # false: omitted
+    page.open(site.url(view="models", name="demo"), "table.grid tbody tr")
+    page.wait_for(".verdict")
+    text = page.driver.find_element(By.TAG_NAME, "main").text
+    assert "not blessed" in text
+    assert "accuracy 1.0000" in text
+    assert "null" not in text.split("\n")  # an absent part is no text at all
+    page.shoot("model-evaluations")
+    page.open(site.url(view="datasets", name="demo-data"), "table.grid tbody tr")
+    page.wait_for(".verdict")
+    text = page.driver.find_element(By.TAG_NAME, "main").text
+    assert "Validations" in text and "valid" in text
+    assert page.console_errors() == []

@@ -94,6 +94,16 @@ export async function render(main, params, context) {
             response.changes || [], {empty: 'The two versions hold the same files.'}));
   }
 
+  // Validations of the dataset (docs/validation.md); none shown where there is no monitoring.
+  let validations = [];
+  try {
+    validations = (await call('monitoring', 'ListValidations', {dataset: name, pageSize: 20}, {
+                    signal: context.signal
+                  })).reports ||
+        [];
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+  }
   main.replaceChildren(
       h('h2', {}, 'Dataset ', name),
       section(
@@ -123,8 +133,36 @@ export async function render(main, params, context) {
                                 h('p', {}, 'from ', fromSelect, ' to ', toSelect, ' ',
                                   h('button', {onclick: () => showDiff()}, 'Compare')),
                                 diff) :
-                            null,
-      files);
+                            '',
+      files,
+      validations.length ?
+          section(
+              'Validations',
+              table(
+                  [
+                    {title: 'Time', value: (r) => time(r.timeMs)},
+                    {
+                      title: 'Version',
+                      value: (r) => r.blob ? 'blob ' + short(r.blob) :
+                                             short((r.dataset || '').split('@')[1] || '')
+                    },
+                    {
+                      title: 'Schema',
+                      value: (r) => r.schema ? `${r.schema}@${r.schemaVersion}` : '(given)'
+                    },
+                    {title: 'Rows', class: 'num', value: (r) => r.rows || '0'},
+                    {
+                      title: 'Verdict',
+                      value: (r) => h('span', {class: 'tag verdict'}, r.valid ? 'valid' : 'INVALID')
+                    },
+                    {
+                      title: 'Anomalies',
+                      value: (r) => h('ul', {class: 'anomalies'},
+                                      (r.anomalies || []).map((a) => h('li', {}, a.description)))
+                    },
+                  ],
+                  validations)) :
+          '');
   await showFiles(ref);
   if (params.from && params.to) await showDiff();
   return null;

@@ -81,6 +81,19 @@ export async function render(main, params, context) {
           signal: context.signal
         })).sort((a, b) => Number(a.sequence) - Number(b.sequence));
   }
+  // Evaluations and blessings (docs/analysis.md); none shown where there is no monitoring.
+  let evaluations = [];
+  try {
+    evaluations = (await call('monitoring', 'ListEvaluations', {model: name, pageSize: 50}, {
+                    signal: context.signal
+                  })).evaluations ||
+        [];
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+  }
+  const gated = Object.keys(model.aliasPolicies || {})
+                    .filter((a) => model.aliasPolicies[a].requireBlessing)
+                    .sort();
   const answer = h('div', {'aria-live': 'polite'});
   const dateInput =
       h('input', {type: 'datetime-local', step: 1, 'aria-label': 'date', value: params.at || ''});
@@ -112,6 +125,7 @@ export async function render(main, params, context) {
               error(e));
     }
   }
+  // replaceChildren writes a null child as the text "null": an absent part is ''.
   main.replaceChildren(
       h('h2', {}, 'Model ', name), h('p', {class: 'muted'}, model.description || ''),
       section(
@@ -124,6 +138,17 @@ export async function render(main, params, context) {
                   value: (v) => (v.aliases || []).map((a) => h('span', {class: 'tag'}, a))
                 },
                 {title: 'Status', value: (v) => state(v.status || 'READY')},
+                {
+                  title: 'Blessing',
+                  value: (v) => v.blessing ?
+                      h('span', {
+                        class: 'tag blessing',
+                        title: [...(v.blessing.failed || []), ...(v.blessing.passed || [])].join(
+                            '\n')
+                      },
+                        v.blessing.blessed ? 'blessed' : 'not blessed') :
+                      ''
+                },
                 {
                   title: 'Run',
                   value: (v) => v.sourceRunId ?
@@ -142,6 +167,42 @@ export async function render(main, params, context) {
                 {title: 'Created', value: (v) => time(v.createTimeMs)},
               ],
               versions.sort((a, b) => Number(b.version) - Number(a.version)))),
+      gated.length ? h('p', {class: 'gates'}, gated.join(', '),
+                       gated.length > 1 ? ' move' : ' moves',
+                       ' only to blessed versions (or by a recorded override).') :
+                     '',
+      evaluations.length ?
+          section(
+              'Evaluations',
+              table(
+                  [
+                    {title: 'Time', value: (e) => time(e.timeMs)},
+                    {title: 'Version', class: 'num', value: (e) => 'v' + e.modelVersion},
+                    {
+                      title: 'Dataset',
+                      value: (e) => h('code', {title: e.dataset}, (e.dataset || '').slice(0, 24))
+                    },
+                    {title: 'Rows', class: 'num', value: (e) => (e.overall || {}).count || '0'},
+                    {
+                      title: 'Headline',
+                      value: (e) => e.task === 'regression' ?
+                          'rmse ' + Number((e.overall || {}).rmse || 0).toFixed(4) :
+                          'accuracy ' + Number((e.overall || {}).accuracy || 0).toFixed(4)
+                    },
+                    {
+                      title: 'Verdict',
+                      value: (e) => e.verdict && (e.verdict.policy || []).length ?
+                          h('span', {
+                            class: 'tag verdict',
+                            title: [...(e.verdict.failed || []), ...(e.verdict.passed || [])]
+                                       .join('\n')
+                          },
+                            e.verdict.blessed ? 'blessed' : 'not blessed') :
+                          ''
+                    },
+                  ],
+                  evaluations)) :
+          '',
       section(
           'Aliases over time',
           aliases.length ? timeline(histories, Date.now()) :
@@ -151,7 +212,7 @@ export async function render(main, params, context) {
               'What an alias pointed at',
               h('p', {}, aliasSelect, ' on ', dateInput, ' ', h('button', {onclick: at}, 'Show')),
               answer) :
-          null);
+          '');
   if (params.at) await at();
   return null;
 }
