@@ -59,7 +59,9 @@ def test_the_runs_page_shows_the_three_sweep_runs_and_a_run_its_source(site, pag
     experiment = site.api("metadata", "GetRun", {"runId": runs[0]})["experimentId"]
     page.open(site.url(view="runs", experiments=experiment), ".vrow")
     page.wait_until("document.querySelector('.vtable').dataset.loaded === 'true'")
-    links = [a.get_attribute("href") for a in page.css(".vrow a")]
+    # One script: auto-refresh may re-render the rows between two WebDriver calls.
+    links = page.driver.execute_script(
+        "return [...document.querySelectorAll('.vrow a')].map((a) => a.href)")
     for run in runs:
         assert any(link.endswith("id=" + run) for link in links), run
     lrs = {site.api("metadata", "GetRun", {"runId": r})["params"].get("lr") for r in runs}
@@ -198,8 +200,12 @@ def test_a_hundred_thousand_runs_scroll_and_sort(site, page):
 def test_min_and_max_columns_come_from_the_server(site, page):
     page.open(site.url(view="runs", experiments=site.bulk_experiment,
                        columns="m%3Aloss,min%3Aloss,max%3Aloss"), ".vrow")
-    row = page.css(".vrow")[0]
-    cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, ".vcell")]
+    # Read in one script: the virtual table may re-render its rows between two WebDriver calls
+    # (an element read after that is stale).
+    cells = page.wait_until(
+        "(() => { const r = document.querySelector('.vrow[data-index=\"0\"]');"
+        " const c = r ? [...r.querySelectorAll('.vcell')].map((x) => x.textContent) : [];"
+        " return c.length >= 3 && c.slice(-3).every((x) => x !== '') ? c : null; })()")
     last, low, high = (float(x) for x in cells[-3:])
     assert low <= last <= high and low < high
 
