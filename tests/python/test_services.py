@@ -1,6 +1,7 @@
 """Pipelines, monitoring and lineage from Python against a real mlops-server."""
 import random
 import subprocess
+import time
 
 import pytest
 
@@ -83,7 +84,17 @@ def test_lineage_of_a_pipeline_step_run(sdk_env, tmp_path):
     say = done.steps[0]
     run_id = say.tracking_run_id
     assert run_id
-    graph = mlops.lineage(run_id, upstream=False, downstream=True, depth=2)
+    # The scheduler records a finished step's lineage execution just after the run's state (in
+    # the background): wait for it rather than race it.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            graph = mlops.lineage(run_id, upstream=False, downstream=True, depth=2)
+            break
+        except mlops.NotFound:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     assert graph.total_nodes >= 2  # the step's execution and its output
     with pytest.raises(mlops.InvalidArgument):
         mlops.lineage("bogus:1")
